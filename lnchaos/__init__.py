@@ -1,0 +1,1 @@
+"""The `lnchaos` command: orchestration (target, compare, bench) around the target and the suite."""

@@ -1,0 +1,22 @@
+"""`lnchaos <command>`: one entry point; each command lives in a module of its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from target.cli import add_target_options, run_target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lnchaos", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    target = commands.add_parser("target", help="serve the wallet payout API and the node mock")
+    add_target_options(target)
+    target.set_defaults(run=run_target)
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The master's calls to the target outside the load: health, fix mode, faults, reconciliation.
+
+Plain `urllib` (cooperative under Locust's gevent monkey-patching), so these calls never show
+up in the load statistics; only the verdict turns the reconciliation into a check event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+REQUEST_TIMEOUT_S = 5.0
+
+
+class TargetError(Exception):
+    """The target did not answer, or answered with an error."""
+
+
+class TargetAdmin:
+    def __init__(self, base_url: str, admin_token: str | None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.admin_token = admin_token
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.admin_token:
+            request.add_header("X-Admin-Token", self.admin_token)
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            detail = err.read()[:300].decode(errors="replace")
+            raise TargetError(f"{method} {path}: HTTP {err.code} {detail}") from None
+        except (OSError, ValueError) as err:
+            raise TargetError(f"{method} {path}: {err}") from None
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def wait_healthy(self, timeout_s: float, poll_interval_s: float = 0.1) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.health()
+            except TargetError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(poll_interval_s)
+
+    def get_fix(self) -> str:
+        return str(self._call("GET", "/admin/fix")["mode"])
+
+    def set_fix(self, mode: str) -> str:
+        return str(self._call("PUT", "/admin/fix", {"mode": mode})["mode"])
+
+    def get_faults(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/faults")
+
+    def set_faults(self, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PUT", "/admin/faults", changes)
+
+    def reconciliation(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/reconciliation")
+
+    def wait_settled(self, timeout_s: float, poll_interval_s: float = 0.25) -> dict[str, Any]:
+        """Reconciliation once nothing is pending in the wallet or in flight on the node.
+
+        Bounded: after timeout_s the last answer is returned as it is (its `stuck_pending`
+        then says what did not resolve).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            report = self.reconciliation()
+            in_flight = int((report.get("node") or {}).get("in_flight", 0))
+            if int(report.get("pending", 0)) == 0 and in_flight == 0:
+                return report
+            if time.monotonic() >= deadline:
+                return report
+            time.sleep(poll_interval_s)

@@ -1,0 +1,143 @@
+"""Load shapes: what load, in which phases. Change the spike profile here and nowhere else.
+
+A profile is a plan: a list of phases, each with a user count, a spawn rate and a flag saying
+whether the network runs at the spike fault rate. `LnchaosShape` (a Locust `LoadTestShape`)
+follows the plan chosen by `--profile`; the fault control reads the same plan to change the
+target's faults at phase boundaries.
+
+`-u` and `-t` keep their meaning (the shape opts in with `use_common_options`):
+- steady: `-u` users, ramped at `-r`, for `-t` (forever without `-t`, like any Locust run);
+- spike: fitted into `-t` (60 s without `-t`): ramp to `-u`, hold, a sudden jump to
+  `--spike-factor` x `-u` held at the spike fault rate, back to `-u` and recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from locust import LoadTestShape
+
+log = logging.getLogger(__name__)
+
+PROFILES = ("steady", "spike")
+SPIKE_DEFAULT_RUN_TIME_S = 60.0
+# Share of the run time per spike phase, in order; they sum to 1.
+SPIKE_PHASE_SHARES = (("ramp", 0.15), ("normal", 0.20), ("spike", 0.35), ("recovery", 0.30))
+# The jump into and out of the spike should take about one shape tick (1 s), not a ramp.
+SUDDEN_CHANGE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    start_s: float
+    end_s: float  # math.inf for an open-ended steady run
+    users: int
+    spawn_rate: float
+    spike_faults: bool  # True: the target runs at --spike-timeout-rate during this phase
+
+
+def steady_plan(run_time_s: float | None, users: int, spawn_rate: float) -> list[Phase]:
+    end_s = run_time_s if run_time_s else math.inf
+    return [Phase("normal", 0.0, end_s, users, spawn_rate, spike_faults=False)]
+
+
+def spike_plan(
+    run_time_s: float | None, users: int, spawn_rate: float, spike_factor: int = 4
+) -> list[Phase]:
+    """Ramp, normal, spike (spike_factor x users), recovery, fitted into run_time_s."""
+    total_s = run_time_s if run_time_s else SPIKE_DEFAULT_RUN_TIME_S
+    users = max(users, 1)
+    spike_users = max(users * max(spike_factor, 1), users + 1)
+    plan: list[Phase] = []
+    start_s = 0.0
+    for name, share in SPIKE_PHASE_SHARES:
+        end_s = start_s + total_s * share
+        duration_s = end_s - start_s
+        if name == "ramp":
+            # reach -u by the end of the ramp even when -r is too slow for that
+            rate = max(spawn_rate, users / max(duration_s, SUDDEN_CHANGE_S))
+            plan.append(Phase(name, start_s, end_s, users, rate, spike_faults=False))
+        elif name == "spike":
+            rate = max(spawn_rate, (spike_users - users) / SUDDEN_CHANGE_S)
+            plan.append(Phase(name, start_s, end_s, spike_users, rate, spike_faults=True))
+        else:
+            # "normal" holds; "recovery" drops back to -u at once
+            rate = max(spawn_rate, (spike_users - users) / SUDDEN_CHANGE_S)
+            plan.append(Phase(name, start_s, end_s, users, rate, spike_faults=False))
+        start_s = end_s
+    # float sums must not leave a gap before run_time_s
+    last = plan[-1]
+    plan[-1] = Phase(last.name, last.start_s, total_s, last.users, last.spawn_rate, False)
+    return plan
+
+
+def plan_for(
+    profile: str,
+    run_time_s: float | None,
+    users: int,
+    spawn_rate: float,
+    spike_factor: int = 4,
+) -> list[Phase]:
+    if profile == "steady":
+        return steady_plan(run_time_s, users, spawn_rate)
+    if profile == "spike":
+        return spike_plan(run_time_s, users, spawn_rate, spike_factor)
+    raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+
+
+def phase_at(plan: list[Phase], t_s: float) -> Phase | None:
+    """The phase running at t_s since start; None once the plan is over."""
+    for phase in plan:
+        if phase.start_s <= t_s < phase.end_s:
+            return phase
+    return None
+
+
+class LnchaosShape(LoadTestShape):
+    """Follows the plan of `--profile`; ends the run when the plan ends."""
+
+    use_common_options = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._plan: list[Phase] | None = None
+
+    def reset_time(self) -> None:
+        super().reset_time()
+        self._plan = None  # options may have changed in the web UI between runs
+
+    def plan(self) -> list[Phase]:
+        if self._plan is None:
+            self._plan = plan_from_options(self.runner.environment.parsed_options)
+        return self._plan
+
+    def current_phase(self) -> Phase | None:
+        try:
+            return phase_at(self.plan(), self.get_run_time())
+        except ValueError:
+            return None
+
+    def tick(self) -> tuple[int, float] | None:
+        try:
+            phase = phase_at(self.plan(), self.get_run_time())
+        except ValueError as err:
+            log.error("%s; stopping the run", err)
+            return None
+        if phase is None:
+            return None
+        return phase.users, phase.spawn_rate
+
+
+def plan_from_options(options: object) -> list[Phase]:
+    """The plan for Locust's parsed options (`-u`, `-r`, `-t`, `--profile`, `--spike-factor`)."""
+    profile = getattr(options, "profile", None) or "steady"
+    users = int(getattr(options, "num_users", None) or 1)
+    spawn_rate = float(getattr(options, "spawn_rate", None) or 1.0)
+    run_time_s = getattr(options, "run_time", None)
+    spike_factor = int(getattr(options, "spike_factor", 4) or 4)
+    return plan_for(
+        profile, float(run_time_s) if run_time_s else None, users, spawn_rate, spike_factor
+    )

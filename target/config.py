@@ -1,0 +1,99 @@
+"""Settings of the target: the node's faults, the wallet's limits, and the whole process."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from .errors import bad_request
+
+# The largest amount a wallet holds or pays: 21M BTC in msat; sums of a few still fit SQLite.
+MAX_AMOUNT_MSAT = 21_000_000 * 100_000_000 * 1000
+
+
+class FixMode(StrEnum):
+    OFF = "off"  # the incident: debit, pay, never roll back
+    ROLLBACK = "rollback"  # the "immediate safeguard": refund on timeout too (pays for free)
+    ON = "on"  # the saga: reserve, send, resolve against the node, confirm or cancel
+
+
+@dataclass
+class FaultSettings:
+    """What the simulated network does to outgoing payments; changeable at run time."""
+
+    timeout_rate: float = 0.01  # the payment outlives the caller's deadline
+    failure_rate: float = 0.0  # a definite failure
+    late_settle_rate: float = 0.5  # of timed-out payments, the share that settles late
+    latency_ms_median: float = 5.0  # lognormal route latency
+    latency_spike_rate: float = 0.0  # share of payments with an extra latency spike
+    latency_spike_ms: float = 200.0
+    inflight_hold_ms: float = 1500.0  # a timed-out payment stays in flight this long
+    load_coupling: float = 0.0  # extra timeout chance per payment in flight
+    fee_base_msat: int = 1000
+    fee_ppm: int = 1000
+
+    _RATES = ("timeout_rate", "failure_rate", "late_settle_rate", "latency_spike_rate")
+    _LIMITS_MS = ("latency_ms_median", "latency_spike_ms", "inflight_hold_ms")
+
+    def validate(self) -> None:
+        for name in self._RATES:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise bad_request("invalid_fault", f"{name} must be within [0, 1]", field=name)
+        if self.timeout_rate + self.failure_rate > 1.0:
+            raise bad_request("invalid_fault", "timeout_rate + failure_rate must be at most 1")
+        for name in self._LIMITS_MS:
+            if not 0.0 <= getattr(self, name) <= 60_000.0:
+                raise bad_request("invalid_fault", f"{name} must be within [0, 60000]", field=name)
+        if not 0.0 <= self.load_coupling <= 1.0:
+            raise bad_request("invalid_fault", "load_coupling must be within [0, 1]")
+        if not 0 <= self.fee_base_msat <= 10_000_000 or not 0 <= self.fee_ppm <= 100_000:
+            raise bad_request("invalid_fault", "fee_base_msat or fee_ppm out of range")
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def updated(self, changes: dict[str, object]) -> FaultSettings:
+        """A copy with `changes` applied; unknown keys and wrong types are a 400."""
+        known = {f.name: f.type for f in dataclasses.fields(self)}
+        values = self.as_dict()
+        for key, value in changes.items():
+            if key not in known:
+                raise bad_request("unknown_fault", f"unknown fault setting '{key}'", field=key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise bad_request("invalid_fault", f"'{key}' must be a number", field=key)
+            if known[key] == "int":
+                if not isinstance(value, int):
+                    raise bad_request("invalid_fault", f"'{key}' must be an integer", field=key)
+            values[key] = float(value) if known[key] == "float" else value
+        result = FaultSettings(**values)
+        result.validate()
+        return result
+
+
+@dataclass
+class WalletSettings:
+    node_timeout_ms: int = 500  # the wallet's deadline for one Lightning payment
+    fee_reserve_base_msat: int = 2000
+    fee_reserve_ppm: int = 10_000
+    resolver_interval_ms: int = 100
+    reconcile_interval_s: float = 5.0
+    stuck_after_s: float = 30.0  # a payout pending longer than this is reported as stuck
+    max_body_bytes: int = 16 * 1024
+    max_wallet_balance_msat: int = MAX_AMOUNT_MSAT
+
+    def fee_reserve_msat(self, amount_msat: int) -> int:
+        return self.fee_reserve_base_msat + amount_msat * self.fee_reserve_ppm // 1_000_000
+
+
+@dataclass
+class TargetConfig:
+    fix: FixMode = FixMode.ON
+    seed: int = 1
+    admin_token: str = ""
+    db_path: Path | None = None  # None: a new file in a temporary folder
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    wallet: WalletSettings = field(default_factory=WalletSettings)
+    ledger_batch_max: int = 256  # payouts' ledger writes per transaction (group commit)

@@ -1,0 +1,95 @@
+"""One place for the errors a client may see: each is a status, a stable code and a message."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+log = logging.getLogger("lnchaos.target")
+
+
+class ApiError(Exception):
+    """An error that reaches the client as JSON: `{"error": code, "message": ..., **extra}`."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, object]:
+        return {"error": self.code, "message": self.message, **self.extra}
+
+
+def bad_request(code: str, message: str, **extra: object) -> ApiError:
+    return ApiError(400, code, message, **extra)
+
+
+def json_error(status: int, code: str, message: str, **extra: object) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error; never let a traceback reach a client."""
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return web.json_response(err.body(), status=err.status)
+    except web.HTTPRequestEntityTooLarge as err:
+        return json_error(413, "body_too_large", f"request body over {err.max_size} bytes")
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        code = err.reason.lower().replace(" ", "_")
+        return json_error(err.status, code, err.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_error(500, "internal_error", "internal error; see the target's log")
+
+
+async def read_json_object(request: web.Request) -> dict[str, object]:
+    """The request body as a JSON object, or a 400/413 that names what was wrong."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    try:
+        value = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise bad_request("malformed_json", f"body is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise bad_request("malformed_json", "body must be a JSON object")
+    return value
+
+
+def require_int(body: dict[str, object], key: str, *, minimum: int, maximum: int) -> int:
+    """An integer field within [minimum, maximum]; bools and floats are refused, not rounded."""
+    if key not in body:
+        raise bad_request("missing_field", f"'{key}' is required", field=key)
+    value = body[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request("invalid_amount", f"'{key}' must be an integer", field=key)
+    if value < minimum or value > maximum:
+        raise bad_request(
+            "invalid_amount", f"'{key}' must be between {minimum} and {maximum}", field=key
+        )
+    return value
+
+
+def require_str(body: dict[str, object], key: str, *, max_len: int) -> str:
+    if key not in body:
+        raise bad_request("missing_field", f"'{key}' is required", field=key)
+    value = body[key]
+    if not isinstance(value, str) or not value:
+        raise bad_request("invalid_field", f"'{key}' must be a non-empty string", field=key)
+    if len(value) > max_len:
+        raise bad_request("invalid_field", f"'{key}' is longer than {max_len}", field=key)
+    return value

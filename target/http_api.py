@@ -1,0 +1,191 @@
+"""Thin HTTP handlers: parse, authorise, call the service, answer JSON. No money logic here."""
+
+from __future__ import annotations
+
+import hmac
+import re
+
+from aiohttp import web
+
+from .config import MAX_AMOUNT_MSAT, FixMode
+from .errors import ApiError, bad_request, read_json_object, require_int, require_str
+from .metrics import CONTENT_TYPE_LATEST
+from .node.network import PaymentStatus
+from .openapi import OPENAPI
+from .reconcile import reconcile
+from .state import STATE, TargetState
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+ID_RE = re.compile(r"^[0-9a-f]{32}$")
+IDEMPOTENCY_KEY_MAX = 255
+PAYMENT_REQUEST_MAX = 2048
+
+
+def state_of(request: web.Request) -> TargetState:
+    return request.app[STATE]
+
+
+def require_admin(request: web.Request) -> TargetState:
+    state = state_of(request)
+    given = request.headers.get("X-Admin-Token", "")
+    if not given or not hmac.compare_digest(given.encode(), state.config.admin_token.encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong X-Admin-Token")
+    return state
+
+
+def path_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not ID_RE.match(value):
+        # Same answer as a wrong key: an id's existence is not revealed without its key.
+        raise ApiError(401, "unauthorized", "unknown wallet or wrong X-Api-Key")
+    return value
+
+
+# ---- wallet API ----------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    state = state_of(request)
+    ok = state.ledger.journal.failed is None and state.node_journal_ok()
+    body = {"status": "ok" if ok else "failed", "fix": str(state.payouts.fix)}
+    return web.json_response(body, status=200 if ok else 503)
+
+
+async def create_wallet(request: web.Request) -> web.Response:
+    state = state_of(request)
+    body = await read_json_object(request)
+    limit = state.config.wallet.max_wallet_balance_msat
+    balance_msat = require_int(body, "balance_msat", minimum=1, maximum=limit)
+    wallet_id, api_key = await state.payouts.create_wallet(balance_msat)
+    answer = {"wallet_id": wallet_id, "api_key": api_key, "balance_msat": balance_msat}
+    return web.json_response(answer, status=201)
+
+
+async def get_wallet(request: web.Request) -> web.Response:
+    state = state_of(request)
+    wallet_id = path_id(request, "wallet_id")
+    state.payouts.authorize(wallet_id, request.headers.get("X-Api-Key"))
+    return web.json_response(state.payouts.wallet_view(wallet_id))
+
+
+async def create_payout(request: web.Request) -> web.Response:
+    state = state_of(request)
+    wallet_id = path_id(request, "wallet_id")
+    state.payouts.authorize(wallet_id, request.headers.get("X-Api-Key"))
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+        raise bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
+    body = await read_json_object(request)
+    payment_request = require_str(body, "payment_request", max_len=PAYMENT_REQUEST_MAX)
+    answer = await state.payouts.pay(wallet_id, payment_request, idempotency_key)
+    return web.json_response(answer.body, status=answer.status)
+
+
+async def get_payout(request: web.Request) -> web.Response:
+    state = state_of(request)
+    payout_id = request.match_info["payout_id"]
+    payout = await state.ledger.payout(payout_id) if ID_RE.match(payout_id) else None
+    api_key = request.headers.get("X-Api-Key")
+    if payout is None:
+        raise ApiError(404, "not_found", "no such payout for this X-Api-Key")
+    try:
+        state.payouts.authorize(payout.wallet_id, api_key)
+    except ApiError:
+        # Another wallet's payout looks exactly like a missing one.
+        raise ApiError(404, "not_found", "no such payout for this X-Api-Key") from None
+    return web.json_response(payout.public())
+
+
+# ---- the network (node mock) -------------------------------------------------------------------
+
+
+async def node_invoice(request: web.Request) -> web.Response:
+    state = state_of(request)
+    body = await read_json_object(request)
+    amount_msat = require_int(body, "amount_msat", minimum=1, maximum=MAX_AMOUNT_MSAT)
+    invoice = state.node.create_merchant_invoice(amount_msat)
+    answer = {"payment_request": invoice.payment_request, "payment_hash": invoice.payment_hash}
+    return web.json_response(answer, status=201)
+
+
+async def node_payment(request: web.Request) -> web.Response:
+    state = state_of(request)
+    payment_hash = request.match_info["payment_hash"].lower()
+    if not HEX64.match(payment_hash):
+        raise bad_request("invalid_payment_hash", "payment_hash must be 64 hex characters")
+    payment = await state.node.lookup(payment_hash)
+    if payment is None:
+        body = {"payment_hash": payment_hash, "status": str(PaymentStatus.UNKNOWN)}
+        return web.json_response({**body, "amount_msat": 0, "fee_msat": 0})
+    return web.json_response(payment.truth())
+
+
+# ---- admin --------------------------------------------------------------------------------------
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    state = require_admin(request)
+    return web.json_response(state.node.faults.as_dict())
+
+
+async def put_faults(request: web.Request) -> web.Response:
+    state = require_admin(request)
+    body = await read_json_object(request)
+    state.set_faults(state.node.faults.updated(body))
+    return web.json_response(state.node.faults.as_dict())
+
+
+async def get_fix(request: web.Request) -> web.Response:
+    state = require_admin(request)
+    return web.json_response({"mode": str(state.payouts.fix)})
+
+
+async def put_fix(request: web.Request) -> web.Response:
+    state = require_admin(request)
+    body = await read_json_object(request)
+    mode = body.get("mode")
+    if mode not in [m.value for m in FixMode]:
+        raise bad_request("invalid_mode", "mode must be one of off, rollback, on", field="mode")
+    state.payouts.fix = FixMode(str(mode))
+    return web.json_response({"mode": str(state.payouts.fix)})
+
+
+async def get_reconciliation(request: web.Request) -> web.Response:
+    state = require_admin(request)
+    result = await reconcile(
+        state.ledger,
+        state.node_client,
+        stuck_after_s=state.config.wallet.stuck_after_s,
+        metrics=state.metrics,
+    )
+    result["node"] = await state.node.totals()
+    return web.json_response(result)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = state_of(request)
+    state.metrics.pending.set(len(state.ledger.pending))
+    state.metrics.in_flight.set(state.node.in_flight)
+    body = state.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_post("/api/wallets", create_wallet)
+    app.router.add_get("/api/wallets/{wallet_id}", get_wallet)
+    app.router.add_post("/api/wallets/{wallet_id}/payouts", create_payout)
+    app.router.add_get("/api/payouts/{payout_id}", get_payout)
+    app.router.add_post("/node/invoices", node_invoice)
+    app.router.add_get("/node/payments/{payment_hash}", node_payment)
+    app.router.add_get("/admin/faults", get_faults)
+    app.router.add_put("/admin/faults", put_faults)
+    app.router.add_get("/admin/fix", get_fix)
+    app.router.add_put("/admin/fix", put_fix)
+    app.router.add_get("/admin/reconciliation", get_reconciliation)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)

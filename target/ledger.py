@@ -1,0 +1,435 @@
+"""A double-entry ledger of millisatoshis, with payouts and the outbox beside it.
+
+Accounts: `deposits` (the outside world; its balance is minus everything ever deposited),
+`wallet:<id>` (spendable), `reserved:<id>` (held for payouts in flight), `outbound` (paid out over
+Lightning) and `fees` (routing fees paid). Every transfer debits one account and credits another,
+so conservation is one query: -deposits = wallets + reserved + outbound + fees.
+
+The event loop is the serialiser: a `Tx` checks and applies its moves to the in-memory balances
+with no await in between, so concurrent payouts can never overdraw a wallet; then it hands its
+rows to the journal, which commits many transactions at once (group commit). Nothing is reported
+to a client or sent to the node before its transaction is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .journal import Journal, Op
+
+DEPOSITS = "deposits"
+OUTBOUND = "outbound"
+FEES = "fees"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    account_id TEXT PRIMARY KEY,
+    balance_msat INTEGER NOT NULL,
+    CHECK (balance_msat >= 0 OR account_id = 'deposits')
+);
+CREATE TABLE IF NOT EXISTS transfers (
+    transfer_id INTEGER PRIMARY KEY,
+    debit_account TEXT NOT NULL,
+    credit_account TEXT NOT NULL,
+    amount_msat INTEGER NOT NULL CHECK (amount_msat > 0),
+    payout_id TEXT,
+    kind TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_payout ON transfers(payout_id);
+CREATE TABLE IF NOT EXISTS wallets (
+    wallet_id TEXT PRIMARY KEY,
+    api_key_sha256 TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payouts (
+    payout_id TEXT PRIMARY KEY,
+    wallet_id TEXT NOT NULL,
+    idempotency_key TEXT,
+    request_sha256 TEXT NOT NULL,
+    payment_request TEXT NOT NULL,
+    payment_hash TEXT NOT NULL,
+    amount_msat INTEGER NOT NULL,
+    fee_limit_msat INTEGER NOT NULL,
+    fee_msat INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    response_status INTEGER,
+    response_json TEXT,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    UNIQUE (wallet_id, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS payouts_status ON payouts(status);
+CREATE INDEX IF NOT EXISTS payouts_hash ON payouts(payment_hash);
+CREATE TABLE IF NOT EXISTS outbox (
+    payout_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+"""
+
+UPSERT_ACCOUNT = (
+    "INSERT INTO accounts (account_id, balance_msat) VALUES (?, ?) "
+    "ON CONFLICT(account_id) DO UPDATE SET balance_msat = excluded.balance_msat"
+)
+INSERT_TRANSFER = (
+    "INSERT INTO transfers (transfer_id, debit_account, credit_account, amount_msat, payout_id,"
+    " kind, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_WALLET = "INSERT INTO wallets (wallet_id, api_key_sha256, created_ms) VALUES (?, ?, ?)"
+PAYOUT_COLUMNS = (
+    "payout_id, wallet_id, idempotency_key, request_sha256, payment_request, payment_hash,"
+    " amount_msat, fee_limit_msat, fee_msat, status, mode, response_status, response_json,"
+    " created_ms, updated_ms"
+)
+UPSERT_PAYOUT = (
+    f"INSERT OR REPLACE INTO payouts ({PAYOUT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+SELECT_PAYOUTS = (
+    "SELECT " + ", ".join("p." + c.strip() for c in PAYOUT_COLUMNS.split(",")) + ", o.state"
+    " FROM payouts p LEFT JOIN outbox o ON o.payout_id = p.payout_id"
+)
+UPSERT_OUTBOX = "INSERT OR REPLACE INTO outbox (payout_id, state, updated_ms) VALUES (?, ?, ?)"
+
+
+def wallet_account(wallet_id: str) -> str:
+    return f"wallet:{wallet_id}"
+
+
+def reserved_account(wallet_id: str) -> str:
+    return f"reserved:{wallet_id}"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PayoutStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class OutboxState(StrEnum):
+    QUEUED = "queued"  # reserved, not yet handed to the node
+    SENT = "sent"  # handed to the node; its outcome is the node's to tell
+    DONE = "done"  # confirmed or cancelled
+
+
+class InsufficientFunds(Exception):
+    pass
+
+
+@dataclass
+class Payout:
+    payout_id: str
+    wallet_id: str
+    idempotency_key: str | None
+    request_sha256: str
+    payment_request: str
+    payment_hash: str
+    amount_msat: int
+    fee_limit_msat: int
+    mode: str
+    fee_msat: int = 0
+    status: PayoutStatus = PayoutStatus.PENDING
+    response_status: int | None = None
+    response_json: str | None = None
+    created_ms: int = field(default_factory=now_ms)
+    updated_ms: int = field(default_factory=now_ms)
+    outbox: OutboxState | None = None
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.payout_id,
+            self.wallet_id,
+            self.idempotency_key,
+            self.request_sha256,
+            self.payment_request,
+            self.payment_hash,
+            self.amount_msat,
+            self.fee_limit_msat,
+            self.fee_msat,
+            str(self.status),
+            self.mode,
+            self.response_status,
+            self.response_json,
+            self.created_ms,
+            self.updated_ms,
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "payout_id": self.payout_id,
+            "wallet_id": self.wallet_id,
+            "status": str(self.status),
+            "amount_msat": self.amount_msat,
+            "fee_msat": self.fee_msat,
+            "payment_hash": self.payment_hash,
+        }
+
+
+class Tx:
+    """One atomic change: moves between accounts plus the payout and outbox rows that go with
+    them. `commit()` checks every balance, applies in memory and queues the rows; all or nothing."""
+
+    def __init__(self, ledger: Ledger):
+        self._ledger = ledger
+        self._moves: list[tuple[str, str, int, str | None, str]] = []
+        self._ops: list[Op] = []
+        self._payouts: list[Payout] = []
+
+    def move(
+        self, debit: str, credit: str, amount_msat: int, payout_id: str | None, kind: str
+    ) -> Tx:
+        assert isinstance(amount_msat, int) and amount_msat >= 0, amount_msat
+        if amount_msat > 0:
+            self._moves.append((debit, credit, amount_msat, payout_id, kind))
+        return self
+
+    def save_payout(self, payout: Payout) -> Tx:
+        payout.updated_ms = now_ms()
+        self._ops.append((UPSERT_PAYOUT, payout.row()))
+        self._payouts.append(payout)
+        return self
+
+    def set_outbox(self, payout: Payout, state: OutboxState) -> Tx:
+        payout.outbox = state
+        self._ops.append((UPSERT_OUTBOX, (payout.payout_id, str(state), now_ms())))
+        return self
+
+    def add_op(self, op: Op) -> Tx:
+        self._ops.append(op)
+        return self
+
+    def commit(self) -> asyncio.Future[None]:
+        return self._ledger._commit(self._moves, self._ops, self._payouts)
+
+
+class Ledger:
+    def __init__(self, journal: Journal, *, recent_payouts_max: int = 20_000):
+        self.journal = journal
+        self.balances: dict[str, int] = {}
+        self.api_keys: dict[str, str] = {}  # wallet_id -> sha256 of its api key
+        # Pending payouts always stay in memory; finished ones in a bounded cache (the database
+        # answers the rest), so memory stays flat over a long run.
+        self.pending: dict[str, Payout] = {}
+        self._recent: OrderedDict[str, Payout] = OrderedDict()
+        self._recent_max = recent_payouts_max
+        self.idempotency: dict[tuple[str, str], str] = {}  # recent (wallet, key) -> payout_id
+        self._next_transfer_id = 1
+        self.recovered: set[str] = set()  # pending payouts found in the database at start
+
+    async def load(self) -> None:
+        db = self.journal.db
+        await db.executescript(SCHEMA)
+        async with db.execute("SELECT account_id, balance_msat FROM accounts") as cur:
+            async for account_id, balance in cur:
+                self.balances[account_id] = balance
+        async with db.execute("SELECT wallet_id, api_key_sha256 FROM wallets") as cur:
+            async for wallet_id, key_hash in cur:
+                self.api_keys[wallet_id] = key_hash
+        async with db.execute("SELECT COALESCE(MAX(transfer_id), 0) FROM transfers") as cur:
+            row = await cur.fetchone()
+            self._next_transfer_id = (row[0] if row else 0) + 1
+        async with db.execute(SELECT_PAYOUTS + " WHERE p.status = 'pending'") as cur:
+            async for row in cur:
+                payout = payout_from_row(row[:-1])
+                payout.outbox = OutboxState(row[-1]) if row[-1] else None
+                self._remember(payout)
+                self.recovered.add(payout.payout_id)
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def balance(self, account: str) -> int:
+        return self.balances.get(account, 0)
+
+    def wallet_exists(self, wallet_id: str) -> bool:
+        return wallet_id in self.api_keys
+
+    async def payout(self, payout_id: str) -> Payout | None:
+        found = self.pending.get(payout_id) or self._recent.get(payout_id)
+        if found is not None:
+            return found
+        return await self._fetch_payout("p.payout_id = ?", (payout_id,))
+
+    async def payout_by_key(self, wallet_id: str, idempotency_key: str) -> Payout | None:
+        payout_id = self.idempotency.get((wallet_id, idempotency_key))
+        if payout_id is not None:
+            found = await self.payout(payout_id)
+            if found is not None:
+                return found
+        return await self._fetch_payout(
+            "p.wallet_id = ? AND p.idempotency_key = ?", (wallet_id, idempotency_key)
+        )
+
+    async def payouts_for_hash(self, payment_hash: str) -> list[Payout]:
+        """Every payout of one payment hash (a rare path: recovery after a restart)."""
+        await self.journal.flush()
+        query = f"{SELECT_PAYOUTS} WHERE p.payment_hash = ?"
+        async with self.journal.db.execute(query, (payment_hash,)) as cur:
+            rows = await cur.fetchall()
+        return [self.pending.get(row[0]) or payout_from_row(row[:-1]) for row in rows]
+
+    async def _fetch_payout(self, where: str, params: tuple[Any, ...]) -> Payout | None:
+        await self.journal.flush()
+        async with self.journal.db.execute(f"{SELECT_PAYOUTS} WHERE {where}", params) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        payout = payout_from_row(row[:-1])
+        payout.outbox = OutboxState(row[-1]) if row[-1] else None
+        return payout
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def tx(self) -> Tx:
+        return Tx(self)
+
+    def open_wallet(
+        self, wallet_id: str, api_key_sha256: str, deposit_msat: int
+    ) -> asyncio.Future[None]:
+        assert wallet_id not in self.api_keys
+        self.api_keys[wallet_id] = api_key_sha256
+        tx = self.tx().add_op((INSERT_WALLET, (wallet_id, api_key_sha256, now_ms())))
+        tx.move(DEPOSITS, wallet_account(wallet_id), deposit_msat, None, "deposit")
+        return tx.commit()
+
+    def _commit(
+        self,
+        moves: list[tuple[str, str, int, str | None, str]],
+        ops: list[Op],
+        payouts: list[Payout],
+    ) -> asyncio.Future[None]:
+        delta: dict[str, int] = {}
+        for debit, credit, amount_msat, _, _ in moves:
+            delta[debit] = delta.get(debit, 0) - amount_msat
+            delta[credit] = delta.get(credit, 0) + amount_msat
+        for account, change in delta.items():
+            if account != DEPOSITS and self.balance(account) + change < 0:
+                raise InsufficientFunds(account)
+        # Checked: apply. From here to the journal there is no await, so no one sees half of it.
+        created_ms = now_ms()
+        rows: list[Op] = []
+        for debit, credit, amount_msat, payout_id, kind in moves:
+            rows.append(
+                (
+                    INSERT_TRANSFER,
+                    (
+                        self._next_transfer_id,
+                        debit,
+                        credit,
+                        amount_msat,
+                        payout_id,
+                        kind,
+                        created_ms,
+                    ),
+                )
+            )
+            self._next_transfer_id += 1
+        for account, change in delta.items():
+            balance = self.balance(account) + change
+            assert balance >= 0 or account == DEPOSITS, (account, balance)
+            self.balances[account] = balance
+            rows.append((UPSERT_ACCOUNT, (account, balance)))
+        for payout in payouts:
+            self._remember(payout)
+        return self.journal.write(rows + ops)
+
+    def _remember(self, payout: Payout) -> None:
+        if payout.idempotency_key is not None:
+            self.idempotency[(payout.wallet_id, payout.idempotency_key)] = payout.payout_id
+        if payout.status is PayoutStatus.PENDING:
+            self.pending[payout.payout_id] = payout
+            return
+        self.pending.pop(payout.payout_id, None)
+        self._recent[payout.payout_id] = payout
+        self._recent.move_to_end(payout.payout_id)
+        while len(self._recent) > self._recent_max:
+            old_id, old = self._recent.popitem(last=False)
+            if old.idempotency_key is not None:
+                self.idempotency.pop((old.wallet_id, old.idempotency_key), None)
+
+    # ---- the conservation query ---------------------------------------------------------------
+
+    async def conservation(self) -> dict[str, Any]:
+        """deposits = balances + reserved + paid out + fees, from the durable rows, in one query;
+        and every cached account balance equal to the sum of its transfers."""
+        await self.journal.flush()
+        query = """
+            WITH moved AS (
+                SELECT credit_account AS account_id, amount_msat AS change FROM transfers
+                UNION ALL
+                SELECT debit_account, -amount_msat FROM transfers
+            ),
+            by_account AS (SELECT account_id, SUM(change) AS total FROM moved GROUP BY account_id)
+            SELECT
+                -COALESCE((SELECT balance_msat FROM accounts WHERE account_id = 'deposits'), 0),
+                COALESCE(SUM(CASE WHEN a.account_id LIKE 'wallet:%' THEN a.balance_msat END), 0),
+                COALESCE(SUM(CASE WHEN a.account_id LIKE 'reserved:%' THEN a.balance_msat END), 0),
+                COALESCE(SUM(CASE WHEN a.account_id = 'outbound' THEN a.balance_msat END), 0),
+                COALESCE(SUM(CASE WHEN a.account_id = 'fees' THEN a.balance_msat END), 0),
+                COALESCE(SUM(CASE WHEN a.balance_msat != COALESCE(b.total, 0) THEN 1 END), 0),
+                COALESCE(SUM(CASE WHEN a.balance_msat < 0 AND a.account_id != 'deposits'
+                                  THEN 1 END), 0)
+            FROM accounts a LEFT JOIN by_account b USING (account_id)
+        """
+        async with self.journal.db.execute(query) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        deposits, balances, reserved, outbound, fees, drifted, negative = row
+        return {
+            "deposits_msat": deposits,
+            "balances_msat": balances,
+            "reserved_msat": reserved,
+            "paid_out_msat": outbound,
+            "fees_msat": fees,
+            "accounts_off_journal": drifted,
+            "negative_accounts": negative,
+            "conserved": deposits == balances + reserved + outbound + fees
+            and drifted == 0
+            and negative == 0,
+        }
+
+
+def payout_from_row(row: Any) -> Payout:
+    (
+        payout_id,
+        wallet_id,
+        idempotency_key,
+        request_sha256,
+        payment_request,
+        payment_hash,
+        amount_msat,
+        fee_limit_msat,
+        fee_msat,
+        status,
+        mode,
+        response_status,
+        response_json,
+        created_ms,
+        updated_ms,
+    ) = row
+    return Payout(
+        payout_id=payout_id,
+        wallet_id=wallet_id,
+        idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
+        payment_request=payment_request,
+        payment_hash=payment_hash,
+        amount_msat=amount_msat,
+        fee_limit_msat=fee_limit_msat,
+        mode=mode,
+        fee_msat=fee_msat,
+        status=PayoutStatus(status),
+        response_status=response_status,
+        response_json=response_json,
+        created_ms=created_ms,
+        updated_ms=updated_ms,
+    )

@@ -1,0 +1,1 @@
+"""The Lightning node mock: invoices, a simulated network with faults, and the truth of payments."""

@@ -1,0 +1,83 @@
+"""What the wallet needs from a Lightning node, and the in-process implementation.
+
+The wallet speaks only this interface, so the same payout code can use the node mock in-process
+or, over HTTP, anything that answers LND's REST API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .invoices import Invoice
+from .network import LightningNode, Payment, PaymentStatus, SendRefused
+
+__all__ = ["LocalNodeClient", "NodeClient", "PaymentTruth", "SendRefused"]
+
+
+@dataclass(frozen=True)
+class PaymentTruth:
+    payment_hash: str
+    status: PaymentStatus
+    amount_msat: int = 0
+    fee_msat: int = 0
+    failure_reason: str = "FAILURE_REASON_NONE"
+
+    @property
+    def final(self) -> bool:
+        return self.status in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED)
+
+
+def truth_of(payment: Payment | None, payment_hash: str) -> PaymentTruth:
+    if payment is None:
+        return PaymentTruth(payment_hash, PaymentStatus.UNKNOWN)
+    return PaymentTruth(
+        payment_hash,
+        payment.status,
+        payment.amount_msat,
+        payment.fee_msat,
+        str(payment.failure_reason),
+    )
+
+
+class NodeClient(Protocol):
+    async def decode(self, payment_request: str) -> Invoice: ...
+
+    async def send(self, invoice: Invoice, fee_limit_msat: int) -> None:
+        """Hand the payment to the node; raises SendRefused when the node will not."""
+
+    async def wait(self, payment_hash: str, timeout_s: float) -> PaymentTruth:
+        """The payment's state once final or when `timeout_s` has passed, whichever is first."""
+
+    async def lookup(self, payment_hash: str) -> PaymentTruth: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalNodeClient:
+    """The node mock in this process: no network between wallet and node."""
+
+    def __init__(self, node: LightningNode):
+        self.node = node
+
+    async def decode(self, payment_request: str) -> Invoice:
+        return self.node.decode(payment_request)
+
+    async def send(self, invoice: Invoice, fee_limit_msat: int) -> None:
+        await self.node.send(invoice, fee_limit_msat)
+
+    async def wait(self, payment_hash: str, timeout_s: float) -> PaymentTruth:
+        payment = await self.node.lookup(payment_hash)
+        if payment is not None:
+            payment = await self.node.wait(payment, timeout_s)
+        return truth_of(payment, payment_hash)
+
+    async def lookup(self, payment_hash: str) -> PaymentTruth:
+        return truth_of(await self.node.lookup(payment_hash), payment_hash)
+
+    async def lookup_many(self, payment_hashes: list[str]) -> dict[str, PaymentTruth]:
+        found = await self.node.lookup_many(payment_hashes)
+        return {h: truth_of(found.get(h), h) for h in payment_hashes}
+
+    async def close(self) -> None:
+        return None

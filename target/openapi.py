@@ -1,0 +1,202 @@
+"""The OpenAPI description of every route of the target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _obj(props: dict[str, str], required: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {k: {"type": v} for k, v in props.items()},
+    }
+    if required:
+        schema["required"] = required
+    return schema
+
+
+ERROR = _obj({"error": "string", "message": "string"}, ["error", "message"])
+PAYOUT = _obj(
+    {
+        "payout_id": "string",
+        "wallet_id": "string",
+        "status": "string",
+        "amount_msat": "integer",
+        "fee_msat": "integer",
+        "payment_hash": "string",
+    },
+    ["payout_id", "status"],
+)
+API_KEY = [{"apiKey": []}]
+ADMIN = [{"adminToken": []}]
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    responses: dict[str, dict[str, Any]],
+    *,
+    body: dict[str, Any] | None = None,
+    security: list[dict[str, list[str]]] | None = None,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if security is not None:
+        op["security"] = security
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+BAD = {"400": _json(ERROR, "bad input; nothing moved")}
+AUTH = {"401": _json(ERROR, "unknown wallet or wrong key")}
+FAULTS = {"type": "object", "additionalProperties": {"type": "number"}}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "lnchaos target", "version": "0.1.0"},
+    "servers": [{"url": "http://127.0.0.1"}],
+    "components": {
+        "securitySchemes": {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+            "adminToken": {"type": "apiKey", "in": "header", "name": "X-Admin-Token"},
+        }
+    },
+    "paths": {
+        "/health": {"get": _op("Liveness", {"200": _json(_obj({"status": "string"}), "ok")})},
+        "/api/wallets": {
+            "post": _op(
+                "Create and fund a wallet",
+                {
+                    "201": _json(
+                        _obj(
+                            {"wallet_id": "string", "api_key": "string", "balance_msat": "integer"}
+                        ),
+                        "created",
+                    ),
+                    **BAD,
+                },
+                body=_obj({"balance_msat": "integer"}, ["balance_msat"]),
+            )
+        },
+        "/api/wallets/{wallet_id}": {
+            "get": _op(
+                "A wallet's balances",
+                {
+                    "200": _json(
+                        _obj(
+                            {
+                                "wallet_id": "string",
+                                "balance_msat": "integer",
+                                "reserved_msat": "integer",
+                            }  # fmt: skip
+                        ),
+                        "the wallet",
+                    ),
+                    **AUTH,
+                },
+                security=API_KEY,
+                params=[_path("wallet_id")],
+            )
+        },
+        "/api/wallets/{wallet_id}/payouts": {
+            "post": _op(
+                "Pay a BOLT11 invoice from the wallet (Idempotency-Key header optional)",
+                {
+                    "200": _json(PAYOUT, "succeeded"),
+                    "202": _json(PAYOUT, "pending: the outcome is not known yet (fix on)"),
+                    **BAD,
+                    **AUTH,
+                    "409": _json(ERROR, "insufficient funds, or the same key still running"),
+                    "422": _json(ERROR, "Idempotency-Key reused with another request"),
+                    "502": _json(PAYOUT, "the payment failed"),
+                    "504": _json(PAYOUT, "the payment timed out (fix off and rollback)"),
+                },
+                body=_obj({"payment_request": "string"}, ["payment_request"]),
+                security=API_KEY,
+                params=[
+                    _path("wallet_id"),
+                    {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
+                ],
+            )
+        },
+        "/api/payouts/{payout_id}": {
+            "get": _op(
+                "A payout's state",
+                {"200": _json(PAYOUT, "the payout"), "404": _json(ERROR, "not found")},
+                security=API_KEY,
+                params=[_path("payout_id")],
+            )
+        },
+        "/node/invoices": {
+            "post": _op(
+                "An invoice from a payee in the simulated network",
+                {
+                    "201": _json(
+                        _obj({"payment_request": "string", "payment_hash": "string"}), "created"
+                    ),
+                    **BAD,
+                },
+                body=_obj({"amount_msat": "integer"}, ["amount_msat"]),
+            )
+        },
+        "/node/payments/{payment_hash}": {
+            "get": _op(
+                "The node's truth about a payment",
+                {
+                    "200": _json(
+                        _obj(
+                            {
+                                "payment_hash": "string",
+                                "status": "string",
+                                "amount_msat": "integer",
+                                "fee_msat": "integer",
+                            }  # fmt: skip
+                        ),
+                        "in_flight, succeeded, failed or unknown",
+                    ),
+                    **BAD,
+                },
+                params=[_path("payment_hash")],
+            )
+        },
+        "/admin/faults": {
+            "get": _op("Fault settings", {"200": _json(FAULTS, "settings")}, security=ADMIN),
+            "put": _op(
+                "Change fault settings (any subset)",
+                {"200": _json(FAULTS, "new settings"), **BAD},
+                body=FAULTS,
+                security=ADMIN,
+            ),
+        },
+        "/admin/fix": {
+            "get": _op(
+                "Fix mode", {"200": _json(_obj({"mode": "string"}), "mode")}, security=ADMIN
+            ),
+            "put": _op(
+                "Switch the fix mode at run time",
+                {"200": _json(_obj({"mode": "string"}), "mode"), **BAD},
+                body=_obj({"mode": "string"}, ["mode"]),
+                security=ADMIN,
+            ),
+        },
+        "/admin/reconciliation": {
+            "get": _op(
+                "Ledger against the node's truth, and conservation",
+                {"200": _json({"type": "object"}, "the reconciliation")},
+                security=ADMIN,
+            )
+        },
+        "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}})},
+        "/openapi.json": {"get": _op("This document", {"200": {"description": "OpenAPI 3"}})},
+    },
+}

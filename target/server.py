@@ -1,0 +1,49 @@
+"""Serving an app on 127.0.0.1 until SIGTERM or SIGINT, then a bounded, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+log = logging.getLogger("lnchaos.server")
+
+LOOPBACK = "127.0.0.1"
+SHUTDOWN_TIMEOUT_S = 2.0  # in-flight requests get this long; the whole stop stays under 5 s
+
+
+async def serve(
+    app: web.Application,
+    port: int,
+    *,
+    name: str,
+    on_started: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until a stop signal. Prints `<name> listening on http://127.0.0.1:PORT`, flushed."""
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, LOOPBACK, port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        bound_port = sockets[0].getsockname()[1] if sockets else port
+        url = f"http://{LOOPBACK}:{bound_port}"
+        print(f"{name} listening on {url}", flush=True)
+        if on_started is not None:
+            on_started(url)
+        await stop.wait()
+        log.info("%s: stopping", name)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        sys.stdout.flush()
