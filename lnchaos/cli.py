@@ -7,6 +7,8 @@ import sys
 
 from target.cli import add_target_options, run_target
 
+from . import compare
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lnchaos", description=__doc__)
@@ -14,6 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     target = commands.add_parser("target", help="serve the wallet payout API and the node mock")
     add_target_options(target)
     target.set_defaults(run=run_target)
+    comparison = commands.add_parser(
+        "compare", help="run the suite against fix off, rollback and on; write one report"
+    )
+    compare.add_options(comparison)
+    comparison.set_defaults(run=compare.main)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
 

@@ -1,0 +1,218 @@
+"""`lnchaos compare`: the same traffic and faults against each fix mode, then one report.
+
+Each mode runs the Locust suite headless in a subprocess, with a fresh embedded target, the same
+profile, seed, duration and users. While it runs, a progress line shows mode, phase, elapsed time
+and payouts so far (read from Locust's own stats-history CSV). At the end: the table, the path of
+report.html, and an exit code: 0 only when fix on had zero inconsistencies and fix off reproduced
+the incident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .report import mode_summary, text_table, write_report
+
+MODES = ("off", "rollback", "on")
+SUITE = Path(__file__).resolve().parent.parent / "locustfiles" / "lnchaos_suite.py"
+GRACE_S = 90.0  # beyond the run time: target start, the verdict's bounded wait, report writing
+
+EXIT_OK = 0
+EXIT_NOT_PROVEN = 3  # fix on lost money, or fix off did not reproduce the incident
+EXIT_RUN_FAILED = 5  # a run did not produce its consistency.json
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated fix modes")
+    parser.add_argument("--profile", choices=("steady", "spike"), default="spike")
+    parser.add_argument("--duration", type=int, default=30, help="seconds per mode")
+    parser.add_argument("--users", type=int, default=10, help="users in normal traffic")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout-rate", type=float, default=0.01)
+    parser.add_argument("--spike-timeout-rate", type=float, default=0.05)
+    parser.add_argument("--late-settle-rate", type=float, default=0.5)
+    parser.add_argument("--report-dir", type=Path, default=None)
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def mode_args(mode: str) -> list[str]:
+    """The suite's arguments that make a run of `mode`. Tests substitute a broken mapping."""
+    return ["--fix", mode]
+
+
+def run(args: argparse.Namespace, *, args_for: Callable[[str], list[str]] = mode_args) -> int:
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if not modes or unknown:
+        print(f"lnchaos compare: unknown mode(s) {unknown or modes}; choose from {MODES}")
+        return 2
+    if args.duration < 5 or args.users < 1:
+        print("lnchaos compare: --duration must be at least 5 and --users at least 1")
+        return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report_dir = args.report_dir or Path("reports") / f"compare-{stamp}"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report_dir = report_dir.resolve()  # the runs' working folder is their own
+    settings = {
+        "profile": args.profile,
+        "duration_s": args.duration,
+        "users": args.users,
+        "seed": args.seed,
+        "timeout_rate": args.timeout_rate,
+        "spike_timeout_rate": args.spike_timeout_rate,
+        "late_settle_rate": args.late_settle_rate,
+    }
+    rows = []
+    for mode in modes:
+        run_dir = report_dir / mode
+        run_dir.mkdir(parents=True, exist_ok=True)
+        code = run_mode(mode, run_dir, args, args_for(mode))
+        rows.append(mode_summary(mode, run_dir, code))
+    verdict = judge(rows)
+    path = write_report(report_dir, rows, verdict, settings)
+    print()
+    print(text_table(rows))
+    print()
+    print(f"report: {path.resolve()}")
+    print(f"{verdict['status'].upper()}: {verdict['reason']}")
+    return verdict["exit_code"]
+
+
+def suite_command(
+    mode: str, run_dir: Path, args: argparse.Namespace, extra: list[str]
+) -> list[str]:
+    return [
+        sys.executable, "-m", "locust",
+        "-f", str(SUITE),
+        "--headless",
+        "--run-time", f"{args.duration}s",
+        "--users", str(args.users),
+        "--spawn-rate", str(max(1, args.users)),
+        "--profile", args.profile,
+        "--seed", str(args.seed),
+        "--timeout-rate", str(args.timeout_rate),
+        "--spike-timeout-rate", str(args.spike_timeout_rate),
+        "--late-settle-rate", str(args.late_settle_rate),
+        "--report-dir", str(run_dir),
+        "--csv", str(run_dir / "locust"),
+        "--html", str(run_dir / "locust.html"),
+        "--only-summary",
+        "--loglevel", "WARNING",
+        *extra,
+    ]  # fmt: skip
+
+
+def run_mode(mode: str, run_dir: Path, args: argparse.Namespace, extra: list[str]) -> int:
+    """One headless suite run; returns its exit code. Bounded: killed after run time + grace."""
+    command = suite_command(mode, run_dir, args, extra)
+    log_path = run_dir / "locust.log"
+    started = time.monotonic()
+    deadline = started + args.duration + GRACE_S
+    with log_path.open("w") as log:
+        # cwd: a folder with no locust.conf, so only our arguments shape the run.
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir, start_new_session=True
+        )
+        try:
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    print(f"\nfix {mode}: over {args.duration + GRACE_S:.0f} s, stopping it")
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait(timeout=10)
+                    break
+                if not args.quiet:
+                    show_progress(mode, run_dir, time.monotonic() - started, args.duration)
+                try:
+                    proc.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    if not args.quiet:
+        elapsed_s = time.monotonic() - started
+        print(f"\rfix {mode:<8} done in {elapsed_s:5.1f} s, exit code {proc.returncode}".ljust(78))
+    return proc.returncode
+
+
+def show_progress(mode: str, run_dir: Path, elapsed_s: float, duration_s: int) -> None:
+    payouts, phase = progress_of(run_dir)
+    line = f"fix {mode:<8} {phase:<9} {elapsed_s:5.1f}/{duration_s} s  payouts {payouts}"
+    print("\r" + line.ljust(78), end="", flush=True)
+
+
+def progress_of(run_dir: Path) -> tuple[int, str]:
+    """Payouts so far and the current phase, from the last rows of Locust's history CSV."""
+    path = run_dir / "locust_stats_history.csv"
+    try:
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return 0, "starting"
+    if not rows:
+        return 0, "starting"
+    last_stamp = rows[-1].get("Timestamp")
+    payouts, phase = 0, "running"
+    for row in rows:
+        if row.get("Timestamp") != last_stamp:
+            continue
+        name = row.get("Name", "")
+        if row.get("Type") == "POST" and "payouts" in name:
+            payouts += int(row.get("Total Request Count") or 0)
+            if "[" in name:
+                phase = name[name.rfind("[") + 1 : name.rfind("]")]
+    return payouts, phase
+
+
+def judge(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """0 only when fix on lost nothing and fix off reproduced the incident."""
+    by_mode = {row["mode"]: row for row in rows}
+    for row in rows:
+        if row["verdict"] == "missing":
+            reason = f"fix {row['mode']} produced no consistency.json (exit {row['exit_code']})"
+            return {"status": "fail", "exit_code": EXIT_RUN_FAILED, "reason": reason}
+    on, off = by_mode.get("on"), by_mode.get("off")
+    if on is not None:
+        if on["inconsistencies_total"] > 0 or on["exit_code"] != 0:
+            reason = (
+                f"fix on is not consistent: {on['inconsistencies_total']} inconsistencies"
+                f" (exit {on['exit_code']}: {on['reason']})"
+            )
+            return {"status": "fail", "exit_code": EXIT_NOT_PROVEN, "reason": reason}
+    if off is not None and off["charged_not_paid"]["count"] < 1:
+        reason = "fix off did not reproduce the incident: charged_not_paid is 0"
+        return {"status": "fail", "exit_code": EXIT_NOT_PROVEN, "reason": reason}
+    parts = []
+    if off is not None:
+        cnp = off["charged_not_paid"]
+        parts.append(f"fix off charged {cnp['count']} payouts not paid ({cnp['amount_msat']} msat)")
+    rollback = by_mode.get("rollback")
+    if rollback is not None:
+        pnc = rollback["paid_not_charged"]
+        parts.append(f"rollback paid {pnc['count']} not charged ({pnc['amount_msat']} msat)")
+    if on is not None:
+        parts.append(f"fix on: 0 inconsistencies over {on['payouts_timed_out']} timeouts")
+    return {
+        "status": "pass",
+        "exit_code": EXIT_OK,
+        "reason": "; ".join(parts) or "nothing to compare",
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    return run(args)

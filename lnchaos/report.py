@@ -1,0 +1,295 @@
+"""The comparison report: each mode's consistency.json and Locust CSVs, side by side.
+
+summary.json (machine), summary.md (a table to paste), report.html (one self-contained file: the
+table and the charts as inline PNGs). matplotlib draws the charts: a plotting library people
+already trust, rather than SVG by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen, and no GUI toolkit pulled in
+import matplotlib.pyplot as plt  # noqa: E402
+
+KINDS = ("charged_not_paid", "paid_not_charged", "double_charge", "overcharged")
+MODE_COLOURS = {"off": "#c0392b", "rollback": "#e67e22", "on": "#27ae60"}
+
+
+def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
+    """One row of the comparison, from one run's consistency.json and Locust stats."""
+    consistency = load_json(run_dir / "consistency.json")
+    outcomes = consistency.get("payouts_by_outcome", {})
+    inconsistencies = consistency.get("inconsistencies", {})
+    reconciliation = consistency.get("reconciliation") or {}
+
+    def kind(name: str) -> dict[str, int]:
+        found = inconsistencies.get(name) or {}
+        return {
+            "count": int(found.get("count", 0)),
+            "amount_msat": int(found.get("amount_msat", 0)),
+        }
+
+    stuck = inconsistencies.get("stuck_pending") or reconciliation.get("stuck_pending") or {}
+    latency = consistency.get("payout_latency_ms") or latency_from_csv(run_dir)
+    return {
+        "mode": mode,
+        "exit_code": exit_code,
+        "verdict": consistency.get("verdict", "missing"),
+        "reason": consistency.get("reason", "no consistency.json"),
+        "seed": consistency.get("seed"),
+        "profile": consistency.get("profile"),
+        "duration_s": consistency.get("duration_s", 0.0),
+        "payouts_succeeded": int(outcomes.get("succeeded", 0)),
+        "payouts_failed": int(outcomes.get("failed", 0)),
+        "payouts_timed_out": int(outcomes.get("timeout", 0)) + int(outcomes.get("pending", 0)),
+        "timeout_rate_by_phase": {
+            phase: values.get("rate", 0.0)
+            for phase, values in (consistency.get("timeout_rate_by_phase") or {}).items()
+        },
+        "checks_failed": int((consistency.get("checks") or {}).get("failed", 0)),
+        "checks_passed": int((consistency.get("checks") or {}).get("passed", 0)),
+        "charged_not_paid": kind("charged_not_paid"),
+        "paid_not_charged": kind("paid_not_charged"),
+        "inconsistencies_total": int(consistency.get("inconsistencies_total", 0)),
+        "stuck_pending": int(stuck.get("count", 0)),
+        "conserved": reconciliation.get("conserved"),
+        "payouts_per_s": round(float(consistency.get("payouts_per_s", 0.0)), 2),
+        "payout_latency_ms": {k: latency.get(k) for k in ("p50", "p95", "p99")},
+        "timeline": consistency.get("timeline", []),
+        "phases": consistency.get("phases", []),
+        "run_dir": str(run_dir),
+    }
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def latency_from_csv(run_dir: Path) -> dict[str, float | None]:
+    """p50/p95/p99 of the payout request from Locust's stats CSV, when the JSON lacks them."""
+    path = run_dir / "locust_stats.csv"
+    try:
+        rows = list(csv.DictReader(path.open()))
+    except OSError:
+        return {}
+    for row in rows:
+        if "payout" in row.get("Name", "") and row.get("Type") == "POST":
+            return {
+                "p50": _num(row.get("50%")),
+                "p95": _num(row.get("95%")),
+                "p99": _num(row.get("99%")),
+            }
+    return {}
+
+
+def _num(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "", "N/A") else None
+    except ValueError:
+        return None
+
+
+# ---- the table -------------------------------------------------------------------------------
+
+COLUMNS: list[tuple[str, str]] = [
+    ("verdict", "verdict"),
+    ("payouts_succeeded", "payouts succeeded"),
+    ("payouts_failed", "payouts failed"),
+    ("payouts_timed_out", "payouts timed out"),
+    ("timeout_rate_normal", "timeout rate (normal)"),
+    ("timeout_rate_spike", "timeout rate (spike)"),
+    ("checks_failed", "checks failed"),
+    ("charged_not_paid", "charged_not_paid (count / msat)"),
+    ("paid_not_charged", "paid_not_charged (count / msat)"),
+    ("stuck_pending", "stuck pending"),
+    ("payouts_per_s", "payouts per second"),
+    ("latency", "payout latency p50 / p95 / p99 (ms)"),
+]
+
+
+def cell(row: dict[str, Any], key: str) -> str:
+    if key in ("charged_not_paid", "paid_not_charged"):
+        return f"{row[key]['count']} / {row[key]['amount_msat']}"
+    if key.startswith("timeout_rate_"):
+        phase = key.removeprefix("timeout_rate_")
+        rates = row["timeout_rate_by_phase"]
+        if phase == "normal":  # every phase that is not the spike is normal traffic
+            values = [v for p, v in rates.items() if p != "spike"]
+            value = max(values) if values else None
+        else:
+            value = rates.get(phase)
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+    if key == "latency":
+        lat = row["payout_latency_ms"]
+        return " / ".join(
+            "n/a" if lat.get(p) is None else f"{lat[p]:.0f}" for p in ("p50", "p95", "p99")
+        )
+    return str(row[key])
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [[label] + [cell(row, key) for row in rows] for key, label in COLUMNS]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    header = "| | " + " | ".join(f"fix {row['mode']}" for row in rows) + " |"
+    rule = "|---|" + "---|" * len(rows)
+    body = ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
+    return "\n".join([header, rule, *body])
+
+
+def text_table(rows: list[dict[str, Any]]) -> str:
+    cells = [["", *[f"fix {row['mode']}" for row in rows]], *table_rows(rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in cells
+    )
+
+
+# ---- the charts ------------------------------------------------------------------------------
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _shade_spike(ax: Any, phases: list[dict[str, Any]]) -> None:
+    for phase in phases:
+        if phase.get("name") == "spike":
+            ax.axvspan(phase["start_s"], phase["end_s"], color="#f1c40f", alpha=0.2, lw=0)
+
+
+def chart_over_time(rows: list[dict[str, Any]], field: str, title: str, unit: str) -> str:
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    shaded = False
+    for row in rows:
+        timeline = row["timeline"]
+        if not shaded and row["phases"]:
+            _shade_spike(ax, row["phases"])
+            shaded = True
+        xs = [point["t_s"] for point in timeline]
+        ys = [point.get(field, 0) for point in timeline]
+        ax.step(
+            xs, ys, where="post", label=f"fix {row['mode']}", color=MODE_COLOURS.get(row["mode"])
+        )
+    ax.set_title(title + ("  (spike shaded)" if shaded else ""))
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel(unit)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def chart_timeout_rates(rows: list[dict[str, Any]]) -> str:
+    phases: list[str] = []
+    for row in rows:
+        for phase in row["timeout_rate_by_phase"]:
+            if phase not in phases:
+                phases.append(phase)
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    width = 0.8 / max(1, len(rows))
+    for i, row in enumerate(rows):
+        values = [100 * row["timeout_rate_by_phase"].get(p, 0.0) for p in phases]
+        xs = [j + i * width for j in range(len(phases))]
+        ax.bar(xs, values, width, label=f"fix {row['mode']}", color=MODE_COLOURS.get(row["mode"]))
+    ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(phases))], phases)
+    ax.set_ylabel("% of payouts timed out")
+    ax.set_title("Timeout rate per phase")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    return _png(fig)
+
+
+# ---- the files -------------------------------------------------------------------------------
+
+
+def write_report(
+    report_dir: Path, rows: list[dict[str, Any]], verdict: dict[str, Any], settings: dict[str, Any]
+) -> Path:
+    """summary.json, summary.md and report.html in `report_dir`; returns report.html's path."""
+    summary = {
+        "settings": settings,
+        "verdict": verdict,
+        "modes": {row["mode"]: {k: v for k, v in row.items() if k != "timeline"} for row in rows},
+    }
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    table = markdown_table(rows)
+    (report_dir / "summary.md").write_text(
+        f"# lnchaos compare\n\n{settings_line(settings)}\n\n{table}\n\n"
+        f"**{verdict['status']}**: {verdict['reason']}\n"
+    )
+    charts = {
+        "Cumulative inconsistencies": chart_over_time(
+            rows, "inconsistencies", "Cumulative inconsistencies", "inconsistencies"
+        ),
+        "Balance drift": chart_over_time(
+            rows, "drift_msat", "Balance drift (actual - expected)", "msat"
+        ),
+        "Timeout rate per phase": chart_timeout_rates(rows),
+    }
+    path = report_dir / "report.html"
+    path.write_text(render_html(rows, verdict, settings, charts))
+    return path
+
+
+def settings_line(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in settings.items())
+
+
+def render_html(
+    rows: list[dict[str, Any]],
+    verdict: dict[str, Any],
+    settings: dict[str, Any],
+    charts: dict[str, str],
+) -> str:
+    e = html.escape
+    head = "".join(f"<th>fix {e(row['mode'])}</th>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>" for cells in table_rows(rows)
+    )
+    images = "".join(
+        f'<figure><img alt="{e(title)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{e(title)}</figcaption></figure>"
+        for title, data in charts.items()
+    )
+    colour = "#27ae60" if verdict["status"] == "pass" else "#c0392b"
+    links = "".join(
+        f'<li>fix {e(row["mode"])}: <a href="{e(row["mode"])}/locust.html">Locust report</a>, '
+        f'<a href="{e(row["mode"])}/consistency.json">consistency.json</a></li>'
+        for row in rows
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lnchaos compare</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}
+td:first-child{{text-align:left}} .verdict{{color:{colour};font-weight:bold}}
+figure{{margin:1.5em 0}} img{{max-width:100%}}
+</style></head><body>
+<h1>lnchaos: fix off vs fix on</h1>
+<p>{e(settings_line(settings))}</p>
+<p class="verdict">{e(verdict["status"].upper())}: {e(verdict["reason"])}</p>
+<table id="summary"><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>
+<p>How to read it: <b>charged_not_paid</b> is money taken from users for payments that never
+happened (the incident); <b>paid_not_charged</b> is money paid out without charging anyone (what
+a blind rollback of timeouts does when a payment settles late). The fix must show zero of both
+while timeouts are happening.</p>
+{images}
+<ul>{links}</ul>
+</body></html>
+"""
