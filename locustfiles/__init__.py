@@ -1,0 +1,1 @@
+"""The Locust suite of lnchaos; the entry point is locustfiles/lnchaos_suite.py."""

@@ -1,0 +1,222 @@
+"""The master's (or local runner's) side of a run: the target, the fault control, the verdict.
+
+- init: start the embedded target (or check the one given with --host) and point Locust at it;
+- test_start: the run's fix mode and faults, a fresh collector, the fault control;
+- test_stop: stop the fault control; in the web UI also judge the run (each run gets its report);
+- quitting: judge the run if not done yet, write consistency.json, set the exit code (never
+  over a non-zero code of Locust's own), stop the embedded target.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import gevent
+import locust.log
+from locust.html import get_html_report, process_html_filename
+from locust.stats import CSV_STATS_INTERVAL_SEC
+
+from locustfiles import checker
+from locustfiles.admin_client import TargetAdmin, TargetError
+from locustfiles.embedded_target import EmbeddedTarget
+from locustfiles.fault_control import FaultControl
+from locustfiles.options import Settings, settings_from
+from locustfiles.telemetry import Collector
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_S = 10.0
+# Bound of the final wait for pending payouts: inflight_hold_ms (1.5 s) + resolver, with room.
+SETTLE_TIMEOUT_S = 15.0
+FINALIZE_JOIN_TIMEOUT_S = SETTLE_TIMEOUT_S + 10.0
+
+
+class Controller:
+    def __init__(self, environment: Any) -> None:
+        self.environment = environment
+        self.settings: Settings = settings_from(environment.parsed_options)
+        self.target: EmbeddedTarget | None = None
+        self.admin: TargetAdmin | None = None
+        self.collector = Collector(environment.runner)
+        self.fault_control: FaultControl | None = None
+        self.target_error: str | None = None
+        self.run_id: str | None = None
+        self.judged_run_id: str | None = None
+        self.stopped_s: float | None = None
+        self.final: dict[str, Any] | None = None
+        self._judging: gevent.Greenlet | None = None
+
+    # --- init -----------------------------------------------------------------------------
+    def start_target(self) -> None:
+        """Start or check the target; on failure write the verdict and exit with code 5."""
+        try:
+            if self.settings.host:
+                if not self.settings.admin_token:
+                    raise TargetError("--host needs --admin-token or $LNCHAOS_ADMIN_TOKEN")
+                self.admin = TargetAdmin(self.settings.host, self.settings.admin_token)
+                self.admin.wait_healthy(HEALTH_TIMEOUT_S)
+                self.admin.get_fix()  # proves the admin token before any load
+                log.info("using the running target at %s", self.settings.host)
+            else:
+                self.target = EmbeddedTarget(self.settings)
+                url = self.target.start()
+                self.environment.host = url
+                self.admin = TargetAdmin(url, self.target.admin_token)
+        except (TargetError, OSError) as err:
+            self.target_error = str(err)
+            log.error("the target is not usable: %s", err)
+            report = self._report(locust_exit_code=0)
+            checker.write_report(self.settings.consistency_path, report)
+            if self.target is not None:
+                self.target.stop()
+            sys.exit(report["exit_code"])
+
+    # --- test_start / test_stop -----------------------------------------------------------
+    def on_test_start(self) -> None:
+        self.settings = settings_from(self.environment.parsed_options)  # the web UI may edit
+        self.run_id = uuid.uuid4().hex[:12]
+        self.stopped_s = None
+        self.final = None
+        self.collector.start_run(self.run_id)
+        assert self.admin is not None
+        self.fault_control = FaultControl(
+            self.admin, self.settings, self.environment, self.collector, self.run_id
+        )
+        try:
+            self.fault_control.apply_run_settings()
+        except TargetError as err:
+            self.target_error = f"could not set fix mode and faults: {err}"
+            log.error(self.target_error)
+        self.fault_control.start()
+        log.info(
+            "run %s: fix=%s profile=%s seed=%d timeout_rate=%.3f spike_timeout_rate=%.3f",
+            self.run_id,
+            self.settings.fix,
+            self.settings.profile,
+            self.settings.seed,
+            self.settings.timeout_rate,
+            self.settings.spike_timeout_rate,
+        )
+
+    def on_test_stop(self) -> None:
+        if self.fault_control is not None:
+            self.fault_control.stop()
+        self.collector.close_phases()
+        self.stopped_s = self.collector.elapsed_s()
+        if not getattr(self.environment.parsed_options, "headless", False):
+            # web UI: each run gets its verdict now; /stop must not wait for it
+            self._judging = gevent.spawn(self.judge)
+
+    # --- verdict --------------------------------------------------------------------------
+    def judge(self) -> None:
+        """Wait (bounded) for pending payouts, reconcile, record the check, write the report."""
+        if self.run_id is None or self.judged_run_id == self.run_id:
+            return
+        self.judged_run_id = self.run_id
+        reconciliation: dict[str, Any] | None = None
+        started = time.perf_counter()
+        try:
+            assert self.admin is not None
+            reconciliation = self.admin.wait_settled(SETTLE_TIMEOUT_S)
+        except TargetError as err:
+            self.target_error = f"reconciliation failed: {err}"
+            log.error(self.target_error)
+        if self.fault_control is not None and self.fault_control.errors and not self.target_error:
+            self.target_error = f"fault control failed: {self.fault_control.errors[0]}"
+        problems = checker.reconciliation_problems(reconciliation) if reconciliation else []
+        if reconciliation is None:
+            problems = ["no reconciliation"]
+        self.environment.events.request.fire(
+            request_type=checker.CHECK,
+            name=checker.RECONCILIATION,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=0,
+            exception=checker.CheckFailed("; ".join(problems)) if problems else None,
+            context={},
+        )
+        self.collector.sample()
+        merged = self.collector.merged()
+        merged["checks"][checker.RECONCILIATION] = [0, 1] if problems else [1, 0]
+        self.final = {"merged": merged, "reconciliation": reconciliation}
+        report = self._report(locust_exit_code=locust_exit_code(self.environment))
+        checker.write_report(self.settings.consistency_path, report)
+        log.info(
+            "verdict %s (exit code %d): %s; %s",
+            report["verdict"],
+            report["exit_code"],
+            report["reason"],
+            self.settings.consistency_path,
+        )
+
+    def on_quitting(self) -> None:
+        try:
+            if self._judging is not None:
+                self._judging.join(timeout=FINALIZE_JOIN_TIMEOUT_S)
+            if self.run_id is not None and self.judged_run_id != self.run_id:
+                if self.stopped_s is None:
+                    self.on_test_stop()
+                self.judge()
+            # decided again now: Locust's own errors up to the very end count
+            report = self._report(locust_exit_code=locust_exit_code(self.environment))
+            checker.write_report(self.settings.consistency_path, report)
+            self.environment.process_exit_code = report["exit_code"]
+            self._refresh_locust_reports()
+        finally:
+            if self.target is not None:
+                self.target.stop()
+
+    def _report(self, locust_exit_code: int) -> dict[str, Any]:
+        final = self.final or {}
+        merged = final.get("merged") or self.collector.merged()
+        rates = self.fault_control.configured_rate_by_phase() if self.fault_control else {}
+        duration_s = self.stopped_s if self.stopped_s is not None else 0.0
+        return checker.build_report(
+            run={
+                "fix": self.settings.fix,
+                "profile": self.settings.profile,
+                "seed": self.settings.seed,
+                "threshold": self.settings.max_inconsistencies,
+            },
+            merged=merged,
+            reconciliation=final.get("reconciliation"),
+            phases=self.collector.phases,
+            timeline=self.collector.timeline,
+            duration_s=duration_s,
+            configured_rate_by_phase=rates,
+            locust_exit_code=locust_exit_code,
+            target_error=self.target_error,
+        )
+
+    def _refresh_locust_reports(self) -> None:
+        """Let the reconciliation check reach --html and --csv too.
+
+        Locust writes the HTML report before `quitting`, and the CSV files once a second from
+        a greenlet; the reconciliation check is fired during `quitting`.
+        """
+        options = self.environment.parsed_options
+        if getattr(options, "html_file", None):
+            process_html_filename(options)
+            html = get_html_report(self.environment, show_download_link=False)
+            Path(options.html_file).write_text(html, encoding="utf-8")
+        if getattr(options, "csv_prefix", None):
+            gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)  # one more write of the CSV greenlet
+
+
+def locust_exit_code(environment: Any) -> int:
+    """The code Locust itself would exit with, with the check events left to the verdict."""
+    if environment.process_exit_code is not None:
+        return int(environment.process_exit_code)  # another listener decided: keep it
+    runner = environment.runner
+    failed_requests = sum(
+        error.occurrences for error in runner.stats.errors.values() if error.method != checker.CHECK
+    )
+    if failed_requests or runner.exceptions:
+        return int(getattr(environment.parsed_options, "exit_code_on_error", 1))
+    if locust.log.unhandled_greenlet_exception:
+        return 2
+    return 0

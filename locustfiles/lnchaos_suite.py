@@ -1,0 +1,91 @@
+"""lnchaos: the Locust load-and-chaos suite for the Lightning payout target.
+
+Run from the repo root (locust.conf points here):
+    locust                                           # web UI; the embedded target starts too
+    locust --headless -t 60s --fix off               # CI: exits 3 when balances drift
+    locust --headless -t 60s --fix on --profile spike --csv reports/run --html reports/run.html
+    locust --headless -t 60s --fix on --processes 2  # workers use the master's target
+    locust --host http://127.0.0.1:8080 --admin-token T   # a target that is already running
+The verdict is in <report-dir>/consistency.json and the exit code (see locustfiles/checker.py).
+
+This file only wires the parts to Locust's events; each part is a module of its own:
+options, users + wallet_client (the load), shapes (the phases), fault_control (the nemesis),
+checker (checks and verdict), telemetry (data across processes), embedded_target and
+controller (the target's life and the end of a run).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gevent
+from locust import events
+from locust.runners import MasterRunner, WorkerRunner
+
+from locustfiles import options, telemetry
+from locustfiles.controller import Controller
+from locustfiles.shapes import LnchaosShape
+from locustfiles.users import PayerUser
+
+__all__ = ["LnchaosShape", "PayerUser"]
+
+events.init_command_line_parser.add_listener(options.add_arguments)
+
+_controller: Controller | None = None
+
+
+@events.init.add_listener
+def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
+    global _controller
+    if runner is None:
+        return
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(telemetry.PHASE_MESSAGE, telemetry.on_phase_message)
+        gevent.spawn(telemetry.tally_sender, runner)
+        return
+    _controller = Controller(environment)
+    if isinstance(runner, MasterRunner):
+        runner.register_message(telemetry.TALLY_MESSAGE, _on_tally_message)
+    else:  # the local runner is master and worker at once: it sends the phase to itself
+        runner.register_message(telemetry.PHASE_MESSAGE, telemetry.on_phase_message)
+    _controller.start_target()
+
+
+def _on_tally_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    if _controller is not None:
+        _controller.collector.on_tally(msg.node_id, msg.data)
+
+
+@events.report_to_master.add_listener
+def on_report_to_master(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
+    # rides along with Locust's own final report, which the master waits for when quitting
+    if telemetry.LOCAL.run_id:
+        data[telemetry.REPORT_KEY] = telemetry.LOCAL.tally.to_dict()
+
+
+@events.worker_report.add_listener
+def on_worker_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
+    if _controller is not None and telemetry.REPORT_KEY in data:
+        _controller.collector.on_tally(client_id, data[telemetry.REPORT_KEY])
+
+
+@events.test_start.add_listener
+def on_test_start(environment: Any, **_kwargs: Any) -> None:
+    if _controller is not None:
+        _controller.on_test_start()
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Any, **_kwargs: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        if telemetry.LOCAL.run_id:
+            telemetry.send_tally(environment.runner)
+        return
+    if _controller is not None:
+        _controller.on_test_stop()
+
+
+@events.quitting.add_listener
+def on_quitting(environment: Any, **_kwargs: Any) -> None:
+    if _controller is not None:
+        _controller.on_quitting()

@@ -1,0 +1,190 @@
+"""The wallet client: one HTTP call per operation, its outcome as ok / fail / info (Jepsen's).
+
+- ok: the payout succeeded (200);
+- fail: it definitely did not happen (502 payment_failed);
+- info: unknown for now: a Lightning timeout (504 under fix off/rollback, 202 pending under fix
+  on). An info outcome is never guessed; the users resolve it against the node's truth.
+
+Requests are named for Locust's statistics with the load phase, e.g. `POST /payouts [spike]`.
+Injected faults are additionally recorded as "FAULT" events (`timeout [spike]`), as successes:
+they are what the chaos run injects, not a defect of the wallet. Expected business answers
+(502, 504, 202) are marked as successful requests; anything else is a failed request.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from locust.contrib.fasthttp import FastHttpSession
+
+from locustfiles.checker import FAULT
+
+FINAL_PAYOUT_STATUSES = ("succeeded", "failed")
+FINAL_NODE_STATUSES = ("succeeded", "failed", "unknown")
+
+
+@dataclass(frozen=True)
+class Wallet:
+    wallet_id: str
+    api_key: str
+    balance_msat: int
+
+
+@dataclass(frozen=True)
+class Invoice:
+    payment_request: str
+    payment_hash: str
+    amount_msat: int
+
+
+@dataclass
+class PayoutResult:
+    kind: str  # "ok" | "fail" | "info" | "error"
+    outcome: str  # succeeded | failed | timeout | pending | rejected | error
+    http_status: int
+    latency_ms: float
+    payout_id: str | None = None
+    payout_status: str | None = None  # the wallet's "status" field
+    amount_msat: int = 0
+    fee_msat: int = 0
+    payment_hash: str | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class WalletClient:
+    def __init__(self, session: FastHttpSession, request_event: Any) -> None:
+        self.session = session
+        self.request_event = request_event
+
+    def create_wallet(self, balance_msat: int) -> Wallet | None:
+        body = self._json_call(
+            "POST", "/api/wallets", "POST /api/wallets", (201,), json={"balance_msat": balance_msat}
+        )
+        if body is None:
+            return None
+        return Wallet(str(body["wallet_id"]), str(body["api_key"]), int(body["balance_msat"]))
+
+    def create_invoice(self, amount_msat: int) -> Invoice | None:
+        body = self._json_call(
+            "POST",
+            "/node/invoices",
+            "POST /node/invoices",
+            (201,),
+            json={"amount_msat": amount_msat},
+        )
+        if body is None:
+            return None
+        return Invoice(str(body["payment_request"]), str(body["payment_hash"]), amount_msat)
+
+    def pay(
+        self,
+        wallet: Wallet,
+        invoice: Invoice,
+        idempotency_key: str,
+        phase: str,
+        *,
+        retry: bool = False,
+    ) -> PayoutResult:
+        name = "POST /payouts (retry)" if retry else f"POST /payouts [{phase}]"
+        headers = {"X-Api-Key": wallet.api_key, "Idempotency-Key": idempotency_key}
+        started = time.perf_counter()
+        with self.session.post(
+            f"/api/wallets/{wallet.wallet_id}/payouts",
+            name=name,
+            json={"payment_request": invoice.payment_request},
+            headers=headers,
+            catch_response=True,
+        ) as response:
+            latency_ms = (time.perf_counter() - started) * 1000
+            status = response.status_code
+            body = _json_or_empty(response)
+            error = body.get("error")
+            result = PayoutResult(
+                kind="error",
+                outcome="error",
+                http_status=status,
+                latency_ms=latency_ms,
+                payout_id=body.get("payout_id"),
+                payout_status=body.get("status"),
+                amount_msat=int(body.get("amount_msat") or 0),
+                fee_msat=int(body.get("fee_msat") or 0),
+                payment_hash=body.get("payment_hash"),
+                body=body,
+            )
+            if status == 200 and body.get("status") == "succeeded":
+                result.kind, result.outcome = "ok", "succeeded"
+            elif status == 502 and error == "payment_failed":
+                result.kind, result.outcome = "fail", "failed"
+            elif status == 504 and error == "payment_timeout":
+                result.kind, result.outcome = "info", "timeout"
+            elif status == 202 and body.get("status") == "pending":
+                result.kind, result.outcome = "info", "pending"
+            elif status == 409 and error == "insufficient_funds":
+                result.outcome = "rejected"
+            if result.outcome == "error" or result.outcome == "rejected":
+                response.failure(f"unexpected answer to a payout: HTTP {status} {body or ''}")
+            else:
+                response.success()
+        if not retry and result.outcome in ("timeout", "pending", "failed"):
+            fault = "timeout" if result.kind == "info" else "payment_failed"
+            self._fire_fault(f"{fault} [{phase}]", latency_ms)
+        return result
+
+    def get_wallet(self, wallet: Wallet) -> dict[str, Any] | None:
+        return self._json_call(
+            "GET",
+            f"/api/wallets/{wallet.wallet_id}",
+            "GET /api/wallets/{id}",
+            (200,),
+            headers={"X-Api-Key": wallet.api_key},
+        )
+
+    def get_payout(self, wallet: Wallet, payout_id: str) -> dict[str, Any] | None:
+        return self._json_call(
+            "GET",
+            f"/api/payouts/{payout_id}",
+            "GET /api/payouts/{id} (poll)",
+            (200,),
+            headers={"X-Api-Key": wallet.api_key},
+        )
+
+    def get_node_payment(self, payment_hash: str) -> dict[str, Any] | None:
+        return self._json_call(
+            "GET", f"/node/payments/{payment_hash}", "GET /node/payments/{hash} (poll)", (200,)
+        )
+
+    def _json_call(
+        self,
+        method: str,
+        path: str,
+        name: str,
+        ok_statuses: tuple[int, ...],
+        **kwargs: Any,
+    ) -> dict[str, Any] | None:
+        with self.session.request(method, path, name=name, catch_response=True, **kwargs) as resp:
+            body = _json_or_empty(resp)
+            if resp.status_code in ok_statuses and body:
+                resp.success()
+                return body
+            resp.failure(f"HTTP {resp.status_code} {body or (resp.text or '')[:200]}")
+            return None
+
+    def _fire_fault(self, name: str, latency_ms: float) -> None:
+        self.request_event.fire(
+            request_type=FAULT,
+            name=name,
+            response_time=latency_ms,
+            response_length=0,
+            exception=None,
+            context={},
+        )
+
+
+def _json_or_empty(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except Exception:  # a body that is not JSON: the caller reports the request
+        return {}
+    return body if isinstance(body, dict) else {}
