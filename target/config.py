@@ -33,9 +33,24 @@ class FaultSettings:
     load_coupling: float = 0.0  # extra timeout chance per payment in flight
     fee_base_msat: int = 1000
     fee_ppm: int = 1000
+    # HTTP faults of the node's LND REST routes only, drawn per request (docs/lnd-rest.md).
+    http_latency_rate: float = 0.0  # share of requests delayed by http_latency_ms
+    http_latency_ms: float = 200.0
+    http_error_rate: float = 0.0  # share answered with a 5xx LND-shaped error
+    http_reset_rate: float = 0.0  # share whose connection is reset
+    http_stall_rate: float = 0.0  # share that stall http_stall_ms, then close
+    http_stall_ms: float = 2000.0
+    http_fault_after_rate: float = 0.5  # of faulted requests, the share hit after the node acted
 
-    _RATES = ("timeout_rate", "failure_rate", "late_settle_rate", "latency_spike_rate")
-    _LIMITS_MS = ("latency_ms_median", "latency_spike_ms", "inflight_hold_ms")
+    _RATES = (
+        "timeout_rate", "failure_rate", "late_settle_rate", "latency_spike_rate",
+        "http_latency_rate", "http_error_rate", "http_reset_rate", "http_stall_rate",
+        "http_fault_after_rate",
+    )  # fmt: skip
+    _LIMITS_MS = (
+        "latency_ms_median", "latency_spike_ms", "inflight_hold_ms", "http_latency_ms",
+        "http_stall_ms",
+    )  # fmt: skip
 
     def validate(self) -> None:
         for name in self._RATES:
@@ -44,6 +59,10 @@ class FaultSettings:
                 raise bad_request("invalid_fault", f"{name} must be within [0, 1]", field=name)
         if self.timeout_rate + self.failure_rate > 1.0:
             raise bad_request("invalid_fault", "timeout_rate + failure_rate must be at most 1")
+        if self.http_error_rate + self.http_reset_rate + self.http_stall_rate > 1.0:
+            raise bad_request(
+                "invalid_fault", "http_error_rate + http_reset_rate + http_stall_rate must be <= 1"
+            )
         for name in self._LIMITS_MS:
             if not 0.0 <= getattr(self, name) <= 60_000.0:
                 raise bad_request("invalid_fault", f"{name} must be within [0, 60000]", field=name)
