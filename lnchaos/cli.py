@@ -7,7 +7,7 @@ import sys
 
 from target.cli import add_target_options, run_target
 
-from . import compare
+from . import bench, compare
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     compare.add_options(comparison)
     comparison.set_defaults(run=compare.main)
+    benchmark = commands.add_parser(
+        "bench", help="measure the floor, the target and the suite on this machine"
+    )
+    bench.add_options(benchmark)
+    benchmark.set_defaults(run=bench.main)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
 

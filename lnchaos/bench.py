@@ -1,0 +1,560 @@
+"""`lnchaos bench`: how far lnchaos goes on this machine, and whether the target or the checks
+are what limits a load test.
+
+One run measures, with the same Locust `FastHttpUser` driver (`bench_locustfile.py`) pinned to
+CPU 0 and the server pinned to CPU 1 (when the machine has two or more):
+
+1. floor: a bare aiohttp JSON endpoint (`bench_floor.py`): requests per second;
+2. target: the payment flow of `python -m target --fix on`, no faults: requests per second, every
+   request of the flow counted (invoice, payout, status), with the target's peak RSS and the p99
+   latency of the payout request;
+3. suite: the full Locust suite (`locustfiles/lnchaos_suite.py`), fix on, no faults, every check
+   on (verified payouts per second) and every check off (payouts per second), same users.
+
+Runs are interleaved (floor, target, suite on, suite off, then again) so a slow moment of the
+machine hits every figure alike; each figure is the median of `--repetitions`. The figures and
+both ratios are printed and written to `<report-dir>/bench.json`.
+
+`--memory-run` is the 5-minute memory check instead: one target run of `--duration` (300 s by
+default) sampling the target's RSS each second; `bench-memory.json` holds the peak after the first
+minute, the peak at the end and whether it stayed within 10 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVER = Path(__file__).resolve().parent / "bench_locustfile.py"
+SUITE = ROOT / "locustfiles" / "lnchaos_suite.py"
+LISTENING_RE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+SERVER_START_TIMEOUT_S = 20.0
+SERVER_STOP_TIMEOUT_S = 5.0
+DRIVER_GRACE_S = 30.0  # beyond warm-up + duration: Locust's start and stop
+SUITE_GRACE_S = 60.0  # beyond the run time: the verdict's bounded final wait
+RSS_SAMPLE_INTERVAL_S = 0.25
+CPU_POLL_INTERVAL_S = 0.2
+MEMORY_RUN_FIRST_MINUTE_S = 60.0
+MEMORY_FLAT_TOLERANCE = 0.10
+ADMIN_TOKEN = "lnchaos-bench-admin-token"
+
+# No faults: nothing times out or fails; the network's ordinary latency stays.
+TARGET_ARGS = ["--fix", "on", "--timeout-rate", "0", "--failure-rate", "0"]
+SUITE_CHECK_ARGS = {"on": ["--checks", "on"], "off": ["--checks", "off"]}
+
+
+@dataclass
+class BenchSettings:
+    duration_s: int = 8
+    warmup_s: int = 2
+    users: int = 32
+    repetitions: int = 3
+    report_dir: Path = Path("reports")
+    suite: bool = True
+    memory_run: bool = False
+    target_args: list[str] = field(default_factory=list)  # extra `python -m target` options
+    pin: bool = True
+    quiet: bool = False
+
+
+def cpu_plan(pin: bool = True) -> tuple[set[int] | None, set[int] | None]:
+    """(driver CPUs, server CPUs): CPU 0 and CPU 1 of those this process may use, if two."""
+    if not pin or not hasattr(os, "sched_setaffinity"):
+        return None, None
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None
+    return {allowed[0]}, {allowed[1]}
+
+
+def _pin(pid: int, cpus: set[int] | None) -> None:
+    if cpus is not None:
+        try:
+            os.sched_setaffinity(pid, cpus)
+        except OSError:
+            pass  # the process is already gone: its run will report the failure
+
+
+def _kill_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after `timeout_s`."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers in the group, if any
+    except (ProcessLookupError, PermissionError):
+        pass
+    if process.poll() is None:
+        process.wait(timeout=timeout_s)
+
+
+class Server:
+    """A server child pinned to its CPU, in its own session, with its RSS sampled."""
+
+    def __init__(self, command: list[str], cpus: set[int] | None, log_path: Path):
+        self.command = command
+        self.cpus = cpus
+        self.log_path = log_path
+        self.url = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self.rss_samples: list[tuple[float, int]] = []  # (seconds since start, bytes)
+        self._started = 0.0
+        self._stop = threading.Event()
+        self._sampler: threading.Thread | None = None
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=ROOT,
+            )
+        _pin(self.process.pid, self.cpus)
+        self._started = time.monotonic()
+        deadline = self._started + SERVER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            found = LISTENING_RE.search(self.log_path.read_text(errors="replace"))
+            if found:
+                self.url = found.group(1)
+                break
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not self.url:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            self.stop()
+            raise RuntimeError(f"server did not start: {' '.join(self.command)}\n{tail}")
+        self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        assert self.process is not None
+        try:
+            proc = psutil.Process(self.process.pid)
+            while not self._stop.is_set():
+                self.rss_samples.append((time.monotonic() - self._started, proc.memory_info().rss))
+                self._stop.wait(RSS_SAMPLE_INTERVAL_S)
+        except psutil.Error:
+            return
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server used so far."""
+        assert self.process is not None
+        try:
+            times = psutil.Process(self.process.pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system
+
+    def peak_rss_mb(self, until_s: float | None = None) -> float:
+        values = [rss for t, rss in self.rss_samples if until_s is None or t <= until_s]
+        return max(values, default=0) / 2**20
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._sampler is not None:
+            self._sampler.join(timeout=2.0)
+        if self.process is not None:
+            _kill_group(self.process, SERVER_STOP_TIMEOUT_S)
+
+
+@dataclass
+class ChildUsage:
+    cpu_s: float = 0.0  # user + system, at the last poll before the child ended
+
+
+def run_bounded(
+    command: list[str],
+    cpus: set[int] | None,
+    log_path: Path,
+    timeout_s: float,
+    env: dict[str, str] | None = None,
+    usage: ChildUsage | None = None,
+) -> int:
+    """Run a child in its own session, pinned, killed (with its group) after `timeout_s`.
+    Its CPU seconds, polled while it runs, land in `usage`."""
+    usage = usage if usage is not None else ChildUsage()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=log_path.parent,
+            env=env,
+        )
+    _pin(process.pid, cpus)
+    deadline = time.monotonic() + timeout_s
+    try:
+        watched = psutil.Process(process.pid)
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                times = watched.cpu_times()
+                usage.cpu_s = times.user + times.system
+            except psutil.Error:
+                pass
+            time.sleep(CPU_POLL_INTERVAL_S)
+        return process.returncode if process.returncode is not None else -1
+    finally:
+        _kill_group(process, SERVER_STOP_TIMEOUT_S)
+
+
+def driver_command(
+    url: str, mode: str, users: int, run_time_s: int, warmup_s: int, out: Path
+) -> list[str]:
+    return [
+        sys.executable, "-m", "locust",
+        "-f", str(DRIVER),
+        "--headless", "--only-summary", "--loglevel", "WARNING",
+        "--host", url,
+        "--users", str(users), "--spawn-rate", str(users),
+        "--run-time", f"{run_time_s}s", "--stop-timeout", "0",
+        "--bench-mode", mode, "--bench-warmup-s", str(warmup_s), "--bench-out", str(out),
+    ]  # fmt: skip
+
+
+def floor_command() -> list[str]:
+    return [sys.executable, "-m", "lnchaos.bench_floor", "--port", "0"]
+
+
+def target_command(work_dir: Path, extra: list[str]) -> list[str]:
+    return [
+        sys.executable, "-m", "target", "--port", "0",
+        *TARGET_ARGS,
+        "--admin-token", ADMIN_TOKEN,
+        "--db", str(work_dir / "wallet.sqlite"),
+        *extra,
+    ]  # fmt: skip
+
+
+def drive(
+    settings: BenchSettings, server: Server, mode: str, run_dir: Path, driver_cpus: set[int] | None
+) -> dict[str, Any]:
+    """One driver run against `server`; the driver's window plus the server's CPU use."""
+    out = run_dir / f"{mode}.json"
+    run_time_s = settings.warmup_s + settings.duration_s
+    command = driver_command(server.url, mode, settings.users, run_time_s, settings.warmup_s, out)
+    cpu_before_s = server.cpu_s()
+    started = time.monotonic()
+    usage = ChildUsage()
+    log_path = run_dir / f"{mode}-driver.log"
+    code = run_bounded(command, driver_cpus, log_path, run_time_s + DRIVER_GRACE_S, usage=usage)
+    elapsed_s = time.monotonic() - started
+    if not out.exists():
+        raise RuntimeError(f"the {mode} driver wrote no result (exit {code}); see {run_dir}")
+    result = json.loads(out.read_text())
+    result["driver_exit_code"] = code
+    result["server_cpu_share"] = (server.cpu_s() - cpu_before_s) / max(elapsed_s, 1e-9)
+    result["driver_cpu_share"] = usage.cpu_s / max(elapsed_s, 1e-9)
+    return result
+
+
+def measure_floor(
+    settings: BenchSettings, run_dir: Path, cpus: tuple[set[int] | None, set[int] | None]
+) -> dict[str, Any]:
+    driver_cpus, server_cpus = cpus
+    with Server(floor_command(), server_cpus, run_dir / "floor-server.log") as server:
+        return drive(settings, server, "floor", run_dir, driver_cpus)
+
+
+def measure_target(
+    settings: BenchSettings, run_dir: Path, cpus: tuple[set[int] | None, set[int] | None]
+) -> dict[str, Any]:
+    driver_cpus, server_cpus = cpus
+    command = target_command(run_dir, settings.target_args)
+    with Server(command, server_cpus, run_dir / "target-server.log") as server:
+        result = drive(settings, server, "target", run_dir, driver_cpus)
+        result["peak_rss_mb"] = server.peak_rss_mb()
+        result["rss_mb_after_first_minute"] = server.peak_rss_mb(MEMORY_RUN_FIRST_MINUTE_S)
+        result["rss_samples_mb"] = [
+            [round(t, 2), round(rss / 2**20, 2)] for t, rss in server.rss_samples[::4]
+        ]
+    return result
+
+
+def suite_command(url: str, users: int, run_time_s: int, run_dir: Path, checks: str) -> list[str]:
+    return [
+        sys.executable, "-m", "locust",
+        "-f", str(SUITE),
+        "--headless", "--only-summary", "--loglevel", "WARNING",
+        "--host", url,
+        "--users", str(users), "--spawn-rate", str(users),
+        "--run-time", f"{run_time_s}s",
+        "--profile", "steady",
+        "--fix", "on", "--timeout-rate", "0", "--spike-timeout-rate", "0",
+        "--report-dir", str(run_dir),
+        *SUITE_CHECK_ARGS[checks],
+    ]  # fmt: skip
+
+
+def measure_suite(
+    settings: BenchSettings,
+    run_dir: Path,
+    cpus: tuple[set[int] | None, set[int] | None],
+    checks: str,
+) -> dict[str, Any]:
+    """One suite run (checks on or off) against a fresh target; payouts per second from its
+    consistency.json: verified payouts with checks on, answered payouts with checks off."""
+    driver_cpus, server_cpus = cpus
+    suite_dir = run_dir / f"suite-checks-{checks}"
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    command = target_command(suite_dir, settings.target_args)
+    run_time_s = settings.warmup_s + settings.duration_s
+    env = {**os.environ, "LNCHAOS_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": str(ROOT)}
+    with Server(command, server_cpus, suite_dir / "target-server.log") as server:
+        cpu_before_s = server.cpu_s()
+        started = time.monotonic()
+        usage = ChildUsage()
+        code = run_bounded(
+            suite_command(server.url, settings.users, run_time_s, suite_dir, checks),
+            driver_cpus,
+            suite_dir / "locust.log",
+            run_time_s + SUITE_GRACE_S,
+            env=env,
+            usage=usage,
+        )
+        elapsed_s = time.monotonic() - started
+        server_cpu_share = (server.cpu_s() - cpu_before_s) / max(elapsed_s, 1e-9)
+    path = suite_dir / "consistency.json"
+    if not path.exists():
+        raise RuntimeError(f"the suite (checks {checks}) wrote no consistency.json (exit {code})")
+    report = json.loads(path.read_text())
+    duration_s = float(report.get("duration_s") or run_time_s)
+    outcomes = report.get("payouts_by_outcome", {})
+    answered = sum(outcomes.get(k, 0) for k in ("succeeded", "failed", "timeout", "pending"))
+    verified = int(report.get("payouts_verified", 0))
+    payouts = verified if checks == "on" else answered
+    return {
+        "checks": checks,
+        "exit_code": code,
+        "duration_s": duration_s,
+        "payouts": payouts,
+        "payouts_answered": answered,
+        "payouts_verified": verified,
+        "payouts_per_s": payouts / duration_s if duration_s > 0 else 0.0,
+        "verdict": report.get("verdict"),
+        "server_cpu_share": server_cpu_share,
+        "driver_cpu_share": usage.cpu_s / max(elapsed_s, 1e-9),
+    }
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else 0.0
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) -> dict[str, Any]:
+    floor_rps = _median([r["rps"] for r in runs["floor"]])
+    target_rps = _median([r["rps"] for r in runs["target"]])
+    checked = _median([r["payouts_per_s"] for r in runs.get("suite_on", [])])
+    unchecked = _median([r["payouts_per_s"] for r in runs.get("suite_off", [])])
+    return {
+        "floor_rps": floor_rps,
+        "target_rps": target_rps,
+        "suite_checked_payouts_per_s": checked,
+        "suite_unchecked_payouts_per_s": unchecked,
+        "ratio_target_floor": _ratio(target_rps, floor_rps),
+        "ratio_suite_checked_unchecked": _ratio(checked, unchecked),
+        "target_peak_rss_mb": _median([r["peak_rss_mb"] for r in runs["target"]]),
+        "payout_latency_ms_p99": _median(
+            [r["latency_ms"]["payout"]["p99"] for r in runs["target"]]
+        ),
+        "target_flows_per_s": _median([r["flows"] / r["window_s"] for r in runs["target"]]),
+        "floor_server_cpu_share": _median([r["server_cpu_share"] for r in runs["floor"]]),
+        "target_server_cpu_share": _median([r["server_cpu_share"] for r in runs["target"]]),
+        "settings": {
+            "duration_s": settings.duration_s,
+            "warmup_s": settings.warmup_s,
+            "users": settings.users,
+            "repetitions": settings.repetitions,
+            "suite": settings.suite,
+            "target_args": TARGET_ARGS + settings.target_args,
+            "pinned": cpu_plan(settings.pin) != (None, None),
+            "cpu_count": os.cpu_count(),
+        },
+        "runs": runs,
+    }
+
+
+def render(summary: dict[str, Any]) -> str:
+    lines = [
+        f"floor   {summary['floor_rps']:10.0f} req/s   (bare aiohttp /ping)",
+        f"target  {summary['target_rps']:10.0f} req/s   "
+        f"({summary['target_flows_per_s']:.0f} payout flows/s; peak RSS "
+        f"{summary['target_peak_rss_mb']:.1f} MB; payout p99 "
+        f"{summary['payout_latency_ms_p99']:.1f} ms)",
+        f"  target / floor                 {summary['ratio_target_floor']:.3f}",
+    ]
+    if summary["settings"]["suite"]:
+        lines += [
+            f"suite   {summary['suite_checked_payouts_per_s']:10.1f} verified payouts/s "
+            "(checks on)",
+            f"suite   {summary['suite_unchecked_payouts_per_s']:10.1f} payouts/s (checks off)",
+            f"  suite checks on / checks off   {summary['ratio_suite_checked_unchecked']:.3f}",
+        ]
+    return "\n".join(lines)
+
+
+def bench(settings: BenchSettings) -> dict[str, Any]:
+    """The interleaved repetitions; returns the summary (also written to bench.json)."""
+    cpus = cpu_plan(settings.pin)
+    settings.report_dir.mkdir(parents=True, exist_ok=True)
+    kinds = ["floor", "target"] + (["suite_on", "suite_off"] if settings.suite else [])
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    with tempfile.TemporaryDirectory(prefix="lnchaos-bench-") as tmp:
+        for repetition in range(settings.repetitions):
+            run_dir = Path(tmp) / f"rep{repetition}"
+            run_dir.mkdir()
+            for kind in kinds:
+                if kind == "floor":
+                    result = measure_floor(settings, run_dir, cpus)
+                elif kind == "target":
+                    result = measure_target(settings, run_dir, cpus)
+                else:
+                    result = measure_suite(settings, run_dir, cpus, kind.removeprefix("suite_"))
+                runs[kind].append(result)
+                if not settings.quiet:
+                    print(f"  rep {repetition + 1}/{settings.repetitions} {kind}: "
+                          f"{_headline(result)}", flush=True)  # fmt: skip
+    summary = summarize(runs, settings)
+    path = settings.report_dir / "bench.json"
+    path.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _headline(result: dict[str, Any]) -> str:
+    if "rps" in result:
+        failures = sum(result["failures"].values())
+        extra = f", {failures} failures" if failures else ""
+        return (
+            f"{result['rps']:.0f} req/s, server CPU {result['server_cpu_share']:.0%}, "
+            f"driver CPU {result['driver_cpu_share']:.0%}{extra}"
+        )
+    return (
+        f"{result['payouts_per_s']:.1f} payouts/s (checks {result['checks']}), "
+        f"server CPU {result['server_cpu_share']:.0%}, driver CPU {result['driver_cpu_share']:.0%}"
+    )
+
+
+def memory_run(settings: BenchSettings) -> dict[str, Any]:
+    """One long target run; is the target's RSS flat after the first minute?"""
+    cpus = cpu_plan(settings.pin)
+    settings.report_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lnchaos-bench-memory-") as tmp:
+        result = measure_target(settings, Path(tmp), cpus)
+    after_first_minute_mb = result["rss_mb_after_first_minute"]
+    peak_end_mb = result["peak_rss_mb"]
+    summary = {
+        "duration_s": settings.duration_s,
+        "users": settings.users,
+        "target_rps": result["rps"],
+        "target_rss_mb_after_first_minute": after_first_minute_mb,
+        "target_rss_mb_peak_end": peak_end_mb,
+        "rss_growth_after_first_minute": _ratio(peak_end_mb, after_first_minute_mb) - 1.0,
+        "memory_flat": peak_end_mb <= after_first_minute_mb * (1 + MEMORY_FLAT_TOLERANCE),
+        "payout_latency_ms_p99": result["latency_ms"]["payout"]["p99"],
+        "run": result,
+    }
+    (settings.report_dir / "bench-memory.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    defaults = BenchSettings()
+    parser.add_argument("--duration", type=int, default=None,
+                        help=f"measured seconds per run (default {defaults.duration_s}; "
+                        "300 with --memory-run)")  # fmt: skip
+    parser.add_argument("--warmup", type=int, default=defaults.warmup_s,
+                        help="seconds before counting starts")  # fmt: skip
+    parser.add_argument("--users", type=int, default=defaults.users)
+    parser.add_argument("--repetitions", type=int, default=defaults.repetitions)
+    parser.add_argument("--report-dir", type=Path, default=defaults.report_dir)
+    parser.add_argument("--no-suite", action="store_true", help="floor and target only")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin driver and server")
+    parser.add_argument(
+        "--memory-run",
+        action="store_true",
+        help="one long target run: is its memory flat? (writes bench-memory.json)",
+    )
+    parser.add_argument(
+        "--target-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra option for the target, e.g. --target-arg=--ledger-batch-max=1",
+    )
+    parser.add_argument("--quiet", action="store_true")
+
+
+def settings_from(args: argparse.Namespace) -> BenchSettings:
+    duration_s = args.duration if args.duration is not None else (
+        300 if args.memory_run else BenchSettings.duration_s
+    )  # fmt: skip
+    if duration_s < 1 or args.warmup < 0 or args.users < 1 or args.repetitions < 1:
+        raise SystemExit("--duration, --users and --repetitions must be positive")
+    return BenchSettings(
+        duration_s=duration_s,
+        warmup_s=args.warmup,
+        users=args.users,
+        repetitions=args.repetitions,
+        report_dir=args.report_dir,
+        suite=not args.no_suite and not args.memory_run,
+        memory_run=args.memory_run,
+        target_args=list(args.target_arg),
+        pin=not args.no_pin,
+        quiet=args.quiet,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if settings.memory_run:
+        summary = memory_run(settings)
+        print(
+            f"target RSS after the first minute {summary['target_rss_mb_after_first_minute']:.1f}"
+            f" MB, peak at the end {summary['target_rss_mb_peak_end']:.1f} MB "
+            f"({summary['rss_growth_after_first_minute']:+.1%}): "
+            + ("flat" if summary["memory_flat"] else "NOT flat")
+        )
+        return 0 if summary["memory_flat"] else 1
+    summary = bench(settings)
+    print()
+    print(render(summary))
+    print(f"\nwritten: {settings.report_dir / 'bench.json'}")
+    return 0
