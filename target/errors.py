@@ -44,7 +44,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as err:
         return web.json_response(err.body(), status=err.status)
     except web.HTTPRequestEntityTooLarge as err:
-        return json_error(413, "body_too_large", f"request body over {err.max_size} bytes")
+        # aiohttp keeps the limit only in the text ("Maximum request body size N exceeded...").
+        return json_error(413, "body_too_large", err.text or "request body too large")
     except web.HTTPException as err:
         if err.status < 400:
             raise
