@@ -30,6 +30,7 @@ from typing import Any
 from .config import MAX_AMOUNT_MSAT, FixMode, WalletSettings
 from .errors import ApiError
 from .ledger import (
+    DEPOSITS,
     FEES,
     OUTBOUND,
     InsufficientFunds,
@@ -80,6 +81,12 @@ class PayoutService:
     # ---- wallets -------------------------------------------------------------------------------
 
     async def create_wallet(self, balance_msat: int) -> tuple[str, str]:
+        # All deposits together stay within the bitcoin supply, so every sum of balances fits a
+        # SQLite integer (a fifth max-sized wallet used to overflow it and stop the journal).
+        if -self.ledger.balance(DEPOSITS) + balance_msat > MAX_AMOUNT_MSAT:
+            raise ApiError(
+                409, "deposit_limit", "all deposits together may not exceed 21M BTC in msat"
+            )
         wallet_id = uuid.uuid4().hex
         api_key = secrets.token_urlsafe(24)
         await self.ledger.open_wallet(wallet_id, sha256_hex(api_key), balance_msat)
