@@ -95,6 +95,7 @@ class Api:
     base_url: str
     admin_token: str = ADMIN_TOKEN
     state: TargetState | None = field(default=None, repr=False)  # in-process targets only
+    app: web.Application | None = field(default=None, repr=False)  # in-process targets only
 
     async def call(
         self,
@@ -233,6 +234,7 @@ async def in_process(config: TargetConfig, *, check_conserved: bool = True) -> A
         async with ClientSession(timeout=ClientTimeout(total=15)) as session:
             api = Api(session, str(server.make_url("")).rstrip("/"), config.admin_token)
             api.state = app[STATE]
+            api.app = app
             yield api
             if check_conserved:
                 rec = await api.reconciliation()
