@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from target.cli import add_target_options, run_target
+from target.node.node_app import add_node_options, run_node
 
 from . import bench, compare
 
@@ -16,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     target = commands.add_parser("target", help="serve the wallet payout API and the node mock")
     add_target_options(target)
     target.set_defaults(run=run_target)
+    node = commands.add_parser(
+        "node", help="serve the node mock alone: its network, faults and LND's REST API"
+    )
+    add_node_options(node)
+    node.set_defaults(run=run_node)
     comparison = commands.add_parser(
         "compare", help="run the suite against fix off, rollback and on; write one report"
     )

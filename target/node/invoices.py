@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import bolt11
 from bolt11.models.tags import Tag, TagChar, Tags
+from coincurve import PrivateKey
 
 CURRENCY = "bcrt"  # regtest: no invoice of ours can ever be paid on a real network
 
@@ -49,6 +50,11 @@ def private_key_for(seed: int, name: str) -> str:
     return hashlib.sha256(f"lnchaos:{name}:{seed}".encode()).hexdigest()
 
 
+def pubkey_of(private_key_hex: str) -> str:
+    """The compressed public key (hex) of a private key, as a node id."""
+    return PrivateKey(bytes.fromhex(private_key_hex)).public_key.format(compressed=True).hex()
+
+
 class InvoiceBook:
     """Issues the invoices of one node and remembers the most recent ones."""
 
@@ -57,23 +63,29 @@ class InvoiceBook:
         self._registry: OrderedDict[str, Invoice] = OrderedDict()  # payment_request -> invoice
         self._by_hash: dict[str, Invoice] = {}
         self._registry_max = registry_max
-        self.pubkey: str | None = None
+        self.pubkey: str = pubkey_of(private_key_hex)
 
     def issue(
         self,
         amount_msat: int,
         *,
-        preimage: bytes,
+        preimage: bytes | None,
         payment_addr: bytes,
         memo: str = "",
         description_hash: str | None = None,
         expiry_s: int = 3600,
         min_final_cltv_expiry: int = 80,
         created_s: int | None = None,
+        payment_hash: str | None = None,
     ) -> Invoice:
-        assert len(preimage) == 32 and len(payment_addr) == 32
+        """A signed invoice. Without a preimage, `payment_hash` (hex) is required: a hold
+        invoice, which the network can only pay up to ACCEPTED until its preimage is given."""
+        assert len(payment_addr) == 32
         assert amount_msat > 0
-        payment_hash = hashlib.sha256(preimage).hexdigest()
+        if preimage is not None:
+            assert len(preimage) == 32
+            payment_hash = hashlib.sha256(preimage).hexdigest()
+        assert payment_hash is not None and len(payment_hash) == 64
         tags = [
             Tag(TagChar.payment_hash, payment_hash),
             Tag(TagChar.payment_secret, payment_addr.hex()),
@@ -92,13 +104,11 @@ class InvoiceBook:
             tags=Tags(tags),
         )
         payment_request = bolt11.encode(raw, self._private_key_hex)
-        if self.pubkey is None:
-            self.pubkey = raw.signature.recover_public_key() if raw.signature else None
         invoice = Invoice(
             payment_request=payment_request,
             payment_hash=payment_hash,
             amount_msat=amount_msat,
-            payee=self.pubkey or "",
+            payee=self.pubkey,
             created_s=created_s,
             expiry_s=expiry_s,
             description=None if description_hash else memo,

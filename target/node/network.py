@@ -25,6 +25,7 @@ from typing import Any
 from ..config import FaultSettings
 from ..journal import Journal
 from .invoices import Invoice, InvoiceBook, InvoiceError, decode, private_key_for
+from .receiving import Receiver
 
 log = logging.getLogger("lnchaos.node")
 
@@ -183,6 +184,7 @@ class LightningNode:
         self.journal = journal
         self.merchants = InvoiceBook(private_key_for(seed, "merchant"))
         self.own_invoices = InvoiceBook(private_key_for(seed, "node"))
+        self.receiver = Receiver(self.own_invoices, journal)
         self._outcome_rng = random.Random(f"outcomes:{seed}")
         self._secret_rng = random.Random(f"secrets:{seed}")
         # In-flight payments always in memory; finished ones in a bounded cache, the rest on disk.
@@ -192,6 +194,8 @@ class LightningNode:
         self._recent_max = recent_payments_max
         self._next_index = 1
         self.counts: dict[str, int] = {"succeeded": 0, "failed": 0, "timed_out": 0}
+        self.sent_msat = 0  # amounts of succeeded payments, ever
+        self.fees_msat = 0  # their fees
         self.listeners: list[Callable[[Payment], None]] = []
 
     # ---- life cycle ----------------------------------------------------------------------------
@@ -214,11 +218,25 @@ class LightningNode:
             async with db.execute(q, (status,)) as c:
                 row = await c.fetchone()
                 self.counts[status] = row[0] if row else 0
+        q = (
+            "SELECT COALESCE(SUM(amount_msat), 0), COALESCE(SUM(fee_msat), 0)"
+            " FROM node_payments WHERE status = 'succeeded'"
+        )
+        async with db.execute(q) as c:
+            row = await c.fetchone()
+            self.sent_msat, self.fees_msat = (row[0], row[1]) if row else (0, 0)
+        await self.receiver.load()
 
     def close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self.receiver.close()
+
+    @property
+    def pubkey(self) -> str:
+        """This node's id (the payee of its own invoices)."""
+        return self.own_invoices.pubkey
 
     # ---- invoices ------------------------------------------------------------------------------
 
@@ -327,6 +345,8 @@ class LightningNode:
             # The network reveals the preimage on settlement; for foreign payees we never get here.
             payment.preimage = invoice.preimage.hex() if invoice and invoice.preimage else None
             self.counts["succeeded"] += 1
+            self.sent_msat += payment.amount_msat
+            self.fees_msat += payment.fee_msat
         else:
             self.counts["failed"] += 1
         if payment.timed_out:
@@ -393,6 +413,56 @@ class LightningNode:
 
     async def totals(self) -> dict[str, int]:
         return {"in_flight": len(self._in_flight), **self.counts}
+
+    def in_flight_msat(self) -> int:
+        return sum(self._payments[h].amount_msat for h in self._in_flight)
+
+    async def list_payments(
+        self,
+        *,
+        index_offset: int,
+        max_payments: int,
+        reversed_: bool,
+        include_incomplete: bool,
+    ) -> list[Payment]:
+        """Payments by payment_index, as LND's ListPayments pages them: after `index_offset`
+        (exclusive) going forwards, or before it going backwards (0: from the newest); the page
+        is always in ascending order. Without `include_incomplete`, only succeeded payments."""
+        await self.journal.flush()
+        where = ["1 = 1"]
+        params: list[Any] = []
+        if reversed_:
+            if index_offset > 0:
+                where.append("payment_index < ?")
+                params.append(index_offset)
+        else:
+            where.append("payment_index > ?")
+            params.append(index_offset)
+        if not include_incomplete:
+            where.append("status = 'succeeded'")
+        order = "DESC" if reversed_ else "ASC"
+        q = (
+            f"SELECT {COLUMNS} FROM node_payments WHERE {' AND '.join(where)}"
+            f" ORDER BY payment_index {order} LIMIT ?"
+        )
+        params.append(max_payments)
+        page: list[Payment] = []
+        async with self.journal.db.execute(q, params) as cur:
+            async for row in cur:
+                fresher = self._payments.get(row[0])  # memory is ahead of a queued write
+                page.append(fresher if fresher is not None else Payment.from_row(row))
+        if not include_incomplete:
+            page = [p for p in page if p.status is PaymentStatus.SUCCEEDED]
+        page.sort(key=lambda p: p.payment_index)
+        return page
+
+    async def count_payments(self, include_incomplete: bool) -> int:
+        q = "SELECT COUNT(*) FROM node_payments"
+        if not include_incomplete:
+            q += " WHERE status = 'succeeded'"
+        async with self.journal.db.execute(q) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else 0
 
 
 def payment_hash_of(preimage: bytes) -> str:

@@ -1,0 +1,206 @@
+"""The node mock alone (`lnchaos node`): the simulated network's routes, its faults, LND's REST
+API and the network admin routes, without a wallet. Point any LND-REST client at it.
+
+Routes: `GET /health`; the network as the target serves it (`POST /node/invoices`,
+`GET /node/payments/{payment_hash}`); `GET|PUT /admin/faults`; LND REST (docs/lnd-rest.md);
+`POST /admin/network/pay`, `GET /admin/network/truth`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from ..config import MAX_AMOUNT_MSAT, FaultSettings
+from ..errors import ApiError, bad_request, error_middleware, read_json_object, require_int
+from ..journal import Journal, open_db
+from .lnd_json import HEX64
+from .lnd_rest import LND, LndService, add_lnd_routes, lnd_ctx
+from .network import LightningNode, PaymentStatus
+
+log = logging.getLogger("lnchaos.node")
+
+BODY_MAX_BYTES = 64 * 1024
+
+
+@dataclass
+class NodeConfig:
+    seed: int = 1
+    admin_token: str = ""
+    macaroon_hex: str | None = None  # None: any hex macaroon is accepted
+    db_path: Path | None = None  # None: a new file in a temporary folder
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    journal_batch_max: int = 256
+
+
+NODE: web.AppKey[LightningNode] = web.AppKey("lnchaos_node", LightningNode)
+NODE_CONFIG: web.AppKey[NodeConfig] = web.AppKey("lnchaos_node_config", NodeConfig)
+
+
+def create_node_app(config: NodeConfig) -> web.Application:
+    config.faults.validate()
+    if config.db_path is None:
+        config.db_path = Path(tempfile.mkdtemp(prefix="lnchaos-node-")) / "node.sqlite"
+    app = web.Application(middlewares=[error_middleware], client_max_size=BODY_MAX_BYTES)
+    app[NODE_CONFIG] = config
+    app.cleanup_ctx.append(_node_ctx)
+    app.cleanup_ctx.append(
+        lnd_ctx(
+            lambda a: LndService(
+                a[NODE],
+                seed=config.seed,
+                admin_token=config.admin_token,
+                macaroon_hex=config.macaroon_hex,
+            )
+        )
+    )
+    app.router.add_get("/health", health)
+    app.router.add_post("/node/invoices", node_invoice)
+    app.router.add_get("/node/payments/{payment_hash}", node_payment)
+    app.router.add_get("/admin/faults", get_faults)
+    app.router.add_put("/admin/faults", put_faults)
+    add_lnd_routes(app)
+    return app
+
+
+async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[NODE_CONFIG]
+    db = await open_db(os.fspath(config.db_path))
+    journal = Journal(db, batch_max=config.journal_batch_max)
+    node = LightningNode(config.faults, seed=config.seed, journal=journal)
+    try:
+        await node.load()
+        journal.start()
+        app[NODE] = node
+        yield
+    finally:
+        node.close()
+        await journal.close()
+        await db.close()
+
+
+# ---- handlers (same contract as the target's node routes, docs/target-api.md) -----------------
+
+
+async def health(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    ok = node.journal.failed is None
+    return web.json_response({"status": "ok" if ok else "failed"}, status=200 if ok else 503)
+
+
+async def node_invoice(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    amount_msat = require_int(body, "amount_msat", minimum=1, maximum=MAX_AMOUNT_MSAT)
+    invoice = request.app[NODE].create_merchant_invoice(amount_msat)
+    answer = {"payment_request": invoice.payment_request, "payment_hash": invoice.payment_hash}
+    return web.json_response(answer, status=201)
+
+
+async def node_payment(request: web.Request) -> web.Response:
+    payment_hash = request.match_info["payment_hash"].lower()
+    if not HEX64.match(payment_hash):
+        raise bad_request("invalid_payment_hash", "payment_hash must be 64 hex characters")
+    payment = await request.app[NODE].lookup(payment_hash)
+    if payment is None:
+        body = {"payment_hash": payment_hash, "status": str(PaymentStatus.UNKNOWN)}
+        return web.json_response({**body, "amount_msat": 0, "fee_msat": 0})
+    return web.json_response(payment.truth())
+
+
+def _require_admin(request: web.Request) -> LightningNode:
+    expected = request.app[NODE_CONFIG].admin_token
+    given = request.headers.get("X-Admin-Token", "")
+    if not given or not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong X-Admin-Token")
+    return request.app[NODE]
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    return web.json_response(_require_admin(request).faults.as_dict())
+
+
+async def put_faults(request: web.Request) -> web.Response:
+    node = _require_admin(request)
+    body = await read_json_object(request)
+    faults = node.faults.updated(body)
+    node.faults = faults
+    request.app[NODE_CONFIG].faults = faults
+    return web.json_response(faults.as_dict())
+
+
+# ---- `lnchaos node` -----------------------------------------------------------------------------
+
+
+def add_node_options(parser: argparse.ArgumentParser) -> None:
+    from ..cli import add_fault_options
+
+    parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--admin-token", default=None, help="generated and printed if not given")
+    parser.add_argument(
+        "--macaroon",
+        default=None,
+        help="hex macaroon the Grpc-Metadata-macaroon header must carry (default: any hex)",
+    )
+    parser.add_argument("--db", type=Path, default=None, help="default: a new temporary folder")
+    parser.add_argument("--log-level", default="WARNING")
+    add_fault_options(parser)
+
+
+def config_from(args: argparse.Namespace) -> NodeConfig:
+    from ..cli import faults_from
+
+    if not 0 <= args.port <= 65535:
+        raise SystemExit("--port must be within 0..65535")
+    if args.macaroon is not None:
+        try:
+            bytes.fromhex(args.macaroon)
+        except ValueError:
+            raise SystemExit("--macaroon must be hex") from None
+    faults = faults_from(args)
+    try:
+        faults.validate()
+    except ApiError as err:
+        raise SystemExit(f"invalid fault setting: {err.message}") from None
+    return NodeConfig(
+        seed=args.seed,
+        admin_token=args.admin_token or "",
+        macaroon_hex=args.macaroon,
+        db_path=args.db,
+        faults=faults,
+    )
+
+
+def run_node(args: argparse.Namespace) -> int:
+    from ..server import serve
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = config_from(args)
+    if not config.admin_token:
+        config.admin_token = secrets.token_urlsafe(24)
+        print(f"admin token: {config.admin_token}", flush=True)
+    app = create_node_app(config)
+    asyncio.run(serve(app, args.port, name="lnchaos node"))
+    return 0
+
+
+__all__ = [
+    "LND",
+    "NODE",
+    "NodeConfig",
+    "add_node_options",
+    "create_node_app",
+    "run_node",
+]
