@@ -13,17 +13,22 @@ Injected faults are request events of type "FAULT" (`timeout [phase]`, `payment_
 recorded as successes: they are the chaos, not a defect.
 
 ## Inconsistency kinds
-- `charged_not_paid`: the balance is lower than it should be for a payment the node says failed
-  (or the wallet reported as failed);
-- `paid_not_charged`: the balance was restored for a payment the node says succeeded;
+- `charged_not_paid`: the wallet was charged more than the node paid: charged for a payment
+  the node says failed (the incident), or, for one it settled, charged more than amount + the
+  node's fee (fix off keeps the whole fee reserve of a timed-out payment that settles late);
+  the same definition as the target's reconciliation;
+- `paid_not_charged`: the node paid more than the wallet was charged: the balance was restored
+  for a payment the node says succeeded;
 - `double_charge`: a retry with the same Idempotency-Key was charged again;
-- `overcharged`: paid, but charged more than amount + the node's fee;
-- `balance_mismatch`: any other difference between the expected and the actual balance;
+- `balance_mismatch`: a balance higher than it should be for a payment that was not made;
 - `idempotency_mismatch`: a retry with the same key got another answer than the first request;
 - `stuck_pending` (reconciliation): still pending after the bounded final wait;
 - `not_conserved` (reconciliation): deposits != balances + reserved + paid out + fees.
 `charged_not_paid`, `paid_not_charged` and `stuck_pending` are also reported by the target's
-reconciliation; a payout found by both counts once (union of payout ids).
+reconciliation, which sees every payout (also those no user got to check before the run
+ended) but lists only a few ids: a kind counts max(found by checks, found by reconciliation),
+and the reconciliation's charged_not_paid, which includes double charges, is first reduced
+by the double charges the checks found, so no payout counts twice.
 
 ## consistency.json
     fix, profile, seed: str, str, int          the run's settings
@@ -84,7 +89,6 @@ BALANCE_CHECKS = (BALANCE_AFTER_SUCCESS, BALANCE_AFTER_FAILURE, RESOLVED_VS_NODE
 CHARGED_NOT_PAID = "charged_not_paid"
 PAID_NOT_CHARGED = "paid_not_charged"
 DOUBLE_CHARGE = "double_charge"
-OVERCHARGED = "overcharged"
 BALANCE_MISMATCH = "balance_mismatch"
 IDEMPOTENCY_MISMATCH = "idempotency_mismatch"
 STUCK_PENDING = "stuck_pending"
@@ -100,7 +104,6 @@ EXIT_INCONSISTENT = 3
 EXIT_NOTHING_VERIFIED = 4
 EXIT_TARGET_FAILED = 5
 
-MAX_IDS_PER_KIND = 10_000
 MAX_EXAMPLES = 3
 
 
@@ -125,7 +128,7 @@ def classify_balance(
     if retried and paid and diff_msat == -cost_msat:
         return DOUBLE_CHARGE
     if diff_msat < 0:
-        return OVERCHARGED if paid else CHARGED_NOT_PAID
+        return CHARGED_NOT_PAID  # charged more than the node paid, whether it paid or not
     return PAID_NOT_CHARGED if paid else BALANCE_MISMATCH
 
 
@@ -187,8 +190,6 @@ def _empty_kind() -> dict[str, Any]:
     return {
         "count": 0,
         "amount_msat": 0,
-        "payout_ids": [],
-        "ids_truncated": False,
         "examples": [],
         "worst": None,
         "last": None,
@@ -198,12 +199,6 @@ def _empty_kind() -> dict[str, Any]:
 def _add_to_kind(entry: dict[str, Any], amount_msat: int, example: dict[str, Any]) -> None:
     entry["count"] += 1
     entry["amount_msat"] += amount_msat
-    payout_id = example.get("payout_id")
-    if payout_id:
-        if len(entry["payout_ids"]) < MAX_IDS_PER_KIND:
-            entry["payout_ids"].append(payout_id)
-        else:
-            entry["ids_truncated"] = True
     if len(entry["examples"]) < MAX_EXAMPLES:
         entry["examples"].append(example)
     worst = entry["worst"]
@@ -238,9 +233,6 @@ def merge_tallies(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
             target = merged["kinds"].setdefault(kind, _empty_kind())
             target["count"] += entry["count"]
             target["amount_msat"] += entry["amount_msat"]
-            room = MAX_IDS_PER_KIND - len(target["payout_ids"])
-            target["payout_ids"].extend(entry["payout_ids"][:room])
-            target["ids_truncated"] |= entry["ids_truncated"] or len(entry["payout_ids"]) > room
             target["examples"].extend(entry["examples"][: MAX_EXAMPLES - len(target["examples"])])
             for key, better in (("worst", _worse), ("last", _later)):
                 if entry[key] is not None and (
@@ -344,7 +336,7 @@ def reconciliation_problems(reconciliation: dict[str, Any]) -> list[str]:
 def combine_inconsistencies(
     kinds: dict[str, dict[str, Any]], reconciliation: dict[str, Any] | None
 ) -> dict[str, dict[str, Any]]:
-    """Inconsistencies by kind from the checks and the reconciliation, each payout once."""
+    """Inconsistencies by kind from the checks and the reconciliation (see the docstring)."""
     result: dict[str, dict[str, Any]] = {}
     for kind, entry in kinds.items():
         result[kind] = {
@@ -357,14 +349,15 @@ def combine_inconsistencies(
         }
     if not reconciliation:
         return result
+    double_charges = kinds.get(DOUBLE_CHARGE, {}).get("count", 0)
     for kind in RECONCILED_KINDS:
         found = reconciliation.get(kind) or {}
         found_count = int(found.get("count", 0))
         if not found_count:
             continue
-        found_ids = [str(i) for i in found.get("payout_ids") or []]
-        own = kinds.get(kind, _empty_kind())
-        union = set(own["payout_ids"]) | set(found_ids)
+        own_count = kinds.get(kind, {}).get("count", 0)
+        # the reconciliation counts a double charge as charged_not_paid; the checks name it
+        comparable = found_count - double_charges if kind == CHARGED_NOT_PAID else found_count
         entry = result.setdefault(
             kind,
             {
@@ -376,12 +369,15 @@ def combine_inconsistencies(
                 "detected_by": {"checks": 0, "reconciliation": 0},
             },
         )
-        # ids may be truncated on either side; never report fewer than either side found
-        entry["count"] = max(len(union), own["count"], found_count)
+        entry["count"] = max(own_count, comparable, 0)
         entry["amount_msat"] = max(entry["amount_msat"], int(found.get("amount_msat", 0)))
         entry["detected_by"]["reconciliation"] = found_count
-        for payout_id in found_ids[: MAX_EXAMPLES - len(entry["examples"])]:
-            entry["examples"].append({"payout_id": payout_id, "source": RECONCILIATION})
+        known = {example.get("payout_id") for example in entry["examples"]}
+        for payout_id in found.get("payout_ids") or []:
+            if len(entry["examples"]) >= MAX_EXAMPLES:
+                break
+            if payout_id not in known:
+                entry["examples"].append({"payout_id": payout_id, "source": RECONCILIATION})
     if reconciliation.get("conserved") is False:
         result[NOT_CONSERVED] = {
             "count": 1,
