@@ -21,7 +21,9 @@ from .http_api import add_routes
 from .journal import Journal, open_db
 from .ledger import Ledger
 from .metrics import Metrics
-from .node.client import LocalNodeClient
+from .node.client import LocalNodeClient, NodeClient
+from .node.lnd_client import LndRestNodeClient, remote_network_middleware
+from .node.lnd_rest import LndService, add_lnd_routes, lnd_ctx
 from .node.network import LightningNode
 from .payouts import PayoutService, run_resolver
 from .reconcile import run_reconciler
@@ -43,13 +45,20 @@ def db_paths(config: TargetConfig) -> tuple[Path, Path]:
 
 def create_app(config: TargetConfig) -> web.Application:
     config.faults.validate()
-    app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.wallet.max_body_bytes
-    )
+    middlewares = [error_middleware]
+    if config.node_url:  # the network is the remote node's (docs/lnd-rest.md)
+        middlewares.append(remote_network_middleware(config.node_url))
+    app = web.Application(middlewares=middlewares, client_max_size=config.wallet.max_body_bytes)
     app[DB_PATHS] = db_paths(config)
     app.cleanup_ctx.append(_state_ctx(config))
+    app.cleanup_ctx.append(
+        lnd_ctx(
+            lambda a: LndService(a[STATE].node, seed=config.seed, admin_token=config.admin_token)
+        )
+    )
     app.cleanup_ctx.append(_background_ctx)
     add_routes(app)
+    add_lnd_routes(app)  # the local node's LND REST face (docs/lnd-rest.md)
     return app
 
 
@@ -68,7 +77,9 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
             await node.load()
             wallet_journal.start()
             node_journal.start()
-            node_client = LocalNodeClient(node)
+            node_client: NodeClient = LocalNodeClient(node)
+            if config.node_url:  # the wallet pays through a remote node (docs/lnd-rest.md)
+                node_client = LndRestNodeClient(config.node_url, config.node_macaroon_hex)
             payouts = PayoutService(ledger, node_client, config.wallet, config.fix, metrics)
             app[STATE] = TargetState(
                 config, metrics, ledger, node, node_journal, node_client, payouts
@@ -76,6 +87,8 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
             await payouts.recover_charge_first()
             yield
         finally:
+            if STATE in app:
+                await app[STATE].node_client.close()
             node.close()
             await wallet_journal.close()
             await node_journal.close()

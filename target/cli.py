@@ -52,6 +52,11 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         help="ledger writes per transaction (1 turns group commit off)",
     )  # fmt: skip
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--node-url", default=None,
+        help="pay through this node's LND REST API (e.g. `lnchaos node`) instead of the local mock",
+    )  # fmt: skip
+    parser.add_argument("--macaroon", default=None, help="hex macaroon sent to --node-url")
     add_fault_options(parser)
 
 
@@ -81,6 +86,8 @@ def config_from(args: argparse.Namespace) -> TargetConfig:
         faults=faults,
         wallet=wallet,
         ledger_batch_max=args.ledger_batch_max,
+        node_url=args.node_url,
+        node_macaroon_hex=args.macaroon,
     )
 
 

@@ -116,3 +116,5 @@ class TargetConfig:
     faults: FaultSettings = field(default_factory=FaultSettings)
     wallet: WalletSettings = field(default_factory=WalletSettings)
     ledger_batch_max: int = 256  # payouts' ledger writes per transaction (group commit)
+    node_url: str | None = None  # the wallet's node over LND REST (docs/lnd-rest.md); None: local
+    node_macaroon_hex: str | None = None  # sent to node_url as Grpc-Metadata-macaroon

@@ -1,0 +1,452 @@
+"""The wallet's node client over LND's REST API (`lnchaos target --node-url URL`), so the same
+payout code can talk to the node mock over HTTP, or to a real LND.
+
+It is written to be careful about the faults the node mock injects:
+- `send` returns only once the node has the payment, and raises SendRefused only when the node
+  refused it. An ambiguous answer (5xx, reset, stall) is resolved by asking the node
+  (TrackPaymentV2) whether the payment exists: if it does, it was sent (an error after the node
+  acted is not a failure); if not, the send is retried, a bounded number of times.
+- a payment's updates are followed from the SendPaymentV2 stream in the background; when that
+  stream breaks, from TrackPaymentV2; `wait` reads that, `lookup` asks the node.
+- reads are retried on transport errors and 5xx, a bounded number of times; when the node cannot
+  be reached, they raise NodeUnavailable rather than guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import aiohttp.web
+
+from .client import PaymentTruth, SendRefused
+from .invoices import Invoice, InvoiceError
+from .network import PaymentStatus
+
+log = logging.getLogger("lnchaos.lnd_client")
+
+STATUS = {
+    "SUCCEEDED": PaymentStatus.SUCCEEDED,
+    "FAILED": PaymentStatus.FAILED,
+    "IN_FLIGHT": PaymentStatus.IN_FLIGHT,
+    "INITIATED": PaymentStatus.IN_FLIGHT,
+}
+LIST_PAGE_MAX = 1000
+LIST_PAGES_MAX = 10_000
+FOLLOWERS_MAX = 10_000
+KNOWN_MAX = 100_000
+
+
+class NodeUnavailable(ConnectionError):
+    """The node could not be asked (transport errors or 5xx, retries exhausted)."""
+
+
+class _Transient(Exception):
+    """One attempt failed in a way worth retrying."""
+
+
+@dataclass
+class _Follower:
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+def truth_of_json(payment: dict[str, Any]) -> PaymentTruth:
+    """A PaymentTruth from an lnrpc.Payment (grpc-gateway JSON)."""
+    status = STATUS.get(str(payment.get("status")), PaymentStatus.UNKNOWN)
+    return PaymentTruth(
+        payment_hash=str(payment.get("payment_hash", "")),
+        status=status,
+        amount_msat=int(payment.get("value_msat") or 0),
+        fee_msat=int(payment.get("fee_msat") or 0) if status is PaymentStatus.SUCCEEDED else 0,
+        failure_reason=str(payment.get("failure_reason") or "FAILURE_REASON_NONE"),
+    )
+
+
+def hash_in_path(payment_hash_hex: str) -> str:
+    """A `bytes` path parameter: URL-safe base64 (as grpc-gateway expects)."""
+    return base64.urlsafe_b64encode(bytes.fromhex(payment_hash_hex)).decode()
+
+
+class LndRestNodeClient:
+    """NodeClient over LND's REST API (aiohttp)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        macaroon_hex: str | None = None,
+        *,
+        request_timeout_s: float = 5.0,
+        first_update_timeout_s: float = 1.0,
+        attempts: int = 4,
+        retry_pause_s: float = 0.05,
+        follow_max_s: float = 300.0,
+        fee_limit_timeout_seconds: int = 60,
+    ):
+        assert attempts >= 1
+        self.base_url = base_url.rstrip("/")
+        self.macaroon_hex = macaroon_hex or "00"  # the mock accepts any hex; LND needs its own
+        self.request_timeout_s = request_timeout_s
+        self.first_update_timeout_s = first_update_timeout_s
+        self.attempts = attempts
+        self.retry_pause_s = retry_pause_s
+        self.follow_max_s = follow_max_s
+        self.timeout_seconds = fee_limit_timeout_seconds
+        self._session: aiohttp.ClientSession | None = None
+        self._known: OrderedDict[str, PaymentTruth] = OrderedDict()  # last seen, by hash
+        self._followers: dict[str, _Follower] = {}
+        self._closed = False
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers={"Grpc-Metadata-macaroon": self.macaroon_hex},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout_s),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [f.task for f in self._followers.values() if f.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._followers.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _remember(self, truth: PaymentTruth) -> None:
+        self._known[truth.payment_hash] = truth
+        self._known.move_to_end(truth.payment_hash)
+        while len(self._known) > KNOWN_MAX:
+            self._known.popitem(last=False)
+
+    async def _get_json(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """One unary GET; 2xx → body, 4xx → LookupError(code, message), else _Transient."""
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                async with self.session.get(self.base_url + path, params=params) as resp:
+                    text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as err:
+            raise _Transient(f"GET {path}: {type(err).__name__}: {err}") from None
+        body = _loads(text)
+        if resp.status < 300:
+            return body
+        status = body.get("error", body) if isinstance(body, dict) else {}
+        code, message = int(status.get("code", 0) or 0), str(status.get("message", text[:200]))
+        if 400 <= resp.status < 500 or code == 2:  # LND answers bad input with code 2 (500)
+            raise LookupError(code, message)
+        raise _Transient(f"GET {path}: HTTP {resp.status}: {message}")
+
+    async def _retrying(self, what: str, attempt_fn: Any) -> Any:
+        last = ""
+        for attempt in range(self.attempts):
+            try:
+                return await attempt_fn()
+            except _Transient as err:
+                last = str(err)
+                if attempt + 1 < self.attempts:
+                    await asyncio.sleep(self.retry_pause_s * (attempt + 1))
+        raise NodeUnavailable(f"{what}: node unavailable after {self.attempts} attempts: {last}")
+
+    # ---- NodeClient ---------------------------------------------------------------------------
+
+    async def decode(self, payment_request: str) -> Invoice:
+        if not isinstance(payment_request, str) or not 0 < len(payment_request) <= 4096:
+            raise InvoiceError("malformed_invoice", "payment_request must be a BOLT11 string")
+        pay_req = payment_request.strip().lower()
+        try:
+            body = await self._retrying(
+                "decode", lambda: self._get_json("/v1/payreq/" + quote(pay_req, safe=""))
+            )
+        except LookupError as err:
+            message = f"the node cannot decode it: {err.args[1]}"
+            raise InvoiceError("malformed_invoice", message) from None
+        amount_msat = int(body.get("num_msat") or 0)
+        if amount_msat <= 0:
+            raise InvoiceError("amountless_invoice", "invoices without an amount are not supported")
+        addr = body.get("payment_addr") or ""
+        return Invoice(
+            payment_request=pay_req,
+            payment_hash=str(body["payment_hash"]),
+            amount_msat=amount_msat,
+            payee=str(body.get("destination", "")),
+            created_s=int(body.get("timestamp") or 0),
+            expiry_s=int(body.get("expiry") or 3600),
+            description=body.get("description") or None,
+            description_hash=body.get("description_hash") or None,
+            payment_addr=base64.b64decode(addr).hex() if addr else "",
+            min_final_cltv_expiry=int(body.get("cltv_expiry") or 0),
+        )
+
+    async def send(self, invoice: Invoice, fee_limit_msat: int) -> None:
+        """Returns once the node has the payment; SendRefused when it refused it."""
+        payment_hash = invoice.payment_hash
+        last = ""
+        for attempt in range(self.attempts):
+            try:
+                await self._send_once(invoice, fee_limit_msat)
+                return
+            except SendRefused:
+                if attempt > 0 and await self._node_has(payment_hash):
+                    # An earlier attempt of this very call reached the node after all.
+                    self._follow(payment_hash, None)
+                    return
+                raise
+            except _Transient as err:
+                last = str(err)
+            # Ambiguous: did the node get it? Ask; an error after the node acted is not a failure.
+            if await self._node_has(payment_hash):
+                self._follow(payment_hash, None)
+                return
+            await asyncio.sleep(self.retry_pause_s * (attempt + 1))
+        raise NodeUnavailable(
+            f"send {payment_hash}: unresolved after {self.attempts} tries: {last}"
+        )
+
+    async def _node_has(self, payment_hash: str) -> bool:
+        truth = await self._lookup_remote(payment_hash)
+        return truth.status is not PaymentStatus.UNKNOWN
+
+    async def _send_once(self, invoice: Invoice, fee_limit_msat: int) -> None:
+        body = {
+            "payment_request": invoice.payment_request,
+            "fee_limit_msat": str(fee_limit_msat),
+            "timeout_seconds": self.timeout_seconds,
+            "no_inflight_updates": False,
+        }
+        resp: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                resp = await self.session.post(self.base_url + "/v2/router/send", json=body)
+            if resp.status != 200:
+                text = await asyncio.wait_for(resp.text(), self.request_timeout_s)
+                resp.release()
+                status = _loads(text).get("error", {}) if text else {}
+                code, message = int(status.get("code", 0) or 0), str(status.get("message", ""))
+                if code == 6:  # AlreadyExists: "invoice is already paid" / "in transition"
+                    kind = "already_paid" if "already paid" in message else "in_transition"
+                    raise SendRefused(kind, message)
+                if 400 <= resp.status < 500:
+                    raise SendRefused("refused", message or f"HTTP {resp.status}")
+                raise _Transient(f"send: HTTP {resp.status}: {message}")
+            line = await asyncio.wait_for(resp.content.readline(), self.first_update_timeout_s)
+            truth = _truth_of_line(line)
+            if truth is None:
+                raise _Transient("send: the stream ended before its first update")
+            self._remember(truth)
+        except (aiohttp.ClientError, TimeoutError, ConnectionError, ValueError) as err:
+            if resp is not None:
+                resp.close()
+            raise _Transient(f"send: {type(err).__name__}: {err}") from None
+        except BaseException:
+            if resp is not None:
+                resp.close()
+            raise
+        self._follow(invoice.payment_hash, resp)
+
+    def _follow(self, payment_hash: str, resp: aiohttp.ClientResponse | None) -> None:
+        """Follow the payment to its final state in the background: the send stream while it
+        lasts, then TrackPaymentV2."""
+        known = self._known.get(payment_hash)
+        if self._closed or (known is not None and known.final):
+            if resp is not None:
+                resp.close()
+            self._followers.setdefault(payment_hash, _Follower()).done.set()
+            return
+        old = self._followers.get(payment_hash)
+        if old is not None and old.task is not None and not old.task.done():
+            if resp is not None:
+                resp.close()
+            return
+        if len(self._followers) >= FOLLOWERS_MAX:
+            self._prune_followers()
+        follower = old or _Follower()
+        self._followers[payment_hash] = follower
+        follower.task = asyncio.get_running_loop().create_task(
+            self._run_follower(payment_hash, resp, follower), name=f"follow-{payment_hash[:8]}"
+        )
+
+    def _prune_followers(self) -> None:
+        for h in [h for h, f in self._followers.items() if f.done.is_set()]:
+            del self._followers[h]
+
+    async def _run_follower(
+        self, payment_hash: str, resp: aiohttp.ClientResponse | None, follower: _Follower
+    ) -> None:
+        deadline = time.monotonic() + self.follow_max_s
+        try:
+            if resp is not None:
+                with contextlib.suppress(
+                    _Transient, aiohttp.ClientError, ConnectionError, TimeoutError, ValueError
+                ):
+                    await self._read_updates(resp, deadline)
+                resp.close()
+            while not self._final(payment_hash) and time.monotonic() < deadline:
+                try:
+                    await self._track_until_final(payment_hash, deadline)
+                except (_Transient, aiohttp.ClientError, ConnectionError, TimeoutError, ValueError):
+                    await asyncio.sleep(self.retry_pause_s * 4)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("following payment %s", payment_hash)
+        finally:
+            follower.done.set()
+
+    def _final(self, payment_hash: str) -> bool:
+        known = self._known.get(payment_hash)
+        return known is not None and known.final
+
+    async def _read_updates(self, resp: aiohttp.ClientResponse, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            line = await asyncio.wait_for(resp.content.readline(), deadline - time.monotonic())
+            if not line:
+                return
+            truth = _truth_of_line(line)
+            if truth is not None:
+                self._remember(truth)
+                if truth.final:
+                    return
+
+    async def _track_until_final(self, payment_hash: str, deadline: float) -> None:
+        url = f"{self.base_url}/v2/router/track/{hash_in_path(payment_hash)}"
+        async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
+            async with self.session.get(url) as resp:
+                if resp.status == 404:
+                    self._remember(PaymentTruth(payment_hash, PaymentStatus.UNKNOWN))
+                    return
+                if resp.status != 200:
+                    raise _Transient(f"track: HTTP {resp.status}")
+                await self._read_updates(resp, deadline)
+
+    async def wait(self, payment_hash: str, timeout_s: float) -> PaymentTruth:
+        follower = self._followers.get(payment_hash)
+        if follower is None and not self._final(payment_hash):
+            self._follow(payment_hash, None)
+            follower = self._followers.get(payment_hash)
+        if follower is not None and not self._final(payment_hash):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(follower.done.wait(), timeout=max(0.0, timeout_s))
+        known = self._known.get(payment_hash)
+        return known if known is not None else PaymentTruth(payment_hash, PaymentStatus.UNKNOWN)
+
+    async def lookup(self, payment_hash: str) -> PaymentTruth:
+        if self._final(payment_hash):
+            return self._known[payment_hash]
+        return await self._lookup_remote(payment_hash)
+
+    async def _lookup_remote(self, payment_hash: str) -> PaymentTruth:
+        """The payment's current state: TrackPaymentV2's first update (or NotFound)."""
+
+        async def once() -> PaymentTruth:
+            url = f"{self.base_url}/v2/router/track/{hash_in_path(payment_hash)}"
+            try:
+                async with asyncio.timeout(self.request_timeout_s):
+                    async with self.session.get(url) as resp:
+                        if resp.status == 404:
+                            return PaymentTruth(payment_hash, PaymentStatus.UNKNOWN)
+                        if resp.status != 200:
+                            raise _Transient(f"track: HTTP {resp.status}")
+                        truth = _truth_of_line(await resp.content.readline())
+            except (aiohttp.ClientError, TimeoutError, ConnectionError, ValueError) as err:
+                raise _Transient(f"track: {type(err).__name__}: {err}") from None
+            if truth is None:
+                raise _Transient("track: the stream ended before its first update")
+            self._remember(truth)
+            return truth
+
+        return await self._retrying("lookup", once)
+
+    async def lookup_many(self, payment_hashes: list[str]) -> dict[str, PaymentTruth]:
+        """All payments of the node, page by page (ListPayments), for reconciliation."""
+        wanted = set(payment_hashes)
+        if all(self._final(h) for h in wanted):
+            return {h: self._known[h] for h in payment_hashes}
+        found: dict[str, PaymentTruth] = {}
+        offset = 0
+        for _ in range(LIST_PAGES_MAX):
+            params = {
+                "include_incomplete": "true",
+                "index_offset": str(offset),
+                "max_payments": str(LIST_PAGE_MAX),
+            }
+            page = await self._retrying(
+                "list payments", lambda p=params: self._get_json("/v1/payments", p)
+            )
+            payments = page.get("payments") or []
+            for payment in payments:
+                truth = truth_of_json(payment)
+                if truth.payment_hash in wanted:
+                    found[truth.payment_hash] = truth
+                    if truth.final:
+                        self._remember(truth)
+            if len(payments) < LIST_PAGE_MAX:
+                break
+            offset = int(page.get("last_index_offset") or 0)
+        return {h: found.get(h, PaymentTruth(h, PaymentStatus.UNKNOWN)) for h in payment_hashes}
+
+
+def _loads(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _truth_of_line(line: bytes) -> PaymentTruth | None:
+    """One line of a payment stream: `{"result": Payment}`; `{"error": ...}` is a _Transient."""
+    if not line.strip():
+        return None
+    message = json.loads(line)
+    if "error" in message and message["error"]:
+        raise _Transient(f"stream error: {message['error'].get('message', '')}")
+    result = message.get("result")
+    return truth_of_json(result) if isinstance(result, dict) else None
+
+
+def remote_network_middleware(node_url: str, *, timeout_s: float = 5.0) -> Any:
+    """With `--node-url`, the target's network routes (`POST /node/invoices`,
+    `GET /node/payments/{hash}`) are answered by that node, so invoices the wallet pays and the
+    truth a checker reads come from the network the wallet really uses."""
+    base_url = node_url.rstrip("/")
+
+    @aiohttp.web.middleware
+    async def middleware(request: aiohttp.web.Request, handler: Any) -> aiohttp.web.StreamResponse:
+        if not request.path.startswith("/node/"):
+            return await handler(request)
+        body = await request.read()
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        try:
+            async with aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as session:
+                async with session.request(
+                    request.method, base_url + request.path_qs, data=body, headers=headers
+                ) as resp:
+                    payload = await resp.read()
+                    content_type = resp.headers.get("Content-Type", "application/json")
+                    status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as err:
+            answer = {"error": "node_unavailable", "message": f"{base_url}: {err}"}
+            return aiohttp.web.json_response(answer, status=502)
+        return aiohttp.web.Response(
+            body=payload, status=status, headers={"Content-Type": content_type}
+        )
+
+    return middleware
