@@ -1,0 +1,129 @@
+"""Fixtures of the suite's tests: real `locust` runs that never leave a process behind.
+
+Every run starts in a session of its own; its descendants (the embedded target, --processes
+workers) are sampled while it runs. At teardown the group and every descendant seen are
+SIGKILLed, and a test can assert that a run that ended by itself left nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = REPO / "locustfiles" / "lnchaos_suite.py"
+POLL_INTERVAL_S = 0.2
+LEFTOVER_TIMEOUT_S = 5.0
+
+
+class LocustRun:
+    def __init__(self, args: list[str], report_dir: Path) -> None:
+        self.report_dir = report_dir
+        report_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = report_dir / "locust.log"
+        command = [sys.executable, "-m", "locust", "-f", str(SUITE), *args]
+        command += ["--report-dir", str(report_dir)]
+        with open(self.log_path, "wb") as log_file:
+            self.process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.seen: dict[int, psutil.Process] = {}
+
+    def sample_descendants(self) -> None:
+        try:
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                self.seen.setdefault(child.pid, child)
+        except psutil.NoSuchProcess:
+            pass
+
+    def wait(self, timeout_s: float, until: Callable[[], bool] | None = None) -> int | None:
+        """Wait for the exit (or for `until`), sampling descendants; the exit code or None."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.sample_descendants()
+            code = self.process.poll()
+            if code is not None:
+                return code
+            if until is not None and until():
+                return None
+            time.sleep(POLL_INTERVAL_S)
+        return self.process.poll()
+
+    def finish(self, timeout_s: float) -> int:
+        """The exit code of a run that ends by itself; fails on a hang or on leftovers."""
+        code = self.wait(timeout_s)
+        assert code is not None, f"locust did not exit within {timeout_s} s:\n{self.log_tail()}"
+        self.assert_nothing_left()
+        return code
+
+    def leftovers(self) -> list[psutil.Process]:
+        return [p for p in self.seen.values() if p.is_running() and p.status() != "zombie"]
+
+    def assert_nothing_left(self) -> None:
+        deadline = time.monotonic() + LEFTOVER_TIMEOUT_S
+        while self.leftovers() and time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL_S)
+        left = [(p.pid, " ".join(p.cmdline()[:4])) for p in self.leftovers()]
+        assert not left, f"processes left behind: {left}"
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def kill_all(self) -> None:
+        self.sample_descendants()
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for child in self.seen.values():
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.process.wait(timeout=10)
+
+    def report(self) -> dict[str, Any]:
+        path = self.report_dir / "consistency.json"
+        assert path.exists(), f"no consistency.json:\n{self.log_tail()}"
+        return json.loads(path.read_text())
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-max_chars:]
+
+
+@pytest.fixture
+def locust_run(tmp_path: Path) -> Iterator[Callable[..., LocustRun]]:
+    """Start `locust -f locustfiles/lnchaos_suite.py ARGS --report-dir <tmp>/<name>`."""
+    runs: list[LocustRun] = []
+
+    def start(args: list[str], name: str = "run") -> LocustRun:
+        run = LocustRun(args, tmp_path / name)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        run.kill_all()
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,125 @@
+"""The acceptance claims as short headless runs against the embedded target (12 s of load each)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+
+SHORT = ["--headless", "-t", "12s", "-u", "5", "--only-summary"]
+EXIT_TIMEOUT_S = 60.0  # 12 s of load + start, the final wait for pending payouts, shutdown
+
+
+def spike_timeouts(report: dict) -> int:
+    return report["timeout_rate_by_phase"]["spike"]["timeouts"]
+
+
+def test_fix_off_spike_catches_the_incident(locust_run):
+    run = locust_run([*SHORT, "--fix", "off", "--profile", "spike"])
+    code = run.finish(EXIT_TIMEOUT_S)
+    report = run.report()
+    assert code == 3, run.log_tail()
+    assert report["verdict"] == "fail"
+    assert report["inconsistencies"]["charged_not_paid"]["count"] > 0
+    assert report["inconsistencies"]["charged_not_paid"]["examples"]
+    assert report["checks"]["by_name"]["resolved_vs_node_truth"]["failed"] > 0
+    assert [p["name"] for p in report["phases"]] == ["ramp", "normal", "spike", "recovery"]
+    assert report["drift_msat"] < 0
+
+
+def test_fix_on_spike_stays_green_while_timeouts_happen(locust_run, tmp_path):
+    out = tmp_path / "locust"
+    run = locust_run(
+        [
+            *SHORT,
+            "--fix",
+            "on",
+            "--profile",
+            "spike",
+            "--csv",
+            str(out / "stats"),
+            "--html",
+            str(out / "report.html"),
+            "--json-file",
+            str(out / "stats"),
+        ]
+    )
+    code = run.finish(EXIT_TIMEOUT_S)
+    report = run.report()
+    assert code == 0, run.log_tail()
+    assert report["verdict"] == "pass"
+    assert report["inconsistencies_total"] == 0
+    assert report["payouts_by_outcome"]["pending"] > 0
+    assert spike_timeouts(report) > 0
+    assert report["payouts_verified"] > 0
+    assert len(report["timeline"]) >= 10
+    # the check events and the per-phase faults are in Locust's own reports
+    with open(out / "stats_stats.csv") as f:
+        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
+    assert int(rows[("CHECK", "balance_after_success")]["Request Count"]) > 0
+    assert int(rows[("CHECK", "reconciliation")]["Failure Count"]) == 0
+    assert int(rows[("FAULT", "timeout [spike]")]["Request Count"]) == spike_timeouts(report)
+    assert ("POST", "POST /payouts [spike]") in rows
+    names = {entry["name"] for entry in json.loads((out / "stats.json").read_text())}
+    assert {"balance_after_success", "reconciliation", "timeout [spike]"} <= names
+    assert "reconciliation" in (out / "report.html").read_text()
+
+
+def test_fix_rollback_with_late_settles_is_paid_not_charged(locust_run):
+    run = locust_run([*SHORT, "--fix", "rollback", "--late-settle-rate", "1.0"])
+    code = run.finish(EXIT_TIMEOUT_S)
+    report = run.report()
+    assert code == 3, run.log_tail()
+    assert report["inconsistencies"]["paid_not_charged"]["count"] > 0
+    assert "charged_not_paid" not in report["inconsistencies"]
+
+
+def test_processes_2_fix_off_catches_the_incident(locust_run):
+    run = locust_run([*SHORT, "--fix", "off", "--profile", "spike", "--processes", "2"])
+    code = run.finish(EXIT_TIMEOUT_S)
+    report = run.report()
+    assert code == 3, run.log_tail()
+    assert report["inconsistencies"]["charged_not_paid"]["detected_by"]["checks"] > 0
+    assert report["inconsistencies"]["charged_not_paid"]["count"] > 0
+
+
+def test_processes_2_fix_on_stays_green(locust_run):
+    run = locust_run([*SHORT, "--fix", "on", "--profile", "spike", "--processes", "2"])
+    code = run.finish(EXIT_TIMEOUT_S)
+    report = run.report()
+    assert code == 0, run.log_tail()
+    assert report["inconsistencies_total"] == 0
+    assert spike_timeouts(report) > 0
+    assert report["payouts_verified"] > 0
+
+
+def test_ctrl_c_judges_the_run_and_stops_the_target(locust_run, tmp_path):
+    live = tmp_path / "live"
+    args = ["--headless", "-t", "60s", "-u", "3", "--only-summary", "--fix", "on"]
+    run = locust_run([*args, "--csv", str(live)])
+    # Locust's CSV writer flushes every few seconds: wait until it shows verified payouts
+    verified = run.wait(30.0, until=lambda: _check_count(live) > 0)
+    assert verified is None, f"the run ended early or verified nothing:\n{run.log_tail()}"
+    run.signal(signal.SIGINT)
+    code = run.finish(EXIT_TIMEOUT_S)
+    assert code == 0, run.log_tail()
+    assert run.report()["payouts_verified"] > 0
+
+
+def _check_count(csv_prefix) -> int:
+    path = csv_prefix.parent / f"{csv_prefix.name}_stats.csv"
+    try:
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if (row["Type"], row["Name"]) == ("CHECK", "balance_after_success"):
+                    return int(row["Request Count"])
+    except (OSError, KeyError, ValueError):
+        return 0
+    return 0
+
+
+def test_host_without_admin_token_is_a_target_failure(locust_run):
+    run = locust_run(["--headless", "-t", "5s", "--host", "http://127.0.0.1:9"])
+    code = run.finish(EXIT_TIMEOUT_S)
+    assert code == 5, run.log_tail()
+    assert run.report()["verdict"] == "fail"
