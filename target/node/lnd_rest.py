@@ -13,6 +13,7 @@ Logic sits in `LndService` (callable without HTTP); handlers parse, call it and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -453,9 +454,10 @@ async def _serve_stream(
                 await response.write(_line({"result": message}))
             await response.write_eof()
         except LndError as err:
-            await response.write(_line({"error": err.status()}))
-            await response.write_eof()
-        except (ConnectionResetError, ConnectionError):
+            with contextlib.suppress(ConnectionError):
+                await response.write(_line({"error": err.status()}))
+                await response.write_eof()
+        except ConnectionError:
             pass  # the caller went away
         return response
     finally:
@@ -602,7 +604,7 @@ async def _invoice_updates(
                 continue
             if invoice is None:
                 if sub.dropped:
-                    raise LndError(Code.RESOURCE_EXHAUSTED, "invoice subscription ended")
+                    return  # dropped (too far behind) or the node is stopping: the stream ends
                 continue
             yield invoice_json(invoice)
     finally:

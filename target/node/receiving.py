@@ -142,7 +142,7 @@ class OwnInvoice:
         return (time.time() if at_s is None else at_s) > self.created_s + self.expiry_s
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscription:
     """One SubscribeInvoices stream: a bounded queue of invoice snapshots."""
 

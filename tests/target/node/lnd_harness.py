@@ -1,0 +1,194 @@
+"""Helpers for the LND REST tests: an in-process node (`create_node_app` on 127.0.0.1:0), a plain
+HTTP client that speaks LND's REST conventions, stream readers, and a `lnchaos node` process.
+
+Every wait has a deadline; tests poll, they never sleep to synchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import ClientSession, ClientTimeout, web
+
+from target.config import FaultSettings
+from target.node.network import LightningNode
+from target.node.node_app import NODE, NodeConfig, create_node_app
+
+ADMIN_TOKEN = "node-admin"
+MACAROON = "0201036c6e64"  # any hex
+REPO = Path(__file__).resolve().parents[3]
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout=timeout_s)
+
+    return asyncio.run(bounded())
+
+
+def fast_faults(**changes: Any) -> FaultSettings:
+    values: dict[str, Any] = {
+        "timeout_rate": 0.0,
+        "failure_rate": 0.0,
+        "late_settle_rate": 0.0,
+        "latency_ms_median": 1.0,
+        "inflight_hold_ms": 300.0,
+    }
+    values.update(changes)
+    return FaultSettings(**values)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+@dataclass
+class Node:
+    """An in-process node app and a client for it."""
+
+    url: str
+    node: LightningNode
+    http: ClientSession
+
+    def headers(self, macaroon: str | None = MACAROON) -> dict[str, str]:
+        return {"Grpc-Metadata-macaroon": macaroon} if macaroon else {}
+
+    async def get(self, path: str, **params: str) -> tuple[int, Any]:
+        async with self.http.get(self.url + path, params=params, headers=self.headers()) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def post(self, path: str, body: Any) -> tuple[int, Any]:
+        async with self.http.post(self.url + path, json=body, headers=self.headers()) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"X-Admin-Token": ADMIN_TOKEN}
+        async with self.http.request(method, self.url + path, json=body, headers=headers) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def merchant_invoice(self, amount_msat: int) -> dict[str, Any]:
+        status, body = await self.admin("POST", "/node/invoices", {"amount_msat": amount_msat})
+        assert status == 201, body
+        return body
+
+    async def stream(
+        self, method: str, path: str, body: Any = None, *, patience_s: float = 5.0
+    ) -> tuple[int, list[dict[str, Any]], bool]:
+        """Read a streaming response for at most `patience_s`: (status, lines, ended)."""
+        lines: list[dict[str, Any]] = []
+        async with self.http.request(
+            method, self.url + path, json=body, headers=self.headers()
+        ) as resp:
+            deadline = time.monotonic() + patience_s
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return resp.status, lines, False
+                try:
+                    raw = await asyncio.wait_for(resp.content.readline(), left)
+                except TimeoutError:
+                    return resp.status, lines, False
+                if not raw:
+                    return resp.status, lines, True
+                lines.append(json.loads(raw))
+
+
+@asynccontextmanager
+async def node_app(
+    *, macaroon_hex: str | None = None, tmp: Path, seed: int = 11, **faults: Any
+) -> AsyncIterator[Node]:
+    os.makedirs(tmp, exist_ok=True)
+    config = NodeConfig(
+        seed=seed,
+        admin_token=ADMIN_TOKEN,
+        macaroon_hex=macaroon_hex,
+        db_path=tmp / "node.sqlite",
+        faults=fast_faults(**faults),
+    )
+    app = create_node_app(config)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with ClientSession(timeout=ClientTimeout(total=20)) as http:
+            yield Node(f"http://127.0.0.1:{port}", app[NODE], http)
+    finally:
+        await runner.cleanup()
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout_s: float, what: str) -> T:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last is not None:
+            return last
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Process:
+    """`python -m <module> ARGS` in its own process group, output read by a thread."""
+
+    def __init__(self, module: str, args: list[str]):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_listening(self, timeout_s: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if " listening on " in line:
+                    return line.split(" listening on ", 1)[1].strip()
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError("never listened:\n" + "\n".join(self.lines))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=5)
