@@ -200,3 +200,60 @@ OPENAPI: dict[str, Any] = {
         "/openapi.json": {"get": _op("This document", {"200": {"description": "OpenAPI 3"}})},
     },
 }
+
+
+# ---- LND's REST API on the node mock (target/node/lnd_rest.py; LND's own JSON shapes) ----------
+
+MACAROON = [{"macaroon": []}]
+OPENAPI["components"]["securitySchemes"]["macaroon"] = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Grpc-Metadata-macaroon",
+}
+LND_OK = {"200": _json({"type": "object"}, "as LND answers"), "401": _json({}, "no macaroon")}
+LND_STREAM = {
+    "200": {"description": 'newline-delimited JSON, one {"result": ...} per update'},
+    "401": _json({}, "no macaroon"),
+}
+LND_ROUTES: dict[str, tuple[str, str, dict[str, Any], list[str]]] = {
+    # path: (method, summary, responses, path parameters)
+    "/v1/getinfo": ("get", "GetInfo", LND_OK, []),
+    "/v1/balance/channels": ("get", "ChannelBalance", LND_OK, []),
+    "/v1/invoices": ("post", "AddInvoice", LND_OK, []),
+    "/v1/invoice/{r_hash_str}": ("get", "LookupInvoice", LND_OK, ["r_hash_str"]),
+    "/v1/invoices/subscribe": ("get", "SubscribeInvoices", LND_STREAM, []),
+    "/v1/payreq/{pay_req}": ("get", "DecodePayReq", LND_OK, ["pay_req"]),
+    "/v1/payments": ("get", "ListPayments", LND_OK, []),
+    "/v2/router/send": ("post", "SendPaymentV2", LND_STREAM, []),
+    "/v2/router/track/{payment_hash}": ("get", "TrackPaymentV2", LND_STREAM, ["payment_hash"]),
+    "/v2/invoices/settle": ("post", "SettleInvoice (hold invoices)", LND_OK, []),
+    "/v2/invoices/cancel": ("post", "CancelInvoice (hold invoices)", LND_OK, []),
+}
+for _route, (_method, _summary, _responses, _params) in LND_ROUTES.items():
+    OPENAPI["paths"][_route] = {
+        _method: _op(
+            _summary,
+            _responses,
+            security=MACAROON,
+            params=[_path(name) for name in _params],
+        )
+    }
+OPENAPI["paths"]["/admin/network/pay"] = {
+    "post": _op(
+        "The network pays one of the node's own invoices",
+        {
+            "200": _json({"type": "object"}, "settled"),
+            "202": _json({"type": "object"}, "accepted (a hold invoice)"),
+            **BAD,
+        },
+        body=_obj({"payment_request": "string", "amount_msat": "integer"}, ["payment_request"]),
+        security=ADMIN,
+    )
+}
+OPENAPI["paths"]["/admin/network/truth"] = {
+    "get": _op(
+        "What the node really sent and received",
+        {"200": _json({"type": "object"}, "the truth")},
+        security=ADMIN,
+    )
+}
