@@ -82,13 +82,16 @@ def admin_routes(api: Api) -> list[tuple[str, str]]:
     return [(m, p) for m, p in router_routes(api) if p.startswith("/admin/")]
 
 
-ADMIN_BODIES: dict[str, Any] = {
-    "/admin/faults": {"failure_rate": 0.0},
-    "/admin/fix": {"mode": "on"},
+# Bodies that change nothing, for the admin routes that take one.
+HARMLESS_BODIES: dict[tuple[str, str], Any] = {
+    ("PUT", "/admin/faults"): {"failure_rate": 0.0},
+    ("PUT", "/admin/fix"): {"mode": "on"},
 }
 
 
 def test_admin_routes_need_the_admin_token(tmp_path):
+    """Every /admin/ route of the router (whoever added it): 401 without the right token."""
+
     async def scenario() -> None:
         async with in_process(fast_config(tmp_path / "w.sqlite", fix="on")) as api:
             wallet = await api.new_wallet(FUNDS_MSAT)
@@ -104,16 +107,17 @@ def test_admin_routes_need_the_admin_token(tmp_path):
                 {"Authorization": f"Bearer {ADMIN_TOKEN}"},
             ]
             for method, path in routes:
-                body = ADMIN_BODIES.get(path) if method == "PUT" else None
-                if method == "PUT":
-                    assert body is not None, f"add a harmless body for PUT {path}"
+                body = HARMLESS_BODIES.get((method, path))
                 for headers in wrong_tokens:
                     reply = await api.call(method, path, json_body=body, headers=headers)
                     assert reply.status == 401 and reply.error == "unauthorized", (path, reply)
                 reply = await api.call(
                     method, path, json_body=body, headers={"X-Admin-Token": ADMIN_TOKEN}
                 )
-                assert reply.status == 200, (path, reply)
+                if method == "GET" or body is not None:
+                    assert reply.status == 200, (path, reply)
+                else:  # no harmless body known: past the token check is all we ask
+                    assert reply.status not in (401, 403), (path, reply)
             # A refused PUT changed nothing.
             assert (await api.admin("GET", "/admin/fix")).body == {"mode": "on"}
 

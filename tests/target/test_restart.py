@@ -1,0 +1,63 @@
+"""A restart on the same database (and the same --seed, as the docs suggest for a replay)."""
+
+from __future__ import annotations
+
+import pytest
+from target_harness import assert_clean, fast_config, in_process, run
+
+AMOUNT_MSAT = 100_000
+FUNDS_MSAT = 10_000_000
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="node bug (target/node/): the invoice secrets come from random.Random(seed) restarted"
+    " at every start, so after a restart the node issues the same payment hashes again; the old"
+    " payment's truth is overwritten and reconciliation reports a false charged_not_paid",
+)
+def test_invoices_issued_after_a_restart_have_fresh_payment_hashes(tmp_path):
+    async def scenario() -> None:
+        db = tmp_path / "w.sqlite"
+        async with in_process(fast_config(db, fix="on")) as api:
+            wallet = await api.new_wallet(FUNDS_MSAT)
+            before = await api.invoice(AMOUNT_MSAT)
+            assert (await api.pay(wallet, before["payment_request"])).status == 200
+        async with in_process(fast_config(db, fix="on"), check_conserved=False) as api:
+            after = await api.invoice(AMOUNT_MSAT)
+            assert after["payment_hash"] != before["payment_hash"]
+            assert (await api.pay(wallet, after["payment_request"])).status == 200
+            assert_clean(await api.settled_reconciliation())
+
+    run(scenario())
+
+
+def test_a_restart_keeps_balances_payouts_and_keys(tmp_path):
+    async def scenario() -> None:
+        db = tmp_path / "w.sqlite"
+        async with in_process(fast_config(db, fix="on")) as api:
+            wallet = await api.new_wallet(FUNDS_MSAT)
+            invoice = await api.invoice(AMOUNT_MSAT)
+            paid = await api.pay(wallet, invoice["payment_request"])
+            assert paid.status == 200
+            view = await api.wallet(wallet)
+            rec = await api.settled_reconciliation()
+        async with in_process(fast_config(db, fix="off")) as api:
+            assert await api.wallet(wallet) == view
+            assert await api.payout(paid.body["payout_id"], wallet) == {
+                "wallet_id": wallet.wallet_id,
+                **{k: paid.body[k] for k in ("payout_id", "status", "amount_msat", "fee_msat")},
+                "payment_hash": invoice["payment_hash"],
+            }
+            again = await api.settled_reconciliation()
+            assert again["conservation"] == rec["conservation"]
+            assert again["payouts"] == rec["payouts"]
+            assert_clean(again)
+            assert (await api.call("GET", "/health")).body["fix"] == "off"
+            # The same invoice again (no key): the node refuses it, already paid; the saga then
+            # gives the reservation back.
+            assert (await api.admin("PUT", "/admin/fix", {"mode": "on"})).status == 200
+            replay = await api.pay(wallet, invoice["payment_request"])
+            assert replay.status == 502 and replay.error == "payment_failed", replay
+            assert await api.wallet(wallet) == view
+
+    run(scenario())
