@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from aiohttp import ClientSession, ClientTimeout, web
 
 from target.config import FaultSettings
+from target.node.lnd_rest import LND, LndService
 from target.node.network import LightningNode
 from target.node.node_app import NODE, NodeConfig, create_node_app
 
@@ -66,6 +67,7 @@ class Node:
 
     url: str
     node: LightningNode
+    service: LndService
     http: ClientSession
 
     def headers(self, macaroon: str | None = MACAROON) -> dict[str, str]:
@@ -131,7 +133,7 @@ async def node_app(
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         async with ClientSession(timeout=ClientTimeout(total=20)) as http:
-            yield Node(f"http://127.0.0.1:{port}", app[NODE], http)
+            yield Node(f"http://127.0.0.1:{port}", app[NODE], app[LND], http)
     finally:
         await runner.cleanup()
 
