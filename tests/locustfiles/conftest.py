@@ -21,6 +21,16 @@ from typing import Any
 import psutil
 import pytest
 
+# The unit tests import the suite's modules, and importing locust monkey-patches the whole
+# process with gevent: every other test's sockets, threads, asyncio loops and subprocesses
+# would change under it. Import it once here, unpatched; the runs below are subprocesses and
+# patch themselves as usual (the variable is removed again before any of them starts).
+os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
+try:
+    import locust  # noqa: F401
+finally:
+    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
+
 REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "locustfiles" / "lnchaos_suite.py"
 POLL_INTERVAL_S = 0.2

@@ -1,0 +1,80 @@
+"""The load shapes without Locust running: phases fit -t, scale with -u, end the run."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from locustfiles.shapes import LnchaosShape, phase_at, plan_for, spike_plan, steady_plan
+
+
+def test_spike_phases_fill_the_run_time_in_order():
+    plan = spike_plan(30.0, users=10, spawn_rate=10.0)
+    assert [p.name for p in plan] == ["ramp", "normal", "spike", "recovery"]
+    assert plan[0].start_s == 0.0 and plan[-1].end_s == 30.0
+    for before, after in zip(plan, plan[1:], strict=False):
+        assert before.end_s == after.start_s
+    assert [p.spike_faults for p in plan] == [False, False, True, False]
+
+
+@pytest.mark.parametrize("run_time_s", [5.0, 12.0, 30.0, 600.0])
+def test_spike_plan_fits_any_run_time(run_time_s):
+    plan = spike_plan(run_time_s, users=4, spawn_rate=1.0)
+    assert plan[-1].end_s == run_time_s
+    assert phase_at(plan, run_time_s - 0.01).name == "recovery"
+    assert phase_at(plan, run_time_s) is None
+
+
+@pytest.mark.parametrize(("users", "factor"), [(1, 4), (5, 4), (10, 3)])
+def test_spike_scales_from_the_user_count(users, factor):
+    plan = spike_plan(20.0, users=users, spawn_rate=1.0, spike_factor=factor)
+    by_name = {p.name: p for p in plan}
+    assert by_name["normal"].users == users
+    assert by_name["spike"].users == users * factor
+    assert by_name["recovery"].users == users
+    # the jump is sudden: all spike users within about one tick
+    assert by_name["spike"].spawn_rate >= users * factor - users
+    # the ramp reaches -u before the ramp phase ends, even with a slow -r
+    ramp = by_name["ramp"]
+    assert ramp.users / ramp.spawn_rate <= ramp.end_s - ramp.start_s + 1e-9
+
+
+def test_spike_without_run_time_uses_the_default_cycle():
+    assert spike_plan(None, users=2, spawn_rate=1.0)[-1].end_s == 60.0
+
+
+def test_steady_runs_until_the_run_time_or_forever():
+    assert steady_plan(30.0, 7, 2.0)[0].end_s == 30.0
+    forever = steady_plan(None, 7, 2.0)
+    assert forever[0].end_s == math.inf
+    assert phase_at(forever, 1e9).users == 7
+
+
+def test_unknown_profile_is_refused():
+    with pytest.raises(ValueError, match="unknown profile"):
+        plan_for("tsunami", 10.0, 1, 1.0)
+
+
+def make_shape(options: dict, now_s: float) -> LnchaosShape:
+    shape = LnchaosShape()
+    shape.runner = SimpleNamespace(
+        environment=SimpleNamespace(parsed_options=SimpleNamespace(**options))
+    )
+    shape.get_run_time = lambda: now_s  # a fixed clock instead of waiting
+    return shape
+
+
+def test_shape_tick_follows_the_plan_and_ends_the_run():
+    options = {"profile": "spike", "num_users": 5, "spawn_rate": 5.0, "run_time": 20}
+    assert make_shape(options, 0.0).tick()[0] == 5
+    assert make_shape(options, 10.0).tick()[0] == 20  # 35..70 % of 20 s: the spike, 4 x 5
+    assert make_shape(options, 10.0).current_phase().name == "spike"
+    assert make_shape(options, 19.9).tick()[0] == 5
+    assert make_shape(options, 20.0).tick() is None
+
+
+def test_shape_with_a_bad_profile_stops_instead_of_crashing():
+    options = {"profile": "nope", "num_users": 1, "spawn_rate": 1.0, "run_time": 5}
+    assert make_shape(options, 0.0).tick() is None

@@ -1,0 +1,84 @@
+"""The web UI: options shown, a run started and stopped through Locust's own HTTP endpoints."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+HTTP_TIMEOUT_S = 5.0
+
+
+def http(method: str, url: str, form: dict[str, str] | None = None) -> bytes:
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+        return response.read()
+
+
+def poll(predicate, timeout_s: float, what: str, interval_s: float = 0.25):
+    deadline = time.monotonic() + timeout_s
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, urllib.error.URLError, ValueError) as err:
+            last_error = err
+        time.sleep(interval_s)
+    raise AssertionError(f"{what} not within {timeout_s} s (last error: {last_error})")
+
+
+def entries(base: str) -> tuple[dict[tuple[str, str], dict], str]:
+    stats = json.loads(http("GET", f"{base}/stats/requests"))
+    return {(e["method"], e["name"]): e for e in stats["stats"]}, stats["state"]
+
+
+def test_web_ui_run_against_the_embedded_target(locust_run, free_port):
+    base = f"http://127.0.0.1:{free_port}"
+    run = locust_run(["--web-host", "127.0.0.1", "--web-port", str(free_port)])
+    page = poll(lambda: http("GET", f"{base}/").decode(), 30.0, "the web UI")
+    for option in ("spike_timeout_rate", "late_settle_rate", "max_inconsistencies", "seed"):
+        assert f'"{option}"' in page, option
+    assert '"choices": ["off", "rollback", "on"]' in page
+
+    form = {
+        "user_count": "4",
+        "spawn_rate": "4",
+        "profile": "steady",
+        "fix": "on",
+        "timeout_rate": "0.05",
+        "seed": "7",
+    }
+    answer = json.loads(http("POST", f"{base}/swarm", form))
+    assert answer["success"], answer
+    assert answer["host"].startswith("http://127.0.0.1:")  # the embedded target
+
+    def checked_with_timeouts():
+        by_name, _ = entries(base)
+        check = by_name.get(("CHECK", "balance_after_success"), {})
+        fault = by_name.get(("FAULT", "timeout [normal]"), {})
+        return check.get("num_requests", 0) > 0 and fault.get("num_requests", 0) > 0
+
+    poll(checked_with_timeouts, 30.0, "checks and timeouts in /stats/requests")
+    assert json.loads(http("POST", f"{base}/stop", {}))["success"]
+
+    report_path = run.report_dir / "consistency.json"
+    report = poll(
+        lambda: report_path.exists() and json.loads(report_path.read_text()),
+        30.0,
+        "the verdict of the web UI run",
+    )
+    assert report["fix"] == "on" and report["seed"] == 7
+    assert report["verdict"] == "pass", report["reason"]
+    assert report["timeout_rate_by_phase"]["normal"]["timeouts"] > 0
+    # /stats/requests is cached for a moment: poll until it shows the stop
+    by_name = poll(lambda: entries(base)[1] == "stopped" and entries(base)[0], 10.0, "stopped")
+    assert by_name[("CHECK", "reconciliation")]["num_failures"] == 0
+
+    run.signal(signal.SIGTERM)  # stops Locust, which stops the target
+    assert run.finish(30.0) == 0, run.log_tail()
