@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS node_payments (
     resolved_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS node_payments_status ON node_payments(status);
+CREATE TABLE IF NOT EXISTS node_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 COLUMNS = (
     "payment_hash, payment_index, payment_request, destination, amount_msat, fee_limit_msat,"
@@ -203,6 +204,14 @@ class LightningNode:
     async def load(self) -> None:
         db = self.journal.db
         await db.executescript(SCHEMA)
+        # Secrets (preimages, payment hashes) must never repeat across restarts: each start of
+        # the same database draws them from a sequence of its own. A fresh run keeps its ids.
+        async with db.execute("SELECT value FROM node_meta WHERE key = 'starts'") as c:
+            row = await c.fetchone()
+        starts = row[0] if row else 0
+        await db.execute("INSERT OR REPLACE INTO node_meta VALUES ('starts', ?)", (starts + 1,))
+        if starts:
+            self._secret_rng = random.Random(f"secrets:{self.seed}:start{starts}")
         async with db.execute("SELECT COALESCE(MAX(payment_index), 0) FROM node_payments") as c:
             row = await c.fetchone()
             self._next_index = (row[0] if row else 0) + 1

@@ -450,3 +450,17 @@ def test_subscription_ends_when_the_node_stops(tmp_path: Path) -> None:
 
 
 __all__ = ["MACAROON"]
+
+
+def test_a_restarted_node_never_reissues_a_payment_hash(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        seen: set[str] = set()
+        for _ in range(3):  # the same database, started three times
+            async with node_app(tmp=tmp_path) as node:
+                merchant = await node.merchant_invoice(1000)
+                own = await add_invoice(node)
+                for payment_hash in (merchant["payment_hash"], unb64(own["r_hash"]).hex()):
+                    assert payment_hash not in seen
+                    seen.add(payment_hash)
+
+    run(scenario())
