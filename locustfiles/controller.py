@@ -78,7 +78,10 @@ class Controller:
 
     # --- test_start / test_stop -----------------------------------------------------------
     def on_test_start(self) -> None:
-        self.settings = settings_from(self.environment.parsed_options)  # the web UI may edit
+        try:
+            self.settings = settings_from(self.environment.parsed_options)  # the web UI edits
+        except ValueError as err:
+            log.error("%s; this run keeps the previous settings", err)
         self.run_id = uuid.uuid4().hex[:12]
         self.stopped_s = None
         self.final = None
@@ -107,6 +110,7 @@ class Controller:
         if self.fault_control is not None:
             self.fault_control.stop()
         self.collector.close_phases()
+        self.collector.stop_sampling()  # the verdict adds the last sample, with late reports
         self.stopped_s = self.collector.elapsed_s()
         if not getattr(self.environment.parsed_options, "headless", False):
             # web UI: each run gets its verdict now; /stop must not wait for it
