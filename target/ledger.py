@@ -273,8 +273,7 @@ class Ledger:
         """Every payout of one payment hash (a rare path: recovery after a restart)."""
         await self.journal.flush()
         query = f"{SELECT_PAYOUTS} WHERE p.payment_hash = ?"
-        async with self.journal.db.execute(query, (payment_hash,)) as cur:
-            rows = await cur.fetchall()
+        rows = await self.journal.db.execute_fetchall(query, (payment_hash,))  # one hop
         return [self.pending.get(row[0]) or payout_from_row(row[:-1]) for row in rows]
 
     async def _fetch_payout(self, where: str, params: tuple[Any, ...]) -> Payout | None:

@@ -68,8 +68,10 @@ async def reconcile(
     ledger: Ledger, node: NodeClient, *, stuck_after_s: float, metrics: Metrics | None = None
 ) -> dict[str, Any]:
     await ledger.journal.flush()
-    async with ledger.journal.db.execute(PER_HASH) as cur:
-        rows = await cur.fetchall()
+    # Each read in one hop to the database thread (execute_fetchall): the journal writes on this
+    # same connection, and a cursor left open across its transaction reads a mix of before and
+    # after (GROUP BY scans an index lazily).
+    rows = list(await ledger.journal.db.execute_fetchall(PER_HASH))
     truths = await lookup_many(node, [row[0] for row in rows])
     charged_not_paid, paid_not_charged, stuck = Tally(), Tally(), Tally()
     awaiting_node = 0
@@ -93,11 +95,10 @@ async def reconcile(
             paid_not_charged.add(paid_msat - charged_msat, payout_ids)
     conservation = await ledger.conservation()
     counts = {"succeeded": 0, "failed": 0, "pending": 0}
-    async with ledger.journal.db.execute(
+    for status, count in await ledger.journal.db.execute_fetchall(
         "SELECT status, COUNT(*) FROM payouts GROUP BY status"
-    ) as cur:
-        async for status, count in cur:
-            counts[status] = count
+    ):
+        counts[status] = count
     result = {
         "charged_not_paid": charged_not_paid.as_dict(),
         "paid_not_charged": paid_not_charged.as_dict(),
