@@ -167,11 +167,13 @@ def test_saga_holds_a_timed_out_payout_until_the_node_is_final(tmp_path, late_se
             assert reply.body["status"] == "pending"
             payout_id = reply.body["payout_id"]
 
-            # While the node says in flight, nothing is released: check it repeatedly.
+            # While the node says in flight, nothing is released: check it repeatedly. The node
+            # is asked last, so when it still says in flight, it did during the other reads too.
             checks_in_flight = 0
             while True:
                 view = await api.wallet(wallet)
                 payout = await api.payout(payout_id, wallet)
+                rec = await api.reconciliation()
                 truth = await api.node_payment(invoice["payment_hash"])
                 if truth["status"] != "in_flight":
                     break
@@ -179,9 +181,8 @@ def test_saga_holds_a_timed_out_payout_until_the_node_is_final(tmp_path, late_se
                 assert view["reserved_msat"] == held_msat, view
                 assert view["balance_msat"] == FUNDS_MSAT - held_msat, view
                 assert payout["status"] == "pending", payout
-                rec = await api.reconciliation()
-                assert rec["pending"] == 1 and rec["conserved"] is True
-                assert rec["conservation"]["reserved_msat"] == held_msat
+                assert rec["pending"] == 1 and rec["conserved"] is True, rec
+                assert rec["conservation"]["reserved_msat"] == held_msat, rec
             assert checks_in_flight >= 3, "the payment should stay in flight for a while"
 
             final = await payout_final(api, payout_id, wallet)
