@@ -279,6 +279,10 @@ def drive(
     result["driver_exit_code"] = code
     result["server_cpu_share"] = (server.cpu_s() - cpu_before_s) / max(elapsed_s, 1e-9)
     result["driver_cpu_share"] = usage.cpu_s / max(elapsed_s, 1e-9)
+    # CPU cost per request: unlike req/s, it holds when other processes share the machine.
+    requests = max(1, result["requests_all_run"])
+    result["server_cpu_ms_per_request"] = (server.cpu_s() - cpu_before_s) * 1000 / requests
+    result["driver_cpu_ms_per_request"] = usage.cpu_s * 1000 / requests
     return result
 
 
@@ -398,6 +402,15 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
         "target_flows_per_s": _median([r["flows"] / r["window_s"] for r in runs["target"]]),
         "floor_server_cpu_share": _median([r["server_cpu_share"] for r in runs["floor"]]),
         "target_server_cpu_share": _median([r["server_cpu_share"] for r in runs["target"]]),
+        "floor_server_cpu_ms_per_request": _median(
+            [r["server_cpu_ms_per_request"] for r in runs["floor"]]
+        ),
+        "target_server_cpu_ms_per_request": _median(
+            [r["server_cpu_ms_per_request"] for r in runs["target"]]
+        ),
+        "driver_cpu_ms_per_request": _median(
+            [r["driver_cpu_ms_per_request"] for r in runs["floor"] + runs["target"]]
+        ),
         "settings": {
             "duration_s": settings.duration_s,
             "warmup_s": settings.warmup_s,
@@ -420,6 +433,9 @@ def render(summary: dict[str, Any]) -> str:
         f"{summary['target_peak_rss_mb']:.1f} MB; payout p99 "
         f"{summary['payout_latency_ms_p99']:.1f} ms)",
         f"  target / floor                 {summary['ratio_target_floor']:.3f}",
+        f"  server CPU per request: floor {summary['floor_server_cpu_ms_per_request']:.3f} ms, "
+        f"target {summary['target_server_cpu_ms_per_request']:.3f} ms; driver "
+        f"{summary['driver_cpu_ms_per_request']:.3f} ms",
     ]
     if summary["settings"]["suite"]:
         lines += [
@@ -464,7 +480,8 @@ def _headline(result: dict[str, Any]) -> str:
         extra = f", {failures} failures" if failures else ""
         return (
             f"{result['rps']:.0f} req/s, server CPU {result['server_cpu_share']:.0%}, "
-            f"driver CPU {result['driver_cpu_share']:.0%}{extra}"
+            f"driver CPU {result['driver_cpu_share']:.0%}, "
+            f"server {result['server_cpu_ms_per_request']:.3f} ms CPU/request{extra}"
         )
     return (
         f"{result['payouts_per_s']:.1f} payouts/s (checks {result['checks']}), "

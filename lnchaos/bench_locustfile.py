@@ -38,6 +38,7 @@ class Window:
         self.started: float | None = None
         self.stopped: float | None = None
         self.requests: dict[str, int] = {name: 0 for name in FLOW_NAMES}
+        self.requests_all_run = 0  # flow requests of the whole run, warm-up included
         self.failures: dict[str, int] = {name: 0 for name in FLOW_NAMES}
         self.latencies_ms: dict[str, list[float]] = {name: [] for name in FLOW_NAMES}
 
@@ -55,6 +56,7 @@ class Window:
             "requests": self.requests,
             "failures": self.failures,
             "rps": total / window_s if window_s > 0 else 0.0,
+            "requests_all_run": self.requests_all_run,
             "flows": self.requests["status"],
             "latency_ms": {name: percentiles(values) for name, values in self.latencies_ms.items()},
         }
@@ -100,7 +102,10 @@ def _start_window(started: float) -> None:
 
 @events.request.add_listener
 def _on_request(name: str, response_time: float, exception: BaseException | None, **_: Any) -> None:
-    if name not in WINDOW.requests or not WINDOW.counting():
+    if name not in WINDOW.requests:
+        return
+    WINDOW.requests_all_run += 1
+    if not WINDOW.counting():
         return
     if exception is not None:
         WINDOW.failures[name] += 1
