@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
 from target_harness import assert_clean, fast_config, in_process, run
 
 AMOUNT_MSAT = 100_000
 FUNDS_MSAT = 10_000_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node bug (target/node/): the invoice secrets come from random.Random(seed) restarted"
-    " at every start, so after a restart the node issues the same payment hashes again; the old"
-    " payment's truth is overwritten and reconciliation reports a false charged_not_paid",
-)
 def test_invoices_issued_after_a_restart_have_fresh_payment_hashes(tmp_path):
+    """With the same --seed the node used to issue the same payment hashes again after a restart
+    (its secrets restarted from random.Random(seed)); the old payment's truth was overwritten and
+    reconciliation reported a false charged_not_paid (fixed in the node, defb6fc)."""
+
     async def scenario() -> None:
         db = tmp_path / "w.sqlite"
         async with in_process(fast_config(db, fix="on")) as api:
