@@ -131,8 +131,10 @@ class PayerUser(FastHttpUser):
             name = checker.RESOLVED_VS_NODE_TRUTH
             paid = node.get("status") == "succeeded"
             fee_msat = int(node.get("fee_msat") or 0) if paid else 0
-        cost_msat = first.amount_msat + fee_msat if paid else 0
-        expected_msat = self.expected_msat - cost_msat
+        # the invoice's amount, not the wallet's echo of it: a wrong amount must show as drift
+        amount_msat = invoice.amount_msat
+        cost_msat = amount_msat + fee_msat
+        expected_msat = self.expected_msat - (cost_msat if paid else 0)
         wallet = self.wallets.get_wallet(self.wallet)
         if wallet is None:
             self.wallet = None  # cannot check: start again with a fresh wallet
@@ -143,7 +145,7 @@ class PayerUser(FastHttpUser):
             diff_msat=diff_msat,
             paid=paid,
             retried=retry is not None,
-            cost_msat=first.amount_msat + (fee_msat if paid else first.fee_msat),
+            cost_msat=cost_msat,
         )
         example = {
             "check": name,
@@ -151,7 +153,7 @@ class PayerUser(FastHttpUser):
             "wallet_id": self.wallet.wallet_id,
             "payout_id": first.payout_id,
             "phase": phase,
-            "amount_msat": first.amount_msat,
+            "amount_msat": amount_msat,
             "fee_msat": fee_msat,
             "expected_msat": expected_msat,
             "actual_msat": actual_msat,
