@@ -336,7 +336,9 @@ class PayoutService:
         payout.status = status
         payout.fee_msat = fee_msat
         answer = self._answer_of(payout, timed_out=timed_out, reason=reason)
-        self._store_answer(payout, answer)
+        if payout.response_status is None:
+            # A retry gets the first answer back: a 202 stays 202 once the resolver settles it.
+            self._store_answer(payout, answer)
         await tx.save_payout(payout).commit()
         self.metrics.payout_finished(str(status))
         return answer
