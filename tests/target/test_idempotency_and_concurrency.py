@@ -46,6 +46,36 @@ def test_same_key_same_body_returns_the_first_answer(tmp_path, mode, faults, sta
     run(scenario())
 
 
+@pytest.mark.parametrize("late_settles", [True, False], ids=["late_settle", "late_fail"])
+def test_a_retry_of_a_pending_payout_gets_the_first_answer_after_it_resolved(
+    tmp_path, late_settles
+):
+    """The stored answer is the first one (202 pending), even once the resolver has settled the
+    payout; its outcome is read with GET /api/payouts/{id}."""
+
+    async def scenario() -> None:
+        config = fast_config(
+            tmp_path / "w.sqlite",
+            fix="on",
+            timeout_rate=1.0,
+            late_settle_rate=1.0 if late_settles else 0.0,
+        )
+        async with in_process(config) as api:
+            wallet = await api.new_wallet(FUNDS_MSAT)
+            invoice = await api.invoice(AMOUNT_MSAT)
+            first = await api.pay(wallet, invoice["payment_request"], idempotency_key="k")
+            assert first.status == 202, first
+            await api.settled_reconciliation()
+            final = await api.payout(first.body["payout_id"], wallet)
+            assert final["status"] == ("succeeded" if late_settles else "failed")
+            view = await api.wallet(wallet)
+            again = await api.pay(wallet, invoice["payment_request"], idempotency_key="k")
+            assert (again.status, again.body) == (first.status, first.body)
+            assert await api.wallet(wallet) == view
+
+    run(scenario())
+
+
 def test_reusing_a_key_for_another_request_is_rejected_with_422(tmp_path):
     async def scenario() -> None:
         async with in_process(fast_config(tmp_path / "w.sqlite", fix="on")) as api:
