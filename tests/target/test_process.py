@@ -9,10 +9,12 @@ import time
 from typing import Any
 
 import aiohttp
+import bolt11
 import pytest
 from target_harness import (
     Api,
     Reply,
+    TargetProcess,
     Wallet,
     assert_clean,
     client,
@@ -186,6 +188,47 @@ def test_a_stop_signal_stops_the_target_within_5s(spawn, tmp_path, sig):
     run(after_restart())
 
 
+Plan = list[tuple[Wallet, dict[str, Any]]]
+
+
+async def load_then_kill(
+    process: TargetProcess, *, expected_status: int, wallets_n: int = 4, per_wallet: int = 15
+) -> tuple[list[Wallet], Plan, dict[str, int]]:
+    """A steady stream of payouts from a few wallets; SIGKILL the target once 10 have answered,
+    with more still waiting. Returns the wallets, which wallet paid which invoice, and counts."""
+    url = process.wait_listening()
+    async with client(url) as api:
+        wallets = [await api.new_wallet(FUNDS_MSAT) for _ in range(wallets_n)]
+        plan = [
+            (wallet, await api.invoice(AMOUNT_MSAT + 1000 * i))
+            for i in range(per_wallet)
+            for wallet in wallets
+        ]
+        answered: list[Reply] = []
+
+        async def pay(index: int, wallet: Wallet, invoice: dict[str, Any]) -> None:
+            await asyncio.sleep(index * 0.01)  # a steady stream, not one burst
+            reply = await pay_quietly(api, wallet, invoice["payment_request"])
+            if reply is not None:
+                answered.append(reply)
+
+        tasks = [
+            asyncio.create_task(pay(i, wallet, invoice)) for i, (wallet, invoice) in enumerate(plan)
+        ]
+
+        async def enough_answered() -> bool:
+            return len(answered) >= 10
+
+        await eventually(enough_answered, timeout_s=10.0, what="10 answered payouts")
+        process.proc.kill()  # SIGKILL, mid-stream
+        killed_at = {"answered": len(answered), "waiting": sum(1 for t in tasks if not t.done())}
+        await asyncio.get_running_loop().run_in_executor(None, process.wait_exit, 5.0)
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=20.0)
+    assert process.proc.returncode == -signal.SIGKILL
+    assert {r.status for r in answered} == {expected_status}, answered
+    return wallets, plan, killed_at
+
+
 def test_sigkill_mid_payout_then_restart_converges(spawn, tmp_path):
     """Under fix on, payouts reserved and in flight when the target is SIGKILLed: after a restart
     on the same --db everything resolves against the node's truth, nothing stays pending, every
@@ -203,49 +246,8 @@ def test_sigkill_mid_payout_then_restart_converges(spawn, tmp_path):
         latency_ms_median=1,
     )
     first = spawn(args)
-    url = first.wait_listening()
-    wallets_n, per_wallet = 4, 15
-
-    async def load_then_kill() -> tuple[list[Wallet], list[tuple[Wallet, dict[str, Any]]], dict]:
-        async with client(url) as api:
-            wallets = [await api.new_wallet(FUNDS_MSAT) for _ in range(wallets_n)]
-            plan = [
-                (wallet, await api.invoice(AMOUNT_MSAT + 1000 * i))
-                for i in range(per_wallet)
-                for wallet in wallets
-            ]
-            answered: list[Reply] = []
-
-            async def pay(index: int, wallet: Wallet, invoice: dict[str, Any]) -> Reply | None:
-                await asyncio.sleep(index * 0.01)  # a steady stream, not one burst
-                reply = await pay_quietly(api, wallet, invoice["payment_request"])
-                if reply is not None:
-                    answered.append(reply)
-                return reply
-
-            tasks = [
-                asyncio.create_task(pay(i, wallet, invoice))
-                for i, (wallet, invoice) in enumerate(plan)
-            ]
-
-            async def enough_answered() -> bool:
-                return len(answered) >= 10
-
-            await eventually(enough_answered, timeout_s=10.0, what="10 answered payouts")
-            first.proc.kill()  # SIGKILL, mid-stream
-            killed_at = {
-                "answered": len(answered),
-                "waiting": sum(1 for t in tasks if not t.done()),
-            }
-            await asyncio.get_running_loop().run_in_executor(None, first.wait_exit, 5.0)
-            await asyncio.wait_for(asyncio.gather(*tasks), timeout=20.0)
-            killed_at["answered_202"] = sum(1 for r in answered if r.status == 202)
-            assert {r.status for r in answered} <= {202}, answered
-            return wallets, plan, killed_at
-
-    wallets, plan, killed_at = run(load_then_kill())
-    assert first.proc.returncode == -signal.SIGKILL
-    assert killed_at["answered_202"] >= 10 and killed_at["waiting"] > 0, killed_at
+    wallets, plan, killed_at = run(load_then_kill(first, expected_status=202))
+    assert killed_at["answered"] >= 10 and killed_at["waiting"] > 0, killed_at
 
     second = spawn(args)
     url = second.wait_listening()
@@ -286,13 +288,56 @@ def test_sigkill_mid_payout_then_restart_converges(spawn, tmp_path):
             return rec
 
     rec = run(converge())
-    assert rec["payouts"]["succeeded"] + rec["payouts"]["failed"] >= killed_at["answered_202"]
+    assert rec["payouts"]["succeeded"] + rec["payouts"]["failed"] >= killed_at["answered"]
     for process in (first, second):
         assert "Traceback" not in process.output(), process.output()
 
 
 def invoice_amount(invoice: dict[str, Any]) -> int:
     """The amount of an invoice from the plan (its payment request encodes it)."""
-    import bolt11
-
     return int(bolt11.decode(invoice["payment_request"]).amount_msat)
+
+
+@pytest.mark.parametrize("fix", ["off", "rollback"])
+def test_sigkill_under_the_charge_first_flows_closes_every_payout(spawn, tmp_path, fix):
+    """After a SIGKILL the payouts that never answered are closed as their flow would have closed
+    them (off keeps the charge, rollback gives it back): nothing pending, money conserved."""
+    db = tmp_path / "w.sqlite"
+    args = target_args(
+        db, fix=fix, seed=9, timeout_rate=1.0, late_settle_rate=0.5, inflight_hold_ms=600,
+        node_timeout_ms=150, resolver_interval_ms=20, latency_ms_median=1,
+    )  # fmt: skip
+    first = spawn(args)
+    wallets, plan, killed_at = run(load_then_kill(first, expected_status=504))
+    assert killed_at["waiting"] > 0, killed_at
+    second = spawn(args)
+    url = second.wait_listening()
+
+    async def converge() -> None:
+        async with client(url) as api:
+            rec = await api.settled_reconciliation(timeout_s=15.0)
+            assert rec["conserved"] is True and rec["stuck_pending"]["count"] == 0, rec
+            payouts_n = rec["payouts"]["failed"]
+            assert payouts_n >= killed_at["answered"] and rec["payouts"]["succeeded"] == 0
+            node_paid = 0
+            for _, invoice in plan:
+                node_paid += (await api.node_payment(invoice["payment_hash"]))["status"] == (
+                    "succeeded"
+                )
+            views = [await api.wallet(wallet) for wallet in wallets]
+            assert all(view["reserved_msat"] == 0 for view in views), views
+            if fix == "rollback":
+                assert all(view["balance_msat"] == FUNDS_MSAT for view in views), views
+                assert rec["paid_not_charged"]["count"] == node_paid
+                assert rec["charged_not_paid"]["count"] == 0
+            else:  # every payout keeps amount + fee reserve; the reserve is more than any fee
+                assert rec["charged_not_paid"]["count"] == payouts_n
+                spent = sum(FUNDS_MSAT - view["balance_msat"] for view in views)
+                assert (
+                    spent == rec["conservation"]["paid_out_msat"] + rec["conservation"]["fees_msat"]
+                )
+                assert rec["paid_not_charged"]["count"] == 0
+
+    run(converge())
+    for process in (first, second):
+        assert "Traceback" not in process.output(), process.output()
