@@ -232,7 +232,9 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 def test_metrics_count_the_payouts(tmp_path):
     async def scenario() -> None:
-        async with in_process(fast_config(tmp_path / "w.sqlite", fix="on")) as api:
+        # The timed-out payout stays in flight long enough to be seen pending in the gauge.
+        config = fast_config(tmp_path / "w.sqlite", fix="on", inflight_hold_ms=2000.0)
+        async with in_process(config) as api:
             wallet = await api.new_wallet(FUNDS_MSAT)
             plan = [({}, 200)] * 3 + [({"failure_rate": 1.0}, 502)] * 2
             plan += [({"timeout_rate": 1.0, "late_settle_rate": 1.0}, 202)]
