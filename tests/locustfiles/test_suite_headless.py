@@ -25,6 +25,9 @@ def test_fix_off_spike_catches_the_incident(locust_run):
     assert report["checks"]["by_name"]["resolved_vs_node_truth"]["failed"] > 0
     assert [p["name"] for p in report["phases"]] == ["ramp", "normal", "spike", "recovery"]
     assert report["drift_msat"] < 0
+    last = report["timeline"][-1]
+    assert set(last) == {"t_s", "phase", "payouts", "timeouts", "inconsistencies", "drift_msat"}
+    assert last["inconsistencies"] > 0 and last["drift_msat"] < 0
 
 
 def test_fix_on_spike_stays_green_while_timeouts_happen(locust_run, tmp_path):
