@@ -48,6 +48,10 @@ from .node.network import PaymentStatus
 
 log = logging.getLogger("lnchaos.payouts")
 
+# Errors after which a payment's fate is unknown (a node that could not be reached or answered
+# late): never read as a failure, because the payment may have gone out.
+AMBIGUOUS = (ConnectionError, TimeoutError, OSError)
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -77,6 +81,9 @@ class PayoutService:
         self.metrics = metrics
         # Payouts a request coroutine is driving right now; the resolver keeps its hands off.
         self._active: set[str] = set()
+        # Payouts whose send ended in an ambiguous error (the node may have it): never cancelled
+        # on a later refusal without asking whether another payout owns the hash.
+        self._maybe_sent: set[str] = set()
 
     # ---- wallets -------------------------------------------------------------------------------
 
@@ -189,6 +196,10 @@ class PayoutService:
             truth = await self.node.wait(payout.payment_hash, self._deadline_s())
         except SendRefused as err:
             truth = PaymentTruth(payout.payment_hash, PaymentStatus.FAILED, failure_reason=err.code)
+        except AMBIGUOUS as err:
+            # The node could not be asked: to these flows that is one more timeout.
+            log.warning("payout %s: node error, outcome unknown: %s", payout.payout_id, err)
+            truth = PaymentTruth(payout.payment_hash, PaymentStatus.IN_FLIGHT)
         tx = self.ledger.tx()
         if truth.status is PaymentStatus.SUCCEEDED:
             unused_fee_msat = payout.fee_limit_msat - truth.fee_msat
@@ -222,7 +233,11 @@ class PayoutService:
         answer = await self.dispatch(payout, invoice)
         if answer is not None:
             return answer
-        truth = await self.node.wait(payout.payment_hash, self._deadline_s())
+        try:
+            truth = await self.node.wait(payout.payment_hash, self._deadline_s())
+        except AMBIGUOUS as err:
+            log.warning("payout %s: node error while waiting: %s", payout.payout_id, err)
+            truth = PaymentTruth(payout.payment_hash, PaymentStatus.IN_FLIGHT)
         answer = await self.settle(payout, truth)
         if answer is not None:
             return answer
@@ -250,6 +265,13 @@ class PayoutService:
             invoice = await self.node.decode(payout.payment_request)
         try:
             await self.node.send(invoice, payout.fee_limit_msat)
+        except AMBIGUOUS as err:
+            # The node may or may not have it: keep the money reserved and let the resolver ask.
+            log.warning("payout %s: send outcome unknown: %s", payout.payout_id, err)
+            self._maybe_sent.add(payout.payout_id)
+            if payout.status is PayoutStatus.PENDING and payout.outbox is OutboxState.QUEUED:
+                await self.ledger.tx().set_outbox(payout, OutboxState.SENT).commit()
+            return None
         except SendRefused as err:
             if await self._sent_before_by_us(payout):
                 log.info("payout %s was sent before a restart; resolving", payout.payout_id)
@@ -268,13 +290,9 @@ class PayoutService:
         if payout.outbox is not OutboxState.QUEUED:
             return True
         others = await self.ledger.payouts_for_hash(payout.payment_hash)
-        return (
-            not any(
-                p.payout_id != payout.payout_id and p.status is not PayoutStatus.FAILED
-                for p in others
-            )
-            and payout.payout_id in self.ledger.recovered
-        )
+        return not any(
+            p.payout_id != payout.payout_id and p.status is not PayoutStatus.FAILED for p in others
+        ) and (payout.payout_id in self.ledger.recovered or payout.payout_id in self._maybe_sent)
 
     async def settle(
         self, payout: Payout, truth: PaymentTruth, reason: str | None = None
