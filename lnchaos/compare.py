@@ -105,6 +105,7 @@ def suite_command(
         "--late-settle-rate", str(args.late_settle_rate),
         "--report-dir", str(run_dir),
         "--csv", str(run_dir / "locust"),
+        "--csv-full-history",  # per-request rows over time: the progress line reads them
         "--html", str(run_dir / "locust.html"),
         "--only-summary",
         "--loglevel", "WARNING",
@@ -116,6 +117,7 @@ def run_mode(mode: str, run_dir: Path, args: argparse.Namespace, extra: list[str
     """One headless suite run; returns its exit code. Bounded: killed after run time + grace."""
     command = suite_command(mode, run_dir, args, extra)
     log_path = run_dir / "locust.log"
+    progress = Progress(mode, run_dir, args.duration)
     started = time.monotonic()
     deadline = started + args.duration + GRACE_S
     with log_path.open("w") as log:
@@ -135,7 +137,7 @@ def run_mode(mode: str, run_dir: Path, args: argparse.Namespace, extra: list[str
                         proc.wait(timeout=10)
                     break
                 if not args.quiet:
-                    show_progress(mode, run_dir, time.monotonic() - started, args.duration)
+                    progress.show(time.monotonic() - started)
                 try:
                     proc.wait(timeout=1.0)
                 except subprocess.TimeoutExpired:
@@ -144,39 +146,62 @@ def run_mode(mode: str, run_dir: Path, args: argparse.Namespace, extra: list[str
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-    if not args.quiet:
-        elapsed_s = time.monotonic() - started
-        print(f"\rfix {mode:<8} done in {elapsed_s:5.1f} s, exit code {proc.returncode}".ljust(78))
+    progress.done(time.monotonic() - started, proc.returncode)
     return proc.returncode
 
 
-def show_progress(mode: str, run_dir: Path, elapsed_s: float, duration_s: int) -> None:
-    payouts, phase = progress_of(run_dir)
-    line = f"fix {mode:<8} {phase:<9} {elapsed_s:5.1f}/{duration_s} s  payouts {payouts}"
-    print("\r" + line.ljust(78), end="", flush=True)
+class Progress:
+    """One line: mode, phase, elapsed, payouts so far. Redrawn in place on a terminal; a plain
+    line every few seconds elsewhere (CI logs)."""
 
+    PLAIN_EVERY_S = 5.0
 
-def progress_of(run_dir: Path) -> tuple[int, str]:
-    """Payouts so far and the current phase, from the last rows of Locust's history CSV."""
-    path = run_dir / "locust_stats_history.csv"
-    try:
-        with path.open() as f:
-            rows = list(csv.DictReader(f))
-    except OSError:
-        return 0, "starting"
-    if not rows:
-        return 0, "starting"
-    last_stamp = rows[-1].get("Timestamp")
-    payouts, phase = 0, "running"
-    for row in rows:
-        if row.get("Timestamp") != last_stamp:
-            continue
-        name = row.get("Name", "")
-        if row.get("Type") == "POST" and "payouts" in name:
-            payouts += int(row.get("Total Request Count") or 0)
-            if "[" in name:
-                phase = name[name.rfind("[") + 1 : name.rfind("]")]
-    return payouts, phase
+    def __init__(self, mode: str, run_dir: Path, duration_s: int):
+        self.mode = mode
+        self.history = run_dir / "locust_stats_history.csv"
+        self.duration_s = duration_s
+        self.tty = sys.stdout.isatty()
+        self.counts: dict[str, int] = {}  # payouts per phase at the last look
+        self.phase = "starting"
+        self.last_plain_s = -self.PLAIN_EVERY_S
+
+    def show(self, elapsed_s: float) -> None:
+        self.read()
+        payouts = sum(self.counts.values())
+        line = f"fix {self.mode:<8} {self.phase:<9} {elapsed_s:5.1f}/{self.duration_s} s"
+        line += f"  payouts {payouts}"
+        if self.tty:
+            print("\r" + line.ljust(78), end="", flush=True)
+        elif elapsed_s - self.last_plain_s >= self.PLAIN_EVERY_S:
+            self.last_plain_s = elapsed_s
+            print(line, flush=True)
+
+    def done(self, elapsed_s: float, exit_code: int) -> None:
+        line = f"fix {self.mode:<8} done in {elapsed_s:5.1f} s, exit code {exit_code}"
+        print(("\r" + line.ljust(78)) if self.tty else line, flush=True)
+
+    def read(self) -> None:
+        """Payouts per phase from the newest rows of Locust's history CSV (`POST /payouts
+        [phase]`); the phase whose count grew last is the current one."""
+        try:
+            with self.history.open() as f:
+                rows = list(csv.DictReader(f))
+        except OSError:
+            return
+        if not rows:
+            return
+        newest = rows[-1].get("Timestamp")
+        for row in rows:
+            name = row.get("Name", "")
+            if row.get("Timestamp") != newest or row.get("Type") != "POST" or "[" not in name:
+                continue
+            if not name.startswith("POST /payouts"):
+                continue
+            phase = name[name.rfind("[") + 1 : name.rfind("]")]
+            count = int(row.get("Total Request Count") or 0)
+            if count > self.counts.get(phase, 0):
+                self.phase = phase
+            self.counts[phase] = count
 
 
 def judge(rows: list[dict[str, Any]]) -> dict[str, Any]:
