@@ -215,13 +215,6 @@ class LightningNode:
         async with db.execute("SELECT COALESCE(MAX(payment_index), 0) FROM node_payments") as c:
             row = await c.fetchone()
             self._next_index = (row[0] if row else 0) + 1
-        async with db.execute(
-            f"SELECT {COLUMNS} FROM node_payments WHERE status = 'in_flight'"
-        ) as c:
-            async for row in c:
-                payment = Payment.from_row(row)
-                self._track(payment)
-                self._schedule(payment)
         for status in ("succeeded", "failed"):
             q = "SELECT COUNT(*) FROM node_payments WHERE status = ?"
             async with db.execute(q, (status,)) as c:
@@ -234,6 +227,15 @@ class LightningNode:
         async with db.execute(q) as c:
             row = await c.fetchone()
             self.sent_msat, self.fees_msat = (row[0], row[1]) if row else (0, 0)
+        # Totals first, timers last: a due payment resolves (and counts itself) as soon as the
+        # loop runs, and a total read from disk after that would overwrite its increment.
+        q = f"SELECT {COLUMNS} FROM node_payments WHERE status = 'in_flight'"
+        async with db.execute(q) as c:
+            rows = await c.fetchall()
+        for row in rows:
+            payment = Payment.from_row(row)
+            self._track(payment)
+            self._schedule(payment)
         await self.receiver.load()
 
     def close(self) -> None:
