@@ -35,7 +35,8 @@ EXIT_RUN_FAILED = 5  # a run did not produce its consistency.json
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated fix modes")
     parser.add_argument("--profile", choices=("steady", "spike"), default="spike")
-    parser.add_argument("--duration", type=int, default=30, help="seconds per mode")
+    # 20 s per mode: the whole first README command (install included) stays under 3 minutes.
+    parser.add_argument("--duration", type=int, default=20, help="seconds per mode")
     parser.add_argument("--users", type=int, default=10, help="users in normal traffic")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout-rate", type=float, default=0.01)
