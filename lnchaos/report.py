@@ -187,6 +187,7 @@ def chart_over_time(rows: list[dict[str, Any]], field: str, title: str, unit: st
         ax.step(
             xs, ys, where="post", label=f"fix {row['mode']}", color=MODE_COLOURS.get(row["mode"])
         )
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # whole msat, no 1e7 offset
     ax.set_title(title + ("  (spike shaded)" if shaded else ""))
     ax.set_xlabel("seconds since start")
     ax.set_ylabel(unit)
@@ -289,6 +290,8 @@ figure{{margin:1.5em 0}} img{{max-width:100%}}
 happened (the incident); <b>paid_not_charged</b> is money paid out without charging anyone (what
 a blind rollback of timeouts does when a payment settles late). The fix must show zero of both
 while timeouts are happening.</p>
+<p>The charts over time show what the users' own checks found as they went; the table adds the
+target's reconciliation at the end of each run.</p>
 {images}
 <ul>{links}</ul>
 </body></html>
