@@ -309,7 +309,9 @@ def measure_target(
     return result
 
 
-def suite_command(url: str, users: int, run_time_s: int, run_dir: Path, checks: str) -> list[str]:
+def suite_command(
+    url: str, users: int, run_time_s: int, run_dir: Path, check_args: list[str]
+) -> list[str]:
     return [
         sys.executable, "-m", "locust",
         "-f", str(SUITE),
@@ -320,7 +322,7 @@ def suite_command(url: str, users: int, run_time_s: int, run_dir: Path, checks: 
         "--profile", "steady",
         "--fix", "on", "--timeout-rate", "0", "--spike-timeout-rate", "0",
         "--report-dir", str(run_dir),
-        *SUITE_CHECK_ARGS[checks],
+        *check_args,
     ]  # fmt: skip
 
 
@@ -329,6 +331,7 @@ def measure_suite(
     run_dir: Path,
     cpus: tuple[set[int] | None, set[int] | None],
     checks: str,
+    check_args: list[str],
 ) -> dict[str, Any]:
     """One suite run (checks on or off) against a fresh target; payouts per second from its
     consistency.json: verified payouts with checks on, answered payouts with checks off."""
@@ -343,7 +346,7 @@ def measure_suite(
         started = time.monotonic()
         usage = ChildUsage()
         code = run_bounded(
-            suite_command(server.url, settings.users, run_time_s, suite_dir, checks),
+            suite_command(server.url, settings.users, run_time_s, suite_dir, check_args),
             driver_cpus,
             suite_dir / "locust.log",
             run_time_s + SUITE_GRACE_S,
@@ -375,6 +378,13 @@ def measure_suite(
     }
 
 
+def suite_has_checks_option() -> bool:
+    """Whether the suite can turn its checks off (`--checks on|off`, in locustfiles/options.py;
+    Locust's --help does not load the locustfile, so the source is read)."""
+    options = SUITE.parent / "options.py"
+    return options.exists() and '"--checks"' in options.read_text()
+
+
 def _median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else 0.0
 
@@ -388,13 +398,17 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
     target_rps = _median([r["rps"] for r in runs["target"]])
     checked = _median([r["payouts_per_s"] for r in runs.get("suite_on", [])])
     unchecked = _median([r["payouts_per_s"] for r in runs.get("suite_off", [])])
+    # A figure that was not measured is null, never a made-up zero.
+    suite_checked = checked if runs.get("suite_on") else None
+    suite_unchecked = unchecked if runs.get("suite_off") else None
+    suite_ratio = _ratio(checked, unchecked) if suite_checked and suite_unchecked else None
     return {
         "floor_rps": floor_rps,
         "target_rps": target_rps,
-        "suite_checked_payouts_per_s": checked,
-        "suite_unchecked_payouts_per_s": unchecked,
+        "suite_checked_payouts_per_s": suite_checked,
+        "suite_unchecked_payouts_per_s": suite_unchecked,
         "ratio_target_floor": _ratio(target_rps, floor_rps),
-        "ratio_suite_checked_unchecked": _ratio(checked, unchecked),
+        "ratio_suite_checked_unchecked": suite_ratio,
         "target_peak_rss_mb": _median([r["peak_rss_mb"] for r in runs["target"]]),
         "payout_latency_ms_p99": _median(
             [r["latency_ms"]["payout"]["p99"] for r in runs["target"]]
@@ -438,11 +452,17 @@ def render(summary: dict[str, Any]) -> str:
         f"{summary['driver_cpu_ms_per_request']:.3f} ms",
     ]
     if summary["settings"]["suite"]:
+
+        def figure(value: float | None, unit: str) -> str:
+            return f"{value:10.1f} {unit}" if value is not None else f"{'n/a':>10} {unit}"
+
+        ratio = summary["ratio_suite_checked_unchecked"]
         lines += [
-            f"suite   {summary['suite_checked_payouts_per_s']:10.1f} verified payouts/s "
+            f"suite   {figure(summary['suite_checked_payouts_per_s'], 'verified payouts/s')} "
             "(checks on)",
-            f"suite   {summary['suite_unchecked_payouts_per_s']:10.1f} payouts/s (checks off)",
-            f"  suite checks on / checks off   {summary['ratio_suite_checked_unchecked']:.3f}",
+            f"suite   {figure(summary['suite_unchecked_payouts_per_s'], 'payouts/s')} (checks off)",
+            "  suite checks on / checks off   "
+            + (f"{ratio:.3f}" if ratio is not None else "n/a (the suite has no --checks option)"),
         ]
     return "\n".join(lines)
 
@@ -452,6 +472,13 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
     cpus = cpu_plan(settings.pin)
     settings.report_dir.mkdir(parents=True, exist_ok=True)
     kinds = ["floor", "target"] + (["suite_on", "suite_off"] if settings.suite else [])
+    if settings.suite and not suite_has_checks_option():
+        # Without a way to turn the checks off only the checked figure can be measured.
+        print("note: the suite has no --checks option; suite checks-off not measured")
+        kinds.remove("suite_off")
+        check_args: dict[str, list[str]] = {"on": []}  # its checks are always on
+    else:
+        check_args = SUITE_CHECK_ARGS
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory(prefix="lnchaos-bench-") as tmp:
         for repetition in range(settings.repetitions):
@@ -463,7 +490,8 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
                 elif kind == "target":
                     result = measure_target(settings, run_dir, cpus)
                 else:
-                    result = measure_suite(settings, run_dir, cpus, kind.removeprefix("suite_"))
+                    checks = kind.removeprefix("suite_")
+                    result = measure_suite(settings, run_dir, cpus, checks, check_args[checks])
                 runs[kind].append(result)
                 if not settings.quiet:
                     print(f"  rep {repetition + 1}/{settings.repetitions} {kind}: "
