@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import logging
-import secrets
 from pathlib import Path
 
 from .app import create_app
 from .config import FaultSettings, FixMode, TargetConfig, WalletSettings
 from .errors import ApiError
-from .server import serve
+from .server import run_app
 
 
 def add_fault_options(parser: argparse.ArgumentParser) -> None:
@@ -92,16 +89,10 @@ def config_from(args: argparse.Namespace) -> TargetConfig:
 
 
 def run_target(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     config = config_from(args)
-    if not config.admin_token:
-        config.admin_token = secrets.token_urlsafe(24)
-        print(f"admin token: {config.admin_token}", flush=True)
-    app = create_app(config)
-    asyncio.run(serve(app, args.port, name="lnchaos target"))
-    return 0
+    return run_app(
+        create_app, config, port=args.port, name="lnchaos target", log_level=args.log_level
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -50,3 +52,26 @@ async def serve(
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         sys.stdout.flush()
+
+
+class _HasAdminToken(Protocol):
+    admin_token: str
+
+
+def run_app(
+    make_app: Callable[[Any], web.Application],
+    config: _HasAdminToken,
+    *,
+    port: int,
+    name: str,
+    log_level: str,
+) -> int:
+    """Log, make an admin token if none was given (printed once), serve until a stop signal."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not config.admin_token:
+        config.admin_token = secrets.token_urlsafe(24)
+        print(f"admin token: {config.admin_token}", flush=True)
+    asyncio.run(serve(make_app(config), port, name=name))
+    return 0

@@ -9,11 +9,9 @@ Routes: `GET /health`; the network as the target serves it (`POST /node/invoices
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hmac
 import logging
 import os
-import secrets
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -182,18 +180,12 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
 
 
 def run_node(args: argparse.Namespace) -> int:
-    from ..server import serve
+    from ..server import run_app
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     config = config_from(args)
-    if not config.admin_token:
-        config.admin_token = secrets.token_urlsafe(24)
-        print(f"admin token: {config.admin_token}", flush=True)
-    app = create_node_app(config)
-    asyncio.run(serve(app, args.port, name="lnchaos node"))
-    return 0
+    return run_app(
+        create_node_app, config, port=args.port, name="lnchaos node", log_level=args.log_level
+    )
 
 
 __all__ = [

@@ -15,15 +15,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import ClientSession, ClientTimeout, web
+from target_harness import fast_faults, run  # noqa: F401 - one harness for both suites
 
-from target.config import FaultSettings
 from target.node.lnd_rest import LND, LndService
 from target.node.network import LightningNode
 from target.node.node_app import NODE, NodeConfig, create_node_app
@@ -32,25 +32,6 @@ ADMIN_TOKEN = "node-admin"
 MACAROON = "0201036c6e64"  # any hex
 REPO = Path(__file__).resolve().parents[3]
 T = TypeVar("T")
-
-
-def run(coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout=timeout_s)
-
-    return asyncio.run(bounded())
-
-
-def fast_faults(**changes: Any) -> FaultSettings:
-    values: dict[str, Any] = {
-        "timeout_rate": 0.0,
-        "failure_rate": 0.0,
-        "late_settle_rate": 0.0,
-        "latency_ms_median": 1.0,
-        "inflight_hold_ms": 300.0,
-    }
-    values.update(changes)
-    return FaultSettings(**values)
 
 
 def b64(data: bytes) -> str:
