@@ -13,8 +13,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import bolt11
-from bolt11.models.tags import Tag, TagChar, Tags
 from coincurve import PrivateKey
+
+from .bolt11_fast import Encoder
 
 CURRENCY = "bcrt"  # regtest: no invoice of ours can ever be paid on a real network
 
@@ -63,6 +64,7 @@ class InvoiceBook:
         self._registry: OrderedDict[str, Invoice] = OrderedDict()  # payment_request -> invoice
         self._by_hash: dict[str, Invoice] = {}
         self._registry_max = registry_max
+        self._encoder = Encoder(private_key_hex)
         self.pubkey: str = pubkey_of(private_key_hex)
 
     def issue(
@@ -86,24 +88,19 @@ class InvoiceBook:
             assert len(preimage) == 32
             payment_hash = hashlib.sha256(preimage).hexdigest()
         assert payment_hash is not None and len(payment_hash) == 64
-        tags = [
-            Tag(TagChar.payment_hash, payment_hash),
-            Tag(TagChar.payment_secret, payment_addr.hex()),
-            Tag(TagChar.expire_time, expiry_s),
-            Tag(TagChar.min_final_cltv_expiry, min_final_cltv_expiry),
-        ]
-        if description_hash:
-            tags.append(Tag(TagChar.description_hash, description_hash))
-        else:
-            tags.append(Tag(TagChar.description, memo))
         created_s = int(time.time()) if created_s is None else created_s
-        raw = bolt11.Bolt11(
+        # Equal byte for byte to bolt11.encode (tests/target/test_bolt11_fast.py), ~10x faster.
+        payment_request = self._encoder.encode(
             currency=CURRENCY,
-            date=created_s,
-            amount_msat=bolt11.MilliSatoshi(amount_msat),
-            tags=Tags(tags),
+            amount_msat=amount_msat,
+            created_s=created_s,
+            payment_hash=payment_hash,
+            payment_secret=payment_addr.hex(),
+            expiry_s=expiry_s,
+            min_final_cltv_expiry=min_final_cltv_expiry,
+            description=None if description_hash else memo,
+            description_hash=description_hash,
         )
-        payment_request = bolt11.encode(raw, self._private_key_hex)
         invoice = Invoice(
             payment_request=payment_request,
             payment_hash=payment_hash,
