@@ -59,6 +59,13 @@ def add_arguments(parser: Any) -> None:
         help="Share of payouts retried with the same Idempotency-Key.",
     )
     parser.add_argument(
+        "--checks",
+        choices=("on", "off"),
+        default="on",
+        help="off: load only (no retries, balance reads or resolution polls), to measure what "
+        "the checks cost (lnchaos bench).",
+    )
+    parser.add_argument(
         "--max-inconsistencies",
         type=int,
         default=0,
