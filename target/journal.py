@@ -11,7 +11,7 @@ that only the journal writes with. In WAL mode with synchronous=NORMAL a commit 
 a batch costs a few hundred microseconds of CPU; handing it to a thread cost more than that (the
 server has one core: the hop is two context switches and a GIL handover, and under load each hop
 also waits a turn of the busy loop). The WAL's checkpoint, which does fsync, is taken off the
-writer (`wal_autocheckpoint=0`) and run PASSIVE on the reading connection's thread every
+writer (`wal_autocheckpoint=0`) and run PASSIVE in a thread, on a connection of its own, every
 `checkpoint_every` batches, so it never blocks the loop. A connection of its own also keeps the
 writes away from the reads on `db`: a SELECT stepping through rows while a write on the same
 connection replaced them could read half-deleted rows; across two connections WAL gives each read
@@ -55,6 +55,7 @@ class Journal:
         self._task: asyncio.Task[None] | None = None
         self._writer: sqlite3.Connection | None = None  # opened by the writer task
         self._writer_opened = False
+        self._path = ""
         self._checkpoint_every = checkpoint_every
         self._checkpoint: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
@@ -151,20 +152,20 @@ class Journal:
     async def _open_writer(self) -> None:
         async with self._db.execute("PRAGMA database_list") as cur:
             files = {name: file for _, name, file in await cur.fetchall()}
-        path = files.get("main") or ""
-        if path:
-            self._writer = _connect_writer(path)
+        self._path = files.get("main") or ""
+        if self._path:
+            self._writer = _connect_writer(self._path)
         self._writer_opened = True
 
     def _start_checkpoint(self) -> None:
-        """A PASSIVE checkpoint on the reading connection's thread; one at a time."""
+        """A PASSIVE checkpoint in a thread; one at a time."""
         if self._checkpoint is not None and not self._checkpoint.done():
             return
         self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
 
     async def _run_checkpoint(self) -> None:
         try:
-            await self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            await asyncio.to_thread(_checkpoint, self._path)
         except Exception as err:  # the next one will try again; the WAL only grows meanwhile
             log.warning("journal: checkpoint failed: %s", err)
 
@@ -185,6 +186,17 @@ def _connect_writer(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
+
+
+def _checkpoint(path: str) -> None:
+    """A PASSIVE checkpoint on a short-lived connection of its own (run in a thread): on the
+    reading connection it failed whenever a read statement was open ("table is locked")."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout=1000")
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        conn.close()
 
 
 def _commit_all(conn: sqlite3.Connection, grouped: dict[str, list[Sequence[Any]]]) -> None:

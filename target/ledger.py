@@ -213,7 +213,7 @@ class Tx:
 
 
 class Ledger:
-    def __init__(self, journal: Journal, *, recent_payouts_max: int = 20_000):
+    def __init__(self, journal: Journal, *, recent_payouts_max: int = 5_000):
         self.journal = journal
         self.balances: dict[str, int] = {}
         self.api_keys: dict[str, str] = {}  # wallet_id -> sha256 of its api key
@@ -225,6 +225,10 @@ class Ledger:
         self.idempotency: dict[tuple[str, str], str] = {}  # recent (wallet, key) -> payout_id
         self._next_transfer_id = 1
         self.recovered: set[str] = set()  # pending payouts found in the database at start
+        # Per-account sums of the durable transfers up to `_summed_through_id` (conservation()).
+        self._transfer_sums: dict[str, int] = {}
+        self._summed_through_id = 0
+        self._summing = asyncio.Lock()  # two concurrent calls must not add the same rows twice
 
     async def load(self) -> None:
         db = self.journal.db
@@ -358,40 +362,54 @@ class Ledger:
     # ---- the conservation query ---------------------------------------------------------------
 
     async def conservation(self) -> dict[str, Any]:
-        """deposits = balances + reserved + paid out + fees, from the durable rows, in one query;
-        and every cached account balance equal to the sum of its transfers."""
+        """deposits = balances + reserved + paid out + fees, from the durable rows; and every
+        account's balance equal to the sum of its transfers.
+
+        Transfers are append-only and committed in id order, so their per-account sums are kept
+        and only the transfers committed since the last call are read: the reconciler calls this
+        every few seconds, and a full scan made each pass (and the process's peak memory) grow
+        with the whole history."""
         await self.journal.flush()
-        query = """
-            WITH moved AS (
-                SELECT credit_account AS account_id, amount_msat AS change FROM transfers
-                UNION ALL
-                SELECT debit_account, -amount_msat FROM transfers
-            ),
-            by_account AS (SELECT account_id, SUM(change) AS total FROM moved GROUP BY account_id)
-            SELECT
-                -COALESCE((SELECT balance_msat FROM accounts WHERE account_id = 'deposits'), 0),
-                COALESCE(SUM(CASE WHEN a.account_id LIKE 'wallet:%' THEN a.balance_msat END), 0),
-                COALESCE(SUM(CASE WHEN a.account_id LIKE 'reserved:%' THEN a.balance_msat END), 0),
-                COALESCE(SUM(CASE WHEN a.account_id = 'outbound' THEN a.balance_msat END), 0),
-                COALESCE(SUM(CASE WHEN a.account_id = 'fees' THEN a.balance_msat END), 0),
-                COALESCE(SUM(CASE WHEN a.balance_msat != COALESCE(b.total, 0) THEN 1 END), 0),
-                COALESCE(SUM(CASE WHEN a.balance_msat < 0 AND a.account_id != 'deposits'
-                                  THEN 1 END), 0)
-            FROM accounts a LEFT JOIN by_account b USING (account_id)
-        """
-        async with self.journal.db.execute(query) as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        deposits, balances, reserved, outbound, fees, drifted, negative = row
+        # One statement, so one snapshot: the new transfers and the accounts they produced.
+        query = (
+            "SELECT transfer_id, debit_account, credit_account, amount_msat FROM transfers"
+            " WHERE transfer_id > ?"
+            " UNION ALL SELECT NULL, NULL, account_id, balance_msat FROM accounts"
+        )
+        sums = self._transfer_sums
+        accounts: list[tuple[str, int]] = []
+        async with self._summing:
+            async with self.journal.db.execute(query, (self._summed_through_id,)) as cur:
+                async for transfer_id, debit, credit, amount_msat in cur:
+                    if transfer_id is None:
+                        accounts.append((credit, amount_msat))
+                        continue
+                    sums[debit] = sums.get(debit, 0) - amount_msat
+                    sums[credit] = sums.get(credit, 0) + amount_msat
+                    self._summed_through_id = max(self._summed_through_id, transfer_id)
+        deposits = wallets = reserved = outbound = fees = drifted = negative = 0
+        for account_id, balance in accounts:
+            if account_id == DEPOSITS:
+                deposits = -balance
+            elif account_id.startswith("wallet:"):
+                wallets += balance
+            elif account_id.startswith("reserved:"):
+                reserved += balance
+            elif account_id == OUTBOUND:
+                outbound += balance
+            elif account_id == FEES:
+                fees += balance
+            drifted += balance != sums.get(account_id, 0)
+            negative += balance < 0 and account_id != DEPOSITS
         return {
             "deposits_msat": deposits,
-            "balances_msat": balances,
+            "balances_msat": wallets,
             "reserved_msat": reserved,
             "paid_out_msat": outbound,
             "fees_msat": fees,
             "accounts_off_journal": drifted,
             "negative_accounts": negative,
-            "conserved": deposits == balances + reserved + outbound + fees
+            "conserved": deposits == wallets + reserved + outbound + fees
             and drifted == 0
             and negative == 0,
         }
