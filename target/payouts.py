@@ -230,7 +230,9 @@ class PayoutService:
         )
         tx.save_payout(payout).set_outbox(payout, OutboxState.QUEUED)
         await self._commit_or_refuse(tx)
-        answer = await self.dispatch(payout, invoice)
+        # No SENT write of its own here: the settle below marks the outbox DONE; a crash before it
+        # leaves the payout QUEUED, which recovery resolves (_sent_before_by_us).
+        answer = await self.dispatch(payout, invoice, mark_sent=False)
         if answer is not None:
             return answer
         try:
@@ -255,10 +257,14 @@ class PayoutService:
         tx = self.ledger.tx()
         if payout.status is PayoutStatus.PENDING:
             self._store_answer(payout, pending)
+            if payout.outbox is OutboxState.QUEUED:
+                tx.set_outbox(payout, OutboxState.SENT)
             await tx.save_payout(payout).commit()
         return pending
 
-    async def dispatch(self, payout: Payout, invoice: Invoice | None = None) -> Answer | None:
+    async def dispatch(
+        self, payout: Payout, invoice: Invoice | None = None, *, mark_sent: bool = True
+    ) -> Answer | None:
         """The outbox relay: hand a reserved payout to the node. Returns an answer only when the
         node refused it outright (the payout is then cancelled)."""
         if invoice is None:
@@ -280,8 +286,9 @@ class PayoutService:
                 answer = await self.settle(payout, truth, reason=err.code)
                 assert answer is not None
                 return answer
-        if payout.status is PayoutStatus.PENDING and payout.outbox is OutboxState.QUEUED:
-            await self.ledger.tx().set_outbox(payout, OutboxState.SENT).commit()
+        if mark_sent and payout.status is PayoutStatus.PENDING:
+            if payout.outbox is OutboxState.QUEUED:
+                await self.ledger.tx().set_outbox(payout, OutboxState.SENT).commit()
         return None
 
     async def _sent_before_by_us(self, payout: Payout) -> bool:
