@@ -178,7 +178,7 @@ class LightningNode:
         *,
         seed: int,
         journal: Journal,
-        recent_payments_max: int = 50_000,
+        recent_payments_max: int = 5_000,
     ):
         self.faults = faults
         self.seed = seed
