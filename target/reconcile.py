@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +30,24 @@ log = logging.getLogger("lnchaos.reconcile")
 
 EXAMPLES_MAX = 10
 
-PER_HASH = """
+CHARGED_SQL = (
+    "SUM(CASE WHEN credit_account IN ('outbound', 'fees') THEN amount_msat"
+    " WHEN debit_account IN ('outbound', 'fees') THEN -amount_msat ELSE 0 END)"
+)
+
+
+def per_hash_query(only_hashes: int | None = None) -> str:
+    """Per payment hash: net charge, pending payouts, the oldest pending, the payout ids. With
+    `only_hashes`, restricted to that many hashes given as parameters (twice)."""
+    marks = ",".join("?" * only_hashes) if only_hashes else ""
+    payouts_of = (
+        f" AND payout_id IN (SELECT payout_id FROM payouts WHERE payment_hash IN ({marks}))"
+    )
+    return f"""
 WITH charged AS (
-    SELECT payout_id,
-           SUM(CASE WHEN credit_account IN ('outbound', 'fees') THEN amount_msat
-                    WHEN debit_account IN ('outbound', 'fees') THEN -amount_msat
-                    ELSE 0 END) AS charged_msat
-    FROM transfers WHERE payout_id IS NOT NULL GROUP BY payout_id
+    SELECT payout_id, {CHARGED_SQL} AS charged_msat
+    FROM transfers WHERE payout_id IS NOT NULL{payouts_of if only_hashes else ""}
+    GROUP BY payout_id
 )
 SELECT p.payment_hash,
        COALESCE(SUM(c.charged_msat), 0),
@@ -43,6 +55,7 @@ SELECT p.payment_hash,
        MIN(CASE WHEN p.status = 'pending' THEN p.created_ms END),
        GROUP_CONCAT(p.payout_id)
 FROM payouts p LEFT JOIN charged c ON c.payout_id = p.payout_id
+{f"WHERE p.payment_hash IN ({marks})" if only_hashes else ""}
 GROUP BY p.payment_hash
 """
 
@@ -64,35 +77,52 @@ class Tally:
         return {"count": self.count, "amount_msat": self.amount_msat, "payout_ids": self.payout_ids}
 
 
+# What one payment hash is, judged: a mismatch kind with its msat, or why it is not judged yet.
+OK, PENDING, STUCK, AWAITING_NODE = "ok", "pending", "stuck_pending", "awaiting_node"
+Verdict = tuple[str, int, list[str]]  # (kind, amount_msat, payout_ids)
+NOT_FINAL = (PENDING, STUCK, AWAITING_NODE)
+
+
+def judge(row: tuple[Any, ...], truth: PaymentTruth, stuck_before_ms: int) -> Verdict:
+    _, charged_msat, pending, oldest_pending_ms, ids = row
+    payout_ids = ids.split(",")
+    if pending:
+        stuck = oldest_pending_ms is not None and oldest_pending_ms < stuck_before_ms
+        return (STUCK if stuck else PENDING), 0, payout_ids
+    if truth.status is PaymentStatus.IN_FLIGHT:
+        return AWAITING_NODE, 0, payout_ids
+    paid_msat = truth.amount_msat + truth.fee_msat if truth.status is PaymentStatus.SUCCEEDED else 0
+    if charged_msat > paid_msat:
+        return "charged_not_paid", charged_msat - paid_msat, payout_ids
+    if charged_msat < paid_msat:
+        return "paid_not_charged", paid_msat - charged_msat, payout_ids
+    return OK, 0, payout_ids
+
+
 async def reconcile(
     ledger: Ledger, node: NodeClient, *, stuck_after_s: float, metrics: Metrics | None = None
 ) -> dict[str, Any]:
+    """The whole history, judged now (GET /admin/reconciliation)."""
     await ledger.journal.flush()
-    # Each read in one hop to the database thread (execute_fetchall): the journal writes on this
-    # same connection, and a cursor left open across its transaction reads a mix of before and
-    # after (GROUP BY scans an index lazily).
-    rows = list(await ledger.journal.db.execute_fetchall(PER_HASH))
+    # Each read in one hop to the database thread (execute_fetchall): a cursor left open across
+    # awaits would read a mix of before and after a commit.
+    rows = list(await ledger.journal.db.execute_fetchall(per_hash_query()))
     truths = await lookup_many(node, [row[0] for row in rows])
-    charged_not_paid, paid_not_charged, stuck = Tally(), Tally(), Tally()
-    awaiting_node = 0
     stuck_before_ms = int((time.time() - stuck_after_s) * 1000)
-    for payment_hash, charged_msat, pending, oldest_pending_ms, ids in rows:
-        payout_ids = ids.split(",")
-        truth = truths[payment_hash]
-        if pending:
-            if oldest_pending_ms is not None and oldest_pending_ms < stuck_before_ms:
-                stuck.add(0, payout_ids)
-            continue
-        if truth.status is PaymentStatus.IN_FLIGHT:
-            awaiting_node += 1
-            continue
-        paid_msat = (
-            truth.amount_msat + truth.fee_msat if truth.status is PaymentStatus.SUCCEEDED else 0
-        )
-        if charged_msat > paid_msat:
-            charged_not_paid.add(charged_msat - paid_msat, payout_ids)
-        elif charged_msat < paid_msat:
-            paid_not_charged.add(paid_msat - charged_msat, payout_ids)
+    verdicts = [judge(row, truths[row[0]], stuck_before_ms) for row in rows]
+    return await summarise(ledger, verdicts, metrics)
+
+
+async def summarise(
+    ledger: Ledger, verdicts: Iterable[Verdict], metrics: Metrics | None
+) -> dict[str, Any]:
+    tallies = {kind: Tally() for kind in ("charged_not_paid", "paid_not_charged", STUCK)}
+    awaiting_node = hashes = 0
+    for kind, amount_msat, payout_ids in verdicts:
+        hashes += 1
+        if kind in tallies:
+            tallies[kind].add(amount_msat, payout_ids)
+        awaiting_node += kind == AWAITING_NODE
     conservation = await ledger.conservation()
     counts = {"succeeded": 0, "failed": 0, "pending": 0}
     for status, count in await ledger.journal.db.execute_fetchall(
@@ -100,27 +130,68 @@ async def reconcile(
     ):
         counts[status] = count
     result = {
-        "charged_not_paid": charged_not_paid.as_dict(),
-        "paid_not_charged": paid_not_charged.as_dict(),
-        "stuck_pending": stuck.as_dict(),
+        "charged_not_paid": tallies["charged_not_paid"].as_dict(),
+        "paid_not_charged": tallies["paid_not_charged"].as_dict(),
+        "stuck_pending": tallies[STUCK].as_dict(),
         "pending": counts["pending"],
         "awaiting_node": awaiting_node,
         "conserved": conservation["conserved"],
         "conservation": conservation,
         "payouts": counts,
-        "hashes_checked": len(rows),
+        "hashes_checked": hashes,
     }
     if metrics is not None:
         metrics.reconciliations.inc()
-        for kind, tally in (
-            ("charged_not_paid", charged_not_paid),
-            ("paid_not_charged", paid_not_charged),
-            ("stuck_pending", stuck),
-        ):
+        for kind, tally in tallies.items():
             metrics.inconsistencies.labels(kind).set(tally.count)
             metrics.inconsistent_msat.labels(kind).set(tally.amount_msat)
         metrics.conserved.set(1 if conservation["conserved"] else 0)
     return result
+
+
+class Reconciler:
+    """The background job's reconciliation, incremental: each pass judges only the payment
+    hashes whose payouts changed since the last pass (a rewritten row gets a new rowid) and those
+    not final at the last pass; every other hash keeps its verdict. Its cost follows the traffic
+    since the last pass, not the length of the run, so a long run stays flat in time and memory.
+    Only hashes not judged OK are remembered."""
+
+    CHUNK = 500  # hashes per query (SQLite's parameter limit is far above 2 x 500)
+
+    def __init__(self, ledger: Ledger, node: NodeClient, *, stuck_after_s: float):
+        self.ledger = ledger
+        self.node = node
+        self.stuck_after_s = stuck_after_s
+        self._last_rowid = 0
+        self._verdicts: dict[str, Verdict] = {}  # hashes whose verdict is not OK
+        self.hashes_judged = 0
+
+    async def run_pass(self, metrics: Metrics | None = None) -> dict[str, Any]:
+        await self.ledger.journal.flush()
+        db = self.ledger.journal.db
+        changed = await db.execute_fetchall(
+            "SELECT rowid, payment_hash FROM payouts WHERE rowid > ?", (self._last_rowid,)
+        )
+        # A final verdict changes only with a new or rewritten payout of its hash (seen above);
+        # the ones not final yet are asked again.
+        still_open = {h for h, (kind, _, _) in self._verdicts.items() if kind in NOT_FINAL}
+        hashes = {h for _, h in changed} | still_open
+        if changed:
+            self._last_rowid = max(rowid for rowid, _ in changed)
+        stuck_before_ms = int((time.time() - self.stuck_after_s) * 1000)
+        ordered = sorted(hashes)
+        for start in range(0, len(ordered), self.CHUNK):
+            chunk = ordered[start : start + self.CHUNK]
+            rows = await db.execute_fetchall(per_hash_query(len(chunk)), chunk + chunk)
+            truths = await lookup_many(self.node, [row[0] for row in rows])
+            for row in rows:
+                verdict = judge(row, truths[row[0]], stuck_before_ms)
+                if verdict[0] == OK:
+                    self._verdicts.pop(row[0], None)
+                else:
+                    self._verdicts[row[0]] = verdict
+            self.hashes_judged += len(rows)
+        return await summarise(self.ledger, list(self._verdicts.values()), metrics)
 
 
 async def lookup_many(node: NodeClient, hashes: list[str]) -> dict[str, PaymentTruth]:
@@ -154,6 +225,7 @@ async def run_reconciler(
     stop: asyncio.Event,
 ) -> None:
     """Reconcile every `interval_s` and log every mismatch as an alert, until `stop` is set."""
+    reconciler = Reconciler(ledger, node, stuck_after_s=stuck_after_s)
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval_s)
@@ -161,7 +233,7 @@ async def run_reconciler(
         except TimeoutError:
             pass
         try:
-            result = await reconcile(ledger, node, stuck_after_s=stuck_after_s, metrics=metrics)
+            result = await reconciler.run_pass(metrics)
         except Exception:
             log.exception("reconciliation failed")
             continue
