@@ -179,22 +179,33 @@ class Journal:
         self._writer_opened = False
 
 
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+CHECKPOINT_BUSY_TIMEOUT_MS = 1000  # a busy reader makes it give up; the next one tries again
+
+
 def _connect_writer(path: str) -> sqlite3.Connection:
     """The writer's connection. Its checkpoints are left to `_run_checkpoint` (they fsync)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA synchronous=NORMAL")  # journal_mode=WAL is a property of the file
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA wal_autocheckpoint=0")
+    # Once a checkpoint has restarted the WAL, the next commit truncates the file to this size.
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     return conn
 
 
 def _checkpoint(path: str) -> None:
-    """A PASSIVE checkpoint on a short-lived connection of its own (run in a thread): on the
-    reading connection it failed whenever a read statement was open ("table is locked")."""
+    """A RESTART checkpoint on a short-lived connection of its own (run in a thread): on the
+    reading connection it failed whenever a read statement was open ("table is locked").
+
+    RESTART, not PASSIVE: under steady writes a passive checkpoint never catches up with the end
+    of the WAL, so the WAL is never reset and grows without bound (1.4 GB in 50 s of load, and
+    its index mapped into memory). RESTART holds new writers off for the copy (a few ms, the WAL
+    being small when this runs often), then the next commit starts the WAL from its beginning."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        conn.execute("PRAGMA busy_timeout=1000")
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA wal_checkpoint(RESTART)")
     finally:
         conn.close()
 
