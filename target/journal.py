@@ -180,7 +180,10 @@ class Journal:
 
 
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
-CHECKPOINT_BUSY_TIMEOUT_MS = 1000  # a busy reader makes it give up; the next one tries again
+WAL_RESTART_BYTES = 32 * 1024 * 1024  # above this the checkpoint restarts the WAL
+# Short: a RESTART waits for readers while holding writers (the event loop) off; rather give up
+# and let the next checkpoint try again.
+CHECKPOINT_BUSY_TIMEOUT_MS = 50
 
 
 def _connect_writer(path: str) -> sqlite3.Connection:
@@ -195,17 +198,22 @@ def _connect_writer(path: str) -> sqlite3.Connection:
 
 
 def _checkpoint(path: str) -> None:
-    """A RESTART checkpoint on a short-lived connection of its own (run in a thread): on the
+    """A checkpoint on a short-lived connection of its own (run in a thread): on the
     reading connection it failed whenever a read statement was open ("table is locked").
 
-    RESTART, not PASSIVE: under steady writes a passive checkpoint never catches up with the end
-    of the WAL, so the WAL is never reset and grows without bound (1.4 GB in 50 s of load, and
-    its index mapped into memory). RESTART holds new writers off for the copy (a few ms, the WAL
-    being small when this runs often), then the next commit starts the WAL from its beginning."""
+    Not only PASSIVE: under steady writes a passive checkpoint never catches up with the end of
+    the WAL, so the WAL is never reset and grows without bound (1.4 GB in 50 s of load, and its
+    index mapped into memory). A RESTART holds new writers off until it is done, then the next
+    commit starts the WAL from its beginning."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        # PASSIVE first: it copies nearly everything without holding writers off. RESTART only
+        # once the WAL is large, so the pause it costs writers (the event loop) is short and rare.
+        _, wal_frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        if wal_frames * page_size > WAL_RESTART_BYTES:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)")
     finally:
         conn.close()
 
