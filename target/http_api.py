@@ -7,10 +7,10 @@ import re
 
 from aiohttp import web
 
-from .config import MAX_AMOUNT_MSAT, FixMode
+from .config import FixMode
 from .errors import ApiError, bad_request, read_json_object, require_int, require_str
 from .metrics import CONTENT_TYPE_LATEST
-from .node.network import PaymentStatus
+from .node.network_http import add_network_routes
 from .openapi import OPENAPI
 from .reconcile import reconcile
 from .state import STATE, TargetState
@@ -99,27 +99,6 @@ async def get_payout(request: web.Request) -> web.Response:
 # ---- the network (node mock) -------------------------------------------------------------------
 
 
-async def node_invoice(request: web.Request) -> web.Response:
-    state = state_of(request)
-    body = await read_json_object(request)
-    amount_msat = require_int(body, "amount_msat", minimum=1, maximum=MAX_AMOUNT_MSAT)
-    invoice = state.node.create_merchant_invoice(amount_msat)
-    answer = {"payment_request": invoice.payment_request, "payment_hash": invoice.payment_hash}
-    return web.json_response(answer, status=201)
-
-
-async def node_payment(request: web.Request) -> web.Response:
-    state = state_of(request)
-    payment_hash = request.match_info["payment_hash"].lower()
-    if not HEX64.match(payment_hash):
-        raise bad_request("invalid_payment_hash", "payment_hash must be 64 hex characters")
-    payment = await state.node.lookup(payment_hash)
-    if payment is None:
-        body = {"payment_hash": payment_hash, "status": str(PaymentStatus.UNKNOWN)}
-        return web.json_response({**body, "amount_msat": 0, "fee_msat": 0})
-    return web.json_response(payment.truth())
-
-
 # ---- admin --------------------------------------------------------------------------------------
 
 
@@ -180,8 +159,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/wallets/{wallet_id}", get_wallet)
     app.router.add_post("/api/wallets/{wallet_id}/payouts", create_payout)
     app.router.add_get("/api/payouts/{payout_id}", get_payout)
-    app.router.add_post("/node/invoices", node_invoice)
-    app.router.add_get("/node/payments/{payment_hash}", node_payment)
+    add_network_routes(app, lambda request: state_of(request).node)
     app.router.add_get("/admin/faults", get_faults)
     app.router.add_put("/admin/faults", put_faults)
     app.router.add_get("/admin/fix", get_fix)

@@ -254,9 +254,6 @@ class Ledger:
     def balance(self, account: str) -> int:
         return self.balances.get(account, 0)
 
-    def wallet_exists(self, wallet_id: str) -> bool:
-        return wallet_id in self.api_keys
-
     async def payout(self, payout_id: str) -> Payout | None:
         found = self.pending.get(payout_id) or self._recent.get(payout_id)
         if found is not None:

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..config import MAX_AMOUNT_MSAT, FaultSettings
-from ..errors import ApiError, bad_request, error_middleware, read_json_object, require_int
+from ..config import FaultSettings
+from ..errors import ApiError, error_middleware, read_json_object
 from ..journal import Journal, open_db
-from .lnd_json import HEX64
 from .lnd_rest import LND, LndService, add_lnd_routes, lnd_ctx
-from .network import LightningNode, PaymentStatus
+from .network import LightningNode
+from .network_http import add_network_routes
 
 log = logging.getLogger("lnchaos.node")
 
@@ -63,8 +63,7 @@ def create_node_app(config: NodeConfig) -> web.Application:
         )
     )
     app.router.add_get("/health", health)
-    app.router.add_post("/node/invoices", node_invoice)
-    app.router.add_get("/node/payments/{payment_hash}", node_payment)
+    add_network_routes(app, lambda request: request.app[NODE])
     app.router.add_get("/admin/faults", get_faults)
     app.router.add_put("/admin/faults", put_faults)
     add_lnd_routes(app)
@@ -94,25 +93,6 @@ async def health(request: web.Request) -> web.Response:
     node = request.app[NODE]
     ok = node.journal.failed is None
     return web.json_response({"status": "ok" if ok else "failed"}, status=200 if ok else 503)
-
-
-async def node_invoice(request: web.Request) -> web.Response:
-    body = await read_json_object(request)
-    amount_msat = require_int(body, "amount_msat", minimum=1, maximum=MAX_AMOUNT_MSAT)
-    invoice = request.app[NODE].create_merchant_invoice(amount_msat)
-    answer = {"payment_request": invoice.payment_request, "payment_hash": invoice.payment_hash}
-    return web.json_response(answer, status=201)
-
-
-async def node_payment(request: web.Request) -> web.Response:
-    payment_hash = request.match_info["payment_hash"].lower()
-    if not HEX64.match(payment_hash):
-        raise bad_request("invalid_payment_hash", "payment_hash must be 64 hex characters")
-    payment = await request.app[NODE].lookup(payment_hash)
-    if payment is None:
-        body = {"payment_hash": payment_hash, "status": str(PaymentStatus.UNKNOWN)}
-        return web.json_response({**body, "amount_msat": 0, "fee_msat": 0})
-    return web.json_response(payment.truth())
 
 
 def _require_admin(request: web.Request) -> LightningNode:
