@@ -12,7 +12,7 @@ import asyncio
 
 from aiohttp import web
 
-from target.server import serve
+from target.common.server import serve
 
 EMPTY_JSON = b"{}"
 

@@ -1,5 +1,10 @@
 """The application factory: `create_app(config)` wires ledger, node, payouts and background jobs.
 
+This is the one module that knows both the wallet (the system under test: target/*.py) and the
+node (the judge: target/node/). The wallet reaches the node only through its client
+(target/node/client.py); the node knows nothing of the wallet. Both run in this process, each with
+a database of its own.
+
 Each resource is opened and closed by one cleanup context, in order: databases, then the state
 built on them, then the background jobs that use it (closed first).
 """
@@ -11,27 +16,45 @@ import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
-from .config import TargetConfig
-from .errors import error_middleware
+from .common.errors import error_middleware
+from .common.journal import Journal, open_db
+from .config import FixMode, WalletSettings
 from .http_api import add_routes
-from .journal import Journal, open_db
 from .ledger import Ledger
 from .metrics import Metrics
 from .node.client import LocalNodeClient, NodeClient
+from .node.faults import FaultSettings
 from .node.lnd_client import LndRestNodeClient, remote_network_middleware
 from .node.lnd_rest import LndService, add_lnd_routes, lnd_ctx
 from .node.network import LightningNode
+from .node.network_http import add_fault_routes, add_network_routes
 from .payouts import PayoutService, run_resolver
 from .reconcile import run_reconciler
 from .state import STATE, TargetState
 
 log = logging.getLogger("lnchaos.target")
 
+
+@dataclass
+class TargetConfig:
+    fix: FixMode = FixMode.ON
+    seed: int = 1
+    admin_token: str = ""
+    db_path: Path | None = None  # None: a new file in a temporary folder
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    wallet: WalletSettings = field(default_factory=WalletSettings)
+    ledger_batch_max: int = 256  # payouts' ledger writes per transaction (group commit)
+    node_url: str | None = None  # the wallet's node over LND REST (docs/lnd-rest.md); None: local
+    node_macaroon_hex: str | None = None  # sent to node_url as Grpc-Metadata-macaroon
+
+
 DB_PATHS: web.AppKey[tuple[Path, Path]] = web.AppKey("lnchaos_db_paths", tuple)
+NODE: web.AppKey[LightningNode] = web.AppKey("lnchaos_target_node", LightningNode)
 
 
 def db_paths(config: TargetConfig) -> tuple[Path, Path]:
@@ -52,13 +75,14 @@ def create_app(config: TargetConfig) -> web.Application:
     app[DB_PATHS] = db_paths(config)
     app.cleanup_ctx.append(_state_ctx(config))
     app.cleanup_ctx.append(
-        lnd_ctx(
-            lambda a: LndService(a[STATE].node, seed=config.seed, admin_token=config.admin_token)
-        )
+        lnd_ctx(lambda a: LndService(a[NODE], seed=config.seed, admin_token=config.admin_token))
     )
     app.cleanup_ctx.append(_background_ctx)
     add_routes(app)
-    add_lnd_routes(app)  # the local node's LND REST face (docs/lnd-rest.md)
+    # The local node's own faces: its network routes, its faults, LND REST (docs/lnd-rest.md).
+    add_network_routes(app, lambda request: request.app[NODE])
+    add_fault_routes(app, lambda request: request.app[NODE], lambda _request: config.admin_token)
+    add_lnd_routes(app)
     return app
 
 
@@ -81,8 +105,17 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
             if config.node_url:  # the wallet pays through a remote node (docs/lnd-rest.md)
                 node_client = LndRestNodeClient(config.node_url, config.node_macaroon_hex)
             payouts = PayoutService(ledger, node_client, config.wallet, config.fix, metrics)
+            metrics.in_flight.set_function(lambda: node.in_flight)
+            app[NODE] = node
             app[STATE] = TargetState(
-                config, metrics, ledger, node, node_journal, node_client, payouts
+                admin_token=config.admin_token,
+                wallet_settings=config.wallet,
+                metrics=metrics,
+                ledger=ledger,
+                node_client=node_client,
+                payouts=payouts,
+                node_ok=lambda: node_journal.failed is None,
+                node_totals=node.totals,
             )
             await payouts.recover_charge_first()
             yield
@@ -101,7 +134,7 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     stop = asyncio.Event()
-    wallet = state.config.wallet
+    wallet = state.wallet_settings
     tasks = [
         asyncio.create_task(
             run_resolver(state.payouts, wallet.resolver_interval_ms / 1000, stop), name="resolver"

@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from .app import create_app
-from .config import FaultSettings, FixMode, TargetConfig, WalletSettings
-from .errors import ApiError
-from .server import run_app
-
-
-def add_fault_options(parser: argparse.ArgumentParser) -> None:
-    """One option per fault setting, named after its field (`--timeout-rate`, ...)."""
-    defaults = FaultSettings()
-    group = parser.add_argument_group("faults (changeable at run time: PUT /admin/faults)")
-    for f in dataclasses.fields(FaultSettings):
-        kind = int if f.type == "int" else float
-        group.add_argument(
-            "--" + f.name.replace("_", "-"),
-            type=kind,
-            default=getattr(defaults, f.name),
-            help=f"default {getattr(defaults, f.name)}",
-        )
-
-
-def faults_from(args: argparse.Namespace) -> FaultSettings:
-    names = [f.name for f in dataclasses.fields(FaultSettings)]
-    return FaultSettings(**{name: getattr(args, name) for name in names})
+from .app import TargetConfig, create_app
+from .common.errors import ApiError
+from .common.server import run_app
+from .config import FixMode, WalletSettings
+from .node.faults import add_fault_options, faults_from
 
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""Thin HTTP handlers: parse, authorise, call the service, answer JSON. No money logic here."""
+"""The wallet's thin HTTP handlers: parse, authorise, call the service, answer JSON. No money logic
+here. (The node's routes, /node/* and /admin/faults, are its own: target/node/network_http.py.)"""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import re
 
 from aiohttp import web
 
+from .common.errors import ApiError, bad_request, read_json_object, require_int, require_str
 from .config import FixMode
-from .errors import ApiError, bad_request, read_json_object, require_int, require_str
 from .metrics import CONTENT_TYPE_LATEST
-from .node.network_http import add_network_routes
 from .openapi import OPENAPI
 from .reconcile import reconcile
 from .state import STATE, TargetState
@@ -28,7 +28,7 @@ def state_of(request: web.Request) -> TargetState:
 def require_admin(request: web.Request) -> TargetState:
     state = state_of(request)
     given = request.headers.get("X-Admin-Token", "")
-    if not given or not hmac.compare_digest(given.encode(), state.config.admin_token.encode()):
+    if not given or not hmac.compare_digest(given.encode(), state.admin_token.encode()):
         raise ApiError(401, "unauthorized", "missing or wrong X-Admin-Token")
     return state
 
@@ -46,7 +46,7 @@ def path_id(request: web.Request, name: str) -> str:
 
 async def health(request: web.Request) -> web.Response:
     state = state_of(request)
-    ok = state.ledger.journal.failed is None and state.node_journal_ok()
+    ok = state.ledger.journal.failed is None and state.node_ok()
     body = {"status": "ok" if ok else "failed", "fix": str(state.payouts.fix)}
     return web.json_response(body, status=200 if ok else 503)
 
@@ -54,7 +54,7 @@ async def health(request: web.Request) -> web.Response:
 async def create_wallet(request: web.Request) -> web.Response:
     state = state_of(request)
     body = await read_json_object(request)
-    limit = state.config.wallet.max_wallet_balance_msat
+    limit = state.wallet_settings.max_wallet_balance_msat
     balance_msat = require_int(body, "balance_msat", minimum=1, maximum=limit)
     wallet_id, api_key = await state.payouts.create_wallet(balance_msat)
     answer = {"wallet_id": wallet_id, "api_key": api_key, "balance_msat": balance_msat}
@@ -96,22 +96,7 @@ async def get_payout(request: web.Request) -> web.Response:
     return web.json_response(payout.public())
 
 
-# ---- the network (node mock) -------------------------------------------------------------------
-
-
 # ---- admin --------------------------------------------------------------------------------------
-
-
-async def get_faults(request: web.Request) -> web.Response:
-    state = require_admin(request)
-    return web.json_response(state.node.faults.as_dict())
-
-
-async def put_faults(request: web.Request) -> web.Response:
-    state = require_admin(request)
-    body = await read_json_object(request)
-    state.set_faults(state.node.faults.updated(body))
-    return web.json_response(state.node.faults.as_dict())
 
 
 async def get_fix(request: web.Request) -> web.Response:
@@ -134,17 +119,16 @@ async def get_reconciliation(request: web.Request) -> web.Response:
     result = await reconcile(
         state.ledger,
         state.node_client,
-        stuck_after_s=state.config.wallet.stuck_after_s,
+        stuck_after_s=state.wallet_settings.stuck_after_s,
         metrics=state.metrics,
     )
-    result["node"] = await state.node.totals()
+    result["node"] = await state.node_totals()
     return web.json_response(result)
 
 
 async def metrics(request: web.Request) -> web.Response:
     state = state_of(request)
     state.metrics.pending.set(len(state.ledger.pending))
-    state.metrics.in_flight.set(state.node.in_flight)
     body = state.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -159,9 +143,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/wallets/{wallet_id}", get_wallet)
     app.router.add_post("/api/wallets/{wallet_id}/payouts", create_payout)
     app.router.add_get("/api/payouts/{payout_id}", get_payout)
-    add_network_routes(app, lambda request: state_of(request).node)
-    app.router.add_get("/admin/faults", get_faults)
-    app.router.add_put("/admin/faults", put_faults)
     app.router.add_get("/admin/fix", get_fix)
     app.router.add_put("/admin/fix", put_fix)
     app.router.add_get("/admin/reconciliation", get_reconciliation)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .journal import Journal, Op
+from .common.journal import Journal, Op
 
 DEPOSITS = "deposits"
 OUTBOUND = "outbound"

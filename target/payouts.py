@@ -27,8 +27,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .config import MAX_AMOUNT_MSAT, FixMode, WalletSettings
-from .errors import ApiError
+from .common.errors import ApiError
+from .common.limits import MAX_AMOUNT_MSAT
+from .config import FixMode, WalletSettings
 from .ledger import (
     DEPOSITS,
     FEES,
@@ -42,9 +43,14 @@ from .ledger import (
     wallet_account,
 )
 from .metrics import Metrics
-from .node.client import NodeClient, PaymentTruth, SendRefused
-from .node.invoices import Invoice, InvoiceError
-from .node.network import PaymentStatus
+from .node.client import (
+    Invoice,
+    InvoiceError,
+    NodeClient,
+    PaymentStatus,
+    PaymentTruth,
+    SendRefused,
+)
 
 log = logging.getLogger("lnchaos.payouts")
 

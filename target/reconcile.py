@@ -23,8 +23,7 @@ from typing import Any
 
 from .ledger import Ledger
 from .metrics import Metrics
-from .node.client import NodeClient, PaymentTruth
-from .node.network import PaymentStatus
+from .node.client import NodeClient, PaymentStatus, PaymentTruth
 
 log = logging.getLogger("lnchaos.reconcile")
 

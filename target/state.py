@@ -1,37 +1,36 @@
-"""What one running target holds, under one typed app key."""
+"""What one running target's wallet holds, under one typed app key. The node it pays through is
+reached only through `node_client`; the two callables below are the node's answers the wallet's
+health and reconciliation routes show, wired by the app factory (target/app.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from .config import FaultSettings, TargetConfig
-from .journal import Journal
+from .config import FixMode, WalletSettings
 from .ledger import Ledger
 from .metrics import Metrics
 from .node.client import NodeClient
-from .node.network import LightningNode
 from .payouts import PayoutService
 
 
 @dataclass
 class TargetState:
-    config: TargetConfig
+    admin_token: str
+    wallet_settings: WalletSettings
     metrics: Metrics
     ledger: Ledger
-    node: LightningNode
-    node_journal: Journal
     node_client: NodeClient
     payouts: PayoutService
+    node_ok: Callable[[], bool]  # the node's journal is writing
+    node_totals: Callable[[], Awaitable[dict[str, Any]]]  # the node's own counts
 
-    def node_journal_ok(self) -> bool:
-        return self.node_journal.failed is None
-
-    def set_faults(self, faults: FaultSettings) -> None:
-        faults.validate()
-        self.node.faults = faults
-        self.config.faults = faults
+    @property
+    def fix(self) -> FixMode:
+        return self.payouts.fix
 
 
 STATE: web.AppKey[TargetState] = web.AppKey("lnchaos_state", TargetState)

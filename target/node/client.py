@@ -1,7 +1,8 @@
 """What the wallet needs from a Lightning node, and the in-process implementation.
 
-The wallet speaks only this interface, so the same payout code can use the node mock in-process
-or, over HTTP, anything that answers LND's REST API.
+This is the only module of the node the wallet imports (a test holds that rule): the wallet speaks
+only this interface and the types it names, so the same payout code can use the node mock
+in-process or, over HTTP (target/node/lnd_client.py), anything that answers LND's REST API.
 """
 
 from __future__ import annotations
@@ -9,10 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from .invoices import Invoice
+from .invoices import Invoice, InvoiceError
 from .network import LightningNode, Payment, PaymentStatus, SendRefused
 
-__all__ = ["LocalNodeClient", "NodeClient", "PaymentTruth", "SendRefused"]
+__all__ = [
+    "Invoice",
+    "InvoiceError",
+    "LocalNodeClient",
+    "NodeClient",
+    "PaymentStatus",
+    "PaymentTruth",
+    "SendRefused",
+]
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from enum import StrEnum
 
 from aiohttp import web
 
-from ..config import FaultSettings
+from .faults import FaultSettings
 from .lnd_json import Code, LndError
 
 

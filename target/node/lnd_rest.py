@@ -23,8 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import MAX_AMOUNT_MSAT
-from ..errors import ApiError, bad_request, read_json_object, require_int, require_str
+from ..common.errors import ApiError, bad_request, read_json_object, require_int, require_str
+from ..common.limits import MAX_AMOUNT_MSAT
 from .http_faults import (
     FaultKind,
     HttpFault,

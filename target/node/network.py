@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ..config import FaultSettings
-from ..journal import Journal
+from ..common.journal import Journal
+from .faults import FaultSettings
 from .invoices import Invoice, InvoiceBook, InvoiceError, decode, private_key_for
 from .receiving import Receiver
 
@@ -243,6 +243,11 @@ class LightningNode:
             timer.cancel()
         self._timers.clear()
         self.receiver.close()
+
+    def set_faults(self, faults: FaultSettings) -> None:
+        """New fault settings, for the payments sent from now on."""
+        faults.validate()
+        self.faults = faults
 
     @property
     def pubkey(self) -> str:

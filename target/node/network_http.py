@@ -1,18 +1,21 @@
-"""The network's own HTTP routes (`/node/*`), one implementation for the target and `lnchaos node`:
-an invoice from a payee in the simulated network, and the truth about a payment."""
+"""The node's own HTTP routes, one implementation for the target and `lnchaos node`: the network
+(`/node/*`: an invoice from a payee in the simulated network, the truth about a payment) and its
+fault settings (`/admin/faults`, behind the admin token)."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 
 from aiohttp import web
 
-from ..config import MAX_AMOUNT_MSAT
-from ..errors import bad_request, read_json_object, require_int
+from ..common.errors import ApiError, bad_request, read_json_object, require_int
+from ..common.limits import MAX_AMOUNT_MSAT
 from .lnd_json import HEX64
 from .network import LightningNode, PaymentStatus
 
 NodeOf = Callable[[web.Request], LightningNode]
+TokenOf = Callable[[web.Request], str]
 
 
 def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
@@ -37,3 +40,25 @@ def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
 
     app.router.add_post("/node/invoices", node_invoice)
     app.router.add_get("/node/payments/{payment_hash}", node_payment)
+
+
+def add_fault_routes(app: web.Application, node_of: NodeOf, admin_token_of: TokenOf) -> None:
+    """GET and PUT /admin/faults (X-Admin-Token): the node's fault settings, any subset on PUT."""
+
+    def authorized(request: web.Request) -> LightningNode:
+        expected = admin_token_of(request)
+        given = request.headers.get("X-Admin-Token", "")
+        if not given or not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(401, "unauthorized", "missing or wrong X-Admin-Token")
+        return node_of(request)
+
+    async def get_faults(request: web.Request) -> web.Response:
+        return web.json_response(authorized(request).faults.as_dict())
+
+    async def put_faults(request: web.Request) -> web.Response:
+        node = authorized(request)
+        node.set_faults(node.faults.updated(await read_json_object(request)))
+        return web.json_response(node.faults.as_dict())
+
+    app.router.add_get("/admin/faults", get_faults)
+    app.router.add_put("/admin/faults", put_faults)

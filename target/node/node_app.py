@@ -9,7 +9,6 @@ Routes: `GET /health`; the network as the target serves it (`POST /node/invoices
 from __future__ import annotations
 
 import argparse
-import hmac
 import logging
 import os
 import tempfile
@@ -19,12 +18,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..config import FaultSettings
-from ..errors import ApiError, error_middleware, read_json_object
-from ..journal import Journal, open_db
+from ..common.errors import ApiError, error_middleware
+from ..common.journal import Journal, open_db
+from ..common.server import run_app
+from .faults import FaultSettings, add_fault_options, faults_from
 from .lnd_rest import LND, LndService, add_lnd_routes, lnd_ctx
 from .network import LightningNode
-from .network_http import add_network_routes
+from .network_http import add_fault_routes, add_network_routes
 
 log = logging.getLogger("lnchaos.node")
 
@@ -64,8 +64,7 @@ def create_node_app(config: NodeConfig) -> web.Application:
     )
     app.router.add_get("/health", health)
     add_network_routes(app, lambda request: request.app[NODE])
-    app.router.add_get("/admin/faults", get_faults)
-    app.router.add_put("/admin/faults", put_faults)
+    add_fault_routes(app, lambda request: request.app[NODE], _admin_token)
     add_lnd_routes(app)
     return app
 
@@ -89,39 +88,20 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
 # ---- handlers (same contract as the target's node routes, docs/target-api.md) -----------------
 
 
+def _admin_token(request: web.Request) -> str:
+    return request.app[NODE_CONFIG].admin_token
+
+
 async def health(request: web.Request) -> web.Response:
     node = request.app[NODE]
     ok = node.journal.failed is None
     return web.json_response({"status": "ok" if ok else "failed"}, status=200 if ok else 503)
 
 
-def _require_admin(request: web.Request) -> LightningNode:
-    expected = request.app[NODE_CONFIG].admin_token
-    given = request.headers.get("X-Admin-Token", "")
-    if not given or not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ApiError(401, "unauthorized", "missing or wrong X-Admin-Token")
-    return request.app[NODE]
-
-
-async def get_faults(request: web.Request) -> web.Response:
-    return web.json_response(_require_admin(request).faults.as_dict())
-
-
-async def put_faults(request: web.Request) -> web.Response:
-    node = _require_admin(request)
-    body = await read_json_object(request)
-    faults = node.faults.updated(body)
-    node.faults = faults
-    request.app[NODE_CONFIG].faults = faults
-    return web.json_response(faults.as_dict())
-
-
 # ---- `lnchaos node` -----------------------------------------------------------------------------
 
 
 def add_node_options(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_fault_options
-
     parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--admin-token", default=None, help="generated and printed if not given")
@@ -136,8 +116,6 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from(args: argparse.Namespace) -> NodeConfig:
-    from ..cli import faults_from
-
     if not 0 <= args.port <= 65535:
         raise SystemExit("--port must be within 0..65535")
     if args.macaroon is not None:
@@ -160,8 +138,6 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
 
 
 def run_node(args: argparse.Namespace) -> int:
-    from ..server import run_app
-
     config = config_from(args)
     return run_app(
         create_node_app, config, port=args.port, name="lnchaos node", log_level=args.log_level

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ..journal import Journal
+from ..common.journal import Journal
 from .invoices import Invoice, InvoiceBook
 
 log = logging.getLogger("lnchaos.node")

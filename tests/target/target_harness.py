@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.test_utils import TestServer
 
-from target.app import create_app
-from target.config import FaultSettings, FixMode, TargetConfig, WalletSettings
+from target.app import TargetConfig, create_app
+from target.config import FixMode, WalletSettings
+from target.node.faults import FaultSettings
 from target.state import STATE, TargetState
 
 ADMIN_TOKEN = "test-admin-token"

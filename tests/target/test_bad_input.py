@@ -14,7 +14,7 @@ import pytest
 from bolt11.models.tags import Tag, TagChar, Tags
 from target_harness import Api, Wallet, fast_config, in_process, run
 
-from target.config import MAX_AMOUNT_MSAT
+from target.common.limits import MAX_AMOUNT_MSAT
 
 FUNDS_MSAT = 1_000_000
 STRANGER_KEY = hashlib.sha256(b"a payee this network does not know").hexdigest()

@@ -174,7 +174,7 @@ def test_fifty_concurrent_payouts_from_a_wallet_funded_for_ten(tmp_path, mode):
     async def scenario() -> None:
         async with in_process(fast_config(tmp_path / "w.sqlite", fix=mode)) as api:
             assert api.state is not None
-            held_msat = AMOUNT_MSAT + api.state.config.wallet.fee_reserve_msat(AMOUNT_MSAT)
+            held_msat = AMOUNT_MSAT + api.state.wallet_settings.fee_reserve_msat(AMOUNT_MSAT)
             funds_msat = 10 * held_msat
             wallet = await api.new_wallet(funds_msat)
             invoices = [await api.invoice(AMOUNT_MSAT) for _ in range(50)]

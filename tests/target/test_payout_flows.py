@@ -48,7 +48,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, str, str | None]] = {
 
 def fee_reserve_msat(api: Api, amount_msat: int) -> int:
     assert api.state is not None
-    return api.state.config.wallet.fee_reserve_msat(amount_msat)
+    return api.state.wallet_settings.fee_reserve_msat(amount_msat)
 
 
 async def node_final(api: Api, payment_hash: str) -> dict[str, Any]:

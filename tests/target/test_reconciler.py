@@ -19,7 +19,7 @@ def test_incremental_passes_equal_a_full_reconciliation(tmp_path: Path) -> None:
             assert api.state is not None
             state = api.state
             reconciler = Reconciler(
-                state.ledger, state.node_client, stuck_after_s=state.config.wallet.stuck_after_s
+                state.ledger, state.node_client, stuck_after_s=state.wallet_settings.stuck_after_s
             )
             wallet = await api.new_wallet(10_000_000)
             judged_before = 0

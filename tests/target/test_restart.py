@@ -7,7 +7,7 @@ import time
 
 from target_harness import assert_clean, fast_config, in_process, run
 
-from target.config import TargetConfig
+from target.app import TargetConfig
 
 AMOUNT_MSAT = 100_000
 FUNDS_MSAT = 10_000_000

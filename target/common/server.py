@@ -38,9 +38,8 @@ async def serve(
     try:
         site = web.TCPSite(runner, LOOPBACK, port, reuse_address=True)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound_port = sockets[0].getsockname()[1] if sockets else port
+        # The runner's public list of bound addresses: (host, port) for a TCP site.
+        bound_port = int(runner.addresses[0][1]) if runner.addresses else port
         url = f"http://{LOOPBACK}:{bound_port}"
         print(f"{name} listening on {url}", flush=True)
         if on_started is not None:
