@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +20,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.test_utils import TestServer
 
 from target.app import TargetConfig, create_app
+from target.common.child import ChildServer
 from target.config import FixMode, WalletSettings
 from target.node.faults import FaultSettings
 from target.state import STATE, TargetState
@@ -253,79 +249,16 @@ async def client(base_url: str, admin_token: str = ADMIN_TOKEN) -> AsyncIterator
 # ---- a real target process -------------------------------------------------------------------
 
 
-class TargetProcess:
-    """`python -m target ...` in its own session (process group), its output read by a thread."""
+class TargetProcess(ChildServer):
+    """`python -m target ARGS` as a child (target/common/child.py): own session, output in
+    `log_path`, SIGTERMed if the test process dies."""
 
-    def __init__(self, args: list[str], *, cwd: Path = REPO):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.args = args
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "target", *args],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._listening = threading.Event()
-        self.url: str | None = None
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+    def __init__(self, args: list[str], *, log_path: Path, cwd: Path = REPO) -> None:
+        command = [sys.executable, "-m", "target", *args]
+        super().__init__(command, log_path=log_path, cwd=cwd, die_with_parent=True)
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            if self.url is None and " listening on " in line:
-                self.url = line.rsplit(" listening on ", 1)[1].strip()
-                self._listening.set()
-        self._listening.set()  # the output ended: no point waiting any longer
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_listening(self, timeout_s: float = 20.0) -> str:
-        self._listening.wait(timeout_s)
-        if self.url is None:
-            raise AssertionError(f"target did not start; exit {self.proc.poll()}; {self.output()}")
-        return self.url
-
-    def output(self) -> str:
-        return "\n".join(self.lines[-60:])
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def wait_exit(self, timeout_s: float) -> int:
-        return self.proc.wait(timeout=timeout_s)
-
-    def group_alive(self) -> bool:
-        """Whether any process of its session's group (the target or a child) is still there."""
-        try:
-            os.killpg(self.proc.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def kill_group(self) -> None:
-        """SIGKILL the whole process group and reap the target (teardown; idempotent)."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        self._reader.join(timeout=5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+    def output(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 def target_args(
@@ -342,12 +275,3 @@ def target_args(
     for name, value in options.items():
         args += ["--" + name.replace("_", "-"), str(value)]
     return args
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """A synchronous, bounded poll (for process states)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)

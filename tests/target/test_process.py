@@ -138,7 +138,9 @@ def test_a_stop_signal_stops_the_target_within_5s(spawn, tmp_path, sig):
     args.remove(target_args(db, fix="on")[-1])  # the admin token's value: let it generate one
     process = spawn(args)
     url = process.wait_listening()
-    token_lines = [line for line in process.lines if line.startswith("admin token: ")]
+    token_lines = [
+        line for line in process.log_text().splitlines() if line.startswith("admin token: ")
+    ]
     assert len(token_lines) == 1, process.output()
     admin_token = token_lines[0].removeprefix("admin token: ").strip()
 
@@ -159,7 +161,7 @@ def test_a_stop_signal_stops_the_target_within_5s(spawn, tmp_path, sig):
             started = time.monotonic()
             process.signal(sig)
             loop = asyncio.get_running_loop()
-            code = await loop.run_in_executor(None, process.wait_exit, 6.0)
+            code = await loop.run_in_executor(None, process.wait, 6.0)
             stopped_s = time.monotonic() - started
             await asyncio.wait_for(request, timeout=5.0)
             assert code == 0, process.output()
@@ -220,11 +222,11 @@ async def load_then_kill(
             return len(answered) >= 10
 
         await eventually(enough_answered, timeout_s=10.0, what="10 answered payouts")
-        process.proc.kill()  # SIGKILL, mid-stream
+        process.signal(signal.SIGKILL)  # mid-stream
         killed_at = {"answered": len(answered), "waiting": sum(1 for t in tasks if not t.done())}
-        await asyncio.get_running_loop().run_in_executor(None, process.wait_exit, 5.0)
+        await asyncio.get_running_loop().run_in_executor(None, process.wait, 5.0)
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=20.0)
-    assert process.proc.returncode == -signal.SIGKILL
+    assert process.returncode == -signal.SIGKILL
     assert {r.status for r in answered} == {expected_status}, answered
     return wallets, plan, killed_at
 

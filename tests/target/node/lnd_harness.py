@@ -1,5 +1,5 @@
 """Helpers for the LND REST tests: an in-process node (`create_node_app` on 127.0.0.1:0), a plain
-HTTP client that speaks LND's REST conventions, stream readers, and a `lnchaos node` process.
+HTTP client that speaks LND's REST conventions, stream readers, and `lnchaos node` processes.
 
 Every wait has a deadline; tests poll, they never sleep to synchronise.
 """
@@ -10,10 +10,7 @@ import asyncio
 import base64
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +21,7 @@ from typing import Any, TypeVar
 from aiohttp import ClientSession, ClientTimeout, web
 from target_harness import fast_faults, run  # noqa: F401 - one harness for both suites
 
+from target.common.child import ChildServer
 from target.node.lnd_rest import LND, LndService
 from target.node.network import LightningNode
 from target.node.node_app import NODE, NodeConfig, create_node_app
@@ -111,7 +109,7 @@ async def node_app(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = int(runner.addresses[0][1])  # the runner's public list of bound (host, port)
     try:
         async with ClientSession(timeout=ClientTimeout(total=20)) as http:
             yield Node(f"http://127.0.0.1:{port}", app[NODE], app[LND], http)
@@ -130,48 +128,7 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout_s: float,
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class Process:
-    """`python -m <module> ARGS` in its own process group, output read by a thread."""
-
-    def __init__(self, module: str, args: list[str]):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_listening(self, timeout_s: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if " listening on " in line:
-                    return line.split(" listening on ", 1)[1].strip()
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError("never listened:\n" + "\n".join(self.lines))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=5)
+def server_process(module: str, args: list[str], log_path: Path) -> ChildServer:
+    """`python -m <module> ARGS` as a child server (target/common/child.py); not started."""
+    command = [sys.executable, "-m", module, *args]
+    return ChildServer(command, log_path=log_path, cwd=REPO, die_with_parent=True)

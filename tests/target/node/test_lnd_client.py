@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from lnd_harness import ADMIN_TOKEN, Process, eventually, node_app, run
+from lnd_harness import ADMIN_TOKEN, eventually, node_app, run, server_process
 
 from target.node.client import SendRefused
 from target.node.lnd_client import LndRestNodeClient
@@ -79,7 +79,7 @@ async def call(
 
 
 def test_target_with_node_url_pays_and_reconciles(tmp_path: Path) -> None:
-    node = Process(
+    node = server_process(
         "lnchaos.cli",
         [
             "node", "--port", "0", "--admin-token", ADMIN_TOKEN, "--seed", "4",
@@ -87,25 +87,21 @@ def test_target_with_node_url_pays_and_reconciles(tmp_path: Path) -> None:
             "--timeout-rate", "0.3", "--late-settle-rate", "0.5", "--inflight-hold-ms", "300",
             "--http-error-rate", "0.1", "--http-reset-rate", "0.05",
         ],
+        tmp_path / "node.log",
     )  # fmt: skip
-    target = None
-    try:
-        node_url = node.wait_listening()
-        target = Process(
+    with node.start(start_timeout_s=30):
+        target = server_process(
             "target",
             [
                 "--port", "0", "--admin-token", "t", "--fix", "on", "--seed", "4",
-                "--db", str(tmp_path / "wallet.sqlite"), "--node-url", node_url,
+                "--db", str(tmp_path / "wallet.sqlite"), "--node-url", node.url,
                 "--macaroon", "abcdef", "--node-timeout-ms", "100",
                 "--resolver-interval-ms", "20", "--reconcile-interval-s", "60",
             ],
+            tmp_path / "target.log",
         )  # fmt: skip
-        target_url = target.wait_listening()
-        run(_pay_and_reconcile(target_url, node_url), timeout_s=60)
-    finally:
-        if target is not None:
-            target.kill()
-        node.kill()
+        with target.start(start_timeout_s=30):
+            run(_pay_and_reconcile(target.url, node.url), timeout_s=60)
 
 
 async def _pay_and_reconcile(target_url: str, node_url: str) -> None:
