@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,10 +36,11 @@ from typing import Any
 
 import psutil
 
+from target.common.child import ChildProcess, ChildServer
+
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).resolve().parent / "bench_locustfile.py"
 SUITE = ROOT / "locustfiles" / "lnchaos_suite.py"
-LISTENING_RE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 SERVER_START_TIMEOUT_S = 20.0
 SERVER_STOP_TIMEOUT_S = 5.0
 DRIVER_GRACE_S = 30.0  # beyond warm-up + duration: Locust's start and stop
@@ -82,112 +80,59 @@ def cpu_plan(pin: bool = True) -> tuple[set[int] | None, set[int] | None]:
     return {allowed[0]}, {allowed[1]}
 
 
-def _pin(pid: int, cpus: set[int] | None) -> None:
-    if cpus is not None:
-        try:
-            os.sched_setaffinity(pid, cpus)
-        except OSError:
-            pass  # the process is already gone: its run will report the failure
+def start_server(command: list[str], cpus: set[int] | None, log_path: Path) -> ChildServer:
+    """A server child pinned to `cpus`, in its own session (target/common/child.py), started:
+    its URL is known."""
+    child = ChildServer(
+        command,
+        log_path=log_path,
+        cwd=ROOT,
+        cpus=cpus,
+        die_with_parent=True,
+        stop_timeout_s=SERVER_STOP_TIMEOUT_S,
+    )
+    return child.start(start_timeout_s=SERVER_START_TIMEOUT_S)
 
 
-def _kill_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """SIGTERM the process group, then SIGKILL what is left after `timeout_s`."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
+def cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process used so far; None once it is gone."""
     try:
-        os.killpg(process.pid, signal.SIGKILL)  # stragglers in the group, if any
-    except (ProcessLookupError, PermissionError):
-        pass
-    if process.poll() is None:
-        process.wait(timeout=timeout_s)
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return times.user + times.system
 
 
-class Server:
-    """A server child pinned to its CPU, in its own session, with its RSS sampled."""
+class RssSampler:
+    """A thread that samples a process's RSS until the block ends."""
 
-    def __init__(self, command: list[str], cpus: set[int] | None, log_path: Path):
-        self.command = command
-        self.cpus = cpus
-        self.log_path = log_path
-        self.url = ""
-        self.process: subprocess.Popen[bytes] | None = None
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
         self.rss_samples: list[tuple[float, int]] = []  # (seconds since start, bytes)
-        self._started = 0.0
         self._stop = threading.Event()
-        self._sampler: threading.Thread | None = None
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
 
-    def __enter__(self) -> Server:
-        self.start()
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=ROOT,
-            )
-        _pin(self.process.pid, self.cpus)
-        self._started = time.monotonic()
-        deadline = self._started + SERVER_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            found = LISTENING_RE.search(self.log_path.read_text(errors="replace"))
-            if found:
-                self.url = found.group(1)
-                break
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        if not self.url:
-            tail = self.log_path.read_text(errors="replace")[-2000:]
-            self.stop()
-            raise RuntimeError(f"server did not start: {' '.join(self.command)}\n{tail}")
-        self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
-        self._sampler.start()
+        self._stop.set()
+        self._thread.join(timeout=2.0)
 
     def _sample(self) -> None:
-        assert self.process is not None
+        started = time.monotonic()
         try:
-            proc = psutil.Process(self.process.pid)
+            process = psutil.Process(self.pid)
             while not self._stop.is_set():
-                self.rss_samples.append((time.monotonic() - self._started, proc.memory_info().rss))
+                self.rss_samples.append((time.monotonic() - started, process.memory_info().rss))
                 self._stop.wait(RSS_SAMPLE_INTERVAL_S)
         except psutil.Error:
             return
 
-    def cpu_s(self) -> float:
-        """CPU seconds (user + system) the server used so far."""
-        assert self.process is not None
-        try:
-            times = psutil.Process(self.process.pid).cpu_times()
-        except psutil.Error:
-            return 0.0
-        return times.user + times.system
-
     def peak_rss_mb(self, until_s: float | None = None) -> float:
         values = [rss for t, rss in self.rss_samples if until_s is None or t <= until_s]
         return max(values, default=0) / 2**20
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._sampler is not None:
-            self._sampler.join(timeout=2.0)
-        if self.process is not None:
-            _kill_group(self.process, SERVER_STOP_TIMEOUT_S)
 
 
 @dataclass
@@ -203,33 +148,29 @@ def run_bounded(
     env: dict[str, str] | None = None,
     usage: ChildUsage | None = None,
 ) -> int:
-    """Run a child in its own session, pinned, killed (with its group) after `timeout_s`.
-    Its CPU seconds, polled while it runs, land in `usage`."""
+    """Run a child in its own session, pinned, stopped (with its group) after `timeout_s`; -1
+    if it had to be stopped. `env` adds to this environment. Its CPU seconds, polled while it
+    runs, land in `usage`."""
     usage = usage if usage is not None else ChildUsage()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=log_path.parent,
-            env=env,
-        )
-    _pin(process.pid, cpus)
-    deadline = time.monotonic() + timeout_s
-    try:
-        watched = psutil.Process(process.pid)
-        while process.poll() is None and time.monotonic() < deadline:
-            try:
-                times = watched.cpu_times()
-                usage.cpu_s = times.user + times.system
-            except psutil.Error:
-                pass
-            time.sleep(CPU_POLL_INTERVAL_S)
-        return process.returncode if process.returncode is not None else -1
-    finally:
-        _kill_group(process, SERVER_STOP_TIMEOUT_S)
+    child = ChildProcess(
+        command,
+        log_path=log_path,
+        cwd=log_path.parent,
+        env=env,
+        cpus=cpus,
+        die_with_parent=True,
+        stop_timeout_s=SERVER_STOP_TIMEOUT_S,
+    )
+    with child:
+
+        def poll_cpu() -> bool:
+            used_s = cpu_s(child.pid)
+            if used_s is not None:
+                usage.cpu_s = used_s
+            return False  # never stops the wait early: only the exit or the bound do
+
+        code = child.wait(timeout_s, until=poll_cpu, poll_s=CPU_POLL_INTERVAL_S)
+    return code if code is not None else -1
 
 
 def driver_command(
@@ -261,13 +202,17 @@ def target_command(work_dir: Path, extra: list[str]) -> list[str]:
 
 
 def drive(
-    settings: BenchSettings, server: Server, mode: str, run_dir: Path, driver_cpus: set[int] | None
+    settings: BenchSettings,
+    server: ChildServer,
+    mode: str,
+    run_dir: Path,
+    driver_cpus: set[int] | None,
 ) -> dict[str, Any]:
     """One driver run against `server`; the driver's window plus the server's CPU use."""
     out = run_dir / f"{mode}.json"
     run_time_s = settings.warmup_s + settings.duration_s
     command = driver_command(server.url, mode, settings.users, run_time_s, settings.warmup_s, out)
-    cpu_before_s = server.cpu_s()
+    cpu_before_s = cpu_s(server.pid) or 0.0
     started = time.monotonic()
     usage = ChildUsage()
     log_path = run_dir / f"{mode}-driver.log"
@@ -277,11 +222,12 @@ def drive(
         raise RuntimeError(f"the {mode} driver wrote no result (exit {code}); see {run_dir}")
     result = json.loads(out.read_text())
     result["driver_exit_code"] = code
-    result["server_cpu_share"] = (server.cpu_s() - cpu_before_s) / max(elapsed_s, 1e-9)
+    server_cpu_s = (cpu_s(server.pid) or cpu_before_s) - cpu_before_s
+    result["server_cpu_share"] = server_cpu_s / max(elapsed_s, 1e-9)
     result["driver_cpu_share"] = usage.cpu_s / max(elapsed_s, 1e-9)
     # CPU cost per request: unlike req/s, it holds when other processes share the machine.
     requests = max(1, result["requests_all_run"])
-    result["server_cpu_ms_per_request"] = (server.cpu_s() - cpu_before_s) * 1000 / requests
+    result["server_cpu_ms_per_request"] = server_cpu_s * 1000 / requests
     result["driver_cpu_ms_per_request"] = usage.cpu_s * 1000 / requests
     return result
 
@@ -290,8 +236,8 @@ def measure_floor(
     settings: BenchSettings, run_dir: Path, cpus: tuple[set[int] | None, set[int] | None]
 ) -> dict[str, Any]:
     driver_cpus, server_cpus = cpus
-    with Server(floor_command(), server_cpus, run_dir / "floor-server.log") as server:
-        return drive(settings, server, "floor", run_dir, driver_cpus)
+    with start_server(floor_command(), server_cpus, run_dir / "floor-server.log") as floor:
+        return drive(settings, floor, "floor", run_dir, driver_cpus)
 
 
 def measure_target(
@@ -299,13 +245,16 @@ def measure_target(
 ) -> dict[str, Any]:
     driver_cpus, server_cpus = cpus
     command = target_command(run_dir, settings.target_args)
-    with Server(command, server_cpus, run_dir / "target-server.log") as server:
-        result = drive(settings, server, "target", run_dir, driver_cpus)
-        result["peak_rss_mb"] = server.peak_rss_mb()
-        result["rss_mb_after_first_minute"] = server.peak_rss_mb(MEMORY_RUN_FIRST_MINUTE_S)
-        result["rss_samples_mb"] = [
-            [round(t, 2), round(rss / 2**20, 2)] for t, rss in server.rss_samples[::4]
-        ]
+    with (
+        start_server(command, server_cpus, run_dir / "target-server.log") as target,
+        RssSampler(target.pid) as sampler,
+    ):
+        result = drive(settings, target, "target", run_dir, driver_cpus)
+    result["peak_rss_mb"] = sampler.peak_rss_mb()
+    result["rss_mb_after_first_minute"] = sampler.peak_rss_mb(MEMORY_RUN_FIRST_MINUTE_S)
+    result["rss_samples_mb"] = [
+        [round(t, 2), round(rss / 2**20, 2)] for t, rss in sampler.rss_samples[::4]
+    ]
     return result
 
 
@@ -340,13 +289,13 @@ def measure_suite(
     suite_dir.mkdir(parents=True, exist_ok=True)
     command = target_command(suite_dir, settings.target_args)
     run_time_s = settings.warmup_s + settings.duration_s
-    env = {**os.environ, "LNCHAOS_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": str(ROOT)}
-    with Server(command, server_cpus, suite_dir / "target-server.log") as server:
-        cpu_before_s = server.cpu_s()
+    env = {"LNCHAOS_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": str(ROOT)}
+    with start_server(command, server_cpus, suite_dir / "target-server.log") as target:
+        cpu_before_s = cpu_s(target.pid) or 0.0
         started = time.monotonic()
         usage = ChildUsage()
         code = run_bounded(
-            suite_command(server.url, settings.users, run_time_s, suite_dir, check_args),
+            suite_command(target.url, settings.users, run_time_s, suite_dir, check_args),
             driver_cpus,
             suite_dir / "locust.log",
             run_time_s + SUITE_GRACE_S,
@@ -354,7 +303,8 @@ def measure_suite(
             usage=usage,
         )
         elapsed_s = time.monotonic() - started
-        server_cpu_share = (server.cpu_s() - cpu_before_s) / max(elapsed_s, 1e-9)
+        server_cpu_s = (cpu_s(target.pid) or cpu_before_s) - cpu_before_s
+        server_cpu_share = server_cpu_s / max(elapsed_s, 1e-9)
     path = suite_dir / "consistency.json"
     if not path.exists():
         raise RuntimeError(f"the suite (checks {checks}) wrote no consistency.json (exit {code})")
