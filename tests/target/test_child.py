@@ -163,23 +163,31 @@ def test_a_plain_child_is_waited_for_bounded(tmp_path):
     assert not slow.running() and slow.returncode == -15
 
 
+# A parent process of the tiny server (argv: the script, the server's log), as Python source.
+INNER_SERVER = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from target.common.child import ChildServer\n"
+    "server = ChildServer([sys.executable, sys.argv[1], 'ok'], log_path=Path(sys.argv[2]),\n"
+    "                     die_with_parent=True)\n"
+)
+
+
+def inner_command(program: str, script: Path, tmp_path: Path) -> list[str]:
+    return [sys.executable, "-c", program, str(script), str(tmp_path / "inner.log")]
+
+
 def test_it_works_from_a_gevent_patched_process(script, tmp_path):
     """Locust's processes are monkey-patched by gevent: start, health, stop work there too."""
     program = (
         "from gevent import monkey; monkey.patch_all()\n"
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from target.common.child import ChildServer\n"
-        "server = ChildServer([sys.executable, sys.argv[1], 'ok'], log_path=Path(sys.argv[2]),\n"
-        "                     die_with_parent=True)\n"
-        "with server.start(health_path='/health'):\n"
+        + INNER_SERVER
+        + "with server.start(health_path='/health'):\n"
         "    print('url', server.url, flush=True)\n"
         "print('exit', server.returncode, 'left', len(server.leftovers()), flush=True)\n"
     )
     runner = ChildProcess(
-        [sys.executable, "-c", program, str(script), str(tmp_path / "inner.log")],
-        log_path=tmp_path / "gevent.log",
-        cwd=REPO,
+        inner_command(program, script, tmp_path), log_path=tmp_path / "g", cwd=REPO
     )
     with runner:
         assert runner.wait(30) == 0, runner.log_tail()
@@ -191,20 +199,14 @@ def test_die_with_parent_ends_the_child_when_its_parent_is_sigkilled(script, tmp
     """A parent SIGKILLed cannot stop its child; PR_SET_PDEATHSIG does (Linux only)."""
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux only")
-    program = (
-        "import sys, time\n"
-        "from pathlib import Path\n"
-        "from target.common.child import ChildServer\n"
-        "server = ChildServer([sys.executable, sys.argv[1], 'ok'], log_path=Path(sys.argv[2]),\n"
-        "                     die_with_parent=True).start()\n"
+    program = INNER_SERVER + (
+        "server.start()\n"
         "print('pid', server.pid, flush=True)\n"
         "print('server listening on', server.url, flush=True)\n"
         "time.sleep(60)\n"
     )
     parent = ChildServer(
-        [sys.executable, "-c", program, str(script), str(tmp_path / "inner.log")],
-        log_path=tmp_path / "parent.log",
-        cwd=REPO,
+        inner_command(program, script, tmp_path), log_path=tmp_path / "p", cwd=REPO
     )
     with parent.start(start_timeout_s=20):
         server_pid = int(parent.log_text().split("pid ")[1].split()[0])
