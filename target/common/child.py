@@ -99,6 +99,7 @@ class ChildProcess:
         self.seen: dict[int, psutil.Process] = {}  # every descendant sampled, by pid
         self._root: psutil.Process | None = None
         self._stopped = False
+        self._owner_pid = os.getpid()  # the process that may stop it (see stop())
 
     # ---- start ---------------------------------------------------------------------------------
 
@@ -106,6 +107,7 @@ class ChildProcess:
         """Start the child (once; a second call does nothing). Returns self."""
         if self.popen is not None:
             return self
+        self._owner_pid = os.getpid()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         preexec = _die_with_parent_preexec(os.getpid()) if self.die_with_parent else None
@@ -243,7 +245,9 @@ class ChildProcess:
         popen = self.popen
         if popen is None:
             return None
-        if self._stopped:
+        if self._stopped or os.getpid() != self._owner_pid:
+            # A process forked after the start (Locust's --processes workers) inherits this
+            # object and its atexit entry; only the process that started the child stops it.
             return popen.returncode
         self._stopped = True
         atexit.unregister(self.stop)

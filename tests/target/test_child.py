@@ -219,3 +219,25 @@ def test_die_with_parent_ends_the_child_when_its_parent_is_sigkilled(script, tmp
         while not gone(server) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert gone(server), "the server outlived its SIGKILLed parent"
+
+
+def test_a_forked_copy_does_not_stop_the_child(script, tmp_path):
+    """A worker forked after the start (Locust --processes) inherits the object and its atexit
+    entry; its exit must not stop its parent's child."""
+    program = INNER_SERVER + (
+        "import os\n"
+        "server.start()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    sys.exit(0)  # runs the inherited atexit entry\n"
+        "os.waitpid(pid, 0)\n"
+        "print('after the fork, running:', server.running(), flush=True)\n"
+        "print('stopped with', server.stop(), flush=True)\n"
+    )
+    runner = ChildProcess(
+        inner_command(program, script, tmp_path), log_path=tmp_path / "f", cwd=REPO
+    )
+    with runner:
+        assert runner.wait(30) == 0, runner.log_tail()
+    assert "after the fork, running: True" in runner.log_text(), runner.log_tail()
+    assert "stopped with -15" in runner.log_text(), runner.log_tail()
