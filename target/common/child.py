@@ -272,9 +272,9 @@ class ChildProcess:
         # SIGKILL is delivered asynchronously: bounded, wait until the child is reaped and every
         # descendant is gone, so that a caller that checks finds nothing left.
         reap_deadline = time.monotonic() + REAP_TIMEOUT_S
-        while self.leftovers() and time.monotonic() < reap_deadline:
+        while (popen.poll() is None or self.leftovers()) and time.monotonic() < reap_deadline:
             time.sleep(POLL_INTERVAL_S / 5)
-        if self.leftovers():
+        if popen.poll() is None or self.leftovers():
             log.error("%s: still running after SIGKILL: %s", self.name, self.leftovers())
         log.debug("%s stopped (exit code %s)", self.name, popen.returncode)
         return popen.returncode
