@@ -121,7 +121,7 @@ class Mutant:
     bug_class: str
     expect: tuple[str, ...]  # the run must report at least one of these inconsistency kinds
     patch: Callable[[], None]
-    bug: str  # the first line of the patch's docstring
+    bug: str  # the patch's docstring, up to "Class:"
     needs: str | None = None  # a suite change this mutant needs to be caught, if any
 
 
@@ -136,7 +136,8 @@ def mutant(
         doc = inspect.getdoc(patch) or ""
         assert doc and "Class:" in doc, f"{patch.__name__}: docstring must name bug and class"
         assert expect, f"{patch.__name__}: declare the kinds expected to catch it"
-        bug = doc.splitlines()[0]
+        first_paragraph = " ".join(doc.split("\n\n")[0].split())
+        bug = first_paragraph.split("Class:")[0].strip()
         MUTANTS[patch.__name__] = Mutant(patch.__name__, bug_class, expect, patch, bug, needs)
         return patch
 
@@ -304,8 +305,8 @@ def resolver_resends_in_flight() -> None:
     _flag_while("resolve_pending", IN_RESOLVER)
 
     def make(lookup: Any) -> Any:
-        async def mutated_lookup(self: Any, payment_hash: str) -> Any:
-            truth = await lookup(self, payment_hash)
+        async def mutated_lookup(self: Any, *args: Any, **kwargs: Any) -> Any:
+            truth = await lookup(self, *args, **kwargs)
             if IN_RESOLVER.get() and truth.status is status.IN_FLIGHT:
                 return dataclasses.replace(truth, status=status.UNKNOWN)
             return truth

@@ -295,10 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     results = run_many(names, args.workdir, seed=args.seed, parallel=args.parallel)
     elapsed_s = time.monotonic() - started
     text = table(results)
-    summary = [f"- {name}: {verdict_of(name, r)} (wall {r.wall_s:.0f} s)" for name, r in results.items()]
+    summary = [f"- {n}: {verdict_of(n, r)} (wall {r.wall_s:.0f} s)" for n, r in results.items()]
     print(text)
     print("\n".join(summary))
-    print(f"{len(results)} runs, {args.parallel} at a time: {elapsed_s:.0f} s; logs in {args.workdir}")
+    print(f"{len(results)} runs, {args.parallel} at a time: {elapsed_s:.0f} s; in {args.workdir}")
     if args.write is not None:
         args.write.write_text(
             results_markdown(text, summary, len(results), args.parallel, elapsed_s, args.seed)
