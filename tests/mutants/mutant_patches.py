@@ -1,0 +1,484 @@
+"""Mutants of the target: each one small money bug, put in by monkeypatching, in tests only.
+
+A mutant is a function that patches the target in the process that is about to serve it
+(`launch.py`); the product has no flag or code path for any of them. Each patch wraps one central
+method and changes one thing, so it survives refactors of the code around it.
+
+Everything patched is named in one table, `PATCH_TARGETS` ("module:qualname"), and some patches
+rely on a word in a method's source (`ANCHORS`, e.g. the ledger kind "cancel" in settle). When
+either is missing the patch raises `MutantTargetMissing` and the run fails loudly, never passes
+silently: after a refactor, re-aim the table, not the mutants.
+
+Where a bug is confined to one caller (the resolver, the saga's request path), a wrapper of that
+caller sets a context variable, and the patched callee looks at it: asyncio runs every task in a
+copy of the context, so the flag never leaks to another request or to the resolver.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import importlib
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# ---- what is patched: one table --------------------------------------------------------------
+
+PATCH_TARGETS: dict[str, str] = {
+    "cli_main": "target.cli:main",
+    "service_init": "target.payouts:PayoutService.__init__",
+    "pay": "target.payouts:PayoutService.pay",
+    "pay_saga": "target.payouts:PayoutService._pay_saga",
+    "settle": "target.payouts:PayoutService.settle",
+    "resolve_pending": "target.payouts:PayoutService.resolve_pending",
+    "wallet_view": "target.payouts:PayoutService.wallet_view",
+    "tx_move": "target.ledger:Tx.move",
+    "ledger_commit": "target.ledger:Ledger._commit",
+    "payout_by_key": "target.ledger:Ledger.payout_by_key",
+    "upsert_account": "target.ledger:UPSERT_ACCOUNT",
+    "client_wait": "target.node.client:LocalNodeClient.wait",
+    "client_lookup": "target.node.client:LocalNodeClient.lookup",
+    # names the patches use, taken from the wallet's own namespace (what payouts.py imports)
+    "PaymentTruth": "target.payouts:PaymentTruth",
+    "PaymentStatus": "target.payouts:PaymentStatus",
+    "PayoutStatus": "target.payouts:PayoutStatus",
+    "FEES": "target.payouts:FEES",
+}
+
+# Words a patch relies on in the source of a patched method (a ledger kind, an attribute).
+ANCHORS: dict[str, tuple[str, ...]] = {
+    "settle": ('"cancel"', '"confirm_fee"'),
+    "resolve_pending": ("self._active", "self.node.lookup"),
+    "service_init": ("self._active",),
+    "ledger_commit": ("UPSERT_ACCOUNT",),
+    "pay_saga": ("self.node.wait", "self.settle"),
+}
+
+IN_RESOLVER: contextvars.ContextVar[bool] = contextvars.ContextVar("in_resolver", default=False)
+IN_SAGA: contextvars.ContextVar[bool] = contextvars.ContextVar("in_saga", default=False)
+SETTLING: contextvars.ContextVar[Any] = contextvars.ContextVar("settling", default=None)
+
+
+class MutantTargetMissing(RuntimeError):
+    """A patch target or anchor is gone (renamed, moved): re-aim PATCH_TARGETS / ANCHORS."""
+
+
+_MISSING = object()
+
+
+def resolve(key: str) -> tuple[Any, str, Any]:
+    """(owner, attribute name, current value) of PATCH_TARGETS[key]; raises MutantTargetMissing."""
+    spec = PATCH_TARGETS[key]
+    module_name, _, qualname = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise MutantTargetMissing(f"{key}: {spec}: module not importable ({err})") from None
+    owner = obj
+    parts = qualname.split(".")
+    for part in parts:
+        owner, obj = obj, getattr(obj, part, _MISSING)
+        if obj is _MISSING:
+            raise MutantTargetMissing(f"{key}: {spec}: no attribute {part!r}")
+    return owner, parts[-1], obj
+
+
+def value(key: str) -> Any:
+    return resolve(key)[2]
+
+
+def require_anchors(key: str) -> None:
+    source = inspect.getsource(value(key))
+    missing = [text for text in ANCHORS.get(key, ()) if text not in source]
+    if missing:
+        raise MutantTargetMissing(f"{key}: {PATCH_TARGETS[key]} no longer contains {missing}")
+
+
+def replace(key: str, make: Callable[[Any], Any]) -> None:
+    """Set PATCH_TARGETS[key] to make(original), after checking its anchors."""
+    owner, name, original = resolve(key)
+    require_anchors(key)
+    setattr(owner, name, make(original))
+
+
+def check_all_targets() -> None:
+    """Every target resolves and every anchor is there (the default test suite runs this)."""
+    for key in PATCH_TARGETS:
+        resolve(key)
+    for key in ANCHORS:
+        require_anchors(key)
+
+
+# ---- the mutants ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    bug_class: str
+    expect: tuple[str, ...]  # the run must report at least one of these inconsistency kinds
+    patch: Callable[[], None]
+    bug: str  # the patch's docstring, up to "Class:"
+    needs: str | None = None  # a suite change this mutant needs to be caught, if any
+
+
+MUTANTS: dict[str, Mutant] = {}
+CONTROL = "control"  # the target as it is
+
+
+def mutant(
+    bug_class: str, *expect: str, needs: str | None = None
+) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    def register(patch: Callable[[], None]) -> Callable[[], None]:
+        doc = inspect.getdoc(patch) or ""
+        assert doc and "Class:" in doc, f"{patch.__name__}: docstring must name bug and class"
+        assert expect, f"{patch.__name__}: declare the kinds expected to catch it"
+        first_paragraph = " ".join(doc.split("\n\n")[0].split())
+        bug = first_paragraph.split("Class:")[0].strip()
+        MUTANTS[patch.__name__] = Mutant(patch.__name__, bug_class, expect, patch, bug, needs)
+        return patch
+
+    return register
+
+
+def apply(name: str) -> None:
+    """Patch the target with mutant `name` (nothing for CONTROL). KeyError for an unknown name."""
+    if name == CONTROL:
+        check_all_targets()
+        return
+    MUTANTS[name].patch()
+
+
+def _wrap_settle(change: Callable[[Any, Any], Any]) -> None:
+    """settle(payout, truth) with truth replaced by change(payout, truth)."""
+
+    def make(settle: Any) -> Any:
+        async def mutated_settle(self: Any, payout: Any, truth: Any, *args: Any, **kw: Any) -> Any:
+            return await settle(self, payout, change(payout, truth), *args, **kw)
+
+        return mutated_settle
+
+    replace("settle", make)
+
+
+def _flag_while(key: str, flag: contextvars.ContextVar[bool]) -> None:
+    """Set `flag` while the async method PATCH_TARGETS[key] runs."""
+
+    def make(method: Any) -> Any:
+        async def flagged(self: Any, *args: Any, **kwargs: Any) -> Any:
+            token = flag.set(True)
+            try:
+                return await method(self, *args, **kwargs)
+            finally:
+                flag.reset(token)
+
+        return flagged
+
+    replace(key, make)
+
+
+def _wrap_move(change: Callable[..., list[tuple[str, str, int, Any, str]]]) -> None:
+    """Tx.move(debit, credit, amount, payout_id, kind) turned into the moves change(...) gives."""
+
+    def make(move: Any) -> Any:
+        def mutated_move(
+            self: Any, debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str
+        ) -> Any:
+            for args in change(debit, credit, amount_msat, payout_id, kind):
+                move(self, *args)
+            return self
+
+        return mutated_move
+
+    replace("tx_move", make)
+
+
+# -- the saga's flow
+
+
+@mutant("saga flow: confirm", "charged_not_paid")
+def saga_confirm_charges_fee_reserve() -> None:
+    """Confirm books the whole fee reserve as the fee instead of the node's fee.
+    Class: the saga's confirm step (fee)."""
+    succeeded = value("PaymentStatus").SUCCEEDED
+
+    def change(payout: Any, truth: Any) -> Any:
+        if truth.status is succeeded:
+            return dataclasses.replace(truth, fee_msat=payout.fee_limit_msat)
+        return truth
+
+    _wrap_settle(change)
+
+
+@mutant("saga flow: cancel", "charged_not_paid")
+def saga_cancel_keeps_fee_reserve() -> None:
+    """Cancel gives the amount back but books the fee reserve as a fee.
+    Class: the saga's cancel step (release)."""
+    fees = value("FEES")
+
+    def make(settle: Any) -> Any:
+        async def remembering(self: Any, payout: Any, *args: Any, **kwargs: Any) -> Any:
+            token = SETTLING.set(payout)
+            try:
+                return await settle(self, payout, *args, **kwargs)
+            finally:
+                SETTLING.reset(token)
+
+        return remembering
+
+    replace("settle", make)
+
+    def change(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
+        payout = SETTLING.get()
+        if kind != "cancel" or payout is None or payout.payout_id != payout_id:
+            return [(debit, credit, amount_msat, payout_id, kind)]
+        kept = min(payout.fee_limit_msat, amount_msat)
+        return [
+            (debit, credit, amount_msat - kept, payout_id, kind),
+            (debit, fees, kept, payout_id, "cancel_fee_kept"),
+        ]
+
+    _wrap_move(change)
+
+
+@mutant("saga flow: deadline", "paid_not_charged")
+def saga_deadline_cancels() -> None:
+    """The saga reads its own deadline as a failure: a payment still in flight is cancelled
+    (refunded), and pays out later for free. Class: a timeout taken for a failure."""
+    status = value("PaymentStatus")
+    truth_type = value("PaymentTruth")
+    _flag_while("pay_saga", IN_SAGA)
+
+    def change(payout: Any, truth: Any) -> Any:
+        if IN_SAGA.get() and truth.status is status.IN_FLIGHT:
+            return truth_type(truth.payment_hash, status.FAILED)
+        return truth
+
+    _wrap_settle(change)
+
+
+# -- the resolver
+
+
+@mutant(
+    "resolver: never runs",
+    "unresolved",
+    "stuck_pending",
+    needs="the verdict's `unresolved` kind (payouts still pending after the final wait)",
+)
+def resolver_never_runs() -> None:
+    """The resolver's pass does nothing: timed-out payouts stay pending, their money reserved.
+    Class: a dead background job."""
+
+    def make(resolve_pending: Any) -> Any:
+        async def idle(self: Any, *args: Any, **kwargs: Any) -> int:
+            return 0
+
+        return idle
+
+    replace("resolve_pending", make)
+
+
+@mutant("resolver: reads the outcome", "charged_not_paid")
+def resolver_confirms_failures() -> None:
+    """The resolver confirms every final payment, also one the node failed.
+    Class: the resolver misreads the node's outcome."""
+    status = value("PaymentStatus")
+    _flag_while("resolve_pending", IN_RESOLVER)
+
+    def change(payout: Any, truth: Any) -> Any:
+        if IN_RESOLVER.get() and truth.status is status.FAILED:
+            return dataclasses.replace(truth, status=status.SUCCEEDED)
+        return truth
+
+    _wrap_settle(change)
+
+
+@mutant("resolver: in flight vs never sent", "paid_not_charged")
+def resolver_resends_in_flight() -> None:
+    """The resolver takes a payment still in flight for one the node never got: it sends it
+    again and cancels the payout when the node refuses. Class: the resolver's resend rule."""
+    status = value("PaymentStatus")
+    _flag_while("resolve_pending", IN_RESOLVER)
+
+    def make(lookup: Any) -> Any:
+        async def mutated_lookup(self: Any, *args: Any, **kwargs: Any) -> Any:
+            truth = await lookup(self, *args, **kwargs)
+            if IN_RESOLVER.get() and truth.status is status.IN_FLIGHT:
+                return dataclasses.replace(truth, status=status.UNKNOWN)
+            return truth
+
+        return mutated_lookup
+
+    replace("client_lookup", make)
+
+
+# -- the node client
+
+
+@mutant("node client: fee units", "paid_not_charged")
+def client_fee_in_sats() -> None:
+    """The node client reports a payment's fee in whole sats (fee_sat * 1000, as LND's
+    `fee_sat` field would give), losing the msat: the wallet charges less than the node paid.
+    Class: the node client misreports the fee."""
+
+    def in_sats(truth: Any) -> Any:
+        return dataclasses.replace(truth, fee_msat=truth.fee_msat // 1000 * 1000)
+
+    def make(method: Any) -> Any:
+        async def mutated(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return in_sats(await method(self, *args, **kwargs))
+
+        return mutated
+
+    replace("client_wait", make)
+    replace("client_lookup", make)
+
+
+@mutant("node client: status", "charged_not_paid", "paid_not_charged")
+def client_in_flight_as_succeeded() -> None:
+    """The node client's wait reports a payment still in flight at the deadline as succeeded
+    (with the fee known so far, 0). Class: the node client misreports the status."""
+    status = value("PaymentStatus")
+
+    def make(wait: Any) -> Any:
+        async def optimistic_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+            truth = await wait(self, *args, **kwargs)
+            if truth.status is status.IN_FLIGHT:
+                return dataclasses.replace(truth, status=status.SUCCEEDED)
+            return truth
+
+        return optimistic_wait
+
+    replace("client_wait", make)
+
+
+# -- idempotency
+
+
+@mutant("idempotency: retry of a failure", "idempotency_mismatch", "charged_not_paid")
+def idempotent_retry_of_failure_pays_again() -> None:
+    """A retry (same Idempotency-Key) of a payout that failed is paid anew instead of answered
+    with the stored failure. Class: idempotency (replays)."""
+    failed = value("PayoutStatus").FAILED
+
+    def make(pay: Any) -> Any:
+        async def mutated_pay(
+            self: Any, wallet_id: str, payment_request: str, idempotency_key: Any
+        ) -> Any:
+            if idempotency_key is not None:
+                previous = await self.ledger.payout_by_key(wallet_id, idempotency_key)
+                if previous is not None and previous.status is failed:
+                    return await pay(self, wallet_id, payment_request, None)
+            return await pay(self, wallet_id, payment_request, idempotency_key)
+
+        return mutated_pay
+
+    resolve("payout_by_key")
+    replace("pay", make)
+
+
+# -- concurrency
+
+
+class _BlindSet(set):
+    """A set that never says it holds anything (`x in s` is always False)."""
+
+    def __contains__(self, item: object) -> bool:
+        return False
+
+
+@mutant("concurrency: missing _active guard", "paid_not_charged")
+def resolver_ignores_active_payouts() -> None:
+    """The resolver does not skip payouts a request is still driving: it sends them a second
+    time while the first send is in flight, and cancels on the node's refusal.
+    Class: concurrency (check-then-act without the guard)."""
+
+    def make(init: Any) -> Any:
+        def mutated_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            if not isinstance(getattr(self, "_active", None), set):
+                raise MutantTargetMissing("PayoutService._active is not a set any more")
+            self._active = _BlindSet(self._active)
+
+        return mutated_init
+
+    require_anchors("resolve_pending")
+    replace("service_init", make)
+
+
+# -- the ledger
+
+
+@mutant("ledger: wrong account", "not_conserved", "paid_not_charged")
+def ledger_fee_to_wrong_account() -> None:
+    """Confirm credits the fee to a misspelled account ("fee", not "fees"): the money leaves the
+    wallet and lands outside the books. Class: the ledger posts to the wrong account."""
+    fees = value("FEES")
+    require_anchors("settle")
+
+    def change(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
+        if kind == "confirm_fee" and credit == fees:
+            credit = fees.rstrip("s")
+        return [(debit, credit, amount_msat, payout_id, kind)]
+
+    _wrap_move(change)
+
+
+@mutant("ledger: durable state", "not_conserved")
+def ledger_balances_never_updated_on_disk() -> None:
+    """The accounts' upsert does nothing on conflict: balances change in memory, the disk keeps
+    each account's first balance. Class: the ledger's durable state diverges from memory."""
+    owner, name, sql = resolve("upsert_account")
+    require_anchors("ledger_commit")
+    if "DO UPDATE" not in sql:
+        raise MutantTargetMissing(f"UPSERT_ACCOUNT has no DO UPDATE clause: {sql}")
+    setattr(owner, name, sql[: sql.index("DO UPDATE")] + "DO NOTHING")
+
+
+# -- the reconciliation's inputs
+
+
+@mutant("reconciliation input: unattributed transfer", "paid_not_charged")
+def fee_transfer_without_payout() -> None:
+    """The fee of a confirmed payout is booked without its payout id: the wallet is charged,
+    but the books no longer say for which payment. Class: the reconciliation's inputs."""
+    require_anchors("settle")
+
+    def change(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
+        return [(debit, credit, amount_msat, None if kind == "confirm_fee" else payout_id, kind)]
+
+    _wrap_move(change)
+
+
+# -- the wallet's balance view
+
+
+STALE_VIEW_S = 1.0
+STALE_VIEW_MAX = 10_000
+
+
+@mutant("wallet view: stale read", "paid_not_charged", "charged_not_paid", "balance_mismatch")
+def wallet_view_stale() -> None:
+    """GET wallet answers from a cache up to 1 s old: a payout just charged does not show.
+    Class: the wallet's balance view (stale read)."""
+
+    def make(wallet_view: Any) -> Any:
+        def cached_view(self: Any, wallet_id: str) -> Any:
+            cache = self.__dict__.setdefault("_mutant_view_cache", {})
+            now = time.monotonic()
+            hit = cache.get(wallet_id)
+            if hit is not None and now - hit[0] < STALE_VIEW_S:
+                return hit[1]
+            view = wallet_view(self, wallet_id)
+            if len(cache) >= STALE_VIEW_MAX:
+                cache.clear()
+            cache[wallet_id] = (now, view)
+            return view
+
+        return cached_view
+
+    replace("wallet_view", make)

@@ -1,0 +1,356 @@
+"""One suite run against a mutant of the target, several in parallel, and the detection table.
+
+A run: `launch.py NAME` serves the patched target on a free loopback port (a session of its own);
+the Locust suite attaches to it with `--host` for RUN_TIME of fix-on load, with timeouts, late
+settles, definite failures and retries, so every flow is exercised; then the target is stopped
+(SIGTERM, then SIGKILL) and its consistency.json read. Every wait is bounded.
+
+    python tests/mutants/mutant_runs.py [--parallel 2] [--seed 7] [--write tests/mutants/RESULTS.md]
+        [NAME ...]
+runs the control and every mutant (or the NAMEs) and prints the table "what the suite catches".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mutant_patches import CONTROL, MUTANTS
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+LAUNCH = HERE / "launch.py"
+SUITE = REPO / "locustfiles" / "lnchaos_suite.py"
+
+ADMIN_TOKEN = "mutants-admin-token"
+SEED = 7
+RUN_TIME = "15s"
+USERS = 8
+# Faults: the suite sets timeout and late-settle rates on the target at the start of the run;
+# the target's own flags carry the same values and the definite failures (for the failure paths).
+TIMEOUT_RATE = "0.1"
+LATE_SETTLE_RATE = "0.5"
+FAILURE_RATE = "0.05"
+RETRY_SHARE = "0.2"
+
+LISTENING_RE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+START_TIMEOUT_S = 30.0
+# RUN_TIME of load, the suite's bounded final wait (15 s) and its shutdown, with room.
+LOCUST_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 10.0
+POLL_INTERVAL_S = 0.1
+EXIT_INCONSISTENT = 3
+PARALLEL = 2  # 2 cores: two runs (four processes) at a time
+
+
+class RunBroken(Exception):
+    """The run could not be made: the target did not start, or Locust hung."""
+
+
+@dataclass
+class RunResult:
+    name: str
+    exit_code: int | None = None
+    reason: str = ""
+    kinds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    first_detection_s: float | None = None  # first timeline point with inconsistencies > 0
+    verdict_s: float | None = None  # the last timeline point: after the final reconciliation
+    report: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+    broken: str | None = None  # why no verdict could be had
+    workdir: Path | None = None
+
+    def detected(self, expect: tuple[str, ...]) -> list[str]:
+        return [kind for kind in expect if self.kinds.get(kind, {}).get("count", 0) > 0]
+
+    def detection(self) -> tuple[str, float | None]:
+        """(how, seconds from the start of the run): by a user's check on the timeline, else by
+        the end-of-run reconciliation (the timeline counts only the checks' findings)."""
+        if self.first_detection_s is not None:
+            return "check", self.first_detection_s
+        if self.kinds:
+            return "final reconciliation", self.verdict_s
+        return "not caught", None
+
+
+def _tail(path: Path, max_chars: int = 2500) -> str:
+    try:
+        return path.read_text(errors="replace")[-max_chars:]
+    except OSError:
+        return ""
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the run's process group, SIGKILL it if it is still there after STOP_TIMEOUT_S."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+    if group_alive(process.pid):  # the leader, or a child it left in its session
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=STOP_TIMEOUT_S)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def _wait_for_url(process: subprocess.Popen[bytes], log_path: Path) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        match = LISTENING_RE.search(log_path.read_text(errors="replace"))
+        if match:
+            return match.group(1)
+        if process.poll() is not None:
+            raise RunBroken(f"target exited with {process.returncode}:\n{_tail(log_path)}")
+        time.sleep(POLL_INTERVAL_S)
+    raise RunBroken(f"no 'listening on' line within {START_TIMEOUT_S:.0f} s:\n{_tail(log_path)}")
+
+
+def target_command(name: str, workdir: Path, seed: int) -> list[str]:
+    return [
+        sys.executable, str(LAUNCH), name, "--",
+        "--port", "0", "--fix", "on", "--seed", str(seed), "--admin-token", ADMIN_TOKEN,
+        "--db", str(workdir / "wallet.sqlite"), "--log-level", "WARNING",
+        "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
+        "--failure-rate", FAILURE_RATE,
+    ]  # fmt: skip
+
+
+def locust_command(url: str, report_dir: Path, seed: int) -> list[str]:
+    return [
+        sys.executable, "-m", "locust", "-f", str(SUITE),
+        "--headless", "-t", RUN_TIME, "-u", str(USERS), "-r", str(USERS), "--only-summary",
+        "--fix", "on", "--host", url, "--admin-token", ADMIN_TOKEN,
+        "--report-dir", str(report_dir), "--seed", str(seed),
+        "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
+        "--retry-share", RETRY_SHARE,
+    ]  # fmt: skip
+
+
+def run_one(name: str, workdir: Path, seed: int = SEED) -> RunResult:
+    """One run of the suite against mutant `name` (or the control). Never raises; a run that
+    could not be made has `broken` set. Leaves no process behind."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = RunResult(name, workdir=workdir)
+    started = time.monotonic()
+    target_log, locust_log = workdir / "target.log", workdir / "locust.log"
+    report_dir = workdir / "report"
+    target = _spawn(target_command(name, workdir, seed), target_log)
+    locust: subprocess.Popen[bytes] | None = None
+    try:
+        url = _wait_for_url(target, target_log)
+        locust = _spawn(locust_command(url, report_dir, seed), locust_log)
+        try:
+            result.exit_code = locust.wait(timeout=LOCUST_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise RunBroken(
+                f"locust did not exit within {LOCUST_TIMEOUT_S:.0f} s:\n{_tail(locust_log)}"
+            ) from None
+        if target.poll() is not None:
+            raise RunBroken(f"target died during the run:\n{_tail(target_log)}")
+        _read_report(result, report_dir / "consistency.json", locust_log)
+    except RunBroken as err:
+        result.broken = str(err)
+    finally:
+        for process in (locust, target):
+            if process is not None:
+                _stop_group(process)
+        left = [p.pid for p in (locust, target) if p is not None and group_alive(p.pid)]
+        if left:
+            result.broken = (result.broken or "") + f"; process groups left running: {left}"
+        result.wall_s = round(time.monotonic() - started, 1)
+    return result
+
+
+def _read_report(result: RunResult, path: Path, locust_log: Path) -> None:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise RunBroken(f"no consistency.json ({err}):\n{_tail(locust_log)}") from None
+    result.report = report
+    result.reason = str(report.get("reason", ""))
+    result.kinds = {
+        kind: entry
+        for kind, entry in (report.get("inconsistencies") or {}).items()
+        if entry.get("count", 0) > 0
+    }
+    timeline = report.get("timeline") or []
+    result.first_detection_s = next(
+        (point["t_s"] for point in timeline if point.get("inconsistencies", 0) > 0), None
+    )
+    result.verdict_s = timeline[-1]["t_s"] if timeline else None
+
+
+def run_many(
+    names: list[str], workdir: Path, *, seed: int = SEED, parallel: int = PARALLEL
+) -> dict[str, RunResult]:
+    """Run each name in its own directory under workdir, `parallel` at a time. The runs that
+    wait longest (those whose payouts never resolve) start first, so the pairs pack well."""
+    ordered = sorted(names, key=lambda n: MUTANTS[n].needs is None if n in MUTANTS else True)
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        futures = {name: pool.submit(run_one, name, workdir / name, seed) for name in ordered}
+        return {name: futures[name].result() for name in names}
+
+
+# ---- the table -------------------------------------------------------------------------------
+
+
+def _kind_cell(result: RunResult) -> str:
+    if not result.kinds:
+        return "-"
+    cells = []
+    for kind, entry in sorted(result.kinds.items()):
+        by = entry.get("detected_by") or {}
+        sources = [s for s in ("checks", "reconciliation") if by.get(s)]
+        cells.append(f"{kind} ×{entry['count']} ({' + '.join(sources) or '?'})")
+    return "; ".join(cells)
+
+
+def table(results: dict[str, RunResult]) -> str:
+    lines = [
+        "| mutant | bug class | bug | expected kind | exit | caught by (kind, count, source)"
+        " | first detection |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, result in results.items():
+        mutant = MUTANTS.get(name)
+        bug_class = mutant.bug_class if mutant else "(control: the target as it is)"
+        bug = mutant.bug if mutant else "none"
+        expect = " or ".join(mutant.expect) if mutant else "none (must pass)"
+        if mutant and mutant.needs:
+            expect += f" (needs {mutant.needs})"
+        how, seconds = result.detection()
+        when = "-" if seconds is None else f"{seconds:.1f} s ({how})"
+        exit_cell = "broken" if result.broken else str(result.exit_code)
+        lines.append(
+            f"| {name} | {bug_class} | {bug} | {expect} | {exit_cell} | {_kind_cell(result)}"
+            f" | {when} |"
+        )
+    return "\n".join(lines)
+
+
+def verdict_of(name: str, result: RunResult) -> str:
+    """'ok' when the run did what the test requires, else why not."""
+    if result.broken:
+        return f"broken: {result.broken.splitlines()[0]}"
+    if name == CONTROL:
+        return "ok" if result.exit_code == 0 else f"control failed: {result.reason}"
+    if result.exit_code != EXIT_INCONSISTENT:
+        return f"not caught: exit {result.exit_code}: {result.reason}"
+    if not result.detected(MUTANTS[name].expect):
+        return f"caught, but as {sorted(result.kinds)}, not {MUTANTS[name].expect}"
+    return "ok"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="default: the control and every mutant")
+    parser.add_argument("--parallel", type=int, default=PARALLEL)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    parser.add_argument("--write", type=Path, default=None, help="write the table as markdown")
+    args = parser.parse_args(argv)
+    names = args.names or [CONTROL, *MUTANTS]
+    unknown = [n for n in names if n != CONTROL and n not in MUTANTS]
+    if unknown:
+        parser.error(f"unknown mutants: {unknown}")
+    if args.workdir is None:
+        import tempfile
+
+        args.workdir = Path(tempfile.mkdtemp(prefix="lnchaos-mutants-"))
+    started = time.monotonic()
+    results = run_many(names, args.workdir, seed=args.seed, parallel=args.parallel)
+    elapsed_s = time.monotonic() - started
+    text = table(results)
+    summary = [f"- {n}: {verdict_of(n, r)} (wall {r.wall_s:.0f} s)" for n, r in results.items()]
+    print(text)
+    print("\n".join(summary))
+    print(f"{len(results)} runs, {args.parallel} at a time: {elapsed_s:.0f} s; in {args.workdir}")
+    if args.write is not None:
+        args.write.write_text(
+            results_markdown(text, summary, len(results), args.parallel, elapsed_s, args.seed)
+        )
+    return 0 if all(verdict_of(n, r) == "ok" for n, r in results.items()) else 1
+
+
+NOTES = """Notes
+- The timeline is sampled about once a second, so "1.0 s (check)" means within the first second
+  of load. It counts only what the users' checks found; a bug that only the end-of-run
+  reconciliation sees shows at the time of the verdict, after the suite's final wait.
+- The reconciliation-only rows are bugs a user cannot see in its own balance: the wallet and its
+  answer agree with each other but not with the node (saga_deadline_cancels: the refund is
+  right for a "failed" answer, the node pays later; client_in_flight_as_succeeded: a 200 with
+  fee 0) or the books are wrong behind a right balance (the ledger and reconciliation-input
+  rows). The synchronous success check takes the fee from the wallet's answer, so the fee
+  mutants are caught by the checks only on timed-out payouts (resolved against the node).
+- The node-client mutants patch the wallet's payment path (LocalNodeClient.wait/lookup), not
+  lookup_many: the target's reconciliation reads the node through that same client object, so
+  a misreport there would blind the reconciliation as well (issue 9, item 5).
+- resolver_never_runs is caught on this main only by a margin: a payout counts as
+  stuck_pending after the target's stuck_after_s (30 s), and the verdict comes about 30 s in
+  (15 s of load + the 15 s final wait), so only payouts of the first second or so count. It is
+  expected to be caught robustly as `unresolved` once the verdict's change (issue 9, item 1)
+  is merged; until then its test is an expected failure when it is not caught."""
+
+
+def results_markdown(
+    text: str, summary: list[str], runs: int, parallel: int, elapsed_s: float, seed: int
+) -> str:
+    return f"""# What the suite catches: mutants of the target, measured
+
+Each mutant is one small money bug patched into the target by `tests/mutants/mutant_patches.py`
+(tests only; the product has no such code path). Each row is one real run of the suite against
+it: `locust --headless -t {RUN_TIME} -u {USERS} -r {USERS} --fix on --host URL --seed {seed}
+--timeout-rate {TIMEOUT_RATE} --late-settle-rate {LATE_SETTLE_RATE} --retry-share {RETRY_SHARE}`,
+the target started with `--failure-rate {FAILURE_RATE}`. A mutant is caught when the run exits
+with 3 and reports one of its expected kinds. "First detection" is the seconds from the start of
+the run to the first timeline point with an inconsistency (a user's check found it), or, when
+only the end-of-run reconciliation found it, the time of the verdict (the last timeline point).
+
+{text}
+
+{chr(10).join(summary)}
+
+{runs} runs, {parallel} at a time, took {elapsed_s:.0f} s on this machine (2 cores).
+
+{NOTES}
+Reproduce: `python tests/mutants/mutant_runs.py --write tests/mutants/RESULTS.md`;
+as tests: `python -m pytest -q -m mutants`.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
