@@ -14,10 +14,12 @@ It is written to be careful about the faults the node mock injects:
 - `send` returns only once the node has the attempt, and raises SendRefused only when the node
   refused it. An ambiguous answer (5xx, reset, stall) is resolved by asking the node
   (TrackPaymentV2) for the hash's newest attempt: one in flight or succeeded that this client had
-  not seen before the call is this call's (an error after the node acted is not a failure; no
-  other could have started meanwhile without this one being refused); otherwise the send is
-  retried, a bounded number of times (a failed one is retried too: a new attempt of a failed
-  hash is allowed, and it is the one returned).
+  not seen before the call is taken as this call's (an error after the node acted is not a
+  failure); otherwise the send is retried, a bounded number of times (a failed one is retried
+  too: a new attempt of a failed hash is allowed, and it is the one returned). LND takes no
+  idempotency key but the hash, so an attempt another caller started meanwhile cannot be told
+  from this call's: the caller must not send one hash from two places at once (the wallet
+  refuses a payout of a hash another payout is paying).
 - a hash's updates are followed from the SendPaymentV2 stream in the background; when that
   stream breaks, from TrackPaymentV2; `wait` reads that, `lookup` asks the node.
 - reads are retried on transport errors and 5xx, a bounded number of times; when the node cannot

@@ -503,6 +503,10 @@ class LightningNode:
 
     # ---- reading -------------------------------------------------------------------------------
 
+    def remembers(self, payment_hash: str) -> bool:
+        """Whether memory holds the hash's attempts (else a send of it reads the database)."""
+        return payment_hash in self._hashes
+
     async def wait(self, payment: Payment, timeout_s: float) -> Payment:
         """The attempt once final, or still in flight when `timeout_s` passed."""
         if payment.status is PaymentStatus.IN_FLIGHT:
