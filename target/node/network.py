@@ -491,7 +491,7 @@ class LightningNode:
         """Drop the least recently used hashes past the limit; never one in flight or with
         writes not yet durable (those move to the back). Bounded: one pass at most."""
         for _ in range(len(self._hashes)):
-            if self._cached <= self._recent_max:
+            if self._cached - len(self._in_flight) <= self._recent_max:
                 return
             payment_hash, entry = next(iter(self._hashes.items()))
             if payment_hash in self._in_flight or any(p.unsaved for p in entry.attempts):

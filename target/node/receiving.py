@@ -275,6 +275,9 @@ class Receiver:
             row = await cur.fetchone()
         if row is None:
             return None
+        found = self._recent.get(payment_hash)
+        if found is not None:
+            return found  # another lookup got there first: one object per invoice in memory
         invoice = INVOICES.record(row)
         self._remember(invoice)
         return invoice
