@@ -468,16 +468,16 @@ class LightningNode:
         return None
 
     async def _read_hash(self, payment_hash: str) -> HashAttempts:
-        """The hash's newest attempts and their count, from the database."""
-        db = self.journal.db
-        q = f"{ATTEMPTS.select} WHERE payment_hash = ? ORDER BY payment_index DESC LIMIT ?"
-        async with db.execute(q, (payment_hash, ATTEMPTS_KEPT)) as cur:
+        """The hash's newest attempts and their count, from the database (one query)."""
+        q = (
+            f"SELECT {ATTEMPTS.columns},"
+            " (SELECT COUNT(*) FROM node_attempts c WHERE c.payment_hash = ?1)"
+            " FROM node_attempts WHERE payment_hash = ?1 ORDER BY payment_index DESC LIMIT ?2"
+        )
+        async with self.journal.db.execute(q, (payment_hash, ATTEMPTS_KEPT)) as cur:
             rows = await cur.fetchall()
-        q = "SELECT COUNT(*) FROM node_attempts WHERE payment_hash = ?"
-        async with db.execute(q, (payment_hash,)) as cur:
-            row = await cur.fetchone()
-        attempts = [attempt_from_row(r) for r in reversed(rows)]
-        return HashAttempts(attempts, row[0] if row else 0)
+        attempts = [attempt_from_row(r[:-1]) for r in reversed(rows)]
+        return HashAttempts(attempts, rows[0][-1] if rows else 0)
 
     def _adopt(self, payment_hash: str, entry: HashAttempts) -> None:
         """Hold `entry` in memory as the hash's (the most recently used)."""
