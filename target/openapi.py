@@ -160,6 +160,9 @@ OPENAPI: dict[str, Any] = {
                                 "status": "string",
                                 "amount_msat": "integer",
                                 "fee_msat": "integer",
+                                "failure_reason": "string",
+                                "attempt_id": "integer",
+                                "attempts": "integer",
                             }  # fmt: skip
                         ),
                         "in_flight, succeeded, failed or unknown",

@@ -26,11 +26,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PaymentTruth:
+    """What the node says about a payment: of one attempt, or of a hash (its newest attempt).
+    `attempt_id` is the node's payment_index of the attempt the truth is about (None when the
+    node knows no such attempt: status UNKNOWN)."""
+
     payment_hash: str
     status: PaymentStatus
     amount_msat: int = 0
     fee_msat: int = 0
     failure_reason: str = "FAILURE_REASON_NONE"
+    attempt_id: int | None = None
 
     @property
     def final(self) -> bool:
@@ -46,19 +51,30 @@ def truth_of(payment: Payment | None, payment_hash: str) -> PaymentTruth:
         payment.amount_msat,
         payment.fee_msat,
         str(payment.failure_reason),
+        payment.payment_index,
     )
 
 
 class NodeClient(Protocol):
+    """A payment hash may have several attempts: a new one starts only once every earlier one
+    failed, so at most one succeeds. Without `attempt_id` a truth is the hash's (its succeeded
+    attempt if any, else the one in flight, else the latest failed; UNKNOWN if none); with it,
+    that attempt's (UNKNOWN if the node has no such attempt of that hash)."""
+
     async def decode(self, payment_request: str) -> Invoice: ...
 
-    async def send(self, invoice: Invoice, fee_limit_msat: int) -> None:
-        """Hand the payment to the node; raises SendRefused when the node will not."""
+    async def send(self, invoice: Invoice, fee_limit_msat: int) -> int:
+        """Start a new attempt; returns its id. Raises SendRefused (code "in_transition",
+        "already_paid", "self_payment", ...) when the node will not."""
+        ...
 
-    async def wait(self, payment_hash: str, timeout_s: float) -> PaymentTruth:
-        """The payment's state once final or when `timeout_s` has passed, whichever is first."""
+    async def wait(
+        self, payment_hash: str, timeout_s: float, attempt_id: int | None = None
+    ) -> PaymentTruth:
+        """The truth once final or when `timeout_s` has passed, whichever is first."""
+        ...
 
-    async def lookup(self, payment_hash: str) -> PaymentTruth: ...
+    async def lookup(self, payment_hash: str, attempt_id: int | None = None) -> PaymentTruth: ...
 
     async def close(self) -> None: ...
 
@@ -72,19 +88,22 @@ class LocalNodeClient:
     async def decode(self, payment_request: str) -> Invoice:
         return self.node.decode(payment_request)
 
-    async def send(self, invoice: Invoice, fee_limit_msat: int) -> None:
-        await self.node.send(invoice, fee_limit_msat)
+    async def send(self, invoice: Invoice, fee_limit_msat: int) -> int:
+        return (await self.node.send(invoice, fee_limit_msat)).payment_index
 
-    async def wait(self, payment_hash: str, timeout_s: float) -> PaymentTruth:
-        payment = await self.node.lookup(payment_hash)
+    async def wait(
+        self, payment_hash: str, timeout_s: float, attempt_id: int | None = None
+    ) -> PaymentTruth:
+        payment = await self.node.lookup(payment_hash, attempt_id)
         if payment is not None:
             payment = await self.node.wait(payment, timeout_s)
         return truth_of(payment, payment_hash)
 
-    async def lookup(self, payment_hash: str) -> PaymentTruth:
-        return truth_of(await self.node.lookup(payment_hash), payment_hash)
+    async def lookup(self, payment_hash: str, attempt_id: int | None = None) -> PaymentTruth:
+        return truth_of(await self.node.lookup(payment_hash, attempt_id), payment_hash)
 
     async def lookup_many(self, payment_hashes: list[str]) -> dict[str, PaymentTruth]:
+        """Each hash's truth (for reconciliation)."""
         found = await self.node.lookup_many(payment_hashes)
         return {h: truth_of(found.get(h), h) for h in payment_hashes}
 

@@ -1,12 +1,26 @@
 """The wallet's node client over LND's REST API (`lnchaos target --node-url URL`), so the same
 payout code can talk to the node mock over HTTP, or to a real LND.
 
+Attempts. LND keeps one payment per hash; a retry after it failed re-initialises it under a new
+payment_index (only once every earlier attempt failed: LND refuses a send while one is in flight
+or after one succeeded). So the payment_index of the first update of SendPaymentV2's stream is the
+new attempt's id (`send` returns it), and TrackPaymentV2 and ListPayments show a hash's newest
+attempt. A truth asked for an attempt is read from there: when the newest attempt is the one
+asked, its truth; when the newest is a later one, the asked one is older and, since a new attempt
+starts only after the earlier ones failed, FAILED (reason "superseded": LND keeps no record of an
+attempt it re-initialised); when the node knows no attempt that new, UNKNOWN.
+
 It is written to be careful about the faults the node mock injects:
-- `send` returns only once the node has the payment, and raises SendRefused only when the node
+- `send` returns only once the node has the attempt, and raises SendRefused only when the node
   refused it. An ambiguous answer (5xx, reset, stall) is resolved by asking the node
-  (TrackPaymentV2) whether the payment exists: if it does, it was sent (an error after the node
-  acted is not a failure); if not, the send is retried, a bounded number of times.
-- a payment's updates are followed from the SendPaymentV2 stream in the background; when that
+  (TrackPaymentV2) for the hash's newest attempt: one in flight or succeeded that this client had
+  not seen before the call is taken as this call's (an error after the node acted is not a
+  failure); otherwise the send is retried, a bounded number of times (a failed one is retried
+  too: a new attempt of a failed hash is allowed, and it is the one returned). LND takes no
+  idempotency key but the hash, so an attempt another caller started meanwhile cannot be told
+  from this call's: the caller must not send one hash from two places at once (the wallet
+  refuses a payout of a hash another payout is paying).
+- a hash's updates are followed from the SendPaymentV2 stream in the background; when that
   stream breaks, from TrackPaymentV2; `wait` reads that, `lookup` asks the node.
 - reads are retried on transport errors and 5xx, a bounded number of times; when the node cannot
   be reached, they raise NodeUnavailable rather than guess.
@@ -44,6 +58,8 @@ LIST_PAGE_MAX = 1000
 LIST_PAGES_MAX = 10_000
 FOLLOWERS_MAX = 10_000
 KNOWN_MAX = 100_000
+WAIT_ROUNDS_MAX = 8  # followers a `wait` may start (one ends early when a newer attempt began)
+SUPERSEDED = "superseded"  # the failure reason of an attempt a later one of its hash replaced
 
 
 class NodeUnavailable(ConnectionError):
@@ -69,7 +85,26 @@ def truth_of_json(payment: dict[str, Any]) -> PaymentTruth:
         amount_msat=int(payment.get("value_msat") or 0),
         fee_msat=int(payment.get("fee_msat") or 0) if status is PaymentStatus.SUCCEEDED else 0,
         failure_reason=str(payment.get("failure_reason") or "FAILURE_REASON_NONE"),
+        attempt_id=int(payment.get("payment_index") or 0) or None,
     )
+
+
+def select(newest: PaymentTruth | None, attempt_id: int | None) -> PaymentTruth | None:
+    """The truth of `attempt_id` (of the hash when None) given the hash's newest attempt; None
+    when that does not tell (the asked attempt is newer than any seen)."""
+    if newest is None or attempt_id is None or newest.attempt_id == attempt_id:
+        return newest
+    if newest.attempt_id is not None and newest.attempt_id > attempt_id:
+        # A later attempt exists, so this one failed (a new one starts only after that).
+        return PaymentTruth(
+            newest.payment_hash,
+            PaymentStatus.FAILED,
+            newest.amount_msat,
+            0,
+            SUPERSEDED,
+            attempt_id,
+        )
+    return None
 
 
 def hash_in_path(payment_hash_hex: str) -> str:
@@ -129,11 +164,31 @@ class LndRestNodeClient:
             await self._session.close()
             self._session = None
 
-    def _remember(self, truth: PaymentTruth) -> None:
+    def _remember(self, truth: PaymentTruth) -> PaymentTruth:
+        """Keep the hash's newest truth: a later attempt's, or a later state of the same one
+        (an answer that arrives late must not take a final state back). Returns what is kept."""
+        old = self._known.get(truth.payment_hash)
+        if old is not None:
+            older = (truth.attempt_id or 0) < (old.attempt_id or 0)
+            same = truth.attempt_id == old.attempt_id
+            if older or (same and old.final and not truth.final):
+                self._known.move_to_end(truth.payment_hash)
+                return old
         self._known[truth.payment_hash] = truth
         self._known.move_to_end(truth.payment_hash)
         while len(self._known) > KNOWN_MAX:
             self._known.popitem(last=False)
+        return truth
+
+    def _settled(self, payment_hash: str, attempt_id: int | None) -> PaymentTruth | None:
+        """A truth seen that can no longer change: the asked attempt's final one, or the hash's
+        success (a failed hash may get a new attempt, from anyone)."""
+        truth = select(self._known.get(payment_hash), attempt_id)
+        if truth is None or not truth.final:
+            return None
+        if attempt_id is None and truth.status is not PaymentStatus.SUCCEEDED:
+            return None
+        return truth
 
     async def _get_json(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """One unary GET; 2xx → body, 4xx → LookupError(code, message), else _Transient."""
@@ -193,36 +248,45 @@ class LndRestNodeClient:
             min_final_cltv_expiry=int(body.get("cltv_expiry") or 0),
         )
 
-    async def send(self, invoice: Invoice, fee_limit_msat: int) -> None:
-        """Returns once the node has the payment; SendRefused when it refused it."""
+    async def send(self, invoice: Invoice, fee_limit_msat: int) -> int:
+        """Start a new attempt; returns its id once the node has it. SendRefused when the node
+        refused it."""
         payment_hash = invoice.payment_hash
+        before = self._known.get(payment_hash)
+        seen = (before.attempt_id or 0) if before is not None else 0
         last = ""
         for attempt in range(self.attempts):
             try:
-                await self._send_once(invoice, fee_limit_msat)
-                return
+                return await self._send_once(invoice, fee_limit_msat)
             except SendRefused:
-                if attempt > 0 and await self._node_has(payment_hash):
-                    # An earlier attempt of this very call reached the node after all.
-                    self._follow(payment_hash, None)
-                    return
+                if attempt > 0:
+                    # An earlier try of this very call may have reached the node after all.
+                    sent = await self._sent_attempt(payment_hash, seen)
+                    if sent is not None:
+                        return sent
                 raise
             except _Transient as err:
                 last = str(err)
             # Ambiguous: did the node get it? Ask; an error after the node acted is not a failure.
-            if await self._node_has(payment_hash):
-                self._follow(payment_hash, None)
-                return
+            sent = await self._sent_attempt(payment_hash, seen)
+            if sent is not None:
+                return sent
             await asyncio.sleep(self.retry_pause_s * (attempt + 1))
         raise NodeUnavailable(
             f"send {payment_hash}: unresolved after {self.attempts} tries: {last}"
         )
 
-    async def _node_has(self, payment_hash: str) -> bool:
+    async def _sent_attempt(self, payment_hash: str, seen: int) -> int | None:
+        """The id of the attempt a send that got no clear answer started, if it did: the hash's
+        newest attempt when it is in flight or succeeded and newer than any seen before."""
         truth = await self._lookup_remote(payment_hash)
-        return truth.status is not PaymentStatus.UNKNOWN
+        live = truth.status in (PaymentStatus.IN_FLIGHT, PaymentStatus.SUCCEEDED)
+        if not live or truth.attempt_id is None or truth.attempt_id <= seen:
+            return None
+        self._follow(payment_hash, None)
+        return truth.attempt_id
 
-    async def _send_once(self, invoice: Invoice, fee_limit_msat: int) -> None:
+    async def _send_once(self, invoice: Invoice, fee_limit_msat: int) -> int:
         body = {
             "payment_request": invoice.payment_request,
             "fee_limit_msat": str(fee_limit_msat),
@@ -248,6 +312,8 @@ class LndRestNodeClient:
             truth = _truth_of_line(line)
             if truth is None:
                 raise _Transient("send: the stream ended before its first update")
+            if truth.attempt_id is None:
+                raise _Transient("send: the first update carries no payment_index")
             self._remember(truth)
         except (aiohttp.ClientError, TimeoutError, ConnectionError, ValueError) as err:
             if resp is not None:
@@ -258,24 +324,19 @@ class LndRestNodeClient:
                 resp.close()
             raise
         self._follow(invoice.payment_hash, resp)
+        return truth.attempt_id
 
     def _follow(self, payment_hash: str, resp: aiohttp.ClientResponse | None) -> None:
-        """Follow the payment to its final state in the background: the send stream while it
-        lasts, then TrackPaymentV2."""
-        known = self._known.get(payment_hash)
-        if self._closed or (known is not None and known.final):
-            if resp is not None:
-                resp.close()
-            self._followers.setdefault(payment_hash, _Follower()).done.set()
-            return
+        """Follow the hash's newest attempt to its final state in the background: the send
+        stream while it lasts (`resp`), then TrackPaymentV2."""
         old = self._followers.get(payment_hash)
-        if old is not None and old.task is not None and not old.task.done():
+        if self._closed or (old is not None and old.task is not None and not old.task.done()):
             if resp is not None:
                 resp.close()
             return
         if len(self._followers) >= FOLLOWERS_MAX:
             self._prune_followers()
-        follower = old or _Follower()
+        follower = _Follower()
         self._followers[payment_hash] = follower
         follower.task = asyncio.get_running_loop().create_task(
             self._run_follower(payment_hash, resp, follower), name=f"follow-{payment_hash[:8]}"
@@ -289,17 +350,22 @@ class LndRestNodeClient:
         self, payment_hash: str, resp: aiohttp.ClientResponse | None, follower: _Follower
     ) -> None:
         deadline = time.monotonic() + self.follow_max_s
+        truth: PaymentTruth | None = None
         try:
             if resp is not None:
                 with contextlib.suppress(
                     _Transient, aiohttp.ClientError, ConnectionError, TimeoutError, ValueError
                 ):
-                    await self._read_updates(resp, deadline)
+                    truth = await self._read_updates(resp, deadline)
                 resp.close()
-            while not self._final(payment_hash) and time.monotonic() < deadline:
+            while (truth is None or not truth.final) and time.monotonic() < deadline:
                 try:
-                    await self._track_until_final(payment_hash, deadline)
+                    truth = await self._track_until_final(payment_hash, deadline)
                 except (_Transient, aiohttp.ClientError, ConnectionError, TimeoutError, ValueError):
+                    truth = None
+                if truth is not None and truth.status is PaymentStatus.UNKNOWN:
+                    break  # the node has no payment of that hash: nothing to follow
+                if truth is None or not truth.final:
                     await asyncio.sleep(self.retry_pause_s * 4)
         except asyncio.CancelledError:
             raise
@@ -308,50 +374,64 @@ class LndRestNodeClient:
         finally:
             follower.done.set()
 
-    def _final(self, payment_hash: str) -> bool:
-        known = self._known.get(payment_hash)
-        return known is not None and known.final
-
-    async def _read_updates(self, resp: aiohttp.ClientResponse, deadline: float) -> None:
+    async def _read_updates(
+        self, resp: aiohttp.ClientResponse, deadline: float
+    ) -> PaymentTruth | None:
+        """Updates until a final one or the end of the stream; the last one seen (as kept)."""
+        last: PaymentTruth | None = None
         while time.monotonic() < deadline:
             line = await asyncio.wait_for(resp.content.readline(), deadline - time.monotonic())
             if not line:
-                return
+                break
             truth = _truth_of_line(line)
             if truth is not None:
-                self._remember(truth)
+                last = self._remember(truth)
                 if truth.final:
-                    return
+                    return truth
+        return last
 
-    async def _track_until_final(self, payment_hash: str, deadline: float) -> None:
+    async def _track_until_final(self, payment_hash: str, deadline: float) -> PaymentTruth | None:
         url = f"{self.base_url}/v2/router/track/{hash_in_path(payment_hash)}"
         async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
             async with self.session.get(url) as resp:
                 if resp.status == 404:
-                    self._remember(PaymentTruth(payment_hash, PaymentStatus.UNKNOWN))
-                    return
+                    return self._remember(PaymentTruth(payment_hash, PaymentStatus.UNKNOWN))
                 if resp.status != 200:
                     raise _Transient(f"track: HTTP {resp.status}")
-                await self._read_updates(resp, deadline)
+                return await self._read_updates(resp, deadline)
 
-    async def wait(self, payment_hash: str, timeout_s: float) -> PaymentTruth:
-        follower = self._followers.get(payment_hash)
-        if follower is None and not self._final(payment_hash):
-            self._follow(payment_hash, None)
+    async def wait(
+        self, payment_hash: str, timeout_s: float, attempt_id: int | None = None
+    ) -> PaymentTruth:
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        for round_ in range(WAIT_ROUNDS_MAX):
+            settled = self._settled(payment_hash, attempt_id)
+            if settled is not None:
+                return settled
+            found = select(self._known.get(payment_hash), attempt_id)
+            if round_ > 0 and (found is None or found.status is not PaymentStatus.IN_FLIGHT):
+                break  # what a follower just saw: final, or nothing to follow
             follower = self._followers.get(payment_hash)
-        if follower is not None and not self._final(payment_hash):
+            if follower is None or follower.done.is_set():
+                self._follow(payment_hash, None)  # a fresh look: a failed hash may have a new one
+                follower = self._followers.get(payment_hash)
+            remaining = deadline - time.monotonic()
+            if follower is None or remaining <= 0:
+                break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(follower.done.wait(), timeout=max(0.0, timeout_s))
-        known = self._known.get(payment_hash)
-        return known if known is not None else PaymentTruth(payment_hash, PaymentStatus.UNKNOWN)
+                await asyncio.wait_for(follower.done.wait(), timeout=remaining)
+        found = select(self._known.get(payment_hash), attempt_id)
+        return found if found is not None else PaymentTruth(payment_hash, PaymentStatus.UNKNOWN)
 
-    async def lookup(self, payment_hash: str) -> PaymentTruth:
-        if self._final(payment_hash):
-            return self._known[payment_hash]
-        return await self._lookup_remote(payment_hash)
+    async def lookup(self, payment_hash: str, attempt_id: int | None = None) -> PaymentTruth:
+        settled = self._settled(payment_hash, attempt_id)
+        if settled is not None:
+            return settled
+        found = select(await self._lookup_remote(payment_hash), attempt_id)
+        return found if found is not None else PaymentTruth(payment_hash, PaymentStatus.UNKNOWN)
 
     async def _lookup_remote(self, payment_hash: str) -> PaymentTruth:
-        """The payment's current state: TrackPaymentV2's first update (or NotFound)."""
+        """The hash's newest attempt now: TrackPaymentV2's first update (or NotFound)."""
 
         async def once() -> PaymentTruth:
             url = f"{self.base_url}/v2/router/track/{hash_in_path(payment_hash)}"
@@ -367,16 +447,17 @@ class LndRestNodeClient:
                 raise _Transient(f"track: {type(err).__name__}: {err}") from None
             if truth is None:
                 raise _Transient("track: the stream ended before its first update")
-            self._remember(truth)
-            return truth
+            return self._remember(truth)
 
         return await self._retrying("lookup", once)
 
     async def lookup_many(self, payment_hashes: list[str]) -> dict[str, PaymentTruth]:
-        """All payments of the node, page by page (ListPayments), for reconciliation."""
+        """Each hash's truth from all payments of the node, page by page (ListPayments), for
+        reconciliation."""
         wanted = set(payment_hashes)
-        if all(self._final(h) for h in wanted):
-            return {h: self._known[h] for h in payment_hashes}
+        settled = {h: t for h in wanted if (t := self._settled(h, None)) is not None}
+        if len(settled) == len(wanted):
+            return {h: settled[h] for h in payment_hashes}
         found: dict[str, PaymentTruth] = {}
         offset = 0
         for _ in range(LIST_PAGES_MAX):
@@ -391,10 +472,15 @@ class LndRestNodeClient:
             payments = page.get("payments") or []
             for payment in payments:
                 truth = truth_of_json(payment)
-                if truth.payment_hash in wanted:
-                    found[truth.payment_hash] = truth
-                    if truth.final:
-                        self._remember(truth)
+                h = truth.payment_hash
+                if h in wanted:
+                    # Each hash once, as its newest attempt (LND); should a node list older
+                    # attempts too, the newest still wins.
+                    prev = found.get(h)
+                    if prev is None or (truth.attempt_id or 0) >= (prev.attempt_id or 0):
+                        found[h] = truth
+                        if truth.final:
+                            self._remember(truth)
             if len(payments) < LIST_PAGE_MAX:
                 break
             offset = int(page.get("last_index_offset") or 0)

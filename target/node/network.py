@@ -4,8 +4,20 @@ The network decides each outgoing payment's fate when it is sent, from a seeded 
 the fault settings of that moment: a route latency, a fee (base + proportional, never above the
 caller's limit), and an outcome. A payment that "times out" stays in flight for `inflight_hold_ms`,
 well past the wallet's deadline, and then settles or fails as `late_settle_rate` says: on Lightning
-a timeout is not a failure. The node records the truth of every payment hash durably before it
+a timeout is not a failure. The node records the truth of every payment attempt durably before it
 answers, so a checker can always ask what really happened, even after the wallet crashed.
+
+The truth is kept per payment ATTEMPT, as LND numbers them (payment_index: unique and increasing
+across restarts), and is atomic per payment hash, as LND's control tower is:
+- a new attempt of a hash starts only when every earlier attempt of it failed; while one is in
+  flight a send is refused "in_transition", once one succeeded "already_paid". So the newest
+  attempt of a hash is its truth, and at most one attempt of a hash ever succeeds.
+- the check and the recording of the new attempt happen with no await between them: from memory
+  when memory knows the hash's attempts; otherwise under the hash's lock, across the database
+  read and the recording, so no other send of that hash can slip in between.
+- each attempt is one row, inserted once; its resolution updates only that row's outcome columns.
+  A partial unique index makes the database itself refuse a second attempt of a hash that is not
+  failed: that would be a bug here, and the journal fails (the node stops) rather than record it.
 """
 
 from __future__ import annotations
@@ -17,12 +29,12 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from ..common.journal import Journal
+from ..common.rows import Table
 from .faults import FaultSettings
 from .invoices import Invoice, InvoiceBook, InvoiceError, decode, private_key_for
 from .receiving import Receiver
@@ -30,34 +42,36 @@ from .receiving import Receiver
 log = logging.getLogger("lnchaos.node")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS node_payments (
-    payment_hash TEXT PRIMARY KEY,
-    payment_index INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS node_attempts (
+    payment_index INTEGER PRIMARY KEY,
+    payment_hash TEXT NOT NULL,
     payment_request TEXT NOT NULL,
     destination TEXT NOT NULL,
     amount_msat INTEGER NOT NULL,
     fee_limit_msat INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    fee_msat INTEGER NOT NULL,
-    failure_reason TEXT NOT NULL,
-    preimage TEXT,
     outcome TEXT NOT NULL,
     outcome_fee_msat INTEGER NOT NULL,
     outcome_reason TEXT NOT NULL,
     timed_out INTEGER NOT NULL,
     created_ms INTEGER NOT NULL,
     resolve_at_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    fee_msat INTEGER NOT NULL,
+    failure_reason TEXT NOT NULL,
+    preimage TEXT,
     resolved_ms INTEGER
 );
-CREATE INDEX IF NOT EXISTS node_payments_status ON node_payments(status);
+CREATE INDEX IF NOT EXISTS node_attempts_hash ON node_attempts(payment_hash, payment_index);
+CREATE INDEX IF NOT EXISTS node_attempts_status ON node_attempts(status);
+CREATE UNIQUE INDEX IF NOT EXISTS node_attempts_one_live
+    ON node_attempts(payment_hash) WHERE status != 'failed';
 CREATE TABLE IF NOT EXISTS node_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-COLUMNS = (
-    "payment_hash, payment_index, payment_request, destination, amount_msat, fee_limit_msat,"
-    " status, fee_msat, failure_reason, preimage, outcome, outcome_fee_msat, outcome_reason,"
-    " timed_out, created_ms, resolve_at_ms, resolved_ms"
-)
-UPSERT = f"INSERT OR REPLACE INTO node_payments ({COLUMNS}) VALUES ({','.join('?' * 17)})"
+# Before attempts had rows of their own: one row per hash, replaced by each new attempt.
+OLD_TABLE = "node_payments"
+
+ATTEMPTS_KEPT = 16  # newest attempts of one hash kept in memory; older ones are read from disk
+LOCK_STRIPES = 1024  # locks for sends of hashes memory does not know (see _lock_of)
 
 
 class PaymentStatus(StrEnum):
@@ -92,8 +106,10 @@ def now_ms() -> int:
 
 @dataclass
 class Payment:
+    """One payment attempt: what the network decided at send, and what it revealed since."""
+
+    payment_index: int  # the attempt's id (LND's payment_index)
     payment_hash: str
-    payment_index: int
     payment_request: str
     destination: str
     amount_msat: int
@@ -110,63 +126,47 @@ class Payment:
     preimage: str | None = None  # hex, once settled
     resolved_ms: int | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+    unsaved: int = field(default=0, repr=False, compare=False)  # its writes not yet durable
 
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.payment_hash,
-            self.payment_index,
-            self.payment_request,
-            self.destination,
-            self.amount_msat,
-            self.fee_limit_msat,
-            str(self.status),
-            self.fee_msat,
-            str(self.failure_reason),
-            self.preimage,
-            str(self.outcome),
-            self.outcome_fee_msat,
-            str(self.outcome_reason),
-            int(self.timed_out),
-            self.created_ms,
-            self.resolve_at_ms,
-            self.resolved_ms,
-        )
+    @property
+    def attempt_id(self) -> int:
+        return self.payment_index
 
-    def truth(self) -> dict[str, Any]:
-        return {
-            "payment_hash": self.payment_hash,
-            "status": str(self.status),
-            "amount_msat": self.amount_msat,
-            "fee_msat": self.fee_msat,
-            "failure_reason": str(self.failure_reason),
-        }
 
-    @classmethod
-    def from_row(cls, row: Any) -> Payment:
-        (ph, idx, pr, dest, amount, limit, status, fee, reason, preimage, outcome, ofee, oreason,
-         timed_out, created, resolve_at, resolved) = row  # fmt: skip
-        payment = cls(
-            payment_hash=ph,
-            payment_index=idx,
-            payment_request=pr,
-            destination=dest,
-            amount_msat=amount,
-            fee_limit_msat=limit,
-            outcome=PaymentStatus(outcome),
-            outcome_fee_msat=ofee,
-            outcome_reason=FailureReason(oreason),
-            timed_out=bool(timed_out),
-            created_ms=created,
-            resolve_at_ms=resolve_at,
-            status=PaymentStatus(status),
-            fee_msat=fee,
-            failure_reason=FailureReason(reason),
-            preimage=preimage,
-            resolved_ms=resolved,
-        )
-        if payment.status is not PaymentStatus.IN_FLIGHT:
-            payment.done.set()
-        return payment
+# The outcome columns are the only ones a resolution changes; the rest are written once.
+ATTEMPTS: Table[Payment] = Table(
+    Payment,
+    "node_attempts",
+    key=("payment_index",),
+    mutable=("status", "fee_msat", "failure_reason", "preimage", "resolved_ms"),
+    exclude=("done", "unsaved"),
+)
+
+
+def attempt_from_row(row: Any) -> Payment:
+    payment = ATTEMPTS.record(row)
+    if payment.status is not PaymentStatus.IN_FLIGHT:
+        payment.done.set()
+    return payment
+
+
+@dataclass
+class HashAttempts:
+    """What memory holds of one payment hash: its newest attempts, oldest first (the last one is
+    the hash's truth), and how many it had in all."""
+
+    attempts: list[Payment] = field(default_factory=list)
+    count: int = 0
+
+    @property
+    def latest(self) -> Payment | None:
+        return self.attempts[-1] if self.attempts else None
+
+    def find(self, attempt_id: int) -> Payment | None:
+        for payment in reversed(self.attempts):
+            if payment.payment_index == attempt_id:
+                return payment
+        return None
 
 
 class LightningNode:
@@ -180,6 +180,7 @@ class LightningNode:
         journal: Journal,
         recent_payments_max: int = 5_000,
     ):
+        assert recent_payments_max >= 1
         self.faults = faults
         self.seed = seed
         self.journal = journal
@@ -188,22 +189,26 @@ class LightningNode:
         self.receiver = Receiver(self.own_invoices, journal)
         self._outcome_rng = random.Random(f"outcomes:{seed}")
         self._secret_rng = random.Random(f"secrets:{seed}")
-        # In-flight payments always in memory; finished ones in a bounded cache, the rest on disk.
-        self._payments: OrderedDict[str, Payment] = OrderedDict()
-        self._in_flight: set[str] = set()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Hashes with attempts in flight always in memory; the others in a bounded cache (about
+        # `recent_payments_max` attempts), the rest on disk only. A hash leaves memory only once
+        # its writes are durable, so what memory does not hold, the database does.
+        self._hashes: OrderedDict[str, HashAttempts] = OrderedDict()
+        self._cached = 0  # attempts held in _hashes
+        self._in_flight: dict[str, Payment] = {}  # by hash: at most one per hash
+        self._timers: dict[int, asyncio.TimerHandle] = {}
         self._recent_max = recent_payments_max
+        self._locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self._next_index = 1
         self.counts: dict[str, int] = {"succeeded": 0, "failed": 0, "timed_out": 0}
-        self.sent_msat = 0  # amounts of succeeded payments, ever
+        self.sent_msat = 0  # amounts of succeeded attempts, ever
         self.fees_msat = 0  # their fees
-        self.listeners: list[Callable[[Payment], None]] = []
 
     # ---- life cycle ----------------------------------------------------------------------------
 
     async def load(self) -> None:
         db = self.journal.db
         await db.executescript(SCHEMA)
+        await self._migrate()
         # Secrets (preimages, payment hashes) must never repeat across restarts: each start of
         # the same database draws them from a sequence of its own. A fresh run keeps its ids.
         async with db.execute("SELECT value FROM node_meta WHERE key = 'starts'") as c:
@@ -212,31 +217,51 @@ class LightningNode:
         await db.execute("INSERT OR REPLACE INTO node_meta VALUES ('starts', ?)", (starts + 1,))
         if starts:
             self._secret_rng = random.Random(f"secrets:{self.seed}:start{starts}")
-        async with db.execute("SELECT COALESCE(MAX(payment_index), 0) FROM node_payments") as c:
-            row = await c.fetchone()
-            self._next_index = (row[0] if row else 0) + 1
-        for status in ("succeeded", "failed"):
-            q = "SELECT COUNT(*) FROM node_payments WHERE status = ?"
-            async with db.execute(q, (status,)) as c:
-                row = await c.fetchone()
-                self.counts[status] = row[0] if row else 0
         q = (
-            "SELECT COALESCE(SUM(amount_msat), 0), COALESCE(SUM(fee_msat), 0)"
-            " FROM node_payments WHERE status = 'succeeded'"
+            "SELECT COALESCE(MAX(payment_index), 0),"
+            " COALESCE(SUM(status = 'succeeded'), 0), COALESCE(SUM(status = 'failed'), 0),"
+            " COALESCE(SUM(CASE WHEN status = 'succeeded' THEN amount_msat END), 0),"
+            " COALESCE(SUM(CASE WHEN status = 'succeeded' THEN fee_msat END), 0),"
+            " COALESCE(SUM(timed_out AND status != 'in_flight'), 0) FROM node_attempts"
         )
         async with db.execute(q) as c:
             row = await c.fetchone()
-            self.sent_msat, self.fees_msat = (row[0], row[1]) if row else (0, 0)
+        assert row is not None
+        self._next_index = row[0] + 1
+        self.counts = {"succeeded": row[1], "failed": row[2], "timed_out": row[5]}
+        self.sent_msat, self.fees_msat = row[3], row[4]
         # Totals first, timers last: a due payment resolves (and counts itself) as soon as the
         # loop runs, and a total read from disk after that would overwrite its increment.
-        q = f"SELECT {COLUMNS} FROM node_payments WHERE status = 'in_flight'"
-        async with db.execute(q) as c:
+        async with db.execute(f"{ATTEMPTS.select} WHERE status = 'in_flight'") as c:
             rows = await c.fetchall()
         for row in rows:
-            payment = Payment.from_row(row)
-            self._track(payment)
-            self._schedule(payment)
+            payment = attempt_from_row(row)
+            entry = await self._read_hash(payment.payment_hash)
+            found = entry.find(payment.payment_index)
+            assert found is not None and found.status is PaymentStatus.IN_FLIGHT
+            self._adopt(payment.payment_hash, entry)
+            self._in_flight[payment.payment_hash] = found
+            self._schedule(found)
         await self.receiver.load()
+
+    async def _migrate(self) -> None:
+        """A database of the node before attempts had rows of their own: its rows (one per hash,
+        the hash's last attempt) become attempts."""
+        db = self.journal.db
+        q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        async with db.execute(q, (OLD_TABLE,)) as c:
+            if await c.fetchone() is None:
+                return
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            cols = ATTEMPTS.columns
+            await db.execute(f"INSERT INTO node_attempts ({cols}) SELECT {cols} FROM {OLD_TABLE}")
+            await db.execute(f"DROP TABLE {OLD_TABLE}")
+        except BaseException:
+            await db.rollback()
+            raise
+        await db.commit()
+        log.warning("node: migrated %s to node_attempts", OLD_TABLE)
 
     def close(self) -> None:
         for timer in self._timers.values():
@@ -281,20 +306,75 @@ class LightningNode:
         return len(self._in_flight)
 
     async def send(self, invoice: Invoice, fee_limit_msat: int) -> Payment:
-        """Hand a payment to the network. Returns once its record is durable; its outcome comes
-        later (see `wait`). Raises SendRefused for a hash already paid or in flight."""
+        """Start a new attempt to pay `invoice`. Returns it once its record is durable; its
+        outcome comes later (see `wait`). Raises SendRefused ("in_transition", "already_paid",
+        "self_payment"); a refused send records nothing."""
         if invoice.payee == self.own_invoices.pubkey:
             raise SendRefused("self_payment", "cannot pay an invoice of this node to itself")
-        existing = await self.lookup(invoice.payment_hash)
-        if existing is not None and existing.status is PaymentStatus.IN_FLIGHT:
+        payment_hash = invoice.payment_hash
+        entry = self._memory(payment_hash)
+        if entry is not None:
+            payment, saved = self._start(invoice, fee_limit_msat, entry)
+        else:
+            async with self._lock_of(payment_hash):
+                # Every send of a hash memory does not know comes here, so none can record an
+                # attempt of it while this one reads the database.
+                entry = self._memory(payment_hash)
+                if entry is None:
+                    entry = await self._read_hash(payment_hash)
+                    assert self._memory(payment_hash) is None, "an attempt slipped past the lock"
+                    self._adopt(payment_hash, entry)  # a refused send finds it next time
+                try:
+                    payment, saved = self._start(invoice, fee_limit_msat, entry)
+                finally:
+                    self._forget_old()
+        await saved
+        return payment
+
+    def _start(
+        self, invoice: Invoice, fee_limit_msat: int, entry: HashAttempts
+    ) -> tuple[Payment, asyncio.Future[None]]:
+        """Check and record a new attempt, with no await: the heart of "at most once"."""
+        latest = entry.latest
+        if latest is not None and latest.status is PaymentStatus.IN_FLIGHT:
             raise SendRefused("in_transition", "payment is in transition")
-        if existing is not None and existing.status is PaymentStatus.SUCCEEDED:
+        if latest is not None and latest.status is PaymentStatus.SUCCEEDED:
             raise SendRefused("already_paid", "invoice is already paid")
         payment = self._draw(invoice, fee_limit_msat)
-        self._track(payment)
-        await self.journal.write([(UPSERT, payment.row())])
+        saved = self._save(payment)  # queued first: when it cannot be, memory stays unchanged
+        self._adopt(payment.payment_hash, entry)
+        entry.attempts.append(payment)
+        entry.count += 1
+        self._cached += 1
+        self._in_flight[payment.payment_hash] = payment
         self._schedule(payment)
-        return payment
+        # A hash retried many times keeps only its newest attempts in memory (the older ones
+        # are final, and on disk once saved).
+        while len(entry.attempts) > ATTEMPTS_KEPT and entry.attempts[0].unsaved == 0:
+            entry.attempts.pop(0)
+            self._cached -= 1
+        self._forget_old()
+        return payment, saved
+
+    def _lock_of(self, payment_hash: str) -> asyncio.Lock:
+        """The lock of a hash: one of a fixed set (bounded memory, nothing to clean up); two
+        hashes that share one only wait for each other's database read."""
+        return self._locks[int(payment_hash[:8], 16) % LOCK_STRIPES]
+
+    def _save(self, payment: Payment) -> asyncio.Future[None]:
+        """Queue the attempt's row (insert, or update of its outcome columns)."""
+        saved = self.journal.write([(ATTEMPTS.upsert, ATTEMPTS.row(payment))])
+        payment.unsaved += 1
+
+        def done(fut: asyncio.Future[None]) -> None:
+            payment.unsaved -= 1
+            if not fut.cancelled() and fut.exception() is not None:
+                # The journal has failed (and said why); a constraint the database refused
+                # means the node broke its own rule. Either way the node must stop.
+                log.critical("node: attempt %d not saved", payment.payment_index)
+
+        saved.add_done_callback(done)
+        return saved
 
     def _draw(self, invoice: Invoice, fee_limit_msat: int) -> Payment:
         f = self.faults
@@ -330,8 +410,8 @@ class LightningNode:
         index = self._next_index
         self._next_index += 1
         return Payment(
-            payment_hash=invoice.payment_hash,
             payment_index=index,
+            payment_hash=invoice.payment_hash,
             payment_request=invoice.payment_request,
             destination=invoice.payee,
             amount_msat=invoice.amount_msat,
@@ -347,11 +427,12 @@ class LightningNode:
     def _schedule(self, payment: Payment) -> None:
         delay_s = max(0.0, (payment.resolve_at_ms - now_ms()) / 1000)
         loop = asyncio.get_running_loop()
-        self._timers[payment.payment_hash] = loop.call_later(delay_s, self._resolve, payment)
+        self._timers[payment.payment_index] = loop.call_later(delay_s, self._resolve, payment)
 
     def _resolve(self, payment: Payment) -> None:
-        self._timers.pop(payment.payment_hash, None)
+        self._timers.pop(payment.payment_index, None)
         assert payment.status is PaymentStatus.IN_FLIGHT, "a payment resolves at most once"
+        assert self._in_flight.get(payment.payment_hash) is payment
         payment.status = payment.outcome
         payment.failure_reason = payment.outcome_reason
         payment.fee_msat = payment.outcome_fee_msat
@@ -367,31 +448,67 @@ class LightningNode:
             self.counts["failed"] += 1
         if payment.timed_out:
             self.counts["timed_out"] += 1
-        self._in_flight.discard(payment.payment_hash)
-        self.journal.write([(UPSERT, payment.row())])
+        del self._in_flight[payment.payment_hash]
+        self._save(payment)  # awaited by nobody: its callback reports a failure
         self._forget_old()
         payment.done.set()
-        for listener in self.listeners:
-            listener(payment)
 
-    def _track(self, payment: Payment) -> None:
-        self._payments[payment.payment_hash] = payment
-        self._payments.move_to_end(payment.payment_hash)
-        if payment.status is PaymentStatus.IN_FLIGHT:
-            self._in_flight.add(payment.payment_hash)
-        self._forget_old()
+    # ---- memory --------------------------------------------------------------------------------
+
+    def _memory(self, payment_hash: str) -> HashAttempts | None:
+        """The hash's attempts when memory knows them all, else None (ask the database)."""
+        entry = self._hashes.get(payment_hash)
+        if entry is not None:
+            return entry
+        if self.merchants.by_hash(payment_hash) is not None:
+            # An invoice still in our registry whose hash is not in memory was never paid: a
+            # hash leaves memory together with its invoice (see _forget_old). This keeps a
+            # database read off the path of every new payment.
+            return HashAttempts()
+        return None
+
+    async def _read_hash(self, payment_hash: str) -> HashAttempts:
+        """The hash's newest attempts and their count, from the database (one query)."""
+        q = (
+            f"SELECT {ATTEMPTS.columns},"
+            " (SELECT COUNT(*) FROM node_attempts c WHERE c.payment_hash = ?1)"
+            " FROM node_attempts WHERE payment_hash = ?1 ORDER BY payment_index DESC LIMIT ?2"
+        )
+        async with self.journal.db.execute(q, (payment_hash, ATTEMPTS_KEPT)) as cur:
+            rows = await cur.fetchall()
+        attempts = [attempt_from_row(r[:-1]) for r in reversed(rows)]
+        return HashAttempts(attempts, rows[0][-1] if rows else 0)
+
+    def _adopt(self, payment_hash: str, entry: HashAttempts) -> None:
+        """Hold `entry` in memory as the hash's (the most recently used)."""
+        if self._hashes.get(payment_hash) is not entry:
+            assert payment_hash not in self._hashes
+            self._hashes[payment_hash] = entry
+            self._cached += len(entry.attempts)
+        self._hashes.move_to_end(payment_hash)
 
     def _forget_old(self) -> None:
-        while len(self._payments) > self._recent_max + len(self._in_flight):
-            payment_hash, old = next(iter(self._payments.items()))
-            if old.status is PaymentStatus.IN_FLIGHT:
-                self._payments.move_to_end(payment_hash)
+        """Drop the least recently used hashes past the limit; never one in flight or with
+        writes not yet durable (those move to the back). Bounded: one pass at most."""
+        for _ in range(len(self._hashes)):
+            if self._cached - len(self._in_flight) <= self._recent_max:
+                return
+            payment_hash, entry = next(iter(self._hashes.items()))
+            if payment_hash in self._in_flight or any(p.unsaved for p in entry.attempts):
+                self._hashes.move_to_end(payment_hash)
                 continue
-            del self._payments[payment_hash]
+            del self._hashes[payment_hash]
+            self._cached -= len(entry.attempts)
             self.merchants.forget(payment_hash)
 
+    # ---- reading -------------------------------------------------------------------------------
+
+    def remembers(self, payment_hash: str) -> bool:
+        """Whether memory holds the hash's attempts (else a send of it reads the database)."""
+        return payment_hash in self._hashes
+
     async def wait(self, payment: Payment, timeout_s: float) -> Payment:
-        """The payment once final, or still in flight when `timeout_s` passed."""
+        """The attempt once final, or still in flight when `timeout_s` passed."""
         if payment.status is PaymentStatus.IN_FLIGHT:
             try:
                 await asyncio.wait_for(payment.done.wait(), timeout=timeout_s)
@@ -399,39 +516,55 @@ class LightningNode:
                 pass
         return payment
 
-    async def lookup(self, payment_hash: str) -> Payment | None:
-        """The truth about a payment hash: memory for recent ones, the database for the rest."""
-        found = self._payments.get(payment_hash)
-        if found is not None:
-            return found
-        if self.merchants.by_hash(payment_hash) is not None:
-            # An invoice still in our registry whose payment is not in memory was never paid:
-            # a payment leaves memory together with its invoice (see _forget_old). This keeps a
-            # database read off the path of every new payment.
-            return None
-        q = f"SELECT {COLUMNS} FROM node_payments WHERE payment_hash = ?"
-        async with self.journal.db.execute(q, (payment_hash,)) as cur:
+    async def lookup(self, payment_hash: str, attempt_id: int | None = None) -> Payment | None:
+        """Without `attempt_id`, the hash's truth: its newest attempt (the one that succeeded,
+        else the one in flight, else the last that failed). With it, that attempt of the hash.
+        None when there is no such attempt."""
+        if attempt_id is None:
+            return (await self.summary(payment_hash))[0]
+        entry = self._memory(payment_hash)
+        if entry is not None:
+            found = entry.find(attempt_id)
+            if found is not None or not entry.attempts or entry.count == len(entry.attempts):
+                return found
+        q = f"{ATTEMPTS.select} WHERE payment_index = ? AND payment_hash = ?"
+        async with self.journal.db.execute(q, (attempt_id, payment_hash)) as cur:
             row = await cur.fetchone()
-        return Payment.from_row(row) if row else None
+        return attempt_from_row(row) if row else None
+
+    async def summary(self, payment_hash: str) -> tuple[Payment | None, int]:
+        """The hash's newest attempt (its truth) and how many attempts it had."""
+        entry = self._memory(payment_hash)
+        if entry is None:
+            entry = await self._read_hash(payment_hash)
+        return entry.latest, entry.count
 
     async def lookup_many(self, payment_hashes: list[str]) -> dict[str, Payment]:
-        """Many lookups with one query per 500 hashes not in memory (for reconciliation)."""
-        found = {h: p for h in payment_hashes if (p := self._payments.get(h)) is not None}
-        missing = [h for h in payment_hashes if h not in found]
+        """The truth of many hashes, with one query per 500 hashes not in memory (for
+        reconciliation); hashes without attempts are left out."""
+        found: dict[str, Payment] = {}
+        missing: list[str] = []
+        for h in payment_hashes:
+            entry = self._memory(h)
+            if entry is None:
+                missing.append(h)
+            elif entry.latest is not None:
+                found[h] = entry.latest
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            q = f"SELECT {COLUMNS} FROM node_payments WHERE payment_hash IN ({marks})"
+            q = f"{ATTEMPTS.select} WHERE payment_hash IN ({marks}) ORDER BY payment_index"
             async with self.journal.db.execute(q, chunk) as cur:
                 async for row in cur:
-                    found[row[0]] = Payment.from_row(row)
+                    payment = attempt_from_row(row)
+                    found[payment.payment_hash] = payment  # ascending: the newest stays
         return found
 
     async def totals(self) -> dict[str, int]:
         return {"in_flight": len(self._in_flight), **self.counts}
 
     def in_flight_msat(self) -> int:
-        return sum(self._payments[h].amount_msat for h in self._in_flight)
+        return sum(p.amount_msat for p in self._in_flight.values())
 
     async def list_payments(
         self,
@@ -441,44 +574,64 @@ class LightningNode:
         reversed_: bool,
         include_incomplete: bool,
     ) -> list[Payment]:
-        """Payments by payment_index, as LND's ListPayments pages them: after `index_offset`
-        (exclusive) going forwards, or before it going backwards (0: from the newest); the page
-        is always in ascending order. Without `include_incomplete`, only succeeded payments."""
+        """Payments as LND's ListPayments pages them: each hash once, as its newest attempt
+        (LND re-initialises a retried payment under a new payment_index and drops the old
+        index entry), by payment_index: after `index_offset` (exclusive) going forwards, or
+        before it going backwards (0: from the newest); the page is always in ascending order.
+        Without `include_incomplete`, only succeeded payments."""
         await self.journal.flush()
-        where = ["1 = 1"]
+        where = [NEWEST]
         params: list[Any] = []
         if reversed_:
             if index_offset > 0:
-                where.append("payment_index < ?")
+                where.append("a.payment_index < ?")
                 params.append(index_offset)
         else:
-            where.append("payment_index > ?")
+            where.append("a.payment_index > ?")
             params.append(index_offset)
         if not include_incomplete:
-            where.append("status = 'succeeded'")
+            where.append("a.status = 'succeeded'")
         order = "DESC" if reversed_ else "ASC"
+        columns = ", ".join(f"a.{n}" for n in ATTEMPTS.names)
         q = (
-            f"SELECT {COLUMNS} FROM node_payments WHERE {' AND '.join(where)}"
-            f" ORDER BY payment_index {order} LIMIT ?"
+            f"SELECT {columns} FROM node_attempts a WHERE {' AND '.join(where)}"
+            f" ORDER BY a.payment_index {order} LIMIT ?"
         )
         params.append(max_payments)
         page: list[Payment] = []
         async with self.journal.db.execute(q, params) as cur:
             async for row in cur:
-                fresher = self._payments.get(row[0])  # memory is ahead of a queued write
-                page.append(fresher if fresher is not None else Payment.from_row(row))
+                stored = attempt_from_row(row)
+                entry = self._hashes.get(stored.payment_hash)
+                fresher = entry.find(stored.payment_index) if entry is not None else None
+                page.append(fresher if fresher is not None else stored)  # memory is ahead
         if not include_incomplete:
             page = [p for p in page if p.status is PaymentStatus.SUCCEEDED]
         page.sort(key=lambda p: p.payment_index)
         return page
 
     async def count_payments(self, include_incomplete: bool) -> int:
-        q = "SELECT COUNT(*) FROM node_payments"
+        """How many entries ListPayments has (each hash once)."""
+        q = f"SELECT COUNT(*) FROM node_attempts a WHERE {NEWEST}"
         if not include_incomplete:
-            q += " WHERE status = 'succeeded'"
+            q += " AND a.status = 'succeeded'"
         async with self.journal.db.execute(q) as cur:
             row = await cur.fetchone()
         return row[0] if row else 0
+
+    async def count_attempts(self) -> int:
+        """Every attempt ever recorded (after a flush, so the queued ones count too)."""
+        await self.journal.flush()
+        async with self.journal.db.execute("SELECT COUNT(*) FROM node_attempts") as cur:
+            row = await cur.fetchone()
+        return row[0] if row else 0
+
+
+# The newest attempt of its hash (row `a`).
+NEWEST = (
+    "NOT EXISTS (SELECT 1 FROM node_attempts b"
+    " WHERE b.payment_hash = a.payment_hash AND b.payment_index > a.payment_index)"
+)
 
 
 def payment_hash_of(preimage: bytes) -> str:

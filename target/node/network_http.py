@@ -6,16 +6,41 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from ..common.errors import ApiError, bad_request, read_json_object, require_int
 from ..common.limits import MAX_AMOUNT_MSAT
 from .lnd_json import HEX64
-from .network import LightningNode, PaymentStatus
+from .network import LightningNode, Payment, PaymentStatus
 
 NodeOf = Callable[[web.Request], LightningNode]
 TokenOf = Callable[[web.Request], str]
+
+
+def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dict[str, Any]:
+    """The node's truth about a payment hash: its newest attempt (`attempt_id`: the one that
+    succeeded, else the one in flight, else the last that failed) and how many it had."""
+    if payment is None:
+        return {
+            "payment_hash": payment_hash,
+            "status": str(PaymentStatus.UNKNOWN),
+            "amount_msat": 0,
+            "fee_msat": 0,
+            "failure_reason": "FAILURE_REASON_NONE",
+            "attempt_id": None,
+            "attempts": 0,
+        }
+    return {
+        "payment_hash": payment_hash,
+        "status": str(payment.status),
+        "amount_msat": payment.amount_msat,
+        "fee_msat": payment.fee_msat,
+        "failure_reason": str(payment.failure_reason),
+        "attempt_id": payment.payment_index,
+        "attempts": attempts,
+    }
 
 
 def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
@@ -32,11 +57,8 @@ def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
         payment_hash = request.match_info["payment_hash"].lower()
         if not HEX64.match(payment_hash):
             raise bad_request("invalid_payment_hash", "payment_hash must be 64 hex characters")
-        payment = await node_of(request).lookup(payment_hash)
-        if payment is None:
-            body = {"payment_hash": payment_hash, "status": str(PaymentStatus.UNKNOWN)}
-            return web.json_response({**body, "amount_msat": 0, "fee_msat": 0})
-        return web.json_response(payment.truth())
+        payment, attempts = await node_of(request).summary(payment_hash)
+        return web.json_response(truth_json(payment_hash, payment, attempts))
 
     app.router.add_post("/node/invoices", node_invoice)
     app.router.add_get("/node/payments/{payment_hash}", node_payment)

@@ -10,15 +10,16 @@ durable through the node's journal before it is announced, and is announced to e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from ..common.journal import Journal
+from ..common.rows import Table
 from .invoices import Invoice, InvoiceBook
 
 log = logging.getLogger("lnchaos.node")
@@ -45,13 +46,6 @@ CREATE TABLE IF NOT EXISTS node_invoices (
 );
 CREATE INDEX IF NOT EXISTS node_invoices_settle ON node_invoices(settle_index);
 """
-COLUMNS = (
-    "payment_hash, add_index, settle_index, payment_request, amount_msat, memo, description_hash,"
-    " preimage, payment_addr, private, state, amt_paid_msat, created_s, expiry_s, cltv_expiry,"
-    " accepted_s, settled_s"
-)
-UPSERT = f"INSERT OR REPLACE INTO node_invoices ({COLUMNS}) VALUES ({','.join('?' * 17)})"
-
 SUBSCRIBER_QUEUE_MAX = 10_000  # a subscriber this far behind is dropped (its stream ends)
 SUBSCRIBERS_MAX = 1_000
 
@@ -93,53 +87,17 @@ class OwnInvoice:
     accepted_s: int = 0
     settled_s: int = 0
 
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.payment_hash,
-            self.add_index,
-            self.settle_index,
-            self.payment_request,
-            self.amount_msat,
-            self.memo,
-            self.description_hash,
-            self.preimage,
-            self.payment_addr,
-            int(self.private),
-            str(self.state),
-            self.amt_paid_msat,
-            self.created_s,
-            self.expiry_s,
-            self.cltv_expiry,
-            self.accepted_s,
-            self.settled_s,
-        )
-
-    @classmethod
-    def from_row(cls, row: Any) -> OwnInvoice:
-        (ph, add, settle, pr, amount, memo, dh, preimage, addr, private, state, paid, created,
-         expiry, cltv, accepted, settled) = row  # fmt: skip
-        return cls(
-            payment_hash=ph,
-            add_index=add,
-            payment_request=pr,
-            amount_msat=amount,
-            memo=memo,
-            description_hash=dh,
-            preimage=preimage,
-            payment_addr=addr,
-            private=bool(private),
-            created_s=created,
-            expiry_s=expiry,
-            cltv_expiry=cltv,
-            state=InvoiceState(state),
-            settle_index=settle,
-            amt_paid_msat=paid,
-            accepted_s=accepted,
-            settled_s=settled,
-        )
-
     def expired(self, at_s: float | None = None) -> bool:
         return (time.time() if at_s is None else at_s) > self.created_s + self.expiry_s
+
+
+# A change updates the invoice's state columns; what it was issued with is written once.
+INVOICES: Table[OwnInvoice] = Table(
+    OwnInvoice,
+    "node_invoices",
+    key=("payment_hash",),
+    mutable=("state", "settle_index", "preimage", "amt_paid_msat", "accepted_s", "settled_s"),
+)
 
 
 @dataclass(eq=False)
@@ -291,8 +249,8 @@ class Receiver:
 
     async def _commit(self, invoice: OwnInvoice) -> None:
         self._remember(invoice)
-        await self.journal.write([(UPSERT, invoice.row())])
-        snapshot = OwnInvoice(**{k: getattr(invoice, k) for k in invoice.__dataclass_fields__})
+        await self.journal.write([(INVOICES.upsert, INVOICES.row(invoice))])
+        snapshot = dataclasses.replace(invoice)
         for sub in list(self._subscribers):
             try:
                 sub.queue.put_nowait(snapshot)
@@ -312,12 +270,15 @@ class Receiver:
         found = self._recent.get(payment_hash)
         if found is not None:
             return found
-        q = f"SELECT {COLUMNS} FROM node_invoices WHERE payment_hash = ?"
+        q = f"{INVOICES.select} WHERE payment_hash = ?"
         async with self.journal.db.execute(q, (payment_hash,)) as cur:
             row = await cur.fetchone()
         if row is None:
             return None
-        invoice = OwnInvoice.from_row(row)
+        found = self._recent.get(payment_hash)
+        if found is not None:
+            return found  # another lookup got there first: one object per invoice in memory
+        invoice = INVOICES.record(row)
         self._remember(invoice)
         return invoice
 
@@ -332,11 +293,11 @@ class Receiver:
         if settle_index > 0:
             queries.append(("settle_index > ? ORDER BY settle_index", settle_index))
         for where, value in queries:
-            q = f"SELECT {COLUMNS} FROM node_invoices WHERE {where} LIMIT ?"
+            q = f"{INVOICES.select} WHERE {where} LIMIT ?"
             async with self.journal.db.execute(q, (value, limit)) as cur:
                 async for row in cur:
                     recent = self._recent.get(row[0])
-                    out.append(recent if recent is not None else OwnInvoice.from_row(row))
+                    out.append(recent if recent is not None else INVOICES.record(row))
         return out[:limit]
 
     def subscribe(self) -> Subscription:

@@ -34,25 +34,30 @@ def test_client_under_http_faults_never_loses_or_invents_a_payment(tmp_path: Pat
             )
             try:
                 hashes = []
+                attempts: dict[str, int] = {}
                 for i in range(30):
                     merchant = await node.merchant_invoice(10_000 + i)
                     invoice = await client.decode(merchant["payment_request"])
                     assert invoice.payment_hash == merchant["payment_hash"]
                     assert invoice.amount_msat == 10_000 + i
-                    await client.send(invoice, 5000)
-                    # careful: send returned, so the node has the payment
-                    assert await node.node.lookup(invoice.payment_hash) is not None
+                    attempt_id = await client.send(invoice, 5000)
+                    # careful: send returned, so the node has the payment, as that attempt
+                    real = await node.node.lookup(invoice.payment_hash)
+                    assert real is not None and real.payment_index == attempt_id
                     hashes.append(invoice.payment_hash)
+                    attempts[invoice.payment_hash] = attempt_id
                 for payment_hash in hashes:
-                    truth = await client.wait(payment_hash, 5.0)
+                    truth = await client.wait(payment_hash, 5.0, attempt_id=attempts[payment_hash])
                     real = await node.node.lookup(payment_hash)
                     assert real is not None and truth.final, truth
-                    assert (truth.status, truth.amount_msat, truth.fee_msat) == (
+                    assert (truth.status, truth.amount_msat, truth.fee_msat, truth.attempt_id) == (
                         real.status,
                         real.amount_msat,
                         real.fee_msat,
+                        real.payment_index,
                     )
                     assert truth.fee_msat <= 5000
+                assert await node.node.count_attempts() == len(hashes)  # one attempt per send
                 many = await client.lookup_many([*hashes, "cd" * 32])
                 assert many["cd" * 32].status is PaymentStatus.UNKNOWN
                 for payment_hash in hashes:
