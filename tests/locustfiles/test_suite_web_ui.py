@@ -42,14 +42,21 @@ def test_web_ui_run_against_the_embedded_target(locust_run, free_port):
     base = f"http://127.0.0.1:{free_port}"
     run = locust_run(["--web-host", "127.0.0.1", "--web-port", str(free_port)])
     page = poll(lambda: http("GET", f"{base}/").decode(), 30.0, "the web UI")
-    for option in ("spike_timeout_rate", "late_settle_rate", "max_inconsistencies", "seed"):
+    for option in (
+        "shape",
+        "spike_timeout_rate",
+        "late_settle_rate",
+        "max_inconsistencies",
+        "final_wait_s",
+        "seed",
+    ):
         assert f'"{option}"' in page, option
     assert '"choices": ["off", "rollback", "on"]' in page
 
     form = {
         "user_count": "4",
         "spawn_rate": "4",
-        "profile": "steady",
+        "shape": "steady",
         "fix": "on",
         "timeout_rate": "0.05",
         "seed": "7",
