@@ -99,8 +99,12 @@ class TargetAdmin:
         deadline = time.monotonic() + timeout_s
         while True:
             report = self.reconciliation(since_ms=since_ms, stuck_after_s=0.0)
+            # Settled by the very field the verdict counts: the target reads its rows, then asks
+            # the node, then counts; a payout settled in between shows pending in `unresolved`
+            # but not in `pending`, so `pending` alone could end the wait on a stale verdict.
+            unresolved = int((report.get("unresolved") or {}).get("count", 0))
             in_flight = int((report.get("node") or {}).get("in_flight", 0))
-            if int(report.get("pending", 0)) == 0 and in_flight == 0:
+            if unresolved == 0 and int(report.get("pending", 0)) == 0 and in_flight == 0:
                 return report
             if time.monotonic() >= deadline:
                 return report
