@@ -52,13 +52,12 @@ class Controller:
         self.stopped_s: float | None = None
         self.final: dict[str, Any] | None = None
         self._judging: gevent.Greenlet | None = None
+        self._last_hint: str | None = None
 
     # --- init -----------------------------------------------------------------------------
     def start_target(self) -> None:
         """Start or check the target; on failure write the verdict and exit with code 5."""
-        hint = profile_hint(self.environment.parsed_options)
-        if hint:
-            log.warning(hint)
+        self._hint_profile()
         try:
             if self.settings.host:
                 if not self.settings.admin_token:
@@ -82,6 +81,13 @@ class Controller:
                 self.target.stop()
             sys.exit(report["exit_code"])
 
+    def _hint_profile(self) -> None:
+        """One line, once per value: `--profile steady|spike` no longer picks the shape."""
+        hint = profile_hint(self.environment.parsed_options)
+        if hint and hint != self._last_hint:
+            log.warning(hint)
+        self._last_hint = hint
+
     def _check_final_wait(self, faults: dict[str, Any]) -> None:
         """A target of other timing (--host): say so when the final wait cannot cover its hold."""
         hold_s = float(faults.get("inflight_hold_ms", 0)) / 1000
@@ -102,9 +108,7 @@ class Controller:
             self.settings = settings_from(self.environment.parsed_options)  # the web UI edits
         except ValueError as err:
             log.error("%s; this run keeps the previous settings", err)
-        hint = profile_hint(self.environment.parsed_options)
-        if hint:
-            log.warning(hint)
+        self._hint_profile()  # the web UI's profile field may say steady or spike too
         self.run_id = uuid.uuid4().hex[:12]
         self.target_error = None  # the run is the unit: an earlier run's failure is its own
         self.stopped_s = None

@@ -44,7 +44,8 @@ def test_fix_on_with_faults_but_no_timeout_resolved_fails_with_4(locust_run, run
     payout ever times out, so the run verifies payouts and proves nothing about timeouts."""
     url, token = running_target(["--node-timeout-ms", "3000", "--inflight-hold-ms", "1500"])
     args = ["-t", "6s", "-u", "5", "--fix", "on", "--timeout-rate", "0.3"]
-    run = locust_run(host_args(url, token, *args, "--profile", "nightly"))
+    # the old spelling of the shape: still a run label, with a one-line hint
+    run = locust_run(host_args(url, token, *args, "--profile", "spike"))
     code = run.finish(RUN_TIMEOUT_S)
     report = run.report()
     assert code == checker.EXIT_NOTHING_VERIFIED, run.log_tail()
@@ -52,7 +53,8 @@ def test_fix_on_with_faults_but_no_timeout_resolved_fails_with_4(locust_run, run
     assert report["payouts_verified"] > 0
     assert report["timeouts"]["configured"] and report["timeouts"]["payouts"] == 0
     assert "no timed-out payout was resolved (0 timed out)" in report["reason"]
-    assert report["profile"] == "nightly" and report["shape"] == "steady"
+    assert report["profile"] == "spike" and report["shape"] == "steady"
+    assert run.log_tail(100_000).count("the load shape is --shape spike") == 1
 
 
 def test_a_reused_target_judges_each_run_alone(locust_run, running_target):
