@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from locustfiles import checker
+from locustfiles.admin_client import TargetAdmin, TargetError
 from locustfiles.options import DEFAULT_FINAL_WAIT_S, profile_hint, settings_from
 
 RUN_TIMEOUT_S = 60.0  # the run, start, the bounded final wait, shutdown
@@ -82,7 +85,9 @@ def test_a_reused_target_judges_each_run_alone(locust_run, running_target):
     )
     # the run's own view: only its payouts, all final, timeouts among them resolved
     reconciliation = report["reconciliation"]
-    assert reconciliation["payouts"]["succeeded"] <= sum(report["payouts_by_outcome"].values())
+    first_payouts = sum(first_report["reconciliation"]["payouts"].values())
+    assert sum(reconciliation["before_run"]["payouts"].values()) == first_payouts
+    assert sum(reconciliation["payouts"].values()) > 0
     assert report["timeouts"]["resolved_by_reconciliation"] > 0
     assert reconciliation["unresolved"]["count"] == 0
 
@@ -100,3 +105,22 @@ def test_final_wait_default_follows_the_embedded_targets_timing():
     # in-flight hold 1.5 s + node timeout 0.5 s + two resolver passes + 3 s margin, rounded up
     assert DEFAULT_FINAL_WAIT_S == 6.0
     assert settings_from(SimpleNamespace()).final_wait_s == DEFAULT_FINAL_WAIT_S
+
+
+def test_reconciliation_run_scoping_api(running_target):
+    """The target's side of run scoping: the marker, the run's view, bad input refused."""
+    url, token = running_target([])
+    admin = TargetAdmin(url, token)
+    whole = admin.reconciliation()
+    assert isinstance(whole["now_ms"], int) and whole["since_ms"] is None
+    assert "before_run" not in whole
+    assert whole["unresolved"] == {"count": 0, "amount_msat": 0, "payout_ids": [], "examples": []}
+    assert whole["timeouts"] == {"payouts": 0, "resolved": 0}
+    marker = admin.clock_ms()
+    assert marker >= whole["now_ms"]
+    scoped = admin.reconciliation(since_ms=marker, stuck_after_s=0.0)
+    assert (scoped["since_ms"], scoped["stuck_after_s"]) == (marker, 0.0)
+    assert scoped["before_run"]["hashes_checked"] == 0 and scoped["hashes_checked"] == 0
+    for query in ("since_ms=soon", "since_ms=-1", "stuck_after_s=nan", "stuck_after_s=-2"):
+        with pytest.raises(TargetError, match="HTTP 400.*invalid_query"):
+            admin._call("GET", f"/admin/reconciliation?{query}")
