@@ -1,7 +1,8 @@
 """The payers: each owns a wallet, pays invoices of the node mock and checks its balance.
 
 A payer tracks the balance it expects instead of reading it before each payout, so a payout
-costs three requests (invoice, payout, wallet) plus the polls of a timed-out one. After every
+costs four requests (invoice, payout, the node's truth of it, wallet) plus the polls of a
+timed-out one. After every
 payout it checks the balance:
 - succeeded -> lower by amount + the node's fee for that payment (`balance_after_success`): the fee
   and whether it was paid at all come from the node's truth (GET /node/payments/{hash}, the
