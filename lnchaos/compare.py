@@ -246,8 +246,7 @@ def judge(rows: list[dict[str, Any]]) -> dict[str, Any]:
         parts.append(f"rollback paid {pnc['count']} not charged ({pnc['amount_msat']} msat)")
     if on is not None:
         parts.append(
-            f"fix on: 0 inconsistencies, {on['timeouts_resolved']} of"
-            f" {on['payouts_timed_out']} timeouts resolved"
+            f"fix on: 0 inconsistencies, {on['timeouts_resolved']} timed-out payouts resolved"
         )
     return {
         "status": "pass",

@@ -115,7 +115,7 @@ def test_judge_needs_a_timeout_resolved_under_fix_on(tmp_path: Path) -> None:
     rows = [off_row, mode_summary("on", write_run(tmp_path / "on2", **proven), 0)]
     verdict = compare.judge(rows)
     assert verdict["exit_code"] == compare.EXIT_OK, verdict
-    assert "2 of 0 timeouts resolved" in verdict["reason"]
+    assert "fix on: 0 inconsistencies, 2 timed-out payouts resolved" in verdict["reason"]
 
 
 def test_judge_fails_a_run_without_consistency_json(tmp_path: Path) -> None:
