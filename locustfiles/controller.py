@@ -101,26 +101,31 @@ class Controller:
 
     # --- test_start / test_stop -----------------------------------------------------------
     def on_test_start(self) -> None:
+        """Locust may kill this handler part-way (a stop right after a start kills the spawning
+        greenlet it runs in): whatever waits (the previous verdict, the marker) comes before the
+        new run's state is set, and that state is set with no wait in between."""
         if self._judging is not None:
             # web UI: the previous run's verdict first, so its reconciliation never sees this run
             self._judging.join(timeout=self.settings.final_wait_s + JUDGE_OVERHEAD_S)
+        assert self.admin is not None
+        target_error: str | None = None  # the run is the unit: an earlier failure is its own
+        try:
+            since_ms: int | None = self.admin.clock_ms()  # the run's marker, target's clock
+        except TargetError as err:
+            since_ms = None
+            target_error = f"could not take the run's marker: {err}"
+            log.error(target_error)
         try:
             self.settings = settings_from(self.environment.parsed_options)  # the web UI edits
         except ValueError as err:
             log.error("%s; this run keeps the previous settings", err)
         self._hint_profile()  # the web UI's profile field may say steady or spike too
         self.run_id = uuid.uuid4().hex[:12]
-        self.target_error = None  # the run is the unit: an earlier run's failure is its own
+        self.since_ms = since_ms
+        self.target_error = target_error
         self.stopped_s = None
         self.final = None
         self.collector.start_run(self.run_id)
-        assert self.admin is not None
-        try:
-            self.since_ms = self.admin.clock_ms()  # the run's marker, on the target's clock
-        except TargetError as err:
-            self.since_ms = None
-            self.target_error = f"could not take the run's marker: {err}"
-            log.error(self.target_error)
         self.fault_control = FaultControl(
             self.admin, self.settings, self.environment, self.collector, self.run_id
         )
