@@ -268,7 +268,7 @@ def suite_command(
         "--host", url,
         "--users", str(users), "--spawn-rate", str(users),
         "--run-time", f"{run_time_s}s",
-        "--profile", "steady",
+        "--shape", "steady",
         "--fix", "on", "--timeout-rate", "0", "--spike-timeout-rate", "0",
         "--report-dir", str(run_dir),
         *check_args,

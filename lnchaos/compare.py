@@ -1,10 +1,11 @@
 """`lnchaos compare`: the same traffic and faults against each fix mode, then one report.
 
 Each mode runs the Locust suite headless in a subprocess, with a fresh embedded target, the same
-profile, seed, duration and users. While it runs, a progress line shows mode, phase, elapsed time
-and payouts so far (read from Locust's own stats-history CSV). At the end: the table, the path of
-report.html, and an exit code: 0 only when fix on had zero inconsistencies and fix off reproduced
-the incident.
+load shape (--shape), seed, duration and users. While it runs, a progress line shows mode,
+phase, elapsed time and payouts so far (read from Locust's own stats-history CSV). At the end:
+the table, the path of report.html, and an exit code: 0 only when fix on passed with zero
+inconsistencies and resolved at least one timed-out payout (a fix is proven only while timeouts
+happen), and fix off reproduced the incident (its run failed with exit 3 and charged_not_paid).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ EXIT_RUN_FAILED = 5  # a run did not produce its consistency.json
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated fix modes")
-    parser.add_argument("--profile", choices=("steady", "spike"), default="spike")
+    parser.add_argument(
+        "--shape", choices=("steady", "spike"), default="spike", help="the suite's load shape"
+    )
     # 20 s per mode: the whole first README command (install included) stays under 3 minutes.
     parser.add_argument("--duration", type=int, default=20, help="seconds per mode")
     parser.add_argument("--users", type=int, default=10, help="users in normal traffic")
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace, *, args_for: Callable[[str], list[str]] = mode
     report_dir.mkdir(parents=True, exist_ok=True)
     report_dir = report_dir.resolve()  # the runs' working folder is their own
     settings = {
-        "profile": args.profile,
+        "shape": args.shape,
         "duration_s": args.duration,
         "users": args.users,
         "seed": args.seed,
@@ -99,7 +102,7 @@ def suite_command(
         "--run-time", f"{args.duration}s",
         "--users", str(args.users),
         "--spawn-rate", str(max(1, args.users)),
-        "--profile", args.profile,
+        "--shape", args.shape,
         "--seed", str(args.seed),
         "--timeout-rate", str(args.timeout_rate),
         "--spike-timeout-rate", str(args.spike_timeout_rate),
@@ -206,7 +209,8 @@ class Progress:
 
 
 def judge(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """0 only when fix on lost nothing and fix off reproduced the incident."""
+    """0 only when fix on lost nothing while resolving timeouts, and fix off reproduced the
+    incident."""
     by_mode = {row["mode"]: row for row in rows}
     for row in rows:
         if row["verdict"] == "missing":
@@ -220,8 +224,17 @@ def judge(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 f" (exit {on['exit_code']}: {on['reason']})"
             )
             return {"status": "fail", "exit_code": EXIT_NOT_PROVEN, "reason": reason}
-    if off is not None and off["charged_not_paid"]["count"] < 1:
-        reason = "fix off did not reproduce the incident: charged_not_paid is 0"
+        if on["timeouts_resolved"] < 1:
+            reason = (
+                f"fix on resolved no timed-out payout ({on['payouts_timed_out']} timed out):"
+                " the fix was not exercised; raise --timeout-rate or --duration"
+            )
+            return {"status": "fail", "exit_code": EXIT_NOT_PROVEN, "reason": reason}
+    if off is not None and (off["charged_not_paid"]["count"] < 1 or off["exit_code"] != 3):
+        reason = (
+            "fix off did not reproduce the incident: charged_not_paid is"
+            f" {off['charged_not_paid']['count']}, exit {off['exit_code']} (expected 3)"
+        )
         return {"status": "fail", "exit_code": EXIT_NOT_PROVEN, "reason": reason}
     parts = []
     if off is not None:
@@ -232,7 +245,9 @@ def judge(rows: list[dict[str, Any]]) -> dict[str, Any]:
         pnc = rollback["paid_not_charged"]
         parts.append(f"rollback paid {pnc['count']} not charged ({pnc['amount_msat']} msat)")
     if on is not None:
-        parts.append(f"fix on: 0 inconsistencies over {on['payouts_timed_out']} timeouts")
+        parts.append(
+            f"fix on: 0 inconsistencies, {on['timeouts_resolved']} timed-out payouts resolved"
+        )
     return {
         "status": "pass",
         "exit_code": EXIT_OK,

@@ -38,7 +38,8 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
             "amount_msat": int(found.get("amount_msat", 0)),
         }
 
-    stuck = inconsistencies.get("stuck_pending") or reconciliation.get("stuck_pending") or {}
+    unresolved = inconsistencies.get("unresolved") or reconciliation.get("unresolved") or {}
+    timeouts = consistency.get("timeouts") or {}
     latency = consistency.get("payout_latency_ms") or latency_from_csv(run_dir)
     return {
         "mode": mode,
@@ -46,11 +47,16 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
         "verdict": consistency.get("verdict", "missing"),
         "reason": consistency.get("reason", "no consistency.json"),
         "seed": consistency.get("seed"),
-        "profile": consistency.get("profile"),
+        "shape": consistency.get("shape"),
         "duration_s": consistency.get("duration_s", 0.0),
         "payouts_succeeded": int(outcomes.get("succeeded", 0)),
         "payouts_failed": int(outcomes.get("failed", 0)),
         "payouts_timed_out": int(outcomes.get("timeout", 0)) + int(outcomes.get("pending", 0)),
+        # resolved by a check or final + consistent in the reconciliation (one may see both)
+        "timeouts_resolved": max(
+            int(timeouts.get("resolved_by_checks", 0)),
+            int(timeouts.get("resolved_by_reconciliation", 0)),
+        ),
         "timeout_rate_by_phase": {
             phase: values.get("rate", 0.0)
             for phase, values in (consistency.get("timeout_rate_by_phase") or {}).items()
@@ -60,7 +66,7 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
         "charged_not_paid": kind("charged_not_paid"),
         "paid_not_charged": kind("paid_not_charged"),
         "inconsistencies_total": int(consistency.get("inconsistencies_total", 0)),
-        "stuck_pending": int(stuck.get("count", 0)),
+        "unresolved": int(unresolved.get("count", 0)),
         "conserved": reconciliation.get("conserved"),
         "payouts_per_s": round(float(consistency.get("payouts_per_s", 0.0)), 2),
         "payout_latency_ms": {k: latency.get(k) for k in ("p50", "p95", "p99")},
@@ -113,7 +119,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("checks_failed", "checks failed"),
     ("charged_not_paid", "charged_not_paid (count / msat)"),
     ("paid_not_charged", "paid_not_charged (count / msat)"),
-    ("stuck_pending", "stuck pending"),
+    ("timeouts_resolved", "timed-out payouts resolved"),
+    ("unresolved", "unresolved at the end"),
     ("payouts_per_s", "payouts per second"),
     ("latency", "payout latency p50 / p95 / p99 (ms)"),
 ]

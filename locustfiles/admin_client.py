@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -66,20 +67,44 @@ class TargetAdmin:
     def set_faults(self, changes: dict[str, Any]) -> dict[str, Any]:
         return self._call("PUT", "/admin/faults", changes)
 
-    def reconciliation(self) -> dict[str, Any]:
-        return self._call("GET", "/admin/reconciliation")
+    def reconciliation(
+        self, *, since_ms: int | None = None, stuck_after_s: float | None = None
+    ) -> dict[str, Any]:
+        """GET /admin/reconciliation; since_ms: the run's view (docs/target-api.md)."""
+        query = {}
+        if since_ms is not None:
+            query["since_ms"] = str(int(since_ms))
+        if stuck_after_s is not None:
+            query["stuck_after_s"] = repr(float(stuck_after_s))
+        suffix = "?" + urllib.parse.urlencode(query) if query else ""
+        return self._call("GET", "/admin/reconciliation" + suffix)
 
-    def wait_settled(self, timeout_s: float, poll_interval_s: float = 0.25) -> dict[str, Any]:
-        """Reconciliation once nothing is pending in the wallet or in flight on the node.
+    def clock_ms(self) -> int:
+        """The target's clock (ms since the epoch): the marker a run is scoped by. Taken from the
+        target, not from here, because its payouts carry its own time."""
+        now_ms = self.reconciliation().get("now_ms")
+        if not isinstance(now_ms, int):
+            raise TargetError("the target's reconciliation has no now_ms (run scoping)")
+        return now_ms
 
-        Bounded: after timeout_s the last answer is returned as it is (its `stuck_pending`
-        then says what did not resolve).
+    def wait_settled(
+        self, timeout_s: float, *, since_ms: int | None = None, poll_interval_s: float = 0.25
+    ) -> dict[str, Any]:
+        """The run's reconciliation once none of its payouts is pending and nothing is in flight
+        on the node, asked with stuck_after_s=0: whatever is not final counts as unresolved.
+
+        Bounded: after timeout_s the last answer is returned as it is (its `unresolved` then says
+        what did not become final).
         """
         deadline = time.monotonic() + timeout_s
         while True:
-            report = self.reconciliation()
+            report = self.reconciliation(since_ms=since_ms, stuck_after_s=0.0)
+            # Settled by the very field the verdict counts: the target reads its rows, then asks
+            # the node, then counts; a payout settled in between shows pending in `unresolved`
+            # but not in `pending`, so `pending` alone could end the wait on a stale verdict.
+            unresolved = int((report.get("unresolved") or {}).get("count", 0))
             in_flight = int((report.get("node") or {}).get("in_flight", 0))
-            if int(report.get("pending", 0)) == 0 and in_flight == 0:
+            if unresolved == 0 and int(report.get("pending", 0)) == 0 and in_flight == 0:
                 return report
             if time.monotonic() >= deadline:
                 return report

@@ -22,48 +22,76 @@ recorded as successes: they are the chaos, not a defect.
 - `double_charge`: a retry with the same Idempotency-Key was charged again;
 - `balance_mismatch`: a balance higher than it should be for a payment that was not made;
 - `idempotency_mismatch`: a retry with the same key got another answer than the first request;
-- `stuck_pending` (reconciliation): still pending after the bounded final wait;
+- `unresolved` (reconciliation): after the bounded final wait (--final-wait-s), a payout of the
+  run still pending at the wallet, or final at the wallet while the node still has the payment
+  in flight: every payout of a run must end final, or the run fails. Examples carry the payout,
+  its wallet, its status at the wallet and at the node;
 - `not_conserved` (reconciliation): deposits != balances + reserved + paid out + fees.
-`charged_not_paid`, `paid_not_charged` and `stuck_pending` are also reported by the target's
-reconciliation, which sees every payout (also those no user got to check before the run
-ended) but lists only a few ids: a kind counts max(found by checks, found by reconciliation),
-and the reconciliation's charged_not_paid, which includes double charges, is first reduced
-by the double charges the checks found, so no payout counts twice.
+`charged_not_paid`, `paid_not_charged` and `unresolved` are also reported by the target's
+reconciliation, which sees every payout of the run (also those no user got to check before the
+run ended) but lists only a few ids: a kind counts max(found by checks, found by
+reconciliation), and the reconciliation's charged_not_paid, which includes double charges, is
+first reduced by the double charges the checks found, so no payout counts twice. The
+reconciliation counts payment hashes (the users pay each invoice once, so hash = payout).
+
+A payout is resolved when a user check judged it (balance_after_success/failure,
+resolved_vs_node_truth), or when the end-of-run reconciliation finds it final at the wallet and
+at the node and consistent. The end-of-run reconciliation is asked for this run only
+(`since_ms`: the target's clock at test_start) with `stuck_after_s=0`, so every payout still not
+final is `unresolved` whatever its age. Problems of earlier runs on the same target are reported
+apart (`inconsistencies_before_run`) and never counted in this run's total; conservation is
+global (money has no run) and reported as it is.
 
 ## consistency.json
-    fix, profile, seed: str, str, int          the run's settings
+    fix, shape, seed: str, str, int            the run's settings
+    profile: str | null                        Locust's --profile (a run label) as given
     threshold: int                             --max-inconsistencies
-    verdict: "pass" | "fail"; exit_code: int; reason: str
+    final_wait_s: float                        --final-wait-s
+    verdict: "pass" | "fail"; exit_code: int; reason: str   (reason names every problem)
     duration_s: float; payouts_per_s: float
     payouts_by_outcome: {succeeded, failed, timeout, pending, rejected, error: int}
         timeout = 504 (the wallet gave up, fix off/rollback); pending = 202 (fix on)
     payouts_by_phase: {phase: {outcome: int}}
     timeout_rate_by_phase: {phase: {payouts, timeouts, rate, configured_rate}}
     payouts_verified: int                      payouts whose balance was checked
-    unresolved: int                            timed-out payouts not final within the bound
+    timeouts: {configured: bool,               a timeout rate above zero in some phase
+               payouts: int,                   timed-out payouts the users saw (504 or 202)
+               resolved_by_checks: int,        judged by resolved_vs_node_truth
+               resolved_by_reconciliation: int, final + consistent at the end (the target's
+                                               count of payouts first answered 202/504)
+               left_to_reconciliation: int}    not final within the users' bound
     retries: int                               idempotent retries sent
     checks: {passed, failed, by_name: {name: {passed, failed}}}
     inconsistencies: {kind: {count, amount_msat, examples: [...], worst, last,
                              detected_by: {checks, reconciliation}}}
-    inconsistencies_total: int
+    inconsistencies_total: int                 this run's: what the verdict counts
+    inconsistencies_before_run: {kind: {count, amount_msat, payout_ids}}  the same target's
+                                               problems from before this run; not counted
+    inconsistencies_before_run_total: int
     drift_msat: int                            sum over failed balance checks of actual - expected
     payout_latency_ms: {p50, p95, p99}         of POST payout, all phases
     phases: [{name, start_s, end_s}]
     timeline: [{t_s, phase, payouts, timeouts, inconsistencies, drift_msat}]  about 1 per second,
               all cumulative since the start of the run
-    reconciliation: the target's GET /admin/reconciliation answer (null if it failed)
+    since_ms: int | null                       the run's marker on the target's clock
+    reconciliation: the target's GET /admin/reconciliation?since_ms=..&stuck_after_s=0 answer
+                    (null if it failed)
     target_error: str | null
+    written_unix: float
 An example is {check, kind, wallet_id, payout_id, phase, amount_msat, fee_msat, expected_msat,
-actual_msat, diff_msat, payout_status, node_status, t_unix}.
+actual_msat, diff_msat, payout_status, node_status, t_unix}; a reconciliation's example is
+{kind, source: "reconciliation", payout_id, wallet_id, payment_hash, payout_status,
+node_status} (fewer keys when the target lists only ids).
 
-## Exit codes
-    0  pass: inconsistencies <= threshold and at least one payout verified
-    1  Locust's own failure (failed requests outside the checks, exceptions in users); any
-       non-zero code Locust or another listener decided is kept as it is, never overwritten
-    2  Locust's own: an unhandled exception in a greenlet or event handler
-    3  inconsistencies over the threshold
-    4  nothing verified: no payout's balance was checked (a run that verified nothing fails)
+## Exit codes, by precedence (the first that applies; the reason names all that apply)
+    3  inconsistencies over the threshold (the money verdict comes first)
     5  the target failed: did not start, unreachable, or its reconciliation failed
+    4  nothing proven: no payout's balance was checked, or a timeout rate above zero was
+       configured and no timed-out payout was resolved
+    2  Locust's own: an unhandled exception in a greenlet or event handler
+    1  Locust's own failure (failed requests outside the checks, exceptions in users); any
+       other non-zero code Locust or another listener decided is kept as it is
+    0  pass
 """
 
 from __future__ import annotations
@@ -91,15 +119,17 @@ PAID_NOT_CHARGED = "paid_not_charged"
 DOUBLE_CHARGE = "double_charge"
 BALANCE_MISMATCH = "balance_mismatch"
 IDEMPOTENCY_MISMATCH = "idempotency_mismatch"
-STUCK_PENDING = "stuck_pending"
+UNRESOLVED = "unresolved"
 NOT_CONSERVED = "not_conserved"
-RECONCILED_KINDS = (CHARGED_NOT_PAID, PAID_NOT_CHARGED, STUCK_PENDING)
+RECONCILED_KINDS = (CHARGED_NOT_PAID, PAID_NOT_CHARGED, UNRESOLVED)
+BEFORE_RUN_KINDS = (CHARGED_NOT_PAID, PAID_NOT_CHARGED, UNRESOLVED)
 
 OUTCOMES = ("succeeded", "failed", "timeout", "pending", "rejected", "error")
 TIMEOUT_OUTCOMES = ("timeout", "pending")
 
 EXIT_PASS = 0
 EXIT_LOCUST_ERROR = 1
+EXIT_LOCUST_GREENLET = 2
 EXIT_INCONSISTENT = 3
 EXIT_NOTHING_VERIFIED = 4
 EXIT_TARGET_FAILED = 5
@@ -143,7 +173,7 @@ class Tally:
         self.kinds: dict[str, dict[str, Any]] = {}
         self.drift_msat = 0
         self.latency_ms: dict[int, int] = {}
-        self.unresolved = 0
+        self.left_to_reconciliation = 0
         self.retries = 0
 
     def record_payout(self, phase: str, outcome: str, latency_ms: float) -> None:
@@ -172,7 +202,7 @@ class Tally:
             "kinds": json.loads(json.dumps(self.kinds)),
             "drift_msat": self.drift_msat,
             "latency_ms": {str(k): v for k, v in self.latency_ms.items()},
-            "unresolved": self.unresolved,
+            "left_to_reconciliation": self.left_to_reconciliation,
             "retries": self.retries,
         }
 
@@ -217,7 +247,7 @@ def merge_tallies(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "kinds": {},
         "drift_msat": 0,
         "latency_ms": {},
-        "unresolved": 0,
+        "left_to_reconciliation": 0,
         "retries": 0,
     }
     for snap in snapshots:
@@ -242,7 +272,7 @@ def merge_tallies(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
         merged["drift_msat"] += snap.get("drift_msat", 0)
         for bucket, n in snap.get("latency_ms", {}).items():
             merged["latency_ms"][str(bucket)] = merged["latency_ms"].get(str(bucket), 0) + n
-        merged["unresolved"] += snap.get("unresolved", 0)
+        merged["left_to_reconciliation"] += snap.get("left_to_reconciliation", 0)
         merged["retries"] += snap.get("retries", 0)
     return merged
 
@@ -373,11 +403,13 @@ def combine_inconsistencies(
         entry["amount_msat"] = max(entry["amount_msat"], int(found.get("amount_msat", 0)))
         entry["detected_by"]["reconciliation"] = found_count
         known = {example.get("payout_id") for example in entry["examples"]}
-        for payout_id in found.get("payout_ids") or []:
+        # the target's examples when it gives them (payout, wallet, both statuses), else its ids
+        listed = found.get("examples") or [{"payout_id": i} for i in found.get("payout_ids") or []]
+        for listed_example in listed:
             if len(entry["examples"]) >= MAX_EXAMPLES:
                 break
-            if payout_id not in known:
-                entry["examples"].append({"payout_id": payout_id, "source": RECONCILIATION})
+            if listed_example.get("payout_id") not in known:
+                entry["examples"].append({"kind": kind, "source": RECONCILIATION, **listed_example})
     if reconciliation.get("conserved") is False:
         result[NOT_CONSERVED] = {
             "count": 1,
@@ -390,6 +422,57 @@ def combine_inconsistencies(
     return result
 
 
+def timeouts_summary(
+    merged: dict[str, Any],
+    reconciliation: dict[str, Any] | None,
+    configured_rate_by_phase: dict[str, float],
+) -> dict[str, Any]:
+    """Timed-out payouts and how many were resolved (by a check, or by the reconciliation)."""
+    by_outcome = payouts_by_outcome(merged)
+    by_checks = sum(merged["checks"].get(RESOLVED_VS_NODE_TRUTH, [0, 0]))
+    by_reconciliation = int(((reconciliation or {}).get("timeouts") or {}).get("resolved", 0))
+    return {
+        "configured": any(rate > 0 for rate in configured_rate_by_phase.values()),
+        "payouts": sum(by_outcome[o] for o in TIMEOUT_OUTCOMES),
+        "resolved_by_checks": by_checks,
+        "resolved_by_reconciliation": by_reconciliation,
+        "left_to_reconciliation": merged.get("left_to_reconciliation", 0),
+    }
+
+
+def before_run(reconciliation: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The same target's problems from before this run (never counted in this run)."""
+    earlier = (reconciliation or {}).get("before_run") or {}
+    result = {}
+    for kind in BEFORE_RUN_KINDS:
+        found = earlier.get(kind) or {}
+        if int(found.get("count", 0)):
+            result[kind] = {
+                "count": int(found["count"]),
+                "amount_msat": int(found.get("amount_msat", 0)),
+                "payout_ids": list(found.get("payout_ids") or [])[:MAX_EXAMPLES],
+            }
+    return result
+
+
+def describe_inconsistencies(inconsistencies: dict[str, dict[str, Any]]) -> str:
+    """`kind=count` for each kind; the unresolved payouts named (up to MAX_EXAMPLES)."""
+    parts = []
+    for kind, entry in sorted(inconsistencies.items(), key=lambda item: -item[1]["count"]):
+        if not entry["count"]:
+            continue
+        text = f"{kind}={entry['count']}"
+        if kind == UNRESOLVED and entry["examples"]:
+            named = [
+                f"payout {e.get('payout_id')} (wallet {e.get('wallet_id')}: wallet "
+                f"{e.get('payout_status')}, node {e.get('node_status')})"
+                for e in entry["examples"][:MAX_EXAMPLES]
+            ]
+            text += f" [{'; '.join(named)}]"
+        parts.append(text)
+    return ", ".join(parts)
+
+
 def decide(
     *,
     inconsistencies_total: int,
@@ -397,30 +480,51 @@ def decide(
     threshold: int,
     locust_exit_code: int,
     target_error: str | None,
+    timeouts_configured: bool = False,
+    timeouts_seen: int = 0,
+    timeouts_resolved: int = 0,
+    kinds: str = "",
+    before_run_total: int = 0,
 ) -> tuple[str, int, str]:
-    """(verdict, exit_code, reason). Locust's own non-zero code always wins (never hidden)."""
-    problems = []
-    if target_error:
-        problems.append(f"target failed: {target_error}")
+    """(verdict, exit_code, reason): the first code by precedence 3, 5, 4, Locust's own (2, 1),
+    0; the reason names every problem that applies, not only the one that chose the code."""
+    problems: list[tuple[int, str]] = []
     if inconsistencies_total > threshold:
-        problems.append(f"{inconsistencies_total} inconsistencies > threshold {threshold}")
+        detail = f": {kinds}" if kinds else ""
+        problems.append(
+            (
+                EXIT_INCONSISTENT,
+                f"{inconsistencies_total} inconsistencies > threshold {threshold}{detail}",
+            )
+        )
+    if target_error:
+        problems.append((EXIT_TARGET_FAILED, f"target failed: {target_error}"))
     if verified == 0:
-        problems.append("no payout was verified")
+        problems.append((EXIT_NOTHING_VERIFIED, "no payout was verified"))
+    if timeouts_configured and timeouts_resolved == 0:
+        problems.append(
+            (
+                EXIT_NOTHING_VERIFIED,
+                f"a timeout rate above zero was configured but no timed-out payout was resolved"
+                f" ({timeouts_seen} timed out): the run proves nothing about timeouts",
+            )
+        )
     if locust_exit_code != 0:
-        reason = "; ".join([f"Locust's own exit code {locust_exit_code}", *problems])
-        return "fail", locust_exit_code, reason
-    if target_error:
-        return "fail", EXIT_TARGET_FAILED, "; ".join(problems)
-    if inconsistencies_total > threshold:
-        return "fail", EXIT_INCONSISTENT, "; ".join(problems)
-    if verified == 0:
-        return "fail", EXIT_NOTHING_VERIFIED, "; ".join(problems)
-    return (
-        "pass",
-        EXIT_PASS,
-        f"{inconsistencies_total} inconsistencies <= threshold {threshold}; "
-        f"{verified} payouts verified",
+        problems.append((locust_exit_code, f"Locust's own exit code {locust_exit_code}"))
+    before = (
+        [f"{before_run_total} inconsistencies before this run on this target (not counted)"]
+        if before_run_total
+        else []
     )
+    if problems:
+        return "fail", problems[0][0], "; ".join([text for _, text in problems] + before)
+    passed = (
+        f"{inconsistencies_total} inconsistencies <= threshold {threshold}; "
+        f"{verified} payouts verified"
+    )
+    if timeouts_configured:
+        passed += f"; {timeouts_resolved} timed-out payouts resolved"
+    return "pass", EXIT_PASS, "; ".join([passed, *before])
 
 
 def build_report(
@@ -434,28 +538,39 @@ def build_report(
     configured_rate_by_phase: dict[str, float],
     locust_exit_code: int,
     target_error: str | None,
+    since_ms: int | None = None,
 ) -> dict[str, Any]:
     """The consistency.json document (schema in this module's docstring).
 
-    run: {"fix", "profile", "seed", "threshold"}.
+    run: {"fix", "shape", "profile", "seed", "threshold", "final_wait_s"}.
     """
     inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation)
     total = sum(entry["count"] for entry in inconsistencies.values())
+    earlier = before_run(reconciliation)
+    earlier_total = sum(entry["count"] for entry in earlier.values())
     verified = payouts_verified(merged)
+    timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase)
     verdict, exit_code, reason = decide(
         inconsistencies_total=total,
         verified=verified,
         threshold=int(run["threshold"]),
         locust_exit_code=locust_exit_code,
         target_error=target_error,
+        timeouts_configured=timeouts["configured"],
+        timeouts_seen=timeouts["payouts"],
+        timeouts_resolved=timeouts["resolved_by_checks"] + timeouts["resolved_by_reconciliation"],
+        kinds=describe_inconsistencies(inconsistencies),
+        before_run_total=earlier_total,
     )
     by_outcome = payouts_by_outcome(merged)
     payouts = sum(by_outcome.values())
     return {
         "fix": run["fix"],
-        "profile": run["profile"],
+        "shape": run.get("shape"),
+        "profile": run.get("profile"),
         "seed": run["seed"],
         "threshold": run["threshold"],
+        "final_wait_s": run.get("final_wait_s"),
         "verdict": verdict,
         "exit_code": exit_code,
         "reason": reason,
@@ -465,15 +580,18 @@ def build_report(
         "payouts_by_phase": merged["payouts"],
         "timeout_rate_by_phase": timeout_rate_by_phase(merged, configured_rate_by_phase),
         "payouts_verified": verified,
-        "unresolved": merged["unresolved"],
+        "timeouts": timeouts,
         "retries": merged["retries"],
         "checks": checks_summary(merged),
         "inconsistencies": inconsistencies,
         "inconsistencies_total": total,
+        "inconsistencies_before_run": earlier,
+        "inconsistencies_before_run_total": earlier_total,
         "drift_msat": merged["drift_msat"],
         "payout_latency_ms": latency_percentiles(merged["latency_ms"]),
         "phases": phases,
         "timeline": timeline,
+        "since_ms": since_ms,
         "reconciliation": reconciliation,
         "target_error": target_error,
         "written_unix": round(time.time(), 3),

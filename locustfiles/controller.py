@@ -1,7 +1,9 @@
 """The master's (or local runner's) side of a run: the target, the fault control, the verdict.
 
 - init: start the embedded target (or check the one given with --host) and point Locust at it;
-- test_start: the run's fix mode and faults, a fresh collector, the fault control;
+- test_start: the run's marker on the target's clock (the verdict judges the payouts of this run
+  only; a target reused across runs reports earlier problems apart), the run's fix mode and
+  faults, a fresh collector, the fault control;
 - test_stop: stop the fault control; in the web UI also judge the run (each run gets its report);
 - quitting: judge the run if not done yet, write consistency.json, set the exit code (never
   over a non-zero code of Locust's own), stop the embedded target.
@@ -25,15 +27,14 @@ from locustfiles import checker
 from locustfiles.admin_client import TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 from locustfiles.fault_control import FaultControl
-from locustfiles.options import Settings, settings_from
+from locustfiles.options import FINAL_WAIT_MARGIN_S, Settings, profile_hint, settings_from
 from locustfiles.telemetry import Collector
 
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_S = 10.0
-# Bound of the final wait for pending payouts: inflight_hold_ms (1.5 s) + resolver, with room.
-SETTLE_TIMEOUT_S = 15.0
-FINALIZE_JOIN_TIMEOUT_S = SETTLE_TIMEOUT_S + 10.0
+# Beyond the final wait (--final-wait-s): the reconciliation's own requests and the report.
+JUDGE_OVERHEAD_S = 10.0
 
 
 class Controller:
@@ -46,14 +47,17 @@ class Controller:
         self.fault_control: FaultControl | None = None
         self.target_error: str | None = None
         self.run_id: str | None = None
+        self.since_ms: int | None = None
         self.judged_run_id: str | None = None
         self.stopped_s: float | None = None
         self.final: dict[str, Any] | None = None
         self._judging: gevent.Greenlet | None = None
+        self._last_hint: str | None = None
 
     # --- init -----------------------------------------------------------------------------
     def start_target(self) -> None:
         """Start or check the target; on failure write the verdict and exit with code 5."""
+        self._hint_profile()
         try:
             if self.settings.host:
                 if not self.settings.admin_token:
@@ -62,6 +66,7 @@ class Controller:
                 self.admin.wait_healthy(HEALTH_TIMEOUT_S)
                 self.admin.get_fix()  # proves the admin token before any load
                 log.info("using the running target at %s", self.settings.host)
+                self._check_final_wait(self.admin.get_faults())
             else:
                 self.target = EmbeddedTarget(self.settings)
                 url = self.target.start()
@@ -76,17 +81,51 @@ class Controller:
                 self.target.stop()
             sys.exit(report["exit_code"])
 
+    def _hint_profile(self) -> None:
+        """One line, once per value: `--profile steady|spike` no longer picks the shape."""
+        hint = profile_hint(self.environment.parsed_options)
+        if hint and hint != self._last_hint:
+            log.warning(hint)
+        self._last_hint = hint
+
+    def _check_final_wait(self, faults: dict[str, Any]) -> None:
+        """A target of other timing (--host): say so when the final wait cannot cover its hold."""
+        hold_s = float(faults.get("inflight_hold_ms", 0)) / 1000
+        if self.settings.final_wait_s < hold_s + FINAL_WAIT_MARGIN_S:
+            log.warning(
+                "--final-wait-s %.1f is short for this target's in-flight hold of %.1f s: "
+                "payouts still in flight at the end will count as unresolved",
+                self.settings.final_wait_s,
+                hold_s,
+            )
+
     # --- test_start / test_stop -----------------------------------------------------------
     def on_test_start(self) -> None:
+        """Locust may kill this handler part-way (a stop right after a start kills the spawning
+        greenlet it runs in): whatever waits (the previous verdict, the marker) comes before the
+        new run's state is set, and that state is set with no wait in between."""
+        if self._judging is not None:
+            # web UI: the previous run's verdict first, so its reconciliation never sees this run
+            self._judging.join(timeout=self.settings.final_wait_s + JUDGE_OVERHEAD_S)
+        assert self.admin is not None
+        target_error: str | None = None  # the run is the unit: an earlier failure is its own
+        try:
+            since_ms: int | None = self.admin.clock_ms()  # the run's marker, target's clock
+        except TargetError as err:
+            since_ms = None
+            target_error = f"could not take the run's marker: {err}"
+            log.error(target_error)
         try:
             self.settings = settings_from(self.environment.parsed_options)  # the web UI edits
         except ValueError as err:
             log.error("%s; this run keeps the previous settings", err)
+        self._hint_profile()  # the web UI's profile field may say steady or spike too
         self.run_id = uuid.uuid4().hex[:12]
+        self.since_ms = since_ms
+        self.target_error = target_error
         self.stopped_s = None
         self.final = None
         self.collector.start_run(self.run_id)
-        assert self.admin is not None
         self.fault_control = FaultControl(
             self.admin, self.settings, self.environment, self.collector, self.run_id
         )
@@ -97,10 +136,10 @@ class Controller:
             log.error(self.target_error)
         self.fault_control.start()
         log.info(
-            "run %s: fix=%s profile=%s seed=%d timeout_rate=%.3f spike_timeout_rate=%.3f",
+            "run %s: fix=%s shape=%s seed=%d timeout_rate=%.3f spike_timeout_rate=%.3f",
             self.run_id,
             self.settings.fix,
-            self.settings.profile,
+            self.settings.shape,
             self.settings.seed,
             self.settings.timeout_rate,
             self.settings.spike_timeout_rate,
@@ -126,7 +165,9 @@ class Controller:
         started = time.perf_counter()
         try:
             assert self.admin is not None
-            reconciliation = self.admin.wait_settled(SETTLE_TIMEOUT_S)
+            reconciliation = self.admin.wait_settled(
+                self.settings.final_wait_s, since_ms=self.since_ms
+            )
         except TargetError as err:
             self.target_error = f"reconciliation failed: {err}"
             log.error(self.target_error)
@@ -160,7 +201,7 @@ class Controller:
     def on_quitting(self) -> None:
         try:
             if self._judging is not None:
-                self._judging.join(timeout=FINALIZE_JOIN_TIMEOUT_S)
+                self._judging.join(timeout=self.settings.final_wait_s + JUDGE_OVERHEAD_S)
             if self.run_id is not None and self.judged_run_id != self.run_id:
                 if self.stopped_s is None:
                     self.on_test_stop()
@@ -182,9 +223,11 @@ class Controller:
         return checker.build_report(
             run={
                 "fix": self.settings.fix,
+                "shape": self.settings.shape,
                 "profile": self.settings.profile,
                 "seed": self.settings.seed,
                 "threshold": self.settings.max_inconsistencies,
+                "final_wait_s": self.settings.final_wait_s,
             },
             merged=merged,
             reconciliation=final.get("reconciliation"),
@@ -194,6 +237,7 @@ class Controller:
             configured_rate_by_phase=rates,
             locust_exit_code=locust_exit_code,
             target_error=self.target_error,
+            since_ms=self.since_ms,
         )
 
     def _refresh_locust_reports(self) -> None:

@@ -21,7 +21,12 @@ import time
 from collections.abc import Callable
 
 from locustfiles.admin_client import TargetAdmin, TargetError
-from locustfiles.options import Settings
+from locustfiles.options import (
+    TARGET_INFLIGHT_HOLD_MS,
+    TARGET_NODE_TIMEOUT_MS,
+    TARGET_RESOLVER_INTERVAL_MS,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +38,19 @@ _PR_SET_PDEATHSIG = 1
 
 
 class EmbeddedTarget:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, extra_args: list[str] | None = None) -> None:
+        """extra_args: appended to the command (tests start targets of other settings)."""
         self.settings = settings
+        self.extra_args = list(extra_args or [])
         self.admin_token = secrets.token_hex(16)
         self.log_path = settings.report_dir / "target.log"
         self.url: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
+        """The timing is explicit, in step with the suite's --final-wait-s (options.py): the node's
+        in-flight hold, the wallet's node timeout, the resolver interval; a payout pending longer
+        than the final wait is what the target's own reconciler reports as stuck."""
         s = self.settings
         return [
             sys.executable,
@@ -58,6 +68,15 @@ class EmbeddedTarget:
             str(s.timeout_rate),
             "--late-settle-rate",
             str(s.late_settle_rate),
+            "--inflight-hold-ms",
+            str(TARGET_INFLIGHT_HOLD_MS),
+            "--node-timeout-ms",
+            str(TARGET_NODE_TIMEOUT_MS),
+            "--resolver-interval-ms",
+            str(TARGET_RESOLVER_INTERVAL_MS),
+            "--stuck-after-s",
+            str(s.final_wait_s),
+            *self.extra_args,
         ]
 
     def start(self) -> str:

@@ -4,19 +4,22 @@ Run from the repo root (locust.conf points here and sets -u 10 -r 10; no host, s
 starts its own target, `python -m target`, on a free loopback port, and stops it at the end):
     locust                                           # web UI; the options are in its form
     locust --headless -t 60s --fix off               # reproduces the incident: exit code 3
-    locust --headless -t 60s --fix on --profile spike   # the fix under a spike: exit code 0
+    locust --headless -t 60s --fix on --shape spike     # the fix under a spike: exit code 0
     locust --headless -t 60s --fix on --processes 2  # workers use the master's target
     locust --host http://127.0.0.1:8080 --admin-token T   # a target that is already running
-The verdict is <report-dir>/consistency.json (default reports/) and the exit code: 0 pass,
-1/2 Locust's own failure, 3 inconsistencies over --max-inconsistencies, 4 nothing verified,
-5 the target failed (schema and codes: locustfiles/checker.py).
+The verdict is <report-dir>/consistency.json (default reports/) and the exit code, by precedence:
+3 inconsistencies over --max-inconsistencies (payouts left unresolved included), 5 the target
+failed, 4 nothing verified or no timed-out payout resolved, then Locust's own 2 and 1, else 0 pass
+(schema and codes: locustfiles/checker.py). --shape picks the load shape; Locust's --profile is
+only a run label.
 
 CI example (a job step; the CSV, HTML and JSON reports carry the CHECK and FAULT rows):
     pip install -e .
-    locust --headless -t 60s -u 10 --fix on --profile spike --seed "$GITHUB_RUN_NUMBER" \
+    locust --headless -t 60s -u 10 --fix on --shape spike --seed "$GITHUB_RUN_NUMBER" \
         --csv reports/ci --html reports/ci.html --json-file reports/ci
-    # the step fails on any inconsistency (exit 3), on a run that verified nothing (4), on a
-    # dead target (5) and on Locust's own errors (1, 2); keep reports/ as the job's artifact.
+    # the step fails on any inconsistency or unresolved payout (exit 3), on a dead target (5), on
+    # a run that verified nothing or resolved no timeout (4) and on Locust's own errors (2, 1);
+    # keep reports/ as the job's artifact.
     # The incident's flow must fail with 3 (inconsistencies), or the suite has lost its teeth:
     code=0; locust --headless -t 30s --fix off --report-dir reports/off || code=$?
     test "$code" -eq 3

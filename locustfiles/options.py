@@ -1,27 +1,56 @@
 """The suite's options, registered on Locust's own parser so they show in the web UI too.
 
-`--profile` is Locust's own option (a free-text label for grouping runs, with a field of its own
-in the web UI); the suite adopts it instead of adding a second one: it gains choices and a
-default. Every other option is the suite's. Values reach `Settings` through one function,
-because the web UI hands some of them over as strings.
+The load shape is `--shape steady|spike`. Locust's own `--profile` keeps its meaning (a free-text
+label for grouping runs); an old command that still says `--profile steady|spike` gets a one-line
+hint (`profile_hint`), so it never silently becomes another run. Values reach `Settings` through
+one function, because the web UI hands some of them over as strings.
+
+The final wait (`--final-wait-s`): after the load stops, how long the verdict waits for the run's
+payouts to become final before whatever is still not final counts as `unresolved`. Its default
+follows from the timing the embedded target is started with (embedded_target.py passes these
+values explicitly): a timed-out payment stays in flight for TARGET_INFLIGHT_HOLD_MS at the node,
+the wallet's own wait for it ends after TARGET_NODE_TIMEOUT_MS, and the resolver settles a pending
+payout at its next pass (TARGET_RESOLVER_INTERVAL_MS, counted twice: a pass may be running), plus
+FINAL_WAIT_MARGIN_S for a loaded machine. Seconds, not minutes: a fix whose payouts do not resolve
+within that is not resolving them. Against a target of other settings (--host), set it to match.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from locustfiles.shapes import PROFILES
+from locustfiles.shapes import SHAPES
 
 FIX_MODES = ("off", "rollback", "on")
 ADMIN_TOKEN_ENV = "LNCHAOS_ADMIN_TOKEN"
 
+# The embedded target's timing (passed explicitly; the target's own defaults are the same).
+TARGET_INFLIGHT_HOLD_MS = 1500
+TARGET_NODE_TIMEOUT_MS = 500
+TARGET_RESOLVER_INTERVAL_MS = 100
+FINAL_WAIT_MARGIN_S = 3.0
+DEFAULT_FINAL_WAIT_S = float(
+    math.ceil(
+        (TARGET_INFLIGHT_HOLD_MS + TARGET_NODE_TIMEOUT_MS + 2 * TARGET_RESOLVER_INTERVAL_MS) / 1000
+        + FINAL_WAIT_MARGIN_S
+    )
+)  # 6 s
+FINAL_WAIT_S_MAX = 600.0
+
 
 def add_arguments(parser: Any) -> None:
     """Listener for `events.init_command_line_parser`."""
-    _adopt_profile(parser)
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="steady",
+        help="Load shape: steady or spike (see locustfiles/shapes.py). Locust's --profile is "
+        "only a run label.",
+    )
     parser.add_argument(
         "--fix",
         choices=FIX_MODES,
@@ -72,6 +101,14 @@ def add_arguments(parser: Any) -> None:
         help="Inconsistencies tolerated before the run fails (zero tolerance by default).",
     )
     parser.add_argument(
+        "--final-wait-s",
+        type=float,
+        default=DEFAULT_FINAL_WAIT_S,
+        help="After the load: how long the verdict waits for the run's payouts to become final; "
+        "then any payout still pending or in flight counts as `unresolved`. The default follows "
+        "from the embedded target's in-flight hold, node timeout and resolver interval.",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=1,
@@ -91,26 +128,29 @@ def add_arguments(parser: Any) -> None:
     )
 
 
-def _adopt_profile(parser: Any) -> None:
-    for action in parser._actions:
-        if action.dest == "profile":
-            action.choices = PROFILES
-            action.default = "steady"
-            action.help = "Load profile: steady or spike (see locustfiles/shapes.py)."
-            return
-    parser.add_argument("--profile", choices=PROFILES, default="steady", help="Load profile.")
+def profile_hint(options: Any) -> str | None:
+    """The hint for `--profile steady|spike` (the shape's old option), else None."""
+    profile = getattr(options, "profile", None)
+    if profile in SHAPES:
+        return (
+            f"--profile {profile} is only Locust's run label now: the load shape is "
+            f"--shape {profile} (this run's shape: {getattr(options, 'shape', None) or 'steady'})"
+        )
+    return None
 
 
 @dataclass(frozen=True)
 class Settings:
     fix: str
-    profile: str
+    shape: str
+    profile: str | None  # Locust's run label, reported as it is
     timeout_rate: float
     spike_timeout_rate: float
     late_settle_rate: float
     spike_factor: int
     retry_share: float
     max_inconsistencies: int
+    final_wait_s: float
     seed: int
     report_dir: Path
     admin_token: str | None
@@ -125,13 +165,15 @@ def settings_from(options: Any) -> Settings:
     """Typed, validated settings from Locust's parsed options; ValueError names a bad one."""
     settings = Settings(
         fix=str(_get(options, "fix", "off")),
-        profile=str(_get(options, "profile", None) or "steady"),
+        shape=str(_get(options, "shape", None) or "steady"),
+        profile=_get(options, "profile", None) or None,
         timeout_rate=float(_get(options, "timeout_rate", 0.01)),
         spike_timeout_rate=float(_get(options, "spike_timeout_rate", 0.05)),
         late_settle_rate=float(_get(options, "late_settle_rate", 0.5)),
         spike_factor=int(_get(options, "spike_factor", 4)),
         retry_share=float(_get(options, "retry_share", 0.1)),
         max_inconsistencies=int(_get(options, "max_inconsistencies", 0)),
+        final_wait_s=float(_get(options, "final_wait_s", DEFAULT_FINAL_WAIT_S)),
         seed=int(_get(options, "seed", 1)),
         report_dir=Path(str(_get(options, "report_dir", "reports") or "reports")),
         admin_token=_get(options, "admin_token", None) or os.environ.get(ADMIN_TOKEN_ENV),
@@ -139,8 +181,10 @@ def settings_from(options: Any) -> Settings:
     )
     if settings.fix not in FIX_MODES:
         raise ValueError(f"--fix must be one of {', '.join(FIX_MODES)}, not {settings.fix!r}")
-    if settings.profile not in PROFILES:
-        raise ValueError(f"--profile must be one of {', '.join(PROFILES)}")
+    if settings.shape not in SHAPES:
+        raise ValueError(f"--shape must be one of {', '.join(SHAPES)}")
+    if not 0.0 <= settings.final_wait_s <= FINAL_WAIT_S_MAX:
+        raise ValueError(f"--final-wait-s must be within [0, {FINAL_WAIT_S_MAX:.0f}]")
     for name in ("timeout_rate", "spike_timeout_rate", "late_settle_rate", "retry_share"):
         if not 0.0 <= getattr(settings, name) <= 1.0:
             raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1]")

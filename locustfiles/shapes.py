@@ -1,9 +1,10 @@
-"""Load shapes: what load, in which phases. Change the spike profile here and nowhere else.
+"""Load shapes: what load, in which phases. Change the spike shape here and nowhere else.
 
-A profile is a plan: a list of phases, each with a user count, a spawn rate and a flag saying
+A shape is a plan: a list of phases, each with a user count, a spawn rate and a flag saying
 whether the network runs at the spike fault rate. `LnchaosShape` (a Locust `LoadTestShape`)
-follows the plan chosen by `--profile`; the fault control reads the same plan to change the
-target's faults at phase boundaries.
+follows the plan chosen by `--shape` (the suite's own option; Locust's `--profile` stays a free
+run label); the fault control reads the same plan to change the target's faults at phase
+boundaries.
 
 `-u` and `-t` keep their meaning (the shape opts in with `use_common_options`):
 - steady: `-u` users, ramped at `-r`, for `-t` (forever without `-t`, like any Locust run);
@@ -21,7 +22,7 @@ from locust import LoadTestShape
 
 log = logging.getLogger(__name__)
 
-PROFILES = ("steady", "spike")
+SHAPES = ("steady", "spike")
 SPIKE_DEFAULT_RUN_TIME_S = 60.0
 # Share of the run time per spike phase, in order; they sum to 1.
 SPIKE_PHASE_SHARES = (("ramp", 0.15), ("normal", 0.20), ("spike", 0.35), ("recovery", 0.30))
@@ -75,17 +76,17 @@ def spike_plan(
 
 
 def plan_for(
-    profile: str,
+    shape: str,
     run_time_s: float | None,
     users: int,
     spawn_rate: float,
     spike_factor: int = 4,
 ) -> list[Phase]:
-    if profile == "steady":
+    if shape == "steady":
         return steady_plan(run_time_s, users, spawn_rate)
-    if profile == "spike":
+    if shape == "spike":
         return spike_plan(run_time_s, users, spawn_rate, spike_factor)
-    raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    raise ValueError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}")
 
 
 def phase_at(plan: list[Phase], t_s: float) -> Phase | None:
@@ -97,7 +98,7 @@ def phase_at(plan: list[Phase], t_s: float) -> Phase | None:
 
 
 class LnchaosShape(LoadTestShape):
-    """Follows the plan of `--profile`; ends the run when the plan ends."""
+    """Follows the plan of `--shape`; ends the run when the plan ends."""
 
     use_common_options = True
 
@@ -132,12 +133,12 @@ class LnchaosShape(LoadTestShape):
 
 
 def plan_from_options(options: object) -> list[Phase]:
-    """The plan for Locust's parsed options (`-u`, `-r`, `-t`, `--profile`, `--spike-factor`)."""
-    profile = getattr(options, "profile", None) or "steady"
+    """The plan for Locust's parsed options (`-u`, `-r`, `-t`, `--shape`, `--spike-factor`)."""
+    shape = getattr(options, "shape", None) or "steady"
     users = int(getattr(options, "num_users", None) or 1)
     spawn_rate = float(getattr(options, "spawn_rate", None) or 1.0)
     run_time_s = getattr(options, "run_time", None)
     spike_factor = int(getattr(options, "spike_factor", 4) or 4)
     return plan_for(
-        profile, float(run_time_s) if run_time_s else None, users, spawn_rate, spike_factor
+        shape, float(run_time_s) if run_time_s else None, users, spawn_rate, spike_factor
     )

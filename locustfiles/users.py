@@ -1,9 +1,12 @@
 """The payers: each owns a wallet, pays invoices of the node mock and checks its balance.
 
 A payer tracks the balance it expects instead of reading it before each payout, so a payout
-costs three requests (invoice, payout, wallet) plus the polls of a timed-out one. After every
+costs four requests (invoice, payout, the node's truth of it, wallet) plus the polls of a
+timed-out one. After every
 payout it checks the balance:
-- succeeded -> lower by amount + fee (`balance_after_success`);
+- succeeded -> lower by amount + the node's fee for that payment (`balance_after_success`): the fee
+  and whether it was paid at all come from the node's truth (GET /node/payments/{hash}, the
+  hash of the invoice the payer created), never from the wallet's answer;
 - failed -> unchanged (`balance_after_failure`);
 - timeout / pending -> poll the payout and the node (bounded) until both are final, then judge
   by the node's truth (`resolved_vs_node_truth`): paid -> lower by amount + the node's fee,
@@ -121,19 +124,21 @@ class PayerUser(FastHttpUser):
     ) -> None:
         assert self.wallet is not None
         node: dict[str, Any] | None = None
-        if first.kind == "ok":
-            name, paid, fee_msat = checker.BALANCE_AFTER_SUCCESS, True, first.fee_msat
-            payout_status = "succeeded"
-        elif first.kind == "fail":
+        if first.kind == "fail":
             name, paid, fee_msat = checker.BALANCE_AFTER_FAILURE, False, 0
             payout_status = "failed"
         else:
-            resolved = self._resolve(first)
+            # succeeded or timed out: judged by the node's truth of the invoice's payment hash
+            resolved = self._resolve(first, invoice.payment_hash)
             if resolved is None:
                 self._unresolved(first, phase, started)
                 return
             payout_status, node = resolved
-            name = checker.RESOLVED_VS_NODE_TRUTH
+            name = (
+                checker.BALANCE_AFTER_SUCCESS
+                if first.kind == "ok"
+                else checker.RESOLVED_VS_NODE_TRUTH
+            )
             paid = node.get("status") == "succeeded"
             fee_msat = int(node.get("fee_msat") or 0) if paid else 0
         # the invoice's amount, not the wallet's echo of it: a wrong amount must show as drift
@@ -174,8 +179,9 @@ class PayerUser(FastHttpUser):
         # resynchronise: one bug is counted once, not at every later payout of this wallet
         self.expected_msat = actual_msat
 
-    def _resolve(self, first: PayoutResult) -> tuple[str, dict[str, Any]] | None:
-        """(final payout status, node's final payment) or None when not final within bounds."""
+    def _resolve(self, first: PayoutResult, payment_hash: str) -> tuple[str, dict[str, Any]] | None:
+        """(final payout status, node's final payment) or None when not final within bounds.
+        A succeeded payout is final already: one look at the node, as a rule."""
         assert self.wallet is not None
         payout_status = first.payout_status or ""
         node: dict[str, Any] = {}
@@ -184,8 +190,8 @@ class PayerUser(FastHttpUser):
             if payout_status not in FINAL_PAYOUT_STATUSES and first.payout_id:
                 payout = self.wallets.get_payout(self.wallet, first.payout_id)
                 payout_status = str((payout or {}).get("status", payout_status))
-            if node.get("status") not in FINAL_NODE_STATUSES and first.payment_hash:
-                node = self.wallets.get_node_payment(first.payment_hash) or node
+            if node.get("status") not in FINAL_NODE_STATUSES:
+                node = self.wallets.get_node_payment(payment_hash) or node
             if payout_status in FINAL_PAYOUT_STATUSES and node.get("status") in FINAL_NODE_STATUSES:
                 return payout_status, node
             if time.monotonic() >= deadline:
@@ -195,7 +201,7 @@ class PayerUser(FastHttpUser):
 
     def _unresolved(self, first: PayoutResult, phase: str, started: float) -> None:
         assert self.wallet is not None
-        LOCAL.tally.unresolved += 1
+        LOCAL.tally.left_to_reconciliation += 1
         message = (
             f"wallet {self.wallet.wallet_id} payout {first.payout_id}: not final within "
             f"{RESOLVE_TIMEOUT_S:.0f} s (phase {phase}); left to the final reconciliation"

@@ -114,16 +114,44 @@ async def put_fix(request: web.Request) -> web.Response:
     return web.json_response({"mode": str(state.payouts.fix)})
 
 
+# Bounds of the reconciliation's query parameters: since_ms is a time in ms since the epoch.
+SINCE_MS_MAX = 2**53
+STUCK_AFTER_S_MAX = 365 * 24 * 3600.0
+
+
 async def get_reconciliation(request: web.Request) -> web.Response:
+    """The reconciliation. Query (both optional): `since_ms` scopes the kinds to the payment
+    hashes of a run (the older ones go to `before_run`); `stuck_after_s` overrides the target's
+    setting (0: every pending payout counts as stuck). The Prometheus gauges are set only by the
+    unscoped, default answer, so a run's scoped view never overwrites them."""
     state = require_admin(request)
+    since_ms = _query_number(request, "since_ms", int, 0, SINCE_MS_MAX)
+    stuck_after_s = _query_number(request, "stuck_after_s", float, 0.0, STUCK_AFTER_S_MAX)
+    default_view = since_ms is None and stuck_after_s is None
     result = await reconcile(
         state.ledger,
         state.node_client,
-        stuck_after_s=state.wallet_settings.stuck_after_s,
-        metrics=state.metrics,
+        stuck_after_s=state.wallet_settings.stuck_after_s if stuck_after_s is None else stuck_after_s,
+        metrics=state.metrics if default_view else None,
+        since_ms=since_ms,
     )
     result["node"] = await state.node_totals()
     return web.json_response(result)
+
+
+def _query_number(
+    request: web.Request, name: str, kind: type[int] | type[float], low: float, high: float
+) -> int | float | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise bad_request("invalid_query", f"{name} must be a number", field=name) from None
+    if not low <= value <= high or value != value:  # value != value: NaN
+        raise bad_request("invalid_query", f"{name} must be within [{low}, {high}]", field=name)
+    return value
 
 
 async def metrics(request: web.Request) -> web.Response:

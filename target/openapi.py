@@ -195,8 +195,25 @@ OPENAPI: dict[str, Any] = {
         "/admin/reconciliation": {
             "get": _op(
                 "Ledger against the node's truth, and conservation",
-                {"200": _json({"type": "object"}, "the reconciliation")},
+                {"200": _json({"type": "object"}, "the reconciliation"), **BAD},
                 security=ADMIN,
+                params=[
+                    {
+                        "name": "since_ms",
+                        "in": "query",
+                        "description": "scope the kinds to payment hashes whose newest payout "
+                        "was created at or after this time (ms, the target's clock: now_ms); "
+                        "older ones are reported in before_run",
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                    {
+                        "name": "stuck_after_s",
+                        "in": "query",
+                        "description": "override the target's stuck_after_s (0: every pending "
+                        "payout is stuck)",
+                        "schema": {"type": "number", "minimum": 0},
+                    },
+                ],
             )
         },
         "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}})},

@@ -9,7 +9,16 @@ still has the payment in flight, the hash is not judged yet.
 - paid_not_charged: the node paid more than wallets were charged (a blind rollback of a timeout
   that later settled);
 - stuck_pending: payouts pending long after they should have resolved;
+- unresolved: hashes not final (a payout pending, or the node still has the payment in flight),
+  whatever their age: what an end-of-run verdict must count after its bounded final wait;
 - conservation: deposits = balances + reserved + paid out + fees (see Ledger.conservation).
+
+Run scoping (GET /admin/reconciliation?since_ms=...): a payment hash belongs to the run when its
+newest payout was created at or after `since_ms` (the target's clock; every answer carries
+`now_ms`, so a client takes its marker from the target, not from its own clock). The kinds at the
+top level then count the run's hashes only, and `before_run` holds the same kinds for the older
+ones, so an earlier run's damage is neither carried into the run's verdict nor hidden.
+Conservation is global: money has no run.
 """
 
 from __future__ import annotations
@@ -35,9 +44,15 @@ CHARGED_SQL = (
 )
 
 
+# Columns of a per_hash_query row.
+HASH, CHARGED, PENDING_COUNT, OLDEST_PENDING_MS, IDS, TIMED_OUT, NEWEST_MS, DETAILS = range(8)
+
+
 def per_hash_query(only_hashes: int | None = None) -> str:
-    """Per payment hash: net charge, pending payouts, the oldest pending, the payout ids. With
-    `only_hashes`, restricted to that many hashes given as parameters (twice)."""
+    """Per payment hash: net charge, pending payouts, the oldest pending, the payout ids, how many
+    of its payouts first answered with a timeout (202 pending or 504), the newest payout's
+    creation time, and "payout_id:wallet_id:status" of each payout. With `only_hashes`,
+    restricted to that many hashes given as parameters (twice)."""
     marks = ",".join("?" * only_hashes) if only_hashes else ""
     payouts_of = (
         f" AND payout_id IN (SELECT payout_id FROM payouts WHERE payment_hash IN ({marks}))"
@@ -52,7 +67,10 @@ SELECT p.payment_hash,
        COALESCE(SUM(c.charged_msat), 0),
        SUM(p.status = 'pending'),
        MIN(CASE WHEN p.status = 'pending' THEN p.created_ms END),
-       GROUP_CONCAT(p.payout_id)
+       GROUP_CONCAT(p.payout_id),
+       COALESCE(SUM(p.response_status IN (202, 504)), 0),
+       MAX(p.created_ms),
+       GROUP_CONCAT(p.payout_id || ':' || p.wallet_id || ':' || p.status)
 FROM payouts p LEFT JOIN charged c ON c.payout_id = p.payout_id
 {f"WHERE p.payment_hash IN ({marks})" if only_hashes else ""}
 GROUP BY p.payment_hash
@@ -83,7 +101,7 @@ NOT_FINAL = (PENDING, STUCK, AWAITING_NODE)
 
 
 def judge(row: tuple[Any, ...], truth: PaymentTruth, stuck_before_ms: int) -> Verdict:
-    _, charged_msat, pending, oldest_pending_ms, ids = row
+    _, charged_msat, pending, oldest_pending_ms, ids = row[:5]
     payout_ids = ids.split(",")
     if pending:
         stuck = oldest_pending_ms is not None and oldest_pending_ms < stuck_before_ms
@@ -99,21 +117,127 @@ def judge(row: tuple[Any, ...], truth: PaymentTruth, stuck_before_ms: int) -> Ve
 
 
 async def reconcile(
-    ledger: Ledger, node: NodeClient, *, stuck_after_s: float, metrics: Metrics | None = None
+    ledger: Ledger,
+    node: NodeClient,
+    *,
+    stuck_after_s: float,
+    metrics: Metrics | None = None,
+    since_ms: int | None = None,
 ) -> dict[str, Any]:
-    """The whole history, judged now (GET /admin/reconciliation)."""
+    """The whole history, judged now (GET /admin/reconciliation); with `since_ms`, the kinds
+    count the hashes of the run since then and `before_run` the older ones (module docstring)."""
+    now_ms = int(time.time() * 1000)  # before the reads: a payout created later is newer
     await ledger.journal.flush()
     # Each read in one hop to the database thread (execute_fetchall): a cursor left open across
     # awaits would read a mix of before and after a commit.
     rows = list(await ledger.journal.db.execute_fetchall(per_hash_query()))
-    truths = await lookup_many(node, [row[0] for row in rows])
-    stuck_before_ms = int((time.time() - stuck_after_s) * 1000)
-    verdicts = [judge(row, truths[row[0]], stuck_before_ms) for row in rows]
-    return await summarise(ledger, verdicts, metrics)
+    truths = await lookup_many(node, [row[HASH] for row in rows])
+    stuck_before_ms = int(now_ms - stuck_after_s * 1000)
+    in_run: list[Judged] = []
+    before: list[Judged] = []
+    for row in rows:
+        truth = truths[row[HASH]]
+        judged = Judged(judge(row, truth, stuck_before_ms), row, truth)
+        older = since_ms is not None and int(row[NEWEST_MS] or 0) < since_ms
+        (before if older else in_run).append(judged)
+    result = await summarise(ledger, [j.verdict for j in in_run], metrics, since_ms=since_ms)
+    result.update(now_ms=now_ms, since_ms=since_ms, stuck_after_s=stuck_after_s)
+    result["unresolved"] = unresolved_of(in_run)
+    result["timeouts"] = timeouts_of(in_run)
+    if since_ms is not None:
+        result["before_run"] = await before_run_summary(ledger, before, since_ms)
+    return result
+
+
+@dataclass(frozen=True)
+class Judged:
+    verdict: Verdict
+    row: tuple[Any, ...]
+    truth: PaymentTruth
+
+
+def unresolved_of(judged: Iterable[Judged]) -> dict[str, Any]:
+    """Hashes not final now (pending at the wallet, stuck or not, or in flight at the node),
+    with examples: each payout of the hash, its wallet and status, and the node's status."""
+    count = 0
+    examples: list[dict[str, Any]] = []
+    payout_ids: list[str] = []
+    for j in judged:
+        if j.verdict[0] not in NOT_FINAL:
+            continue
+        count += 1
+        for detail in str(j.row[DETAILS] or "").split(","):
+            if len(examples) >= EXAMPLES_MAX:
+                break
+            payout_id, wallet_id, status = (detail.split(":") + ["", ""])[:3]
+            payout_ids.append(payout_id)
+            examples.append(
+                {
+                    "payout_id": payout_id,
+                    "wallet_id": wallet_id,
+                    "payment_hash": j.row[HASH],
+                    "payout_status": status,
+                    "node_status": str(j.truth.status),
+                }
+            )
+    return {"count": count, "amount_msat": 0, "payout_ids": payout_ids, "examples": examples}
+
+
+def timeouts_of(judged: Iterable[Judged]) -> dict[str, int]:
+    """Payouts whose first answer was a timeout (202 pending, 504), and how many of them are
+    resolved: final at the wallet and at the node, and consistent."""
+    payouts = resolved = 0
+    for j in judged:
+        timed_out = int(j.row[TIMED_OUT] or 0)
+        payouts += timed_out
+        if j.verdict[0] == OK:
+            resolved += timed_out
+    return {"payouts": payouts, "resolved": resolved}
+
+
+async def before_run_summary(ledger: Ledger, judged: list[Judged], since_ms: int) -> dict[str, Any]:
+    """The same kinds for the hashes older than the run: reported, never counted in it."""
+    tallies = {kind: Tally() for kind in ("charged_not_paid", "paid_not_charged", STUCK)}
+    for j in judged:
+        kind, amount_msat, payout_ids = j.verdict
+        if kind in tallies:
+            tallies[kind].add(amount_msat, payout_ids)
+    counts = await payout_counts(ledger, before_ms=since_ms)
+    return {
+        **{kind: tally.as_dict() for kind, tally in tallies.items()},
+        "unresolved": unresolved_of(judged),
+        "pending": counts["pending"],
+        "payouts": counts,
+        "hashes_checked": len(judged),
+    }
+
+
+async def payout_counts(
+    ledger: Ledger, *, since_ms: int | None = None, before_ms: int | None = None
+) -> dict[str, int]:
+    """Payouts by status, optionally only those created in [since_ms, before_ms)."""
+    where, params = [], []
+    if since_ms is not None:
+        where.append("created_ms >= ?")
+        params.append(since_ms)
+    if before_ms is not None:
+        where.append("created_ms < ?")
+        params.append(before_ms)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    counts = {"succeeded": 0, "failed": 0, "pending": 0}
+    for status, count in await ledger.journal.db.execute_fetchall(
+        f"SELECT status, COUNT(*) FROM payouts{clause} GROUP BY status", params
+    ):
+        counts[status] = count
+    return counts
 
 
 async def summarise(
-    ledger: Ledger, verdicts: Iterable[Verdict], metrics: Metrics | None
+    ledger: Ledger,
+    verdicts: Iterable[Verdict],
+    metrics: Metrics | None,
+    *,
+    since_ms: int | None = None,
 ) -> dict[str, Any]:
     tallies = {kind: Tally() for kind in ("charged_not_paid", "paid_not_charged", STUCK)}
     awaiting_node = hashes = 0
@@ -123,11 +247,7 @@ async def summarise(
             tallies[kind].add(amount_msat, payout_ids)
         awaiting_node += kind == AWAITING_NODE
     conservation = await ledger.conservation()
-    counts = {"succeeded": 0, "failed": 0, "pending": 0}
-    for status, count in await ledger.journal.db.execute_fetchall(
-        "SELECT status, COUNT(*) FROM payouts GROUP BY status"
-    ):
-        counts[status] = count
+    counts = await payout_counts(ledger, since_ms=since_ms)
     result = {
         "charged_not_paid": tallies["charged_not_paid"].as_dict(),
         "paid_not_charged": tallies["paid_not_charged"].as_dict(),
@@ -182,13 +302,13 @@ class Reconciler:
         for start in range(0, len(ordered), self.CHUNK):
             chunk = ordered[start : start + self.CHUNK]
             rows = await db.execute_fetchall(per_hash_query(len(chunk)), chunk + chunk)
-            truths = await lookup_many(self.node, [row[0] for row in rows])
+            truths = await lookup_many(self.node, [row[HASH] for row in rows])
             for row in rows:
-                verdict = judge(row, truths[row[0]], stuck_before_ms)
+                verdict = judge(row, truths[row[HASH]], stuck_before_ms)
                 if verdict[0] == OK:
-                    self._verdicts.pop(row[0], None)
+                    self._verdicts.pop(row[HASH], None)
                 else:
-                    self._verdicts[row[0]] = verdict
+                    self._verdicts[row[HASH]] = verdict
             self.hashes_judged += len(rows)
         return await summarise(self.ledger, list(self._verdicts.values()), metrics)
 

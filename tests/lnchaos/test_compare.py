@@ -45,6 +45,9 @@ def test_compare_three_modes_writes_the_report_and_passes(tmp_path: Path) -> Non
     assert modes["on"]["charged_not_paid"]["count"] == 0
     assert modes["on"]["paid_not_charged"]["count"] == 0
     assert modes["on"]["payouts_timed_out"] > 0, "the fix must be proven while timeouts happen"
+    assert modes["on"]["timeouts_resolved"] > 0
+    assert modes["on"]["unresolved"] == 0
+    assert modes["off"]["exit_code"] == 3
     for row in modes.values():
         assert row["payouts_succeeded"] > 0
         assert row["payouts_per_s"] > 0
@@ -85,13 +88,34 @@ def write_run(run_dir: Path, **consistency: object) -> Path:
 def test_judge_needs_the_incident_reproduced(tmp_path: Path) -> None:
     """Fix off that lost nothing proves nothing: the comparison must fail."""
     clean = {"verdict": "pass", "inconsistencies_total": 0, "inconsistencies": {}}
+    proven = {**clean, "timeouts": {"resolved_by_checks": 2, "resolved_by_reconciliation": 3}}
     rows = [
         mode_summary("off", write_run(tmp_path / "off", **clean), 0),
-        mode_summary("on", write_run(tmp_path / "on", **clean), 0),
+        mode_summary("on", write_run(tmp_path / "on", **proven), 0),
     ]
     verdict = compare.judge(rows)
     assert verdict["exit_code"] == compare.EXIT_NOT_PROVEN
     assert "did not reproduce" in verdict["reason"]
+
+
+def test_judge_needs_a_timeout_resolved_under_fix_on(tmp_path: Path) -> None:
+    """Fix on with zero inconsistencies but no timeout resolved proves nothing about the fix."""
+    off = {
+        "verdict": "fail",
+        "inconsistencies_total": 3,
+        "inconsistencies": {"charged_not_paid": {"count": 3, "amount_msat": 30}},
+    }
+    unproven = {"verdict": "pass", "inconsistencies_total": 0, "inconsistencies": {}}
+    proven = {**unproven, "timeouts": {"resolved_by_checks": 1, "resolved_by_reconciliation": 2}}
+    off_row = mode_summary("off", write_run(tmp_path / "off", **off), 3)
+    rows = [off_row, mode_summary("on", write_run(tmp_path / "on", **unproven), 0)]
+    verdict = compare.judge(rows)
+    assert verdict["exit_code"] == compare.EXIT_NOT_PROVEN
+    assert "fix on resolved no timed-out payout" in verdict["reason"]
+    rows = [off_row, mode_summary("on", write_run(tmp_path / "on2", **proven), 0)]
+    verdict = compare.judge(rows)
+    assert verdict["exit_code"] == compare.EXIT_OK, verdict
+    assert "fix on: 0 inconsistencies, 2 timed-out payouts resolved" in verdict["reason"]
 
 
 def test_judge_fails_a_run_without_consistency_json(tmp_path: Path) -> None:

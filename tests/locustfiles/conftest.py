@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
@@ -130,6 +131,26 @@ def locust_run(tmp_path: Path) -> Iterator[Callable[..., LocustRun]]:
     yield start
     for run in runs:
         run.kill_all()
+
+
+@pytest.fixture
+def running_target(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start `python -m target` (the suite's own starter, embedded_target.py) with extra
+    arguments, for runs that attach with --host; returns (url, admin_token). Always stopped."""
+    from locustfiles.embedded_target import EmbeddedTarget
+    from locustfiles.options import settings_from
+
+    targets: list[Any] = []
+
+    def start(extra_args: list[str], name: str = "target") -> tuple[str, str]:
+        options = SimpleNamespace(fix="on", report_dir=str(tmp_path / name))
+        target = EmbeddedTarget(settings_from(options), extra_args)
+        targets.append(target)
+        return target.start(), target.admin_token
+
+    yield start
+    for target in targets:
+        target.stop()
 
 
 @pytest.fixture

@@ -82,7 +82,25 @@ def test_reconciliation_counts_each_payout_once():
     reconciliation = {
         "charged_not_paid": {"count": 6, "amount_msat": 70, "payout_ids": ["x", "y"]},
         "paid_not_charged": {"count": 0, "amount_msat": 0, "payout_ids": []},
-        "stuck_pending": {"count": 2, "payout_ids": ["s"]},
+        "stuck_pending": {"count": 2, "payout_ids": ["s"]},  # a subset of unresolved
+        "unresolved": {
+            "count": 2,
+            "payout_ids": ["s", "t"],
+            "examples": [
+                {
+                    "payout_id": "s",
+                    "wallet_id": "w",
+                    "payout_status": "pending",
+                    "node_status": "succeeded",
+                },
+                {
+                    "payout_id": "t",
+                    "wallet_id": "v",
+                    "payout_status": "succeeded",
+                    "node_status": "in_flight",
+                },
+            ],
+        },
         "conserved": False,
         "conservation": {"deposits_msat": 1},
     }
@@ -91,66 +109,169 @@ def test_reconciliation_counts_each_payout_once():
     assert combined[checker.CHARGED_NOT_PAID]["count"] == 5
     assert combined[checker.CHARGED_NOT_PAID]["detected_by"] == {"checks": 3, "reconciliation": 6}
     assert combined[checker.DOUBLE_CHARGE]["count"] == 1
-    assert combined[checker.STUCK_PENDING]["count"] == 2
+    assert combined[checker.UNRESOLVED]["count"] == 2
+    assert "stuck_pending" not in combined  # counted once, as unresolved
+    example = combined[checker.UNRESOLVED]["examples"][0]
+    assert example["payout_id"] == "s" and example["wallet_id"] == "w"
+    assert (example["payout_status"], example["node_status"]) == ("pending", "succeeded")
+    assert example["source"] == "reconciliation" and example["kind"] == "unresolved"
+    described = checker.describe_inconsistencies(combined)
+    assert "unresolved=2 [payout s (wallet w: wallet pending, node succeeded)" in described
     assert combined[checker.NOT_CONSERVED]["count"] == 1
     assert "paid_not_charged" not in combined
     assert checker.reconciliation_problems(reconciliation) == [
         "charged_not_paid=6",
-        "stuck_pending=2",
+        "unresolved=2",
         "not conserved",
     ]
 
 
 @pytest.mark.parametrize(
-    ("total", "verified", "threshold", "locust_code", "target_error", "verdict", "code"),
+    ("total", "verified", "target_error", "resolved", "locust_code", "code"),
     [
-        (0, 10, 0, 0, None, "pass", 0),
-        (1, 10, 0, 0, None, "fail", checker.EXIT_INCONSISTENT),
-        (2, 10, 2, 0, None, "pass", 0),  # within the threshold
-        (0, 0, 0, 0, None, "fail", checker.EXIT_NOTHING_VERIFIED),  # verified nothing
-        (5, 0, 0, 0, None, "fail", checker.EXIT_INCONSISTENT),
-        (0, 0, 0, 0, "gone", "fail", checker.EXIT_TARGET_FAILED),
-        (0, 10, 0, 1, None, "fail", 1),  # Locust's own failure is never hidden
-        (9, 10, 0, 2, None, "fail", 2),
+        (0, 10, None, 1, 0, checker.EXIT_PASS),
+        (1, 10, None, 1, 0, checker.EXIT_INCONSISTENT),
+        # the money verdict comes first: over Locust's own codes, the target and "nothing"
+        (1, 10, None, 1, 1, checker.EXIT_INCONSISTENT),
+        (9, 10, None, 1, 2, checker.EXIT_INCONSISTENT),
+        (5, 0, "gone", 0, 1, checker.EXIT_INCONSISTENT),
+        # then the target
+        (0, 0, "gone", 0, 1, checker.EXIT_TARGET_FAILED),
+        (0, 10, "gone", 1, 0, checker.EXIT_TARGET_FAILED),
+        # then nothing proven: nothing verified, or no timeout resolved
+        (0, 0, None, 1, 0, checker.EXIT_NOTHING_VERIFIED),
+        (0, 10, None, 0, 0, checker.EXIT_NOTHING_VERIFIED),
+        (0, 10, None, 0, 2, checker.EXIT_NOTHING_VERIFIED),
+        # then Locust's own
+        (0, 10, None, 1, 2, 2),
+        (0, 10, None, 1, 1, 1),
+        (0, 10, None, 1, 7, 7),  # another listener's code is kept
     ],
 )
-def test_decide(total, verified, threshold, locust_code, target_error, verdict, code):
-    got_verdict, got_code, reason = decide(
+def test_decide_precedence(total, verified, target_error, resolved, locust_code, code):
+    verdict, got_code, reason = decide(
         inconsistencies_total=total,
         verified=verified,
-        threshold=threshold,
+        threshold=0,
         locust_exit_code=locust_code,
         target_error=target_error,
+        timeouts_configured=True,
+        timeouts_seen=3,
+        timeouts_resolved=resolved,
     )
-    assert (got_verdict, got_code) == (verdict, code)
-    assert reason
+    assert got_code == code
+    assert verdict == ("pass" if code == 0 else "fail")
+    # the reason names everything that went wrong, not only what chose the code
+    assert (f"{total} inconsistencies > threshold 0" in reason) == (total > 0)
+    assert ("target failed: gone" in reason) == (target_error is not None)
+    assert ("no payout was verified" in reason) == (verified == 0)
+    assert ("no timed-out payout was resolved (3 timed out)" in reason) == (resolved == 0)
+    assert (f"Locust's own exit code {locust_code}" in reason) == (locust_code != 0)
 
 
-def test_report_has_the_documented_keys(tmp_path):
+def test_decide_threshold_and_unconfigured_timeouts():
+    within = decide(
+        inconsistencies_total=2, verified=10, threshold=2, locust_exit_code=0, target_error=None
+    )
+    assert within[:2] == ("pass", 0)
+    # no timeout rate configured: nothing to resolve, so no exit 4 for it
+    no_faults = decide(
+        inconsistencies_total=0,
+        verified=10,
+        threshold=0,
+        locust_exit_code=0,
+        target_error=None,
+        timeouts_configured=False,
+        timeouts_resolved=0,
+    )
+    assert no_faults[:2] == ("pass", 0)
+
+
+def test_decide_reports_earlier_runs_apart():
+    verdict, code, reason = decide(
+        inconsistencies_total=0,
+        verified=10,
+        threshold=0,
+        locust_exit_code=0,
+        target_error=None,
+        before_run_total=4,
+    )
+    assert (verdict, code) == ("pass", 0)
+    assert "4 inconsistencies before this run on this target (not counted)" in reason
+
+
+def documented_keys() -> set[str]:
+    """The top-level keys of consistency.json as checker.py's docstring lists them."""
+    doc = checker.__doc__ or ""
+    section = doc[doc.index("## consistency.json") : doc.index("An example is")]
+    keys: set[str] = set()
+    for line in section.splitlines()[1:]:
+        if not line.startswith("    ") or line.startswith("     "):
+            continue  # only the 4-space lines name top-level keys
+        for part in line.split(";"):
+            names = part.split(":")[0]
+            keys.update(name.strip() for name in names.split(",") if name.strip())
+    return keys
+
+
+def test_report_keys_are_the_documented_ones(tmp_path):
     tally = Tally("r")
     tally.record_payout("normal", "succeeded", 3.0)
+    tally.record_payout("normal", "pending", 503.0)
     tally.record_check(checker.BALANCE_AFTER_SUCCESS, passed=True)
+    tally.record_check(checker.RESOLVED_VS_NODE_TRUTH, passed=True)
+    reconciliation = {
+        "timeouts": {"payouts": 1, "resolved": 1},
+        "before_run": {"charged_not_paid": {"count": 2, "amount_msat": 9, "payout_ids": ["o"]}},
+    }
     report = checker.build_report(
-        run={"fix": "on", "profile": "steady", "seed": 1, "threshold": 0},
+        run={"fix": "on", "shape": "steady", "profile": None, "seed": 1, "threshold": 0,
+             "final_wait_s": 6.0},
         merged=merge_tallies([tally.to_dict()]),
-        reconciliation=None,
+        reconciliation=reconciliation,
         phases=[{"name": "normal", "start_s": 0.0, "end_s": 2.0}],
         timeline=[],
         duration_s=2.0,
         configured_rate_by_phase={"normal": 0.01},
         locust_exit_code=0,
         target_error=None,
-    )
-    for key in (
-        "fix profile seed threshold verdict exit_code reason duration_s payouts_per_s "
-        "payouts_by_outcome timeout_rate_by_phase checks inconsistencies drift_msat "
-        "payout_latency_ms phases timeline reconciliation"
-    ).split():
-        assert key in report, key
-    assert (report["verdict"], report["exit_code"], report["payouts_per_s"]) == ("pass", 0, 0.5)
+        since_ms=123,
+    )  # fmt: skip
+    assert set(report) == documented_keys()
+    assert (report["verdict"], report["exit_code"], report["payouts_per_s"]) == ("pass", 0, 1.0)
+    assert report["timeouts"] == {
+        "configured": True,
+        "payouts": 1,
+        "resolved_by_checks": 1,
+        "resolved_by_reconciliation": 1,
+        "left_to_reconciliation": 0,
+    }
+    # the earlier run's problem is reported, not counted
+    assert report["inconsistencies_total"] == 0
+    assert report["inconsistencies_before_run"]["charged_not_paid"]["count"] == 2
+    assert report["inconsistencies_before_run_total"] == 2
     path = tmp_path / "r" / "consistency.json"
     checker.write_report(path, report)
     assert json.loads(path.read_text())["verdict"] == "pass"
+
+
+def test_a_run_with_timeouts_configured_and_none_resolved_fails_with_4():
+    tally = Tally("r")
+    tally.record_payout("normal", "succeeded", 3.0)
+    tally.record_check(checker.BALANCE_AFTER_SUCCESS, passed=True)
+    report = checker.build_report(
+        run={"fix": "on", "shape": "steady", "seed": 1, "threshold": 0},
+        merged=merge_tallies([tally.to_dict()]),
+        reconciliation={"timeouts": {"payouts": 0, "resolved": 0}},
+        phases=[],
+        timeline=[],
+        duration_s=2.0,
+        configured_rate_by_phase={"ramp": 0.0, "spike": 0.05},
+        locust_exit_code=0,
+        target_error=None,
+    )
+    assert (report["verdict"], report["exit_code"]) == ("fail", checker.EXIT_NOTHING_VERIFIED)
+    assert "no timed-out payout was resolved" in report["reason"]
 
 
 def fake_environment(errors: dict, process_exit_code=None, exceptions=None):

@@ -15,7 +15,7 @@ def spike_timeouts(report: dict) -> int:
 
 
 def test_fix_off_spike_catches_the_incident(locust_run):
-    run = locust_run([*SHORT, "--fix", "off", "--profile", "spike"])
+    run = locust_run([*SHORT, "--fix", "off", "--shape", "spike"])
     code = run.finish(EXIT_TIMEOUT_S)
     report = run.report()
     assert code == 3, run.log_tail()
@@ -37,7 +37,7 @@ def test_fix_on_spike_stays_green_while_timeouts_happen(locust_run, tmp_path):
             *SHORT,
             "--fix",
             "on",
-            "--profile",
+            "--shape",
             "spike",
             "--csv",
             str(out / "stats"),
@@ -55,6 +55,8 @@ def test_fix_on_spike_stays_green_while_timeouts_happen(locust_run, tmp_path):
     assert report["payouts_by_outcome"]["pending"] > 0
     assert spike_timeouts(report) > 0
     assert report["payouts_verified"] > 0
+    assert report["timeouts"]["resolved_by_checks"] > 0
+    assert report["reconciliation"]["unresolved"]["count"] == 0
     assert len(report["timeline"]) >= 10
     # the check events and the per-phase faults are in Locust's own reports
     with open(out / "stats_stats.csv") as f:
@@ -78,7 +80,7 @@ def test_fix_rollback_with_late_settles_is_paid_not_charged(locust_run):
 
 
 def test_processes_2_fix_off_catches_the_incident(locust_run):
-    run = locust_run([*SHORT, "--fix", "off", "--profile", "spike", "--processes", "2"])
+    run = locust_run([*SHORT, "--fix", "off", "--shape", "spike", "--processes", "2"])
     code = run.finish(EXIT_TIMEOUT_S)
     report = run.report()
     assert code == 3, run.log_tail()
@@ -87,7 +89,7 @@ def test_processes_2_fix_off_catches_the_incident(locust_run):
 
 
 def test_processes_2_fix_on_stays_green(locust_run):
-    run = locust_run([*SHORT, "--fix", "on", "--profile", "spike", "--processes", "2"])
+    run = locust_run([*SHORT, "--fix", "on", "--shape", "spike", "--processes", "2"])
     code = run.finish(EXIT_TIMEOUT_S)
     report = run.report()
     assert code == 0, run.log_tail()
@@ -99,9 +101,10 @@ def test_processes_2_fix_on_stays_green(locust_run):
 def test_ctrl_c_judges_the_run_and_stops_the_target(locust_run, tmp_path):
     live = tmp_path / "live"
     args = ["--headless", "-t", "60s", "-u", "3", "--only-summary", "--fix", "on"]
-    run = locust_run([*args, "--csv", str(live)])
-    # Locust's CSV writer flushes every few seconds: wait until it shows verified payouts
-    verified = run.wait(30.0, until=lambda: _check_count(live) > 0)
+    run = locust_run([*args, "--timeout-rate", "0.2", "--csv", str(live)])
+    # Locust's CSV writer flushes every few seconds: wait until it shows a resolved timeout
+    # (a run with faults on passes only when it resolved one)
+    verified = run.wait(30.0, until=lambda: _check_count(live, "resolved_vs_node_truth") > 0)
     assert verified is None, f"the run ended early or verified nothing:\n{run.log_tail()}"
     run.signal(signal.SIGINT)
     code = run.finish(EXIT_TIMEOUT_S)
@@ -109,12 +112,12 @@ def test_ctrl_c_judges_the_run_and_stops_the_target(locust_run, tmp_path):
     assert run.report()["payouts_verified"] > 0
 
 
-def _check_count(csv_prefix) -> int:
+def _check_count(csv_prefix, name: str = "balance_after_success") -> int:
     path = csv_prefix.parent / f"{csv_prefix.name}_stats.csv"
     try:
         with open(path) as f:
             for row in csv.DictReader(f):
-                if (row["Type"], row["Name"]) == ("CHECK", "balance_after_success"):
+                if (row["Type"], row["Name"]) == ("CHECK", name):
                     return int(row["Request Count"])
     except (OSError, KeyError, ValueError):
         return 0

@@ -52,8 +52,8 @@ def test_steady_runs_until_the_run_time_or_forever():
     assert phase_at(forever, 1e9).users == 7
 
 
-def test_unknown_profile_is_refused():
-    with pytest.raises(ValueError, match="unknown profile"):
+def test_unknown_shape_is_refused():
+    with pytest.raises(ValueError, match="unknown shape"):
         plan_for("tsunami", 10.0, 1, 1.0)
 
 
@@ -67,7 +67,7 @@ def make_shape(options: dict, now_s: float) -> LnchaosShape:
 
 
 def test_shape_tick_follows_the_plan_and_ends_the_run():
-    options = {"profile": "spike", "num_users": 5, "spawn_rate": 5.0, "run_time": 20}
+    options = {"shape": "spike", "num_users": 5, "spawn_rate": 5.0, "run_time": 20}
     assert make_shape(options, 0.0).tick()[0] == 5
     assert make_shape(options, 10.0).tick()[0] == 20  # 35..70 % of 20 s: the spike, 4 x 5
     assert make_shape(options, 10.0).current_phase().name == "spike"
@@ -75,6 +75,12 @@ def test_shape_tick_follows_the_plan_and_ends_the_run():
     assert make_shape(options, 20.0).tick() is None
 
 
-def test_shape_with_a_bad_profile_stops_instead_of_crashing():
-    options = {"profile": "nope", "num_users": 1, "spawn_rate": 1.0, "run_time": 5}
+def test_locust_profile_label_does_not_choose_the_shape():
+    # --profile is Locust's run label: "spike" there leaves the shape steady (options.py hints)
+    options = {"profile": "spike", "num_users": 5, "spawn_rate": 5.0, "run_time": 20}
+    assert make_shape(options, 10.0).current_phase().name == "normal"
+
+
+def test_shape_with_a_bad_shape_stops_instead_of_crashing():
+    options = {"shape": "nope", "num_users": 1, "spawn_rate": 1.0, "run_time": 5}
     assert make_shape(options, 0.0).tick() is None

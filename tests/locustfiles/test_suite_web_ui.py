@@ -1,4 +1,4 @@
-"""The web UI: options shown, a run started and stopped through Locust's own HTTP endpoints."""
+"""The web UI: options shown, runs started and stopped through Locust's own HTTP endpoints."""
 
 from __future__ import annotations
 
@@ -42,40 +42,61 @@ def test_web_ui_run_against_the_embedded_target(locust_run, free_port):
     base = f"http://127.0.0.1:{free_port}"
     run = locust_run(["--web-host", "127.0.0.1", "--web-port", str(free_port)])
     page = poll(lambda: http("GET", f"{base}/").decode(), 30.0, "the web UI")
-    for option in ("spike_timeout_rate", "late_settle_rate", "max_inconsistencies", "seed"):
+    for option in (
+        "shape",
+        "spike_timeout_rate",
+        "late_settle_rate",
+        "max_inconsistencies",
+        "final_wait_s",
+        "seed",
+    ):
         assert f'"{option}"' in page, option
     assert '"choices": ["off", "rollback", "on"]' in page
 
-    form = {
-        "user_count": "4",
-        "spawn_rate": "4",
-        "profile": "steady",
-        "fix": "on",
-        "timeout_rate": "0.05",
-        "seed": "7",
-    }
-    answer = json.loads(http("POST", f"{base}/swarm", form))
-    assert answer["success"], answer
-    assert answer["host"].startswith("http://127.0.0.1:")  # the embedded target
+    report_path = run.report_dir / "consistency.json"
+
+    def one_run(form: dict[str, str], since_ms_before: int | None) -> dict:
+        """Start a run in the web UI, stop it once it checked payouts and timeouts happened,
+        and return its verdict (a report of this run: its own marker)."""
+        answer = json.loads(http("POST", f"{base}/swarm", form))
+        assert answer["success"], answer
+        assert answer["host"].startswith("http://127.0.0.1:")  # the embedded target
+        poll(checked_with_timeouts, 30.0, "checks and timeouts in /stats/requests")
+        assert json.loads(http("POST", f"{base}/stop", {}))["success"]
+        return poll(
+            lambda: (
+                report_path.exists()
+                and (report := json.loads(report_path.read_text()))["since_ms"] != since_ms_before
+                and report
+            ),
+            30.0,
+            "the verdict of the web UI run",
+        )
 
     def checked_with_timeouts():
         by_name, _ = entries(base)
+        if ("CHECK", "reconciliation") in by_name:
+            return False  # the previous run's stats (a new run clears them; the page caches)
         check = by_name.get(("CHECK", "balance_after_success"), {})
         fault = by_name.get(("FAULT", "timeout [normal]"), {})
         return check.get("num_requests", 0) > 0 and fault.get("num_requests", 0) > 0
 
-    poll(checked_with_timeouts, 30.0, "checks and timeouts in /stats/requests")
-    assert json.loads(http("POST", f"{base}/stop", {}))["success"]
+    # A web UI session is several runs against one target: each is judged alone.
+    form = {"user_count": "4", "spawn_rate": "4", "shape": "steady", "seed": "7"}
+    first = one_run({**form, "fix": "off", "timeout_rate": "0.2"}, None)
+    assert first["fix"] == "off" and first["exit_code"] == 3, first["reason"]
+    damage = first["reconciliation"]["charged_not_paid"]["count"]
+    assert damage > 0
+    poll(lambda: entries(base)[1] == "stopped", 10.0, "stopped")
 
-    report_path = run.report_dir / "consistency.json"
-    report = poll(
-        lambda: report_path.exists() and json.loads(report_path.read_text()),
-        30.0,
-        "the verdict of the web UI run",
-    )
+    report = one_run({**form, "fix": "on", "timeout_rate": "0.05"}, first["since_ms"])
     assert report["fix"] == "on" and report["seed"] == 7
     assert report["verdict"] == "pass", report["reason"]
     assert report["timeout_rate_by_phase"]["normal"]["timeouts"] > 0
+    # the first run's damage: reported as before this run, not counted in this one
+    assert report["inconsistencies_total"] == 0
+    assert report["inconsistencies_before_run"]["charged_not_paid"]["count"] == damage
+    assert "before this run" in report["reason"]
     # /stats/requests is cached for a moment: poll until it shows the stop
     by_name = poll(lambda: entries(base)[1] == "stopped" and entries(base)[0], 10.0, "stopped")
     assert by_name[("CHECK", "reconciliation")]["num_failures"] == 0
