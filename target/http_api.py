@@ -128,10 +128,12 @@ async def get_reconciliation(request: web.Request) -> web.Response:
     since_ms = _query_number(request, "since_ms", int, 0, SINCE_MS_MAX)
     stuck_after_s = _query_number(request, "stuck_after_s", float, 0.0, STUCK_AFTER_S_MAX)
     default_view = since_ms is None and stuck_after_s is None
+    if stuck_after_s is None:
+        stuck_after_s = state.wallet_settings.stuck_after_s
     result = await reconcile(
         state.ledger,
         state.node_client,
-        stuck_after_s=state.wallet_settings.stuck_after_s if stuck_after_s is None else stuck_after_s,
+        stuck_after_s=stuck_after_s,
         metrics=state.metrics if default_view else None,
         since_ms=since_ms,
     )
