@@ -122,23 +122,20 @@ class Mutant:
     expect: tuple[str, ...]  # the run must report at least one of these inconsistency kinds
     patch: Callable[[], None]
     bug: str  # the patch's docstring, up to "Class:"
-    needs: str | None = None  # a suite change this mutant needs to be caught, if any
 
 
 MUTANTS: dict[str, Mutant] = {}
 CONTROL = "control"  # the target as it is
 
 
-def mutant(
-    bug_class: str, *expect: str, needs: str | None = None
-) -> Callable[[Callable[[], None]], Callable[[], None]]:
+def mutant(bug_class: str, *expect: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
     def register(patch: Callable[[], None]) -> Callable[[], None]:
         doc = inspect.getdoc(patch) or ""
         assert doc and "Class:" in doc, f"{patch.__name__}: docstring must name bug and class"
         assert expect, f"{patch.__name__}: declare the kinds expected to catch it"
         first_paragraph = " ".join(doc.split("\n\n")[0].split())
         bug = first_paragraph.split("Class:")[0].strip()
-        MUTANTS[patch.__name__] = Mutant(patch.__name__, bug_class, expect, patch, bug, needs)
+        MUTANTS[patch.__name__] = Mutant(patch.__name__, bug_class, expect, patch, bug)
         return patch
 
     return register
@@ -263,12 +260,7 @@ def saga_deadline_cancels() -> None:
 # -- the resolver
 
 
-@mutant(
-    "resolver: never runs",
-    "unresolved",
-    "stuck_pending",
-    needs="the verdict's `unresolved` kind (payouts still pending after the final wait)",
-)
+@mutant("resolver: never runs", "unresolved")
 def resolver_never_runs() -> None:
     """The resolver's pass does nothing: timed-out payouts stay pending, their money reserved.
     Class: a dead background job."""

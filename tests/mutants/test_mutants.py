@@ -6,8 +6,7 @@ The selected runs are made once, in parallel, by a module fixture; each test the
 - every mutant: the run fails with exit code 3 and reports one of the kinds the mutant declares;
 - the control (the target as it is, same settings, same seed): the run passes with exit code 0,
   and every flow was exercised, so a failure above is the mutant's doing.
-A mutant whose `needs` names a suite change not merged yet is an expected failure (xfail) while
-that change is missing, and a real failure once it is there. The table of what caught what, and
+The table of what caught what, and
 when, is printed at the end of the module (`tests/mutants/RESULTS.md` holds a measured one).
 
 Unmarked (in the default run, a second each): every patch target still resolves, and a missing
@@ -16,24 +15,17 @@ one makes the launcher fail loudly instead of serving an unpatched target.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from mutant_patches import CONTROL, MUTANTS, check_all_targets
-from mutant_runs import EXIT_INCONSISTENT, REPO, RunResult
+from mutant_runs import EXIT_INCONSISTENT, RunResult
 
 HERE = Path(__file__).resolve().parent
 SUITE_TIMEOUT_S = 900  # the first test waits for all selected runs (about 150 s)
 # The `runs` fixture (conftest.py) makes the selected runs once, in parallel.
-
-
-def new_verdict_landed() -> bool:
-    """Whether the suite's checker names an `unresolved` inconsistency kind (issue 9, item 1)."""
-    source = (REPO / "locustfiles" / "checker.py").read_text()
-    return re.search(r'^[A-Z_]+\s*=\s*"unresolved"', source, re.MULTILINE) is not None
 
 
 def _describe(result: RunResult) -> str:
@@ -47,9 +39,6 @@ def _describe(result: RunResult) -> str:
 def test_mutant_is_caught(name: str, runs: dict[str, RunResult]) -> None:
     mutant, result = MUTANTS[name], runs[name]
     assert result.broken is None, result.broken
-    caught = result.exit_code == EXIT_INCONSISTENT and result.detected(mutant.expect)
-    if not caught and mutant.needs and not new_verdict_landed():
-        pytest.xfail(f"needs {mutant.needs}; {_describe(result)}")
     assert result.exit_code == EXIT_INCONSISTENT, _describe(result)
     assert result.detected(mutant.expect), f"expected one of {mutant.expect}; {_describe(result)}"
 
