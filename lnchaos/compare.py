@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from target.common.child import ChildProcess
 
 from .report import mode_summary, text_table, write_report
 
@@ -118,40 +117,31 @@ def suite_command(
 
 
 def run_mode(mode: str, run_dir: Path, args: argparse.Namespace, extra: list[str]) -> int:
-    """One headless suite run; returns its exit code. Bounded: killed after run time + grace."""
-    command = suite_command(mode, run_dir, args, extra)
-    log_path = run_dir / "locust.log"
+    """One headless suite run; returns its exit code. Bounded: stopped after run time + grace."""
     progress = Progress(mode, run_dir, args.duration)
     started = time.monotonic()
-    deadline = started + args.duration + GRACE_S
-    with log_path.open("w") as log:
-        # cwd: a folder with no locust.conf, so only our arguments shape the run.
-        proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir, start_new_session=True
-        )
-        try:
-            while proc.poll() is None:
-                if time.monotonic() > deadline:
-                    print(f"\nfix {mode}: over {args.duration + GRACE_S:.0f} s, stopping it")
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                        proc.wait(timeout=10)
-                    break
-                if not args.quiet:
-                    progress.show(time.monotonic() - started)
-                try:
-                    proc.wait(timeout=1.0)
-                except subprocess.TimeoutExpired:
-                    pass
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-    progress.done(time.monotonic() - started, proc.returncode)
-    return proc.returncode
+    bound_s = args.duration + GRACE_S
+    # cwd: a folder with no locust.conf, so only our arguments shape the run.
+    child = ChildProcess(
+        suite_command(mode, run_dir, args, extra),
+        log_path=run_dir / "locust.log",
+        cwd=run_dir,
+        name=f"fix {mode}",
+    )
+    with child.start():
+
+        def show_progress() -> bool:
+            if not args.quiet:
+                progress.show(time.monotonic() - started)
+            return False
+
+        code = child.wait(bound_s, until=show_progress, poll_s=1.0)
+        if code is None:
+            print(f"\nfix {mode}: over {bound_s:.0f} s, stopping it")
+            code = child.stop(10.0)
+    code = -1 if code is None else code  # no exit status at all: judged by its missing report
+    progress.done(time.monotonic() - started, code)
+    return code
 
 
 class Progress:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +19,8 @@ from typing import Any
 
 import psutil
 import pytest
+
+from target.common.child import ChildProcess
 
 # The unit tests import the suite's modules, and importing locust monkey-patches the whole
 # process with gevent: every other test's sockets, threads, asyncio loops and subprocesses
@@ -39,42 +39,21 @@ LEFTOVER_TIMEOUT_S = 5.0
 
 
 class LocustRun:
+    """One `locust` run of the suite, a child in a session of its own (target/common/child.py):
+    its descendants are sampled while it runs; at teardown the group and every descendant seen
+    are killed."""
+
     def __init__(self, args: list[str], report_dir: Path) -> None:
         self.report_dir = report_dir
         report_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = report_dir / "locust.log"
         command = [sys.executable, "-m", "locust", "-f", str(SUITE), *args]
         command += ["--report-dir", str(report_dir)]
-        with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen(
-                command,
-                cwd=REPO,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.seen: dict[int, psutil.Process] = {}
-
-    def sample_descendants(self) -> None:
-        try:
-            for child in psutil.Process(self.process.pid).children(recursive=True):
-                self.seen.setdefault(child.pid, child)
-        except psutil.NoSuchProcess:
-            pass
+        self.child = ChildProcess(command, log_path=self.log_path, cwd=REPO, name="locust").start()
 
     def wait(self, timeout_s: float, until: Callable[[], bool] | None = None) -> int | None:
         """Wait for the exit (or for `until`), sampling descendants; the exit code or None."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.sample_descendants()
-            code = self.process.poll()
-            if code is not None:
-                return code
-            if until is not None and until():
-                return None
-            time.sleep(POLL_INTERVAL_S)
-        return self.process.poll()
+        return self.child.wait(timeout_s, until=until, poll_s=POLL_INTERVAL_S)
 
     def finish(self, timeout_s: float) -> int:
         """The exit code of a run that ends by itself; fails on a hang or on leftovers."""
@@ -84,7 +63,7 @@ class LocustRun:
         return code
 
     def leftovers(self) -> list[psutil.Process]:
-        return [p for p in self.seen.values() if p.is_running() and p.status() != "zombie"]
+        return self.child.leftovers()
 
     def assert_nothing_left(self) -> None:
         deadline = time.monotonic() + LEFTOVER_TIMEOUT_S
@@ -94,20 +73,10 @@ class LocustRun:
         assert not left, f"processes left behind: {left}"
 
     def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
+        self.child.signal(signum)
 
     def kill_all(self) -> None:
-        self.sample_descendants()
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for child in self.seen.values():
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
-        self.process.wait(timeout=10)
+        self.child.kill()
 
     def report(self) -> dict[str, Any]:
         path = self.report_dir / "consistency.json"
@@ -115,7 +84,7 @@ class LocustRun:
         return json.loads(path.read_text())
 
     def log_tail(self, max_chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-max_chars:]
+        return self.child.log_tail(max_chars)
 
 
 @pytest.fixture
