@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -37,14 +37,24 @@ class JournalFailed(RuntimeError):
     """The database refused a commit: in-memory state is ahead of disk, so the process must stop."""
 
 
+class JournalFull(RuntimeError):
+    """The queue of writes waiting for a commit is full: the write was not queued (back-pressure;
+    the caller refuses its request and applies nothing)."""
+
+
+# Writes waiting for the writer task; past this a write is refused (JournalFull), not queued.
+JOURNAL_QUEUE_MAX = 100_000
+
+
 class Journal:
     def __init__(
         self,
         db: aiosqlite.Connection,
         *,
         batch_max: int,
-        queue_max: int = 100_000,
+        queue_max: int = JOURNAL_QUEUE_MAX,
         checkpoint_every: int = 100,
+        on_failed: Callable[[BaseException], None] | None = None,
     ):
         assert batch_max >= 1 and checkpoint_every >= 1
         self._db = db
@@ -59,6 +69,9 @@ class Journal:
         self._checkpoint_every = checkpoint_every
         self._checkpoint: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
+        # Called once when a commit fails: the owner stops the process (fail-stop), since every
+        # later answer would come from a memory that is ahead of the disk.
+        self.on_failed = on_failed
         self.batches_committed = 0
         self.writes_committed = 0
 
@@ -71,14 +84,21 @@ class Journal:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="journal-writer")
 
     def write(self, ops: list[Op]) -> asyncio.Future[None]:
-        """Queue `ops` to be committed together; the future resolves once they are durable."""
+        """Queue `ops` to be committed together; the future resolves once they are durable.
+        Raises JournalFull, before queuing anything, when the queue is full."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.failed is not None:
             fut.set_exception(JournalFailed(str(self.failed)))
             return fut
-        # put_nowait: a full queue is back-pressure we refuse loudly rather than block in a handler.
+        # A full queue is back-pressure refused loudly rather than blocked on in a handler.
+        if self._queue.full():
+            raise JournalFull(f"{self._queue.maxsize} writes already wait for the disk")
         self._queue.put_nowait((ops, fut))
         return fut
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
 
     async def flush(self) -> None:
         """Wait until everything queued before this call is durable."""
@@ -119,6 +139,8 @@ class Journal:
                 while not self._queue.empty():
                     _, fut = self._queue.get_nowait()
                     fut.set_exception(JournalFailed(str(err)))
+                if self.on_failed is not None:
+                    self.on_failed(err)
                 return
             self.batches_committed += 1
             self.writes_committed += len(batch)

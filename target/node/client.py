@@ -31,6 +31,7 @@ class PaymentTruth:
     amount_msat: int = 0
     fee_msat: int = 0
     failure_reason: str = "FAILURE_REASON_NONE"
+    attempt_id: int | None = None  # the node's payment_index of this attempt
 
     @property
     def final(self) -> bool:
@@ -46,19 +47,24 @@ def truth_of(payment: Payment | None, payment_hash: str) -> PaymentTruth:
         payment.amount_msat,
         payment.fee_msat,
         str(payment.failure_reason),
+        payment.payment_index,
     )
 
 
 class NodeClient(Protocol):
     async def decode(self, payment_request: str) -> Invoice: ...
 
-    async def send(self, invoice: Invoice, fee_limit_msat: int) -> None:
-        """Hand the payment to the node; raises SendRefused when the node will not."""
+    async def send(self, invoice: Invoice, fee_limit_msat: int) -> int:
+        """Hand the payment to the node; returns the new attempt's id. Raises SendRefused when
+        the node will not (in_transition, already_paid, self_payment)."""
 
-    async def wait(self, payment_hash: str, timeout_s: float) -> PaymentTruth:
+    async def wait(
+        self, payment_hash: str, timeout_s: float, attempt_id: int | None = None
+    ) -> PaymentTruth:
         """The payment's state once final or when `timeout_s` has passed, whichever is first."""
 
-    async def lookup(self, payment_hash: str) -> PaymentTruth: ...
+    async def lookup(self, payment_hash: str, attempt_id: int | None = None) -> PaymentTruth:
+        """The hash's truth; with `attempt_id`, that attempt's (UNKNOWN if there is none)."""
 
     async def close(self) -> None: ...
 
@@ -72,17 +78,29 @@ class LocalNodeClient:
     async def decode(self, payment_request: str) -> Invoice:
         return self.node.decode(payment_request)
 
-    async def send(self, invoice: Invoice, fee_limit_msat: int) -> None:
-        await self.node.send(invoice, fee_limit_msat)
+    async def send(self, invoice: Invoice, fee_limit_msat: int) -> int:
+        return (await self.node.send(invoice, fee_limit_msat)).payment_index
 
-    async def wait(self, payment_hash: str, timeout_s: float) -> PaymentTruth:
+    async def wait(
+        self, payment_hash: str, timeout_s: float, attempt_id: int | None = None
+    ) -> PaymentTruth:
         payment = await self.node.lookup(payment_hash)
-        if payment is not None:
+        if payment is not None and attempt_id in (None, payment.payment_index):
             payment = await self.node.wait(payment, timeout_s)
-        return truth_of(payment, payment_hash)
+        return self._truth(payment, payment_hash, attempt_id)
 
-    async def lookup(self, payment_hash: str) -> PaymentTruth:
-        return truth_of(await self.node.lookup(payment_hash), payment_hash)
+    async def lookup(self, payment_hash: str, attempt_id: int | None = None) -> PaymentTruth:
+        return self._truth(await self.node.lookup(payment_hash), payment_hash, attempt_id)
+
+    @staticmethod
+    def _truth(payment: Payment | None, payment_hash: str, attempt_id: int | None) -> PaymentTruth:
+        # The node keeps the latest attempt of a hash and starts one only after the earlier ones
+        # failed: an older attempt asked for is a failed one.
+        if attempt_id is None or (payment is not None and payment.payment_index == attempt_id):
+            return truth_of(payment, payment_hash)
+        if payment is not None and payment.payment_index > attempt_id:
+            return PaymentTruth(payment_hash, PaymentStatus.FAILED, attempt_id=attempt_id)
+        return PaymentTruth(payment_hash, PaymentStatus.UNKNOWN)
 
     async def lookup_many(self, payment_hashes: list[str]) -> dict[str, PaymentTruth]:
         found = await self.node.lookup_many(payment_hashes)
