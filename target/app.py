@@ -22,7 +22,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .common.errors import error_middleware
-from .common.journal import Journal, open_db
+from .common.journal import JOURNAL_QUEUE_MAX, Journal, open_db
 from .common.server import EXIT_JOURNAL_FAILED, FAIL_STOP, FailStop
 from .config import FixMode, WalletSettings
 from .http_api import add_routes, fail_stop_middleware
@@ -50,6 +50,7 @@ class TargetConfig:
     faults: FaultSettings = field(default_factory=FaultSettings)
     wallet: WalletSettings = field(default_factory=WalletSettings)
     ledger_batch_max: int = 256  # payouts' ledger writes per transaction (group commit)
+    journal_queue_max: int = JOURNAL_QUEUE_MAX  # writes waiting for the disk; past it: 503
     node_url: str | None = None  # the wallet's node over LND REST (docs/lnd-rest.md); None: local
     node_macaroon_hex: str | None = None  # sent to node_url as Grpc-Metadata-macaroon
 
@@ -103,7 +104,10 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
 
         # A failed commit stops the process (its memory is ahead of its disk): fail-stop.
         wallet_journal = Journal(
-            wallet_db, batch_max=config.ledger_batch_max, on_failed=journal_failed("wallet")
+            wallet_db,
+            batch_max=config.ledger_batch_max,
+            queue_max=config.journal_queue_max,
+            on_failed=journal_failed("wallet"),
         )
         node_journal = Journal(
             node_db, batch_max=config.ledger_batch_max, on_failed=journal_failed("node")

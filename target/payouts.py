@@ -125,6 +125,7 @@ class PayoutService:
         self.node_call_timeout_s = NODE_CALL_TIMEOUT_S
         self.resolver_pass_max_payouts = RESOLVER_PASS_MAX_PAYOUTS
         self.resolver_pass_max_s = RESOLVER_PASS_MAX_S
+        self.resolver_concurrency = RESOLVER_CONCURRENCY
         # Payouts a request coroutine (or a resolver pass) is driving now; others keep off.
         self._active: set[str] = set()
         # payment_hash -> the payout that may pay it: each is active or pending, so the map is
@@ -614,7 +615,7 @@ class PayoutService:
                 finally:
                     self._active.discard(payout.payout_id)
 
-        await asyncio.gather(*(worker() for _ in range(RESOLVER_CONCURRENCY)))
+        await asyncio.gather(*(worker() for _ in range(self.resolver_concurrency)))
         return settled
 
     async def _resolve_one(self, payout: Payout) -> bool:
