@@ -259,6 +259,15 @@ class PayoutService:
             payout.payout_id, payout.wallet_id, payout.idempotency_key
         )
 
+    def _holds_claim(self, payout: Payout) -> bool:
+        """Whether this pending payout holds its hash's claim, taking it if it is free: one
+        payout of a hash at a time, for the resolver too."""
+        held = self._claims.setdefault(
+            payout.payment_hash,
+            Claim(payout.payout_id, payout.wallet_id, payout.idempotency_key),
+        )
+        return held.payout_id == payout.payout_id
+
     def _release(self, payout: Payout) -> None:
         held = self._claims.get(payout.payment_hash)
         if held is not None and held.payout_id == payout.payout_id:
@@ -604,6 +613,8 @@ class PayoutService:
                     return
                 if payout.status is not PayoutStatus.PENDING or payout.payout_id in self._active:
                     continue
+                if not self._holds_claim(payout):
+                    continue  # another payout of the hash first (one left by an older version)
                 self._active.add(payout.payout_id)
                 try:
                     if await self._resolve_one(payout):
