@@ -661,7 +661,8 @@ class PayoutService:
             else:
                 await self._write(payout, payout.snapshot(), OutboxState.SENT)
                 return False  # sent: its attempt is asked about on the next pass
-        await self._write(payout, payout.snapshot())  # the adopted attempt id, durable
+        if payout.attempt_id is not None:  # (a client without attempt ids has none to keep)
+            await self._write(payout, payout.snapshot())  # the adopted attempt id, durable
         return await self.settle(payout, truth) is not None
 
     async def recover_charge_first(self) -> None:
@@ -670,6 +671,13 @@ class PayoutService:
         for payout in list(self.ledger.pending.values()):
             if payout.mode == FixMode.ON:
                 continue
+            if payout.attempt_id is None:
+                # Keep the attempt it may have made as its own (it still holds the claim), so no
+                # later payout of the hash ever mistakes that attempt for one of its own.
+                try:
+                    await self._adopt(payout)
+                except AMBIGUOUS as err:
+                    log.warning("payout %s: node not asked: %r", payout.payout_id, err)
             truth = PaymentTruth(payout.payment_hash, PaymentStatus.IN_FLIGHT)
             await self._close_charge_first(payout, truth, FixMode(payout.mode))
 
