@@ -18,6 +18,7 @@ balances may be ahead of the disk by the queued writes, and if the disk fails th
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -356,8 +357,10 @@ class Ledger:
         caller holds the hash's claim, and a payout gives its claim up only once its end is
         committed, so no success can be on its way to the disk unseen."""
         query = "SELECT 1 FROM payouts WHERE payment_hash = ? AND status = 'succeeded' LIMIT 1"
-        rows = await self.journal.db.execute_fetchall(query, (payment_hash,))
-        return bool(rows)
+        try:
+            return bool(await self.journal.read_now(query, (payment_hash,)))
+        except sqlite3.OperationalError:  # busy inline: ask on the reading connection instead
+            return bool(await self.journal.db.execute_fetchall(query, (payment_hash,)))
 
     async def _fetch_payout(self, where: str, params: tuple[Any, ...]) -> Payout | None:
         await self.journal.flush()

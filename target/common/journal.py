@@ -64,6 +64,7 @@ class Journal:
         )
         self._task: asyncio.Task[None] | None = None
         self._writer: sqlite3.Connection | None = None  # opened by the writer task
+        self._reader: sqlite3.Connection | None = None  # for read_now, opened with the writer
         self._writer_opened = False
         self._path = ""
         self._checkpoint_every = checkpoint_every
@@ -103,6 +104,14 @@ class Journal:
     async def flush(self) -> None:
         """Wait until everything queued before this call is durable."""
         await self.write([])
+
+    async def read_now(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Committed rows of a small, indexed query. Inline on the event loop once the writer
+        is open (a point read costs microseconds, the thread hop of `db` far more); until then,
+        or for a database without a file, on `db`."""
+        if self._reader is not None:
+            return self._reader.execute(sql, params).fetchall()
+        return list(await self._db.execute_fetchall(sql, params))
 
     async def close(self) -> None:
         if self._task is None:
@@ -177,6 +186,8 @@ class Journal:
         self._path = files.get("main") or ""
         if self._path:
             self._writer = _connect_writer(self._path)
+            self._reader = sqlite3.connect(self._path, isolation_level=None)
+            self._reader.execute("PRAGMA query_only=1")
         self._writer_opened = True
 
     def _start_checkpoint(self) -> None:
@@ -198,6 +209,9 @@ class Journal:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self._writer_opened = False
 
 
