@@ -429,30 +429,20 @@ class Ledger:
             balances[account] = balance
             rows.append((UPSERT_ACCOUNT, (account, balance)))
         copies = [(payout, payout.copy_for_clients()) for payout in payouts]
-        durable = self.journal.write(rows + ops)
+
+        def committed() -> None:  # the batch is durable: clients may see it now
+            for account, change in delta.items():
+                self.committed[account] = self.committed.get(account, 0) + change
+            for payout, (public, answer) in copies:
+                payout.committed = public
+                payout.committed_answer = answer
+
+        durable = self.journal.write(rows + ops, committed)
         self._next_transfer_id = transfer_id
         self.balances.update(balances)
         for payout in payouts:
             self._remember(payout)
-        durable.add_done_callback(lambda fut: self._committed(fut, delta, copies))
-        # Shielded: a caller cancelled while it waits must not cancel the commit's own future
-        # (whose callback above keeps the committed state).
-        return asyncio.shield(durable)
-
-    def _committed(
-        self,
-        fut: asyncio.Future[None],
-        delta: dict[str, int],
-        copies: list[tuple[Payout, tuple[dict[str, Any], tuple[int, str] | None]]],
-    ) -> None:
-        """A batch is durable: clients may see it now. (A failed one stops the process.)"""
-        if fut.cancelled() or fut.exception() is not None:
-            return
-        for account, change in delta.items():
-            self.committed[account] = self.committed.get(account, 0) + change
-        for payout, (public, answer) in copies:
-            payout.committed = public
-            payout.committed_answer = answer
+        return durable
 
     def _remember(self, payout: Payout) -> None:
         if payout.idempotency_key is not None:

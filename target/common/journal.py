@@ -31,6 +31,7 @@ import aiosqlite
 log = logging.getLogger("lnchaos.journal")
 
 Op = tuple[str, Sequence[Any]]
+Queued = tuple[list[Op], "asyncio.Future[None]", Callable[[], None] | None]
 
 
 class JournalFailed(RuntimeError):
@@ -59,9 +60,7 @@ class Journal:
         assert batch_max >= 1 and checkpoint_every >= 1
         self._db = db
         self._batch_max = batch_max
-        self._queue: asyncio.Queue[tuple[list[Op], asyncio.Future[None]]] = asyncio.Queue(
-            maxsize=queue_max
-        )
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=queue_max)
         self._task: asyncio.Task[None] | None = None
         self._writer: sqlite3.Connection | None = None  # opened by the writer task
         self._reader: sqlite3.Connection | None = None  # for read_now, opened with the writer
@@ -84,9 +83,12 @@ class Journal:
         assert self._task is None
         self._task = asyncio.get_running_loop().create_task(self._run(), name="journal-writer")
 
-    def write(self, ops: list[Op]) -> asyncio.Future[None]:
-        """Queue `ops` to be committed together; the future resolves once they are durable.
-        Raises JournalFull, before queuing anything, when the queue is full."""
+    def write(
+        self, ops: list[Op], on_durable: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
+        """Queue `ops` to be committed together; the future resolves once they are durable, and
+        `on_durable` is called then, before any waiter wakes (even if the future's waiter was
+        cancelled). Raises JournalFull, before queuing anything, when the queue is full."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.failed is not None:
             fut.set_exception(JournalFailed(str(self.failed)))
@@ -94,7 +96,7 @@ class Journal:
         # A full queue is back-pressure refused loudly rather than blocked on in a handler.
         if self._queue.full():
             raise JournalFull(f"{self._queue.maxsize} writes already wait for the disk")
-        self._queue.put_nowait((ops, fut))
+        self._queue.put_nowait((ops, fut, on_durable))
         return fut
 
     @property
@@ -138,22 +140,26 @@ class Journal:
             while len(batch) < self._batch_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._commit([ops for ops, _ in batch])
+                await self._commit([ops for ops, _, _ in batch])
             except Exception as err:  # the disk said no: fail every waiter and stop accepting
                 self.failed = err
                 log.critical("journal commit failed, refusing further writes: %s", err)
-                for _, fut in batch:
+                for _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(JournalFailed(str(err)))
                 while not self._queue.empty():
-                    _, fut = self._queue.get_nowait()
-                    fut.set_exception(JournalFailed(str(err)))
+                    _, fut, _ = self._queue.get_nowait()
+                    if not fut.done():  # (a waiter cancelled meanwhile)
+                        fut.set_exception(JournalFailed(str(err)))
                 if self.on_failed is not None:
                     self.on_failed(err)
                 return
             self.batches_committed += 1
             self.writes_committed += len(batch)
-            for _, fut in batch:
+            for _, _, on_durable in batch:
+                if on_durable is not None:
+                    on_durable()
+            for _, fut, _ in batch:
                 if not fut.done():
                     fut.set_result(None)
 
