@@ -271,10 +271,12 @@ def test_a_hanging_node_costs_the_resolver_one_timeout_and_settles_nothing(tmp_p
             started = time.monotonic()
             settled = await asyncio.wait_for(service.resolve_pending(), timeout=5)
             elapsed_s = time.monotonic() - started
-            # Two node calls, each given up after 0.2 s; no third started past the 0.3 s bound.
+            # One node call at a time, each given up after 0.2 s, none started past the 0.3 s
+            # bound: two calls (one on a slow machine), oldest first, not all six (1.2 s).
             assert settled == 0
-            assert stub.asked == [invoices[0]["payment_hash"], invoices[1]["payment_hash"]]
-            assert 0.35 < elapsed_s < 1.0, elapsed_s
+            hashes = [invoice["payment_hash"] for invoice in invoices]
+            assert stub.asked in (hashes[:1], hashes[:2]), stub.asked
+            assert 0.2 <= elapsed_s < 1.0, elapsed_s
             # A node that did not answer is an unknown outcome, never a failure.
             assert len(api.state.ledger.pending) == 6
             assert await api.wallet(wallet) == before
