@@ -22,9 +22,10 @@ from pathlib import Path
 from aiohttp import web
 
 from .common.errors import error_middleware
-from .common.journal import Journal, open_db
+from .common.journal import JOURNAL_QUEUE_MAX, Journal, open_db
+from .common.server import EXIT_JOURNAL_FAILED, FAIL_STOP, FailStop
 from .config import FixMode, WalletSettings
-from .http_api import add_routes
+from .http_api import add_routes, fail_stop_middleware
 from .ledger import Ledger
 from .metrics import Metrics
 from .node.client import LocalNodeClient, NodeClient
@@ -49,6 +50,7 @@ class TargetConfig:
     faults: FaultSettings = field(default_factory=FaultSettings)
     wallet: WalletSettings = field(default_factory=WalletSettings)
     ledger_batch_max: int = 256  # payouts' ledger writes per transaction (group commit)
+    journal_queue_max: int = JOURNAL_QUEUE_MAX  # writes waiting for the disk; past it: 503
     node_url: str | None = None  # the wallet's node over LND REST (docs/lnd-rest.md); None: local
     node_macaroon_hex: str | None = None  # sent to node_url as Grpc-Metadata-macaroon
 
@@ -68,11 +70,12 @@ def db_paths(config: TargetConfig) -> tuple[Path, Path]:
 
 def create_app(config: TargetConfig) -> web.Application:
     config.faults.validate()
-    middlewares = [error_middleware]
+    middlewares = [error_middleware, fail_stop_middleware]
     if config.node_url:  # the network is the remote node's (docs/lnd-rest.md)
         middlewares.append(remote_network_middleware(config.node_url))
     app = web.Application(middlewares=middlewares, client_max_size=config.wallet.max_body_bytes)
     app[DB_PATHS] = db_paths(config)
+    app[FAIL_STOP] = FailStop()
     app.cleanup_ctx.append(_state_ctx(config))
     app.cleanup_ctx.append(
         lnd_ctx(lambda a: LndService(a[NODE], seed=config.seed, admin_token=config.admin_token))
@@ -91,8 +94,24 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
         wallet_path, node_path = app[DB_PATHS]
         wallet_db = await open_db(os.fspath(wallet_path))
         node_db = await open_db(os.fspath(node_path))
-        wallet_journal = Journal(wallet_db, batch_max=config.ledger_batch_max)
-        node_journal = Journal(node_db, batch_max=config.ledger_batch_max)
+        fail_stop = app[FAIL_STOP]
+
+        def journal_failed(which: str):  # noqa: ANN202 - a callback factory
+            def stop(err: BaseException) -> None:
+                fail_stop.stop(EXIT_JOURNAL_FAILED, f"the {which} journal failed: {err}")
+
+            return stop
+
+        # A failed commit stops the process (its memory is ahead of its disk): fail-stop.
+        wallet_journal = Journal(
+            wallet_db,
+            batch_max=config.ledger_batch_max,
+            queue_max=config.journal_queue_max,
+            on_failed=journal_failed("wallet"),
+        )
+        node_journal = Journal(
+            node_db, batch_max=config.ledger_batch_max, on_failed=journal_failed("node")
+        )
         metrics = Metrics()
         ledger = Ledger(wallet_journal)
         node = LightningNode(config.faults, seed=config.seed, journal=node_journal)

@@ -8,8 +8,19 @@ import re
 
 from aiohttp import web
 
-from .common.errors import ApiError, bad_request, read_json_object, require_int, require_str
+from .common.errors import (
+    ApiError,
+    Handler,
+    bad_request,
+    json_error,
+    read_json_object,
+    require_int,
+    require_str,
+)
+from .common.journal import JournalFailed, JournalFull
+from .common.server import FAIL_STOP
 from .config import FixMode
+from .ledger import LimitReached
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import OPENAPI
 from .reconcile import reconcile
@@ -39,6 +50,24 @@ def path_id(request: web.Request, name: str) -> str:
         # Same answer as a wrong key: an id's existence is not revealed without its key.
         raise ApiError(401, "unauthorized", "unknown wallet or wrong X-Api-Key")
     return value
+
+
+@web.middleware
+async def fail_stop_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Fail-stop and back-pressure as clear 503s. Once the journal failed (the process is
+    stopping) nothing is answered from memory; a write the journal or a memory limit refused
+    moved nothing."""
+    fail_stop = request.app.get(FAIL_STOP)
+    if fail_stop is not None and fail_stop.stopping:
+        return json_error(503, "journal_failed", "the target is stopping: its journal failed")
+    try:
+        return await handler(request)
+    except JournalFailed:
+        return json_error(503, "journal_failed", "the journal failed; the target is stopping")
+    except JournalFull:
+        return json_error(503, "journal_busy", "too many writes wait for the disk; retry later")
+    except LimitReached as err:
+        return json_error(503, err.code, err.message)
 
 
 # ---- wallet API ----------------------------------------------------------------------------------
@@ -86,14 +115,14 @@ async def get_payout(request: web.Request) -> web.Response:
     payout_id = request.match_info["payout_id"]
     payout = await state.ledger.payout(payout_id) if ID_RE.match(payout_id) else None
     api_key = request.headers.get("X-Api-Key")
-    if payout is None:
+    if payout is None or payout.committed is None:  # not yet durable: not yet there
         raise ApiError(404, "not_found", "no such payout for this X-Api-Key")
     try:
         state.payouts.authorize(payout.wallet_id, api_key)
     except ApiError:
         # Another wallet's payout looks exactly like a missing one.
         raise ApiError(404, "not_found", "no such payout for this X-Api-Key") from None
-    return web.json_response(payout.public())
+    return web.json_response(payout.committed)  # as committed, never ahead of the disk
 
 
 # ---- admin --------------------------------------------------------------------------------------

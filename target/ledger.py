@@ -5,22 +5,27 @@ Accounts: `deposits` (the outside world; its balance is minus everything ever de
 Lightning) and `fees` (routing fees paid). Every transfer debits one account and credits another,
 so conservation is one query: -deposits = wallets + reserved + outbound + fees.
 
-The event loop is the serialiser: a `Tx` checks and applies its moves to the in-memory balances
-with no await in between, so concurrent payouts can never overdraw a wallet; then it hands its
-rows to the journal, which commits many transactions at once (group commit). Nothing is reported
-to a client or sent to the node before its transaction is durable.
+The event loop is the serialiser: a `Tx` checks its moves against the in-memory balances, queues
+its rows to the journal and applies them, with no await in between, so concurrent payouts can
+never overdraw a wallet; the journal commits many transactions at once (group commit). A change
+the journal cannot queue is not applied. Nothing is reported to a client or sent to the node
+before its transaction is durable, and what clients read is the committed state (`committed`
+balances and each payout's `committed` copy, both updated when its batch commits): the working
+balances may be ahead of the disk by the queued writes, and if the disk fails the process stops
+(fail-stop) rather than answer from them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .common.journal import Journal, Op
+from .common.journal import Journal, JournalFailed, Op
 
 DEPOSITS = "deposits"
 OUTBOUND = "outbound"
@@ -63,6 +68,7 @@ CREATE TABLE IF NOT EXISTS payouts (
     response_json TEXT,
     created_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL,
+    attempt_id INTEGER,
     UNIQUE (wallet_id, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS payouts_status ON payouts(status);
@@ -86,16 +92,23 @@ INSERT_WALLET = "INSERT INTO wallets (wallet_id, api_key_sha256, created_ms) VAL
 PAYOUT_COLUMNS = (
     "payout_id, wallet_id, idempotency_key, request_sha256, payment_request, payment_hash,"
     " amount_msat, fee_limit_msat, fee_msat, status, mode, response_status, response_json,"
-    " created_ms, updated_ms"
+    " created_ms, updated_ms, attempt_id"
 )
 UPSERT_PAYOUT = (
-    f"INSERT OR REPLACE INTO payouts ({PAYOUT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT OR REPLACE INTO payouts ({PAYOUT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 SELECT_PAYOUTS = (
     "SELECT " + ", ".join("p." + c.strip() for c in PAYOUT_COLUMNS.split(",")) + ", o.state"
     " FROM payouts p LEFT JOIN outbox o ON o.payout_id = p.payout_id"
 )
 UPSERT_OUTBOX = "INSERT OR REPLACE INTO outbox (payout_id, state, updated_ms) VALUES (?, ?, ?)"
+
+
+# Limits of what the ledger holds in memory. Past a hard limit new work is refused (LimitReached,
+# a 503 to the client), never grown into.
+PENDING_PAYOUTS_MAX = 50_000  # pending payouts (all kept in memory until final)
+RECENT_PAYOUTS_MAX = 5_000  # finished payouts cached (the database answers the rest)
+WALLETS_MAX = 100_000  # wallets (their keys and balances are kept in memory)
 
 
 def wallet_account(wallet_id: str) -> str:
@@ -126,6 +139,15 @@ class InsufficientFunds(Exception):
     pass
 
 
+class LimitReached(Exception):
+    """A hard limit of the ledger's memory is reached: the change is refused, nothing applied."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 @dataclass
 class Payout:
     payout_id: str
@@ -143,7 +165,39 @@ class Payout:
     response_json: str | None = None
     created_ms: int = field(default_factory=now_ms)
     updated_ms: int = field(default_factory=now_ms)
+    attempt_id: int | None = None  # the node's id of this payout's own payment attempt
     outbox: OutboxState | None = None
+    # What clients see: the payout as last committed (None until its first write is durable),
+    # and its stored answer as last committed (what an idempotent retry replays).
+    committed: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    committed_answer: tuple[int, str] | None = field(default=None, repr=False, compare=False)
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """The fields a flow changes before writing them: restored if the write is refused."""
+        return (
+            self.status,
+            self.fee_msat,
+            self.response_status,
+            self.response_json,
+            self.outbox,
+            self.updated_ms,
+        )
+
+    def restore(self, snapshot: tuple[Any, ...]) -> None:
+        (
+            self.status,
+            self.fee_msat,
+            self.response_status,
+            self.response_json,
+            self.outbox,
+            self.updated_ms,
+        ) = snapshot
+
+    def copy_for_clients(self) -> tuple[dict[str, Any], tuple[int, str] | None]:
+        answer = None
+        if self.response_status is not None and self.response_json is not None:
+            answer = (self.response_status, self.response_json)
+        return self.public(), answer
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -162,6 +216,7 @@ class Payout:
             self.response_json,
             self.created_ms,
             self.updated_ms,
+            self.attempt_id,
         )
 
     def public(self) -> dict[str, Any]:
@@ -213,18 +268,30 @@ class Tx:
 
 
 class Ledger:
-    def __init__(self, journal: Journal, *, recent_payouts_max: int = 5_000):
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        recent_payouts_max: int = RECENT_PAYOUTS_MAX,
+        pending_payouts_max: int = PENDING_PAYOUTS_MAX,
+        wallets_max: int = WALLETS_MAX,
+    ):
         self.journal = journal
+        # Working balances: every queued change applied (what new changes are checked against).
         self.balances: dict[str, int] = {}
+        # Committed balances: what the database holds (what clients read).
+        self.committed: dict[str, int] = {}
         self.api_keys: dict[str, str] = {}  # wallet_id -> sha256 of its api key
+        self.wallets_max = wallets_max
         # Pending payouts always stay in memory; finished ones in a bounded cache (the database
         # answers the rest), so memory stays flat over a long run.
         self.pending: dict[str, Payout] = {}
+        self.pending_max = pending_payouts_max
         self._recent: OrderedDict[str, Payout] = OrderedDict()
         self._recent_max = recent_payouts_max
-        self.idempotency: dict[tuple[str, str], str] = {}  # recent (wallet, key) -> payout_id
+        # (wallet, key) -> payout_id of the pending and recent payouts (bounded by both limits).
+        self.idempotency: dict[tuple[str, str], str] = {}
         self._next_transfer_id = 1
-        self.recovered: set[str] = set()  # pending payouts found in the database at start
         # Per-account sums of the durable transfers up to `_summed_through_id` (conservation()).
         self._transfer_sums: dict[str, int] = {}
         self._summed_through_id = 0
@@ -233,9 +300,13 @@ class Ledger:
     async def load(self) -> None:
         db = self.journal.db
         await db.executescript(SCHEMA)
+        columns = [row[1] for row in await db.execute_fetchall("PRAGMA table_info(payouts)")]
+        if "attempt_id" not in columns:  # a database of an earlier version
+            await db.execute("ALTER TABLE payouts ADD COLUMN attempt_id INTEGER")
         async with db.execute("SELECT account_id, balance_msat FROM accounts") as cur:
             async for account_id, balance in cur:
                 self.balances[account_id] = balance
+                self.committed[account_id] = balance
         async with db.execute("SELECT wallet_id, api_key_sha256 FROM wallets") as cur:
             async for wallet_id, key_hash in cur:
                 self.api_keys[wallet_id] = key_hash
@@ -247,12 +318,16 @@ class Ledger:
                 payout = payout_from_row(row[:-1])
                 payout.outbox = OutboxState(row[-1]) if row[-1] else None
                 self._remember(payout)
-                self.recovered.add(payout.payout_id)
 
     # ---- reads -------------------------------------------------------------------------------
 
     def balance(self, account: str) -> int:
+        """The working balance (queued changes included): for checking new changes only."""
         return self.balances.get(account, 0)
+
+    def committed_balance(self, account: str) -> int:
+        """The balance the database holds: what a client may be shown."""
+        return self.committed.get(account, 0)
 
     async def payout(self, payout_id: str) -> Payout | None:
         found = self.pending.get(payout_id) or self._recent.get(payout_id)
@@ -271,11 +346,21 @@ class Ledger:
         )
 
     async def payouts_for_hash(self, payment_hash: str) -> list[Payout]:
-        """Every payout of one payment hash (a rare path: recovery after a restart)."""
+        """Every payout of one payment hash (a rare path: recovering an unrecorded attempt)."""
         await self.journal.flush()
         query = f"{SELECT_PAYOUTS} WHERE p.payment_hash = ?"
         rows = await self.journal.db.execute_fetchall(query, (payment_hash,))  # one hop
         return [self.pending.get(row[0]) or payout_from_row(row[:-1]) for row in rows]
+
+    async def hash_paid(self, payment_hash: str) -> bool:
+        """Whether a committed payout of this hash succeeded. Reads committed rows only: the
+        caller holds the hash's claim, and a payout gives its claim up only once its end is
+        committed, so no success can be on its way to the disk unseen."""
+        query = "SELECT 1 FROM payouts WHERE payment_hash = ? AND status = 'succeeded' LIMIT 1"
+        try:
+            return bool(await self.journal.read_now(query, (payment_hash,)))
+        except sqlite3.OperationalError:  # busy inline: ask on the reading connection instead
+            return bool(await self.journal.db.execute_fetchall(query, (payment_hash,)))
 
     async def _fetch_payout(self, where: str, params: tuple[Any, ...]) -> Payout | None:
         await self.journal.flush()
@@ -296,10 +381,13 @@ class Ledger:
         self, wallet_id: str, api_key_sha256: str, deposit_msat: int
     ) -> asyncio.Future[None]:
         assert wallet_id not in self.api_keys
-        self.api_keys[wallet_id] = api_key_sha256
+        if len(self.api_keys) >= self.wallets_max:
+            raise LimitReached("wallet_limit", f"this target holds {self.wallets_max} wallets")
         tx = self.tx().add_op((INSERT_WALLET, (wallet_id, api_key_sha256, now_ms())))
         tx.move(DEPOSITS, wallet_account(wallet_id), deposit_msat, None, "deposit")
-        return tx.commit()
+        fut = tx.commit()
+        self.api_keys[wallet_id] = api_key_sha256  # queued: the wallet exists from now on
+        return fut
 
     def _commit(
         self,
@@ -314,33 +402,47 @@ class Ledger:
         for account, change in delta.items():
             if account != DEPOSITS and self.balance(account) + change < 0:
                 raise InsufficientFunds(account)
-        # Checked: apply. From here to the journal there is no await, so no one sees half of it.
+        new_pending = sum(
+            1
+            for p in {id(p): p for p in payouts}.values()
+            if p.status is PayoutStatus.PENDING and p.payout_id not in self.pending
+        )
+        if new_pending and len(self.pending) + new_pending > self.pending_max:
+            raise LimitReached(
+                "too_many_pending", f"{self.pending_max} payouts are pending; retry later"
+            )
+        if self.journal.failed is not None:
+            raise JournalFailed(str(self.journal.failed))
+        # Checked. From here to the end there is no await, so no one sees half of it: build the
+        # rows, queue them (JournalFull leaves everything as it was), then apply them.
         created_ms = now_ms()
         rows: list[Op] = []
+        transfer_id = self._next_transfer_id
         for debit, credit, amount_msat, payout_id, kind in moves:
-            rows.append(
-                (
-                    INSERT_TRANSFER,
-                    (
-                        self._next_transfer_id,
-                        debit,
-                        credit,
-                        amount_msat,
-                        payout_id,
-                        kind,
-                        created_ms,
-                    ),
-                )
-            )
-            self._next_transfer_id += 1
+            row = (transfer_id, debit, credit, amount_msat, payout_id, kind, created_ms)
+            rows.append((INSERT_TRANSFER, row))
+            transfer_id += 1
+        balances: dict[str, int] = {}
         for account, change in delta.items():
             balance = self.balance(account) + change
             assert balance >= 0 or account == DEPOSITS, (account, balance)
-            self.balances[account] = balance
+            balances[account] = balance
             rows.append((UPSERT_ACCOUNT, (account, balance)))
+        copies = [(payout, payout.copy_for_clients()) for payout in payouts]
+
+        def committed() -> None:  # the batch is durable: clients may see it now
+            for account, change in delta.items():
+                self.committed[account] = self.committed.get(account, 0) + change
+            for payout, (public, answer) in copies:
+                payout.committed = public
+                payout.committed_answer = answer
+
+        durable = self.journal.write(rows + ops, committed)
+        self._next_transfer_id = transfer_id
+        self.balances.update(balances)
         for payout in payouts:
             self._remember(payout)
-        return self.journal.write(rows + ops)
+        return durable
 
     def _remember(self, payout: Payout) -> None:
         if payout.idempotency_key is not None:
@@ -429,8 +531,9 @@ def payout_from_row(row: Any) -> Payout:
         response_json,
         created_ms,
         updated_ms,
+        attempt_id,
     ) = row
-    return Payout(
+    payout = Payout(
         payout_id=payout_id,
         wallet_id=wallet_id,
         idempotency_key=idempotency_key,
@@ -446,4 +549,8 @@ def payout_from_row(row: Any) -> Payout:
         response_json=response_json,
         created_ms=created_ms,
         updated_ms=updated_ms,
+        attempt_id=attempt_id,
     )
+    # Read from the database: committed by definition.
+    payout.committed, payout.committed_answer = payout.copy_for_clients()
+    return payout

@@ -59,6 +59,14 @@ def _path(name: str) -> dict[str, Any]:
 
 BAD = {"400": _json(ERROR, "bad input; nothing moved")}
 AUTH = {"401": _json(ERROR, "unknown wallet or wrong key")}
+UNAVAILABLE = {
+    "503": _json(
+        ERROR,
+        "refused, nothing moved: journal_busy (writes wait for the disk), a memory limit"
+        " (too_many_payouts, too_many_pending, wallet_limit), node_unavailable; or"
+        " journal_failed: the target is stopping (exit 74)",
+    )
+}
 FAULTS = {"type": "object", "additionalProperties": {"type": "number"}}
 
 OPENAPI: dict[str, Any] = {
@@ -84,6 +92,8 @@ OPENAPI: dict[str, Any] = {
                         "created",
                     ),
                     **BAD,
+                    "409": _json(ERROR, "deposit_limit: all deposits would exceed 21M BTC"),
+                    **UNAVAILABLE,
                 },
                 body=_obj({"balance_msat": "integer"}, ["balance_msat"]),
             )
@@ -100,7 +110,7 @@ OPENAPI: dict[str, Any] = {
                                 "reserved_msat": "integer",
                             }  # fmt: skip
                         ),
-                        "the wallet",
+                        "the wallet as committed to disk",
                     ),
                     **AUTH,
                 },
@@ -116,10 +126,16 @@ OPENAPI: dict[str, Any] = {
                     "202": _json(PAYOUT, "pending: the outcome is not known yet (fix on)"),
                     **BAD,
                     **AUTH,
-                    "409": _json(ERROR, "insufficient funds, or the same key still running"),
+                    "409": _json(
+                        ERROR,
+                        "nothing moved: insufficient_funds; request_in_progress (the same key"
+                        " still running); payment_in_progress (another payout is paying this"
+                        " invoice); invoice_already_paid (a payout paid it)",
+                    ),
                     "422": _json(ERROR, "Idempotency-Key reused with another request"),
                     "502": _json(PAYOUT, "the payment failed"),
                     "504": _json(PAYOUT, "the payment timed out (fix off and rollback)"),
+                    **UNAVAILABLE,
                 },
                 body=_obj({"payment_request": "string"}, ["payment_request"]),
                 security=API_KEY,
@@ -132,7 +148,10 @@ OPENAPI: dict[str, Any] = {
         "/api/payouts/{payout_id}": {
             "get": _op(
                 "A payout's state",
-                {"200": _json(PAYOUT, "the payout"), "404": _json(ERROR, "not found")},
+                {
+                    "200": _json(PAYOUT, "the payout as committed to disk"),
+                    "404": _json(ERROR, "not found (or not yet committed)"),
+                },
                 security=API_KEY,
                 params=[_path("payout_id")],
             )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -31,10 +31,20 @@ import aiosqlite
 log = logging.getLogger("lnchaos.journal")
 
 Op = tuple[str, Sequence[Any]]
+Queued = tuple[list[Op], "asyncio.Future[None]", Callable[[], None] | None]
 
 
 class JournalFailed(RuntimeError):
     """The database refused a commit: in-memory state is ahead of disk, so the process must stop."""
+
+
+class JournalFull(RuntimeError):
+    """The queue of writes waiting for a commit is full: the write was not queued (back-pressure;
+    the caller refuses its request and applies nothing)."""
+
+
+# Writes waiting for the writer task; past this a write is refused (JournalFull), not queued.
+JOURNAL_QUEUE_MAX = 100_000
 
 
 class Journal:
@@ -43,22 +53,25 @@ class Journal:
         db: aiosqlite.Connection,
         *,
         batch_max: int,
-        queue_max: int = 100_000,
+        queue_max: int = JOURNAL_QUEUE_MAX,
         checkpoint_every: int = 100,
+        on_failed: Callable[[BaseException], None] | None = None,
     ):
         assert batch_max >= 1 and checkpoint_every >= 1
         self._db = db
         self._batch_max = batch_max
-        self._queue: asyncio.Queue[tuple[list[Op], asyncio.Future[None]]] = asyncio.Queue(
-            maxsize=queue_max
-        )
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=queue_max)
         self._task: asyncio.Task[None] | None = None
         self._writer: sqlite3.Connection | None = None  # opened by the writer task
+        self._reader: sqlite3.Connection | None = None  # for read_now, opened with the writer
         self._writer_opened = False
         self._path = ""
         self._checkpoint_every = checkpoint_every
         self._checkpoint: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
+        # Called once when a commit fails: the owner stops the process (fail-stop), since every
+        # later answer would come from a memory that is ahead of the disk.
+        self.on_failed = on_failed
         self.batches_committed = 0
         self.writes_committed = 0
 
@@ -70,19 +83,37 @@ class Journal:
         assert self._task is None
         self._task = asyncio.get_running_loop().create_task(self._run(), name="journal-writer")
 
-    def write(self, ops: list[Op]) -> asyncio.Future[None]:
-        """Queue `ops` to be committed together; the future resolves once they are durable."""
+    def write(
+        self, ops: list[Op], on_durable: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
+        """Queue `ops` to be committed together; the future resolves once they are durable, and
+        `on_durable` is called then, before any waiter wakes (even if the future's waiter was
+        cancelled). Raises JournalFull, before queuing anything, when the queue is full."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.failed is not None:
             fut.set_exception(JournalFailed(str(self.failed)))
             return fut
-        # put_nowait: a full queue is back-pressure we refuse loudly rather than block in a handler.
-        self._queue.put_nowait((ops, fut))
+        # A full queue is back-pressure refused loudly rather than blocked on in a handler.
+        if self._queue.full():
+            raise JournalFull(f"{self._queue.maxsize} writes already wait for the disk")
+        self._queue.put_nowait((ops, fut, on_durable))
         return fut
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
 
     async def flush(self) -> None:
         """Wait until everything queued before this call is durable."""
         await self.write([])
+
+    async def read_now(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Committed rows of a small, indexed query. Inline on the event loop once the writer
+        is open (a point read costs microseconds, the thread hop of `db` far more); until then,
+        or for a database without a file, on `db`."""
+        if self._reader is not None:
+            return self._reader.execute(sql, params).fetchall()
+        return list(await self._db.execute_fetchall(sql, params))
 
     async def close(self) -> None:
         if self._task is None:
@@ -109,20 +140,26 @@ class Journal:
             while len(batch) < self._batch_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._commit([ops for ops, _ in batch])
+                await self._commit([ops for ops, _, _ in batch])
             except Exception as err:  # the disk said no: fail every waiter and stop accepting
                 self.failed = err
                 log.critical("journal commit failed, refusing further writes: %s", err)
-                for _, fut in batch:
+                for _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(JournalFailed(str(err)))
                 while not self._queue.empty():
-                    _, fut = self._queue.get_nowait()
-                    fut.set_exception(JournalFailed(str(err)))
+                    _, fut, _ = self._queue.get_nowait()
+                    if not fut.done():  # (a waiter cancelled meanwhile)
+                        fut.set_exception(JournalFailed(str(err)))
+                if self.on_failed is not None:
+                    self.on_failed(err)
                 return
             self.batches_committed += 1
             self.writes_committed += len(batch)
-            for _, fut in batch:
+            for _, _, on_durable in batch:
+                if on_durable is not None:
+                    on_durable()
+            for _, fut, _ in batch:
                 if not fut.done():
                     fut.set_result(None)
 
@@ -155,6 +192,8 @@ class Journal:
         self._path = files.get("main") or ""
         if self._path:
             self._writer = _connect_writer(self._path)
+            self._reader = sqlite3.connect(self._path, isolation_level=None)
+            self._reader.execute("PRAGMA query_only=1")
         self._writer_opened = True
 
     def _start_checkpoint(self) -> None:
@@ -176,6 +215,9 @@ class Journal:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self._writer_opened = False
 
 

@@ -19,6 +19,36 @@ LOOPBACK = "127.0.0.1"
 # twice before it cancels the handler; then the cleanup contexts run (background jobs, journal
 # flush). 2 x 1 s keeps the whole stop well under 5 s (2 s took about 4.3 s).
 SHUTDOWN_TIMEOUT_S = 1.0
+# The exit code of a process stopped by a failed journal (sysexits' EX_IOERR): its memory was
+# ahead of its disk, so it stopped instead of answering from memory.
+EXIT_JOURNAL_FAILED = 74
+
+
+class FailStop:
+    """A fatal error of the app asks its server to stop, with the exit code to stop with.
+
+    The app factory puts one under FAIL_STOP; `serve` stops on it as on a stop signal and
+    `run_app` returns its exit code. Without a server (an app under test) it is only a flag."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.exit_code = 0
+        self.reason = ""
+
+    @property
+    def stopping(self) -> bool:
+        return self.event.is_set()
+
+    def stop(self, exit_code: int, reason: str) -> None:
+        if self.event.is_set():
+            return  # the first reason stands
+        log.critical("stopping with exit code %d: %s", exit_code, reason)
+        self.exit_code = exit_code
+        self.reason = reason
+        self.event.set()
+
+
+FAIL_STOP: web.AppKey[FailStop] = web.AppKey("lnchaos_fail_stop", FailStop)
 
 
 async def serve(
@@ -27,8 +57,10 @@ async def serve(
     *,
     name: str,
     on_started: Callable[[str], None] | None = None,
-) -> None:
-    """Serve until a stop signal. Prints `<name> listening on http://127.0.0.1:PORT`, flushed."""
+) -> int:
+    """Serve until a stop signal or the app's FailStop. Prints `<name> listening on
+    http://127.0.0.1:PORT`, flushed. Returns the exit code: 0, or the FailStop's."""
+    fail_stop = app.get(FAIL_STOP)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
     await runner.setup()
     stop = asyncio.Event()
@@ -44,13 +76,24 @@ async def serve(
         print(f"{name} listening on {url}", flush=True)
         if on_started is not None:
             on_started(url)
-        await stop.wait()
+        waits = [asyncio.ensure_future(stop.wait())]
+        if fail_stop is not None:
+            waits.append(asyncio.ensure_future(fail_stop.event.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
         log.info("%s: stopping", name)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         sys.stdout.flush()
+    if fail_stop is not None and fail_stop.stopping:
+        print(f"{name} stopped: {fail_stop.reason}", file=sys.stderr, flush=True)
+        return fail_stop.exit_code
+    return 0
 
 
 class _HasAdminToken(Protocol):
@@ -72,5 +115,4 @@ def run_app(
     if not config.admin_token:
         config.admin_token = secrets.token_urlsafe(24)
         print(f"admin token: {config.admin_token}", flush=True)
-    asyncio.run(serve(make_app(config), port, name=name))
-    return 0
+    return asyncio.run(serve(make_app(config), port, name=name))

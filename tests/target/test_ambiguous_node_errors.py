@@ -27,19 +27,21 @@ class FlakyNode:
     async def decode(self, payment_request: str) -> Invoice:
         return await self.inner.decode(payment_request)
 
-    async def send(self, invoice: Invoice, fee_limit_msat: int) -> None:
+    async def send(self, invoice: Invoice, fee_limit_msat: int) -> int:
         self.sends += 1
         if self.sends == 1:
             if self.when == "after":
                 await self.inner.send(invoice, fee_limit_msat)
             raise ConnectionError("connection reset by peer")
-        await self.inner.send(invoice, fee_limit_msat)
+        return await self.inner.send(invoice, fee_limit_msat)
 
-    async def wait(self, payment_hash: str, timeout_s: float) -> PaymentTruth:
-        return await self.inner.wait(payment_hash, timeout_s)
+    async def wait(
+        self, payment_hash: str, timeout_s: float, attempt_id: int | None = None
+    ) -> PaymentTruth:
+        return await self.inner.wait(payment_hash, timeout_s, attempt_id=attempt_id)
 
-    async def lookup(self, payment_hash: str) -> PaymentTruth:
-        return await self.inner.lookup(payment_hash)
+    async def lookup(self, payment_hash: str, attempt_id: int | None = None) -> PaymentTruth:
+        return await self.inner.lookup(payment_hash, attempt_id=attempt_id)
 
     async def close(self) -> None:
         await self.inner.close()

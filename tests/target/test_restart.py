@@ -55,12 +55,13 @@ def test_a_restart_keeps_balances_payouts_and_keys(tmp_path):
             assert again["payouts"] == rec["payouts"]
             assert_clean(again)
             assert (await api.call("GET", "/health")).body["fix"] == "off"
-            # The same invoice again (no key): the node refuses it, already paid; the saga then
-            # gives the reservation back.
+            # The same invoice again (no key): the wallet knows it paid it (its database, across
+            # the restart) and refuses it before moving anything.
             assert (await api.admin("PUT", "/admin/fix", {"mode": "on"})).status == 200
             replay = await api.pay(wallet, invoice["payment_request"])
-            assert replay.status == 502 and replay.error == "payment_failed", replay
+            assert replay.status == 409 and replay.error == "invoice_already_paid", replay
             assert await api.wallet(wallet) == view
+            assert (await api.reconciliation())["payouts"] == rec["payouts"]
 
     run(scenario())
 
