@@ -186,7 +186,7 @@ def test_a_journal_failure_stops_the_target_process_with_exit_74(spawn, tmp_path
                 except Exception as err:  # the stopping server may drop the connection
                     outcome = ("dropped", type(err).__name__)
                 loop = asyncio.get_running_loop()
-                code = await loop.run_in_executor(None, process.wait_exit, 15.0)
+                code = await loop.run_in_executor(None, process.wait, 15.0)
             finally:
                 lock.rollback()
                 lock.close()
