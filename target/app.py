@@ -28,7 +28,7 @@ from .config import FixMode, WalletSettings
 from .http_api import add_routes, fail_stop_middleware
 from .ledger import Ledger
 from .metrics import Metrics
-from .node.client import LocalNodeClient, NodeClient
+from .node.client import LocalNodeClient, NodeClient, NodeTruth, TruthReader
 from .node.faults import FaultSettings
 from .node.lnd_client import LndRestNodeClient, remote_network_middleware
 from .node.lnd_rest import LndService, add_lnd_routes, lnd_ctx
@@ -121,8 +121,10 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
             wallet_journal.start()
             node_journal.start()
             node_client: NodeClient = LocalNodeClient(node)
+            node_truth: TruthReader = NodeTruth(node)
             if config.node_url:  # the wallet pays through a remote node (docs/lnd-rest.md)
                 node_client = LndRestNodeClient(config.node_url, config.node_macaroon_hex)
+                node_truth = node_client
             payouts = PayoutService(ledger, node_client, config.wallet, config.fix, metrics)
             metrics.in_flight.set_function(lambda: node.in_flight)
             app[NODE] = node
@@ -132,6 +134,7 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
                 metrics=metrics,
                 ledger=ledger,
                 node_client=node_client,
+                node_truth=node_truth,
                 payouts=payouts,
                 node_ok=lambda: node_journal.failed is None,
                 node_totals=node.totals,
@@ -161,7 +164,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(
             run_reconciler(
                 state.ledger,
-                state.node_client,
+                state.node_truth,
                 state.metrics,
                 interval_s=wallet.reconcile_interval_s,
                 stuck_after_s=wallet.stuck_after_s,

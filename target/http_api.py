@@ -161,7 +161,7 @@ async def get_reconciliation(request: web.Request) -> web.Response:
         stuck_after_s = state.wallet_settings.stuck_after_s
     result = await reconcile(
         state.ledger,
-        state.node_client,
+        state.node_truth,
         stuck_after_s=stuck_after_s,
         metrics=state.metrics if default_view else None,
         since_ms=since_ms,

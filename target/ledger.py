@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from .common.journal import Journal, JournalFailed, Op
+from .common.rows import Table
 
 DEPOSITS = "deposits"
 OUTBOUND = "outbound"
@@ -89,18 +90,6 @@ INSERT_TRANSFER = (
     " kind, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_WALLET = "INSERT INTO wallets (wallet_id, api_key_sha256, created_ms) VALUES (?, ?, ?)"
-PAYOUT_COLUMNS = (
-    "payout_id, wallet_id, idempotency_key, request_sha256, payment_request, payment_hash,"
-    " amount_msat, fee_limit_msat, fee_msat, status, mode, response_status, response_json,"
-    " created_ms, updated_ms, attempt_id"
-)
-UPSERT_PAYOUT = (
-    f"INSERT OR REPLACE INTO payouts ({PAYOUT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-SELECT_PAYOUTS = (
-    "SELECT " + ", ".join("p." + c.strip() for c in PAYOUT_COLUMNS.split(",")) + ", o.state"
-    " FROM payouts p LEFT JOIN outbox o ON o.payout_id = p.payout_id"
-)
 UPSERT_OUTBOX = "INSERT OR REPLACE INTO outbox (payout_id, state, updated_ms) VALUES (?, ?, ?)"
 
 
@@ -199,26 +188,6 @@ class Payout:
             answer = (self.response_status, self.response_json)
         return self.public(), answer
 
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.payout_id,
-            self.wallet_id,
-            self.idempotency_key,
-            self.request_sha256,
-            self.payment_request,
-            self.payment_hash,
-            self.amount_msat,
-            self.fee_limit_msat,
-            self.fee_msat,
-            str(self.status),
-            self.mode,
-            self.response_status,
-            self.response_json,
-            self.created_ms,
-            self.updated_ms,
-            self.attempt_id,
-        )
-
     def public(self) -> dict[str, Any]:
         return {
             "payout_id": self.payout_id,
@@ -228,6 +197,17 @@ class Payout:
             "fee_msat": self.fee_msat,
             "payment_hash": self.payment_hash,
         }
+
+
+# One way to map rows to records (target/common/rows.py). A payout's row is rewritten whole
+# (INSERT OR REPLACE): the background reconciler finds changed payouts by their new rowid.
+PAYOUTS = Table(
+    Payout, "payouts", key=("payout_id",), exclude=("outbox", "committed", "committed_answer")
+)
+SELECT_PAYOUTS = (
+    "SELECT " + ", ".join(f"p.{name}" for name in PAYOUTS.names) + ", o.state"
+    " FROM payouts p LEFT JOIN outbox o ON o.payout_id = p.payout_id"
+)
 
 
 class Tx:
@@ -250,7 +230,7 @@ class Tx:
 
     def save_payout(self, payout: Payout) -> Tx:
         payout.updated_ms = now_ms()
-        self._ops.append((UPSERT_PAYOUT, payout.row()))
+        self._ops.append((PAYOUTS.replace, PAYOUTS.row(payout)))
         self._payouts.append(payout)
         return self
 
@@ -515,42 +495,7 @@ class Ledger:
 
 
 def payout_from_row(row: Any) -> Payout:
-    (
-        payout_id,
-        wallet_id,
-        idempotency_key,
-        request_sha256,
-        payment_request,
-        payment_hash,
-        amount_msat,
-        fee_limit_msat,
-        fee_msat,
-        status,
-        mode,
-        response_status,
-        response_json,
-        created_ms,
-        updated_ms,
-        attempt_id,
-    ) = row
-    payout = Payout(
-        payout_id=payout_id,
-        wallet_id=wallet_id,
-        idempotency_key=idempotency_key,
-        request_sha256=request_sha256,
-        payment_request=payment_request,
-        payment_hash=payment_hash,
-        amount_msat=amount_msat,
-        fee_limit_msat=fee_limit_msat,
-        mode=mode,
-        fee_msat=fee_msat,
-        status=PayoutStatus(status),
-        response_status=response_status,
-        response_json=response_json,
-        created_ms=created_ms,
-        updated_ms=updated_ms,
-        attempt_id=attempt_id,
-    )
-    # Read from the database: committed by definition.
+    """A payout read from the database (PAYOUTS.columns order): committed by definition."""
+    payout = PAYOUTS.record(row)
     payout.committed, payout.committed_answer = payout.copy_for_clients()
     return payout

@@ -32,7 +32,7 @@ from typing import Any
 
 from .ledger import Ledger
 from .metrics import Metrics
-from .node.client import NodeClient, PaymentStatus, PaymentTruth
+from .node.client import PaymentStatus, PaymentTruth, TruthReader
 
 log = logging.getLogger("lnchaos.reconcile")
 
@@ -118,7 +118,7 @@ def judge(row: tuple[Any, ...], truth: PaymentTruth, stuck_before_ms: int) -> Ve
 
 async def reconcile(
     ledger: Ledger,
-    node: NodeClient,
+    node: TruthReader,
     *,
     stuck_after_s: float,
     metrics: Metrics | None = None,
@@ -277,7 +277,7 @@ class Reconciler:
 
     CHUNK = 500  # hashes per query (SQLite's parameter limit is far above 2 x 500)
 
-    def __init__(self, ledger: Ledger, node: NodeClient, *, stuck_after_s: float):
+    def __init__(self, ledger: Ledger, node: TruthReader, *, stuck_after_s: float):
         self.ledger = ledger
         self.node = node
         self.stuck_after_s = stuck_after_s
@@ -313,11 +313,8 @@ class Reconciler:
         return await summarise(self.ledger, list(self._verdicts.values()), metrics)
 
 
-async def lookup_many(node: NodeClient, hashes: list[str]) -> dict[str, PaymentTruth]:
-    many = getattr(node, "lookup_many", None)
-    if many is not None:
-        return await many(hashes)
-    return {h: await node.lookup(h) for h in hashes}
+async def lookup_many(node: TruthReader, hashes: list[str]) -> dict[str, PaymentTruth]:
+    return await node.lookup_many(hashes)
 
 
 def alerts_of(result: dict[str, Any]) -> list[str]:
@@ -336,7 +333,7 @@ def alerts_of(result: dict[str, Any]) -> list[str]:
 
 async def run_reconciler(
     ledger: Ledger,
-    node: NodeClient,
+    node: TruthReader,
     metrics: Metrics,
     *,
     interval_s: float,

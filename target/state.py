@@ -13,7 +13,7 @@ from aiohttp import web
 from .config import FixMode, WalletSettings
 from .ledger import Ledger
 from .metrics import Metrics
-from .node.client import NodeClient
+from .node.client import NodeClient, TruthReader
 from .payouts import PayoutService
 
 
@@ -24,6 +24,9 @@ class TargetState:
     metrics: Metrics
     ledger: Ledger
     node_client: NodeClient
+    # What reconciliation reads the node's truth through: the node's own records when it runs in
+    # this process (NodeTruth), never the client the wallet pays with; the client for a remote node.
+    node_truth: TruthReader
     payouts: PayoutService
     node_ok: Callable[[], bool]  # the node's journal is writing
     node_totals: Callable[[], Awaitable[dict[str, Any]]]  # the node's own counts

@@ -21,6 +21,8 @@ __all__ = [
     "PaymentStatus",
     "PaymentTruth",
     "SendRefused",
+    "NodeTruth",
+    "TruthReader",
 ]
 
 
@@ -79,6 +81,12 @@ class NodeClient(Protocol):
     async def close(self) -> None: ...
 
 
+class TruthReader(Protocol):
+    """What reconciliation needs: each hash's truth, many at a time."""
+
+    async def lookup_many(self, payment_hashes: list[str]) -> dict[str, PaymentTruth]: ...
+
+
 class LocalNodeClient:
     """The node mock in this process: no network between wallet and node."""
 
@@ -109,3 +117,20 @@ class LocalNodeClient:
 
     async def close(self) -> None:
         return None
+
+
+class NodeTruth:
+    """The node's own answer to "what happened to these payments", for reconciliation: read from
+    the node's records by the node's code, not through the client the wallet pays with, so a
+    fault in the wallet's client (a fee or status misreported) cannot also blind the check of
+    it. Only `lookup_many` and `lookup` (a hash's truth); it sends nothing."""
+
+    def __init__(self, node: LightningNode):
+        self._node = node
+
+    async def lookup(self, payment_hash: str) -> PaymentTruth:
+        return truth_of(await self._node.lookup(payment_hash), payment_hash)
+
+    async def lookup_many(self, payment_hashes: list[str]) -> dict[str, PaymentTruth]:
+        found = await self._node.lookup_many(payment_hashes)
+        return {h: truth_of(found.get(h), h) for h in payment_hashes}

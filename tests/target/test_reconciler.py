@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from target_harness import eventually, fast_config, in_process, run
@@ -19,7 +20,7 @@ def test_incremental_passes_equal_a_full_reconciliation(tmp_path: Path) -> None:
             assert api.state is not None
             state = api.state
             reconciler = Reconciler(
-                state.ledger, state.node_client, stuck_after_s=state.wallet_settings.stuck_after_s
+                state.ledger, state.node_truth, stuck_after_s=state.wallet_settings.stuck_after_s
             )
             wallet = await api.new_wallet(10_000_000)
             judged_before = 0
@@ -29,7 +30,7 @@ def test_incremental_passes_equal_a_full_reconciliation(tmp_path: Path) -> None:
                     await api.pay(wallet, invoice["payment_request"])
 
                 async def quiet() -> dict | None:
-                    full = await reconcile(state.ledger, state.node_client, stuck_after_s=30)
+                    full = await reconcile(state.ledger, state.node_truth, stuck_after_s=30)
                     return full if full["awaiting_node"] == 0 and full["pending"] == 0 else None
 
                 full = await eventually(quiet, timeout_s=10, what="the node to finish")
@@ -44,3 +45,41 @@ def test_incremental_passes_equal_a_full_reconciliation(tmp_path: Path) -> None:
                 judged_before = reconciler.hashes_judged
 
     run(scenario(), timeout_s=60)
+
+
+def test_a_lying_wallet_client_does_not_blind_the_reconciliation(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The wallet pays through its node client; reconciliation reads the node's own records
+    (NodeTruth). A client that drops the msat of every fee makes the wallet undercharge, and the
+    reconciliation still sees it: the judge does not read through what it judges."""
+    from target.node.client import LocalNodeClient
+
+    def in_sats(truth):
+        return dataclasses.replace(truth, fee_msat=truth.fee_msat // 1000 * 1000)
+
+    real_wait, real_lookup = LocalNodeClient.wait, LocalNodeClient.lookup
+
+    async def wait(self, *args, **kwargs):
+        return in_sats(await real_wait(self, *args, **kwargs))
+
+    async def lookup(self, *args, **kwargs):
+        return in_sats(await real_lookup(self, *args, **kwargs))
+
+    monkeypatch.setattr(LocalNodeClient, "wait", wait)
+    monkeypatch.setattr(LocalNodeClient, "lookup", lookup)
+
+    async def scenario() -> dict:
+        config = fast_config(tmp_path / "w.sqlite", fix="on")
+        async with in_process(config) as api:
+            assert api.state is not None
+            assert not isinstance(api.state.node_truth, LocalNodeClient)
+            wallet = await api.new_wallet(10_000_000)
+            for _ in range(6):
+                invoice = await api.invoice(AMOUNT_MSAT + 123)  # fees with msat below a sat
+                reply = await api.pay(wallet, invoice["payment_request"])
+                assert reply.status == 200, reply
+            return await api.reconciliation()
+
+    rec = run(scenario(), timeout_s=60)
+    assert rec["paid_not_charged"]["count"] == 6, rec
