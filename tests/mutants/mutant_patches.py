@@ -29,11 +29,11 @@ from typing import Any
 
 PATCH_TARGETS: dict[str, str] = {
     "cli_main": "target.cli:main",
-    "service_init": "target.payouts:PayoutService.__init__",
     "pay": "target.payouts:PayoutService.pay",
     "pay_saga": "target.payouts:PayoutService._pay_saga",
     "settle": "target.payouts:PayoutService.settle",
     "resolve_pending": "target.payouts:PayoutService.resolve_pending",
+    "resolve_one": "target.payouts:PayoutService._resolve_one",
     "wallet_view": "target.payouts:PayoutService.wallet_view",
     "tx_move": "target.ledger:Tx.move",
     "ledger_commit": "target.ledger:Ledger._commit",
@@ -51,10 +51,10 @@ PATCH_TARGETS: dict[str, str] = {
 # Words a patch relies on in the source of a patched method (a ledger kind, an attribute).
 ANCHORS: dict[str, tuple[str, ...]] = {
     "settle": ('"cancel"', '"confirm_fee"'),
-    "resolve_pending": ("self._active", "self.node.lookup"),
-    "service_init": ("self._active",),
+    "resolve_pending": ("self._active",),
+    "resolve_one": ("self.node.lookup", "self.settle"),
     "ledger_commit": ("UPSERT_ACCOUNT",),
-    "pay_saga": ("self.node.wait", "self.settle"),
+    "pay_saga": ("self._wait", "self.settle"),
 }
 
 IN_RESOLVER: contextvars.ContextVar[bool] = contextvars.ContextVar("in_resolver", default=False)
@@ -289,23 +289,21 @@ def resolver_confirms_failures() -> None:
     _wrap_settle(change)
 
 
-@mutant("resolver: in flight vs never sent", "paid_not_charged")
-def resolver_resends_in_flight() -> None:
-    """The resolver takes a payment still in flight for one the node never got: it sends it
-    again and cancels the payout when the node refuses. Class: the resolver's resend rule."""
+@mutant("resolver: in flight read as failed", "paid_not_charged")
+def resolver_cancels_in_flight() -> None:
+    """The resolver reads a payment its node still has in flight as failed: it cancels the
+    payout (refunds it), and the payment settles later for free. Class: the resolver's reading
+    of "not final yet"."""
     status = value("PaymentStatus")
+    require_anchors("resolve_one")
     _flag_while("resolve_pending", IN_RESOLVER)
 
-    def make(lookup: Any) -> Any:
-        async def mutated_lookup(self: Any, *args: Any, **kwargs: Any) -> Any:
-            truth = await lookup(self, *args, **kwargs)
-            if IN_RESOLVER.get() and truth.status is status.IN_FLIGHT:
-                return dataclasses.replace(truth, status=status.UNKNOWN)
-            return truth
+    def change(payout: Any, truth: Any) -> Any:
+        if IN_RESOLVER.get() and truth.status is status.IN_FLIGHT:
+            return dataclasses.replace(truth, status=status.FAILED)
+        return truth
 
-        return mutated_lookup
-
-    replace("client_lookup", make)
+    _wrap_settle(change)
 
 
 # -- the node client
@@ -373,33 +371,11 @@ def idempotent_retry_of_failure_pays_again() -> None:
     replace("pay", make)
 
 
-# -- concurrency
-
-
-class _BlindSet(set):
-    """A set that never says it holds anything (`x in s` is always False)."""
-
-    def __contains__(self, item: object) -> bool:
-        return False
-
-
-@mutant("concurrency: missing _active guard", "paid_not_charged")
-def resolver_ignores_active_payouts() -> None:
-    """The resolver does not skip payouts a request is still driving: it sends them a second
-    time while the first send is in flight, and cancels on the node's refusal.
-    Class: concurrency (check-then-act without the guard)."""
-
-    def make(init: Any) -> Any:
-        def mutated_init(self: Any, *args: Any, **kwargs: Any) -> None:
-            init(self, *args, **kwargs)
-            if not isinstance(getattr(self, "_active", None), set):
-                raise MutantTargetMissing("PayoutService._active is not a set any more")
-            self._active = _BlindSet(self._active)
-
-        return mutated_init
-
-    require_anchors("resolve_pending")
-    replace("service_init", make)
+# -- concurrency: none kept. The one we had (the resolver without its _active guard) became
+# nearly harmless once payouts were bound to their own node attempt, and was caught on some seeds
+# only; a lost update between payouts healed itself at the next commit. The suite's traffic (one
+# payer per wallet, one payout at a time) rarely races the target; shared invoices, drains and
+# concurrent retries (issue 10) are what will give concurrency mutants something to catch.
 
 
 # -- the ledger

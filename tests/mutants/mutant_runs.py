@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import signal
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mutant_patches import CONTROL, MUTANTS
+
+from target.common.child import ChildError, ChildProcess, ChildServer
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -43,12 +41,10 @@ LATE_SETTLE_RATE = "0.5"
 FAILURE_RATE = "0.05"
 RETRY_SHARE = "0.2"
 
-LISTENING_RE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 START_TIMEOUT_S = 30.0
 # RUN_TIME of load, the suite's bounded final wait (15 s) and its shutdown, with room.
 LOCUST_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
-POLL_INTERVAL_S = 0.1
 EXIT_INCONSISTENT = 3
 PARALLEL = 2  # 2 cores: two runs (four processes) at a time
 
@@ -90,55 +86,6 @@ def _tail(path: Path, max_chars: int = 2500) -> str:
         return ""
 
 
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the run's process group, SIGKILL it if it is still there after STOP_TIMEOUT_S."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pass
-    if group_alive(process.pid):  # the leader, or a child it left in its session
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=STOP_TIMEOUT_S)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    with open(log_path, "wb") as log_file:
-        return subprocess.Popen(
-            command,
-            cwd=REPO,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-
-def _wait_for_url(process: subprocess.Popen[bytes], log_path: Path) -> str:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        match = LISTENING_RE.search(log_path.read_text(errors="replace"))
-        if match:
-            return match.group(1)
-        if process.poll() is not None:
-            raise RunBroken(f"target exited with {process.returncode}:\n{_tail(log_path)}")
-        time.sleep(POLL_INTERVAL_S)
-    raise RunBroken(f"no 'listening on' line within {START_TIMEOUT_S:.0f} s:\n{_tail(log_path)}")
-
-
 def target_command(name: str, workdir: Path, seed: int) -> list[str]:
     return [
         sys.executable, str(LAUNCH), name, "--",
@@ -162,35 +109,49 @@ def locust_command(url: str, report_dir: Path, seed: int) -> list[str]:
 
 def run_one(name: str, workdir: Path, seed: int = SEED) -> RunResult:
     """One run of the suite against mutant `name` (or the control). Never raises; a run that
-    could not be made has `broken` set. Leaves no process behind."""
+    could not be made has `broken` set. Leaves no process behind (target/common/child.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     result = RunResult(name, workdir=workdir)
     started = time.monotonic()
-    target_log, locust_log = workdir / "target.log", workdir / "locust.log"
+    locust_log = workdir / "locust.log"
     report_dir = workdir / "report"
-    target = _spawn(target_command(name, workdir, seed), target_log)
-    locust: subprocess.Popen[bytes] | None = None
+    target = ChildServer(
+        target_command(name, workdir, seed),
+        log_path=workdir / "target.log",
+        cwd=REPO,
+        stop_timeout_s=STOP_TIMEOUT_S,
+        name=f"target ({name})",
+    )
+    locust: ChildProcess | None = None
     try:
-        url = _wait_for_url(target, target_log)
-        locust = _spawn(locust_command(url, report_dir, seed), locust_log)
         try:
-            result.exit_code = locust.wait(timeout=LOCUST_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+            url = target.start(start_timeout_s=START_TIMEOUT_S).url
+        except ChildError as err:
+            raise RunBroken(f"the target did not start: {err}") from None
+        locust = ChildProcess(
+            locust_command(url, report_dir, seed),
+            log_path=locust_log,
+            cwd=REPO,
+            stop_timeout_s=STOP_TIMEOUT_S,
+            name=f"locust ({name})",
+        ).start()
+        result.exit_code = locust.wait(LOCUST_TIMEOUT_S)
+        if result.exit_code is None:
             raise RunBroken(
-                f"locust did not exit within {LOCUST_TIMEOUT_S:.0f} s:\n{_tail(locust_log)}"
-            ) from None
-        if target.poll() is not None:
-            raise RunBroken(f"target died during the run:\n{_tail(target_log)}")
+                f"locust did not exit within {LOCUST_TIMEOUT_S:.0f} s:\n{locust.log_tail()}"
+            )
+        if not target.running():
+            raise RunBroken(f"target died during the run:\n{target.log_tail()}")
         _read_report(result, report_dir / "consistency.json", locust_log)
     except RunBroken as err:
         result.broken = str(err)
     finally:
-        for process in (locust, target):
-            if process is not None:
-                _stop_group(process)
-        left = [p.pid for p in (locust, target) if p is not None and group_alive(p.pid)]
+        children = [c for c in (locust, target) if c is not None]
+        for child in children:
+            child.stop()
+        left = [p.pid for c in children for p in c.leftovers()]
         if left:
-            result.broken = (result.broken or "") + f"; process groups left running: {left}"
+            result.broken = (result.broken or "") + f"; processes left running: {left}"
         result.wall_s = round(time.monotonic() - started, 1)
     return result
 
