@@ -20,7 +20,6 @@ import matplotlib
 matplotlib.use("Agg")  # no screen, and no GUI toolkit pulled in
 import matplotlib.pyplot as plt  # noqa: E402
 
-KINDS = ("charged_not_paid", "paid_not_charged", "double_charge", "overcharged")
 MODE_COLOURS = {"off": "#c0392b", "rollback": "#e67e22", "on": "#27ae60"}
 
 

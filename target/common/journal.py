@@ -99,10 +99,6 @@ class Journal:
         self._queue.put_nowait((ops, fut, on_durable))
         return fut
 
-    @property
-    def queued(self) -> int:
-        return self._queue.qsize()
-
     async def flush(self) -> None:
         """Wait until everything queued before this call is durable."""
         await self.write([])

@@ -47,12 +47,7 @@ class HttpFault:
     latency_ms: float  # extra wait (0: none), before or after the node acts as `after` says
     stall_ms: float
 
-    @property
-    def none(self) -> bool:
-        return self.kind is FaultKind.NONE and self.latency_ms == 0
 
-
-NO_FAULT = HttpFault(FaultKind.NONE, False, 0.0, 0.0)
 INJECTED = LndError(Code.UNAVAILABLE, 'connection error: desc = "transport is closing"')
 
 

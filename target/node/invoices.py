@@ -60,7 +60,6 @@ class InvoiceBook:
     """Issues the invoices of one node and remembers the most recent ones."""
 
     def __init__(self, private_key_hex: str, *, registry_max: int = 10_000):
-        self._private_key_hex = private_key_hex
         self._registry: OrderedDict[str, Invoice] = OrderedDict()  # payment_request -> invoice
         self._by_hash: dict[str, Invoice] = {}
         self._registry_max = registry_max

@@ -269,19 +269,20 @@ NOTES = """Notes
   of load. It counts only what the users' checks found; a bug that only the end-of-run
   reconciliation sees shows at the time of the verdict, after the suite's final wait.
 - The reconciliation-only rows are bugs a user cannot see in its own balance: the wallet and its
-  answer agree with each other but not with the node (saga_deadline_cancels: the refund is
-  right for a "failed" answer, the node pays later; client_in_flight_as_succeeded: a 200 with
-  fee 0) or the books are wrong behind a right balance (the ledger and reconciliation-input
-  rows). The synchronous success check takes the fee from the wallet's answer, so the fee
-  mutants are caught by the checks only on timed-out payouts (resolved against the node).
-- The node-client mutants patch the wallet's payment path (LocalNodeClient.wait/lookup), not
-  lookup_many: the target's reconciliation reads the node through that same client object, so
-  a misreport there would blind the reconciliation as well (issue 9, item 5).
-- resolver_never_runs is caught on this main only by a margin: a payout counts as
-  stuck_pending after the target's stuck_after_s (30 s), and the verdict comes about 30 s in
-  (15 s of load + the 15 s final wait), so only payouts of the first second or so count. It is
-  expected to be caught robustly as `unresolved` once the verdict's change (issue 9, item 1)
-  is merged; until then its test is an expected failure when it is not caught."""
+  answer agree with each other but not with the node (saga_deadline_cancels: the refund is right
+  for a "failed" answer, the node pays later) or the books are wrong behind a right balance (the
+  ledger and reconciliation-input rows).
+- The success check takes the fee and the outcome from the node's truth, never from the wallet's
+  answer, so the fee mutants are caught on every succeeded payout, in the first second.
+- The node-client mutants patch the client the wallet pays with (LocalNodeClient); the target's
+  reconciliation reads the node's own records (NodeTruth), so they cannot blind it.
+- resolver_never_runs is caught as `unresolved`: the payouts still pending after the suite's
+  final wait (6 s), counted once each.
+- No concurrency mutant is kept: the resolver without its `_active` guard became nearly harmless
+  once payouts were bound to their own node attempt (caught on some seeds only), and a lost
+  update between payouts healed at the next commit. The suite's payers own one wallet each and
+  pay one invoice at a time, so they rarely race the target; shared invoices, drains and
+  concurrent retries (issue 10) will give concurrency mutants something to catch."""
 
 
 def results_markdown(
