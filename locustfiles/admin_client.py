@@ -1,4 +1,5 @@
-"""The master's calls to the target outside the load: health, fix mode, faults, reconciliation.
+"""The master's calls to the target outside the load: health, fix mode, faults, reconciliation,
+and the final audit's reads (the node's truth of a payment, a wallet, a payout).
 
 Plain `urllib` (cooperative under Locust's gevent monkey-patching), so these calls never show
 up in the load statistics; only the verdict turns the reconciliation into a check event.
@@ -25,10 +26,18 @@ class TargetAdmin:
         self.base_url = base_url.rstrip("/")
         self.admin_token = admin_token
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
         request.add_header("Accept", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         if data is not None:
             request.add_header("Content-Type", "application/json")
         if self.admin_token:
@@ -78,6 +87,28 @@ class TargetAdmin:
             query["stuck_after_s"] = repr(float(stuck_after_s))
         suffix = "?" + urllib.parse.urlencode(query) if query else ""
         return self._call("GET", "/admin/reconciliation" + suffix)
+
+    def node_payment(self, payment_hash: str) -> dict[str, Any]:
+        """The node's truth of a payment hash: the node's own route, never the wallet's API."""
+        quoted = urllib.parse.quote(payment_hash, safe="")
+        return self._json_object("GET", f"/node/payments/{quoted}")
+
+    def wallet(self, wallet_id: str, api_key: str) -> dict[str, Any]:
+        """The wallet's view (balance_msat, reserved_msat), with the wallet's own key."""
+        quoted = urllib.parse.quote(wallet_id, safe="")
+        return self._json_object("GET", f"/api/wallets/{quoted}", {"X-Api-Key": api_key})
+
+    def payout(self, payout_id: str, api_key: str) -> dict[str, Any]:
+        quoted = urllib.parse.quote(payout_id, safe="")
+        return self._json_object("GET", f"/api/payouts/{quoted}", {"X-Api-Key": api_key})
+
+    def _json_object(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        answer = self._call(method, path, headers=headers)
+        if not isinstance(answer, dict):
+            raise TargetError(f"{method} {path}: not a JSON object")
+        return answer
 
     def clock_ms(self) -> int:
         """The target's clock (ms since the epoch): the marker a run is scoped by. Taken from the

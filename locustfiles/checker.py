@@ -1,14 +1,15 @@
 """Checks and verdict: the history of payouts, judged. No HTTP here; tests call it directly.
 
 Every process keeps a `Tally` (payouts per phase and outcome, checks, inconsistencies with
-examples, drift); workers send theirs to the master, which merges them, adds the target's
-reconciliation, and decides.
+examples, drift, audit entries); workers send theirs to the master, which merges them, audits
+the payouts no payer could judge, adds the target's reconciliation, and decides.
 
 ## Check events
 Every check is a Locust request event with request_type "CHECK" and one name per invariant:
 `balance_after_success`, `balance_after_failure`, `resolved_vs_node_truth`, `idempotent_retry`,
 `resolved_within_bound` (a timed-out payout did not become final within the users' bound:
-reported, but not an inconsistency; the final reconciliation judges it), `reconciliation`.
+reported, but not an inconsistency; the final audit judges it), `final_audit` (one per audited
+payout, fired by the master), `reconciliation`.
 Injected faults are request events of type "FAULT" (`timeout [phase]`, `payment_failed [phase]`),
 recorded as successes: they are the chaos, not a defect.
 
@@ -22,17 +23,20 @@ recorded as successes: they are the chaos, not a defect.
 - `double_charge`: a retry with the same Idempotency-Key was charged again;
 - `balance_mismatch`: a balance higher than it should be for a payment that was not made;
 - `idempotency_mismatch`: a retry with the same key got another answer than the first request;
-- `unresolved` (reconciliation): after the bounded final wait (--final-wait-s), a payout of the
-  run still pending at the wallet, or final at the wallet while the node still has the payment
-  in flight: every payout of a run must end final, or the run fails. Examples carry the payout,
+- `unresolved` (reconciliation, final audit): after the bounded final wait (--final-wait-s), a
+  payout of the run still pending at the wallet, or final at the wallet while the node still has
+  the payment in flight (or, in the audit, money still reserved or not readable): every payout
+  of a run must end final, or the run fails. Examples carry the payout,
   its wallet, its status at the wallet and at the node;
 - `not_conserved` (reconciliation): deposits != balances + reserved + paid out + fees.
 `charged_not_paid`, `paid_not_charged` and `unresolved` are also reported by the target's
 reconciliation, which sees every payout of the run (also those no user got to check before the
-run ended) but lists only a few ids: a kind counts max(found by checks, found by
-reconciliation), and the reconciliation's charged_not_paid, which includes double charges, is
-first reduced by the double charges the checks found, so no payout counts twice. The
-reconciliation counts payment hashes (the users pay each invoice once, so hash = payout).
+run ended) but lists only a few ids: a kind counts max(found by checks + found by the final
+audit, found by reconciliation) (checks and audit judge different payouts), and the
+reconciliation's charged_not_paid, which includes double charges, is first reduced by the
+double charges the checks and the audit found, so no payout counts twice; `unresolved` counts
+the union of the audit's and the reconciliation's payouts. The reconciliation counts payment
+hashes (the users pay each invoice once, so hash = payout).
 
 A payout is resolved when a user check judged it (balance_after_success/failure,
 resolved_vs_node_truth), or when the end-of-run reconciliation finds it final at the wallet and
@@ -41,6 +45,23 @@ at the node and consistent. The end-of-run reconciliation is asked for this run 
 final is `unresolved` whatever its age. Problems of earlier runs on the same target are reported
 apart (`inconsistencies_before_run`) and never counted in this run's total; conservation is
 global (money has no run) and reported as it is.
+
+## The final audit: the judge never leans on the wallet's own reconciliation
+A payer that cannot judge a payout abandons its wallet: the payout was not final within the
+users' bound (--resolve-timeout-s), the payout request failed (connection error: outcome
+unknown), the wallet could not be read, or the run stopped the payer mid-payout. It records an
+audit entry (Tally.record_audit: wallet, api key, the exact balance expected before the payout,
+payout id, payment hash, the invoice's amount, phase, retried, first outcome, why), at most
+AUDIT_MAX per process; past it the entry is counted as overflow. The entries cross to the master
+in the tally. After the final wait the master audits each one (at most AUDIT_MAX_TOTAL, within a
+time bound; controller.py) from the node's truth of its payment hash (GET /node/payments/{hash})
+and the wallet's view (GET /api/wallets/{id}; GET /api/payouts/{id} when its id is known), by
+`audit_kind`: the node paid -> expected - (amount + the node's fee); failed or never seen ->
+unchanged; not final at the node, money still reserved or the payout pending -> `unresolved`; a
+wrong balance is classified as the checks do (`classify_balance`). Each audited payout is a
+`final_audit` check event; its findings count like the checks' (detected_by.audit), an
+unresolved payout once with the reconciliation's (union by payout id or hash), and an entry
+that could not be kept or audited (overflow) fails the run (exit 3).
 
 ## consistency.json
     fix, shape, seed: str, str, int            the run's settings
@@ -59,11 +80,17 @@ global (money has no run) and reported as it is.
                resolved_by_checks: int,        judged by resolved_vs_node_truth
                resolved_by_reconciliation: int, final + consistent at the end (the target's
                                                count of payouts first answered 202/504)
-               left_to_reconciliation: int}    not final within the users' bound
+               resolved_by_audit: int,         final at the node and the wallet in the audit
+               left_to_reconciliation: int}    not final within the users' bound (audited)
     retries: int                               idempotent retries sent
     checks: {passed, failed, by_name: {name: {passed, failed}}}
+    audit: {entries: int,                      payouts no payer could judge (kept + overflow)
+            judged: int,                       final at node and wallet, balance judged
+            unresolved: int,                   not final, or not readable, at the audit
+            inconsistent: int,                 judged with a wrong balance
+            overflow: int}                     not kept or not audited within the bounds
     inconsistencies: {kind: {count, amount_msat, examples: [...], worst, last,
-                             detected_by: {checks, reconciliation}}}
+                             detected_by: {checks, reconciliation, audit}}}
     inconsistencies_total: int                 this run's: what the verdict counts
     inconsistencies_before_run: {kind: {count, amount_msat, payout_ids}}  the same target's
                                                problems from before this run; not counted
@@ -81,10 +108,12 @@ global (money has no run) and reported as it is.
 An example is {check, kind, wallet_id, payout_id, phase, amount_msat, fee_msat, expected_msat,
 actual_msat, diff_msat, payout_status, node_status, t_unix}; a reconciliation's example is
 {kind, source: "reconciliation", payout_id, wallet_id, payment_hash, payout_status,
-node_status} (fewer keys when the target lists only ids).
+node_status} (fewer keys when the target lists only ids); an audit's example is the checks' with
+source "audit", payment_hash, why_audited, first_outcome, retried and reserved_msat.
 
 ## Exit codes, by precedence (the first that applies; the reason names all that apply)
-    3  inconsistencies over the threshold (the money verdict comes first)
+    3  inconsistencies over the threshold (the money verdict comes first), or payouts left
+       out of the final audit (overflow)
     5  the target failed: did not start, unreachable, or its reconciliation failed
     4  nothing proven: no payout's balance was checked, or a timeout rate above zero was
        configured and no timed-out payout was resolved
@@ -112,6 +141,7 @@ RESOLVED_VS_NODE_TRUTH = "resolved_vs_node_truth"
 IDEMPOTENT_RETRY = "idempotent_retry"
 RESOLVED_WITHIN_BOUND = "resolved_within_bound"
 RECONCILIATION = "reconciliation"
+FINAL_AUDIT = "final_audit"
 BALANCE_CHECKS = (BALANCE_AFTER_SUCCESS, BALANCE_AFTER_FAILURE, RESOLVED_VS_NODE_TRUTH)
 
 CHARGED_NOT_PAID = "charged_not_paid"
@@ -135,6 +165,18 @@ EXIT_NOTHING_VERIFIED = 4
 EXIT_TARGET_FAILED = 5
 
 MAX_EXAMPLES = 3
+
+# The final audit (see the docstring): entries kept per process, and what the master audits.
+AUDIT_MAX = 2000
+AUDIT_MAX_TOTAL = 20_000
+AUDIT = "audit"
+# Why the payer could not judge a payout itself.
+ABANDONED_NOT_FINAL = "not_final_within_bound"
+ABANDONED_ERROR = "payout_error"
+ABANDONED_NO_WALLET_VIEW = "no_wallet_view"
+ABANDONED_STOPPED = "run_stopped"
+FINAL_NODE = ("succeeded", "failed", "unknown")
+FINAL_PAYOUT = ("succeeded", "failed")
 
 
 class CheckFailed(Exception):
@@ -162,6 +204,146 @@ def classify_balance(
     return PAID_NOT_CHARGED if paid else BALANCE_MISMATCH
 
 
+def audit_entry(
+    *,
+    wallet_id: str,
+    api_key: str,
+    expected_msat: int,
+    payment_hash: str,
+    amount_msat: int,
+    phase: str,
+) -> dict[str, Any]:
+    """What a payer knows of a payout before sending it: enough for the final audit to judge it
+    from the node's truth alone. expected_msat: the wallet's balance before this payout (exact:
+    the payer resynchronises at every check and abandons the wallet right after this payout)."""
+    return {
+        "wallet_id": wallet_id,
+        "api_key": api_key,
+        "expected_msat": int(expected_msat),
+        "payout_id": None,
+        "payment_hash": payment_hash,
+        "amount_msat": int(amount_msat),
+        "phase": phase,
+        "retried": False,
+        "outcome": None,
+        "reason": None,
+    }
+
+
+def audit_kind(
+    entry: dict[str, Any],
+    node: dict[str, Any] | None,
+    wallet: dict[str, Any] | None,
+    payout: dict[str, Any] | None = None,
+) -> str | None:
+    """The final audit of one payout its payer could not judge: an inconsistency kind, or None.
+
+    node: the node's truth of the payment hash (GET /node/payments/{hash}); wallet: the wallet's
+    view (balance_msat, reserved_msat); payout: the wallet's payout, when its id is known. Not
+    final (node in flight, money still reserved, payout pending) or not seen -> `unresolved`;
+    else the balance must be the one before the payout, less amount + the node's fee when the
+    node paid, and nothing when it failed or never saw the payment.
+    """
+    if node is None or wallet is None:
+        return UNRESOLVED
+    if node.get("status") not in FINAL_NODE or int(wallet.get("reserved_msat") or 0) != 0:
+        return UNRESOLVED
+    if payout is not None and payout.get("status") not in FINAL_PAYOUT:
+        return UNRESOLVED
+    paid, cost_msat = _audit_cost(entry, node)
+    expected_msat = int(entry["expected_msat"]) - (cost_msat if paid else 0)
+    return classify_balance(
+        diff_msat=int(wallet["balance_msat"]) - expected_msat,
+        paid=paid,
+        retried=bool(entry.get("retried")),
+        cost_msat=cost_msat,
+    )
+
+
+def _audit_cost(entry: dict[str, Any], node: dict[str, Any]) -> tuple[bool, int]:
+    paid = node.get("status") == "succeeded"
+    fee_msat = int(node.get("fee_msat") or 0) if paid else 0
+    return paid, int(entry["amount_msat"]) + fee_msat
+
+
+def audit_example(
+    entry: dict[str, Any],
+    node: dict[str, Any] | None,
+    wallet: dict[str, Any] | None,
+    payout: dict[str, Any] | None,
+    kind: str | None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """An example of the audit's finding, shaped as the checks' (never the wallet's api key)."""
+    paid, cost_msat = _audit_cost(entry, node or {})
+    expected_msat = int(entry["expected_msat"]) - (cost_msat if paid else 0)
+    actual_msat = int(wallet["balance_msat"]) if wallet is not None else None
+    node_status = (node or {}).get("status")
+    return {
+        "check": FINAL_AUDIT,
+        "kind": kind,
+        "source": AUDIT,
+        "wallet_id": entry.get("wallet_id"),
+        "payout_id": entry.get("payout_id"),
+        "payment_hash": entry.get("payment_hash"),
+        "phase": entry.get("phase"),
+        "why_audited": entry.get("reason"),
+        "first_outcome": entry.get("outcome"),
+        "retried": bool(entry.get("retried")),
+        "amount_msat": int(entry["amount_msat"]),
+        "fee_msat": cost_msat - int(entry["amount_msat"]) if paid else 0,
+        "expected_msat": expected_msat,
+        "actual_msat": actual_msat,
+        "diff_msat": actual_msat - expected_msat if actual_msat is not None else 0,
+        "reserved_msat": (wallet or {}).get("reserved_msat"),
+        "payout_status": (payout or {}).get("status"),
+        "node_status": node_status if error is None else f"not audited: {error}",
+        "t_unix": round(time.time(), 3),
+    }
+
+
+class Audit:
+    """The master's final audit of the payouts the payers could not judge (see the docstring):
+    the findings by kind (the Tally's shape), the unresolved payouts, the counts."""
+
+    def __init__(self, entries: int = 0, overflow: int = 0) -> None:
+        self.entries = entries
+        self.overflow = overflow  # not kept by a process, or not audited within the bounds
+        self.judged = 0
+        self.unresolved = 0
+        self.inconsistent = 0
+        self.resolved_timeouts = 0
+        self.kinds: dict[str, dict[str, Any]] = {}
+        # (payout_id, payment_hash) of each unresolved payout: merged with the reconciliation's
+        self.unresolved_keys: list[tuple[str | None, str | None]] = []
+
+    def add(self, entry: dict[str, Any], kind: str | None, example: dict[str, Any]) -> None:
+        if kind == UNRESOLVED:
+            self.unresolved += 1
+            self.unresolved_keys.append((entry.get("payout_id"), entry.get("payment_hash")))
+        else:
+            self.judged += 1
+            if entry.get("outcome") in TIMEOUT_OUTCOMES:
+                self.resolved_timeouts += 1
+        if kind is None:
+            return
+        if kind != UNRESOLVED:
+            self.inconsistent += 1
+        _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), abs(example["diff_msat"]), example)
+
+    def not_audited(self, n: int = 1) -> None:
+        self.overflow += n
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "entries": self.entries,
+            "judged": self.judged,
+            "unresolved": self.unresolved,
+            "inconsistent": self.inconsistent,
+            "overflow": self.overflow,
+        }
+
+
 class Tally:
     """One process's record of the run; `to_dict()` is what crosses to the master."""
 
@@ -175,6 +357,16 @@ class Tally:
         self.latency_ms: dict[int, int] = {}
         self.left_to_reconciliation = 0
         self.retries = 0
+        self.audit: list[dict[str, Any]] = []
+        self.audit_overflow = 0
+
+    def record_audit(self, entry: dict[str, Any]) -> None:
+        """A payout its payer could not judge, for the master's final audit. Bounded: past
+        AUDIT_MAX the entry is counted, not kept, and the verdict fails on it."""
+        if len(self.audit) >= AUDIT_MAX:
+            self.audit_overflow += 1
+            return
+        self.audit.append(dict(entry))
 
     def record_payout(self, phase: str, outcome: str, latency_ms: float) -> None:
         assert outcome in OUTCOMES, outcome
@@ -204,6 +396,8 @@ class Tally:
             "latency_ms": {str(k): v for k, v in self.latency_ms.items()},
             "left_to_reconciliation": self.left_to_reconciliation,
             "retries": self.retries,
+            "audit": [dict(entry) for entry in self.audit],
+            "audit_overflow": self.audit_overflow,
         }
 
 
@@ -249,6 +443,8 @@ def merge_tallies(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "latency_ms": {},
         "left_to_reconciliation": 0,
         "retries": 0,
+        "audit": [],
+        "audit_overflow": 0,
     }
     for snap in snapshots:
         for phase, by_outcome in snap.get("payouts", {}).items():
@@ -274,6 +470,8 @@ def merge_tallies(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
             merged["latency_ms"][str(bucket)] = merged["latency_ms"].get(str(bucket), 0) + n
         merged["left_to_reconciliation"] += snap.get("left_to_reconciliation", 0)
         merged["retries"] += snap.get("retries", 0)
+        merged["audit"].extend(snap.get("audit") or [])
+        merged["audit_overflow"] += int(snap.get("audit_overflow", 0))
     return merged
 
 
@@ -364,70 +562,92 @@ def reconciliation_problems(reconciliation: dict[str, Any]) -> list[str]:
 
 
 def combine_inconsistencies(
-    kinds: dict[str, dict[str, Any]], reconciliation: dict[str, Any] | None
+    kinds: dict[str, dict[str, Any]],
+    reconciliation: dict[str, Any] | None,
+    audit: Audit | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Inconsistencies by kind from the checks and the reconciliation (see the docstring)."""
+    """Inconsistencies by kind from the checks, the final audit and the reconciliation (see the
+    docstring): the checks and the audit judge different payouts, so their counts add up; the
+    reconciliation sees them all, so a kind counts max(checks + audit, reconciliation), and an
+    unresolved payout counts once (the union by payout id or payment hash)."""
+    audit_kinds = audit.kinds if audit is not None else {}
     result: dict[str, dict[str, Any]] = {}
-    for kind, entry in kinds.items():
-        result[kind] = {
-            "count": entry["count"],
-            "amount_msat": entry["amount_msat"],
-            "examples": list(entry["examples"]),
-            "worst": entry["worst"],
-            "last": entry["last"],
-            "detected_by": {"checks": entry["count"], "reconciliation": 0},
-        }
+    for kind in [*kinds, *(k for k in audit_kinds if k not in kinds)]:
+        own, found = kinds.get(kind) or _empty_kind(), audit_kinds.get(kind) or _empty_kind()
+        entry = _new_combined(own["count"] + found["count"], own["amount_msat"], own["examples"])
+        entry["amount_msat"] += found["amount_msat"]
+        entry["examples"].extend(found["examples"][: MAX_EXAMPLES - len(entry["examples"])])
+        for key, better in (("worst", _worse), ("last", _later)):
+            candidates = [e for e in (own[key], found[key]) if e is not None]
+            for candidate in candidates:
+                if entry[key] is None or better(candidate, entry[key]):
+                    entry[key] = candidate
+        entry["detected_by"].update(checks=own["count"], audit=found["count"])
+        result[kind] = entry
     if not reconciliation:
         return result
-    double_charges = kinds.get(DOUBLE_CHARGE, {}).get("count", 0)
+    double_charges = sum(
+        source.get(DOUBLE_CHARGE, {}).get("count", 0) for source in (kinds, audit_kinds)
+    )
     for kind in RECONCILED_KINDS:
         found = reconciliation.get(kind) or {}
         found_count = int(found.get("count", 0))
         if not found_count:
             continue
-        own_count = kinds.get(kind, {}).get("count", 0)
-        # the reconciliation counts a double charge as charged_not_paid; the checks name it
-        comparable = found_count - double_charges if kind == CHARGED_NOT_PAID else found_count
-        entry = result.setdefault(
-            kind,
-            {
-                "count": 0,
-                "amount_msat": 0,
-                "examples": [],
-                "worst": None,
-                "last": None,
-                "detected_by": {"checks": 0, "reconciliation": 0},
-            },
-        )
-        entry["count"] = max(own_count, comparable, 0)
+        entry = result.setdefault(kind, _new_combined(0, 0, []))
+        own_count = entry["count"]  # checks + audit
+        listed = found.get("examples") or [{"payout_id": i} for i in found.get("payout_ids") or []]
+        if kind == UNRESOLVED:
+            entry["count"] = _unresolved_union(found_count, listed, audit)
+        else:
+            # the reconciliation counts a double charge as charged_not_paid; the checks name it
+            comparable = found_count - double_charges if kind == CHARGED_NOT_PAID else found_count
+            entry["count"] = max(own_count, comparable, 0)
         entry["amount_msat"] = max(entry["amount_msat"], int(found.get("amount_msat", 0)))
         entry["detected_by"]["reconciliation"] = found_count
         known = {example.get("payout_id") for example in entry["examples"]}
         # the target's examples when it gives them (payout, wallet, both statuses), else its ids
-        listed = found.get("examples") or [{"payout_id": i} for i in found.get("payout_ids") or []]
         for listed_example in listed:
             if len(entry["examples"]) >= MAX_EXAMPLES:
                 break
             if listed_example.get("payout_id") not in known:
                 entry["examples"].append({"kind": kind, "source": RECONCILIATION, **listed_example})
     if reconciliation.get("conserved") is False:
-        result[NOT_CONSERVED] = {
-            "count": 1,
-            "amount_msat": 0,
-            "examples": [reconciliation.get("conservation")],
-            "worst": None,
-            "last": None,
-            "detected_by": {"checks": 0, "reconciliation": 1},
-        }
+        result[NOT_CONSERVED] = _new_combined(1, 0, [reconciliation.get("conservation")])
+        result[NOT_CONSERVED]["detected_by"]["reconciliation"] = 1
     return result
+
+
+def _new_combined(count: int, amount_msat: int, examples: list[Any]) -> dict[str, Any]:
+    return {
+        "count": count,
+        "amount_msat": amount_msat,
+        "examples": list(examples),
+        "worst": None,
+        "last": None,
+        "detected_by": {"checks": 0, "reconciliation": 0, "audit": 0},
+    }
+
+
+def _unresolved_union(found_count: int, listed: list[dict[str, Any]], audit: Audit | None) -> int:
+    """How many payouts are unresolved by the reconciliation or by the audit, each once. Exact
+    when the reconciliation listed all of its payouts; else a lower bound (its list is short)."""
+    keys = (audit.unresolved_keys if audit is not None else []) or []
+    ids = {e.get("payout_id") for e in listed if e.get("payout_id")}
+    hashes = {e.get("payment_hash") for e in listed if e.get("payment_hash")}
+    new = sum(1 for payout_id, h in keys if payout_id not in ids and h not in hashes)
+    complete = max(len(hashes), len(ids) if not hashes else 0) >= found_count
+    return found_count + new if complete else max(found_count, len(keys))
 
 
 def timeouts_summary(
     merged: dict[str, Any],
     reconciliation: dict[str, Any] | None,
     configured_rate_by_phase: dict[str, float],
+    audit: Audit | None = None,
 ) -> dict[str, Any]:
-    """Timed-out payouts and how many were resolved (by a check, or by the reconciliation)."""
+    """Timed-out payouts and how many were resolved (by a check, the audit, or the
+    reconciliation)."""
     by_outcome = payouts_by_outcome(merged)
     by_checks = sum(merged["checks"].get(RESOLVED_VS_NODE_TRUTH, [0, 0]))
     by_reconciliation = int(((reconciliation or {}).get("timeouts") or {}).get("resolved", 0))
@@ -436,6 +656,7 @@ def timeouts_summary(
         "payouts": sum(by_outcome[o] for o in TIMEOUT_OUTCOMES),
         "resolved_by_checks": by_checks,
         "resolved_by_reconciliation": by_reconciliation,
+        "resolved_by_audit": audit.resolved_timeouts if audit is not None else 0,
         "left_to_reconciliation": merged.get("left_to_reconciliation", 0),
     }
 
@@ -462,6 +683,9 @@ def describe_inconsistencies(inconsistencies: dict[str, dict[str, Any]]) -> str:
         if not entry["count"]:
             continue
         text = f"{kind}={entry['count']}"
+        by_audit = int((entry.get("detected_by") or {}).get("audit", 0))
+        if by_audit:
+            text += f" ({by_audit} found by the final audit)"
         if kind == UNRESOLVED and entry["examples"]:
             named = [
                 f"payout {e.get('payout_id')} (wallet {e.get('wallet_id')}: wallet "
@@ -485,6 +709,7 @@ def decide(
     timeouts_resolved: int = 0,
     kinds: str = "",
     before_run_total: int = 0,
+    audit_overflow: int = 0,
 ) -> tuple[str, int, str]:
     """(verdict, exit_code, reason): the first code by precedence 3, 5, 4, Locust's own (2, 1),
     0; the reason names every problem that applies, not only the one that chose the code."""
@@ -495,6 +720,14 @@ def decide(
             (
                 EXIT_INCONSISTENT,
                 f"{inconsistencies_total} inconsistencies > threshold {threshold}{detail}",
+            )
+        )
+    if audit_overflow:
+        problems.append(
+            (
+                EXIT_INCONSISTENT,
+                f"{audit_overflow} payouts no payer could judge were left out of the final "
+                f"audit (over its bounds): their money is not proven",
             )
         )
     if target_error:
@@ -539,17 +772,23 @@ def build_report(
     locust_exit_code: int,
     target_error: str | None,
     since_ms: int | None = None,
+    audit: Audit | None = None,
 ) -> dict[str, Any]:
     """The consistency.json document (schema in this module's docstring).
 
-    run: {"fix", "shape", "profile", "seed", "threshold", "final_wait_s"}.
+    run: {"fix", "shape", "profile", "seed", "threshold", "final_wait_s"}. audit: the final
+    audit's result (None before it ran: its entries then count as not audited).
     """
-    inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation)
+    if audit is None:
+        entries = len(merged.get("audit") or [])
+        overflow = int(merged.get("audit_overflow", 0))
+        audit = Audit(entries=entries + overflow, overflow=entries + overflow)
+    inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation, audit)
     total = sum(entry["count"] for entry in inconsistencies.values())
     earlier = before_run(reconciliation)
     earlier_total = sum(entry["count"] for entry in earlier.values())
     verified = payouts_verified(merged)
-    timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase)
+    timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit)
     verdict, exit_code, reason = decide(
         inconsistencies_total=total,
         verified=verified,
@@ -558,9 +797,12 @@ def build_report(
         target_error=target_error,
         timeouts_configured=timeouts["configured"],
         timeouts_seen=timeouts["payouts"],
-        timeouts_resolved=timeouts["resolved_by_checks"] + timeouts["resolved_by_reconciliation"],
+        timeouts_resolved=timeouts["resolved_by_checks"]
+        + timeouts["resolved_by_reconciliation"]
+        + timeouts["resolved_by_audit"],
         kinds=describe_inconsistencies(inconsistencies),
         before_run_total=earlier_total,
+        audit_overflow=audit.overflow,
     )
     by_outcome = payouts_by_outcome(merged)
     payouts = sum(by_outcome.values())
@@ -583,6 +825,7 @@ def build_report(
         "timeouts": timeouts,
         "retries": merged["retries"],
         "checks": checks_summary(merged),
+        "audit": audit.summary(),
         "inconsistencies": inconsistencies,
         "inconsistencies_total": total,
         "inconsistencies_before_run": earlier,

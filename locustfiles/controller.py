@@ -5,6 +5,9 @@
   only; a target reused across runs reports earlier problems apart), the run's fix mode and
   faults, a fresh collector, the fault control;
 - test_stop: stop the fault control; in the web UI also judge the run (each run gets its report);
+- the verdict: a bounded wait for the run's payouts, then the final audit of the payouts no payer
+  could judge (from the node's truth, never the wallet's reconciliation; checker.py), then the
+  target's reconciliation;
 - quitting: judge the run if not done yet, write consistency.json, set the exit code (never
   over a non-zero code of Locust's own), stop the embedded target.
 """
@@ -19,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.pool
 import locust.log
 from locust.html import get_html_report, process_html_filename
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from locustfiles import checker
-from locustfiles.admin_client import TargetAdmin, TargetError
+from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 from locustfiles.fault_control import FaultControl
 from locustfiles.options import FINAL_WAIT_MARGIN_S, Settings, profile_hint, settings_from
@@ -33,8 +37,12 @@ from locustfiles.telemetry import Collector
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_S = 10.0
-# Beyond the final wait (--final-wait-s): the reconciliation's own requests and the report.
-JUDGE_OVERHEAD_S = 10.0
+# The final audit: bounded in time and in concurrent requests (3 reads per payout at most, and
+# at most checker.AUDIT_MAX_TOTAL payouts); what it cannot reach in time counts as overflow.
+AUDIT_TIMEOUT_S = 20.0
+AUDIT_CONCURRENCY = 8
+# Beyond the final wait (--final-wait-s): the audit, the reconciliation's requests, the report.
+JUDGE_OVERHEAD_S = 10.0 + AUDIT_TIMEOUT_S
 
 
 class Controller:
@@ -173,6 +181,8 @@ class Controller:
             log.error(self.target_error)
         if self.fault_control is not None and self.fault_control.errors and not self.target_error:
             self.target_error = f"fault control failed: {self.fault_control.errors[0]}"
+        merged = self.collector.merged()
+        audit = self._audit(merged)
         problems = checker.reconciliation_problems(reconciliation) if reconciliation else []
         if reconciliation is None:
             problems = ["no reconciliation"]
@@ -187,7 +197,9 @@ class Controller:
         self.collector.sample()
         merged = self.collector.merged()
         merged["checks"][checker.RECONCILIATION] = [0, 1] if problems else [1, 0]
-        self.final = {"merged": merged, "reconciliation": reconciliation}
+        judged = audit.judged - audit.inconsistent
+        merged["checks"][checker.FINAL_AUDIT] = [judged, audit.entries - audit.overflow - judged]
+        self.final = {"merged": merged, "reconciliation": reconciliation, "audit": audit}
         report = self._report(locust_exit_code=locust_exit_code(self.environment))
         checker.write_report(self.settings.consistency_path, report)
         log.info(
@@ -197,6 +209,59 @@ class Controller:
             report["reason"],
             self.settings.consistency_path,
         )
+
+    def _audit(self, merged: dict[str, Any]) -> checker.Audit:
+        """The final audit of every payout no payer could judge, each a `final_audit` check."""
+        entries: list[dict[str, Any]] = merged.get("audit") or []
+        overflow = int(merged.get("audit_overflow", 0))
+        audit = checker.Audit(entries=len(entries) + overflow, overflow=overflow)
+        if self.admin is None:
+            audit.not_audited(len(entries))
+            return audit
+        admin = self.admin
+        kept = entries[: checker.AUDIT_MAX_TOTAL]
+        audit.not_audited(len(entries) - len(kept))
+        deadline = time.monotonic() + AUDIT_TIMEOUT_S
+        done = [0]  # entries a greenlet finished with (audited, or skipped past the deadline)
+
+        def one(entry: dict[str, Any]) -> None:
+            if time.monotonic() >= deadline:
+                audit.not_audited()
+                done[0] += 1
+                return
+            started = time.perf_counter()
+            node = wallet = payout = None
+            error: str | None = None
+            try:
+                node = admin.node_payment(str(entry["payment_hash"]))
+                wallet = admin.wallet(str(entry["wallet_id"]), str(entry["api_key"]))
+                if entry.get("payout_id"):
+                    payout = admin.payout(str(entry["payout_id"]), str(entry["api_key"]))
+            except TargetError as err:
+                error = str(err)
+            kind = checker.audit_kind(entry, node, wallet, payout) if error is None else None
+            kind = checker.UNRESOLVED if error is not None else kind
+            example = checker.audit_example(entry, node, wallet, payout, kind, error)
+            audit.add(entry, kind, example)
+            self.environment.events.request.fire(
+                request_type=checker.CHECK,
+                name=checker.FINAL_AUDIT,
+                response_time=(time.perf_counter() - started) * 1000,
+                response_length=0,
+                exception=checker.CheckFailed(_describe_audit(example)) if kind else None,
+                context={},
+            )
+            done[0] += 1
+
+        pool = gevent.pool.Pool(AUDIT_CONCURRENCY)
+        for entry in kept:
+            pool.spawn(one, entry)
+        pool.join(timeout=max(0.0, deadline - time.monotonic()) + REQUEST_TIMEOUT_S * 3)
+        pool.kill(block=True, timeout=1.0)
+        audit.not_audited(len(kept) - done[0])  # killed at the bound: not audited
+        if audit.entries:
+            log.info("final audit: %s", audit.summary())
+        return audit
 
     def on_quitting(self) -> None:
         try:
@@ -231,6 +296,7 @@ class Controller:
             },
             merged=merged,
             reconciliation=final.get("reconciliation"),
+            audit=final.get("audit"),
             phases=self.collector.phases,
             timeline=self.collector.timeline,
             duration_s=duration_s,
@@ -268,3 +334,13 @@ def locust_exit_code(environment: Any) -> int:
     if locust.log.unhandled_greenlet_exception:
         return 2
     return 0
+
+
+def _describe_audit(example: dict[str, Any]) -> str:
+    return (
+        f"{example['kind']}: wallet {example['wallet_id']} payout {example['payout_id']} "
+        f"(hash {str(example['payment_hash'])[:16]}, {example['why_audited']}): expected "
+        f"{example['expected_msat']} msat, actual {example['actual_msat']} msat, reserved "
+        f"{example['reserved_msat']} (payout {example['payout_status']}, node "
+        f"{example['node_status']})"
+    )

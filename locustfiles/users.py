@@ -14,6 +14,15 @@ payout it checks the balance:
 A share of payouts is sent twice with the same Idempotency-Key (`idempotent_retry`: same answer,
 no second charge). After a failed check the expected balance is set to the actual one, so one
 bug is counted once, not again at every later payout of the wallet.
+
+A payout its payer cannot judge (not final within the users' bound, a payout request that failed
+with its outcome unknown, a wallet that could not be read, a run that stopped the payer
+mid-payout) is never left to the wallet's own reconciliation: the payer records an audit entry
+(checker.audit_entry: the exact balance expected before it, the payout, the invoice) and takes
+a fresh wallet; the master audits every entry at the end from the node's truth (checker.py).
+
+`--resolve-timeout-s` (hidden, default RESOLVE_TIMEOUT_S): the users' bound for a timed-out
+payout to become final. Tests set it tiny to force every timed-out payout into the final audit.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ import time
 from typing import Any
 
 import gevent
-from locust import between, task
+from configargparse import SUPPRESS
+from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from locustfiles import checker
@@ -52,8 +62,22 @@ RESERVE_MARGIN_MSAT = 10_000
 # Resolving a timed-out payout: the node holds it in flight for inflight_hold_ms (1.5 s by
 # default) before its late outcome; bounded in time and in polls.
 RESOLVE_TIMEOUT_S = 8.0
+RESOLVE_TIMEOUT_S_MAX = 600.0
 RESOLVE_POLL_INTERVAL_S = 0.2
 RESOLVE_MAX_POLLS = 60
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    # hidden: for tests that must force timed-out payouts into the final audit
+    parser.add_argument(
+        "--resolve-timeout-s",
+        type=float,
+        default=RESOLVE_TIMEOUT_S,
+        include_in_web_ui=False,
+        help=SUPPRESS,
+    )
+
 
 _user_numbers = itertools.count()
 
@@ -74,9 +98,21 @@ class PayerUser(FastHttpUser):
         self.wallets = WalletClient(self.client, self.environment.events.request)
         self.wallet: Wallet | None = None
         self.expected_msat = 0
+        bound_s = float(getattr(options, "resolve_timeout_s", None) or RESOLVE_TIMEOUT_S)
+        self.resolve_timeout_s = min(max(bound_s, 0.0), RESOLVE_TIMEOUT_S_MAX)
+        # the payout in progress until a check judged it: what the final audit needs of it
+        self.unjudged: dict[str, Any] | None = None
+
+    def on_stop(self) -> None:
+        # the run stopped this payer mid-payout: the payout is the final audit's to judge
+        if self.unjudged is not None:
+            self._abandon(checker.ABANDONED_STOPPED)
 
     @task
     def pay_one_invoice(self) -> None:
+        if self.unjudged is not None:
+            # the last task ended in an exception before judging its payout
+            self._abandon(checker.ABANDONED_ERROR)
         phase = LOCAL.phase
         amount_msat = self.rng.randrange(AMOUNT_MSAT_MIN, AMOUNT_MSAT_MAX)
         retried = self.rng.random() < self.retry_share and self.checks_on
@@ -87,10 +123,22 @@ class PayerUser(FastHttpUser):
         if invoice is None:
             return
         assert self.wallet is not None
+        if self.checks_on:
+            self.unjudged = checker.audit_entry(
+                wallet_id=self.wallet.wallet_id,
+                api_key=self.wallet.api_key,
+                expected_msat=self.expected_msat,
+                payment_hash=invoice.payment_hash,
+                amount_msat=invoice.amount_msat,
+                phase=phase,
+            )
         first = self.wallets.pay(self.wallet, invoice, key, phase)
         LOCAL.tally.record_payout(phase, first.outcome, first.latency_ms)
+        if self.unjudged is not None:
+            self.unjudged.update(payout_id=first.payout_id, outcome=first.outcome)
         if first.kind == "error":
-            self.wallet = None  # unknown state: continue with a fresh wallet
+            # outcome unknown: the final audit judges it; continue with a fresh wallet
+            self._abandon(checker.ABANDONED_ERROR)
             return
         if not self.checks_on:
             # load only: what the payout cost is taken on trust (no balance read, no polls)
@@ -102,6 +150,8 @@ class PayerUser(FastHttpUser):
         retry = None
         if retried:
             LOCAL.tally.retries += 1
+            if self.unjudged is not None:
+                self.unjudged["retried"] = True
             retry = self.wallets.pay(self.wallet, invoice, key, phase, retry=True)
         self._verify(first, retry, invoice, phase, time.perf_counter())
 
@@ -147,8 +197,10 @@ class PayerUser(FastHttpUser):
         expected_msat = self.expected_msat - (cost_msat if paid else 0)
         wallet = self.wallets.get_wallet(self.wallet)
         if wallet is None:
-            self.wallet = None  # cannot check: start again with a fresh wallet
+            # cannot check: the final audit judges it; start again with a fresh wallet
+            self._abandon(checker.ABANDONED_NO_WALLET_VIEW)
             return
+        self.unjudged = None  # judged here, from now on
         actual_msat = int(wallet["balance_msat"])
         diff_msat = actual_msat - expected_msat
         kind = checker.classify_balance(
@@ -185,7 +237,7 @@ class PayerUser(FastHttpUser):
         assert self.wallet is not None
         payout_status = first.payout_status or ""
         node: dict[str, Any] = {}
-        deadline = time.monotonic() + RESOLVE_TIMEOUT_S
+        deadline = time.monotonic() + self.resolve_timeout_s
         for _ in range(RESOLVE_MAX_POLLS):
             if payout_status not in FINAL_PAYOUT_STATUSES and first.payout_id:
                 payout = self.wallets.get_payout(self.wallet, first.payout_id)
@@ -204,11 +256,20 @@ class PayerUser(FastHttpUser):
         LOCAL.tally.left_to_reconciliation += 1
         message = (
             f"wallet {self.wallet.wallet_id} payout {first.payout_id}: not final within "
-            f"{RESOLVE_TIMEOUT_S:.0f} s (phase {phase}); left to the final reconciliation"
+            f"{self.resolve_timeout_s:g} s (phase {phase}); left to the final audit"
         )
         self._fire(checker.RESOLVED_WITHIN_BOUND, CheckFailed(message), started)
         LOCAL.tally.record_check(checker.RESOLVED_WITHIN_BOUND, passed=False)
         # the expected balance of this wallet is unknown now: continue with a fresh one
+        self._abandon(checker.ABANDONED_NOT_FINAL)
+
+    def _abandon(self, why: str) -> None:
+        """Leave the wallet; its unjudged payout (if any) goes to the final audit. The wallet
+        sees no other payout after it, so the balance expected before it stays exact."""
+        if self.unjudged is not None:
+            self.unjudged["reason"] = why
+            LOCAL.tally.record_audit(self.unjudged)
+        self.unjudged = None
         self.wallet = None
 
     def _check_retry(

@@ -107,7 +107,11 @@ def test_reconciliation_counts_each_payout_once():
     combined = checker.combine_inconsistencies(kinds, reconciliation)
     # 6 found by the reconciliation, one of them the double charge the checks named
     assert combined[checker.CHARGED_NOT_PAID]["count"] == 5
-    assert combined[checker.CHARGED_NOT_PAID]["detected_by"] == {"checks": 3, "reconciliation": 6}
+    assert combined[checker.CHARGED_NOT_PAID]["detected_by"] == {
+        "checks": 3,
+        "reconciliation": 6,
+        "audit": 0,
+    }
     assert combined[checker.DOUBLE_CHARGE]["count"] == 1
     assert combined[checker.UNRESOLVED]["count"] == 2
     assert "stuck_pending" not in combined  # counted once, as unresolved
@@ -244,7 +248,15 @@ def test_report_keys_are_the_documented_ones(tmp_path):
         "payouts": 1,
         "resolved_by_checks": 1,
         "resolved_by_reconciliation": 1,
+        "resolved_by_audit": 0,
         "left_to_reconciliation": 0,
+    }
+    assert report["audit"] == {
+        "entries": 0,
+        "judged": 0,
+        "unresolved": 0,
+        "inconsistent": 0,
+        "overflow": 0,
     }
     # the earlier run's problem is reported, not counted
     assert report["inconsistencies_total"] == 0
