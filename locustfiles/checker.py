@@ -74,7 +74,8 @@ that could not be kept or audited (overflow) fails the run (exit 3).
         timeout = 504 (the wallet gave up, fix off/rollback); pending = 202 (fix on)
     payouts_by_phase: {phase: {outcome: int}}
     timeout_rate_by_phase: {phase: {payouts, timeouts, rate, configured_rate}}
-    payouts_verified: int                      payouts whose balance was checked
+    payouts_verified: int                      payouts whose balance was checked (by a
+                                               check or by the final audit)
     timeouts: {configured: bool,               a timeout rate above zero in some phase
                payouts: int,                   timed-out payouts the users saw (504 or 202)
                resolved_by_checks: int,        judged by resolved_vs_node_truth
@@ -787,7 +788,7 @@ def build_report(
     total = sum(entry["count"] for entry in inconsistencies.values())
     earlier = before_run(reconciliation)
     earlier_total = sum(entry["count"] for entry in earlier.values())
-    verified = payouts_verified(merged)
+    verified = payouts_verified(merged) + audit.judged  # the audit checks balances too
     timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit)
     verdict, exit_code, reason = decide(
         inconsistencies_total=total,

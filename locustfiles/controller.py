@@ -197,8 +197,9 @@ class Controller:
         self.collector.sample()
         merged = self.collector.merged()
         merged["checks"][checker.RECONCILIATION] = [0, 1] if problems else [1, 0]
-        judged = audit.judged - audit.inconsistent
-        merged["checks"][checker.FINAL_AUDIT] = [judged, audit.entries - audit.overflow - judged]
+        # passed: final and consistent; failed: a wrong balance, or not final at the audit
+        consistent = audit.judged - audit.inconsistent
+        merged["checks"][checker.FINAL_AUDIT] = [consistent, audit.inconsistent + audit.unresolved]
         self.final = {"merged": merged, "reconciliation": reconciliation, "audit": audit}
         report = self._report(locust_exit_code=locust_exit_code(self.environment))
         checker.write_report(self.settings.consistency_path, report)

@@ -200,8 +200,11 @@ class PayerUser(FastHttpUser):
             # cannot check: the final audit judges it; start again with a fresh wallet
             self._abandon(checker.ABANDONED_NO_WALLET_VIEW)
             return
-        self.unjudged = None  # judged here, from now on
         actual_msat = int(wallet["balance_msat"])
+        # resynchronise now, before anything below may raise: one bug is counted once, not at
+        # every later payout of this wallet, and the next payout's audit entry starts exact
+        self.expected_msat = actual_msat
+        self.unjudged = None  # judged here, from now on
         diff_msat = actual_msat - expected_msat
         kind = checker.classify_balance(
             diff_msat=diff_msat,
@@ -228,8 +231,6 @@ class PayerUser(FastHttpUser):
         self._fire_check(name, kind, example, started)
         if retry is not None:
             self._check_retry(first, retry, kind, example, started)
-        # resynchronise: one bug is counted once, not at every later payout of this wallet
-        self.expected_msat = actual_msat
 
     def _resolve(self, first: PayoutResult, payment_hash: str) -> tuple[str, dict[str, Any]] | None:
         """(final payout status, node's final payment) or None when not final within bounds.
