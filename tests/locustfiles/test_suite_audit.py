@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from locustfiles import checker
+from locustfiles import controller as controller_module
+from locustfiles.admin_client import TargetError
 from locustfiles.checker import Audit, Tally, audit_entry, audit_kind, merge_tallies
+from locustfiles.controller import Controller
 from target.common.child import ChildServer
 
 HERE = Path(__file__).resolve().parent
@@ -253,3 +258,63 @@ def test_the_audit_catches_what_only_the_wallets_reconciliation_would_have_seen(
     assert example["payout_status"] == "succeeded" and example["diff_msat"] < 0
     assert f"({charged['count']} found by the final audit)" in report["reason"]
     assert report["checks"]["by_name"][checker.FINAL_AUDIT]["failed"] >= charged["count"]
+
+
+# ---- the master's audit, with a fake target ------------------------------------------------
+
+
+class FakeTarget:
+    """The three reads of the audit: payouts by hash that settle after some polls, or fail."""
+
+    def __init__(self, settles_after: dict[str, int | None]) -> None:
+        self.settles_after = settles_after  # hash -> polls in flight first (None: never final)
+        self.polls: dict[str, int] = {}
+
+    def node_payment(self, payment_hash: str) -> dict:
+        if payment_hash == "broken":
+            raise TargetError("GET /node/payments/broken: HTTP 500")
+        n = self.polls[payment_hash] = self.polls.get(payment_hash, 0) + 1
+        after = self.settles_after[payment_hash]
+        return node("in_flight" if after is None or n <= after else "failed")
+
+    def wallet(self, wallet_id: str, api_key: str) -> dict:
+        assert api_key == "secret-key"
+        return wallet(BEFORE_MSAT)
+
+    def payout(self, payout_id: str, api_key: str) -> dict:
+        return {"payout_id": payout_id, "status": "failed"}
+
+
+def test_the_master_audits_polls_until_the_final_wait_is_over_and_stays_bounded(monkeypatch):
+    monkeypatch.setattr(controller_module, "AUDIT_POLL_INTERVAL_S", 0.01)
+    monkeypatch.setattr(checker, "AUDIT_MAX_TOTAL", 3)
+    fired: list[dict] = []
+    environment = SimpleNamespace(
+        parsed_options=SimpleNamespace(),
+        runner=SimpleNamespace(),
+        events=SimpleNamespace(request=SimpleNamespace(fire=lambda **kw: fired.append(kw))),
+    )
+    controller = Controller(environment)
+    controller.admin = FakeTarget({"late": 3, "never": None})
+    entries = [{**entry(), "payment_hash": h} for h in ("late", "never", "broken", "over")]
+    merged = {"audit": entries, "audit_overflow": 2}
+    started = time.monotonic()
+    audit = controller._audit(merged, settle_deadline=time.monotonic() + 0.3)
+    assert time.monotonic() - started < 5.0
+    # late: final after 3 polls and consistent; never: still in flight at the end of the wait;
+    # broken: not readable; over: past AUDIT_MAX_TOTAL; 2 not kept by the workers
+    assert audit.summary() == {
+        "entries": 6,
+        "judged": 1,
+        "unresolved": 2,
+        "inconsistent": 0,
+        "overflow": 3,
+    }
+    assert controller.admin.polls["late"] == 4
+    assert 4 < controller.admin.polls["never"] <= controller_module.AUDIT_MAX_POLLS
+    assert [e["name"] for e in fired] == [checker.FINAL_AUDIT] * 3
+    failures = [str(e["exception"]) for e in fired if e["exception"] is not None]
+    assert len(failures) == 2 and any(
+        "not audited: GET /node/payments/broken" in f for f in failures
+    )
+    assert all("secret-key" not in f for f in failures)
