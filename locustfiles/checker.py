@@ -330,7 +330,9 @@ class Audit:
             return
         if kind != UNRESOLVED:
             self.inconsistent += 1
-        _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), abs(example["diff_msat"]), example)
+        # an unresolved payout's money is not known yet: no amount, as in the reconciliation
+        amount_msat = 0 if kind == UNRESOLVED else abs(int(example["diff_msat"]))
+        _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), amount_msat, example)
 
     def not_audited(self, n: int = 1) -> None:
         self.overflow += n
