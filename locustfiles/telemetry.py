@@ -10,7 +10,9 @@ Messages (Locust's `runner.register_message`):
   after another in the web UI do not mix.
 - `lnchaos_tally` (Tally.to_dict()): workers -> master once a second, on test_stop, and inside
   the final `report_to_master` when the master quits. Tallies are cumulative, so the master
-  keeps only the latest of each worker.
+  keeps only the latest of each worker. They carry the audit entries (the payouts no payer could
+  judge, with the wallet's api key so the master can read the wallet; checker.py): the master
+  audits them after the final wait, so entries recorded as users stop still arrive.
 """
 
 from __future__ import annotations
