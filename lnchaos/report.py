@@ -51,9 +51,10 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
         "payouts_succeeded": int(outcomes.get("succeeded", 0)),
         "payouts_failed": int(outcomes.get("failed", 0)),
         "payouts_timed_out": int(outcomes.get("timeout", 0)) + int(outcomes.get("pending", 0)),
-        # resolved by a check or final + consistent in the reconciliation (one may see both)
+        # resolved by a check or the final audit (they judge different payouts), or final and
+        # consistent in the reconciliation (which may see the same ones)
         "timeouts_resolved": max(
-            int(timeouts.get("resolved_by_checks", 0)),
+            int(timeouts.get("resolved_by_checks", 0)) + int(timeouts.get("resolved_by_audit", 0)),
             int(timeouts.get("resolved_by_reconciliation", 0)),
         ),
         "timeout_rate_by_phase": {

@@ -70,12 +70,13 @@ class RunResult:
         return [kind for kind in expect if self.kinds.get(kind, {}).get("count", 0) > 0]
 
     def detection(self) -> tuple[str, float | None]:
-        """(how, seconds from the start of the run): by a user's check on the timeline, else by
-        the end-of-run reconciliation (the timeline counts only the checks' findings)."""
+        """(how, seconds from the start of the run): by a user's check on the timeline, else at
+        the end of the run, by the final audit or the reconciliation (the timeline counts only
+        the checks' findings)."""
         if self.first_detection_s is not None:
             return "check", self.first_detection_s
         if self.kinds:
-            return "final reconciliation", self.verdict_s
+            return "end of run", self.verdict_s
         return "not caught", None
 
 
@@ -194,7 +195,7 @@ def _kind_cell(result: RunResult) -> str:
     cells = []
     for kind, entry in sorted(result.kinds.items()):
         by = entry.get("detected_by") or {}
-        sources = [s for s in ("checks", "reconciliation") if by.get(s)]
+        sources = [s for s in ("checks", "audit", "reconciliation") if by.get(s)]
         cells.append(f"{kind} ×{entry['count']} ({' + '.join(sources) or '?'})")
     return "; ".join(cells)
 
