@@ -18,10 +18,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from locustfiles.options import settings_from, target_bind_problem
 from target.common.child import ChildProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,7 +141,7 @@ def _start(cluster: Cluster, args: list[str]) -> None:
     cluster.start_worker()
 
 
-def _assert_target_on_its_address(cluster: Cluster, report: dict[str, Any]) -> None:
+def _assert_target_on_its_address(cluster: Cluster) -> None:
     assert cluster.master is not None
     log = cluster.master.log_text()
     assert f"embedded target http://{TARGET_HOST}:" in log, cluster.master.log_tail()
@@ -167,7 +169,7 @@ def test_master_target_and_two_workers_fix_on_passes(cluster):
     assert report["verdict"] == "pass"
     _assert_two_workers_paid(report)
     assert all(w["retries"] > 0 for w in report["workers"].values()), report["workers"]
-    _assert_target_on_its_address(cluster, report)
+    _assert_target_on_its_address(cluster)
     cluster.assert_nothing_shared()
 
 
@@ -189,9 +191,12 @@ def test_a_worker_killed_mid_run_is_named_and_the_verdict_is_written(cluster):
     _start(cluster, ["--fix", "on"])
     assert cluster.master is not None
     victim = cluster.workers[1]
+
     # kill it once the master's log shows the load running and the victim has had time to
     # report (its tally goes out once a second): wait on the master's own word, bounded
-    spawned = lambda: "All users spawned" in cluster.master.log_text()  # noqa: E731
+    def spawned() -> bool:
+        return "All users spawned" in cluster.master.log_text()
+
     cluster.master.wait(SPAWN_WAIT_S, until=spawned, poll_s=POLL_S)
     assert spawned(), f"the load did not start:\n{cluster.master.log_tail()}"
     killed_at = time.time() + KILL_AFTER_S
@@ -222,3 +227,16 @@ def test_a_worker_killed_mid_run_is_named_and_the_verdict_is_written(cluster):
     assert reconciled >= reported > survivor[0]["payouts"]
     assert report["reconciliation"]["unresolved"]["count"] == 0
     cluster.assert_nothing_shared()
+
+
+def test_the_suite_refuses_a_target_bind_beyond_loopback_without_a_token():
+    def settings(**options):
+        return settings_from(SimpleNamespace(**options))
+
+    assert target_bind_problem(settings()) is None  # 127.0.0.1
+    assert target_bind_problem(settings(target_bind="127.0.0.3")) is None
+    problem = target_bind_problem(settings(target_bind="10.1.2.3"))
+    assert problem is not None and "--target-bind 10.1.2.3 is not a loopback address" in problem
+    assert target_bind_problem(settings(target_bind="10.1.2.3", admin_token="T")) is None
+    wildcard = target_bind_problem(settings(target_bind="0.0.0.0", admin_token="T"))
+    assert wildcard is not None and "wildcard" in wildcard
