@@ -1,5 +1,6 @@
 """One way to start and stop a child process: a server (`ChildServer`, which prints
-`<name> listening on http://ADDRESS:PORT`, an IPv4 address) or a plain run (`ChildProcess`, e.g. a Locust run).
+`<name> listening on http://ADDRESS:PORT`, an IPv4 address) or a plain run (`ChildProcess`,
+e.g. a Locust run).
 
 - The child gets a session of its own (start_new_session): a Ctrl-C in the terminal reaches the
   parent, which then stops the child in order, and the child's process group can be signalled
