@@ -240,3 +240,13 @@ def test_the_suite_refuses_a_target_bind_beyond_loopback_without_a_token():
     assert target_bind_problem(settings(target_bind="10.1.2.3", admin_token="T")) is None
     wildcard = target_bind_problem(settings(target_bind="0.0.0.0", admin_token="T"))
     assert wildcard is not None and "wildcard" in wildcard
+
+
+def test_a_run_with_a_target_bind_beyond_loopback_and_no_token_stops_with_5(locust_run):
+    """Refused before anything is bound: the verdict says why, the exit code is the target's."""
+    run = locust_run(["--headless", "-t", "2s", "--target-bind", "10.1.2.3"])
+    code = run.finish(30.0)
+    assert code == 5, run.log_tail()
+    report = run.report()
+    assert "--target-bind 10.1.2.3 is not a loopback address" in report["reason"]
+    assert "needs an explicit --admin-token" in report["target_error"]
