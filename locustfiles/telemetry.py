@@ -19,10 +19,10 @@ options with Locust's spawn message, the target's URL as Locust's host, the phas
 
 Workers of a run and lost workers: the collector knows each worker that sent a tally of the run
 or that Locust listed while the run went on (sampled once a second), with the time of its last
-report. At the verdict, a worker whose final tally never came is lost: its tally is counted up
-to its last report, and the report names it, with that time and Locust's state of it
-(`missing` once its heartbeats stopped; `gone` once no longer listed: a worker that stopped
-normally leaves the list too, so `gone` alone says nothing).
+report. At the verdict, a worker that reported (or that Locust calls missing) and whose final
+tally never came is lost: its tally is counted up to its last report, and the report names it,
+with that time and Locust's state of it (`missing` once its heartbeats stopped; `gone` once no
+longer listed: a worker that stopped normally leaves the list too, so `gone` alone says nothing).
 """
 
 from __future__ import annotations
@@ -178,10 +178,14 @@ class Collector:
         report: dict[str, dict[str, Any]] = {}
         for node_id, worker in self.workers.items():
             last = worker["last_report_unix"]
+            state = self.worker_state(node_id)
+            # lost: it took part (reported) or Locust saw it vanish, and its final tally never
+            # came; a worker that joined too late to learn the run never reports and is not lost
+            took_part = worker["reports"] > 0 or state == STATE_MISSING
             report[node_id] = {
                 "index": self.worker_index(node_id),
-                "state": self.worker_state(node_id),
-                "lost": not worker["final"],
+                "state": state,
+                "lost": took_part and not worker["final"],
                 "reports": worker["reports"],
                 "last_report_unix": round(last, 3) if last is not None else None,
                 "last_report_s": round(last - self.started_unix, 3) if last is not None else None,
