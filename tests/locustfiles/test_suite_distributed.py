@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from locustfiles import checker, telemetry
+from locustfiles.checker import Tally
 from locustfiles.options import settings_from, target_bind_problem
 from target.common.child import ChildProcess
 
@@ -250,3 +252,71 @@ def test_a_run_with_a_target_bind_beyond_loopback_and_no_token_stops_with_5(locu
     report = run.report()
     assert "--target-bind 10.1.2.3 is not a loopback address" in report["reason"]
     assert "needs an explicit --admin-token" in report["target_error"]
+
+
+# ---- the verdict's side of it, without processes ------------------------------------------------
+
+
+class _FakeWorkerNode:
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+
+class _FakeMaster:
+    """What the collector reads of Locust's master: its listed workers and their indexes."""
+
+    def __init__(self, states: dict[str, str]) -> None:
+        self.clients = {node_id: _FakeWorkerNode(state) for node_id, state in states.items()}
+        self.worker_indexes = {node_id: i for i, node_id in enumerate(states)}
+
+
+def _tally(run_id: str, payouts: int, seq: int, *, final: bool = False) -> dict[str, Any]:
+    """A worker's cumulative tally as it crosses: its `seq` orders a worker's reports."""
+    tally = Tally(run_id)
+    for _ in range(payouts):
+        tally.record_payout("normal", "succeeded", 3.0)
+        tally.record_check(checker.BALANCE_AFTER_SUCCESS, passed=True)
+    return {**tally.to_dict(), "seq": seq, telemetry.FINAL_KEY: final}
+
+
+def test_the_collector_names_the_workers_whose_final_tally_never_came():
+    master = _FakeMaster(
+        {"done": "running", "killed": "missing", "late": "ready", "silent": "missing"}
+    )
+    collector = telemetry.Collector(master)
+    collector.run_id = "r1"
+    collector.on_tally("done", _tally("r1", 3, seq=1))
+    collector.on_tally("done", _tally("r1", 5, seq=2, final=True))
+    collector.on_tally("done", _tally("r1", 5, seq=3))  # a periodic report after the final one
+    collector.on_tally("killed", _tally("r1", 2, seq=1))
+    collector.on_tally("killed", _tally("earlier run", 9, seq=2, final=True))  # not this run's
+    collector.note_workers()
+    report = collector.workers_report()
+    assert {node_id for node_id, w in report.items() if w["lost"]} == {"killed", "silent"}
+    assert report["late"]["reports"] == 0  # listed, never learned the run: not lost
+    assert report["killed"]["last_report_s"] is not None and report["silent"]["reports"] == 0
+    section = checker.workers_section(report)
+    assert section["done"]["payouts"] == 5 and section["killed"]["payouts"] == 2
+    assert section["done"]["checks"] == {"passed": 5, "failed": 0}
+    lost = checker.workers_lost(section)
+    assert [entry["worker"] for entry in lost] == ["killed", "silent"]
+    assert lost[0]["state"] == "missing" and lost[0]["payouts_reported"] == 2
+
+
+def test_a_lost_worker_fails_the_run_with_1_after_the_money_and_locust():
+    base = dict(verified=10, threshold=0, target_error=None)
+    lost = ["worker w (index 1, Locust state missing): its last report at 4.0 s, 7 payouts"]
+    verdict, code, reason = checker.decide(
+        inconsistencies_total=0, locust_exit_code=0, workers_lost=lost, **base
+    )
+    assert (verdict, code) == ("fail", 1)
+    assert "1 worker(s) lost mid-run" in reason and "worker w" in reason
+    assert (
+        checker.decide(inconsistencies_total=2, locust_exit_code=0, workers_lost=lost, **base)[1]
+        == 3
+    )
+    assert (
+        checker.decide(inconsistencies_total=0, locust_exit_code=2, workers_lost=lost, **base)[1]
+        == 2
+    )
+    assert checker.decide(inconsistencies_total=0, locust_exit_code=0, **base)[1] == 0
