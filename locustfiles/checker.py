@@ -74,7 +74,8 @@ that could not be kept or audited (overflow) fails the run (exit 3).
         timeout = 504 (the wallet gave up, fix off/rollback); pending = 202 (fix on)
     payouts_by_phase: {phase: {outcome: int}}
     timeout_rate_by_phase: {phase: {payouts, timeouts, rate, configured_rate}}
-    payouts_verified: int                      payouts whose balance was checked
+    payouts_verified: int                      payouts whose balance was checked (by a
+                                               check or by the final audit)
     timeouts: {configured: bool,               a timeout rate above zero in some phase
                payouts: int,                   timed-out payouts the users saw (504 or 202)
                resolved_by_checks: int,        judged by resolved_vs_node_truth
@@ -341,7 +342,9 @@ class Audit:
             return
         if kind != UNRESOLVED:
             self.inconsistent += 1
-        _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), abs(example["diff_msat"]), example)
+        # an unresolved payout's money is not known yet: no amount, as in the reconciliation
+        amount_msat = 0 if kind == UNRESOLVED else abs(int(example["diff_msat"]))
+        _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), amount_msat, example)
 
     def not_audited(self, n: int = 1) -> None:
         self.overflow += n
@@ -815,7 +818,7 @@ def build_report(
     total = sum(entry["count"] for entry in inconsistencies.values())
     earlier = before_run(reconciliation)
     earlier_total = sum(entry["count"] for entry in earlier.values())
-    verified = payouts_verified(merged)
+    verified = payouts_verified(merged) + audit.judged  # the audit checks balances too
     timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit)
     verdict, exit_code, reason = decide(
         inconsistencies_total=total,

@@ -44,6 +44,10 @@ HEALTH_TIMEOUT_S = 10.0
 # at most checker.AUDIT_MAX_TOTAL payouts); what it cannot reach in time counts as overflow.
 AUDIT_TIMEOUT_S = 20.0
 AUDIT_CONCURRENCY = 8
+# A payout not final at the audit is asked again until the final wait is over (counted by the
+# master, not by the wallet's reconciliation saying "settled"): bounded in polls too.
+AUDIT_POLL_INTERVAL_S = 0.25
+AUDIT_MAX_POLLS = 40
 # Beyond the final wait (--final-wait-s): the audit, the reconciliation's requests, the report.
 JUDGE_OVERHEAD_S = 10.0 + AUDIT_TIMEOUT_S
 
@@ -174,6 +178,8 @@ class Controller:
         self.judged_run_id = self.run_id
         reconciliation: dict[str, Any] | None = None
         started = time.perf_counter()
+        # the end of the final wait by the master's own clock: the audit's deadline to settle
+        settle_deadline = time.monotonic() + self.settings.final_wait_s
         try:
             assert self.admin is not None
             reconciliation = self.admin.wait_settled(
@@ -188,7 +194,7 @@ class Controller:
         # a worker that never sends it is lost, and counted up to its last report
         self.collector.wait_final_tallies()
         merged = self.collector.merged()
-        audit = self._audit(merged)
+        audit = self._audit(merged, settle_deadline)
         problems = checker.reconciliation_problems(reconciliation) if reconciliation else []
         if reconciliation is None:
             problems = ["no reconciliation"]
@@ -203,8 +209,9 @@ class Controller:
         self.collector.sample()
         merged = self.collector.merged()
         merged["checks"][checker.RECONCILIATION] = [0, 1] if problems else [1, 0]
-        judged = audit.judged - audit.inconsistent
-        merged["checks"][checker.FINAL_AUDIT] = [judged, audit.entries - audit.overflow - judged]
+        # passed: final and consistent; failed: a wrong balance, or not final at the audit
+        consistent = audit.judged - audit.inconsistent
+        merged["checks"][checker.FINAL_AUDIT] = [consistent, audit.inconsistent + audit.unresolved]
         workers = None if self.collector.is_local else self.collector.workers_report()
         self.final = {
             "merged": merged,
@@ -222,8 +229,9 @@ class Controller:
             self.settings.consistency_path,
         )
 
-    def _audit(self, merged: dict[str, Any]) -> checker.Audit:
-        """The final audit of every payout no payer could judge, each a `final_audit` check."""
+    def _audit(self, merged: dict[str, Any], settle_deadline: float) -> checker.Audit:
+        """The final audit of every payout no payer could judge, each a `final_audit` check.
+        One not final yet is asked again until settle_deadline (bounded polls)."""
         entries: list[dict[str, Any]] = merged.get("audit") or []
         overflow = int(merged.get("audit_overflow", 0))
         audit = checker.Audit(entries=len(entries) + overflow, overflow=overflow)
@@ -242,17 +250,12 @@ class Controller:
                 done[0] += 1
                 return
             started = time.perf_counter()
-            node = wallet = payout = None
-            error: str | None = None
-            try:
-                node = admin.node_payment(str(entry["payment_hash"]))
-                wallet = admin.wallet(str(entry["wallet_id"]), str(entry["api_key"]))
-                if entry.get("payout_id"):
-                    payout = admin.payout(str(entry["payout_id"]), str(entry["api_key"]))
-            except TargetError as err:
-                error = str(err)
-            kind = checker.audit_kind(entry, node, wallet, payout) if error is None else None
-            kind = checker.UNRESOLVED if error is not None else kind
+            poll_until = min(settle_deadline, deadline) - AUDIT_POLL_INTERVAL_S
+            for _ in range(AUDIT_MAX_POLLS):
+                kind, node, wallet, payout, error = _audit_one(admin, entry)
+                if kind != checker.UNRESOLVED or time.monotonic() >= poll_until:
+                    break
+                gevent.sleep(AUDIT_POLL_INTERVAL_S)
             example = checker.audit_example(entry, node, wallet, payout, kind, error)
             audit.add(entry, kind, example)
             self.environment.events.request.fire(
@@ -347,6 +350,20 @@ def locust_exit_code(environment: Any) -> int:
     if locust.log.unhandled_greenlet_exception:
         return 2
     return 0
+
+
+def _audit_one(admin: TargetAdmin, entry: dict[str, Any]) -> tuple[Any, ...]:
+    """(kind, node, wallet, payout, error) of one payout: the node's truth of its hash (the
+    node's route), the wallet's view and the payout (when its id is known)."""
+    node = wallet = payout = None
+    try:
+        node = admin.node_payment(str(entry["payment_hash"]))
+        wallet = admin.wallet(str(entry["wallet_id"]), str(entry["api_key"]))
+        if entry.get("payout_id"):
+            payout = admin.payout(str(entry["payout_id"]), str(entry["api_key"]))
+    except TargetError as err:
+        return checker.UNRESOLVED, node, wallet, payout, str(err)
+    return checker.audit_kind(entry, node, wallet, payout), node, wallet, payout, None
 
 
 def _describe_audit(example: dict[str, Any]) -> str:

@@ -11,7 +11,10 @@ Messages (Locust's `runner.register_message`):
 - `lnchaos_tally` (Tally.to_dict() + `final`): workers -> master once a second and on test_stop
   (`final: true`: the worker's users have stopped, its tally is complete); the tally also rides
   along with each of Locust's own stats reports (`report_to_master`, never final). Tallies are
-  cumulative, so the master keeps only the latest of each worker.
+  cumulative, so the master keeps only the latest of each worker. They carry the audit entries
+  (the payouts no payer could judge, with the wallet's api key so the master can read the
+  wallet; checker.py): the master audits them after the final wait, so entries recorded as users
+  stop still arrive (in the final tally).
 
 Nothing crosses through files: a worker (on another host, in a folder of its own) gets its
 options with Locust's spawn message, the target's URL as Locust's host, the phase and run id by

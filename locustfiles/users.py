@@ -7,7 +7,9 @@ payout it checks the balance:
 - succeeded -> lower by amount + the node's fee for that payment (`balance_after_success`): the fee
   and whether it was paid at all come from the node's truth (GET /node/payments/{hash}, the
   hash of the invoice the payer created), never from the wallet's answer;
-- failed -> unchanged (`balance_after_failure`);
+- failed -> unchanged (`balance_after_failure`), when the node's truth says so: the wallet's
+  502 is not taken on trust (a payment the node still has in flight is polled as a timeout is,
+  and one the node paid must have been charged);
 - timeout / pending -> poll the payout and the node (bounded) until both are final, then judge
   by the node's truth (`resolved_vs_node_truth`): paid -> lower by amount + the node's fee,
   not paid -> unchanged.
@@ -173,24 +175,19 @@ class PayerUser(FastHttpUser):
         started: float,
     ) -> None:
         assert self.wallet is not None
-        node: dict[str, Any] | None = None
-        if first.kind == "fail":
-            name, paid, fee_msat = checker.BALANCE_AFTER_FAILURE, False, 0
-            payout_status = "failed"
-        else:
-            # succeeded or timed out: judged by the node's truth of the invoice's payment hash
-            resolved = self._resolve(first, invoice.payment_hash)
-            if resolved is None:
-                self._unresolved(first, phase, started)
-                return
-            payout_status, node = resolved
-            name = (
-                checker.BALANCE_AFTER_SUCCESS
-                if first.kind == "ok"
-                else checker.RESOLVED_VS_NODE_TRUTH
-            )
-            paid = node.get("status") == "succeeded"
-            fee_msat = int(node.get("fee_msat") or 0) if paid else 0
+        # every outcome, the wallet's "failed" too, is judged by the node's truth of the
+        # invoice's payment hash, never by the wallet's answer
+        resolved = self._resolve(first, invoice.payment_hash)
+        if resolved is None:
+            self._unresolved(first, phase, started)
+            return
+        payout_status, node = resolved
+        name = {
+            "ok": checker.BALANCE_AFTER_SUCCESS,
+            "fail": checker.BALANCE_AFTER_FAILURE,
+        }.get(first.kind, checker.RESOLVED_VS_NODE_TRUTH)
+        paid = node.get("status") == "succeeded"
+        fee_msat = int(node.get("fee_msat") or 0) if paid else 0
         # the invoice's amount, not the wallet's echo of it: a wrong amount must show as drift
         amount_msat = invoice.amount_msat
         cost_msat = amount_msat + fee_msat
@@ -200,8 +197,11 @@ class PayerUser(FastHttpUser):
             # cannot check: the final audit judges it; start again with a fresh wallet
             self._abandon(checker.ABANDONED_NO_WALLET_VIEW)
             return
-        self.unjudged = None  # judged here, from now on
         actual_msat = int(wallet["balance_msat"])
+        # resynchronise now, before anything below may raise: one bug is counted once, not at
+        # every later payout of this wallet, and the next payout's audit entry starts exact
+        self.expected_msat = actual_msat
+        self.unjudged = None  # judged here, from now on
         diff_msat = actual_msat - expected_msat
         kind = checker.classify_balance(
             diff_msat=diff_msat,
@@ -222,18 +222,16 @@ class PayerUser(FastHttpUser):
             "diff_msat": diff_msat,
             "reserved_msat": wallet.get("reserved_msat"),
             "payout_status": payout_status,
-            "node_status": node.get("status") if node else None,
+            "node_status": node.get("status"),
             "t_unix": round(time.time(), 3),
         }
         self._fire_check(name, kind, example, started)
         if retry is not None:
             self._check_retry(first, retry, kind, example, started)
-        # resynchronise: one bug is counted once, not at every later payout of this wallet
-        self.expected_msat = actual_msat
 
     def _resolve(self, first: PayoutResult, payment_hash: str) -> tuple[str, dict[str, Any]] | None:
         """(final payout status, node's final payment) or None when not final within bounds.
-        A succeeded payout is final already: one look at the node, as a rule."""
+        A succeeded or failed payout is final already: one look at the node, as a rule."""
         assert self.wallet is not None
         payout_status = first.payout_status or ""
         node: dict[str, Any] = {}
