@@ -105,6 +105,15 @@ that could not be kept or audited (overflow) fails the run (exit 3).
     reconciliation: the target's GET /admin/reconciliation?since_ms=..&stuck_after_s=0 answer
                     (null if it failed)
     target_error: str | null
+    workers: {worker id: {index, state,        per worker of the run, by Locust's client id (empty
+              lost, reports,                   for a local run): Locust's state of it at the end,
+              last_report_unix, last_report_s, lost (no final tally came), tallies received, the
+              payouts, payouts_by_outcome,     last one's time (unix, and s since the run's start),
+              payouts_verified, retries,       and what its tally says (up to that report)
+              checks: {passed, failed},
+              inconsistencies, audit_entries}}
+    workers_lost: [{worker, index, state, last_report_unix, last_report_s, payouts_reported}]
+              workers whose final tally never came: counted up to their last report
     written_unix: float
 An example is {check, kind, wallet_id, payout_id, phase, amount_msat, fee_msat, expected_msat,
 actual_msat, diff_msat, payout_status, node_status, t_unix}; a reconciliation's example is
@@ -121,6 +130,9 @@ source "audit", payment_hash, why_audited, first_outcome, retried and reserved_m
     2  Locust's own: an unhandled exception in a greenlet or event handler
     1  Locust's own failure (failed requests outside the checks, exceptions in users); any
        other non-zero code Locust or another listener decided is kept as it is
+    1  a worker lost mid-run (its final tally never came; Locust's own code would be 0): the
+       target's reconciliation and the final audit still judged the run's payouts, but the
+       worker's last checks are missing, so the run cannot pass
     0  pass
 """
 
@@ -713,9 +725,11 @@ def decide(
     kinds: str = "",
     before_run_total: int = 0,
     audit_overflow: int = 0,
+    workers_lost: Iterable[str] = (),
 ) -> tuple[str, int, str]:
     """(verdict, exit_code, reason): the first code by precedence 3, 5, 4, Locust's own (2, 1),
-    0; the reason names every problem that applies, not only the one that chose the code."""
+    1 for lost workers, 0; the reason names every problem that applies, not only the one that
+    chose the code. workers_lost: one description per lost worker."""
     problems: list[tuple[int, str]] = []
     if inconsistencies_total > threshold:
         detail = f": {kinds}" if kinds else ""
@@ -747,6 +761,16 @@ def decide(
         )
     if locust_exit_code != 0:
         problems.append((locust_exit_code, f"Locust's own exit code {locust_exit_code}"))
+    lost = list(workers_lost)
+    if lost:
+        problems.append(
+            (
+                EXIT_LOCUST_ERROR,
+                f"{len(lost)} worker(s) lost mid-run, their tally missing since their last "
+                f"report: {'; '.join(lost)} (the reconciliation and the final audit judged the "
+                f"run's payouts; the lost workers' last checks never arrived)",
+            )
+        )
     before = (
         [f"{before_run_total} inconsistencies before this run on this target (not counted)"]
         if before_run_total
@@ -776,12 +800,16 @@ def build_report(
     target_error: str | None,
     since_ms: int | None = None,
     audit: Audit | None = None,
+    workers: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The consistency.json document (schema in this module's docstring).
 
     run: {"fix", "shape", "profile", "seed", "threshold", "final_wait_s"}. audit: the final
-    audit's result (None before it ran: its entries then count as not audited).
+    audit's result (None before it ran: its entries then count as not audited). workers: the
+    collector's per-worker record (telemetry.Collector.workers_report), None for a local run.
     """
+    per_worker = workers_section(workers or {})
+    lost = workers_lost(per_worker)
     if audit is None:
         entries = len(merged.get("audit") or [])
         overflow = int(merged.get("audit_overflow", 0))
@@ -806,6 +834,7 @@ def build_report(
         kinds=describe_inconsistencies(inconsistencies),
         before_run_total=earlier_total,
         audit_overflow=audit.overflow,
+        workers_lost=[describe_lost_worker(entry) for entry in lost],
     )
     by_outcome = payouts_by_outcome(merged)
     payouts = sum(by_outcome.values())
@@ -840,8 +869,60 @@ def build_report(
         "since_ms": since_ms,
         "reconciliation": reconciliation,
         "target_error": target_error,
+        "workers": per_worker,
+        "workers_lost": lost,
         "written_unix": round(time.time(), 3),
     }
+
+
+def workers_section(workers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """consistency.json's `workers`: per worker, its state and what its tally says."""
+    section: dict[str, dict[str, Any]] = {}
+    for worker_id, worker in sorted(workers.items(), key=lambda item: str(item[0])):
+        tally = merge_tallies([worker["tally"]] if worker.get("tally") else [])
+        by_outcome = payouts_by_outcome(tally)
+        checks = checks_summary(tally)
+        section[str(worker_id)] = {
+            "index": worker.get("index"),
+            "state": worker.get("state"),
+            "lost": bool(worker.get("lost")),
+            "reports": int(worker.get("reports", 0)),
+            "last_report_unix": worker.get("last_report_unix"),
+            "last_report_s": worker.get("last_report_s"),
+            "payouts": sum(by_outcome.values()),
+            "payouts_by_outcome": by_outcome,
+            "payouts_verified": payouts_verified(tally),
+            "retries": tally["retries"],
+            "checks": {"passed": checks["passed"], "failed": checks["failed"]},
+            "inconsistencies": sum(entry["count"] for entry in tally["kinds"].values()),
+            "audit_entries": len(tally["audit"]) + int(tally["audit_overflow"]),
+        }
+    return section
+
+
+def workers_lost(section: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """consistency.json's `workers_lost`: the workers whose final tally never came."""
+    return [
+        {
+            "worker": worker_id,
+            "index": entry["index"],
+            "state": entry["state"],
+            "last_report_unix": entry["last_report_unix"],
+            "last_report_s": entry["last_report_s"],
+            "payouts_reported": entry["payouts"],
+        }
+        for worker_id, entry in section.items()
+        if entry["lost"]
+    ]
+
+
+def describe_lost_worker(entry: dict[str, Any]) -> str:
+    last = entry.get("last_report_s")
+    since = f"its last report at {last:.1f} s" if last is not None else "no report at all"
+    return (
+        f"worker {entry['worker']} (index {entry.get('index')}, Locust state "
+        f"{entry.get('state')}): {since}, {entry.get('payouts_reported', 0)} payouts reported"
+    )
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

@@ -10,6 +10,9 @@
   target's reconciliation;
 - quitting: judge the run if not done yet, write consistency.json, set the exit code (never
   over a non-zero code of Locust's own), stop the embedded target.
+Across hosts: the master alone starts the target (on --target-bind) and sets Locust's host to
+its URL before any worker spawns, so the spawn messages carry it; workers write no file, and
+the verdict waits (bounded) for each worker's final tally and names those that never sent it.
 """
 
 from __future__ import annotations
@@ -187,6 +190,9 @@ class Controller:
             log.error(self.target_error)
         if self.fault_control is not None and self.fault_control.errors and not self.target_error:
             self.target_error = f"fault control failed: {self.fault_control.errors[0]}"
+        # every worker's final tally (its audit entries of payouts stopped mid-way among them);
+        # a worker that never sends it is lost, and counted up to its last report
+        self.collector.wait_final_tallies()
         merged = self.collector.merged()
         audit = self._audit(merged, settle_deadline)
         problems = checker.reconciliation_problems(reconciliation) if reconciliation else []
@@ -206,7 +212,13 @@ class Controller:
         # passed: final and consistent; failed: a wrong balance, or not final at the audit
         consistent = audit.judged - audit.inconsistent
         merged["checks"][checker.FINAL_AUDIT] = [consistent, audit.inconsistent + audit.unresolved]
-        self.final = {"merged": merged, "reconciliation": reconciliation, "audit": audit}
+        workers = None if self.collector.is_local else self.collector.workers_report()
+        self.final = {
+            "merged": merged,
+            "reconciliation": reconciliation,
+            "audit": audit,
+            "workers": workers,
+        }
         report = self._report(locust_exit_code=locust_exit_code(self.environment))
         checker.write_report(self.settings.consistency_path, report)
         log.info(
@@ -307,6 +319,7 @@ class Controller:
             locust_exit_code=locust_exit_code,
             target_error=self.target_error,
             since_ms=self.since_ms,
+            workers=final.get("workers"),
         )
 
     def _refresh_locust_reports(self) -> None:

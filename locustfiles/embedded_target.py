@@ -4,6 +4,11 @@ Never inside the gevent process: the target is an asyncio server and must not co
 load generator's event loop. It gets its own session, so a Ctrl-C in the terminal reaches Locust
 (which then runs the verdict and stops the target) rather than killing the target mid-run; on
 Linux it also gets PR_SET_PDEATHSIG, so it dies with Locust even when Locust is SIGKILLed.
+
+It listens on --target-bind (127.0.0.1 by default) and its URL, the bound address, becomes
+Locust's host, which the master sends to every worker with each spawn message. Its admin token
+is the one given with --admin-token, else a generated one (loopback only: options.py refuses
+any other bind without an explicit token).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from locustfiles.options import (
     TARGET_NODE_TIMEOUT_MS,
     TARGET_RESOLVER_INTERVAL_MS,
     Settings,
+    target_bind_problem,
 )
 from target.common.child import ChildError, ChildServer
+from target.common.server import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,7 @@ class EmbeddedTarget:
         """extra_args: appended to the command (tests start targets of other settings)."""
         self.settings = settings
         self.extra_args = list(extra_args or [])
-        self.admin_token = secrets.token_hex(16)
+        self.admin_token = settings.admin_token or secrets.token_hex(16)
         self.log_path = settings.report_dir / "target.log"
         self.url: str | None = None
         self.child: ChildServer | None = None
@@ -47,6 +54,8 @@ class EmbeddedTarget:
             sys.executable,
             "-m",
             "target",
+            "--bind",
+            s.target_bind,
             "--port",
             "0",
             "--fix",
@@ -72,6 +81,15 @@ class EmbeddedTarget:
 
     def start(self) -> str:
         """Start the target, wait for its URL line and /health; return its base URL."""
+        problem = target_bind_problem(self.settings)
+        if problem:
+            raise TargetError(problem)
+        if not is_loopback(self.settings.target_bind):
+            log.warning(
+                "the embedded target binds %s, not loopback: every host that reaches it can use "
+                "its API (the admin token guards only the admin routes)",
+                self.settings.target_bind,
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.child = ChildServer(
             self.command(),

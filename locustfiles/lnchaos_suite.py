@@ -7,9 +7,16 @@ starts its own target, `python -m target`, on a free loopback port, and stops it
     locust --headless -t 60s --fix on --shape spike     # the fix under a spike: exit code 0
     locust --headless -t 60s --fix on --processes 2  # workers use the master's target
     locust --host http://127.0.0.1:8080 --admin-token T   # a target that is already running
+Across hosts (README "Distributed runs"; each worker from a folder of its own, no shared files):
+    locust --headless -t 60s --fix on --master --master-bind-host 10.0.0.2 --expect-workers 2 \
+        --target-bind 10.0.0.3 --admin-token "$TOKEN"     # the master and the embedded target
+    locust -f <installed locustfiles/lnchaos_suite.py> --worker --master-host 10.0.0.2  # each
+A worker lost mid-run (killed, unreachable) is named in consistency.json (`workers_lost`) and,
+if nothing else failed, makes the exit code 1: its last checks never arrived.
 The verdict is <report-dir>/consistency.json (default reports/) and the exit code, by precedence:
 3 inconsistencies over --max-inconsistencies (payouts left unresolved included), 5 the target
-failed, 4 nothing verified or no timed-out payout resolved, then Locust's own 2 and 1, else 0 pass
+failed, 4 nothing verified or no timed-out payout resolved, then Locust's own 2 and 1, then 1 for a
+worker lost mid-run, else 0 pass
 (schema and codes: locustfiles/checker.py). --shape picks the load shape; Locust's --profile is
 only a run label.
 
@@ -74,7 +81,8 @@ def _on_tally_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
 
 @events.report_to_master.add_listener
 def on_report_to_master(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
-    # rides along with Locust's own final report, which the master waits for when quitting
+    # rides along with each of Locust's stats reports (every few seconds, and the last one when
+    # the master quits); never marked final: only the worker's test_stop knows its users stopped
     if telemetry.LOCAL.run_id:
         data[telemetry.REPORT_KEY] = telemetry.LOCAL.tally.to_dict()
 
@@ -95,7 +103,7 @@ def on_test_start(environment: Any, **_kwargs: Any) -> None:
 def on_test_stop(environment: Any, **_kwargs: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         if telemetry.LOCAL.run_id:
-            telemetry.send_tally(environment.runner)
+            telemetry.send_tally(environment.runner, final=True)
         return
     if _controller is not None:
         _controller.on_test_stop()

@@ -13,10 +13,16 @@ the wallet's own wait for it ends after TARGET_NODE_TIMEOUT_MS, and the resolver
 payout at its next pass (TARGET_RESOLVER_INTERVAL_MS, counted twice: a pass may be running), plus
 FINAL_WAIT_MARGIN_S for a loaded machine. Seconds, not minutes: a fix whose payouts do not resolve
 within that is not resolving them. Against a target of other settings (--host), set it to match.
+
+The embedded target's address (`--target-bind`, a master-side option): 127.0.0.1 by default;
+workers on other hosts need an address they reach, and the URL they are given (Locust's host,
+sent with every spawn message) is the bound one. So a wildcard (0.0.0.0, ::) is refused here,
+and anything but loopback needs an explicit --admin-token (target/common/server.py).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from locustfiles.shapes import SHAPES
+from target.common.server import LOOPBACK, bind_problem
 
 FIX_MODES = ("off", "rollback", "on")
 ADMIN_TOKEN_ENV = "LNCHAOS_ADMIN_TOKEN"
@@ -124,7 +131,15 @@ def add_arguments(parser: Any) -> None:
         default=None,
         env_var=ADMIN_TOKEN_ENV,
         include_in_web_ui=False,
-        help=f"Admin token of a running target given with --host (or ${ADMIN_TOKEN_ENV}).",
+        help=f"Admin token of a running target given with --host (or ${ADMIN_TOKEN_ENV}); "
+        "also the embedded target's, which needs one when --target-bind is not loopback.",
+    )
+    parser.add_argument(
+        "--target-bind",
+        default=LOOPBACK,
+        include_in_web_ui=False,
+        help="IP address the embedded target listens on (no --host); workers are given it as "
+        "the target's URL. Anything but loopback needs --admin-token.",
     )
 
 
@@ -155,6 +170,7 @@ class Settings:
     report_dir: Path
     admin_token: str | None
     host: str | None
+    target_bind: str = LOOPBACK
 
     @property
     def consistency_path(self) -> Path:
@@ -178,6 +194,7 @@ def settings_from(options: Any) -> Settings:
         report_dir=Path(str(_get(options, "report_dir", "reports") or "reports")),
         admin_token=_get(options, "admin_token", None) or os.environ.get(ADMIN_TOKEN_ENV),
         host=_get(options, "host", None) or None,
+        target_bind=str(_get(options, "target_bind", LOOPBACK) or LOOPBACK).strip(),
     )
     if settings.fix not in FIX_MODES:
         raise ValueError(f"--fix must be one of {', '.join(FIX_MODES)}, not {settings.fix!r}")
@@ -191,6 +208,21 @@ def settings_from(options: Any) -> Settings:
     if settings.max_inconsistencies < 0 or settings.spike_factor < 1:
         raise ValueError("--max-inconsistencies must be >= 0 and --spike-factor >= 1")
     return settings
+
+
+def target_bind_problem(settings: Settings) -> str | None:
+    """Why the embedded target may not bind `--target-bind`, else None: an IP address that the
+    workers can be given as a URL (no wildcard), beyond loopback only with --admin-token."""
+    problem = bind_problem(settings.target_bind, settings.admin_token, option="--target-bind")
+    if problem:
+        return problem
+    if ipaddress.ip_address(settings.target_bind.strip("[]")).is_unspecified:
+        return (
+            f"--target-bind {settings.target_bind} is a wildcard, but the workers are given the "
+            "bound address as the target's URL: bind an address of this host that they reach, "
+            "or run `lnchaos target --bind 0.0.0.0 --admin-token T` and give its URL with --host"
+        )
+    return None
 
 
 def _get(options: Any, name: str, default: Any) -> Any:

@@ -8,11 +8,24 @@ Messages (Locust's `runner.register_message`):
 - `lnchaos_phase` {run_id, phase}: master -> workers on every phase change and once a second
   (so late workers learn it too). A new run_id resets the worker's tally: runs started one
   after another in the web UI do not mix.
-- `lnchaos_tally` (Tally.to_dict()): workers -> master once a second, on test_stop, and inside
-  the final `report_to_master` when the master quits. Tallies are cumulative, so the master
-  keeps only the latest of each worker. They carry the audit entries (the payouts no payer could
-  judge, with the wallet's api key so the master can read the wallet; checker.py): the master
-  audits them after the final wait, so entries recorded as users stop still arrive.
+- `lnchaos_tally` (Tally.to_dict() + `final`): workers -> master once a second and on test_stop
+  (`final: true`: the worker's users have stopped, its tally is complete); the tally also rides
+  along with each of Locust's own stats reports (`report_to_master`, never final). Tallies are
+  cumulative, so the master keeps only the latest of each worker. They carry the audit entries
+  (the payouts no payer could judge, with the wallet's api key so the master can read the
+  wallet; checker.py): the master audits them after the final wait, so entries recorded as users
+  stop still arrive (in the final tally).
+
+Nothing crosses through files: a worker (on another host, in a folder of its own) gets its
+options with Locust's spawn message, the target's URL as Locust's host, the phase and run id by
+`lnchaos_phase`, and sends back only its tally; it never writes a file.
+
+Workers of a run and lost workers: the collector knows each worker that sent a tally of the run
+or that Locust listed while the run went on (sampled once a second), with the time of its last
+report. At the verdict, a worker that reported (or that Locust calls missing) and whose final
+tally never came is lost: its tally is counted up to its last report, and the report names it,
+with that time and Locust's state of it (`missing` once its heartbeats stopped; `gone` once no
+longer listed: a worker that stopped normally leaves the list too, so `gone` alone says nothing).
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
-from locust.runners import LocalRunner, WorkerRunner
+from locust.runners import STATE_MISSING, LocalRunner, WorkerRunner
 
 from locustfiles.checker import Tally, merge_tallies, timeline_point
 
@@ -35,6 +48,12 @@ REPORT_KEY = "lnchaos_tally"
 TALLY_INTERVAL_S = 1.0
 TIMELINE_INTERVAL_S = 1.0
 MAX_TIMELINE_SAMPLES = 24 * 3600  # one a second for a day: a bound, not a plan
+FINAL_KEY = "final"
+# How long the verdict waits for a final tally still on its way from a worker Locust does not
+# (yet) call missing: the worker sends it on its test_stop, before it tells the master it stopped.
+FINAL_TALLY_WAIT_S = 3.0
+FINAL_TALLY_POLL_S = 0.1
+MAX_WORKERS = 10_000  # workers one run keeps track of: a bound, not a plan
 
 
 @dataclass
@@ -63,15 +82,20 @@ class Collector:
         self.is_local = isinstance(runner, LocalRunner)
         self.run_id = ""
         self.snapshots: dict[str, dict[str, Any]] = {}
+        # per worker of the run: {index, first_report_unix, last_report_unix, reports, final}
+        self.workers: dict[str, dict[str, Any]] = {}
         self.phases: list[dict[str, Any]] = []
         self.timeline: list[dict[str, Any]] = []
         self.started_monotonic = time.monotonic()
+        self.started_unix = time.time()
         self._sampler: gevent.Greenlet | None = None
 
     def start_run(self, run_id: str) -> None:
         self.stop_sampling()
         self.run_id = run_id
         self.snapshots = {}
+        self.workers = {}
+        self.started_unix = time.time()
         self.phases = []
         self.timeline = []
         self.started_monotonic = time.monotonic()
@@ -83,9 +107,94 @@ class Collector:
     def on_tally(self, node_id: str, snapshot: dict[str, Any]) -> None:
         if snapshot.get("run_id") != self.run_id:
             return  # a late report of an earlier run
+        worker = self._worker(node_id)
+        if worker is None:
+            return
+        now = time.time()
+        worker["reports"] += 1
+        worker["last_report_unix"] = now
+        if worker["first_report_unix"] is None:
+            worker["first_report_unix"] = now
+        if snapshot.get(FINAL_KEY):
+            worker["final"] = True  # kept: a periodic report may follow the final one
         known = self.snapshots.get(node_id)
         if known is None or snapshot.get("seq", 0) > known.get("seq", 0):
             self.snapshots[node_id] = snapshot
+
+    def _worker(self, node_id: str) -> dict[str, Any] | None:
+        worker = self.workers.get(node_id)
+        if worker is None:
+            if len(self.workers) >= MAX_WORKERS:
+                log.warning(
+                    "more than %d workers in one run: %s is not tracked", MAX_WORKERS, node_id
+                )
+                return None
+            worker = {
+                "first_report_unix": None,
+                "last_report_unix": None,
+                "reports": 0,
+                "final": False,
+            }
+            self.workers[node_id] = worker
+        return worker
+
+    def note_workers(self) -> None:
+        """The workers Locust lists now belong to the run (a worker that never reports, or dies
+        before its first report, is still known)."""
+        clients = getattr(self.runner, "clients", None)
+        if self.is_local or clients is None:
+            return
+        for node_id in list(clients.keys()):
+            self._worker(str(node_id))
+
+    def worker_state(self, node_id: str) -> str:
+        """Locust's state of a worker: ready, spawning, running, stopped, missing; gone once it
+        is no longer listed (it quit, or Locust dropped it after a long silence)."""
+        clients = getattr(self.runner, "clients", None)
+        node = clients.get(node_id) if clients is not None else None
+        return str(node.state) if node is not None else "gone"
+
+    def worker_index(self, node_id: str) -> int | None:
+        try:
+            return int(self.runner.worker_indexes[node_id])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None
+
+    def wait_final_tallies(self, timeout_s: float = FINAL_TALLY_WAIT_S) -> None:
+        """Bounded: until every worker of the run sent its final tally or is missing or gone."""
+        if self.is_local:
+            return
+        self.note_workers()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            waiting = [
+                node_id
+                for node_id, worker in self.workers.items()
+                if not worker["final"] and self.worker_state(node_id) not in (STATE_MISSING, "gone")
+            ]
+            if not waiting:
+                return
+            gevent.sleep(FINAL_TALLY_POLL_S)
+
+    def workers_report(self) -> dict[str, dict[str, Any]]:
+        """Per worker of the run: what its tally says, and whether it was lost (no final tally)."""
+        report: dict[str, dict[str, Any]] = {}
+        for node_id, worker in self.workers.items():
+            last = worker["last_report_unix"]
+            state = self.worker_state(node_id)
+            # lost: it took part (reported) or Locust saw it vanish, and its final tally never
+            # came; a worker that joined too late to learn the run never reports and is not lost
+            took_part = worker["reports"] > 0 or state == STATE_MISSING
+            report[node_id] = {
+                "index": self.worker_index(node_id),
+                "state": state,
+                "lost": took_part and not worker["final"],
+                "reports": worker["reports"],
+                "last_report_unix": round(last, 3) if last is not None else None,
+                "last_report_s": round(last - self.started_unix, 3) if last is not None else None,
+                "tally": self.snapshots.get(node_id),
+            }
+        return report
 
     def merged(self) -> dict[str, Any]:
         if self.is_local:
@@ -106,6 +215,7 @@ class Collector:
             self.phases[-1]["end_s"] = round(self.elapsed_s(), 3)
 
     def sample(self) -> None:
+        self.note_workers()
         if len(self.timeline) >= MAX_TIMELINE_SAMPLES:
             return
         point = {"t_s": round(self.elapsed_s(), 3), "phase": self.current_phase()}
@@ -128,8 +238,9 @@ def broadcast_phase(runner: Any, run_id: str, phase: str) -> None:
     runner.send_message(PHASE_MESSAGE, {"run_id": run_id, "phase": phase})
 
 
-def send_tally(runner: WorkerRunner) -> None:
-    runner.send_message(TALLY_MESSAGE, LOCAL.tally.to_dict())
+def send_tally(runner: WorkerRunner, *, final: bool = False) -> None:
+    """final: the worker's users have stopped (test_stop): this tally is its whole run."""
+    runner.send_message(TALLY_MESSAGE, {**LOCAL.tally.to_dict(), FINAL_KEY: final})
 
 
 def tally_sender(runner: WorkerRunner) -> None:

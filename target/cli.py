@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .app import TargetConfig, create_app
 from .common.errors import ApiError
-from .common.server import run_app
+from .common.server import LOOPBACK, check_bind, run_app
 from .config import FixMode, WalletSettings
 from .node.faults import add_fault_options, faults_from
 
@@ -15,10 +15,17 @@ from .node.faults import add_fault_options, faults_from
 def add_target_options(parser: argparse.ArgumentParser) -> None:
     wallet = WalletSettings()
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument(
+        "--bind", default=LOOPBACK,
+        help="IP address to listen on; anything but loopback needs --admin-token",
+    )  # fmt: skip
     parser.add_argument("--db", type=Path, default=None, help="default: a new temporary folder")
     parser.add_argument("--fix", choices=[m.value for m in FixMode], default="on")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--admin-token", default=None, help="generated and printed if not given")
+    parser.add_argument(
+        "--admin-token", default=None,
+        help="generated and printed if not given (loopback only: a --bind beyond it needs one)",
+    )  # fmt: skip
     parser.add_argument("--node-timeout-ms", type=int, default=wallet.node_timeout_ms)
     parser.add_argument("--resolver-interval-ms", type=int, default=wallet.resolver_interval_ms)
     parser.add_argument("--reconcile-interval-s", type=float, default=wallet.reconcile_interval_s)
@@ -41,6 +48,7 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
 def config_from(args: argparse.Namespace) -> TargetConfig:
     if not 0 <= args.port <= 65535:
         raise SystemExit("--port must be within 0..65535")
+    check_bind(args.bind, args.admin_token)
     if args.node_timeout_ms <= 0 or args.ledger_batch_max < 1:
         raise SystemExit("--node-timeout-ms and --ledger-batch-max must be positive")
     wallet = WalletSettings(
@@ -72,7 +80,12 @@ def config_from(args: argparse.Namespace) -> TargetConfig:
 def run_target(args: argparse.Namespace) -> int:
     config = config_from(args)
     return run_app(
-        create_app, config, port=args.port, name="lnchaos target", log_level=args.log_level
+        create_app,
+        config,
+        port=args.port,
+        name="lnchaos target",
+        log_level=args.log_level,
+        host=args.bind,
     )
 
 

@@ -1,5 +1,6 @@
 """One way to start and stop a child process: a server (`ChildServer`, which prints
-`<name> listening on http://127.0.0.1:PORT`) or a plain run (`ChildProcess`, e.g. a Locust run).
+`<name> listening on http://ADDRESS:PORT`, an IPv4 address) or a plain run (`ChildProcess`,
+e.g. a Locust run).
 
 - The child gets a session of its own (start_new_session): a Ctrl-C in the terminal reaches the
   parent, which then stops the child in order, and the child's process group can be signalled
@@ -41,8 +42,13 @@ import psutil
 
 log = logging.getLogger("lnchaos.child")
 
-# What target/common/server.py prints once it is bound; loopback only, a whole line.
-LISTENING_RE = re.compile(rb"listening on (http://127\.0\.0\.1:\d+)\r?\n")
+# What target/common/server.py prints once it is bound, a whole line: the bound IPv4 address
+# (any, 127.0.0.1 by default: the suite may bind the target elsewhere) and the port, each octet
+# 0..255 written without leading zeros, the port 1..5 digits; nothing else on the line.
+_OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+LISTENING_RE = re.compile(
+    rb"listening on (http://" + _OCTET + rb"(?:\." + _OCTET + rb"){3}:[0-9]{1,5})\r?\n"
+)
 START_TIMEOUT_S = 20.0
 HEALTH_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -53,7 +59,7 @@ HEALTH_REQUEST_TIMEOUT_S = 1.0
 LOG_TAIL_CHARS = 2000
 _SCAN_CARRY_BYTES = 256  # the part of a line the URL scan keeps between two reads
 _PR_SET_PDEATHSIG = 1
-# Loopback only: an http_proxy in the environment must not carry the health check elsewhere.
+# Straight to the child: an http_proxy in the environment must not carry the health check elsewhere.
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -301,7 +307,7 @@ class ChildProcess:
 
 
 class ChildServer(ChildProcess):
-    """A child server: started, it has printed `listening on http://127.0.0.1:PORT` (its `url`),
+    """A child server: started, it has printed `listening on http://ADDRESS:PORT` (its `url`),
     and, if asked, answered GET `health_path` with 200."""
 
     url: str = ""

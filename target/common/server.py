@@ -1,8 +1,17 @@
-"""Serving an app on 127.0.0.1 until SIGTERM or SIGINT, then a bounded, clean shutdown."""
+"""Serving an app on one address (127.0.0.1 unless told) until SIGTERM or SIGINT, then a bounded,
+clean shutdown.
+
+The bind address (`--bind` of `lnchaos target` and `lnchaos node`, `--target-bind` of the suite)
+is an IP address. Anything but loopback (127.0.0.0/8, ::1) opens the service to every host that
+reaches it, so it needs an explicit admin token (a generated one is refused: it would be printed
+into a log that others may read) and prints a one-line warning. The `listening on` line carries
+the bound address: it is the URL others are given.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 import signal
@@ -51,15 +60,76 @@ class FailStop:
 FAIL_STOP: web.AppKey[FailStop] = web.AppKey("lnchaos_fail_stop", FailStop)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is an IP address of the loopback range (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_problem(
+    host: str,
+    admin_token: str | None,
+    *,
+    option: str = "--bind",
+    token_option: str = "--admin-token",
+) -> str | None:
+    """Why `host` may not be bound (not an IP address; beyond loopback without an explicit
+    admin token), else None."""
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return f"{option} must be an IP address (127.0.0.1, 10.0.0.5, 0.0.0.0, ::1), not {host!r}"
+    if not address.is_loopback and not admin_token:
+        return (
+            f"{option} {address} is not a loopback address: every host that reaches it could "
+            f"use the admin routes, so it needs an explicit {token_option} (a generated token "
+            f"is refused for it)"
+        )
+    return None
+
+
+def check_bind(
+    host: str,
+    admin_token: str | None,
+    *,
+    option: str = "--bind",
+    token_option: str = "--admin-token",
+) -> str:
+    """The address to bind, normalised; SystemExit with the clear message of `bind_problem`."""
+    problem = bind_problem(host, admin_token, option=option, token_option=token_option)
+    if problem:
+        raise SystemExit(problem)
+    return str(ipaddress.ip_address(host.strip().strip("[]")))
+
+
+def bind_warning(host: str, name: str) -> str | None:
+    """The one-line warning for a service bound beyond loopback, else None."""
+    if is_loopback(host):
+        return None
+    return (
+        f"warning: {name} binds {host}, not loopback: every host that reaches it can use its "
+        f"API (the admin token guards only the admin routes); keep that network private"
+    )
+
+
+def http_url(host: str, port: int) -> str:
+    """http://HOST:PORT, with an IPv6 address in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 async def serve(
     app: web.Application,
     port: int,
     *,
     name: str,
+    host: str = LOOPBACK,
     on_started: Callable[[str], None] | None = None,
 ) -> int:
-    """Serve until a stop signal or the app's FailStop. Prints `<name> listening on
-    http://127.0.0.1:PORT`, flushed. Returns the exit code: 0, or the FailStop's."""
+    """Serve on `host` until a stop signal or the app's FailStop. Prints `<name> listening on
+    http://HOST:PORT` (the bound address), flushed. Returns the exit code: 0, or the
+    FailStop's."""
     fail_stop = app.get(FAIL_STOP)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
     await runner.setup()
@@ -68,11 +138,11 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, LOOPBACK, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
         # The runner's public list of bound addresses: (host, port) for a TCP site.
         bound_port = int(runner.addresses[0][1]) if runner.addresses else port
-        url = f"http://{LOOPBACK}:{bound_port}"
+        url = http_url(host, bound_port)
         print(f"{name} listening on {url}", flush=True)
         if on_started is not None:
             on_started(url)
@@ -107,12 +177,18 @@ def run_app(
     port: int,
     name: str,
     log_level: str,
+    host: str = LOOPBACK,
 ) -> int:
-    """Log, make an admin token if none was given (printed once), serve until a stop signal."""
+    """Log, make an admin token if none was given (printed once; loopback only), serve on
+    `host` until a stop signal."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    host = check_bind(host, config.admin_token)  # the callers checked; never a generated token
+    warning = bind_warning(host, name)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if not config.admin_token:
         config.admin_token = secrets.token_urlsafe(24)
         print(f"admin token: {config.admin_token}", flush=True)
-    return asyncio.run(serve(make_app(config), port, name=name))
+    return asyncio.run(serve(make_app(config), port, name=name, host=host))

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ..common.errors import ApiError, error_middleware
 from ..common.journal import Journal, open_db
-from ..common.server import run_app
+from ..common.server import LOOPBACK, check_bind, run_app
 from .faults import FaultSettings, add_fault_options, faults_from
 from .lnd_rest import LND, LndService, add_lnd_routes, lnd_ctx
 from .network import LightningNode
@@ -103,8 +103,17 @@ async def health(request: web.Request) -> web.Response:
 
 def add_node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")
+    parser.add_argument(
+        "--bind",
+        default=LOOPBACK,
+        help="IP address to listen on; anything but loopback needs --admin-token",
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--admin-token", default=None, help="generated and printed if not given")
+    parser.add_argument(
+        "--admin-token",
+        default=None,
+        help="generated and printed if not given (loopback only: a --bind beyond it needs one)",
+    )
     parser.add_argument(
         "--macaroon",
         default=None,
@@ -118,6 +127,7 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
 def config_from(args: argparse.Namespace) -> NodeConfig:
     if not 0 <= args.port <= 65535:
         raise SystemExit("--port must be within 0..65535")
+    check_bind(args.bind, args.admin_token)
     if args.macaroon is not None:
         try:
             bytes.fromhex(args.macaroon)
@@ -140,7 +150,12 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
 def run_node(args: argparse.Namespace) -> int:
     config = config_from(args)
     return run_app(
-        create_node_app, config, port=args.port, name="lnchaos node", log_level=args.log_level
+        create_node_app,
+        config,
+        port=args.port,
+        name="lnchaos node",
+        log_level=args.log_level,
+        host=args.bind,
     )
 
 
