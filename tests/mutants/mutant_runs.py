@@ -38,8 +38,8 @@ USERS = 8
 # the target's own flags carry the same values and the definite failures (for the failure paths).
 TIMEOUT_RATE = "0.1"
 LATE_SETTLE_RATE = "0.5"
-FAILURE_RATE = "0.05"
-RETRY_SHARE = "0.2"
+FAILURE_RATE = "0.1"
+RETRY_SHARE = "0.3"
 
 START_TIMEOUT_S = 30.0
 # RUN_TIME of load, the suite's bounded final wait (15 s) and its shutdown, with room.
