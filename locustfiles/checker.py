@@ -9,7 +9,11 @@ Every check is a Locust request event with request_type "CHECK" and one name per
 `balance_after_success`, `balance_after_failure`, `resolved_vs_node_truth`, `idempotent_retry`,
 `resolved_within_bound` (a timed-out payout did not become final within the users' bound:
 reported, but not an inconsistency; the final audit judges it), `final_audit` (one per audited
-payout, fired by the master), `reconciliation`.
+payout, fired by the master), `reconciliation`; the traffic classes' (locustfiles/traffic.py):
+`shared_invoice` (one invoice paid from two wallets at once and again after: the node paid it at
+most once and the wallets were charged for it at most once, by what the node paid) and `drain`
+(parallel payouts over a wallet's balance: it never went below zero, the refused ones moved
+nothing, final balance = funding - sum(amount + the node's fee) over the hashes the node paid).
 Injected faults are request events of type "FAULT" (`timeout [phase]`, `payment_failed [phase]`),
 recorded as successes: they are the chaos, not a defect.
 
@@ -20,7 +24,10 @@ recorded as successes: they are the chaos, not a defect.
   the same definition as the target's reconciliation;
 - `paid_not_charged`: the node paid more than the wallet was charged: the balance was restored
   for a payment the node says succeeded;
-- `double_charge`: a retry with the same Idempotency-Key was charged again;
+- `double_charge`: a retry with the same Idempotency-Key was charged again, or a shared invoice
+  (paid once at the node) was charged to both wallets;
+- `overdrawn` (drain): a wallet's balance was seen below zero: parallel payouts spent more than
+  it held;
 - `balance_mismatch`: a balance higher than it should be for a payment that was not made;
 - `idempotency_mismatch`: a retry with the same key got another answer than the first request;
 - `unresolved` (reconciliation, final audit): after the bounded final wait (--final-wait-s), a
@@ -152,6 +159,8 @@ BALANCE_AFTER_SUCCESS = "balance_after_success"
 BALANCE_AFTER_FAILURE = "balance_after_failure"
 RESOLVED_VS_NODE_TRUTH = "resolved_vs_node_truth"
 IDEMPOTENT_RETRY = "idempotent_retry"
+SHARED_INVOICE = "shared_invoice"
+DRAIN = "drain"
 RESOLVED_WITHIN_BOUND = "resolved_within_bound"
 RECONCILIATION = "reconciliation"
 FINAL_AUDIT = "final_audit"
@@ -161,6 +170,7 @@ CHARGED_NOT_PAID = "charged_not_paid"
 PAID_NOT_CHARGED = "paid_not_charged"
 DOUBLE_CHARGE = "double_charge"
 BALANCE_MISMATCH = "balance_mismatch"
+OVERDRAWN = "overdrawn"
 IDEMPOTENCY_MISMATCH = "idempotency_mismatch"
 UNRESOLVED = "unresolved"
 NOT_CONSERVED = "not_conserved"

@@ -32,7 +32,8 @@ CI example (a job step; the CSV, HTML and JSON reports carry the CHECK and FAULT
     test "$code" -eq 3
 
 This file only wires the parts to Locust's events; each part is a module of its own:
-options, users + wallet_client (the load), shapes (the phases), fault_control (the nemesis),
+options, users + wallet_client (the load), traffic (shared invoices, drained wallets),
+shapes (the phases), fault_control (the nemesis),
 checker (checks and verdict), telemetry (data across processes), embedded_target and
 controller (the target's life and the end of a run).
 """
@@ -45,12 +46,13 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from locustfiles import options, telemetry
+from locustfiles import options, telemetry, traffic
 from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
+from locustfiles.traffic import DrainUser, SharedInvoiceUser
 from locustfiles.users import PayerUser
 
-__all__ = ["LnchaosShape", "PayerUser"]
+__all__ = ["DrainUser", "LnchaosShape", "PayerUser", "SharedInvoiceUser"]
 
 events.init_command_line_parser.add_listener(options.add_arguments)
 
@@ -66,6 +68,13 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
         runner.register_message(telemetry.PHASE_MESSAGE, telemetry.on_phase_message)
         gevent.spawn(telemetry.tally_sender, runner)
         return
+    # the traffic classes of --traffic-mix, weighted beside the payers (the master dispatches)
+    parsed = environment.parsed_options
+    traffic.apply_mix(
+        environment,
+        options.parse_traffic_mix(getattr(parsed, "traffic_mix", None) or "none"),
+        checks_on=str(getattr(parsed, "checks", "on") or "on") != "off",
+    )
     _controller = Controller(environment)
     if isinstance(runner, MasterRunner):
         runner.register_message(telemetry.TALLY_MESSAGE, _on_tally_message)

@@ -33,6 +33,15 @@ from locustfiles.shapes import SHAPES
 from target.common.server import LOOPBACK, bind_problem
 
 FIX_MODES = ("off", "rollback", "on")
+
+# The traffic classes beside the ordinary payers (locustfiles/traffic.py), by weight. The payers
+# weigh PAYER_WEIGHT, so the default puts about 1 user in 12 on each class: every run meets a
+# shared invoice and a drained wallet, while the payers still carry the load the bench measures
+# and the checks that need many payouts (timeouts resolved, retries).
+TRAFFIC_CLASSES = ("shared", "drain")
+PAYER_WEIGHT = 10
+TRAFFIC_WEIGHT_MAX = 100
+DEFAULT_TRAFFIC_MIX = "shared=1,drain=1"
 ADMIN_TOKEN_ENV = "LNCHAOS_ADMIN_TOKEN"
 
 # The embedded target's timing (passed explicitly; the target's own defaults are the same).
@@ -102,6 +111,16 @@ def add_arguments(parser: Any) -> None:
         "the checks cost (lnchaos bench).",
     )
     parser.add_argument(
+        "--traffic-mix",
+        type=parse_traffic_mix,
+        default=DEFAULT_TRAFFIC_MIX,
+        include_in_web_ui=False,  # user classes and their weights are fixed at start
+        help=f"Traffic classes beside the ordinary payers (weight {PAYER_WEIGHT}), as NAME=WEIGHT "
+        f"pairs ({', '.join(TRAFFIC_CLASSES)}; weights 0-{TRAFFIC_WEIGHT_MAX}), or none. Shared: "
+        "one invoice paid from two wallets at once; drain: parallel payouts over a wallet's "
+        "balance. Off with --checks off.",
+    )
+    parser.add_argument(
         "--max-inconsistencies",
         type=int,
         default=0,
@@ -143,6 +162,37 @@ def add_arguments(parser: Any) -> None:
     )
 
 
+def parse_traffic_mix(text: str | dict[str, int]) -> dict[str, int]:
+    """`shared=1,drain=1` -> {"shared": 1, "drain": 1}; `none` (or an empty text) -> {}.
+    A class left out or of weight 0 is off. ValueError names what is wrong (argparse shows it)."""
+    if isinstance(text, dict):  # already parsed (a default handed over twice)
+        return dict(text)
+    text = str(text).strip()
+    if text.lower() in ("", "none"):
+        return {}
+    mix: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, weight_text = part.partition("=")
+        name = name.strip()
+        if not sep or name not in TRAFFIC_CLASSES:
+            raise ValueError(
+                f"--traffic-mix: {part.strip()!r} is not NAME=WEIGHT with NAME one of "
+                f"{', '.join(TRAFFIC_CLASSES)} (or say none)"
+            )
+        if name in mix:
+            raise ValueError(f"--traffic-mix: {name} given twice")
+        try:
+            weight = int(weight_text.strip())
+        except ValueError:
+            raise ValueError(f"--traffic-mix: weight of {name} must be an integer") from None
+        if not 0 <= weight <= TRAFFIC_WEIGHT_MAX:
+            raise ValueError(
+                f"--traffic-mix: weight of {name} must be within [0, {TRAFFIC_WEIGHT_MAX}]"
+            )
+        mix[name] = weight
+    return {name: weight for name, weight in mix.items() if weight > 0}
+
+
 def profile_hint(options: Any) -> str | None:
     """The hint for `--profile steady|spike` (the shape's old option), else None."""
     profile = getattr(options, "profile", None)
@@ -171,6 +221,7 @@ class Settings:
     admin_token: str | None
     host: str | None
     target_bind: str = LOOPBACK
+    traffic_mix: tuple[tuple[str, int], ...] = ()  # the classes on, with their weights
 
     @property
     def consistency_path(self) -> Path:
@@ -195,6 +246,9 @@ def settings_from(options: Any) -> Settings:
         admin_token=_get(options, "admin_token", None) or os.environ.get(ADMIN_TOKEN_ENV),
         host=_get(options, "host", None) or None,
         target_bind=str(_get(options, "target_bind", LOOPBACK) or LOOPBACK).strip(),
+        traffic_mix=tuple(
+            sorted(parse_traffic_mix(_get(options, "traffic_mix", DEFAULT_TRAFFIC_MIX)).items())
+        ),
     )
     if settings.fix not in FIX_MODES:
         raise ValueError(f"--fix must be one of {', '.join(FIX_MODES)}, not {settings.fix!r}")
