@@ -22,6 +22,7 @@ and anything but loopback needs an explicit --admin-token (target/common/server.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import math
 import os
@@ -112,7 +113,7 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--traffic-mix",
-        type=parse_traffic_mix,
+        type=_traffic_mix_argument,
         default=DEFAULT_TRAFFIC_MIX,
         include_in_web_ui=False,  # user classes and their weights are fixed at start
         help=f"Traffic classes beside the ordinary payers (weight {PAYER_WEIGHT}), as NAME=WEIGHT "
@@ -191,6 +192,13 @@ def parse_traffic_mix(text: str | dict[str, int]) -> dict[str, int]:
             )
         mix[name] = weight
     return {name: weight for name, weight in mix.items() if weight > 0}
+
+
+def _traffic_mix_argument(text: str) -> dict[str, int]:
+    try:
+        return parse_traffic_mix(text)
+    except ValueError as err:  # argparse shows an ArgumentTypeError's own words
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def profile_hint(options: Any) -> str | None:

@@ -20,6 +20,7 @@ import contextvars
 import dataclasses
 import importlib
 import inspect
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ PATCH_TARGETS: dict[str, str] = {
     "ledger_commit": "target.ledger:Ledger._commit",
     "payout_by_key": "target.ledger:Ledger.payout_by_key",
     "upsert_account": "target.ledger:UPSERT_ACCOUNT",
+    "ledger_schema": "target.ledger:SCHEMA",
     "client_wait": "target.node.client:LocalNodeClient.wait",
     "client_lookup": "target.node.client:LocalNodeClient.lookup",
     # names the patches use, taken from the wallet's own namespace (what payouts.py imports)
@@ -48,12 +50,17 @@ PATCH_TARGETS: dict[str, str] = {
     "FEES": "target.payouts:FEES",
 }
 
+# The ledger's funds check and its assertion, which the concurrency mutant rewrites.
+FUNDS_CHECK = "self.balance(account) + change < 0"
+FUNDS_ASSERT = "assert balance >= 0 or account == DEPOSITS, (account, balance)"
+BALANCE_CONSTRAINT = "CHECK (balance_msat >= 0 OR account_id = 'deposits')"
+
 # Words a patch relies on in the source of a patched method (a ledger kind, an attribute).
 ANCHORS: dict[str, tuple[str, ...]] = {
     "settle": ('"cancel"', '"confirm_fee"'),
     "resolve_pending": ("self._active",),
     "resolve_one": ("self.node.lookup", "self.settle"),
-    "ledger_commit": ("UPSERT_ACCOUNT",),
+    "ledger_commit": ("UPSERT_ACCOUNT", FUNDS_CHECK, FUNDS_ASSERT),
     "pay_saga": ("self._wait", "self.settle"),
 }
 
@@ -450,3 +457,35 @@ def wallet_view_stale() -> None:
         return cached_view
 
     replace("wallet_view", make)
+
+
+# -- concurrency: payouts of one wallet at once (run with the drain traffic class)
+
+
+@mutant("concurrency: funds check", "overdrawn")
+def funds_check_misses_queued_payouts() -> None:
+    """The funds check reads a wallet's durable balance instead of its working one: reservations
+    still queued for the disk are not seen, so parallel payouts of one wallet overdraw it (the
+    database's CHECK on balances is dropped too, as a schema without it would). Class:
+    concurrency (the funds check split from the apply by the journal's write)."""
+    owner, name, commit = resolve("ledger_commit")
+    require_anchors("ledger_commit")
+    source = textwrap.dedent(inspect.getsource(commit))
+    # a debit of a wallet is checked against its durable balance only; a credit (a refund into
+    # an overdrawn wallet) is never refused
+    stale = (
+        "((account.startswith('wallet:') and change < 0 "
+        "and self.committed_balance(account) + change < 0) "
+        "or (not account.startswith('wallet:') and self.balance(account) + change < 0))"
+    )
+    source = source.replace(FUNDS_CHECK, stale)
+    source = source.replace(FUNDS_ASSERT, "pass  # mutant: negative balances allowed")
+    namespace: dict[str, Any] = {}
+    module_globals = vars(importlib.import_module(commit.__module__))
+    exec(compile(source, f"<mutant {name}>", "exec"), module_globals, namespace)  # noqa: S102
+    setattr(owner, name, namespace[name])
+    # and the database's own guard, so the overdraft is stored (else the journal fail-stops)
+    schema_owner, schema_name, schema = resolve("ledger_schema")
+    if BALANCE_CONSTRAINT not in schema:
+        raise MutantTargetMissing(f"SCHEMA has no {BALANCE_CONSTRAINT}")
+    setattr(schema_owner, schema_name, schema.replace(BALANCE_CONSTRAINT, "CHECK (1)"))

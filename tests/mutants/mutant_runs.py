@@ -40,6 +40,9 @@ TIMEOUT_RATE = "0.1"
 LATE_SETTLE_RATE = "0.5"
 FAILURE_RATE = "0.1"
 RETRY_SHARE = "0.3"
+# the traffic classes beside the payers (the suite's default, said explicitly): the concurrency
+# mutant needs the drain class
+TRAFFIC_MIX = "shared=1,drain=1"
 
 START_TIMEOUT_S = 30.0
 # RUN_TIME of load, the suite's bounded final wait (15 s) and its shutdown, with room.
@@ -104,7 +107,7 @@ def locust_command(url: str, report_dir: Path, seed: int) -> list[str]:
         "--fix", "on", "--host", url, "--admin-token", ADMIN_TOKEN,
         "--report-dir", str(report_dir), "--seed", str(seed),
         "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
-        "--retry-share", RETRY_SHARE,
+        "--retry-share", RETRY_SHARE, "--traffic-mix", TRAFFIC_MIX,
     ]  # fmt: skip
 
 
@@ -294,7 +297,8 @@ def results_markdown(
 Each mutant is one small money bug patched into the target by `tests/mutants/mutant_patches.py`
 (tests only; the product has no such code path). Each row is one real run of the suite against
 it: `locust --headless -t {RUN_TIME} -u {USERS} -r {USERS} --fix on --host URL --seed {seed}
---timeout-rate {TIMEOUT_RATE} --late-settle-rate {LATE_SETTLE_RATE} --retry-share {RETRY_SHARE}`,
+--timeout-rate {TIMEOUT_RATE} --late-settle-rate {LATE_SETTLE_RATE} --retry-share {RETRY_SHARE}
+--traffic-mix {TRAFFIC_MIX}`,
 the target started with `--failure-rate {FAILURE_RATE}`. A mutant is caught when the run exits
 with 3 and reports one of its expected kinds. "First detection" is the seconds from the start of
 the run to the first timeline point with an inconsistency (a user's check found it), or, when
