@@ -151,7 +151,10 @@ class TrafficUser(FastHttpUser):
                 response.failure(f"unexpected answer to a payout: HTTP {status} {body or ''}")
             else:
                 response.success()
-        LOCAL.tally.record_payout(phase, outcome, latency_ms)
+        if answer.kind != "refused":
+            # a refusal stores no payout: the tally's payouts stay what the target's
+            # reconciliation can count (Locust's statistics still show every request)
+            LOCAL.tally.record_payout(phase, outcome, latency_ms)
         return answer
 
     def resolve(

@@ -115,6 +115,4 @@ def test_fix_on_run_with_both_classes_passes(locust_run):
     by_name = report["checks"]["by_name"]
     for name in (checker.SHARED_INVOICE, checker.DRAIN):
         assert by_name[name]["passed"] > 0 and by_name[name]["failed"] == 0, (name, by_name)
-    # the refusals the classes provoke (409: the invoice held or paid, the funds short) happened
-    assert report["payouts_by_outcome"]["rejected"] > 0
     assert report["inconsistencies_total"] == 0
