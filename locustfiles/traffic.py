@@ -36,7 +36,7 @@ from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from locustfiles import checker
-from locustfiles.checker import CHECK, CheckFailed
+from locustfiles.checker import CHECK, FAULT, CheckFailed
 from locustfiles.options import PAYER_WEIGHT
 from locustfiles.telemetry import LOCAL
 from locustfiles.users import RESOLVE_MAX_POLLS, RESOLVE_POLL_INTERVAL_S, RESOLVE_TIMEOUT_S
@@ -155,6 +155,10 @@ class TrafficUser(FastHttpUser):
             # a refusal stores no payout: the tally's payouts stay what the target's
             # reconciliation can count (Locust's statistics still show every request)
             LOCAL.tally.record_payout(phase, outcome, latency_ms)
+        if outcome in ("timeout", "pending", "failed"):
+            # the injected fault, as wallet_client records it: FAULT rows match the tally's
+            fault = "timeout" if answer.kind == "info" else "payment_failed"
+            self.fire_fault(f"{fault} [{phase}]", latency_ms)
         return answer
 
     def resolve(
@@ -204,6 +208,16 @@ class TrafficUser(FastHttpUser):
             f"msat, actual {example['actual_msat']} msat ({example.get('detail', '')})"
         )
         self.fire(name, CheckFailed(detail), started)
+
+    def fire_fault(self, name: str, latency_ms: float) -> None:
+        self.environment.events.request.fire(
+            request_type=FAULT,
+            name=name,
+            response_time=latency_ms,
+            response_length=0,
+            exception=None,
+            context={},
+        )
 
     def fire(self, name: str, exception: Exception | None, started: float) -> None:
         self.environment.events.request.fire(
