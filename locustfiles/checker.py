@@ -206,6 +206,18 @@ class CheckFailed(Exception):
     """The exception a failed check event carries: wallet, payout, expected and actual msat."""
 
 
+def fire_check(request_event: Any, name: str, exception: Exception | None, started: float) -> None:
+    """One check as a Locust event (type CHECK), timed from `started` (time.perf_counter())."""
+    request_event.fire(
+        request_type=CHECK,
+        name=name,
+        response_time=(time.perf_counter() - started) * 1000,
+        response_length=0,
+        exception=exception,
+        context={},
+    )
+
+
 def classify_balance(
     *,
     diff_msat: int,

@@ -36,7 +36,7 @@ from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from locustfiles import checker
-from locustfiles.checker import CHECK, FAULT, CheckFailed
+from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT
 from locustfiles.telemetry import LOCAL
 from locustfiles.users import RESOLVE_MAX_POLLS, RESOLVE_POLL_INTERVAL_S, RESOLVE_TIMEOUT_S
@@ -44,6 +44,7 @@ from locustfiles.wallet_client import (
     FINAL_NODE_STATUSES,
     FINAL_PAYOUT_STATUSES,
     Invoice,
+    PayoutResult,
     Wallet,
     WalletClient,
 )
@@ -64,20 +65,6 @@ ROUND_JOIN_TIMEOUT_S = 30.0
 REFUSALS = ("payment_in_progress", "invoice_already_paid", "insufficient_funds")
 
 _user_numbers = itertools.count()
-
-
-class Answer:
-    """One payout request's answer: kind ok | fail | info | refused | error."""
-
-    def __init__(self, kind: str, http_status: int, body: dict[str, Any]) -> None:
-        self.kind = kind
-        self.http_status = http_status
-        self.body = body
-        self.payout_id: str | None = body.get("payout_id")
-        self.status: str = str(body.get("status") or "")
-
-    def describe(self) -> str:
-        return f"HTTP {self.http_status} {self.body.get('error') or self.status}"
 
 
 def apply_mix(environment: Any, mix: dict[str, int], checks_on: bool = True) -> None:
@@ -115,59 +102,26 @@ class TrafficUser(FastHttpUser):
 
     # ---- the client: payouts whose refusals are expected answers --------------------------------
 
-    def pay(self, wallet: Wallet, invoice: Invoice, phase: str) -> Answer:
+    def pay(self, wallet: Wallet, invoice: Invoice, phase: str) -> PayoutResult:
         key = f"{LOCAL.run_id}-{self.rng.getrandbits(96):024x}"
-        headers = {"X-Api-Key": wallet.api_key, "Idempotency-Key": key}
-        started = time.perf_counter()
-        with self.client.post(
-            f"/api/wallets/{wallet.wallet_id}/payouts",
-            name=f"POST /payouts ({self.traffic_name}) [{phase}]",
-            json={"payment_request": invoice.payment_request},
-            headers=headers,
-            catch_response=True,
-        ) as response:
-            latency_ms = (time.perf_counter() - started) * 1000
-            status = response.status_code
-            try:
-                body = response.json()
-            except Exception:  # not JSON: an error answer, reported below
-                body = {}
-            body = body if isinstance(body, dict) else {}
-            error = body.get("error")
-            if status == 200 and body.get("status") == "succeeded":
-                answer, outcome = Answer("ok", status, body), "succeeded"
-            elif status == 502 and error == "payment_failed":
-                answer, outcome = Answer("fail", status, body), "failed"
-            elif (status == 504 and error == "payment_timeout") or (
-                status == 202 and body.get("status") == "pending"
-            ):
-                answer = Answer("info", status, body)
-                outcome = "timeout" if status == 504 else "pending"
-            elif status == 409 and error in REFUSALS:
-                answer, outcome = Answer("refused", status, body), "rejected"
-            else:
-                answer, outcome = Answer("error", status, body), "error"
-            if answer.kind == "error":
-                response.failure(f"unexpected answer to a payout: HTTP {status} {body or ''}")
-            else:
-                response.success()
-        if answer.kind != "refused":
+        result = self.wallets.pay(
+            wallet, invoice, key, phase, label=self.traffic_name, refusals=REFUSALS
+        )
+        if result.kind != "refused":
             # a refusal stores no payout: the tally's payouts stay what the target's
             # reconciliation can count (Locust's statistics still show every request)
-            LOCAL.tally.record_payout(phase, outcome, latency_ms)
-        if outcome in ("timeout", "pending", "failed"):
-            # the injected fault, as wallet_client records it: FAULT rows match the tally's
-            fault = "timeout" if answer.kind == "info" else "payment_failed"
-            self.fire_fault(f"{fault} [{phase}]", latency_ms)
-        return answer
+            LOCAL.tally.record_payout(phase, result.outcome, result.latency_ms)
+        return result
 
     def resolve(
-        self, wallet_of: dict[str, Wallet], answers: list[Answer], hashes: list[str]
+        self, wallet_of: dict[str, Wallet], answers: list[PayoutResult], hashes: list[str]
     ) -> dict[str, dict[str, Any]] | None:
         """{hash: the node's final payment} once every payout of `answers` is final at the wallet
         and every hash at the node; None when not within the users' bound."""
         pending = {a.payout_id: a for a in answers if a.payout_id and a.kind != "refused"}
-        pending = {pid: a for pid, a in pending.items() if a.status not in FINAL_PAYOUT_STATUSES}
+        pending = {
+            pid: a for pid, a in pending.items() if a.payout_status not in FINAL_PAYOUT_STATUSES
+        }
         nodes: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + self.resolve_timeout_s
         for _ in range(RESOLVE_MAX_POLLS):
@@ -209,25 +163,8 @@ class TrafficUser(FastHttpUser):
         )
         self.fire(name, CheckFailed(detail), started)
 
-    def fire_fault(self, name: str, latency_ms: float) -> None:
-        self.environment.events.request.fire(
-            request_type=FAULT,
-            name=name,
-            response_time=latency_ms,
-            response_length=0,
-            exception=None,
-            context={},
-        )
-
     def fire(self, name: str, exception: Exception | None, started: float) -> None:
-        self.environment.events.request.fire(
-            request_type=CHECK,
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=0,
-            exception=exception,
-            context={},
-        )
+        checker.fire_check(self.environment.events.request, name, exception, started)
 
     traffic_name = "traffic"
 
@@ -336,7 +273,7 @@ class DrainUser(TrafficUser):
             gevent.killall([*payouts, watch], block=False)
             self.not_judged(f"a payout of wallet {wallet.wallet_id} did not answer", started)
             return
-        answers: list[Answer] = [g.value for g in payouts]
+        answers: list[PayoutResult] = [g.value for g in payouts]
         seen_msat = [int(watch.value["balance_msat"])] if watch.successful() and watch.value else []
         if any(answer.kind == "error" for answer in answers):
             detail = ", ".join(answer.describe() for answer in answers)

@@ -41,7 +41,7 @@ from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from locustfiles import checker
-from locustfiles.checker import CHECK, CheckFailed
+from locustfiles.checker import CheckFailed
 from locustfiles.telemetry import LOCAL
 from locustfiles.wallet_client import (
     FINAL_NODE_STATUSES,
@@ -309,14 +309,7 @@ class PayerUser(FastHttpUser):
         self._fire(name, CheckFailed(_describe(example, kind)), started)
 
     def _fire(self, name: str, exception: Exception | None, started: float) -> None:
-        self.environment.events.request.fire(
-            request_type=CHECK,
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=0,
-            exception=exception,
-            context={},
-        )
+        checker.fire_check(self.environment.events.request, name, exception, started)
 
 
 def needed_msat(amount_msat: int) -> int:

@@ -41,7 +41,7 @@ class Invoice:
 
 @dataclass
 class PayoutResult:
-    kind: str  # "ok" | "fail" | "info" | "error"
+    kind: str  # "ok" | "fail" | "info" | "refused" | "error"
     outcome: str  # succeeded | failed | timeout | pending | rejected | error
     http_status: int
     latency_ms: float
@@ -51,6 +51,9 @@ class PayoutResult:
     fee_msat: int = 0
     payment_hash: str | None = None
     body: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"HTTP {self.http_status} {self.body.get('error') or self.payout_status or ''}"
 
 
 class WalletClient:
@@ -86,8 +89,14 @@ class WalletClient:
         phase: str,
         *,
         retry: bool = False,
+        label: str = "",
+        refusals: tuple[str, ...] = (),
     ) -> PayoutResult:
-        name = "POST /payouts (retry)" if retry else f"POST /payouts [{phase}]"
+        """One payout request. `refusals`: 409 error codes this caller expects (the payout
+        moved nothing): kind "refused", a successful request. `label` names the traffic class
+        in Locust's statistics (`POST /payouts (shared) [spike]`)."""
+        tag = f" ({label})" if label else ""
+        name = "POST /payouts (retry)" if retry else f"POST /payouts{tag} [{phase}]"
         headers = {"X-Api-Key": wallet.api_key, "Idempotency-Key": idempotency_key}
         started = time.perf_counter()
         with self.session.post(
@@ -121,9 +130,11 @@ class WalletClient:
                 result.kind, result.outcome = "info", "timeout"
             elif status == 202 and body.get("status") == "pending":
                 result.kind, result.outcome = "info", "pending"
+            elif status == 409 and error in refusals:
+                result.kind, result.outcome = "refused", "rejected"
             elif status == 409 and error == "insufficient_funds":
                 result.outcome = "rejected"
-            if result.outcome == "error" or result.outcome == "rejected":
+            if result.kind == "error":
                 response.failure(f"unexpected answer to a payout: HTTP {status} {body or ''}")
             else:
                 response.success()
