@@ -30,7 +30,7 @@ import locust.log
 from locust.html import get_html_report, process_html_filename
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-from locustfiles import checker
+from locustfiles import checker, counters
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 from locustfiles.fault_control import FaultControl
@@ -198,13 +198,11 @@ class Controller:
         problems = checker.reconciliation_problems(reconciliation) if reconciliation else []
         if reconciliation is None:
             problems = ["no reconciliation"]
-        self.environment.events.request.fire(
-            request_type=checker.CHECK,
-            name=checker.RECONCILIATION,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=0,
-            exception=checker.CheckFailed("; ".join(problems)) if problems else None,
-            context={},
+        checker.fire_check(
+            self.environment.events.request,
+            checker.RECONCILIATION,
+            _reconciliation_failure(problems, reconciliation),
+            started,
         )
         self.collector.sample()
         merged = self.collector.merged()
@@ -221,6 +219,7 @@ class Controller:
         }
         report = self._report(locust_exit_code=locust_exit_code(self.environment))
         checker.write_report(self.settings.consistency_path, report)
+        counters.write_csv_now(self.environment)
         log.info(
             "verdict %s (exit code %d): %s; %s",
             report["verdict"],
@@ -258,13 +257,9 @@ class Controller:
                 gevent.sleep(AUDIT_POLL_INTERVAL_S)
             example = checker.audit_example(entry, node, wallet, payout, kind, error)
             audit.add(entry, kind, example)
-            self.environment.events.request.fire(
-                request_type=checker.CHECK,
-                name=checker.FINAL_AUDIT,
-                response_time=(time.perf_counter() - started) * 1000,
-                response_length=0,
-                exception=checker.CheckFailed(_describe_audit(example)) if kind else None,
-                context={},
+            failure = checker.CheckFailed(_describe_audit(example), kind) if kind else None
+            checker.fire_check(
+                self.environment.events.request, checker.FINAL_AUDIT, failure, started
             )
             done[0] += 1
 
@@ -290,6 +285,7 @@ class Controller:
             report = self._report(locust_exit_code=locust_exit_code(self.environment))
             checker.write_report(self.settings.consistency_path, report)
             self.environment.process_exit_code = report["exit_code"]
+            counters.write_csv_now(self.environment)
             self._refresh_locust_reports()
         finally:
             if self.target is not None:
@@ -320,13 +316,14 @@ class Controller:
             target_error=self.target_error,
             since_ms=self.since_ms,
             workers=final.get("workers"),
+            counter_rows=counters.table(self.environment),
         )
 
     def _refresh_locust_reports(self) -> None:
-        """Let the reconciliation check reach --html and --csv too.
+        """Let the reconciliation's failure (in Locust's Failures) reach --html and --csv too.
 
         Locust writes the HTML report before `quitting`, and the CSV files once a second from
-        a greenlet; the reconciliation check is fired during `quitting`.
+        a greenlet; the reconciliation check is made during `quitting`.
         """
         options = self.environment.parsed_options
         if getattr(options, "html_file", None):
@@ -364,6 +361,21 @@ def _audit_one(admin: TargetAdmin, entry: dict[str, Any]) -> tuple[Any, ...]:
     except TargetError as err:
         return checker.UNRESOLVED, node, wallet, payout, str(err)
     return checker.audit_kind(entry, node, wallet, payout), node, wallet, payout, None
+
+
+def _reconciliation_failure(
+    problems: list[str], reconciliation: dict[str, Any] | None
+) -> checker.CheckFailed | None:
+    """The reconciliation check's failure: its kinds (a stable text in Locust's Failures), and
+    in words the counts."""
+    if not problems:
+        return None
+    if reconciliation is None:
+        return checker.CheckFailed("no reconciliation", counters.NO_RECONCILIATION)
+    kinds = [k for k in checker.RECONCILED_KINDS if (reconciliation.get(k) or {}).get("count")]
+    if reconciliation.get("conserved") is False:
+        kinds.append(checker.NOT_CONSERVED)
+    return checker.CheckFailed("; ".join(problems), ",".join(kinds) or None)
 
 
 def _describe_audit(example: dict[str, Any]) -> str:

@@ -20,7 +20,8 @@ worker lost mid-run, else 0 pass
 (schema and codes: locustfiles/checker.py). --shape picks the load shape; Locust's --profile is
 only a run label.
 
-CI example (a job step; the CSV, HTML and JSON reports carry the CHECK and FAULT rows):
+CI example (a job step; checks and faults are in <csv prefix>_consistency_checks.csv and
+consistency.json, failed checks also in Locust's failures CSV and HTML report):
     pip install -e .
     locust --headless -t 60s -u 10 --fix on --shape spike --seed "$GITHUB_RUN_NUMBER" \
         --csv reports/ci --html reports/ci.html --json-file reports/ci
@@ -46,7 +47,7 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from locustfiles import options, telemetry, traffic
+from locustfiles import counters, options, telemetry, traffic
 from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
 from locustfiles.traffic import DrainUser, SharedInvoiceUser
@@ -64,6 +65,7 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
     global _controller
     if runner is None:
         return
+    counters.bind(environment)  # failed checks in Locust's Failures; the table's CSV
     if isinstance(runner, WorkerRunner):
         runner.register_message(telemetry.PHASE_MESSAGE, telemetry.on_phase_message)
         gevent.spawn(telemetry.tally_sender, runner)
@@ -93,7 +95,7 @@ def on_report_to_master(client_id: str, data: dict[str, Any], **_kwargs: Any) ->
     # rides along with each of Locust's stats reports (every few seconds, and the last one when
     # the master quits); never marked final: only the worker's test_stop knows its users stopped
     if telemetry.LOCAL.run_id:
-        data[telemetry.REPORT_KEY] = telemetry.LOCAL.tally.to_dict()
+        data[telemetry.REPORT_KEY] = telemetry.snapshot()
 
 
 @events.worker_report.add_listener

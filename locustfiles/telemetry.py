@@ -10,7 +10,9 @@ Messages (Locust's `runner.register_message`):
   after another in the web UI do not mix.
 - `lnchaos_tally` (Tally.to_dict() + `final`): workers -> master once a second and on test_stop
   (`final: true`: the worker's users have stopped, its tally is complete); the tally also rides
-  along with each of Locust's own stats reports (`report_to_master`, never final). Tallies are
+  along with each of Locust's own stats reports (`report_to_master`, never final). Each also
+  carries the worker's counts of checks and faults (`counters`: counters.py), so the suite's
+  own table crosses by this same path. Tallies are
   cumulative, so the master keeps only the latest of each worker. They carry the audit entries
   (the payouts no payer could judge, with the wallet's api key so the master can read the
   wallet; checker.py): the master audits them after the final wait, so entries recorded as users
@@ -38,6 +40,7 @@ from typing import Any
 import gevent
 from locust.runners import STATE_MISSING, LocalRunner, WorkerRunner
 
+from locustfiles import counters
 from locustfiles.checker import Tally, merge_tallies, timeline_point
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 PHASE_MESSAGE = "lnchaos_phase"
 TALLY_MESSAGE = "lnchaos_tally"
 REPORT_KEY = "lnchaos_tally"
+COUNTERS_KEY = "counters"
 TALLY_INTERVAL_S = 1.0
 TIMELINE_INTERVAL_S = 1.0
 MAX_TIMELINE_SAMPLES = 24 * 3600  # one a second for a day: a bound, not a plan
@@ -71,6 +75,7 @@ def on_phase_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
     if run_id != LOCAL.run_id:
         LOCAL.run_id = run_id
         LOCAL.tally = Tally(run_id)
+    counters.start_run(run_id)
     LOCAL.phase = str(msg.data.get("phase", LOCAL.phase))
 
 
@@ -93,6 +98,7 @@ class Collector:
     def start_run(self, run_id: str) -> None:
         self.stop_sampling()
         self.run_id = run_id
+        counters.start_run(run_id)
         self.snapshots = {}
         self.workers = {}
         self.started_unix = time.time()
@@ -120,6 +126,7 @@ class Collector:
         known = self.snapshots.get(node_id)
         if known is None or snapshot.get("seq", 0) > known.get("seq", 0):
             self.snapshots[node_id] = snapshot
+            counters.on_worker(node_id, snapshot.get(COUNTERS_KEY))
 
     def _worker(self, node_id: str) -> dict[str, Any] | None:
         worker = self.workers.get(node_id)
@@ -238,9 +245,14 @@ def broadcast_phase(runner: Any, run_id: str, phase: str) -> None:
     runner.send_message(PHASE_MESSAGE, {"run_id": run_id, "phase": phase})
 
 
+def snapshot(*, final: bool = False) -> dict[str, Any]:
+    """This process's tally with its counts of checks and faults: what a worker sends."""
+    return {**LOCAL.tally.to_dict(), COUNTERS_KEY: counters.LOCAL.to_dict(), FINAL_KEY: final}
+
+
 def send_tally(runner: WorkerRunner, *, final: bool = False) -> None:
     """final: the worker's users have stopped (test_stop): this tally is its whole run."""
-    runner.send_message(TALLY_MESSAGE, {**LOCAL.tally.to_dict(), FINAL_KEY: final})
+    runner.send_message(TALLY_MESSAGE, snapshot(final=final))
 
 
 def tally_sender(runner: WorkerRunner) -> None:

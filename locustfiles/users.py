@@ -295,7 +295,8 @@ class PayerUser(FastHttpUser):
         else:
             # the double charge itself is counted once, by the balance check
             detail = "charged twice"
-        self._fire(checker.IDEMPOTENT_RETRY, CheckFailed(_describe(example, detail)), started)
+        kind = checker.IDEMPOTENCY_MISMATCH if not same_answer else checker.DOUBLE_CHARGE
+        self._fire(checker.IDEMPOTENT_RETRY, CheckFailed(_describe(example, detail), kind), started)
 
     def _fire_check(
         self, name: str, kind: str | None, example: dict[str, Any], started: float

@@ -6,8 +6,9 @@
   on). An info outcome is never guessed; the users resolve it against the node's truth.
 
 Requests are named for Locust's statistics with the load phase, e.g. `POST /payouts [spike]`.
-Injected faults are additionally recorded as "FAULT" events (`timeout [spike]`), as successes:
-they are what the chaos run injects, not a defect of the wallet. Expected business answers
+Injected faults are additionally counted in the suite's own table (counters.py, type FAULT,
+`timeout [spike]`), never as Locust requests (Locust's totals stay HTTP only): they are what
+the chaos run injects, not a defect of the wallet. Expected business answers
 (502, 504, 202) are marked as successful requests; anything else is a failed request.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from locust.contrib.fasthttp import FastHttpSession
 
-from locustfiles.checker import FAULT
+from locustfiles import counters
 
 FINAL_PAYOUT_STATUSES = ("succeeded", "failed")
 FINAL_NODE_STATUSES = ("succeeded", "failed", "unknown")
@@ -183,14 +184,7 @@ class WalletClient:
             return None
 
     def _fire_fault(self, name: str, latency_ms: float) -> None:
-        self.request_event.fire(
-            request_type=FAULT,
-            name=name,
-            response_time=latency_ms,
-            response_length=0,
-            exception=None,
-            context={},
-        )
+        counters.record_fault(name, latency_ms)
 
 
 def _json_or_empty(response: Any) -> dict[str, Any]:
