@@ -77,6 +77,7 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
         options.parse_traffic_mix(getattr(parsed, "traffic_mix", None) or "none"),
         checks_on=str(getattr(parsed, "checks", "on") or "on") != "off",
     )
+    options.guard_web_form(environment)  # a bad option in the start form starts no run
     _controller = Controller(environment)
     if isinstance(runner, MasterRunner):
         runner.register_message(telemetry.TALLY_MESSAGE, _on_tally_message)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from typing import Any
 
 from locustfiles.shapes import SHAPES
 from target.common.server import LOOPBACK, bind_problem
+
+log = logging.getLogger(__name__)
 
 FIX_MODES = ("off", "rollback", "on")
 
@@ -59,6 +62,147 @@ DEFAULT_FINAL_WAIT_S = float(
 FINAL_WAIT_S_MAX = 600.0
 
 
+SPIKE_FACTOR_MAX = 100
+SEED_MAX = 2**63 - 1
+
+
+# ---- validation: one place for the command line (argparse types) and the web UI's form ---------
+
+
+def _share(value: Any) -> float:
+    number = _number(value, float)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"must be a share within [0, 1], not {value!r}")
+    return number
+
+
+def _whole(low: int, high: int) -> Any:
+    def parse(value: Any) -> int:
+        number = _number(value, int)
+        if not low <= number <= high:
+            raise ValueError(f"must be a whole number within [{low}, {high}], not {value!r}")
+        return number
+
+    return parse
+
+
+def _seconds(value: Any) -> float:
+    number = _number(value, float)
+    if not 0.0 <= number <= FINAL_WAIT_S_MAX:
+        raise ValueError(f"must be seconds within [0, {FINAL_WAIT_S_MAX:.0f}], not {value!r}")
+    return number
+
+
+def _number(value: Any, kind: type) -> Any:
+    """A finite int or float from an option's text (or a value already parsed)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {value!r}")
+    try:
+        number = kind(str(value).strip()) if isinstance(value, str) else kind(value)
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"must be {what}, not {value!r}") from None
+    if kind is int and not isinstance(value, (int, str)) and number != value:
+        raise ValueError(f"must be a whole number, not {value!r}")
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, not {value!r}")
+    return number
+
+
+def _traffic(value: Any) -> dict[str, int]:
+    try:
+        return parse_traffic_mix(value)
+    except ValueError as err:  # its text starts with the option's name: keep only the why
+        raise ValueError(str(err).removeprefix("--traffic-mix: ")) from None
+
+
+# Every suite option with a value to check: dest -> (flag, parse). parse returns the typed
+# value or raises ValueError saying why (without the flag: the callers name it).
+PARSERS: dict[str, tuple[str, Any]] = {
+    "timeout_rate": ("--timeout-rate", _share),
+    "spike_timeout_rate": ("--spike-timeout-rate", _share),
+    "late_settle_rate": ("--late-settle-rate", _share),
+    "retry_share": ("--retry-share", _share),
+    "spike_factor": ("--spike-factor", _whole(1, SPIKE_FACTOR_MAX)),
+    "max_inconsistencies": ("--max-inconsistencies", _whole(0, SEED_MAX)),
+    "final_wait_s": ("--final-wait-s", _seconds),
+    "seed": ("--seed", _whole(0, SEED_MAX)),
+    "traffic_mix": ("--traffic-mix", _traffic),
+}
+# The options with choices (argparse checks them on the command line; the form is checked here).
+CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fix": ("--fix", FIX_MODES),
+    "shape": ("--shape", tuple(SHAPES)),
+    "checks": ("--checks", ("on", "off")),
+}
+
+
+def value_problem(dest: str, value: Any) -> str | None:
+    """Why `value` is not valid for the suite option `dest`, naming the option; None if it is
+    (or if `dest` is not a suite option with a value to check)."""
+    if dest in CHOICES:
+        flag, choices = CHOICES[dest]
+        if str(value).strip() not in choices:
+            return f"{flag}: {value!r} is not one of {', '.join(choices)}"
+        return None
+    if dest in PARSERS:
+        flag, parse = PARSERS[dest]
+        try:
+            parse(value)
+        except ValueError as err:
+            return f"{flag}: {err}"
+    return None
+
+
+def form_problems(form: Any) -> list[str]:
+    """What is wrong in a web UI start form (a mapping of option dest -> text): every suite
+    option it carries is checked as the command line checks it."""
+    return [
+        problem
+        for dest in (*CHOICES, *PARSERS)
+        if dest in form and (problem := value_problem(dest, form[dest])) is not None
+    ]
+
+
+def guard_web_form(environment: Any) -> None:
+    """In the web UI, a start (POST /swarm) whose form has a bad suite option is answered
+    `{"success": false, "message": "--fix: 'maybe' is not one of off, rollback, on"}` and
+    starts nothing, as the command line refuses it (exit 2). A Flask before_request hook on
+    Locust's own app: Locust's /swarm copies form fields into the parsed options unchecked
+    (`type(default)(value)`, or the text as it is). The answer keeps Locust's own shape and
+    status (200 with success false): its start form shows `message` only from a 2xx answer."""
+    web_ui = getattr(environment, "web_ui", None)
+    if web_ui is None:
+        return
+    from flask import jsonify, request  # Locust's web UI is Flask: here only when it runs
+
+    def check_swarm_form() -> Any:
+        if request.method != "POST" or not request.path.rstrip("/").endswith("/swarm"):
+            return None
+        problems = form_problems(request.form)
+        if not problems:
+            return None
+        message = "not started: " + "; ".join(problems)
+        log.error("web UI start refused: %s", message)
+        return jsonify({"success": False, "message": message, "host": environment.host})
+
+    web_ui.app.before_request(check_swarm_form)
+
+
+def _argument(dest: str) -> Any:
+    """The argparse type of a suite option: its parse, its why as argparse's error (exit 2)."""
+    _, parse = PARSERS[dest]
+
+    def parse_argument(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse_argument.__name__ = dest  # argparse names the type in some of its messages
+    return parse_argument
+
+
 def add_arguments(parser: Any) -> None:
     """Listener for `events.init_command_line_parser`."""
     parser.add_argument(
@@ -76,31 +220,31 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--timeout-rate",
-        type=float,
+        type=_argument("timeout_rate"),
         default=0.01,
         help="Share of Lightning payments that time out under normal traffic.",
     )
     parser.add_argument(
         "--spike-timeout-rate",
-        type=float,
+        type=_argument("spike_timeout_rate"),
         default=0.05,
         help="Share of Lightning payments that time out during the spike phase.",
     )
     parser.add_argument(
         "--late-settle-rate",
-        type=float,
+        type=_argument("late_settle_rate"),
         default=0.5,
         help="Share of timed-out payments that the network settles late (the rest fail).",
     )
     parser.add_argument(
         "--spike-factor",
-        type=int,
+        type=_argument("spike_factor"),
         default=4,
-        help="Spike profile: users during the spike, as a multiple of -u.",
+        help=f"Spike shape: users during the spike, as a multiple of -u (1-{SPIKE_FACTOR_MAX}).",
     )
     parser.add_argument(
         "--retry-share",
-        type=float,
+        type=_argument("retry_share"),
         default=0.1,
         help="Share of payouts retried with the same Idempotency-Key.",
     )
@@ -113,7 +257,7 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--traffic-mix",
-        type=_traffic_mix_argument,
+        type=_argument("traffic_mix"),
         default=DEFAULT_TRAFFIC_MIX,
         include_in_web_ui=False,  # user classes and their weights are fixed at start
         help=f"Traffic classes beside the ordinary payers (weight {PAYER_WEIGHT}), as NAME=WEIGHT "
@@ -123,13 +267,13 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--max-inconsistencies",
-        type=int,
+        type=_argument("max_inconsistencies"),
         default=0,
         help="Inconsistencies tolerated before the run fails (zero tolerance by default).",
     )
     parser.add_argument(
         "--final-wait-s",
-        type=float,
+        type=_argument("final_wait_s"),
         default=DEFAULT_FINAL_WAIT_S,
         help="After the load: how long the verdict waits for the run's payouts to become final; "
         "then any payout still pending or in flight counts as `unresolved`. The default follows "
@@ -137,7 +281,7 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=_argument("seed"),
         default=1,
         help="Seed of the target's network and of the users' choices (amounts, retries).",
     )
@@ -194,13 +338,6 @@ def parse_traffic_mix(text: str | dict[str, int]) -> dict[str, int]:
     return {name: weight for name, weight in mix.items() if weight > 0}
 
 
-def _traffic_mix_argument(text: str) -> dict[str, int]:
-    try:
-        return parse_traffic_mix(text)
-    except ValueError as err:  # argparse shows an ArgumentTypeError's own words
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def profile_hint(options: Any) -> str | None:
     """The hint for `--profile steady|spike` (the shape's old option), else None."""
     profile = getattr(options, "profile", None)
@@ -237,39 +374,46 @@ class Settings:
 
 
 def settings_from(options: Any) -> Settings:
-    """Typed, validated settings from Locust's parsed options; ValueError names a bad one."""
-    settings = Settings(
-        fix=str(_get(options, "fix", "off")),
-        shape=str(_get(options, "shape", None) or "steady"),
+    """Typed, validated settings from Locust's parsed options (the web UI hands some over as
+    text); ValueError names every bad option and why (the same checks as the command line)."""
+    defaults: dict[str, Any] = {
+        "fix": "off",
+        "shape": "steady",
+        "checks": "on",
+        "timeout_rate": 0.01,
+        "spike_timeout_rate": 0.05,
+        "late_settle_rate": 0.5,
+        "retry_share": 0.1,
+        "spike_factor": 4,
+        "max_inconsistencies": 0,
+        "final_wait_s": DEFAULT_FINAL_WAIT_S,
+        "seed": 1,
+        "traffic_mix": DEFAULT_TRAFFIC_MIX,
+    }
+    raw = {dest: _get(options, dest, default) for dest, default in defaults.items()}
+    raw["shape"] = raw["shape"] or "steady"
+    problems = [p for dest, value in raw.items() if (p := value_problem(dest, value)) is not None]
+    if problems:
+        raise ValueError("; ".join(problems))
+    value = {dest: PARSERS[dest][1](raw[dest]) for dest in PARSERS}
+    return Settings(
+        fix=str(raw["fix"]).strip(),
+        shape=str(raw["shape"]).strip(),
         profile=_get(options, "profile", None) or None,
-        timeout_rate=float(_get(options, "timeout_rate", 0.01)),
-        spike_timeout_rate=float(_get(options, "spike_timeout_rate", 0.05)),
-        late_settle_rate=float(_get(options, "late_settle_rate", 0.5)),
-        spike_factor=int(_get(options, "spike_factor", 4)),
-        retry_share=float(_get(options, "retry_share", 0.1)),
-        max_inconsistencies=int(_get(options, "max_inconsistencies", 0)),
-        final_wait_s=float(_get(options, "final_wait_s", DEFAULT_FINAL_WAIT_S)),
-        seed=int(_get(options, "seed", 1)),
+        timeout_rate=value["timeout_rate"],
+        spike_timeout_rate=value["spike_timeout_rate"],
+        late_settle_rate=value["late_settle_rate"],
+        spike_factor=value["spike_factor"],
+        retry_share=value["retry_share"],
+        max_inconsistencies=value["max_inconsistencies"],
+        final_wait_s=value["final_wait_s"],
+        seed=value["seed"],
         report_dir=Path(str(_get(options, "report_dir", "reports") or "reports")),
         admin_token=_get(options, "admin_token", None) or os.environ.get(ADMIN_TOKEN_ENV),
         host=_get(options, "host", None) or None,
         target_bind=str(_get(options, "target_bind", LOOPBACK) or LOOPBACK).strip(),
-        traffic_mix=tuple(
-            sorted(parse_traffic_mix(_get(options, "traffic_mix", DEFAULT_TRAFFIC_MIX)).items())
-        ),
+        traffic_mix=tuple(sorted(value["traffic_mix"].items())),
     )
-    if settings.fix not in FIX_MODES:
-        raise ValueError(f"--fix must be one of {', '.join(FIX_MODES)}, not {settings.fix!r}")
-    if settings.shape not in SHAPES:
-        raise ValueError(f"--shape must be one of {', '.join(SHAPES)}")
-    if not 0.0 <= settings.final_wait_s <= FINAL_WAIT_S_MAX:
-        raise ValueError(f"--final-wait-s must be within [0, {FINAL_WAIT_S_MAX:.0f}]")
-    for name in ("timeout_rate", "spike_timeout_rate", "late_settle_rate", "retry_share"):
-        if not 0.0 <= getattr(settings, name) <= 1.0:
-            raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1]")
-    if settings.max_inconsistencies < 0 or settings.spike_factor < 1:
-        raise ValueError("--max-inconsistencies must be >= 0 and --spike-factor >= 1")
-    return settings
 
 
 def target_bind_problem(settings: Settings) -> str | None:
