@@ -58,7 +58,9 @@ class Controller:
         self.settings: Settings = settings_from(environment.parsed_options)
         self.target: EmbeddedTarget | None = None
         self.admin: TargetAdmin | None = None
-        self.collector = Collector(environment.runner)
+        self.collector = Collector(
+            environment.runner, getattr(environment.parsed_options, "progress_file", None)
+        )
         self.fault_control: FaultControl | None = None
         self.target_error: str | None = None
         self.run_id: str | None = None

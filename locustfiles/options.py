@@ -299,6 +299,13 @@ def add_arguments(parser: Any) -> None:
         "also the embedded target's, which needs one when --target-bind is not loopback.",
     )
     parser.add_argument(
+        "--progress-file",
+        default=None,
+        include_in_web_ui=False,
+        help="Also write the run's progress (phase, payouts, timeouts, inconsistencies, drift) "
+        "to this JSON file once a second while it runs (lnchaos compare's progress line).",
+    )
+    parser.add_argument(
         "--target-bind",
         default=LOOPBACK,
         include_in_web_ui=False,

@@ -4,6 +4,9 @@ Each process has one `LOCAL` state: the phase the users tag their requests with,
 they record into. The master (or the local runner) has a `Collector`: the latest tally of each
 worker, the phases as they happened, and a timeline sampled about once per second.
 
+With --progress-file the master also writes each timeline sample to that file (atomically),
+so a program outside Locust (lnchaos compare) can show the run's progress once a second.
+
 Messages (Locust's `runner.register_message`):
 - `lnchaos_phase` {run_id, phase}: master -> workers on every phase change and once a second
   (so late workers learn it too). A new run_id resets the worker's tally: runs started one
@@ -32,9 +35,11 @@ longer listed: a worker that stopped normally leaves the list too, so `gone` alo
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -82,8 +87,10 @@ def on_phase_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
 class Collector:
     """Master side: per-worker tallies, phases and the timeline of one run."""
 
-    def __init__(self, runner: Any) -> None:
+    def __init__(self, runner: Any, progress_path: str | Path | None = None) -> None:
         self.runner = runner
+        # --progress-file: each sample also written there (lnchaos compare's progress line)
+        self.progress_path = Path(progress_path) if progress_path else None
         self.is_local = isinstance(runner, LocalRunner)
         self.run_id = ""
         self.snapshots: dict[str, dict[str, Any]] = {}
@@ -228,6 +235,21 @@ class Collector:
         point = {"t_s": round(self.elapsed_s(), 3), "phase": self.current_phase()}
         point.update(timeline_point(self.merged()))
         self.timeline.append(point)
+        self.write_progress(point)
+
+    def write_progress(self, point: dict[str, Any]) -> None:
+        """The latest sample as JSON (atomically), for a reader outside Locust: {run_id, t_s,
+        phase, payouts, timeouts, inconsistencies, drift_msat, written_unix}."""
+        if self.progress_path is None:
+            return
+        tmp = self.progress_path.with_name(self.progress_path.name + ".tmp")
+        try:
+            tmp.write_text(
+                json.dumps({"run_id": self.run_id, **point, "written_unix": round(time.time(), 3)})
+            )
+            tmp.replace(self.progress_path)
+        except OSError as err:
+            log.warning("could not write the progress to %s: %s", self.progress_path, err)
 
     def stop_sampling(self) -> None:
         if self._sampler is not None:

@@ -63,6 +63,8 @@ def test_fix_on_spike_stays_green_while_timeouts_happen(locust_run, tmp_path):
             str(out / "report.html"),
             "--json-file",
             str(out / "stats"),
+            "--progress-file",
+            str(out / "progress.json"),
         ]
     )
     code = run.finish(EXIT_TIMEOUT_S)
@@ -76,6 +78,9 @@ def test_fix_on_spike_stays_green_while_timeouts_happen(locust_run, tmp_path):
     assert report["timeouts"]["resolved_by_checks"] > 0
     assert report["reconciliation"]["unresolved"]["count"] == 0
     assert len(report["timeline"]) >= 10
+    # the last timeline sample, as lnchaos compare's progress line reads it once a second
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["run_id"] and progress["payouts"] > 0 and progress["phase"] in PHASES
     # Locust's totals are HTTP only: the Aggregated row is the sum of the HTTP rows
     with open(out / "stats_stats.csv") as f:
         rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
@@ -103,6 +108,7 @@ def test_fix_on_spike_stays_green_while_timeouts_happen(locust_run, tmp_path):
 
 
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE")
+PHASES = ("ramp", "normal", "spike", "recovery")
 
 
 def charged_text() -> str:
