@@ -215,6 +215,7 @@ class Progress:
 
     POLL_S = 0.5
     PLAIN_EVERY_S = 1.0
+    STALE_S = 2.5  # no sample for this long: the run's load has stopped
 
     def __init__(self, mode: str, run_dir: Path, duration_s: int):
         self.mode = mode
@@ -227,8 +228,13 @@ class Progress:
     def line(self, elapsed_s: float) -> str:
         self.read()
         sample = self.latest
-        phase = str(sample.get("phase", "starting"))
-        line = f"fix {self.mode:<8} {phase:<9} {elapsed_s:5.1f}/{self.duration_s} s"
+        if not sample:  # Locust and the target still starting: the time since launch
+            return f"fix {self.mode:<8} starting  {elapsed_s:5.1f} s since launch"
+        # the run's own clock (its load starts after Locust and the target are up)
+        phase, t_s = str(sample.get("phase", "?")), float(sample.get("t_s", 0.0))
+        if time.time() - float(sample.get("written_unix", 0.0)) > self.STALE_S:
+            phase = "verdict"  # the load stopped (no new sample): the verdict's final wait
+        line = f"fix {self.mode:<8} {phase:<9} {t_s:5.1f}/{self.duration_s} s"
         line += f"  payouts {int(sample.get('payouts', 0)):,}"
         line += f"  timeouts {int(sample.get('timeouts', 0)):,}"
         line += f"  inconsistencies {int(sample.get('inconsistencies', 0)):,}"
@@ -288,12 +294,12 @@ def judge(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if off is not None:
         cnp = off["charged_not_paid"]
         parts.append(
-            f"fix off charged {cnp['count']:,} payouts not paid ({msat(cnp['amount_msat'])})"
+            f"fix off charged {cnp['count']:,} payouts not paid: {msat(cnp['amount_msat'])}"
         )
     rollback = by_mode.get("rollback")
     if rollback is not None:
         pnc = rollback["paid_not_charged"]
-        parts.append(f"rollback paid {pnc['count']:,} not charged ({msat(pnc['amount_msat'])})")
+        parts.append(f"rollback paid {pnc['count']:,} not charged: {msat(pnc['amount_msat'])}")
     if on is not None:
         parts.append(
             f"fix on: 0 inconsistencies, {on['timeouts_resolved']} timed-out payouts resolved"

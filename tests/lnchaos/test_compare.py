@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -170,11 +171,14 @@ def test_report_names_every_mode_and_says_what_was_expected(tmp_path: Path) -> N
 
 def test_progress_line_reads_the_suites_own_telemetry(tmp_path: Path) -> None:
     progress = compare.Progress("on", tmp_path, 20)
-    assert "starting" in progress.line(0.5) and "payouts 0" in progress.line(0.5)
-    sample = {"t_s": 5.0, "phase": "spike", "payouts": 1234, "timeouts": 7, "inconsistencies": 0}
+    assert "starting    0.5 s since launch" in progress.line(0.5)
+    sample = {"t_s": 5.0, "phase": "spike", "payouts": 1234, "timeouts": 7, "written_unix": 0.0}
+    (tmp_path / compare.PROGRESS_FILE).write_text(json.dumps(sample))
+    assert "verdict     5.0/20 s" in progress.line(9.0)  # no new sample: the load stopped
+    sample["written_unix"] = time.time()
     (tmp_path / compare.PROGRESS_FILE).write_text(json.dumps(sample))
     line = progress.line(5.2)
-    assert "spike" in line and "payouts 1,234" in line and "timeouts 7" in line
+    assert "spike       5.0/20 s" in line and "payouts 1,234" in line and "timeouts 7" in line
     (tmp_path / compare.PROGRESS_FILE).write_text("{half a fi")  # being replaced: keep the last
     assert "payouts 1,234" in progress.line(5.7)
     assert compare.Progress.POLL_S <= 1.0 and compare.Progress.PLAIN_EVERY_S <= 1.0
