@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC, StatsError
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,7 @@ def bind(environment: Any) -> None:
     global _stats
     _stats = environment.stats
     prefix = getattr(environment.parsed_options, "csv_prefix", None)
-    is_worker = type(environment.runner).__name__ == "WorkerRunner"
-    if prefix and not is_worker:
+    if prefix and not isinstance(environment.runner, WorkerRunner):
         gevent.spawn(_csv_writer, environment)
 
 
@@ -189,6 +189,12 @@ def record_check(
         if entry is None:
             entry = _stats.errors[key] = StatsError(CHECK, name, text)
         entry.occurred()
+
+
+def record(type_: str, name: str, *, failed: bool = False, response_time_ms: float = 0.0) -> None:
+    """Any other count of the suite's own (e.g. type "DROPPED" for dropped iterations): a row
+    of this table, never a Locust request."""
+    LOCAL.record(type_, name, failed=failed, response_time_ms=response_time_ms)
 
 
 def record_fault(name: str, response_time_ms: float = 0.0) -> None:
