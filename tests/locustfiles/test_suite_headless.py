@@ -131,8 +131,14 @@ def test_fix_rollback_with_late_settles_is_paid_not_charged(locust_run):
     assert "charged_not_paid" not in report["inconsistencies"]
 
 
-def test_processes_2_fix_off_catches_the_incident(locust_run):
-    run = locust_run([*SHORT, "--fix", "off", "--shape", "spike", "--processes", "2"])
+def processes_2(port: int) -> list[str]:
+    """Two forked workers on a master port of this run's own: another --processes run on the
+    machine (Locust's default port 5557) would otherwise lend it its workers."""
+    return ["--processes", "2", "--master-bind-port", str(port), "--master-port", str(port)]
+
+
+def test_processes_2_fix_off_catches_the_incident(locust_run, free_port):
+    run = locust_run([*SHORT, "--fix", "off", "--shape", "spike", *processes_2(free_port)])
     code = run.finish(EXIT_TIMEOUT_S)
     report = run.report()
     assert code == 3, run.log_tail()
@@ -140,8 +146,8 @@ def test_processes_2_fix_off_catches_the_incident(locust_run):
     assert report["inconsistencies"]["charged_not_paid"]["count"] > 0
 
 
-def test_processes_2_fix_on_stays_green(locust_run):
-    run = locust_run([*SHORT, "--fix", "on", "--shape", "spike", "--processes", "2"])
+def test_processes_2_fix_on_stays_green(locust_run, free_port):
+    run = locust_run([*SHORT, "--fix", "on", "--shape", "spike", *processes_2(free_port)])
     code = run.finish(EXIT_TIMEOUT_S)
     report = run.report()
     assert code == 0, run.log_tail()
