@@ -201,8 +201,21 @@ class LNbitsWalletApi:
         if paid is None:
             return None
         funding_msat = amount_sat * 1000
+        started = time.perf_counter()
         credited = self._wait_credited(wallet, str(invoice.get("payment_hash")), funding_msat)
         if credited is None:
+            # the node paid, LNbits never credited it: a failure of the wallet, and visible
+            self.request_event.fire(
+                request_type="FUNDING",
+                name="credited within bound",
+                response_time=(time.perf_counter() - started) * 1000,
+                response_length=0,
+                exception=RuntimeError(
+                    f"wallet {wallet.wallet_id}: funding of {funding_msat} msat paid by the node "
+                    f"but not credited within {FUNDING_WAIT_S:g} s"
+                ),
+                context={},
+            )
             return None
         LEDGER.open(wallet, funding_msat)
         return Wallet(wallet.wallet_id, wallet.api_key, credited)

@@ -32,10 +32,12 @@ SUITE = REPO / "locustfiles" / "lnchaos_suite.py"
 TOKEN = "lnbits-test-token"
 RUN_S = 25
 LOCUST_TIMEOUT_S = 150.0
-# payment faults of every phase (the fault control sets the timeout rates per phase)
-NODE_FAULTS = ["--failure-rate", "0.05", "--inflight-hold-ms", "1500"]
+# payment faults of every phase (the fault control sets the timeout rates per phase); rates
+# high enough that a slow machine's hundred-odd payouts meet each fault (P(none) < 1 %)
+NODE_FAULTS = ["--failure-rate", "0.1", "--inflight-hold-ms", "1500"]
 # HTTP errors on LND's routes, all after the node acted: the payment went out, LNbits saw 503
-HTTP_AFTER = ["--http-error-rate", "0.05", "--http-fault-after-rate", "1.0"]
+HTTP_ERROR_RATE = "0.05"
+HTTP_ERROR_RATE_CARELESS = "0.15"  # the careless LNbits must meet it on some payouts
 # the careless line: any HTTP error from the node is a failed payment
 CARELESS = (
     "wallets/lndrest.py",
@@ -46,7 +48,10 @@ CARELESS = (
 )
 
 
-def _run(venv: Path, tmp_path: Path, *, pythonpath: Path | None = None) -> dict[str, Any]:
+def _run(
+    venv: Path, tmp_path: Path, http_error_rate: str, *, pythonpath: Path | None = None
+) -> dict[str, Any]:
+    http_after = ["--http-error-rate", http_error_rate, "--http-fault-after-rate", "1.0"]
     node = ChildServer(
         [
             sys.executable,
@@ -60,7 +65,7 @@ def _run(venv: Path, tmp_path: Path, *, pythonpath: Path | None = None) -> dict[
             "--seed",
             "7",
             *NODE_FAULTS,
-            *HTTP_AFTER,
+            *http_after,
         ],
         log_path=tmp_path / "node.log",
         cwd=REPO,
@@ -117,15 +122,17 @@ def _run(venv: Path, tmp_path: Path, *, pythonpath: Path | None = None) -> dict[
         report["_log"] = locust.log_tail()
         return report
     finally:
-        for child in (locust, lnbits, node):
+        for child in (locust, lnbits.child if lnbits else None, node):
             if child is not None:
                 child.stop()
+                left = [(p.pid, " ".join(p.cmdline()[:3])) for p in child.leftovers()]
+                assert not left, f"{child.name} left processes behind: {left}"
 
 
 def test_clean_lnbits_passes_under_payment_and_http_faults(
     lnbits_venv: Path, tmp_path: Path
 ) -> None:
-    report = _run(lnbits_venv, tmp_path)
+    report = _run(lnbits_venv, tmp_path, HTTP_ERROR_RATE)
     summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies", "timeouts")})
     assert report["_exit_code"] == 0, f"{summary}\n{report['_log']}"
     assert report["verdict"] == "pass"
@@ -145,7 +152,7 @@ def test_lnbits_that_takes_an_http_error_for_a_failure_is_caught(
 ) -> None:
     path, old, new = CARELESS
     copy = patched_copy(lnbits_venv, tmp_path / "careless", path, old, new)
-    report = _run(lnbits_venv, tmp_path, pythonpath=copy)
+    report = _run(lnbits_venv, tmp_path, HTTP_ERROR_RATE_CARELESS, pythonpath=copy)
     summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies")})
     assert report["_exit_code"] == 3, f"{summary}\n{report['_log']}"
     found = report["inconsistencies"].get("paid_not_charged") or {}
