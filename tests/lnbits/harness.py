@@ -2,8 +2,7 @@
 own (cached outside the repo), started on loopback against a `lnchaos node`, stopped with every
 child.
 
-- `LNBITS_VERSION`: the release judged, 1.6.2 unless $LNCHAOS_LNBITS_VERSION (or pytest's
-  --lnbits-version) says otherwise.
+- `lnbits_version()`: the release judged, 1.6.2 unless $LNCHAOS_LNBITS_VERSION says otherwise.
 - `install(version)`: `~/.cache/lnchaos/lnbits-<version>` ($LNCHAOS_CACHE_DIR overrides the
   folder), made once (a lock file keeps two sessions from installing at once; a marker file
   says the install finished) with `pip install lnbits==<version> 'bitstring<5'` (bolt11 2.2.0,
