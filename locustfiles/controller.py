@@ -34,7 +34,14 @@ from locustfiles import checker, counters
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 from locustfiles.fault_control import FaultControl
-from locustfiles.options import FINAL_WAIT_MARGIN_S, Settings, profile_hint, settings_from
+from locustfiles.options import (
+    FINAL_WAIT_MARGIN_S,
+    Settings,
+    profile_hint,
+    settings_from,
+    wallet_api_note,
+    wallet_api_problem,
+)
 from locustfiles.telemetry import Collector
 
 log = logging.getLogger(__name__)
@@ -76,7 +83,9 @@ class Controller:
         """Start or check the target; on failure write the verdict and exit with code 5."""
         self._hint_profile()
         try:
-            if self.settings.host:
+            if self.settings.wallet_api != "lnchaos":
+                self.admin = self._wallet_judge()
+            elif self.settings.host:
                 if not self.settings.admin_token:
                     raise TargetError("--host needs --admin-token or $LNCHAOS_ADMIN_TOKEN")
                 self.admin = TargetAdmin(self.settings.host, self.settings.admin_token)
@@ -97,6 +106,26 @@ class Controller:
             if self.target is not None:
                 self.target.stop()
             sys.exit(report["exit_code"])
+
+    def _wallet_judge(self) -> TargetAdmin:
+        """--wallet-api lnbits: the node is the judge (its faults, its truth) and the wallet is
+        LNbits at --host; the end-of-run judgement reads every wallet the payers opened
+        (locustfiles/wallets/lnbits.py), so the run is one process."""
+        problem = wallet_api_problem(self.settings)
+        if problem is None and not self.collector.is_local:
+            problem = f"--wallet-api {self.settings.wallet_api} runs in one process (no workers)"
+        if problem:
+            raise TargetError(problem)
+        from locustfiles.wallets.lnbits import LNbitsJudge
+
+        assert self.settings.node_url and self.settings.node_admin_token and self.settings.host
+        judge = LNbitsJudge(
+            self.settings.node_url, self.settings.node_admin_token, self.settings.host
+        )
+        judge.wait_healthy(HEALTH_TIMEOUT_S)
+        self._check_final_wait(judge.get_faults())  # proves the node's admin token
+        log.info("LNbits at %s, judged by the node at %s", self.settings.host, judge.base_url)
+        return judge
 
     def _hint_profile(self) -> None:
         """One line, once per value: `--profile steady|spike` no longer picks the shape."""
@@ -298,7 +327,7 @@ class Controller:
         merged = final.get("merged") or self.collector.merged()
         rates = self.fault_control.configured_rate_by_phase() if self.fault_control else {}
         duration_s = self.stopped_s if self.stopped_s is not None else 0.0
-        return checker.build_report(
+        report = checker.build_report(
             run={
                 "fix": self.settings.fix,
                 "shape": self.settings.shape,
@@ -320,6 +349,8 @@ class Controller:
             workers=final.get("workers"),
             counter_rows=counters.table(self.environment),
         )
+        report["wallet_api"] = wallet_api_note(self.settings)
+        return report
 
     def _refresh_locust_reports(self) -> None:
         """Let the reconciliation's failure (in Locust's Failures) reach --html and --csv too.

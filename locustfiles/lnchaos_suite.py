@@ -72,9 +72,12 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
         return
     # the traffic classes of --traffic-mix, weighted beside the payers (the master dispatches)
     parsed = environment.parsed_options
+    mix = options.parse_traffic_mix(getattr(parsed, "traffic_mix", None) or "none")
+    if (getattr(parsed, "wallet_api", None) or "lnchaos") != "lnchaos":
+        mix = {}  # the classes speak lnchaos's wallet API (consistency.json: wallet_api.left_out)
     traffic.apply_mix(
         environment,
-        options.parse_traffic_mix(getattr(parsed, "traffic_mix", None) or "none"),
+        mix,
         checks_on=str(getattr(parsed, "checks", "on") or "on") != "off",
     )
     options.guard_web_form(environment)  # a bad option in the start form starts no run

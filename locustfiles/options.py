@@ -312,6 +312,7 @@ def add_arguments(parser: Any) -> None:
         help="IP address the embedded target listens on (no --host); workers are given it as "
         "the target's URL. Anything but loopback needs --admin-token.",
     )
+    add_wallet_api_arguments(parser)
 
 
 def parse_traffic_mix(text: str | dict[str, int]) -> dict[str, int]:
@@ -374,6 +375,10 @@ class Settings:
     host: str | None
     target_bind: str = LOOPBACK
     traffic_mix: tuple[tuple[str, int], ...] = ()  # the classes on, with their weights
+    # --- the wallet adapter (locustfiles/wallets/) ---
+    wallet_api: str = "lnchaos"
+    node_url: str | None = None
+    node_admin_token: str | None = None
 
     @property
     def consistency_path(self) -> Path:
@@ -420,6 +425,7 @@ def settings_from(options: Any) -> Settings:
         host=_get(options, "host", None) or None,
         target_bind=str(_get(options, "target_bind", LOOPBACK) or LOOPBACK).strip(),
         traffic_mix=tuple(sorted(value["traffic_mix"].items())),
+        **wallet_api_settings(options),
     )
 
 
@@ -441,3 +447,82 @@ def target_bind_problem(settings: Settings) -> str | None:
 def _get(options: Any, name: str, default: Any) -> Any:
     value = getattr(options, name, default)
     return default if value is None else value
+
+
+# ---- the wallet adapter (locustfiles/wallets/): --wallet-api and the node it needs -------------
+# With --wallet-api lnbits the suite drives a wallet it did not start (--host), and the judge is a
+# `lnchaos node` the wallet uses as its funding source: invoices, faults and the truth of every
+# payment come from --node-url, with --node-admin-token for its /admin routes.
+
+NODE_ADMIN_TOKEN_ENV = "LNCHAOS_NODE_ADMIN_TOKEN"
+
+
+def add_wallet_api_arguments(parser: Any) -> None:
+    from locustfiles.wallets.base import WALLET_APIS
+
+    parser.add_argument(
+        "--wallet-api",
+        choices=WALLET_APIS,
+        default="lnchaos",
+        include_in_web_ui=False,
+        help="The wallet API the payers drive: lnchaos (the embedded target, or --host) or "
+        "lnbits (LNbits at --host, funded from and judged by the lnchaos node at --node-url).",
+    )
+    parser.add_argument(
+        "--node-url",
+        default=None,
+        include_in_web_ui=False,
+        help="--wallet-api lnbits: URL of the `lnchaos node` the wallet pays through (the judge).",
+    )
+    parser.add_argument(
+        "--node-admin-token",
+        default=None,
+        env_var=NODE_ADMIN_TOKEN_ENV,
+        include_in_web_ui=False,
+        help=f"--wallet-api lnbits: the node's admin token (or ${NODE_ADMIN_TOKEN_ENV}).",
+    )
+
+
+def wallet_api_settings(options: Any) -> dict[str, Any]:
+    wallet_api = str(_get(options, "wallet_api", "lnchaos") or "lnchaos")
+    node_url = _get(options, "node_url", None) or None
+    token = _get(options, "node_admin_token", None) or os.environ.get(NODE_ADMIN_TOKEN_ENV)
+    return {
+        "wallet_api": wallet_api,
+        "node_url": str(node_url).rstrip("/") if node_url else None,
+        "node_admin_token": token or None,
+    }
+
+
+def wallet_api_problem(settings: Settings) -> str | None:
+    """Why the run cannot drive this wallet API, else None."""
+    if settings.wallet_api == "lnchaos":
+        return None
+    missing = [
+        option
+        for option, value in (
+            ("--host", settings.host),
+            ("--node-url", settings.node_url),
+            ("--node-admin-token", settings.node_admin_token),
+        )
+        if not value
+    ]
+    if missing:
+        return f"--wallet-api {settings.wallet_api} needs {', '.join(missing)}"
+    return None
+
+
+def wallet_api_note(settings: Settings) -> dict[str, Any]:
+    """consistency.json's `wallet_api`: which API was driven and what it could not be asked."""
+    if settings.wallet_api == "lnchaos":
+        return {"name": "lnchaos", "left_out": []}
+    return {
+        "name": settings.wallet_api,
+        "node_url": settings.node_url,
+        "left_out": [
+            "idempotent_retry with an Idempotency-Key: the wallet's API has none; a retry "
+            "resends the same invoice and is checked for never charging twice",
+            "traffic classes shared and drain (--traffic-mix): they speak lnchaos's wallet API",
+            "fix modes (--fix): the wallet has its own payout flow",
+        ],
+    }
