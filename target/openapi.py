@@ -7,6 +7,7 @@ from typing import Any
 
 from .node.openapi import (
     ADMIN,
+    ADMIN_DENIED,
     BAD,
     ERROR,
     LND_PATHS,
@@ -130,11 +131,13 @@ OPENAPI: dict[str, Any] = {
         },
         "/admin/fix": {
             "get": _op(
-                "Fix mode", {"200": _json(_obj({"mode": "string"}), "mode")}, security=ADMIN
+                "Fix mode",
+                {"200": _json(_obj({"mode": "string"}), "mode"), **ADMIN_DENIED},
+                security=ADMIN,
             ),
             "put": _op(
                 "Switch the fix mode at run time",
-                {"200": _json(_obj({"mode": "string"}), "mode"), **BAD},
+                {"200": _json(_obj({"mode": "string"}), "mode"), **BAD, **ADMIN_DENIED},
                 body=_obj({"mode": "string"}, ["mode"]),
                 security=ADMIN,
             ),
@@ -142,7 +145,7 @@ OPENAPI: dict[str, Any] = {
         "/admin/reconciliation": {
             "get": _op(
                 "Ledger against the node's truth, and conservation",
-                {"200": _json({"type": "object"}, "the reconciliation"), **BAD},
+                {"200": _json({"type": "object"}, "the reconciliation"), **BAD, **ADMIN_DENIED},
                 security=ADMIN,
                 params=[
                     {
