@@ -20,7 +20,7 @@ from .common.errors import (
 from .common.journal import JournalFailed, JournalFull
 from .common.server import FAIL_STOP
 from .config import FixMode
-from .ledger import LimitReached
+from .ledger import LimitReached, now_ms
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import OPENAPI
 from .reconcile import reconcile
@@ -187,7 +187,8 @@ def _query_number(
 
 async def metrics(request: web.Request) -> web.Response:
     state = state_of(request)
-    state.metrics.pending.set(len(state.ledger.pending))
+    pending = state.ledger.pending.values()
+    state.metrics.observe_pending((payout.created_ms for payout in pending), now_ms())
     body = state.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
