@@ -112,9 +112,13 @@ async def create_payout(request: web.Request) -> web.Response:
 
 async def get_payout(request: web.Request) -> web.Response:
     state = state_of(request)
+    api_key = request.headers.get("X-Api-Key")
+    if not api_key:
+        # No credentials at all: 401 before any lookup, the same for every id, so it reveals
+        # nothing; a wrong key gets the 404 of a missing payout below.
+        raise ApiError(401, "unauthorized", "missing X-Api-Key")
     payout_id = request.match_info["payout_id"]
     payout = await state.ledger.payout(payout_id) if ID_RE.match(payout_id) else None
-    api_key = request.headers.get("X-Api-Key")
     if payout is None or payout.committed is None:  # not yet durable: not yet there
         raise ApiError(404, "not_found", "no such payout for this X-Api-Key")
     try:

@@ -123,7 +123,10 @@ OPENAPI: dict[str, Any] = {
                 "A payout's state",
                 {
                     "200": _json(PAYOUT, "the payout as committed to disk"),
-                    "404": _json(ERROR, "not found (or not yet committed)"),
+                    "401": _json(ERROR, "unauthorized: no X-Api-Key"),
+                    "404": _json(
+                        ERROR, "not found, not yet committed, or another wallet's (a wrong key)"
+                    ),
                 },
                 security=API_KEY,
                 params=[_path("payout_id")],
