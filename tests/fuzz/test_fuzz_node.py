@@ -25,7 +25,7 @@ ADMIN_TOKEN = "fuzz-node-token"
 MACAROON = "0201036c6e64"
 INVOICES = 20
 EXAMPLES = 20
-EXAMPLES_LONG = 250
+EXAMPLES_LONG = 150
 
 
 def fuzzed_here(path: str, method: str) -> bool:
@@ -128,4 +128,4 @@ def test_fuzz_node(node: NodeFuzz) -> None:
 def test_fuzz_node_long(node: NodeFuzz) -> None:
     tally = run_fuzz(node, EXAMPLES_LONG)
     print(f"node fuzz (long): {tally.cases} cases, statuses {sorted(tally.by_status.items())}")
-    assert tally.cases >= 3000, tally
+    assert tally.cases >= 2500, tally

@@ -209,4 +209,5 @@ def test_fuzz_fault_settings(served: tuple[ServerThread, Any, dict[str, Any]]) -
     )
     assert not failures, "\n\n".join(failures)
     print(f"faults: {tally.cases} cases, {sorted(tally.by_status.items())}, probes {probes}")
+    assert tally.cases >= 50, tally
     assert tally.by_status.get(200, 0) >= 5 and tally.by_status.get(400, 0) >= 3, tally

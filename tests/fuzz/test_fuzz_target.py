@@ -33,7 +33,7 @@ INVOICES = 40
 # Cases per operation and generation mode: the README's command sends at least 1,000 cases in
 # all (test_enough_cases); `pytest -m fuzz` sends many more.
 EXAMPLES = 20
-EXAMPLES_LONG = 250
+EXAMPLES_LONG = 150
 
 
 # A payout asked for with another wallet's key (or an unknown one) answers 404, exactly as a
@@ -168,4 +168,4 @@ def test_fuzz_target(target: TargetFuzz) -> None:
 def test_fuzz_target_long(target: TargetFuzz) -> None:
     tally = run_fuzz(target, EXAMPLES_LONG)
     print(f"target fuzz (long): {tally.cases} cases, statuses {sorted(tally.by_status.items())}")
-    assert tally.cases >= 5000, tally
+    assert tally.cases >= 4000, tally
