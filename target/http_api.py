@@ -22,7 +22,7 @@ from .common.server import FAIL_STOP
 from .config import FixMode
 from .ledger import LimitReached, now_ms
 from .metrics import CONTENT_TYPE_LATEST
-from .openapi import OPENAPI
+from .openapi import OPENAPI_DOC
 from .reconcile import reconcile
 from .state import STATE, TargetState
 
@@ -198,7 +198,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
+    return web.json_response(request.app[OPENAPI_DOC])
 
 
 def add_routes(app: web.Application) -> None:

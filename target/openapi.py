@@ -1,23 +1,17 @@
-"""The OpenAPI description of every route of the target."""
+"""The OpenAPI description of the wallet's routes; the node's are described beside it
+(target/node/openapi.py), and the app factory serves both as one document."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from .node.openapi import (
-    ADMIN,
-    ADMIN_DENIED,
-    BAD,
-    ERROR,
-    LND_PATHS,
-    NETWORK_PATHS,
-    SECURITY_SCHEMES,
-)
-from .node.openapi import json_body as _json
-from .node.openapi import obj as _obj
-from .node.openapi import op as _op
-from .node.openapi import path_param as _path
+from aiohttp import web
+
+from .common.openapi import ADMIN, ADMIN_DENIED, BAD, ERROR, SECURITY_SCHEMES
+from .common.openapi import json_body as _json
+from .common.openapi import obj as _obj
+from .common.openapi import op as _op
+from .common.openapi import path_param as _path
 
 PAYOUT = _obj(
     {
@@ -174,8 +168,6 @@ OPENAPI: dict[str, Any] = {
     },
 }
 
-
-# The node's routes, which the target serves for its embedded node: described once, beside the
-# node (target/node/openapi.py), as `lnchaos node` serves them.
-OPENAPI["paths"].update(copy.deepcopy(NETWORK_PATHS))
-OPENAPI["paths"].update(copy.deepcopy(LND_PATHS))
+# The whole description the target serves (GET /openapi.json): these wallet routes and its
+# embedded node's, put together by the app factory (app.py), the one module that knows both.
+OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("lnchaos_openapi", dict)

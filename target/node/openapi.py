@@ -1,7 +1,7 @@
 """The OpenAPI description of the node's routes: the network (`/node/*`), its fault settings
 (`/admin/faults`), LND's REST API and the network admin routes. `lnchaos node` serves it as its
-`/openapi.json` (NODE_OPENAPI); the target's description (target/openapi.py) adds the same paths
-to its own, so one route has one description wherever it is served.
+`/openapi.json` (NODE_OPENAPI); the target's app factory (target/app.py) adds the same paths to
+the wallet's (target/openapi.py), so one route has one description wherever it is served.
 
 Every status a route answers is listed, with the body it carries: schemathesis checks each answer
 against this (tests/fuzz)."""
@@ -10,59 +10,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any
 
+from ..common.openapi import (
+    ADMIN,
+    ADMIN_DENIED,
+    BAD,
+    ERROR,
+    MACAROON,
+    SECURITY_SCHEMES,
+    TOO_LARGE,
+    Schema,
+    json_body,
+    obj,
+    op,
+    path_param,
+)
 from .faults import FaultSettings
-
-Schema = dict[str, Any]
-
-
-def obj(props: dict[str, str], required: list[str] | None = None) -> Schema:
-    schema: Schema = {"type": "object", "properties": {k: {"type": v} for k, v in props.items()}}
-    if required:
-        schema["required"] = required
-    return schema
-
-
-def json_body(schema: Schema, description: str) -> Schema:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def op(
-    summary: str,
-    responses: dict[str, Schema],
-    *,
-    body: Schema | None = None,
-    security: list[dict[str, list[str]]] | None = None,
-    params: list[Schema] | None = None,
-) -> Schema:
-    operation: Schema = {"summary": summary, "responses": responses}
-    if body is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": body}},
-        }
-    if security is not None:
-        operation["security"] = security
-    if params:
-        operation["parameters"] = params
-    return operation
-
-
-def path_param(name: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-ERROR = obj({"error": "string", "message": "string"}, ["error", "message"])
-BAD = {"400": json_body(ERROR, "bad input; nothing moved")}
-TOO_LARGE = {"413": json_body(ERROR, "body_too_large: the body is over the limit; nothing moved")}
-ADMIN = [{"adminToken": []}]
-ADMIN_DENIED = {"401": json_body(ERROR, "unauthorized: missing or wrong X-Admin-Token")}
-MACAROON = [{"macaroon": []}]
-SECURITY_SCHEMES: Schema = {
-    "adminToken": {"type": "apiKey", "in": "header", "name": "X-Admin-Token"},
-    "macaroon": {"type": "apiKey", "in": "header", "name": "Grpc-Metadata-macaroon"},
-}
 
 
 def fault_settings_schema() -> Schema:

@@ -21,12 +21,11 @@ import requests
 from fuzz_harness import ServerThread, Tally, describe, negative_at, operations
 
 from target.app import NODE as TARGET_NODE
-from target.app import TargetConfig, create_app
+from target.app import TargetConfig, create_app, target_openapi
 from target.node.faults import FaultSettings
 from target.node.node_app import NODE as NODE_NODE
 from target.node.node_app import NodeConfig, create_node_app
 from target.node.openapi import NODE_OPENAPI, STREAM_PATHS
-from target.openapi import OPENAPI
 
 ADMIN_TOKEN = "fuzz-apart-token"
 MACAROON = "0201036c6e64"
@@ -40,7 +39,7 @@ def _target(tmp_path: Path) -> tuple[Callable[[], Any], Any, dict[str, Any]]:
     config = TargetConfig(
         admin_token=ADMIN_TOKEN, db_path=tmp_path / "wallet.sqlite", faults=copy.copy(QUIET)
     )
-    return (lambda: create_app(config)), TARGET_NODE, OPENAPI
+    return (lambda: create_app(config)), TARGET_NODE, target_openapi()
 
 
 def _node(tmp_path: Path) -> tuple[Callable[[], Any], Any, dict[str, Any]]:

@@ -19,11 +19,10 @@ import requests
 from fuzz_harness import ServerThread, Tally, negative_at, run_operations
 from schemathesis.checks import ignored_auth
 
-from target.app import NODE, TargetConfig, create_app
+from target.app import NODE, TargetConfig, create_app, target_openapi
 from target.config import FixMode, WalletSettings
 from target.node.faults import FaultSettings
 from target.node.openapi import STREAM_PATHS
-from target.openapi import OPENAPI
 from target.state import STATE
 
 ADMIN_TOKEN = "fuzz-admin-token"
@@ -137,7 +136,7 @@ def target(tmp_path: Path) -> Iterator[TargetFuzz]:
 
 def run_fuzz(target: TargetFuzz, examples: int) -> Tally:
     run_operations(
-        OPENAPI,
+        target_openapi(),
         only=fuzzed_here,
         base_url=target.server.url,
         tally=target.tally,
