@@ -49,10 +49,10 @@ from locust.runners import MasterRunner, WorkerRunner
 from locustfiles import options, telemetry, traffic
 from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
-from locustfiles.traffic import DrainUser, SharedInvoiceUser
+from locustfiles.traffic import DrainUser, EdgeUser, RetryUser, SharedInvoiceUser
 from locustfiles.users import PayerUser
 
-__all__ = ["DrainUser", "LnchaosShape", "PayerUser", "SharedInvoiceUser"]
+__all__ = ["DrainUser", "EdgeUser", "LnchaosShape", "PayerUser", "RetryUser", "SharedInvoiceUser"]
 
 events.init_command_line_parser.add_listener(options.add_arguments)
 
