@@ -30,7 +30,7 @@ import locust.log
 from locust.html import get_html_report, process_html_filename
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-from locustfiles import checker
+from locustfiles import checker, traffic
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 from locustfiles.fault_control import FaultControl
@@ -300,7 +300,7 @@ class Controller:
         merged = final.get("merged") or self.collector.merged()
         rates = self.fault_control.configured_rate_by_phase() if self.fault_control else {}
         duration_s = self.stopped_s if self.stopped_s is not None else 0.0
-        return checker.build_report(
+        report = checker.build_report(
             run={
                 "fix": self.settings.fix,
                 "shape": self.settings.shape,
@@ -321,6 +321,11 @@ class Controller:
             since_ms=self.since_ms,
             workers=final.get("workers"),
         )
+        # issue 10: the traffic mix and each class's users and rounds; the crash fault's record
+        users = int(getattr(self.environment.parsed_options, "num_users", None) or 0)
+        mix = dict(self.settings.traffic_mix)
+        report["traffic"] = traffic.report_section(mix, users, report["checks"])
+        return report
 
     def _refresh_locust_reports(self) -> None:
         """Let the reconciliation check reach --html and --csv too.

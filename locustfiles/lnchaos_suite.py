@@ -70,11 +70,14 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
         return
     # the traffic classes of --traffic-mix, weighted beside the payers (the master dispatches)
     parsed = environment.parsed_options
-    traffic.apply_mix(
-        environment,
-        options.parse_traffic_mix(getattr(parsed, "traffic_mix", None) or "none"),
-        checks_on=str(getattr(parsed, "checks", "on") or "on") != "off",
-    )
+    mix = options.parse_traffic_mix(getattr(parsed, "traffic_mix", None) or "none")
+    checks_on = str(getattr(parsed, "checks", "on") or "on") != "off"
+    traffic.apply_mix(environment, mix, checks_on=checks_on)
+    if checks_on and mix:
+        traffic.warn_unallocated(mix, int(getattr(parsed, "num_users", None) or 1))
+        environment.events.spawning_complete.add_listener(
+            lambda **_kw: traffic.PEAK_USERS.on_spawning_complete(environment)
+        )
     _controller = Controller(environment)
     if isinstance(runner, MasterRunner):
         runner.register_message(telemetry.TALLY_MESSAGE, _on_tally_message)

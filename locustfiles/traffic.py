@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ COUNTED_MAX = 10_000  # payout ids a user remembers so a replay is not counted t
 IN_PROGRESS = ("request_in_progress",)  # allocation(): a bound on the replayed dispatch
 
 _user_numbers = itertools.count()
+log = logging.getLogger(__name__)
 
 
 def apply_mix(environment: Any, mix: dict[str, int], checks_on: bool = True) -> None:
@@ -134,6 +136,67 @@ def allocation(mix: dict[str, int], users: int) -> dict[str, int]:
             break
         counts[name] += 1
     return counts
+
+
+def warn_unallocated(mix: dict[str, int], users: int) -> list[str]:
+    """The classes of the mix that get no user at `users` (-u) users, logged in one line."""
+    counts = allocation(mix, users)
+    missing = sorted(name for name, n in counts.items() if n == 0)
+    if missing:
+        log.warning(
+            "--traffic-mix at -u %d: %s get no user (allocation %s); raise -u or their weights",
+            users,
+            ", ".join(missing),
+            counts,
+        )
+    return missing
+
+
+class PeakUsers:
+    """The most users of each class seen running at once (after each spawn), for the report."""
+
+    def __init__(self) -> None:
+        self.peak: dict[str, int] = {}
+
+    def on_spawning_complete(self, environment: Any) -> None:
+        counts = getattr(environment.runner, "user_classes_count", None) or {}
+        for cls_name, n in counts.items():
+            self.peak[cls_name] = max(self.peak.get(cls_name, 0), int(n))
+
+
+PEAK_USERS = PeakUsers()
+CLASS_CHECKS = {
+    "shared": checker.SHARED_INVOICE,
+    "drain": checker.DRAIN,
+    "retry": RETRY,
+    "edge": EDGE,
+}
+
+
+def report_section(mix: dict[str, int], users: int, checks: dict[str, Any]) -> dict[str, Any]:
+    """consistency.json's `traffic`: the mix, each class's users (planned at -u and the peak
+    seen) and rounds judged (its check's passed + failed), and the classes that got no user."""
+    planned = allocation(mix, users)
+    by_name = checks.get("by_name", {})
+    classes: dict[str, Any] = {}
+    for name in planned:
+        check = CLASS_CHECKS.get(name)
+        counts = by_name.get(check, {}) if check else {}
+        classes[name] = {
+            "weight": int(mix.get(name, PAYER_WEIGHT if name == PAYERS else 0)),
+            "users_planned": planned[name],
+            "users_peak": PEAK_USERS.peak.get(class_name(name), 0),
+            "rounds_passed": counts.get("passed", 0) if check else None,
+            "rounds_failed": counts.get("failed", 0) if check else None,
+        }
+    return {
+        "mix": dict(mix),
+        "users": users,
+        "classes": classes,
+        "classes_without_users": sorted(
+            name for name, entry in classes.items() if not entry["users_peak"]
+        ),
+    }
 
 
 def class_name(name: str) -> str:
