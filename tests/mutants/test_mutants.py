@@ -41,6 +41,9 @@ def test_mutant_is_caught(name: str, runs: dict[str, RunResult]) -> None:
     assert result.broken is None, result.broken
     assert result.exit_code == EXIT_INCONSISTENT, _describe(result)
     assert result.detected(mutant.expect), f"expected one of {mutant.expect}; {_describe(result)}"
+    if mutant.check:
+        # a traffic class's mutant: run with that class alone, found by its own check
+        assert result.checks_finding(mutant.expect) == {mutant.check}, _describe(result)
 
 
 @pytest.mark.mutants
