@@ -46,7 +46,7 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from locustfiles import options, telemetry, traffic
+from locustfiles import crash, options, telemetry, traffic
 from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
 from locustfiles.traffic import DrainUser, EdgeUser, RetryUser, SharedInvoiceUser
@@ -55,6 +55,7 @@ from locustfiles.users import PayerUser
 __all__ = ["DrainUser", "EdgeUser", "LnchaosShape", "PayerUser", "RetryUser", "SharedInvoiceUser"]
 
 events.init_command_line_parser.add_listener(options.add_arguments)
+events.init_command_line_parser.add_listener(crash.add_arguments)
 
 _controller: Controller | None = None
 

@@ -31,6 +31,7 @@ import itertools
 import logging
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,14 @@ from locustfiles import checker
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
 from locustfiles.telemetry import LOCAL
-from locustfiles.users import RESOLVE_MAX_POLLS, RESOLVE_POLL_INTERVAL_S, RESOLVE_TIMEOUT_S
+from locustfiles.users import (
+    AFTER_CRASH_MAX_POLLS,
+    AFTER_CRASH_MAX_S,
+    AFTER_CRASH_POLL_S,
+    RESOLVE_MAX_POLLS,
+    RESOLVE_POLL_INTERVAL_S,
+    RESOLVE_TIMEOUT_S,
+)
 from locustfiles.wallet_client import (
     FINAL_NODE_STATUSES,
     FINAL_PAYOUT_STATUSES,
@@ -220,6 +228,7 @@ class TrafficUser(FastHttpUser):
         name = type(self).__name__
         self.rng = random.Random(f"{seed}/{worker_index}/{name}/{next(_user_numbers)}")
         self.wallets = WalletClient(self.client, self.environment.events.request)
+        self.wallets.chaos_connection_errors = float(getattr(options, "crash_every", 0) or 0) > 0
         bound_s = float(getattr(options, "resolve_timeout_s", None) or RESOLVE_TIMEOUT_S)
         self.resolve_timeout_s = max(bound_s, 0.0)
         self.counted = set()  # payout ids already in the tally (a replay is not a new payout)
@@ -231,6 +240,15 @@ class TrafficUser(FastHttpUser):
         result = self.wallets.pay(
             wallet, invoice, key, phase, label=self.traffic_name, refusals=REFUSALS
         )
+        if result.http_status == 0 and self.wallets.chaos_connection_errors:
+            # no answer: the crash fault's; the same request again once the target is back
+            for _ in self.after_crash():
+                again = self.wallets.pay(
+                    wallet, invoice, key, phase, retry=True, refusals=(*REFUSALS, *IN_PROGRESS)
+                )
+                if again.http_status != 0 and again.body.get("error") not in IN_PROGRESS:
+                    result = again
+                    break
         if result.kind != "refused":
             # a refusal stores no payout: the tally's payouts stay what the target's
             # reconciliation can count (Locust's statistics still show every request)
@@ -265,11 +283,33 @@ class TrafficUser(FastHttpUser):
             gevent.sleep(RESOLVE_POLL_INTERVAL_S)
         return None
 
+    def after_crash(self) -> Iterator[int]:
+        """The bounded re-asks of a request that got no answer under the crash fault (as the
+        payers do, users.py): one every AFTER_CRASH_POLL_S until AFTER_CRASH_MAX_S."""
+        deadline = time.monotonic() + AFTER_CRASH_MAX_S
+        for attempt in range(AFTER_CRASH_MAX_POLLS):
+            if time.monotonic() >= deadline:
+                return
+            gevent.sleep(AFTER_CRASH_POLL_S)
+            yield attempt
+
     def new_key(self) -> str:
         return f"{LOCAL.run_id}-{self.rng.getrandbits(96):024x}"
 
     def raw_payout(
         self, wallet: Wallet, payment_request: str, key: str, phase: str, step: str = ""
+    ) -> RawAnswer:
+        answer = self.raw_payout_once(wallet, payment_request, key, phase, step)
+        if answer.status == 0 and self.wallets.chaos_connection_errors:
+            # no answer: the crash fault's; the same request again once the target is back
+            for _ in self.after_crash():
+                again = self.raw_payout_once(wallet, payment_request, key, phase, "after crash")
+                if again.status != 0 and not is_in_progress(again):
+                    return again
+        return answer
+
+    def raw_payout_once(
+        self, wallet: Wallet, payment_request: str, key: str, phase: str, step: str
     ) -> RawAnswer:
         """One payout request whose every answer this class judges itself (a 4xx included): the
         request is a Locust failure only for a 5xx that is no payout's answer, or no answer at
@@ -289,7 +329,9 @@ class TrafficUser(FastHttpUser):
             status = int(response.status_code or 0)
             body = json_body(response)
             answer = RawAnswer(status, body, latency_ms)
-            if status == 0 or (status >= 500 and status not in (502, 504)):
+            if status == 0 and self.wallets.crashed(response, latency_ms):
+                response.success()  # the crash fault's: the outcome is unknown, not judged
+            elif status == 0 or (status >= 500 and status not in (502, 504)):
                 response.failure(f"HTTP {status} {body or (response.text or '')[:200]}")
             else:
                 response.success()
