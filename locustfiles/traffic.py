@@ -1,4 +1,4 @@
-"""Traffic classes beside the ordinary payers (issue 10): the load only, each with its own check.
+"""Traffic classes beside the ordinary payers (issue 10): rough traffic, each with its own check.
 
 Jepsen's split: these users make the rough traffic and judge it by the node's truth; the kinds
 and the tally are checker.py's. Chosen with `--traffic-mix` (options.py; `apply_mix` sets the
@@ -14,8 +14,26 @@ weights at init, before any user starts):
   balance. The balance (read while they run and at the end) never goes below zero (`overdrawn`),
   a refusal (409 insufficient_funds) moves nothing, and the final balance is exactly funding -
   sum(amount + the node's fee) over the hashes the node paid (check `drain`).
+- `RetryUser` (`retry`): one fresh wallet and invoice a round. Key K twice at once (2 ms apart):
+  an "in progress" answer (409 request_in_progress) is asked again until it is an answer, and
+  both end with the same answer (status, payout); K with another invoice: a clear 4xx (422
+  idempotency_key_reused), and that invoice never reaches the node; once the first is final, the
+  invoice with a new key: refused (409 invoice_already_paid) after a success, a new attempt
+  after a failure (half the rounds pay a payee nobody routes to: a failure at the node). The
+  wallet ends charged amount + the node's fee if the node paid, else nothing (check `retry`;
+  an answer against these rules is `idempotency_mismatch`, a second charge `double_charge`).
+- `EdgeUser` (`edge`): one fresh wallet a round and a few EDGE_CASES (amounts at the limits,
+  expired, foreign-network and amountless invoices), each due a clear 4xx with its error code;
+  after them the wallet holds exactly its funding with nothing reserved, and the node never saw
+  any of their hashes (check `edge`; a wrong answer or money moved is `accepted_bad_input`, or
+  the balance's own kind when only money moved).
 
-Both judge money only by the node's truth (GET /node/payments/{hash}), after every payout is
+`--traffic-mix` also takes `payers=N` (the payers' weight, 0: the classes alone). `allocation`
+replays Locust's dispatch to say which classes get no user at a small -u (a warning at start);
+`report_section` is consistency.json's `traffic`. Under the crash fault (crash.py) a payout that
+got no answer is sent again with the same key once the target is back, as the payers do.
+
+All judge money only by the node's truth (GET /node/payments/{hash}), after every payout is
 final (bounded polling, as users.py). A round whose payouts are not final within the bound, or
 that got an answer it cannot interpret (its outcome unknown), is not guessed: it fires a failed
 `resolved_within_bound` (not an inconsistency) and is left to the target's end-of-run
