@@ -302,11 +302,12 @@ NOTES = """Notes
   reconciliation reads the node's own records (NodeTruth), so they cannot blind it.
 - resolver_never_runs is caught as `unresolved`: the payouts still pending after the suite's
   final wait (6 s), counted once each.
-- No concurrency mutant is kept: the resolver without its `_active` guard became nearly harmless
-  once payouts were bound to their own node attempt (caught on some seeds only), and a lost
-  update between payouts healed at the next commit. The suite's payers own one wallet each and
-  pay one invoice at a time, so they rarely race the target; shared invoices, drains and
-  concurrent retries (issue 10) will give concurrency mutants something to catch."""
+- The traffic classes' mutants (the last four rows) are run with their class alone
+  (`--traffic-mix payers=0,NAME=1`), and the test requires that class's own check to be what
+  found them: the payers own one wallet each and pay one invoice at a time, so they never meet
+  a shared invoice, a drained wallet, a reused key or a bad invoice. The resolver without its
+  `_active` guard is not kept: nearly harmless once payouts were bound to their own node attempt
+  (caught on some seeds only)."""
 
 
 def results_markdown(
