@@ -60,6 +60,7 @@ def add_arguments(parser: Any) -> None:
         "--crash-every",
         type=_crash_every,
         default=0.0,
+        include_in_web_ui=False,  # the embedded target is made restartable at start
         help="SIGKILL the embedded target about every S seconds (seeded jitter, +-50%%) and "
         "restart it on the same database and port; payers retry a payout that got no answer "
         "with its Idempotency-Key. 0: off.",

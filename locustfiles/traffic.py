@@ -580,18 +580,29 @@ class RetryUser(TrafficUser):
         key = self.new_key()
         problems: list[str] = []
         # 1. the same key twice at once: at most one payout; the other is told "in progress"
-        # (or gets the first's answer); re-asked, both end with the same answer
+        # (or gets the first's answer); re-asked, both end with the same answer. Every other
+        # round the key is also reused with the other invoice at the same moment (step 2 racing
+        # the first: a key two requests claim at once)
+        racing = self.rng.random() < 0.5
         both = [
             gevent.spawn(self.raw_payout, wallet, invoice.payment_request, key, phase, "first"),
             gevent.spawn_later(
                 0.002, self.raw_payout, wallet, invoice.payment_request, key, phase, "same key"
             ),
         ]
+        if racing:
+            reuse = ("key reused, racing",)
+            both.append(
+                gevent.spawn_later(
+                    0.001, self.raw_payout, wallet, other.payment_request, key, phase, *reuse
+                )
+            )
         gevent.joinall(both, timeout=ROUND_JOIN_TIMEOUT_S)
         if not all(g.successful() for g in both):
             gevent.killall(both, block=False)
             self.not_judged(f"a payout of invoice {invoice.payment_hash} did not answer", started)
             return
+        raced = both.pop().value if racing else None
         answers = [self.settle_in_progress(wallet, invoice, key, phase, g.value) for g in both]
         if any(is_in_progress(a) or a.status == 0 for a in answers):
             detail = ", ".join(a.describe() for a in answers)
@@ -604,8 +615,9 @@ class RetryUser(TrafficUser):
             detail = first.describe()
             self.not_judged(f"invoice {invoice.payment_hash}: no payout ({detail})", started)
             return
-        # 2. the same key with another invoice: a clear 4xx, nothing paid
-        reused = self.raw_payout(wallet, other.payment_request, key, phase, "key reused")
+        # 2. the same key with another invoice: a clear 4xx, nothing paid (racing the first, "in
+        # progress" is one: the key is taken)
+        reused = raced or self.raw_payout(wallet, other.payment_request, key, phase, "key reused")
         if not 400 <= reused.status < 500 or not reused.error:
             problems.append(f"same key, another invoice: {reused.describe()}, not a clear 4xx")
         # 3. once the first is final: the same invoice with a new key
