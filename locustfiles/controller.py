@@ -30,7 +30,7 @@ import locust.log
 from locust.html import get_html_report, process_html_filename
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-from locustfiles import checker, counters
+from locustfiles import checker, counters, crash, traffic
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 from locustfiles.fault_control import FaultControl
@@ -77,6 +77,7 @@ class Controller:
         self.final: dict[str, Any] | None = None
         self._judging: gevent.Greenlet | None = None
         self._last_hint: str | None = None
+        self.crash: crash.CrashFault | None = None  # --crash-every (crash.py)
 
     # --- init -----------------------------------------------------------------------------
     def start_target(self) -> None:
@@ -94,7 +95,8 @@ class Controller:
                 log.info("using the running target at %s", self.settings.host)
                 self._check_final_wait(self.admin.get_faults())
             else:
-                self.target = EmbeddedTarget(self.settings)
+                restartable = crash.crash_every_s(self.environment.parsed_options) > 0
+                self.target = EmbeddedTarget(self.settings, restartable=restartable)
                 url = self.target.start()
                 self.environment.host = url
                 self.admin = TargetAdmin(url, self.target.admin_token)
@@ -181,6 +183,7 @@ class Controller:
             self.target_error = f"could not set fix mode and faults: {err}"
             log.error(self.target_error)
         self.fault_control.start()
+        self.crash = crash.start_for(self)
         log.info(
             "run %s: fix=%s shape=%s seed=%d timeout_rate=%.3f spike_timeout_rate=%.3f",
             self.run_id,
@@ -194,6 +197,8 @@ class Controller:
     def on_test_stop(self) -> None:
         if self.fault_control is not None:
             self.fault_control.stop()
+        if self.crash is not None:
+            self.crash.stop()  # a restart in progress first: the verdict reads the target
         self.collector.close_phases()
         self.collector.stop_sampling()  # the verdict adds the last sample, with late reports
         self.stopped_s = self.collector.elapsed_s()
@@ -219,6 +224,9 @@ class Controller:
         except TargetError as err:
             self.target_error = f"reconciliation failed: {err}"
             log.error(self.target_error)
+        crash_error = self.crash.target_error() if self.crash is not None else None
+        if crash_error:  # a target that stopped itself: the run's target failed, whatever follows
+            self.target_error = crash_error
         if self.fault_control is not None and self.fault_control.errors and not self.target_error:
             self.target_error = f"fault control failed: {self.fault_control.errors[0]}"
         # every worker's final tally (its audit entries of payouts stopped mid-way among them);
@@ -350,6 +358,13 @@ class Controller:
             counter_rows=counters.table(self.environment),
         )
         report["wallet_api"] = wallet_api_note(self.settings)
+        # issue 10: the traffic mix and each class's users and rounds; the crash fault's record
+        users = int(getattr(self.environment.parsed_options, "num_users", None) or 0)
+        mix = dict(self.settings.traffic_mix)
+        report["traffic"] = traffic.report_section(mix, users, report["checks"])
+        report["crashes"] = self.crash.report_section() if self.crash is not None else None
+        if self.crash is not None:
+            self.crash.annotate(report["timeline"])
         return report
 
     def _refresh_locust_reports(self) -> None:

@@ -47,15 +47,16 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from locustfiles import counters, options, telemetry, traffic
+from locustfiles import counters, crash, options, telemetry, traffic
 from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
-from locustfiles.traffic import DrainUser, SharedInvoiceUser
+from locustfiles.traffic import DrainUser, EdgeUser, RetryUser, SharedInvoiceUser
 from locustfiles.users import PayerUser
 
-__all__ = ["DrainUser", "LnchaosShape", "PayerUser", "SharedInvoiceUser"]
+__all__ = ["DrainUser", "EdgeUser", "LnchaosShape", "PayerUser", "RetryUser", "SharedInvoiceUser"]
 
 events.init_command_line_parser.add_listener(options.add_arguments)
+events.init_command_line_parser.add_listener(crash.add_arguments)
 
 _controller: Controller | None = None
 
@@ -75,11 +76,13 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
     mix = options.parse_traffic_mix(getattr(parsed, "traffic_mix", None) or "none")
     if (getattr(parsed, "wallet_api", None) or "lnchaos") != "lnchaos":
         mix = {}  # the classes speak lnchaos's wallet API (consistency.json: wallet_api.left_out)
-    traffic.apply_mix(
-        environment,
-        mix,
-        checks_on=str(getattr(parsed, "checks", "on") or "on") != "off",
-    )
+    checks_on = str(getattr(parsed, "checks", "on") or "on") != "off"
+    traffic.apply_mix(environment, mix, checks_on=checks_on)
+    if checks_on and mix:
+        traffic.warn_unallocated(mix, int(getattr(parsed, "num_users", None) or 1))
+        environment.events.spawning_complete.add_listener(
+            lambda **_kw: traffic.PEAK_USERS.on_spawning_complete(environment)
+        )
     options.guard_web_form(environment)  # a bad option in the start form starts no run
     _controller = Controller(environment)
     if isinstance(runner, MasterRunner):

@@ -42,10 +42,13 @@ FIX_MODES = ("off", "rollback", "on")
 # weigh PAYER_WEIGHT, so the default puts about 1 user in 12 on each class: every run meets a
 # shared invoice and a drained wallet, while the payers still carry the load the bench measures
 # and the checks that need many payouts (timeouts resolved, retries).
-TRAFFIC_CLASSES = ("shared", "drain")
+# (issue 10, items 1-2: retry and edge join them; `payers=N` sets the payers' weight, 0 runs the
+# classes alone, as the mutant runs that prove one class's check do)
+TRAFFIC_CLASSES = ("shared", "drain", "retry", "edge")
+PAYERS = "payers"
 PAYER_WEIGHT = 10
 TRAFFIC_WEIGHT_MAX = 100
-DEFAULT_TRAFFIC_MIX = "shared=1,drain=1"
+DEFAULT_TRAFFIC_MIX = "shared=1,drain=1,retry=1,edge=1"
 ADMIN_TOKEN_ENV = "LNCHAOS_ADMIN_TOKEN"
 
 # The embedded target's timing (passed explicitly; the target's own defaults are the same).
@@ -263,7 +266,10 @@ def add_arguments(parser: Any) -> None:
         help=f"Traffic classes beside the ordinary payers (weight {PAYER_WEIGHT}), as NAME=WEIGHT "
         f"pairs ({', '.join(TRAFFIC_CLASSES)}; weights 0-{TRAFFIC_WEIGHT_MAX}), or none. Shared: "
         "one invoice paid from two wallets at once; drain: parallel payouts over a wallet's "
-        "balance. Off with --checks off.",
+        "balance; retry: the same Idempotency-Key again while the first runs, with another "
+        "invoice, a new key after a failure or a success; edge: expired, foreign, amountless "
+        "and over-limit invoices. payers=N sets the payers' weight (0: the classes alone). "
+        "Off with --checks off.",
     )
     parser.add_argument(
         "--max-inconsistencies",
@@ -327,10 +333,10 @@ def parse_traffic_mix(text: str | dict[str, int]) -> dict[str, int]:
     for part in text.split(","):
         name, sep, weight_text = part.partition("=")
         name = name.strip()
-        if not sep or name not in TRAFFIC_CLASSES:
+        if not sep or name not in (*TRAFFIC_CLASSES, PAYERS):
             raise ValueError(
                 f"--traffic-mix: {part.strip()!r} is not NAME=WEIGHT with NAME one of "
-                f"{', '.join(TRAFFIC_CLASSES)} (or say none)"
+                f"{', '.join((*TRAFFIC_CLASSES, PAYERS))} (or say none)"
             )
         if name in mix:
             raise ValueError(f"--traffic-mix: {name} given twice")
@@ -343,7 +349,10 @@ def parse_traffic_mix(text: str | dict[str, int]) -> dict[str, int]:
                 f"--traffic-mix: weight of {name} must be within [0, {TRAFFIC_WEIGHT_MAX}]"
             )
         mix[name] = weight
-    return {name: weight for name, weight in mix.items() if weight > 0}
+    if mix.get(PAYERS) == 0 and not any(mix.get(name) for name in TRAFFIC_CLASSES):
+        raise ValueError("--traffic-mix: payers=0 needs a traffic class of weight above 0")
+    # a class of weight 0 is off; the payers' weight is kept as given (0: the classes alone)
+    return {name: weight for name, weight in mix.items() if weight > 0 or name == PAYERS}
 
 
 def profile_hint(options: Any) -> str | None:
