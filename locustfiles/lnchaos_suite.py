@@ -93,7 +93,7 @@ def on_report_to_master(client_id: str, data: dict[str, Any], **_kwargs: Any) ->
     # rides along with each of Locust's stats reports (every few seconds, and the last one when
     # the master quits); never marked final: only the worker's test_stop knows its users stopped
     if telemetry.LOCAL.run_id:
-        data[telemetry.REPORT_KEY] = telemetry.LOCAL.tally.to_dict()
+        data[telemetry.REPORT_KEY] = telemetry.LOCAL.snapshot()
 
 
 @events.worker_report.add_listener

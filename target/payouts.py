@@ -175,7 +175,7 @@ class PayoutService:
         if idempotency_key is not None:
             replay = await self._replay(wallet_id, idempotency_key, request_sha256)
             if replay is not None:
-                return replay
+                return self._with_balance(replay, wallet_id)
         try:
             invoice = await self._node_call(self.node.decode(payment_request))
         except InvoiceError as err:
@@ -188,7 +188,8 @@ class PayoutService:
             raise ApiError(400, "expired_invoice", "the invoice has expired")
         # After the awaits above, look again: a concurrent request may have taken the key.
         if idempotency_key is not None and (wallet_id, idempotency_key) in self.ledger.idempotency:
-            return await self._replay_now(wallet_id, idempotency_key, request_sha256)
+            replayed = await self._replay_now(wallet_id, idempotency_key, request_sha256)
+            return self._with_balance(replayed, wallet_id)
         if len(self._active) >= self.active_max:
             raise ApiError(
                 503, "too_many_payouts", f"{self.active_max} payouts are running; retry later"
@@ -220,7 +221,8 @@ class PayoutService:
             key = (wallet_id, idempotency_key)
             if idempotency_key is not None and key in self.ledger.idempotency:
                 assert idempotency_key is not None
-                return await self._replay_now(wallet_id, idempotency_key, request_sha256)
+                replayed = await self._replay_now(wallet_id, idempotency_key, request_sha256)
+                return self._with_balance(replayed, wallet_id)
             if mode is FixMode.ON:
                 answer = await self._pay_saga(payout, invoice)
             else:
@@ -230,7 +232,15 @@ class PayoutService:
             if payout.payout_id not in self.ledger.pending:
                 self._release(payout)  # refused before reserving, or final and committed
         self.metrics.payout_answered(answer.status)
-        return answer
+        return self._with_balance(answer, wallet_id)
+
+    def _with_balance(self, answer: Answer, wallet_id: str) -> Answer:
+        """The answer with the wallet's committed balance as it is sent: for a new payout, right
+        after its own transaction is durable. A client may check it against what the payout
+        must have cost instead of reading the wallet again. Not part of the stored answer: a
+        replay carries the balance of its own moment."""
+        balance_msat = self.ledger.committed_balance(wallet_account(wallet_id))
+        return Answer(answer.status, {**answer.body, "balance_msat": balance_msat})
 
     def _claim(self, payout: Payout) -> None:
         held = self._claims.get(payout.payment_hash)
