@@ -73,21 +73,36 @@ class ArrivalScheduler:
         self.runner = runner
         self.queue: gevent.queue.Queue = gevent.queue.Queue()
         self._greenlet: gevent.Greenlet | None = None
+        self.ready: set[int] = set()  # the payers taking arrivals
+        self.accepting = True
 
     def share(self) -> float:
-        """This process's share of the rate: its payers over all payers."""
-        users = int(getattr(self.runner, "user_count", 0) or 0)
-        return min(1.0, users / self.max_payers)
+        """This process's share of the rate: its payers ready (funded, taking arrivals) over all
+        payers. Payers still being spawned or funded offer nothing yet, so the start is not a
+        burst of drops, and the workers split the rate as Locust split the payers."""
+        return min(1.0, len(self.ready) / self.max_payers)
+
+    def join(self, payer: object) -> None:
+        """A payer is ready for arrivals (bounded: there are at most --max-payers of them)."""
+        if self.accepting:
+            self.ready.add(id(payer))
+
+    def leave(self, payer: object) -> None:
+        self.ready.discard(id(payer))
 
     def rate_now(self, phase: str) -> float:
         return self.rate_per_s * arrival_rate_factor(phase, self.spike_factor) * self.share()
 
     def start(self) -> None:
-        self.stop()
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=1.0)
         self.queue = gevent.queue.Queue()
+        self.accepting = True
         self._greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
+        self.accepting = False
+        self.ready.clear()
         if self._greenlet is not None:
             self._greenlet.kill(block=True, timeout=1.0)
             self._greenlet = None
@@ -122,6 +137,12 @@ class ArrivalScheduler:
         if not LOCAL.arrivals.config:  # a new run's tally (telemetry resets it on its run id)
             LOCAL.arrivals.config = self.config
         LOCAL.arrivals.count(arrival.phase, "offered")
+        if now - arrival.scheduled > self.max_start_delay_s:
+            # the scheduler itself was late (its process starved of CPU): dropped, and told
+            # apart, since no payer ever had a chance at it
+            LOCAL.arrivals.count(arrival.phase, "late")
+            self._drop(arrival)
+            return
         self.queue.put(arrival)
 
     def _expire(self, now: float) -> None:
@@ -197,6 +218,14 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
         settings.max_payers,
         settings.max_start_delay_ms,
     )
+
+
+@events.test_stopping.add_listener
+def _on_test_stopping(**_kwargs: Any) -> None:
+    # before Locust stops the payers: arrivals emitted while they are being stopped would be
+    # counted as dropped for want of a payer, which is the run's end, not the target's limit
+    if SCHEDULER is not None:
+        SCHEDULER.stop()
 
 
 @events.test_stop.add_listener

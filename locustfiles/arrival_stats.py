@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 ARRIVALS_KEY = "arrivals"
-COUNTS = ("offered", "started", "dropped")
+COUNTS = ("offered", "started", "dropped", "late")  # late: dropped as the scheduler was late
 
 
 class ArrivalTally:
@@ -125,6 +125,7 @@ def summary(
             "offered": offered,
             "started": int(counts["started"]) if open_model else achieved,
             "dropped_iterations": int(counts["dropped"]),
+            "dropped_driver_late": int(counts.get("late", 0)),
             "offered_per_s": _rate(offered, duration_s),
             "achieved_per_s": _rate(achieved, duration_s),
         }
@@ -136,6 +137,7 @@ def summary(
         offered=offered_total,
         started=sum(entry["started"] for entry in by_phase.values()),
         dropped_iterations=dropped_total,
+        dropped_driver_late=sum(entry["dropped_driver_late"] for entry in by_phase.values()),
         dropped_share=round(dropped_total / offered_total, 4) if offered_total else 0.0,
         start_delay_ms=percentiles(merged.get("start_delay_ms") or {}),
         latency_from_scheduled_ms=percentiles(merged.get("latency_from_scheduled_ms") or {}),

@@ -117,6 +117,8 @@ class PayerUser(FastHttpUser):
             self.wait_time = _no_wait  # type: ignore[method-assign]
 
     def on_stop(self) -> None:
+        if self.arrivals is not None:
+            self.arrivals.leave(self)
         # the run stopped this payer mid-payout: the payout is the final audit's to judge (its
         # audit reads the wallet: the read at the end of the wallet's use)
         if self.unjudged is not None:
@@ -137,6 +139,7 @@ class PayerUser(FastHttpUser):
             # funded before taking an arrival: a new wallet is not part of a payout's latency
             if not self._ensure_funds(AMOUNT_MSAT_MAX):
                 return
+            self.arrivals.join(self)
             arrival_now = self.arrivals.take()
             if arrival_now is None:
                 return

@@ -18,8 +18,10 @@ from locustfiles.telemetry import LOCAL
 
 
 def _scheduler(rate: float, delay_ms: int, payers: int = 4, poisson: bool = False):
-    runner = SimpleNamespace(user_count=payers)
-    return ArrivalScheduler(rate, 4, payers, delay_ms / 1000, poisson, "t", runner)
+    scheduler = ArrivalScheduler(rate, 4, payers, delay_ms / 1000, poisson, "t", SimpleNamespace())
+    for payer in range(payers):
+        scheduler.join(payer)
+    return scheduler
 
 
 @pytest.fixture(autouse=True)
@@ -68,8 +70,11 @@ def test_the_spike_multiplies_the_rate_and_the_share_splits_it() -> None:
     scheduler = _scheduler(rate=10, delay_ms=50, payers=4)
     assert scheduler.rate_now("normal") == 10
     assert scheduler.rate_now("spike") == 40
-    scheduler.runner.user_count = 2  # half of --max-payers here: half of the rate
+    for payer in (0, 1):
+        scheduler.leave(payer)  # half of --max-payers ready here: half of the rate
     assert scheduler.rate_now("normal") == 5
+    scheduler.stop()
+    assert scheduler.rate_now("normal") == 0  # stopped: no payer takes arrivals any more
     assert shapes.arrival_rate_factor("recovery", 4) == 1
     plan = shapes.spike_plan(10.0, 5, 5.0)
     assert shapes.arrival_tick(plan, 5.0, 30) == (30, 30.0)
