@@ -399,12 +399,12 @@ def chart_offered_vs_achieved(rows: list[dict[str, Any]]) -> str | None:
         for x, p, height in zip(xs, phases, offered, strict=True):
             dropped = int(by_phase.get(p, {}).get("dropped_iterations") or 0)
             if dropped:
-                ax.annotate(f"{dropped} dropped", (x, height), ha="center", va="bottom", size=7)
+                ax.annotate(str(dropped), (x, height), ha="center", va="bottom", size=7)
         top = max([top, *offered, *achieved])
     ax.set_ylim(0, top * 1.2 + 1)
     ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(phases))], phases)
     ax.set_ylabel("payouts per second")
-    ax.set_title("Offered against achieved payouts/s per phase, dropped iterations")
+    ax.set_title("Payouts/s offered (light) and achieved per phase; over the bars: dropped")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, ncol=max(1, len(rows)))
     return _png(fig)
