@@ -411,5 +411,9 @@ def chart_offered_vs_achieved(rows: list[dict[str, Any]]) -> str | None:
 
 
 def open_model_charts(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The offered/achieved chart, for a comparison of open-model runs (closed runs offer what
+    they achieve: the table's payouts per second says it)."""
+    if not any((row.get("arrivals") or {}).get("model") == "open" for row in rows):
+        return {}
     chart = chart_offered_vs_achieved(rows)
     return {"Offered against achieved payouts/s": chart} if chart else {}

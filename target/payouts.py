@@ -175,7 +175,7 @@ class PayoutService:
         if idempotency_key is not None:
             replay = await self._replay(wallet_id, idempotency_key, request_sha256)
             if replay is not None:
-                return self._with_balance(replay, wallet_id)
+                return replay
         try:
             invoice = await self._node_call(self.node.decode(payment_request))
         except InvoiceError as err:
@@ -188,8 +188,7 @@ class PayoutService:
             raise ApiError(400, "expired_invoice", "the invoice has expired")
         # After the awaits above, look again: a concurrent request may have taken the key.
         if idempotency_key is not None and (wallet_id, idempotency_key) in self.ledger.idempotency:
-            replayed = await self._replay_now(wallet_id, idempotency_key, request_sha256)
-            return self._with_balance(replayed, wallet_id)
+            return await self._replay_now(wallet_id, idempotency_key, request_sha256)
         if len(self._active) >= self.active_max:
             raise ApiError(
                 503, "too_many_payouts", f"{self.active_max} payouts are running; retry later"
@@ -221,8 +220,7 @@ class PayoutService:
             key = (wallet_id, idempotency_key)
             if idempotency_key is not None and key in self.ledger.idempotency:
                 assert idempotency_key is not None
-                replayed = await self._replay_now(wallet_id, idempotency_key, request_sha256)
-                return self._with_balance(replayed, wallet_id)
+                return await self._replay_now(wallet_id, idempotency_key, request_sha256)
             if mode is FixMode.ON:
                 answer = await self._pay_saga(payout, invoice)
             else:
@@ -232,15 +230,7 @@ class PayoutService:
             if payout.payout_id not in self.ledger.pending:
                 self._release(payout)  # refused before reserving, or final and committed
         self.metrics.payout_answered(answer.status)
-        return self._with_balance(answer, wallet_id)
-
-    def _with_balance(self, answer: Answer, wallet_id: str) -> Answer:
-        """The answer with the wallet's committed balance as it is sent: for a new payout, right
-        after its own transaction is durable. A client may check it against what the payout
-        must have cost instead of reading the wallet again. Not part of the stored answer: a
-        replay carries the balance of its own moment."""
-        balance_msat = self.ledger.committed_balance(wallet_account(wallet_id))
-        return Answer(answer.status, {**answer.body, "balance_msat": balance_msat})
+        return answer
 
     def _claim(self, payout: Payout) -> None:
         held = self._claims.get(payout.payment_hash)
@@ -460,6 +450,7 @@ class PayoutService:
                 "payment_hash": payout.payment_hash,
             },
         )
+        pending = self._with_balance(pending, payout.wallet_id)  # after its reservation
         if payout.status is PayoutStatus.PENDING:
             before = payout.snapshot()
             self._store_answer(payout, pending)
@@ -560,7 +551,9 @@ class PayoutService:
             before = payout.snapshot()
         payout.status = status
         payout.fee_msat = fee_msat
-        answer = self._answer_of(payout, timed_out=timed_out, reason=reason)
+        answer = self._with_balance(
+            self._answer_of(payout, timed_out=timed_out, reason=reason), payout.wallet_id, tx
+        )
         if payout.response_status is None:
             # A retry gets the first answer back: a 202 stays 202 once the resolver settles it.
             self._store_answer(payout, answer)
@@ -593,6 +586,20 @@ class PayoutService:
             return Answer(504, {"error": "payment_timeout", "message": message, **body})
         message = f"the Lightning payment failed ({reason})" if reason else "payment failed"
         return Answer(502, {"error": "payment_failed", "message": message, **body})
+
+    def _with_balance(self, answer: Answer, wallet_id: str, tx: Any = None) -> Answer:
+        """The answer with `balance_msat`: the wallet's balance right after this payout's own
+        transaction (`tx`, not applied yet: its moves of the wallet are added), in the order
+        the ledger applies transactions. Stored with the answer, so a replay is the same answer.
+        A client may check it against what the payout must have cost instead of reading the
+        wallet again."""
+        account = wallet_account(wallet_id)
+        balance_msat = self.ledger.balance(account)
+        for debit, credit, amount_msat, _payout_id, _kind in tx._moves if tx is not None else ():
+            balance_msat += (amount_msat if credit == account else 0) - (
+                amount_msat if debit == account else 0
+            )
+        return Answer(answer.status, {**answer.body, "balance_msat": balance_msat})
 
     @staticmethod
     def _store_answer(payout: Payout, answer: Answer) -> None:

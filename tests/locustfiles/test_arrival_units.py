@@ -10,7 +10,12 @@ import gevent
 import pytest
 
 from lnchaos.compare import duration_s, open_model_args
-from lnchaos.report import chart_offered_vs_achieved, open_model_lines, time_to_detect_s
+from lnchaos.report import (
+    chart_offered_vs_achieved,
+    open_model_charts,
+    open_model_lines,
+    time_to_detect_s,
+)
 from locustfiles import arrival_stats, options, shapes
 from locustfiles.arrival import ArrivalScheduler
 from locustfiles.arrival_stats import ArrivalTally
@@ -140,6 +145,9 @@ def test_compare_durations_and_open_model_report() -> None:
     assert "spike 40/30 (5 dropped)" in text
     assert chart_offered_vs_achieved([row])  # a PNG, base64
     assert chart_offered_vs_achieved([{"mode": "on"}]) is None
+    assert list(open_model_charts([row])) == ["Offered against achieved payouts/s"]
+    closed = {**row, "arrivals": {**row["arrivals"], "model": "closed"}}
+    assert open_model_charts([closed]) == {}  # closed runs: the table says it
 
 
 class _Parser:
