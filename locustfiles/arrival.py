@@ -3,10 +3,10 @@
 Locust's users are a closed model: each waits for its answer before its next payout, so a slow
 target lowers the load it is offered (coordinated omission) and a spike is softer than the one
 rehearsed. With `--arrival-rate R` (options.py) each Locust process runs one scheduler greenlet:
-- it schedules arrivals at R x its share (payers here / --max-payers: Locust spreads the payers
-  over the workers, so the workers split the rate), times the shape's factor for the phase the
-  master announced (spike: --spike-factor; every other phase: 1), with constant or Poisson gaps
-  (--arrivals, seeded by --seed and the worker's index);
+- it schedules arrivals at R x its share (its payers ready for arrivals / --max-payers: Locust
+  spreads the payers over the workers, so the workers split the rate), times the shape's factor
+  for the phase the master announced (spike: --spike-factor; every other phase: 1), with
+  constant or Poisson gaps (--arrivals, seeded by --seed and the worker's index);
 - an arrival waits for a free payer (the payers are Locust users, --max-payers of them, spawned
   at once by the shape and blocked in `take`) at most --max-start-delay-ms; then it is dropped
   and counted (`dropped` of its phase in arrival_stats), never queued for later;
@@ -60,7 +60,6 @@ class ArrivalScheduler:
         max_start_delay_s: float,
         poisson: bool,
         seed: str,
-        runner: Any,
         config: dict[str, Any] | None = None,
     ) -> None:
         self.config = dict(config or {})
@@ -70,7 +69,6 @@ class ArrivalScheduler:
         self.max_start_delay_s = max_start_delay_s
         self.poisson = poisson
         self.rng = random.Random(seed)
-        self.runner = runner
         self.queue: gevent.queue.Queue = gevent.queue.Queue()
         self._greenlet: gevent.Greenlet | None = None
         self.ready: set[int] = set()  # the payers taking arrivals
@@ -206,7 +204,6 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
         max_start_delay_s=settings.max_start_delay_ms / 1000,
         poisson=settings.arrivals == "poisson",
         seed=f"arrivals/{seed}/{worker_index}",
-        runner=runner,
         config=settings.report(),
     )
     LOCAL.arrivals.config = settings.report()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from types import SimpleNamespace
 
 import gevent
 import pytest
@@ -23,7 +22,7 @@ from locustfiles.telemetry import LOCAL
 
 
 def _scheduler(rate: float, delay_ms: int, payers: int = 4, poisson: bool = False):
-    scheduler = ArrivalScheduler(rate, 4, payers, delay_ms / 1000, poisson, "t", SimpleNamespace())
+    scheduler = ArrivalScheduler(rate, 4, payers, delay_ms / 1000, poisson, "t")
     for payer in range(payers):
         scheduler.join(payer)
     return scheduler
