@@ -200,6 +200,14 @@ OPENAPI: dict[str, Any] = {
                 security=ADMIN,
             ),
         },
+        "/admin/seed": {
+            "put": _op(
+                "Seed the node's fault draws from now on",
+                {"200": _json(_obj({"seed": "integer"}), "seed"), **BAD},
+                body=_obj({"seed": "integer"}, ["seed"]),
+                security=ADMIN,
+            ),
+        },
         "/admin/fix": {
             "get": _op(
                 "Fix mode", {"200": _json(_obj({"mode": "string"}), "mode")}, security=ADMIN
