@@ -118,11 +118,14 @@ def chart_svg(report: dict[str, Any]) -> str:
         f'y2="{MARGIN_TOP + h}" stroke="{BLUE}"/>'
     )
     for fraction in (0.0, 0.5, 1.0):
-        count = top_count * fraction
+        count = round(top_count * fraction)  # whole inconsistencies only
         value = low_drift + (high_drift - low_drift) * fraction
+        if fraction in (0.0, 1.0) or 0 < count < top_count:
+            parts.append(
+                f'<text x="{MARGIN_LEFT - 4}" y="{y_count(count) + 4:.1f}" text-anchor="end" '
+                f'fill="{RED}">{count:,}</text>'
+            )
         parts.append(
-            f'<text x="{MARGIN_LEFT - 4}" y="{y_count(count) + 4:.1f}" text-anchor="end" '
-            f'fill="{RED}">{count:,.0f}</text>'
             f'<text x="{MARGIN_LEFT + w + 4}" y="{y_drift(value) + 4:.1f}" fill="{BLUE}">'
             f"{value:,.0f}</text>"
         )

@@ -121,9 +121,11 @@ class FaultControl:
             timeout_rate=self.settings.timeout_rate,
             late_settle_rate=self.settings.late_settle_rate,
         )
-        self.admin.set_faults(faults)
+        in_force = self.admin.set_faults(faults)
+        if isinstance(in_force, dict) and "failure_rate" in in_force:
+            self.in_force["failure_rate"] = in_force["failure_rate"]
         try:
-            self.admin.set_seed(self.settings.seed)
+            log.info("target seed %d", self.admin.set_seed(self.settings.seed))
         except TargetError as err:  # a target without /admin/seed (--host): keeps its own
             log.warning("could not set the target's seed to %d: %s", self.settings.seed, err)
 

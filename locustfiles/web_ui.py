@@ -136,9 +136,11 @@ def register(environment: Any, controller: Any) -> None:
             response.set_data(json.dumps(body))
         elif path in (f"{base}/", base or "/") and response.mimetype == "text/html":
             page = response.get_data(as_text=True)
-            tag = f'<script src="{base}/lnchaos/{SCRIPT}" defer></script>'
-            if "</body>" in page and SCRIPT not in page:
-                response.set_data(page.replace("</body>", tag + "</body>", 1))
+            src = f"{base}/lnchaos/{SCRIPT}"
+            end = page.rfind("</body>")
+            if end >= 0 and f'src="{src}"' not in page:
+                tag = f'<script src="{src}" defer></script>'
+                response.set_data(page[:end] + tag + page[end:])
         elif path == f"{base}/stats/report" and response.mimetype == "text/html":
             page = response.get_data(as_text=True)
             response.set_data(consistency_view.inject_html(page, view.report()))

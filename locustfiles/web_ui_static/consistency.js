@@ -30,10 +30,10 @@
       '<b>Verdict: </b><b id="lnchaos-verdict"></b><div id="lnchaos-reason" style="margin-top:4px"></div></div>' +
       '<form id="lnchaos-controls" style="margin:8px 0;display:flex;flex-wrap:wrap;gap:10px;align-items:center">' +
       '<b>Controls (now, held for the rest of the run):</b>' +
-      '<label>fix <select name="fix" id="lnchaos-fix"><option>off</option><option>rollback</option><option>on</option></select></label>' +
-      '<label>timeout_rate <input name="timeout_rate" id="lnchaos-timeout-rate" size="5"></label>' +
-      '<label>late_settle_rate <input name="late_settle_rate" id="lnchaos-late-settle-rate" size="5"></label>' +
-      '<label>failure_rate <input name="failure_rate" id="lnchaos-failure-rate" size="5"></label>' +
+      '<label>fix <select name="lnchaos_fix" id="lnchaos-fix"><option>off</option><option>rollback</option><option>on</option></select></label>' +
+      '<label>timeout_rate <input name="lnchaos_timeout_rate" id="lnchaos-timeout-rate" size="5"></label>' +
+      '<label>late_settle_rate <input name="lnchaos_late_settle_rate" id="lnchaos-late-settle-rate" size="5"></label>' +
+      '<label>failure_rate <input name="lnchaos_failure_rate" id="lnchaos-failure-rate" size="5"></label>' +
       '<button type="submit" id="lnchaos-apply">Apply now</button>' +
       '<span id="lnchaos-control-message"></span></form>' +
       '<div id="lnchaos-summary"></div>' +
@@ -51,7 +51,7 @@
     var form = event.target;
     var changes = {};
     ["fix", "timeout_rate", "late_settle_rate", "failure_rate"].forEach(function (name) {
-      var value = form.elements[name].value.trim();
+      var value = form.elements["lnchaos_" + name].value.trim();
       var current = lastState && lastState.in_force ? lastState.in_force[name] : undefined;
       if (value !== "" && String(value) !== String(current)) changes[name] = value;
     });
@@ -105,10 +105,10 @@
     panel.querySelector("#lnchaos-reason").textContent = s.reason || "";
     var form = panel.querySelector("#lnchaos-controls");
     if (s.in_force && !form.dataset.dirty && !form.contains(document.activeElement)) {
-      form.elements.fix.value = s.in_force.fix || form.elements.fix.value;
+      form.elements.lnchaos_fix.value = s.in_force.fix || form.elements.lnchaos_fix.value;
       ["timeout_rate", "late_settle_rate", "failure_rate"].forEach(function (name) {
         var v = s.in_force[name];
-        if (v !== undefined && v !== null) form.elements[name].value = v;
+        if (v !== undefined && v !== null) form.elements["lnchaos_" + name].value = v;
       });
     }
     var summary = panel.querySelector("#lnchaos-summary");
@@ -133,7 +133,8 @@
     tables.appendChild(table("lnchaos-kinds", "Inconsistencies per kind", [["kind", "kind"], ["count", "count"], ["amount", "amount"], ["detected_by", "found by"], ["example", "latest example"]], s.kinds || []));
     tables.appendChild(table("lnchaos-checks", "Checks per invariant", [["name", "invariant"], ["passed", "passed"], ["failed", "failed"]], s.checks || []));
     tables.appendChild(table("lnchaos-timeouts", "Timeout rate per phase", [["name", "phase"], ["payouts", "payouts"], ["timeouts", "timeouts"], ["measured", "measured"], ["configured", "configured"]], s.timeouts || []));
-    tables.appendChild(table("lnchaos-control-log", "Control changes", [["t_s", "t (s)"], ["phase", "phase"], ["what", "what"], ["from", "from"], ["to", "to"]], s.controls || []));
+    tables.appendChild(table("lnchaos-control-log", "Control changes", [["t_s", "t (s)"], ["phase", "phase"], ["what", "what"], ["from", "from"], ["to", "to"]],
+      (s.controls || []).map(function (c) { return Object.assign({ name: c.what }, c); })));
     var after = (s.controls_after || []).map(function (a) {
       return { name: a.changes.join("; "), t_s: a.t_s, payouts: a.payouts, total: a.inconsistencies_total,
         kinds: Object.keys(a.inconsistencies).map(function (k) { return k + "=" + a.inconsistencies[k]; }).join(", "),
