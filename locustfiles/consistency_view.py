@@ -44,12 +44,19 @@ def msat(value: Any) -> str:
 def after_control(changes: list[dict[str, Any]], reconciliation: dict[str, Any]) -> dict[str, Any]:
     """The payouts started after a control change, as the target's reconciliation judged them
     (GET /admin/reconciliation?since_ms=<the change's marker>): each under the mode it started
-    with."""
+    with. The reconciliation groups by payment hash, and a hash counts from its newest payout: a
+    hash paid before the change and again after it (the `shared` traffic class pays one invoice
+    twice) carries its earlier payout's damage into this window."""
     kinds = {
         kind: int((reconciliation.get(kind) or {}).get("count", 0))
         for kind in ("charged_not_paid", "paid_not_charged", "unresolved")
     }
     payouts = reconciliation.get("payouts") or {}
+    examples = []
+    for kind in kinds:
+        found = reconciliation.get(kind) or {}
+        listed = found.get("examples") or [{"payout_id": i} for i in found.get("payout_ids") or []]
+        examples += [{"kind": kind, **example} for example in listed[:3]]
     return {
         "t_s": changes[0].get("t_s"),
         "target_ms": changes[0].get("target_ms"),
@@ -58,6 +65,7 @@ def after_control(changes: list[dict[str, Any]], reconciliation: dict[str, Any])
         "timeouts": dict(reconciliation.get("timeouts") or {}),
         "inconsistencies": kinds,
         "inconsistencies_total": sum(kinds.values()),
+        "examples": examples,
     }
 
 
@@ -332,7 +340,8 @@ def html_section(report: dict[str, Any]) -> str:
             "lnchaos-controls",
         ),
         _table(
-            "Payouts started after each control change (the target's reconciliation)",
+            "Payouts started after each control change (the target's reconciliation, by payment "
+            "hash: a hash counts from its newest payout)",
             ("from t (s)", "changes", "payouts", "inconsistencies", "timeouts resolved"),
             [
                 (

@@ -392,13 +392,22 @@ class Controller:
             locust_exit_code=locust_exit_code,
             target_error=self.target_error,
             since_ms=self.since_ms,
-            workers=final.get("workers"),
+            workers=final.get("workers") if not live else self._live_workers(),
         )
         # the controls of the run (web UI), and the payouts started after each, reconciled
         report["controls"] = list(self.fault_control.controls) if self.fault_control else []
         report["controls_after"] = list(self.controls_after)
         report["in_force"] = dict(self.fault_control.in_force) if self.fault_control else {}
         return report
+
+    def _live_workers(self) -> dict[str, dict[str, Any]] | None:
+        """Per worker while the run goes (a local run has none); `lost` is decided at the end."""
+        if self.collector.is_local:
+            return None
+        workers = self.collector.workers_report()
+        for entry in workers.values():
+            entry["lost"] = False
+        return workers
 
     def _refresh_locust_reports(self) -> None:
         """Let the reconciliation check reach --html and --csv too.

@@ -140,7 +140,7 @@
         kinds: Object.keys(a.inconsistencies).map(function (k) { return k + "=" + a.inconsistencies[k]; }).join(", "),
         resolved: (a.timeouts || {}).resolved };
     });
-    tables.appendChild(table("lnchaos-after-control", "Payouts started after each control (the target's reconciliation, at the verdict)", [["t_s", "from t (s)"], ["name", "changes"], ["payouts", "payouts"], ["total", "inconsistencies"], ["kinds", "by kind"], ["resolved", "timeouts resolved"]], after));
+    tables.appendChild(table("lnchaos-after-control", "Payouts started after each control (the target's reconciliation at the verdict, by payment hash: a hash counts from its newest payout)", [["t_s", "from t (s)"], ["name", "changes"], ["payouts", "payouts"], ["total", "inconsistencies"], ["kinds", "by kind"], ["resolved", "timeouts resolved"]], after));
     if (s.counters) {
       tables.appendChild(table("lnchaos-counters", "Checks and faults (counts)", [["type", "type"], ["name", "name"], ["count", "count"], ["failures", "failures"]], s.counters));
     }

@@ -106,7 +106,11 @@ def test_fix_off_spike_then_fix_on_from_the_ui(locust_run, free_port, browser_pa
     from the tab's controls; the payouts started after the switch add no inconsistency."""
     page = browser_page
     base = f"http://127.0.0.1:{free_port}"
-    run = locust_run(["--web-host", "127.0.0.1", "--web-port", str(free_port)])
+    # The payers and the drain class; not the shared class: it pays one invoice twice, and the
+    # target's reconciliation counts a hash from its newest payout, so a hash first paid before
+    # the switch and again after it carries the fix-off damage into the after-switch window.
+    args = ["--web-host", "127.0.0.1", "--web-port", str(free_port), "--traffic-mix", "drain=1"]
+    run = locust_run(args)
     open_ui(page, base)
     page.screenshot(path=str(screenshots / "1-start-form.png"), full_page=True)
     fill_start_form(
