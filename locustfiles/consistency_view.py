@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 CSV_COLUMNS = ("record", "name", "count", "amount_msat", "detail")
+EXAMPLE_MAX_CHARS = 240
 CHART_WIDTH = 760
 CHART_HEIGHT = 240
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 56, 96, 28, 34
@@ -238,7 +239,9 @@ def describe_example(example: dict[str, Any] | None) -> str:
     )
     if example.get("phase"):
         parts.append(f"phase {example.get('phase')}")
-    return "; ".join(p for p in parts if p)
+    text = "; ".join(p for p in parts if p)
+    # a table cell, not the record: consistency.json keeps every field of the example
+    return text if len(text) <= EXAMPLE_MAX_CHARS else text[: EXAMPLE_MAX_CHARS - 1] + "\u2026"
 
 
 def check_rows(report: dict[str, Any]) -> list[dict[str, Any]]:

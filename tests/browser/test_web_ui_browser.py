@@ -164,6 +164,13 @@ def test_fix_off_spike_then_fix_on_from_the_ui(locust_run, free_port, browser_pa
     assert any(p.get("controls") for p in report["timeline"])
     # the chart marks the change
     assert "fix: off \u2192 on" in page.inner_html("#lnchaos-chart")
+    # Locust's Download data tab offers the consistency CSV; its HTML report has the money
+    page.get_by_role("tab", name="Download data").click()
+    assert page.get_by_role("link", name="Download consistency CSV").is_visible()
+    money = page.request.get(base + "/lnchaos/consistency.csv").text()
+    assert money.startswith("record,name,count,amount_msat,detail") and "charged_not_paid" in money
+    html = page.request.get(base + "/stats/report").text()
+    assert 'id="lnchaos-consistency"' in html and "verdict: fail (exit code 3)" in html
 
     run.signal(signal.SIGTERM)
     assert run.finish(30.0) == 3, run.log_tail()
