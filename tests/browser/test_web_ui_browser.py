@@ -18,7 +18,8 @@ pytestmark = pytest.mark.browser
 START_TIMEOUT_S = 30.0
 DETECT_TIMEOUT_S = 40.0
 JUDGE_TIMEOUT_S = 60.0
-AFTER_SWITCH_S = 10.0  # load after the switch to fix on, spike included
+SPIKE_TIMEOUTS = 20  # timed-out payouts of the spike phase (after the switch) before Stop
+SPIKE_WAIT_S = 40.0
 POLL_S = 0.25
 
 
@@ -133,14 +134,20 @@ def test_fix_off_spike_then_fix_on_from_the_ui(locust_run, free_port, browser_pa
     page.click("#lnchaos-apply")
     message = page.locator("#lnchaos-control-message")
     poll(lambda: "fix off \u2192 on" in message.inner_text(), 10.0, "the switch applied")
-    switched = time.monotonic()
     poll(
         lambda: page.query_selector('#lnchaos-control-log tr[data-name] td[data-key="to"]'),
         5.0,
         "the change in the tab's log",
     )
-    # load after the switch (the shape's spike phase among it), then Stop from the UI
-    page.wait_for_timeout(max(0.0, AFTER_SWITCH_S - (time.monotonic() - switched)) * 1000)
+
+    def spike_timeouts() -> int:
+        cell = page.query_selector(
+            '#lnchaos-timeouts tr[data-name="spike"] td[data-key="timeouts"]'
+        )
+        return int(cell.inner_text().replace(",", "")) if cell is not None else 0
+
+    # load after the switch, the shape's spike among it with its timeouts, then Stop from the UI
+    poll(lambda: spike_timeouts() >= SPIKE_TIMEOUTS, SPIKE_WAIT_S, "timeouts in the spike")
     page.screenshot(path=str(screenshots / "3-after-switch.png"), full_page=True)
     page.get_by_role("button", name="Stop").click()
     poll(lambda: verdict_state(page) == "judged", JUDGE_TIMEOUT_S, "the verdict")

@@ -191,3 +191,73 @@ def test_the_views_say_what_the_report_says():
     assert by[("drift", "drift_msat")]["amount_msat"] == "-1234567"
     assert by[("after_control", "fix: off -> on")]["count"] == "0"
     assert "payouts 100" in by[("timeout_rate", "normal")]["detail"]
+
+
+class FakeController:
+    """What web_ui.py asks of the controller: the live report, a control, the settings in force."""
+
+    def __init__(self, going: bool) -> None:
+        self.going = going
+        self.admin = None
+        self.fault_control = SimpleNamespace(in_force={"fix": "off"})
+        self.received: list[dict[str, Any]] = []
+
+    def live_report(self) -> dict[str, Any]:
+        return {**report(), "state": "running" if self.going else "judged"}
+
+    def control(self, changes: dict[str, Any]) -> list[dict[str, Any]]:
+        valid = validate_controls(changes)
+        if not self.going:
+            raise ControlError("no run is going: set these in the start form")
+        self.received.append(valid)
+        return [{"what": k, "from": None, "to": v} for k, v in valid.items()]
+
+
+def web_app(going: bool) -> tuple[Any, FakeController]:
+    from flask import Flask, jsonify
+
+    from locustfiles import web_ui
+
+    app = Flask("lnchaos_test")
+    app.add_url_rule("/", "index", lambda: "<html><body><div id=root></div></body></html>")
+    app.add_url_rule("/stats/requests", "stats", lambda: jsonify(stats=[], state="running"))
+    environment = SimpleNamespace(
+        web_ui=SimpleNamespace(app=app, template_args={}, auth_required_if_enabled=lambda f: f),
+        parsed_options=SimpleNamespace(web_base_path=None),
+        runner=SimpleNamespace(state="running"),
+    )
+    controller = FakeController(going)
+    web_ui.register(environment, controller)
+    tabs = environment.web_ui.template_args["extended_tabs"]
+    assert tabs == [{"title": "Consistency", "key": web_ui.TAB_KEY}]
+    return app.test_client(), controller
+
+
+def test_the_tab_routes_answer_and_refuse_clearly():
+    client, controller = web_app(going=True)
+    assert b'src="/lnchaos/consistency.js"' in client.get("/").data
+    extended = client.get("/stats/requests").get_json()["extended_stats"]
+    assert extended[0]["data"][0]["kind"] == "charged_not_paid"
+    assert extended[0]["data"][0]["count"] == 2
+    state = client.get("/lnchaos/state").get_json()
+    assert state["headline"].startswith("so far: fail") and state["inconsistencies_total"] == 2
+    assert state["since_last_control"]["found"] == 0
+    assert client.get("/lnchaos/chart.svg").data.startswith(b"<svg")
+    assert client.get("/lnchaos/consistency.csv").data.startswith(b"record,name,count")
+
+    ok = client.post("/lnchaos/control", data={"fix": "on"})
+    assert ok.status_code == 200 and ok.get_json()["changes"][0]["to"] == "on"
+    for body, word in (({"fix": "maybe"}, "fix"), ({"timeout_rate": "2"}, "timeout_rate")):
+        bad = client.post("/lnchaos/control", json=body)
+        assert bad.status_code == 400 and bad.get_json()["message"].startswith(word), bad.data
+    unknown = client.post("/lnchaos/control", json={"seed": 3})
+    assert unknown.status_code == 400 and "seed: not a control" in unknown.get_json()["message"]
+    assert (
+        client.post("/lnchaos/control", data="[1]", content_type="application/json").status_code
+        == 400
+    )
+    assert controller.received == [{"fix": "on"}]  # nothing refused reached the target
+
+    idle, _ = web_app(going=False)
+    refused = idle.post("/lnchaos/control", json={"fix": "on"})
+    assert refused.status_code == 409 and refused.get_json()["error"] == "no_run"
