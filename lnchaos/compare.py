@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -339,14 +340,32 @@ def main(args: argparse.Namespace) -> int:
 # ---- the open model and Locust's time strings (issue 14) -------------------------------------
 
 
-def duration_s(text: str) -> int:
-    """Whole seconds from `20`, `30s` or `1m30s` (Locust's own parser, as -t takes them)."""
-    from locust.util.timespan import parse_timespan
+DURATION_S_MIN = 5  # a spike run needs its ramp, normal, spike and recovery phases
 
-    try:
-        return int(parse_timespan(str(text)))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--duration: {err}") from None
+
+# Locust's time strings as -t takes them (locust.util.timespan): importing locust here would
+# monkey-patch this process with gevent (it runs aiohttp children and the report), so the same
+# grammar is read here: whole seconds, or hours, minutes and seconds in that order.
+TIMESPAN = re.compile(r"(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+
+
+def duration_s(text: str) -> int:
+    """Whole seconds from `20`, `30s` or `1m30s` (Locust's time strings, as -t takes them)."""
+    text = str(text).strip()
+    match = TIMESPAN.fullmatch(text) if not text.isdigit() else None
+    if not text.isdigit() and (match is None or not any(match.groupdict().values())):
+        raise argparse.ArgumentTypeError(
+            f"must be seconds or a time string such as 30s or 1m30s, not {text!r}"
+        )
+    if text.isdigit():
+        value = int(text)
+    else:
+        assert match is not None
+        parts = {k: int(v or 0) for k, v in match.groupdict().items()}
+        value = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    if value < DURATION_S_MIN:
+        raise argparse.ArgumentTypeError(f"must be at least {DURATION_S_MIN} s, not {text!r}")
+    return value
 
 
 def add_open_model_options(parser: argparse.ArgumentParser) -> None:
