@@ -203,7 +203,9 @@ def test_two_runs_in_one_ui_session_each_judged_alone(
     assert (first["fix"], first["seed"], first["verdict"]) == ("off", 11, "fail")
     page.screenshot(path=str(screenshots / "1-first-run-fail.png"), full_page=True)
 
-    page.get_by_role("button", name="New").click()
+    # Locust's UI shows New once its own poll of the runner's state sees it stopped (every 2 s);
+    # bounded generously for a loaded machine
+    page.get_by_role("button", name="New").click(timeout=45_000)
     page.wait_for_selector("input[name=userCount]")
     fill_start_form(page, users=5, run_time=None, fix="on", seed="12", **common)
     open_consistency_tab(page)
