@@ -43,6 +43,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .common import json_body
 from .common.errors import ApiError
 from .common.limits import MAX_AMOUNT_MSAT
 from .config import FixMode, WalletSettings
@@ -595,7 +596,7 @@ class PayoutService:
     @staticmethod
     def _store_answer(payout: Payout, answer: Answer) -> None:
         payout.response_status = answer.status
-        payout.response_json = json.dumps(answer.body, separators=(",", ":"))
+        payout.response_json = json_body.dumps(answer.body)
 
     # ---- the resolver ---------------------------------------------------------------------------
 
