@@ -419,8 +419,16 @@ DROPPED_SHARE_MAX = 0.01
 
 
 def dropped_share(report: dict[str, Any]) -> float | None:
-    """Dropped iterations over offered (dropped + started) of one arrival-rate run, from its
-    consistency.json (`dropped_iterations`: a number, or one per phase); None if absent."""
+    """Dropped iterations over offered of one arrival-rate run, from its consistency.json: the
+    open model's `arrivals` (`dropped_share`, or `dropped_iterations` over `offered`), else a
+    top-level `dropped_iterations` (a number, or one per phase) over dropped + started payouts;
+    None if the run says nothing of drops."""
+    arrivals = report.get("arrivals")
+    if isinstance(arrivals, dict) and arrivals.get("model") == "open":
+        if arrivals.get("dropped_share") is not None:
+            return float(arrivals["dropped_share"])
+        offered = int(arrivals.get("offered") or 0)
+        return _ratio(int(arrivals.get("dropped_iterations") or 0), offered) if offered else None
     dropped = report.get("dropped_iterations")
     if dropped is None:
         return None

@@ -194,6 +194,11 @@ def test_dropped_share_counts_every_phase() -> None:
     assert bench.dropped_share(report) == pytest.approx(4 / 400)
     assert bench.dropped_share({"dropped_iterations": 0, "payouts_by_outcome": {"a": 5}}) == 0
     assert bench.dropped_share({"payouts_by_outcome": {"a": 5}}) is None
+    # the open model's own summary (consistency.json `arrivals`) comes first
+    arrivals = {"model": "open", "offered": 200, "dropped_iterations": 3, "dropped_share": 0.015}
+    assert bench.dropped_share({"arrivals": arrivals}) == 0.015
+    del arrivals["dropped_share"]
+    assert bench.dropped_share({"arrivals": arrivals}) == pytest.approx(3 / 200)
 
 
 def test_arrival_rate_search_keeps_the_last_rate_under_one_percent(
