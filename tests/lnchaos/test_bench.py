@@ -224,4 +224,5 @@ def test_arrival_rate_search_keeps_the_last_rate_under_one_percent(
     monkeypatch.setattr(bench, "measure_suite", fake_suite)
     result = bench.highest_arrival_rate(bench.BenchSettings(), tmp_path, (None, None), 100.0)
     assert result["measured"] is True and result["highest_rate_per_s"] == 85.0
+    assert result["limited_by"] == "drops"
     assert offered == [50.0, 70.0, 85.0, 100.0]  # stops at the first rate that drops
