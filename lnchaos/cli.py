@@ -1,4 +1,7 @@
-"""`lnchaos <command>`: one entry point; each command lives in a module of its own."""
+"""`lnchaos <command>`: one entry point; each command lives in a module of its own.
+
+Every command's --help shows each option's default and choices, and what its exit codes mean.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +13,91 @@ from target.node.node_app import add_node_options, run_node
 
 from . import bench, compare
 
+EXIT_CODES = {
+    "target": """exit codes:
+  0   stopped by SIGTERM or SIGINT (within 5 s)
+  1   refused to start: e.g. --bind beyond loopback without --admin-token, a port in use
+  2   a usage error (an unknown option, a value of the wrong type or not among the choices)
+  74  its journal (SQLite) failed to commit: it stops rather than serve from memory""",
+    "node": """exit codes:
+  0   stopped by SIGTERM or SIGINT
+  1   refused to start: e.g. --bind beyond loopback without --admin-token, a port in use
+  2   a usage error (an unknown option, a value of the wrong type or not among the choices)""",
+    "compare": compare.EXIT_CODES,
+    "bench": """exit codes:
+  0   measured (the figures are printed and written to <report-dir>/bench.json)
+  1   --memory-run found the target's memory not flat, or a setting out of range
+  2   a usage error (an unknown option, a value of the wrong type)""",
+}
+TOP_EXIT_CODES = """exit codes: those of the command (lnchaos COMMAND --help); 2 for a usage error.
+lnchaos compare: 0 only when fix on proved itself and fix off reproduced the incident."""
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lnchaos", description=__doc__)
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The default after every option's help (unless the help tells it already, or there is
+    none: a flag, an unset option); the epilog (exit codes) as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        default = action.default
+        if (
+            "default" in help_text
+            or default in (None, False, [], argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """An option without help would hide its default: give it its name as help."""
+    for action in parser._actions:  # argparse has no public list of a parser's options
+        if action.help is None and action.option_strings and action.dest != "help":
+            action.help = action.dest.replace("_", " ")
+
+
+def command(
+    commands: argparse._SubParsersAction, name: str, help_text: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=EXIT_CODES[name],
+        formatter_class=HelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lnchaos", description=__doc__, epilog=TOP_EXIT_CODES, formatter_class=HelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    target = commands.add_parser("target", help="serve the wallet payout API and the node mock")
+    target = command(commands, "target", "serve the wallet payout API and the node mock")
     add_target_options(target)
     target.set_defaults(run=run_target)
-    node = commands.add_parser(
-        "node", help="serve the node mock alone: its network, faults and LND's REST API"
+    node = command(
+        commands, "node", "serve the node mock alone: its network, faults and LND's REST API"
     )
     add_node_options(node)
     node.set_defaults(run=run_node)
-    comparison = commands.add_parser(
-        "compare", help="run the suite against fix off, rollback and on; write one report"
+    comparison = command(
+        commands, "compare", "run the suite against fix off, rollback and on; write one report"
     )
     compare.add_options(comparison)
     comparison.set_defaults(run=compare.main)
-    benchmark = commands.add_parser(
-        "bench", help="measure the floor, the target and the suite on this machine"
+    benchmark = command(
+        commands, "bench", "measure the floor, the target and the suite on this machine"
     )
     bench.add_options(benchmark)
     benchmark.set_defaults(run=bench.main)
-    args = parser.parse_args(argv)
+    for sub in (target, node, comparison, benchmark):
+        show_defaults(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return int(args.run(args) or 0)
 
 

@@ -2,7 +2,9 @@
 
 Each mode runs the Locust suite headless in a subprocess, with a fresh embedded target, the same
 load shape (--shape), seed, duration and users. While it runs, a progress line shows mode,
-phase, elapsed time and payouts so far (read from Locust's own stats-history CSV). At the end:
+phase, elapsed time, payouts, timeouts and inconsistencies so far, redrawn twice a second from
+the suite's own telemetry (the run writes it to progress.json once a second: --progress-file;
+Locust's CSV history is written only every few seconds). At the end:
 the table, the path of report.html, and an exit code: 0 only when fix on passed with zero
 inconsistencies and resolved at least one timed-out payout (a fix is proven only while timeouts
 happen), and fix off reproduced the incident (its run failed with exit 3 and charged_not_paid).
@@ -11,7 +13,8 @@ happen), and fix off reproduced the incident (its run failed with exit 3 and cha
 from __future__ import annotations
 
 import argparse
-import csv
+import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +24,7 @@ from typing import Any
 
 from target.common.child import ChildProcess
 
-from .report import mode_summary, text_table, write_report
+from .report import mode_summary, msat, text_table, write_report
 
 MODES = ("off", "rollback", "on")
 SUITE = Path(__file__).resolve().parent.parent / "locustfiles" / "lnchaos_suite.py"
@@ -30,21 +33,75 @@ GRACE_S = 90.0  # beyond the run time: target start, the verdict's bounded wait,
 EXIT_OK = 0
 EXIT_NOT_PROVEN = 3  # fix on lost money, or fix off did not reproduce the incident
 EXIT_RUN_FAILED = 5  # a run did not produce its consistency.json
+EXIT_USAGE = 2
+EXIT_CODES = """exit codes:
+  0  fix on passed with zero inconsistencies and resolved at least one timed-out payout, and
+     fix off reproduced the incident (exit 3 with charged_not_paid)
+  2  a usage error (an unknown mode, an option out of range)
+  3  not proven: fix on lost money or resolved no timeout, or fix off did not reproduce the
+     incident
+  5  a run produced no consistency.json (it did not start, or was stopped at its bound)"""
+PROGRESS_FILE = "progress.json"
+
+
+def share(text: str) -> float:
+    """An argparse type: a share within [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be a share within [0, 1], not {text!r}")
+    return value
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {text!r}")
+        return value
+
+    return parse
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated fix modes")
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated fix modes, each one of {', '.join(MODES)}",
+    )
     parser.add_argument(
         "--shape", choices=("steady", "spike"), default="spike", help="the suite's load shape"
     )
     # 20 s per mode: the whole first README command (install included) stays under 3 minutes.
-    parser.add_argument("--duration", type=int, default=20, help="seconds per mode")
-    parser.add_argument("--users", type=int, default=10, help="users in normal traffic")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--timeout-rate", type=float, default=0.01)
-    parser.add_argument("--spike-timeout-rate", type=float, default=0.05)
-    parser.add_argument("--late-settle-rate", type=float, default=0.5)
-    parser.add_argument("--report-dir", type=Path, default=None)
+    parser.add_argument("--duration", type=at_least(5), default=20, help="seconds per mode")
+    parser.add_argument("--users", type=at_least(1), default=10, help="users in normal traffic")
+    parser.add_argument("--seed", type=at_least(0), default=1, help="the runs' seed")
+    parser.add_argument(
+        "--timeout-rate", type=share, default=0.01, help="share of payments timing out (normal)"
+    )
+    parser.add_argument(
+        "--spike-timeout-rate",
+        type=share,
+        default=0.05,
+        help="share of payments timing out during the spike",
+    )
+    parser.add_argument(
+        "--late-settle-rate",
+        type=share,
+        default=0.5,
+        help="share of timed-out payments that settle late (the rest fail)",
+    )
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        help="where the report goes (default: reports/compare-<UTC timestamp>)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -57,11 +114,18 @@ def run(args: argparse.Namespace, *, args_for: Callable[[str], list[str]] = mode
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if not modes or unknown:
-        print(f"lnchaos compare: unknown mode(s) {unknown or modes}; choose from {MODES}")
-        return 2
+        print(
+            f"lnchaos compare: --modes: unknown mode(s) {unknown or modes}; "
+            f"choose from {', '.join(MODES)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.duration < 5 or args.users < 1:
-        print("lnchaos compare: --duration must be at least 5 and --users at least 1")
-        return 2
+        print(
+            "lnchaos compare: --duration must be at least 5 and --users at least 1",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report_dir = args.report_dir or Path("reports") / f"compare-{stamp}"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +172,7 @@ def suite_command(
         "--late-settle-rate", str(args.late_settle_rate),
         "--report-dir", str(run_dir),
         "--csv", str(run_dir / "locust"),
-        "--csv-full-history",  # per-request rows over time: the progress line reads them
+        "--progress-file", str(run_dir / PROGRESS_FILE),  # the progress line reads it
         "--html", str(run_dir / "locust.html"),
         "--only-summary",
         "--loglevel", "WARNING",
@@ -135,7 +199,7 @@ def run_mode(mode: str, run_dir: Path, args: argparse.Namespace, extra: list[str
                 progress.show(time.monotonic() - started)
             return False
 
-        code = child.wait(bound_s, until=show_progress, poll_s=1.0)
+        code = child.wait(bound_s, until=show_progress, poll_s=Progress.POLL_S)
         if code is None:
             print(f"\nfix {mode}: over {bound_s:.0f} s, stopping it")
             code = child.stop(10.0)
@@ -145,57 +209,57 @@ def run_mode(mode: str, run_dir: Path, args: argparse.Namespace, extra: list[str
 
 
 class Progress:
-    """One line: mode, phase, elapsed, payouts so far. Redrawn in place on a terminal; a plain
-    line every few seconds elsewhere (CI logs)."""
+    """One line: mode, phase, elapsed, payouts, timeouts and inconsistencies so far, from the
+    suite's own telemetry (progress.json, rewritten once a second by the run). Redrawn in place
+    on a terminal twice a second; a plain line once a second elsewhere (CI logs)."""
 
-    PLAIN_EVERY_S = 5.0
+    POLL_S = 0.5
+    PLAIN_EVERY_S = 1.0
+    STALE_S = 2.5  # no sample for this long: the run's load has stopped
 
     def __init__(self, mode: str, run_dir: Path, duration_s: int):
         self.mode = mode
-        self.history = run_dir / "locust_stats_history.csv"
+        self.path = run_dir / PROGRESS_FILE
         self.duration_s = duration_s
         self.tty = sys.stdout.isatty()
-        self.counts: dict[str, int] = {}  # payouts per phase at the last look
-        self.phase = "starting"
+        self.latest: dict[str, Any] = {}  # the run's newest sample
         self.last_plain_s = -self.PLAIN_EVERY_S
 
-    def show(self, elapsed_s: float) -> None:
+    def line(self, elapsed_s: float) -> str:
         self.read()
-        payouts = sum(self.counts.values())
-        line = f"fix {self.mode:<8} {self.phase:<9} {elapsed_s:5.1f}/{self.duration_s} s"
-        line += f"  payouts {payouts}"
+        sample = self.latest
+        if not sample:  # Locust and the target still starting: the time since launch
+            return f"fix {self.mode:<8} starting  {elapsed_s:5.1f} s since launch"
+        # the run's own clock (its load starts after Locust and the target are up)
+        phase, t_s = str(sample.get("phase", "?")), float(sample.get("t_s", 0.0))
+        if time.time() - float(sample.get("written_unix", 0.0)) > self.STALE_S:
+            phase = "verdict"  # the load stopped (no new sample): the verdict's final wait
+        line = f"fix {self.mode:<8} {phase:<9} {t_s:5.1f}/{self.duration_s} s"
+        line += f"  payouts {int(sample.get('payouts', 0)):,}"
+        line += f"  timeouts {int(sample.get('timeouts', 0)):,}"
+        line += f"  inconsistencies {int(sample.get('inconsistencies', 0)):,}"
+        return line
+
+    def show(self, elapsed_s: float) -> None:
+        line = self.line(elapsed_s)
         if self.tty:
-            print("\r" + line.ljust(78), end="", flush=True)
+            print("\r" + line.ljust(96), end="", flush=True)
         elif elapsed_s - self.last_plain_s >= self.PLAIN_EVERY_S:
             self.last_plain_s = elapsed_s
             print(line, flush=True)
 
     def done(self, elapsed_s: float, exit_code: int) -> None:
         line = f"fix {self.mode:<8} done in {elapsed_s:5.1f} s, exit code {exit_code}"
-        print(("\r" + line.ljust(78)) if self.tty else line, flush=True)
+        print(("\r" + line.ljust(96)) if self.tty else line, flush=True)
 
     def read(self) -> None:
-        """Payouts per phase from the newest rows of Locust's history CSV (`POST /payouts
-        [phase]`); the phase whose count grew last is the current one."""
+        """The newest sample; a file not there yet, or being replaced, keeps the last one."""
         try:
-            with self.history.open() as f:
-                rows = list(csv.DictReader(f))
-        except OSError:
+            sample = json.loads(self.path.read_text())
+        except (OSError, ValueError):
             return
-        if not rows:
-            return
-        newest = rows[-1].get("Timestamp")
-        for row in rows:
-            name = row.get("Name", "")
-            if row.get("Timestamp") != newest or row.get("Type") != "POST" or "[" not in name:
-                continue
-            if not name.startswith("POST /payouts"):
-                continue
-            phase = name[name.rfind("[") + 1 : name.rfind("]")]
-            count = int(row.get("Total Request Count") or 0)
-            if count > self.counts.get(phase, 0):
-                self.phase = phase
-            self.counts[phase] = count
+        if isinstance(sample, dict):
+            self.latest = sample
 
 
 def judge(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -229,11 +293,13 @@ def judge(rows: list[dict[str, Any]]) -> dict[str, Any]:
     parts = []
     if off is not None:
         cnp = off["charged_not_paid"]
-        parts.append(f"fix off charged {cnp['count']} payouts not paid ({cnp['amount_msat']} msat)")
+        parts.append(
+            f"fix off charged {cnp['count']:,} payouts not paid: {msat(cnp['amount_msat'])}"
+        )
     rollback = by_mode.get("rollback")
     if rollback is not None:
         pnc = rollback["paid_not_charged"]
-        parts.append(f"rollback paid {pnc['count']} not charged ({pnc['amount_msat']} msat)")
+        parts.append(f"rollback paid {pnc['count']:,} not charged: {msat(pnc['amount_msat'])}")
     if on is not None:
         parts.append(
             f"fix on: 0 inconsistencies, {on['timeouts_resolved']} timed-out payouts resolved"

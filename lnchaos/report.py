@@ -19,8 +19,51 @@ import matplotlib
 
 matplotlib.use("Agg")  # no screen, and no GUI toolkit pulled in
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 MODE_COLOURS = {"off": "#c0392b", "rollback": "#e67e22", "on": "#27ae60"}
+
+# What each mode is expected to do under timeouts: (verdict, exit code, the kind it must show).
+EXPECTED: dict[str, tuple[str, int, str | None]] = {
+    "off": ("fail", 3, "charged_not_paid"),  # the incident
+    "rollback": ("fail", 3, "paid_not_charged"),  # a blind refund pays late settles for free
+    "on": ("pass", 0, None),  # the saga: nothing lost while timeouts happen
+}
+
+# Why fix off's reconciliation can count more than the timeouts in the table (report and md).
+RECONCILIATION_NOTE = (
+    "Why fix off's reconciliation count can exceed its timed-out payouts: the table's timeouts "
+    "are the answers the users received (504); the target's reconciliation counts every payout "
+    "it made in the run, per payment hash, also those whose 504 came after the run had stopped "
+    "the user waiting for it (see 'timed out at the target'). Under fix off every timed-out "
+    "payout is charged_not_paid: one that fails late was charged and never paid, one that "
+    "settles late was charged the whole fee reserve instead of the node's fee."
+)
+
+
+def msat(amount_msat: int | float) -> str:
+    """`16,282,166 msat (16,282 sat)`: thousands separators, and sat beside from 1,000 msat."""
+    value = int(amount_msat)
+    text = f"{value:,} msat"
+    if abs(value) >= 1000:
+        text += f" ({value / 1000:,.0f} sat)"
+    return text
+
+
+def expected_text(mode: str) -> str:
+    verdict, code, kind = EXPECTED.get(mode, ("?", -1, None))
+    if kind:
+        return f"{verdict} (exit {code}, {kind} > 0)"
+    return f"{verdict} (exit {code}, no inconsistency, timeouts resolved)"
+
+
+def as_expected(row: dict[str, Any]) -> bool:
+    verdict, code, kind = EXPECTED.get(row["mode"], ("?", -1, None))
+    if (row["verdict"], row["exit_code"]) != (verdict, code):
+        return False
+    if kind:
+        return row[kind]["count"] > 0
+    return row["inconsistencies_total"] == 0 and row["timeouts_resolved"] > 0
 
 
 def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
@@ -40,7 +83,7 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
     unresolved = inconsistencies.get("unresolved") or reconciliation.get("unresolved") or {}
     timeouts = consistency.get("timeouts") or {}
     latency = consistency.get("payout_latency_ms") or latency_from_csv(run_dir)
-    return {
+    row: dict[str, Any] = {
         "mode": mode,
         "exit_code": exit_code,
         "verdict": consistency.get("verdict", "missing"),
@@ -65,6 +108,8 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
         "checks_passed": int((consistency.get("checks") or {}).get("passed", 0)),
         "charged_not_paid": kind("charged_not_paid"),
         "paid_not_charged": kind("paid_not_charged"),
+        # every payout first answered 504/202 at the target in the run (its reconciliation)
+        "target_timeouts": int((reconciliation.get("timeouts") or {}).get("payouts", 0)),
         "inconsistencies_total": int(consistency.get("inconsistencies_total", 0)),
         "unresolved": int(unresolved.get("count", 0)),
         "conserved": reconciliation.get("conserved"),
@@ -74,6 +119,9 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
         "phases": consistency.get("phases", []),
         "run_dir": str(run_dir),
     }
+    row["expected"] = expected_text(mode)
+    row["as_expected"] = as_expected(row)
+    return row
 
 
 def load_json(path: Path) -> dict[str, Any]:
@@ -110,15 +158,17 @@ def _num(text: str | None) -> float | None:
 # ---- the table -------------------------------------------------------------------------------
 
 COLUMNS: list[tuple[str, str]] = [
-    ("verdict", "verdict"),
+    ("expected", "verdict expected"),
+    ("happened", "verdict happened"),
     ("payouts_succeeded", "payouts succeeded"),
     ("payouts_failed", "payouts failed"),
-    ("payouts_timed_out", "payouts timed out"),
+    ("payouts_timed_out", "payouts timed out (answered to users)"),
+    ("target_timeouts", "timed out at the target"),
     ("timeout_rate_normal", "timeout rate (normal)"),
     ("timeout_rate_spike", "timeout rate (spike)"),
     ("checks_failed", "checks failed"),
-    ("charged_not_paid", "charged_not_paid (count / msat)"),
-    ("paid_not_charged", "paid_not_charged (count / msat)"),
+    ("charged_not_paid", "charged_not_paid (count / amount)"),
+    ("paid_not_charged", "paid_not_charged (count / amount)"),
     ("timeouts_resolved", "timed-out payouts resolved"),
     ("unresolved", "unresolved at the end"),
     ("payouts_per_s", "payouts per second"),
@@ -128,7 +178,12 @@ COLUMNS: list[tuple[str, str]] = [
 
 def cell(row: dict[str, Any], key: str) -> str:
     if key in ("charged_not_paid", "paid_not_charged"):
-        return f"{row[key]['count']} / {row[key]['amount_msat']}"
+        return f"{row[key]['count']:,} / {msat(row[key]['amount_msat'])}"
+    if key == "happened":
+        verdict = f"{row['verdict']} (exit {row['exit_code']})"
+        return f"{verdict}: {'as expected' if row['as_expected'] else 'NOT as expected'}"
+    if isinstance(row.get(key), int) and key != "exit_code":
+        return f"{row[key]:,}"
     if key.startswith("timeout_rate_"):
         phase = key.removeprefix("timeout_rate_")
         rates = row["timeout_rate_by_phase"]
@@ -181,7 +236,14 @@ def _shade_spike(ax: Any, phases: list[dict[str, Any]]) -> None:
             ax.axvspan(phase["start_s"], phase["end_s"], color="#f1c40f", alpha=0.2, lw=0)
 
 
-def chart_over_time(rows: list[dict[str, Any]], field: str, title: str, unit: str) -> str:
+def _thousands(value: float, _position: int) -> str:
+    return f"{value:,.0f}"
+
+
+def chart_over_time(
+    rows: list[dict[str, Any]], field: str, title: str, unit: str, scale: float = 1.0
+) -> str:
+    """`field` of each mode's timeline over time, divided by `scale` (1000: msat shown in sat)."""
     fig, ax = plt.subplots(figsize=(8, 3.2))
     shaded = False
     for row in rows:
@@ -190,11 +252,12 @@ def chart_over_time(rows: list[dict[str, Any]], field: str, title: str, unit: st
             _shade_spike(ax, row["phases"])
             shaded = True
         xs = [point["t_s"] for point in timeline]
-        ys = [point.get(field, 0) for point in timeline]
+        ys = [point.get(field, 0) / scale for point in timeline]
         ax.step(
             xs, ys, where="post", label=f"fix {row['mode']}", color=MODE_COLOURS.get(row["mode"])
         )
-    ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # whole msat, no 1e7 offset
+    # whole numbers with thousands separators, no 1e7 offset
+    ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
     ax.set_title(title + ("  (spike shaded)" if shaded else ""))
     ax.set_xlabel("seconds since start")
     ax.set_ylabel(unit)
@@ -238,21 +301,30 @@ def write_report(
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     table = markdown_table(rows)
     (report_dir / "summary.md").write_text(
-        f"# lnchaos compare\n\n{settings_line(settings)}\n\n{table}\n\n"
-        f"**{verdict['status']}**: {verdict['reason']}\n"
+        f"# {title(rows)}\n\n{settings_line(settings)}\n\n{table}\n\n"
+        f"**{verdict['status']}**: {verdict['reason']}\n\n{RECONCILIATION_NOTE}\n"
     )
     charts = {
         "Cumulative inconsistencies": chart_over_time(
             rows, "inconsistencies", "Cumulative inconsistencies", "inconsistencies"
         ),
         "Balance drift": chart_over_time(
-            rows, "drift_msat", "Balance drift (actual - expected)", "msat"
+            rows,
+            "drift_msat",
+            "Balance drift (actual - expected)",
+            "sat (1 sat = 1,000 msat)",
+            scale=1000.0,
         ),
         "Timeout rate per phase": chart_timeout_rates(rows),
     }
     path = report_dir / "report.html"
     path.write_text(render_html(rows, verdict, settings, charts))
     return path
+
+
+def title(rows: list[dict[str, Any]]) -> str:
+    """`lnchaos compare: fix off vs fix rollback vs fix on`: every mode compared."""
+    return "lnchaos compare: " + " vs ".join(f"fix {row['mode']}" for row in rows)
 
 
 def settings_line(settings: dict[str, Any]) -> str:
@@ -282,14 +354,14 @@ def render_html(
         for row in rows
     )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>lnchaos compare</title>
+<html lang="en"><head><meta charset="utf-8"><title>{e(title(rows))}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}
 td:first-child{{text-align:left}} .verdict{{color:{colour};font-weight:bold}}
 figure{{margin:1.5em 0}} img{{max-width:100%}}
 </style></head><body>
-<h1>lnchaos: fix off vs fix on</h1>
+<h1>{e(title(rows))}</h1>
 <p>{e(settings_line(settings))}</p>
 <p class="verdict">{e(verdict["status"].upper())}: {e(verdict["reason"])}</p>
 <table id="summary"><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>
@@ -298,7 +370,9 @@ happened (the incident); <b>paid_not_charged</b> is money paid out without charg
 a blind rollback of timeouts does when a payment settles late). The fix must show zero of both
 while timeouts are happening.</p>
 <p>The charts over time show what the users' own checks found as they went; the table adds the
-target's reconciliation at the end of each run.</p>
+target's reconciliation at the end of each run. Amounts are in millisatoshis (msat; 1 sat =
+1,000 msat), with sat beside them.</p>
+<p>{e(RECONCILIATION_NOTE)}</p>
 {images}
 <ul>{links}</ul>
 </body></html>

@@ -5,17 +5,20 @@ examples, drift, audit entries); workers send theirs to the master, which merges
 the payouts no payer could judge, adds the target's reconciliation, and decides.
 
 ## Check events
-Every check is a Locust request event with request_type "CHECK" and one name per invariant:
-`balance_after_success`, `balance_after_failure`, `resolved_vs_node_truth`, `idempotent_retry`,
-`resolved_within_bound` (a timed-out payout did not become final within the users' bound:
-reported, but not an inconsistency; the final audit judges it), `final_audit` (one per audited
-payout, fired by the master), `reconciliation`; the traffic classes' (locustfiles/traffic.py):
-`shared_invoice` (one invoice paid from two wallets at once and again after: the node paid it at
-most once and the wallets were charged for it at most once, by what the node paid) and `drain`
-(parallel payouts over a wallet's balance: it never went below zero, the refused ones moved
-nothing, final balance = funding - sum(amount + the node's fee) over the hashes the node paid).
-Injected faults are request events of type "FAULT" (`timeout [phase]`, `payment_failed [phase]`),
-recorded as successes: they are the chaos, not a defect.
+Every check is counted in the suite's own table (locustfiles/counters.py: type CHECK, one name
+per invariant), never as a Locust request event, so Locust's Aggregated row counts HTTP requests
+only: `balance_after_success`, `balance_after_failure`, `resolved_vs_node_truth`,
+`idempotent_retry`, `resolved_within_bound` (a timed-out payout did not become final within the
+users' bound: reported, but not an inconsistency; the final audit judges it), `final_audit` (one
+per audited payout, fired by the master), `reconciliation`; the traffic classes'
+(locustfiles/traffic.py): `shared_invoice` (one invoice paid from two wallets at once and again
+after: the node paid it at most once and the wallets were charged for it at most once, by what
+the node paid) and `drain` (parallel payouts over a wallet's balance: it never went below zero,
+the refused ones moved nothing, final balance = funding - sum(amount + the node's fee) over the
+hashes the node paid). A failed check is also listed in Locust's Failures (tab and failures
+CSV) under one stable text per kind and invariant (counters.failure_text), without ids; its
+ids and amounts are in consistency.json's examples. Injected faults are counted there too, as
+type FAULT (`timeout [phase]`, `payment_failed [phase]`): the chaos, not a defect.
 
 ## Inconsistency kinds
 - `charged_not_paid`: the wallet was charged more than the node paid: charged for a payment
@@ -121,6 +124,9 @@ that could not be kept or audited (overflow) fails the run (exit 3).
               inconsistencies, audit_entries}}
     workers_lost: [{worker, index, state, last_report_unix, last_report_s, payouts_reported}]
               workers whose final tally never came: counted up to their last report
+    counters: [{type, name, count, failures, failures_by_kind, avg_ms, max_ms, last_failure}]
+              the suite's own table of checks and faults (counters.table; also
+              <csv prefix>_consistency_checks.csv with --csv)
     written_unix: float
 An example is {check, kind, wallet_id, payout_id, phase, amount_msat, fee_msat, expected_msat,
 actual_msat, diff_msat, payout_status, node_status, t_unix}; a reconciliation's example is
@@ -152,8 +158,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-CHECK = "CHECK"
-FAULT = "FAULT"
+from locustfiles import counters
+
+CHECK = counters.CHECK
+FAULT = counters.FAULT
 
 BALANCE_AFTER_SUCCESS = "balance_after_success"
 BALANCE_AFTER_FAILURE = "balance_after_failure"
@@ -174,6 +182,16 @@ OVERDRAWN = "overdrawn"
 IDEMPOTENCY_MISMATCH = "idempotency_mismatch"
 UNRESOLVED = "unresolved"
 NOT_CONSERVED = "not_conserved"
+KINDS = (
+    CHARGED_NOT_PAID,
+    PAID_NOT_CHARGED,
+    DOUBLE_CHARGE,
+    BALANCE_MISMATCH,
+    OVERDRAWN,
+    IDEMPOTENCY_MISMATCH,
+    UNRESOLVED,
+    NOT_CONSERVED,
+)
 RECONCILED_KINDS = (CHARGED_NOT_PAID, PAID_NOT_CHARGED, UNRESOLVED)
 BEFORE_RUN_KINDS = (CHARGED_NOT_PAID, PAID_NOT_CHARGED, UNRESOLVED)
 
@@ -203,18 +221,32 @@ FINAL_PAYOUT = ("succeeded", "failed")
 
 
 class CheckFailed(Exception):
-    """The exception a failed check event carries: wallet, payout, expected and actual msat."""
+    """A failed check: its message in words (wallet, payout, expected and actual msat) and its
+    kind (None: not judged, e.g. not final within the users' bound). Without `kind`, a message
+    that starts with `<kind>:` names it."""
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind if kind is not None else _kind_of(message)
+
+
+def _kind_of(message: str) -> str | None:
+    head = message.partition(":")[0].strip()
+    return head if head in KINDS else None
 
 
 def fire_check(request_event: Any, name: str, exception: Exception | None, started: float) -> None:
-    """One check as a Locust event (type CHECK), timed from `started` (time.perf_counter())."""
-    request_event.fire(
-        request_type=CHECK,
-        name=name,
-        response_time=(time.perf_counter() - started) * 1000,
-        response_length=0,
-        exception=exception,
-        context={},
+    """One check, timed from `started` (time.perf_counter()), counted in the suite's own table
+    (counters.py), never as a Locust request: Locust's totals stay HTTP only. A failure is also
+    listed in Locust's Failures under its kind's stable text. `request_event` is no longer used
+    (kept so every caller stays as it is)."""
+    del request_event
+    counters.record_check(
+        name,
+        failed=exception is not None,
+        kind=getattr(exception, "kind", None) if exception is not None else None,
+        response_time_ms=(time.perf_counter() - started) * 1000,
+        message=str(exception) if exception is not None else None,
     )
 
 
@@ -823,12 +855,14 @@ def build_report(
     since_ms: int | None = None,
     audit: Audit | None = None,
     workers: dict[str, dict[str, Any]] | None = None,
+    counter_rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The consistency.json document (schema in this module's docstring).
 
     run: {"fix", "shape", "profile", "seed", "threshold", "final_wait_s"}. audit: the final
     audit's result (None before it ran: its entries then count as not audited). workers: the
     collector's per-worker record (telemetry.Collector.workers_report), None for a local run.
+    counter_rows: the suite's table of checks and faults (counters.table).
     """
     per_worker = workers_section(workers or {})
     lost = workers_lost(per_worker)
@@ -893,6 +927,7 @@ def build_report(
         "target_error": target_error,
         "workers": per_worker,
         "workers_lost": lost,
+        "counters": list(counter_rows or []),
         "written_unix": round(time.time(), 3),
     }
 

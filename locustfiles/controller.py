@@ -30,11 +30,18 @@ import locust.log
 from locust.html import get_html_report, process_html_filename
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-from locustfiles import checker
+from locustfiles import checker, counters, crash, traffic
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 from locustfiles.fault_control import FaultControl
-from locustfiles.options import FINAL_WAIT_MARGIN_S, Settings, profile_hint, settings_from
+from locustfiles.options import (
+    FINAL_WAIT_MARGIN_S,
+    Settings,
+    profile_hint,
+    settings_from,
+    wallet_api_note,
+    wallet_api_problem,
+)
 from locustfiles.telemetry import Collector
 
 log = logging.getLogger(__name__)
@@ -58,7 +65,9 @@ class Controller:
         self.settings: Settings = settings_from(environment.parsed_options)
         self.target: EmbeddedTarget | None = None
         self.admin: TargetAdmin | None = None
-        self.collector = Collector(environment.runner)
+        self.collector = Collector(
+            environment.runner, getattr(environment.parsed_options, "progress_file", None)
+        )
         self.fault_control: FaultControl | None = None
         self.target_error: str | None = None
         self.run_id: str | None = None
@@ -68,13 +77,16 @@ class Controller:
         self.final: dict[str, Any] | None = None
         self._judging: gevent.Greenlet | None = None
         self._last_hint: str | None = None
+        self.crash: crash.CrashFault | None = None  # --crash-every (crash.py)
 
     # --- init -----------------------------------------------------------------------------
     def start_target(self) -> None:
         """Start or check the target; on failure write the verdict and exit with code 5."""
         self._hint_profile()
         try:
-            if self.settings.host:
+            if self.settings.wallet_api != "lnchaos":
+                self.admin = self._wallet_judge()
+            elif self.settings.host:
                 if not self.settings.admin_token:
                     raise TargetError("--host needs --admin-token or $LNCHAOS_ADMIN_TOKEN")
                 self.admin = TargetAdmin(self.settings.host, self.settings.admin_token)
@@ -83,7 +95,8 @@ class Controller:
                 log.info("using the running target at %s", self.settings.host)
                 self._check_final_wait(self.admin.get_faults())
             else:
-                self.target = EmbeddedTarget(self.settings)
+                restartable = crash.crash_every_s(self.environment.parsed_options) > 0
+                self.target = EmbeddedTarget(self.settings, restartable=restartable)
                 url = self.target.start()
                 self.environment.host = url
                 self.admin = TargetAdmin(url, self.target.admin_token)
@@ -95,6 +108,26 @@ class Controller:
             if self.target is not None:
                 self.target.stop()
             sys.exit(report["exit_code"])
+
+    def _wallet_judge(self) -> TargetAdmin:
+        """--wallet-api lnbits: the node is the judge (its faults, its truth) and the wallet is
+        LNbits at --host; the end-of-run judgement reads every wallet the payers opened
+        (locustfiles/wallets/lnbits.py), so the run is one process."""
+        problem = wallet_api_problem(self.settings)
+        if problem is None and not self.collector.is_local:
+            problem = f"--wallet-api {self.settings.wallet_api} runs in one process (no workers)"
+        if problem:
+            raise TargetError(problem)
+        from locustfiles.wallets.lnbits import LNbitsJudge
+
+        assert self.settings.node_url and self.settings.node_admin_token and self.settings.host
+        judge = LNbitsJudge(
+            self.settings.node_url, self.settings.node_admin_token, self.settings.host
+        )
+        judge.wait_healthy(HEALTH_TIMEOUT_S)
+        self._check_final_wait(judge.get_faults())  # proves the node's admin token
+        log.info("LNbits at %s, judged by the node at %s", self.settings.host, judge.base_url)
+        return judge
 
     def _hint_profile(self) -> None:
         """One line, once per value: `--profile steady|spike` no longer picks the shape."""
@@ -150,6 +183,7 @@ class Controller:
             self.target_error = f"could not set fix mode and faults: {err}"
             log.error(self.target_error)
         self.fault_control.start()
+        self.crash = crash.start_for(self)
         log.info(
             "run %s: fix=%s shape=%s seed=%d timeout_rate=%.3f spike_timeout_rate=%.3f",
             self.run_id,
@@ -163,6 +197,8 @@ class Controller:
     def on_test_stop(self) -> None:
         if self.fault_control is not None:
             self.fault_control.stop()
+        if self.crash is not None:
+            self.crash.stop()  # a restart in progress first: the verdict reads the target
         self.collector.close_phases()
         self.collector.stop_sampling()  # the verdict adds the last sample, with late reports
         self.stopped_s = self.collector.elapsed_s()
@@ -188,6 +224,9 @@ class Controller:
         except TargetError as err:
             self.target_error = f"reconciliation failed: {err}"
             log.error(self.target_error)
+        crash_error = self.crash.target_error() if self.crash is not None else None
+        if crash_error:  # a target that stopped itself: the run's target failed, whatever follows
+            self.target_error = crash_error
         if self.fault_control is not None and self.fault_control.errors and not self.target_error:
             self.target_error = f"fault control failed: {self.fault_control.errors[0]}"
         # every worker's final tally (its audit entries of payouts stopped mid-way among them);
@@ -198,13 +237,11 @@ class Controller:
         problems = checker.reconciliation_problems(reconciliation) if reconciliation else []
         if reconciliation is None:
             problems = ["no reconciliation"]
-        self.environment.events.request.fire(
-            request_type=checker.CHECK,
-            name=checker.RECONCILIATION,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=0,
-            exception=checker.CheckFailed("; ".join(problems)) if problems else None,
-            context={},
+        checker.fire_check(
+            self.environment.events.request,
+            checker.RECONCILIATION,
+            _reconciliation_failure(problems, reconciliation),
+            started,
         )
         self.collector.sample()
         merged = self.collector.merged()
@@ -221,6 +258,7 @@ class Controller:
         }
         report = self._report(locust_exit_code=locust_exit_code(self.environment))
         checker.write_report(self.settings.consistency_path, report)
+        counters.write_csv_now(self.environment)
         log.info(
             "verdict %s (exit code %d): %s; %s",
             report["verdict"],
@@ -258,13 +296,9 @@ class Controller:
                 gevent.sleep(AUDIT_POLL_INTERVAL_S)
             example = checker.audit_example(entry, node, wallet, payout, kind, error)
             audit.add(entry, kind, example)
-            self.environment.events.request.fire(
-                request_type=checker.CHECK,
-                name=checker.FINAL_AUDIT,
-                response_time=(time.perf_counter() - started) * 1000,
-                response_length=0,
-                exception=checker.CheckFailed(_describe_audit(example)) if kind else None,
-                context={},
+            failure = checker.CheckFailed(_describe_audit(example), kind) if kind else None
+            checker.fire_check(
+                self.environment.events.request, checker.FINAL_AUDIT, failure, started
             )
             done[0] += 1
 
@@ -290,6 +324,7 @@ class Controller:
             report = self._report(locust_exit_code=locust_exit_code(self.environment))
             checker.write_report(self.settings.consistency_path, report)
             self.environment.process_exit_code = report["exit_code"]
+            counters.write_csv_now(self.environment)
             self._refresh_locust_reports()
         finally:
             if self.target is not None:
@@ -300,7 +335,7 @@ class Controller:
         merged = final.get("merged") or self.collector.merged()
         rates = self.fault_control.configured_rate_by_phase() if self.fault_control else {}
         duration_s = self.stopped_s if self.stopped_s is not None else 0.0
-        return checker.build_report(
+        report = checker.build_report(
             run={
                 "fix": self.settings.fix,
                 "shape": self.settings.shape,
@@ -320,13 +355,23 @@ class Controller:
             target_error=self.target_error,
             since_ms=self.since_ms,
             workers=final.get("workers"),
+            counter_rows=counters.table(self.environment),
         )
+        report["wallet_api"] = wallet_api_note(self.settings)
+        # issue 10: the traffic mix and each class's users and rounds; the crash fault's record
+        users = int(getattr(self.environment.parsed_options, "num_users", None) or 0)
+        mix = dict(self.settings.traffic_mix)
+        report["traffic"] = traffic.report_section(mix, users, report["checks"])
+        report["crashes"] = self.crash.report_section() if self.crash is not None else None
+        if self.crash is not None:
+            self.crash.annotate(report["timeline"])
+        return report
 
     def _refresh_locust_reports(self) -> None:
-        """Let the reconciliation check reach --html and --csv too.
+        """Let the reconciliation's failure (in Locust's Failures) reach --html and --csv too.
 
         Locust writes the HTML report before `quitting`, and the CSV files once a second from
-        a greenlet; the reconciliation check is fired during `quitting`.
+        a greenlet; the reconciliation check is made during `quitting`.
         """
         options = self.environment.parsed_options
         if getattr(options, "html_file", None):
@@ -364,6 +409,21 @@ def _audit_one(admin: TargetAdmin, entry: dict[str, Any]) -> tuple[Any, ...]:
     except TargetError as err:
         return checker.UNRESOLVED, node, wallet, payout, str(err)
     return checker.audit_kind(entry, node, wallet, payout), node, wallet, payout, None
+
+
+def _reconciliation_failure(
+    problems: list[str], reconciliation: dict[str, Any] | None
+) -> checker.CheckFailed | None:
+    """The reconciliation check's failure: its kinds (a stable text in Locust's Failures), and
+    in words the counts."""
+    if not problems:
+        return None
+    if reconciliation is None:
+        return checker.CheckFailed("no reconciliation", counters.NO_RECONCILIATION)
+    kinds = [k for k in checker.RECONCILED_KINDS if (reconciliation.get(k) or {}).get("count")]
+    if reconciliation.get("conserved") is False:
+        kinds.append(checker.NOT_CONSERVED)
+    return checker.CheckFailed("; ".join(problems), ",".join(kinds) or None)
 
 
 def _describe_audit(example: dict[str, Any]) -> str:

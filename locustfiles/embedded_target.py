@@ -9,13 +9,23 @@ It listens on --target-bind (127.0.0.1 by default) and its URL, the bound addres
 Locust's host, which the master sends to every worker with each spawn message. Its admin token
 is the one given with --admin-token, else a generated one (loopback only: options.py refuses
 any other bind without an explicit token).
+
+Restartable (the crash fault, locustfiles/crash.py): `kill()` SIGKILLs it, `restart()` starts it
+again on the same database and port. A restartable target keeps its database in a folder of
+its own (removed at stop), since the target's default is a new temporary folder per start; each
+incarnation logs to a file of its own (target.log, target.1.log, ...), so the restart waits for
+its own `listening on` line.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from locustfiles.admin_client import TargetError
 from locustfiles.options import (
@@ -36,14 +46,26 @@ STOP_TIMEOUT_S = 5.0
 
 
 class EmbeddedTarget:
-    def __init__(self, settings: Settings, extra_args: list[str] | None = None) -> None:
-        """extra_args: appended to the command (tests start targets of other settings)."""
+    def __init__(
+        self,
+        settings: Settings,
+        extra_args: list[str] | None = None,
+        *,
+        restartable: bool = False,
+    ) -> None:
+        """extra_args: appended to the command (tests start targets of other settings).
+        restartable: a database of its own, so restart() finds the same one (the crash fault)."""
         self.settings = settings
         self.extra_args = list(extra_args or [])
         self.admin_token = settings.admin_token or secrets.token_hex(16)
         self.log_path = settings.report_dir / "target.log"
         self.url: str | None = None
         self.child: ChildServer | None = None
+        self.port = 0  # 0: a free one at the first start; the same one at every restart
+        self.db_dir: Path | None = None
+        if restartable:
+            self.db_dir = Path(tempfile.mkdtemp(prefix="lnchaos-target-"))
+        self.starts = 0
 
     def command(self) -> list[str]:
         """The timing is explicit, in step with the suite's --final-wait-s (options.py): the node's
@@ -57,7 +79,8 @@ class EmbeddedTarget:
             "--bind",
             s.target_bind,
             "--port",
-            "0",
+            str(self.port),
+            *(["--db", str(self.db_dir / "wallet.sqlite")] if self.db_dir is not None else []),
             "--fix",
             s.fix,
             "--seed",
@@ -91,9 +114,13 @@ class EmbeddedTarget:
                 self.settings.target_bind,
             )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_path
+        if self.starts:
+            log_path = self.log_path.with_name(f"{self.log_path.stem}.{self.starts}.log")
+        self.starts += 1
         self.child = ChildServer(
             self.command(),
-            log_path=self.log_path,
+            log_path=log_path,
             die_with_parent=True,
             stop_timeout_s=STOP_TIMEOUT_S,
             name="embedded target",
@@ -107,14 +134,38 @@ class EmbeddedTarget:
         except ChildError as err:
             raise TargetError(str(err)) from None
         self.url = self.child.url
-        log.info("embedded target %s (pid %d, log %s)", self.url, self.child.pid, self.log_path)
+        self.port = int(urlsplit(self.url).port or 0)
+        log.info("embedded target %s (pid %d, log %s)", self.url, self.child.pid, log_path)
         return self.url
+
+    def kill(self) -> int | None:
+        """SIGKILL, now (the crash fault): no shutdown of its own, nothing flushed."""
+        child = self.child
+        return child.kill() if child is not None else None
+
+    def restart(self) -> str:
+        """Start it again on the same database and port (after kill()); its URL, unchanged."""
+        assert self.db_dir is not None and self.port, "restart needs a restartable, started target"
+        before, self.child = self.url, None
+        url = self.start()
+        if url != before:
+            raise TargetError(f"the target came back on {url}, not {before}")
+        return url
+
+    def exited_by_itself(self) -> int | None:
+        """The exit code of a target that stopped without being told (e.g. 74, its journal
+        failed), else None."""
+        child = self.child
+        if child is None or child.running():
+            return None
+        return child.returncode
 
     def stop(self) -> int | None:
         """SIGTERM, a bounded wait, then SIGKILL. Idempotent."""
         child, self.child = self.child, None
-        if child is None:
-            return None
-        code = child.stop()
-        log.info("embedded target stopped (exit code %s)", code)
+        code = child.stop() if child is not None else None
+        if child is not None:
+            log.info("embedded target stopped (exit code %s)", code)
+        if self.db_dir is not None:
+            shutil.rmtree(self.db_dir, ignore_errors=True)
         return code

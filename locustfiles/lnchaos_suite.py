@@ -20,7 +20,8 @@ worker lost mid-run, else 0 pass
 (schema and codes: locustfiles/checker.py). --shape picks the load shape; Locust's --profile is
 only a run label.
 
-CI example (a job step; the CSV, HTML and JSON reports carry the CHECK and FAULT rows):
+CI example (a job step; checks and faults are in <csv prefix>_consistency_checks.csv and
+consistency.json, failed checks also in Locust's failures CSV and HTML report):
     pip install -e .
     locust --headless -t 60s -u 10 --fix on --shape spike --seed "$GITHUB_RUN_NUMBER" \
         --csv reports/ci --html reports/ci.html --json-file reports/ci
@@ -46,15 +47,16 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from locustfiles import options, telemetry, traffic
+from locustfiles import counters, crash, options, telemetry, traffic
 from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
-from locustfiles.traffic import DrainUser, SharedInvoiceUser
+from locustfiles.traffic import DrainUser, EdgeUser, RetryUser, SharedInvoiceUser
 from locustfiles.users import PayerUser
 
-__all__ = ["DrainUser", "LnchaosShape", "PayerUser", "SharedInvoiceUser"]
+__all__ = ["DrainUser", "EdgeUser", "LnchaosShape", "PayerUser", "RetryUser", "SharedInvoiceUser"]
 
 events.init_command_line_parser.add_listener(options.add_arguments)
+events.init_command_line_parser.add_listener(crash.add_arguments)
 
 _controller: Controller | None = None
 
@@ -64,17 +66,24 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
     global _controller
     if runner is None:
         return
+    counters.bind(environment)  # failed checks in Locust's Failures; the table's CSV
     if isinstance(runner, WorkerRunner):
         runner.register_message(telemetry.PHASE_MESSAGE, telemetry.on_phase_message)
         gevent.spawn(telemetry.tally_sender, runner)
         return
     # the traffic classes of --traffic-mix, weighted beside the payers (the master dispatches)
     parsed = environment.parsed_options
-    traffic.apply_mix(
-        environment,
-        options.parse_traffic_mix(getattr(parsed, "traffic_mix", None) or "none"),
-        checks_on=str(getattr(parsed, "checks", "on") or "on") != "off",
-    )
+    mix = options.parse_traffic_mix(getattr(parsed, "traffic_mix", None) or "none")
+    if (getattr(parsed, "wallet_api", None) or "lnchaos") != "lnchaos":
+        mix = {}  # the classes speak lnchaos's wallet API (consistency.json: wallet_api.left_out)
+    checks_on = str(getattr(parsed, "checks", "on") or "on") != "off"
+    traffic.apply_mix(environment, mix, checks_on=checks_on)
+    if checks_on and mix:
+        traffic.warn_unallocated(mix, int(getattr(parsed, "num_users", None) or 1))
+        environment.events.spawning_complete.add_listener(
+            lambda **_kw: traffic.PEAK_USERS.on_spawning_complete(environment)
+        )
+    options.guard_web_form(environment)  # a bad option in the start form starts no run
     _controller = Controller(environment)
     if isinstance(runner, MasterRunner):
         runner.register_message(telemetry.TALLY_MESSAGE, _on_tally_message)
@@ -93,7 +102,7 @@ def on_report_to_master(client_id: str, data: dict[str, Any], **_kwargs: Any) ->
     # rides along with each of Locust's stats reports (every few seconds, and the last one when
     # the master quits); never marked final: only the worker's test_stop knows its users stopped
     if telemetry.LOCAL.run_id:
-        data[telemetry.REPORT_KEY] = telemetry.LOCAL.tally.to_dict()
+        data[telemetry.REPORT_KEY] = telemetry.snapshot()
 
 
 @events.worker_report.add_listener

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -33,16 +34,21 @@ from typing import Any
 from locustfiles.shapes import SHAPES
 from target.common.server import LOOPBACK, bind_problem
 
+log = logging.getLogger(__name__)
+
 FIX_MODES = ("off", "rollback", "on")
 
 # The traffic classes beside the ordinary payers (locustfiles/traffic.py), by weight. The payers
 # weigh PAYER_WEIGHT, so the default puts about 1 user in 12 on each class: every run meets a
 # shared invoice and a drained wallet, while the payers still carry the load the bench measures
 # and the checks that need many payouts (timeouts resolved, retries).
-TRAFFIC_CLASSES = ("shared", "drain")
+# (issue 10, items 1-2: retry and edge join them; `payers=N` sets the payers' weight, 0 runs the
+# classes alone, as the mutant runs that prove one class's check do)
+TRAFFIC_CLASSES = ("shared", "drain", "retry", "edge")
+PAYERS = "payers"
 PAYER_WEIGHT = 10
 TRAFFIC_WEIGHT_MAX = 100
-DEFAULT_TRAFFIC_MIX = "shared=1,drain=1"
+DEFAULT_TRAFFIC_MIX = "shared=1,drain=1,retry=1,edge=1"
 ADMIN_TOKEN_ENV = "LNCHAOS_ADMIN_TOKEN"
 
 # The embedded target's timing (passed explicitly; the target's own defaults are the same).
@@ -57,6 +63,147 @@ DEFAULT_FINAL_WAIT_S = float(
     )
 )  # 6 s
 FINAL_WAIT_S_MAX = 600.0
+
+
+SPIKE_FACTOR_MAX = 100
+SEED_MAX = 2**63 - 1
+
+
+# ---- validation: one place for the command line (argparse types) and the web UI's form ---------
+
+
+def _share(value: Any) -> float:
+    number = _number(value, float)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"must be a share within [0, 1], not {value!r}")
+    return number
+
+
+def _whole(low: int, high: int) -> Any:
+    def parse(value: Any) -> int:
+        number = _number(value, int)
+        if not low <= number <= high:
+            raise ValueError(f"must be a whole number within [{low}, {high}], not {value!r}")
+        return number
+
+    return parse
+
+
+def _seconds(value: Any) -> float:
+    number = _number(value, float)
+    if not 0.0 <= number <= FINAL_WAIT_S_MAX:
+        raise ValueError(f"must be seconds within [0, {FINAL_WAIT_S_MAX:.0f}], not {value!r}")
+    return number
+
+
+def _number(value: Any, kind: type) -> Any:
+    """A finite int or float from an option's text (or a value already parsed)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {value!r}")
+    try:
+        number = kind(str(value).strip()) if isinstance(value, str) else kind(value)
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"must be {what}, not {value!r}") from None
+    if kind is int and not isinstance(value, (int, str)) and number != value:
+        raise ValueError(f"must be a whole number, not {value!r}")
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, not {value!r}")
+    return number
+
+
+def _traffic(value: Any) -> dict[str, int]:
+    try:
+        return parse_traffic_mix(value)
+    except ValueError as err:  # its text starts with the option's name: keep only the why
+        raise ValueError(str(err).removeprefix("--traffic-mix: ")) from None
+
+
+# Every suite option with a value to check: dest -> (flag, parse). parse returns the typed
+# value or raises ValueError saying why (without the flag: the callers name it).
+PARSERS: dict[str, tuple[str, Any]] = {
+    "timeout_rate": ("--timeout-rate", _share),
+    "spike_timeout_rate": ("--spike-timeout-rate", _share),
+    "late_settle_rate": ("--late-settle-rate", _share),
+    "retry_share": ("--retry-share", _share),
+    "spike_factor": ("--spike-factor", _whole(1, SPIKE_FACTOR_MAX)),
+    "max_inconsistencies": ("--max-inconsistencies", _whole(0, SEED_MAX)),
+    "final_wait_s": ("--final-wait-s", _seconds),
+    "seed": ("--seed", _whole(0, SEED_MAX)),
+    "traffic_mix": ("--traffic-mix", _traffic),
+}
+# The options with choices (argparse checks them on the command line; the form is checked here).
+CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fix": ("--fix", FIX_MODES),
+    "shape": ("--shape", tuple(SHAPES)),
+    "checks": ("--checks", ("on", "off")),
+}
+
+
+def value_problem(dest: str, value: Any) -> str | None:
+    """Why `value` is not valid for the suite option `dest`, naming the option; None if it is
+    (or if `dest` is not a suite option with a value to check)."""
+    if dest in CHOICES:
+        flag, choices = CHOICES[dest]
+        if str(value).strip() not in choices:
+            return f"{flag}: {value!r} is not one of {', '.join(choices)}"
+        return None
+    if dest in PARSERS:
+        flag, parse = PARSERS[dest]
+        try:
+            parse(value)
+        except ValueError as err:
+            return f"{flag}: {err}"
+    return None
+
+
+def form_problems(form: Any) -> list[str]:
+    """What is wrong in a web UI start form (a mapping of option dest -> text): every suite
+    option it carries is checked as the command line checks it."""
+    return [
+        problem
+        for dest in (*CHOICES, *PARSERS)
+        if dest in form and (problem := value_problem(dest, form[dest])) is not None
+    ]
+
+
+def guard_web_form(environment: Any) -> None:
+    """In the web UI, a start (POST /swarm) whose form has a bad suite option is answered
+    `{"success": false, "message": "--fix: 'maybe' is not one of off, rollback, on"}` and
+    starts nothing, as the command line refuses it (exit 2). A Flask before_request hook on
+    Locust's own app: Locust's /swarm copies form fields into the parsed options unchecked
+    (`type(default)(value)`, or the text as it is). The answer keeps Locust's own shape and
+    status (200 with success false): its start form shows `message` only from a 2xx answer."""
+    web_ui = getattr(environment, "web_ui", None)
+    if web_ui is None:
+        return
+    from flask import jsonify, request  # Locust's web UI is Flask: here only when it runs
+
+    def check_swarm_form() -> Any:
+        if request.method != "POST" or not request.path.rstrip("/").endswith("/swarm"):
+            return None
+        problems = form_problems(request.form)
+        if not problems:
+            return None
+        message = "not started: " + "; ".join(problems)
+        log.error("web UI start refused: %s", message)
+        return jsonify({"success": False, "message": message, "host": environment.host})
+
+    web_ui.app.before_request(check_swarm_form)
+
+
+def _argument(dest: str) -> Any:
+    """The argparse type of a suite option: its parse, its why as argparse's error (exit 2)."""
+    _, parse = PARSERS[dest]
+
+    def parse_argument(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse_argument.__name__ = dest  # argparse names the type in some of its messages
+    return parse_argument
 
 
 def add_arguments(parser: Any) -> None:
@@ -76,31 +223,31 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--timeout-rate",
-        type=float,
+        type=_argument("timeout_rate"),
         default=0.01,
         help="Share of Lightning payments that time out under normal traffic.",
     )
     parser.add_argument(
         "--spike-timeout-rate",
-        type=float,
+        type=_argument("spike_timeout_rate"),
         default=0.05,
         help="Share of Lightning payments that time out during the spike phase.",
     )
     parser.add_argument(
         "--late-settle-rate",
-        type=float,
+        type=_argument("late_settle_rate"),
         default=0.5,
         help="Share of timed-out payments that the network settles late (the rest fail).",
     )
     parser.add_argument(
         "--spike-factor",
-        type=int,
+        type=_argument("spike_factor"),
         default=4,
-        help="Spike profile: users during the spike, as a multiple of -u.",
+        help=f"Spike shape: users during the spike, as a multiple of -u (1-{SPIKE_FACTOR_MAX}).",
     )
     parser.add_argument(
         "--retry-share",
-        type=float,
+        type=_argument("retry_share"),
         default=0.1,
         help="Share of payouts retried with the same Idempotency-Key.",
     )
@@ -113,23 +260,26 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--traffic-mix",
-        type=_traffic_mix_argument,
+        type=_argument("traffic_mix"),
         default=DEFAULT_TRAFFIC_MIX,
         include_in_web_ui=False,  # user classes and their weights are fixed at start
         help=f"Traffic classes beside the ordinary payers (weight {PAYER_WEIGHT}), as NAME=WEIGHT "
         f"pairs ({', '.join(TRAFFIC_CLASSES)}; weights 0-{TRAFFIC_WEIGHT_MAX}), or none. Shared: "
         "one invoice paid from two wallets at once; drain: parallel payouts over a wallet's "
-        "balance. Off with --checks off.",
+        "balance; retry: the same Idempotency-Key again while the first runs, with another "
+        "invoice, a new key after a failure or a success; edge: expired, foreign, amountless "
+        "and over-limit invoices. payers=N sets the payers' weight (0: the classes alone). "
+        "Off with --checks off.",
     )
     parser.add_argument(
         "--max-inconsistencies",
-        type=int,
+        type=_argument("max_inconsistencies"),
         default=0,
         help="Inconsistencies tolerated before the run fails (zero tolerance by default).",
     )
     parser.add_argument(
         "--final-wait-s",
-        type=float,
+        type=_argument("final_wait_s"),
         default=DEFAULT_FINAL_WAIT_S,
         help="After the load: how long the verdict waits for the run's payouts to become final; "
         "then any payout still pending or in flight counts as `unresolved`. The default follows "
@@ -137,7 +287,7 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=_argument("seed"),
         default=1,
         help="Seed of the target's network and of the users' choices (amounts, retries).",
     )
@@ -155,12 +305,20 @@ def add_arguments(parser: Any) -> None:
         "also the embedded target's, which needs one when --target-bind is not loopback.",
     )
     parser.add_argument(
+        "--progress-file",
+        default=None,
+        include_in_web_ui=False,
+        help="Also write the run's progress (phase, payouts, timeouts, inconsistencies, drift) "
+        "to this JSON file once a second while it runs (lnchaos compare's progress line).",
+    )
+    parser.add_argument(
         "--target-bind",
         default=LOOPBACK,
         include_in_web_ui=False,
         help="IP address the embedded target listens on (no --host); workers are given it as "
         "the target's URL. Anything but loopback needs --admin-token.",
     )
+    add_wallet_api_arguments(parser)
 
 
 def parse_traffic_mix(text: str | dict[str, int]) -> dict[str, int]:
@@ -175,10 +333,10 @@ def parse_traffic_mix(text: str | dict[str, int]) -> dict[str, int]:
     for part in text.split(","):
         name, sep, weight_text = part.partition("=")
         name = name.strip()
-        if not sep or name not in TRAFFIC_CLASSES:
+        if not sep or name not in (*TRAFFIC_CLASSES, PAYERS):
             raise ValueError(
                 f"--traffic-mix: {part.strip()!r} is not NAME=WEIGHT with NAME one of "
-                f"{', '.join(TRAFFIC_CLASSES)} (or say none)"
+                f"{', '.join((*TRAFFIC_CLASSES, PAYERS))} (or say none)"
             )
         if name in mix:
             raise ValueError(f"--traffic-mix: {name} given twice")
@@ -191,14 +349,10 @@ def parse_traffic_mix(text: str | dict[str, int]) -> dict[str, int]:
                 f"--traffic-mix: weight of {name} must be within [0, {TRAFFIC_WEIGHT_MAX}]"
             )
         mix[name] = weight
-    return {name: weight for name, weight in mix.items() if weight > 0}
-
-
-def _traffic_mix_argument(text: str) -> dict[str, int]:
-    try:
-        return parse_traffic_mix(text)
-    except ValueError as err:  # argparse shows an ArgumentTypeError's own words
-        raise argparse.ArgumentTypeError(str(err)) from None
+    if mix.get(PAYERS) == 0 and not any(mix.get(name) for name in TRAFFIC_CLASSES):
+        raise ValueError("--traffic-mix: payers=0 needs a traffic class of weight above 0")
+    # a class of weight 0 is off; the payers' weight is kept as given (0: the classes alone)
+    return {name: weight for name, weight in mix.items() if weight > 0 or name == PAYERS}
 
 
 def profile_hint(options: Any) -> str | None:
@@ -230,6 +384,10 @@ class Settings:
     host: str | None
     target_bind: str = LOOPBACK
     traffic_mix: tuple[tuple[str, int], ...] = ()  # the classes on, with their weights
+    # --- the wallet adapter (locustfiles/wallets/) ---
+    wallet_api: str = "lnchaos"
+    node_url: str | None = None
+    node_admin_token: str | None = None
 
     @property
     def consistency_path(self) -> Path:
@@ -237,39 +395,47 @@ class Settings:
 
 
 def settings_from(options: Any) -> Settings:
-    """Typed, validated settings from Locust's parsed options; ValueError names a bad one."""
-    settings = Settings(
-        fix=str(_get(options, "fix", "off")),
-        shape=str(_get(options, "shape", None) or "steady"),
+    """Typed, validated settings from Locust's parsed options (the web UI hands some over as
+    text); ValueError names every bad option and why (the same checks as the command line)."""
+    defaults: dict[str, Any] = {
+        "fix": "off",
+        "shape": "steady",
+        "checks": "on",
+        "timeout_rate": 0.01,
+        "spike_timeout_rate": 0.05,
+        "late_settle_rate": 0.5,
+        "retry_share": 0.1,
+        "spike_factor": 4,
+        "max_inconsistencies": 0,
+        "final_wait_s": DEFAULT_FINAL_WAIT_S,
+        "seed": 1,
+        "traffic_mix": DEFAULT_TRAFFIC_MIX,
+    }
+    raw = {dest: _get(options, dest, default) for dest, default in defaults.items()}
+    raw["shape"] = raw["shape"] or "steady"
+    problems = [p for dest, value in raw.items() if (p := value_problem(dest, value)) is not None]
+    if problems:
+        raise ValueError("; ".join(problems))
+    value = {dest: PARSERS[dest][1](raw[dest]) for dest in PARSERS}
+    return Settings(
+        fix=str(raw["fix"]).strip(),
+        shape=str(raw["shape"]).strip(),
         profile=_get(options, "profile", None) or None,
-        timeout_rate=float(_get(options, "timeout_rate", 0.01)),
-        spike_timeout_rate=float(_get(options, "spike_timeout_rate", 0.05)),
-        late_settle_rate=float(_get(options, "late_settle_rate", 0.5)),
-        spike_factor=int(_get(options, "spike_factor", 4)),
-        retry_share=float(_get(options, "retry_share", 0.1)),
-        max_inconsistencies=int(_get(options, "max_inconsistencies", 0)),
-        final_wait_s=float(_get(options, "final_wait_s", DEFAULT_FINAL_WAIT_S)),
-        seed=int(_get(options, "seed", 1)),
+        timeout_rate=value["timeout_rate"],
+        spike_timeout_rate=value["spike_timeout_rate"],
+        late_settle_rate=value["late_settle_rate"],
+        spike_factor=value["spike_factor"],
+        retry_share=value["retry_share"],
+        max_inconsistencies=value["max_inconsistencies"],
+        final_wait_s=value["final_wait_s"],
+        seed=value["seed"],
         report_dir=Path(str(_get(options, "report_dir", "reports") or "reports")),
         admin_token=_get(options, "admin_token", None) or os.environ.get(ADMIN_TOKEN_ENV),
         host=_get(options, "host", None) or None,
         target_bind=str(_get(options, "target_bind", LOOPBACK) or LOOPBACK).strip(),
-        traffic_mix=tuple(
-            sorted(parse_traffic_mix(_get(options, "traffic_mix", DEFAULT_TRAFFIC_MIX)).items())
-        ),
+        traffic_mix=tuple(sorted(value["traffic_mix"].items())),
+        **wallet_api_settings(options),
     )
-    if settings.fix not in FIX_MODES:
-        raise ValueError(f"--fix must be one of {', '.join(FIX_MODES)}, not {settings.fix!r}")
-    if settings.shape not in SHAPES:
-        raise ValueError(f"--shape must be one of {', '.join(SHAPES)}")
-    if not 0.0 <= settings.final_wait_s <= FINAL_WAIT_S_MAX:
-        raise ValueError(f"--final-wait-s must be within [0, {FINAL_WAIT_S_MAX:.0f}]")
-    for name in ("timeout_rate", "spike_timeout_rate", "late_settle_rate", "retry_share"):
-        if not 0.0 <= getattr(settings, name) <= 1.0:
-            raise ValueError(f"--{name.replace('_', '-')} must be within [0, 1]")
-    if settings.max_inconsistencies < 0 or settings.spike_factor < 1:
-        raise ValueError("--max-inconsistencies must be >= 0 and --spike-factor >= 1")
-    return settings
 
 
 def target_bind_problem(settings: Settings) -> str | None:
@@ -290,3 +456,82 @@ def target_bind_problem(settings: Settings) -> str | None:
 def _get(options: Any, name: str, default: Any) -> Any:
     value = getattr(options, name, default)
     return default if value is None else value
+
+
+# ---- the wallet adapter (locustfiles/wallets/): --wallet-api and the node it needs -------------
+# With --wallet-api lnbits the suite drives a wallet it did not start (--host), and the judge is a
+# `lnchaos node` the wallet uses as its funding source: invoices, faults and the truth of every
+# payment come from --node-url, with --node-admin-token for its /admin routes.
+
+NODE_ADMIN_TOKEN_ENV = "LNCHAOS_NODE_ADMIN_TOKEN"
+
+
+def add_wallet_api_arguments(parser: Any) -> None:
+    from locustfiles.wallets.base import WALLET_APIS
+
+    parser.add_argument(
+        "--wallet-api",
+        choices=WALLET_APIS,
+        default="lnchaos",
+        include_in_web_ui=False,
+        help="The wallet API the payers drive: lnchaos (the embedded target, or --host) or "
+        "lnbits (LNbits at --host, funded from and judged by the lnchaos node at --node-url).",
+    )
+    parser.add_argument(
+        "--node-url",
+        default=None,
+        include_in_web_ui=False,
+        help="--wallet-api lnbits: URL of the `lnchaos node` the wallet pays through (the judge).",
+    )
+    parser.add_argument(
+        "--node-admin-token",
+        default=None,
+        env_var=NODE_ADMIN_TOKEN_ENV,
+        include_in_web_ui=False,
+        help=f"--wallet-api lnbits: the node's admin token (or ${NODE_ADMIN_TOKEN_ENV}).",
+    )
+
+
+def wallet_api_settings(options: Any) -> dict[str, Any]:
+    wallet_api = str(_get(options, "wallet_api", "lnchaos") or "lnchaos")
+    node_url = _get(options, "node_url", None) or None
+    token = _get(options, "node_admin_token", None) or os.environ.get(NODE_ADMIN_TOKEN_ENV)
+    return {
+        "wallet_api": wallet_api,
+        "node_url": str(node_url).rstrip("/") if node_url else None,
+        "node_admin_token": token or None,
+    }
+
+
+def wallet_api_problem(settings: Settings) -> str | None:
+    """Why the run cannot drive this wallet API, else None."""
+    if settings.wallet_api == "lnchaos":
+        return None
+    missing = [
+        option
+        for option, value in (
+            ("--host", settings.host),
+            ("--node-url", settings.node_url),
+            ("--node-admin-token", settings.node_admin_token),
+        )
+        if not value
+    ]
+    if missing:
+        return f"--wallet-api {settings.wallet_api} needs {', '.join(missing)}"
+    return None
+
+
+def wallet_api_note(settings: Settings) -> dict[str, Any]:
+    """consistency.json's `wallet_api`: which API was driven and what it could not be asked."""
+    if settings.wallet_api == "lnchaos":
+        return {"name": "lnchaos", "left_out": []}
+    return {
+        "name": settings.wallet_api,
+        "node_url": settings.node_url,
+        "left_out": [
+            "idempotent_retry with an Idempotency-Key: the wallet's API has none; a retry "
+            "resends the same invoice and is checked for never charging twice",
+            "traffic classes shared and drain (--traffic-mix): they speak lnchaos's wallet API",
+            "fix modes (--fix): the wallet has its own payout flow",
+        ],
+    }

@@ -4,13 +4,18 @@ Each process has one `LOCAL` state: the phase the users tag their requests with,
 they record into. The master (or the local runner) has a `Collector`: the latest tally of each
 worker, the phases as they happened, and a timeline sampled about once per second.
 
+With --progress-file the master also writes each timeline sample to that file (atomically),
+so a program outside Locust (lnchaos compare) can show the run's progress once a second.
+
 Messages (Locust's `runner.register_message`):
 - `lnchaos_phase` {run_id, phase}: master -> workers on every phase change and once a second
   (so late workers learn it too). A new run_id resets the worker's tally: runs started one
   after another in the web UI do not mix.
 - `lnchaos_tally` (Tally.to_dict() + `final`): workers -> master once a second and on test_stop
   (`final: true`: the worker's users have stopped, its tally is complete); the tally also rides
-  along with each of Locust's own stats reports (`report_to_master`, never final). Tallies are
+  along with each of Locust's own stats reports (`report_to_master`, never final). Each also
+  carries the worker's counts of checks and faults (`counters`: counters.py), so the suite's
+  own table crosses by this same path. Tallies are
   cumulative, so the master keeps only the latest of each worker. They carry the audit entries
   (the payouts no payer could judge, with the wallet's api key so the master can read the
   wallet; checker.py): the master audits them after the final wait, so entries recorded as users
@@ -30,14 +35,17 @@ longer listed: a worker that stopped normally leaves the list too, so `gone` alo
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gevent
 from locust.runners import STATE_MISSING, LocalRunner, WorkerRunner
 
+from locustfiles import counters
 from locustfiles.checker import Tally, merge_tallies, timeline_point
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,7 @@ log = logging.getLogger(__name__)
 PHASE_MESSAGE = "lnchaos_phase"
 TALLY_MESSAGE = "lnchaos_tally"
 REPORT_KEY = "lnchaos_tally"
+COUNTERS_KEY = "counters"
 TALLY_INTERVAL_S = 1.0
 TIMELINE_INTERVAL_S = 1.0
 MAX_TIMELINE_SAMPLES = 24 * 3600  # one a second for a day: a bound, not a plan
@@ -71,14 +80,17 @@ def on_phase_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
     if run_id != LOCAL.run_id:
         LOCAL.run_id = run_id
         LOCAL.tally = Tally(run_id)
+    counters.start_run(run_id)
     LOCAL.phase = str(msg.data.get("phase", LOCAL.phase))
 
 
 class Collector:
     """Master side: per-worker tallies, phases and the timeline of one run."""
 
-    def __init__(self, runner: Any) -> None:
+    def __init__(self, runner: Any, progress_path: str | Path | None = None) -> None:
         self.runner = runner
+        # --progress-file: each sample also written there (lnchaos compare's progress line)
+        self.progress_path = Path(progress_path) if progress_path else None
         self.is_local = isinstance(runner, LocalRunner)
         self.run_id = ""
         self.snapshots: dict[str, dict[str, Any]] = {}
@@ -93,6 +105,7 @@ class Collector:
     def start_run(self, run_id: str) -> None:
         self.stop_sampling()
         self.run_id = run_id
+        counters.start_run(run_id)
         self.snapshots = {}
         self.workers = {}
         self.started_unix = time.time()
@@ -120,6 +133,7 @@ class Collector:
         known = self.snapshots.get(node_id)
         if known is None or snapshot.get("seq", 0) > known.get("seq", 0):
             self.snapshots[node_id] = snapshot
+            counters.on_worker(node_id, snapshot.get(COUNTERS_KEY))
 
     def _worker(self, node_id: str) -> dict[str, Any] | None:
         worker = self.workers.get(node_id)
@@ -221,6 +235,21 @@ class Collector:
         point = {"t_s": round(self.elapsed_s(), 3), "phase": self.current_phase()}
         point.update(timeline_point(self.merged()))
         self.timeline.append(point)
+        self.write_progress(point)
+
+    def write_progress(self, point: dict[str, Any]) -> None:
+        """The latest sample as JSON (atomically), for a reader outside Locust: {run_id, t_s,
+        phase, payouts, timeouts, inconsistencies, drift_msat, written_unix}."""
+        if self.progress_path is None:
+            return
+        tmp = self.progress_path.with_name(self.progress_path.name + ".tmp")
+        try:
+            tmp.write_text(
+                json.dumps({"run_id": self.run_id, **point, "written_unix": round(time.time(), 3)})
+            )
+            tmp.replace(self.progress_path)
+        except OSError as err:
+            log.warning("could not write the progress to %s: %s", self.progress_path, err)
 
     def stop_sampling(self) -> None:
         if self._sampler is not None:
@@ -238,9 +267,14 @@ def broadcast_phase(runner: Any, run_id: str, phase: str) -> None:
     runner.send_message(PHASE_MESSAGE, {"run_id": run_id, "phase": phase})
 
 
+def snapshot(*, final: bool = False) -> dict[str, Any]:
+    """This process's tally with its counts of checks and faults: what a worker sends."""
+    return {**LOCAL.tally.to_dict(), COUNTERS_KEY: counters.LOCAL.to_dict(), FINAL_KEY: final}
+
+
 def send_tally(runner: WorkerRunner, *, final: bool = False) -> None:
     """final: the worker's users have stopped (test_stop): this tally is its whole run."""
-    runner.send_message(TALLY_MESSAGE, {**LOCAL.tally.to_dict(), FINAL_KEY: final})
+    runner.send_message(TALLY_MESSAGE, snapshot(final=final))
 
 
 def tally_sender(runner: WorkerRunner) -> None:

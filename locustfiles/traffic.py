@@ -1,4 +1,4 @@
-"""Traffic classes beside the ordinary payers (issue 10): the load only, each with its own check.
+"""Traffic classes beside the ordinary payers (issue 10): rough traffic, each with its own check.
 
 Jepsen's split: these users make the rough traffic and judge it by the node's truth; the kinds
 and the tally are checker.py's. Chosen with `--traffic-mix` (options.py; `apply_mix` sets the
@@ -14,8 +14,26 @@ weights at init, before any user starts):
   balance. The balance (read while they run and at the end) never goes below zero (`overdrawn`),
   a refusal (409 insufficient_funds) moves nothing, and the final balance is exactly funding -
   sum(amount + the node's fee) over the hashes the node paid (check `drain`).
+- `RetryUser` (`retry`): one fresh wallet and invoice a round. Key K twice at once (2 ms apart):
+  an "in progress" answer (409 request_in_progress) is asked again until it is an answer, and
+  both end with the same answer (status, payout); K with another invoice: a clear 4xx (422
+  idempotency_key_reused), and that invoice never reaches the node; once the first is final, the
+  invoice with a new key: refused (409 invoice_already_paid) after a success, a new attempt
+  after a failure (half the rounds pay a payee nobody routes to: a failure at the node). The
+  wallet ends charged amount + the node's fee if the node paid, else nothing (check `retry`;
+  an answer against these rules is `idempotency_mismatch`, a second charge `double_charge`).
+- `EdgeUser` (`edge`): one fresh wallet a round and a few EDGE_CASES (amounts at the limits,
+  expired, foreign-network and amountless invoices), each due a clear 4xx with its error code;
+  after them the wallet holds exactly its funding with nothing reserved, and the node never saw
+  any of their hashes (check `edge`; a wrong answer or money moved is `accepted_bad_input`, or
+  the balance's own kind when only money moved).
 
-Both judge money only by the node's truth (GET /node/payments/{hash}), after every payout is
+`--traffic-mix` also takes `payers=N` (the payers' weight, 0: the classes alone). `allocation`
+replays Locust's dispatch to say which classes get no user at a small -u (a warning at start);
+`report_section` is consistency.json's `traffic`. Under the crash fault (crash.py) a payout that
+got no answer is sent again with the same key once the target is back, as the payers do.
+
+All judge money only by the node's truth (GET /node/payments/{hash}), after every payout is
 final (bounded polling, as users.py). A round whose payouts are not final within the bound, or
 that got an answer it cannot interpret (its outcome unknown), is not guessed: it fires a failed
 `resolved_within_bound` (not an inconsistency) and is left to the target's end-of-run
@@ -26,20 +44,32 @@ apply.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import logging
 import random
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import bolt11
 import gevent
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from locustfiles import checker
 from locustfiles.checker import CheckFailed
-from locustfiles.options import PAYER_WEIGHT
+from locustfiles.options import PAYER_WEIGHT, PAYERS
 from locustfiles.telemetry import LOCAL
-from locustfiles.users import RESOLVE_MAX_POLLS, RESOLVE_POLL_INTERVAL_S, RESOLVE_TIMEOUT_S
+from locustfiles.users import (
+    AFTER_CRASH_MAX_POLLS,
+    AFTER_CRASH_MAX_S,
+    AFTER_CRASH_POLL_S,
+    RESOLVE_MAX_POLLS,
+    RESOLVE_POLL_INTERVAL_S,
+    RESOLVE_TIMEOUT_S,
+)
 from locustfiles.wallet_client import (
     FINAL_NODE_STATUSES,
     FINAL_PAYOUT_STATUSES,
@@ -48,6 +78,7 @@ from locustfiles.wallet_client import (
     Wallet,
     WalletClient,
 )
+from target.common.limits import MAX_AMOUNT_MSAT  # the contract's limit (docs/target-api.md)
 
 SHARED_FUNDING_MSAT = 10_000_000
 SHARED_AMOUNT_MSAT_MIN = 10_000
@@ -64,7 +95,22 @@ ROUND_JOIN_TIMEOUT_S = 30.0
 # the answers a round expects besides success, failure and timeout: refusals that move nothing
 REFUSALS = ("payment_in_progress", "invoice_already_paid", "insufficient_funds")
 
+# the retry class: one round's in-progress answers re-asked (bounded), and its check's name
+RETRY = "retry"
+IN_PROGRESS_POLLS_MAX = 40
+IN_PROGRESS_POLL_S = 0.1
+RETRY_FUNDING_MSAT = 10_000_000
+# the edge class: bad requests that must get a clear 4xx and move nothing (check `edge`)
+EDGE = "edge"
+ACCEPTED_BAD_INPUT = "accepted_bad_input"  # the kind: a 4xx was due, or a refusal moved money
+EDGE_FUNDING_MSAT = 5_000_000
+EDGE_CASES_PER_ROUND = 3
+USERS_SIMULATED_MAX = 100_000
+COUNTED_MAX = 10_000  # payout ids a user remembers so a replay is not counted twice
+IN_PROGRESS = ("request_in_progress",)  # allocation(): a bound on the replayed dispatch
+
 _user_numbers = itertools.count()
+log = logging.getLogger(__name__)
 
 
 def apply_mix(environment: Any, mix: dict[str, int], checks_on: bool = True) -> None:
@@ -73,14 +119,117 @@ def apply_mix(environment: Any, mix: dict[str, int], checks_on: bool = True) -> 
     payers alone."""
     from locustfiles.users import PayerUser
 
-    classes = {"shared": SharedInvoiceUser, "drain": DrainUser}
-    on = {name: weight for name, weight in mix.items() if weight > 0} if checks_on else {}
-    PayerUser.weight = PAYER_WEIGHT
+    classes = traffic_classes()
+    on = {name: weight for name, weight in mix.items() if weight > 0 and name in classes}
+    on = on if checks_on else {}
+    # `payers=0` runs the classes alone (a class's own check against a mutant); never no user
+    payers = int(mix.get(PAYERS, PAYER_WEIGHT)) if on else PAYER_WEIGHT
+    PayerUser.weight = payers
     for name, cls in classes.items():
         cls.weight = on.get(name, 0)
-    kept = [cls for cls in environment.user_classes if cls not in classes.values()]
+    kept = [
+        cls
+        for cls in environment.user_classes
+        if cls not in classes.values() and (cls is not PayerUser or payers > 0)
+    ]
     kept += [classes[name] for name in sorted(on)]
     environment.user_classes[:] = kept  # in place: the runner reads this very list
+
+
+def traffic_classes() -> dict[str, type[TrafficUser]]:
+    return {
+        "shared": SharedInvoiceUser,
+        "drain": DrainUser,
+        "retry": RetryUser,
+        "edge": EdgeUser,
+    }
+
+
+def allocation(mix: dict[str, int], users: int) -> dict[str, int]:
+    """How many users each class gets at `users` users: Locust's own dispatch (its weighted
+    KL generator, locust/dispatch.py) replayed, so a class that gets none at a small -u is
+    named before the run (and in consistency.json), never silently missing."""
+    from locust.dispatch import _kl_generator
+
+    weights = {PAYERS: int(mix.get(PAYERS, PAYER_WEIGHT))}
+    weights.update({name: w for name, w in mix.items() if name != PAYERS and w > 0})
+    order = sorted(weights.items(), key=lambda item: class_name(item[0]))
+    counts = dict.fromkeys(weights, 0)
+    picks = _kl_generator(order)
+    for _ in range(max(0, min(int(users), USERS_SIMULATED_MAX))):
+        name = next(picks)
+        if name is None:
+            break
+        counts[name] += 1
+    return counts
+
+
+def warn_unallocated(mix: dict[str, int], users: int) -> list[str]:
+    """The classes of the mix that get no user at `users` (-u) users, logged in one line."""
+    counts = allocation(mix, users)
+    missing = sorted(name for name, n in counts.items() if n == 0)
+    if missing:
+        log.warning(
+            "--traffic-mix at -u %d: %s get no user (allocation %s); raise -u or their weights",
+            users,
+            ", ".join(missing),
+            counts,
+        )
+    return missing
+
+
+class PeakUsers:
+    """The most users of each class seen running at once (after each spawn), for the report."""
+
+    def __init__(self) -> None:
+        self.peak: dict[str, int] = {}
+
+    def on_spawning_complete(self, environment: Any) -> None:
+        counts = getattr(environment.runner, "user_classes_count", None) or {}
+        for cls_name, n in counts.items():
+            self.peak[cls_name] = max(self.peak.get(cls_name, 0), int(n))
+
+
+PEAK_USERS = PeakUsers()
+CLASS_CHECKS = {
+    "shared": checker.SHARED_INVOICE,
+    "drain": checker.DRAIN,
+    "retry": RETRY,
+    "edge": EDGE,
+}
+
+
+def report_section(mix: dict[str, int], users: int, checks: dict[str, Any]) -> dict[str, Any]:
+    """consistency.json's `traffic`: the mix, each class's users (planned at -u and the peak
+    seen) and rounds judged (its check's passed + failed), and the classes that got no user."""
+    planned = allocation(mix, users)
+    by_name = checks.get("by_name", {})
+    classes: dict[str, Any] = {}
+    for name in planned:
+        check = CLASS_CHECKS.get(name)
+        counts = by_name.get(check, {}) if check else {}
+        classes[name] = {
+            "weight": int(mix.get(name, PAYER_WEIGHT if name == PAYERS else 0)),
+            "users_planned": planned[name],
+            "users_peak": PEAK_USERS.peak.get(class_name(name), 0),
+            "rounds_passed": counts.get("passed", 0) if check else None,
+            "rounds_failed": counts.get("failed", 0) if check else None,
+        }
+    return {
+        "mix": dict(mix),
+        "users": users,
+        "classes": classes,
+        "classes_without_users": sorted(
+            name for name, entry in classes.items() if not entry["users_peak"]
+        ),
+    }
+
+
+def class_name(name: str) -> str:
+    """The Locust user class name of a --traffic-mix name (the dispatcher orders by it)."""
+    if name == PAYERS:
+        return "PayerUser"
+    return traffic_classes()[name].__name__
 
 
 class TrafficUser(FastHttpUser):
@@ -97,8 +246,10 @@ class TrafficUser(FastHttpUser):
         name = type(self).__name__
         self.rng = random.Random(f"{seed}/{worker_index}/{name}/{next(_user_numbers)}")
         self.wallets = WalletClient(self.client, self.environment.events.request)
+        self.wallets.chaos_connection_errors = float(getattr(options, "crash_every", 0) or 0) > 0
         bound_s = float(getattr(options, "resolve_timeout_s", None) or RESOLVE_TIMEOUT_S)
         self.resolve_timeout_s = max(bound_s, 0.0)
+        self.counted = set()  # payout ids already in the tally (a replay is not a new payout)
 
     # ---- the client: payouts whose refusals are expected answers --------------------------------
 
@@ -107,6 +258,15 @@ class TrafficUser(FastHttpUser):
         result = self.wallets.pay(
             wallet, invoice, key, phase, label=self.traffic_name, refusals=REFUSALS
         )
+        if result.http_status == 0 and self.wallets.chaos_connection_errors:
+            # no answer: the crash fault's; the same request again once the target is back
+            for _ in self.after_crash():
+                again = self.wallets.pay(
+                    wallet, invoice, key, phase, retry=True, refusals=(*REFUSALS, *IN_PROGRESS)
+                )
+                if again.http_status != 0 and again.body.get("error") not in IN_PROGRESS:
+                    result = again
+                    break
         if result.kind != "refused":
             # a refusal stores no payout: the tally's payouts stay what the target's
             # reconciliation can count (Locust's statistics still show every request)
@@ -140,6 +300,68 @@ class TrafficUser(FastHttpUser):
                 break
             gevent.sleep(RESOLVE_POLL_INTERVAL_S)
         return None
+
+    def after_crash(self) -> Iterator[int]:
+        """The bounded re-asks of a request that got no answer under the crash fault (as the
+        payers do, users.py): one every AFTER_CRASH_POLL_S until AFTER_CRASH_MAX_S."""
+        deadline = time.monotonic() + AFTER_CRASH_MAX_S
+        for attempt in range(AFTER_CRASH_MAX_POLLS):
+            if time.monotonic() >= deadline:
+                return
+            gevent.sleep(AFTER_CRASH_POLL_S)
+            yield attempt
+
+    def new_key(self) -> str:
+        return f"{LOCAL.run_id}-{self.rng.getrandbits(96):024x}"
+
+    def raw_payout(
+        self, wallet: Wallet, payment_request: str, key: str, phase: str, step: str = ""
+    ) -> RawAnswer:
+        answer = self.raw_payout_once(wallet, payment_request, key, phase, step)
+        if answer.status == 0 and self.wallets.chaos_connection_errors:
+            # no answer: the crash fault's; the same request again once the target is back
+            for _ in self.after_crash():
+                again = self.raw_payout_once(wallet, payment_request, key, phase, "after crash")
+                if again.status != 0 and not is_in_progress(again):
+                    return again
+        return answer
+
+    def raw_payout_once(
+        self, wallet: Wallet, payment_request: str, key: str, phase: str, step: str
+    ) -> RawAnswer:
+        """One payout request whose every answer this class judges itself (a 4xx included): the
+        request is a Locust failure only for a 5xx that is no payout's answer, or no answer at
+        all outside a crash window. A new payout (an id not seen before) counts in the tally."""
+        # the step in the name: Locust's statistics count each kind of request of the class
+        label = f"{self.traffic_name}: {step}" if step else self.traffic_name
+        name = f"POST /payouts ({label}) [{phase}]"
+        started = time.perf_counter()
+        with self.client.post(
+            f"/api/wallets/{wallet.wallet_id}/payouts",
+            name=name,
+            json={"payment_request": payment_request},
+            headers={"X-Api-Key": wallet.api_key, "Idempotency-Key": key},
+            catch_response=True,
+        ) as response:
+            latency_ms = (time.perf_counter() - started) * 1000
+            status = int(response.status_code or 0)
+            body = json_body(response)
+            answer = RawAnswer(status, body, latency_ms)
+            if status == 0 and self.wallets.crashed(response, latency_ms):
+                response.success()  # the crash fault's: the outcome is unknown, not judged
+            elif status == 0 or (status >= 500 and status not in (502, 504)):
+                response.failure(f"HTTP {status} {body or (response.text or '')[:200]}")
+            else:
+                response.success()
+        outcome = answer.outcome()
+        if answer.payout_id and outcome != "rejected" and answer.payout_id not in self.counted:
+            if len(self.counted) >= COUNTED_MAX:
+                self.counted.clear()
+            self.counted.add(answer.payout_id)
+            LOCAL.tally.record_payout(phase, outcome, latency_ms)
+        return answer
+
+    counted: set[str] = set()  # replaced per user in on_start
 
     # ---- the checks' events --------------------------------------------------------------------
 
@@ -325,3 +547,340 @@ class DrainUser(TrafficUser):
             "t_unix": round(time.time(), 3),
         }
         self.judged(checker.DRAIN, kind, example, started)
+
+
+# ---- retry: the same Idempotency-Key at the wrong moments ---------------------------------------
+
+
+class RetryUser(TrafficUser):
+    """A client that retries at the wrong moments (module docstring): one fresh wallet a round,
+    one invoice, paid with key K twice at once; K again with another invoice; then the same
+    invoice with a new key once the first is final."""
+
+    traffic_name = RETRY
+    weight = 1
+
+    @task
+    def retry(self) -> None:
+        phase = LOCAL.phase
+        started = time.perf_counter()
+        wallet = self.wallets.create_wallet(RETRY_FUNDING_MSAT)
+        amount_msat = self.rng.randrange(SHARED_AMOUNT_MSAT_MIN, SHARED_AMOUNT_MSAT_MAX)
+        # half the rounds pay an invoice of a payee nobody routes to: it fails at the node, so
+        # "a new key after a failure" is met every few rounds, not only at a timeout's late fail
+        failing = self.rng.random() < 0.5
+        invoice = (
+            stranger_invoice(self.rng, amount_msat=amount_msat)
+            if failing
+            else self.wallets.create_invoice(amount_msat)
+        )
+        other = self.wallets.create_invoice(amount_msat)
+        if wallet is None or invoice is None or other is None:
+            return
+        key = self.new_key()
+        problems: list[str] = []
+        # 1. the same key twice at once: at most one payout; the other is told "in progress"
+        # (or gets the first's answer); re-asked, both end with the same answer. Every other
+        # round the key is also reused with the other invoice at the same moment (step 2 racing
+        # the first: a key two requests claim at once)
+        racing = self.rng.random() < 0.5
+        both = [
+            gevent.spawn(self.raw_payout, wallet, invoice.payment_request, key, phase, "first"),
+            gevent.spawn_later(
+                0.002, self.raw_payout, wallet, invoice.payment_request, key, phase, "same key"
+            ),
+        ]
+        if racing:
+            reuse = ("key reused, racing",)
+            both.append(
+                gevent.spawn_later(
+                    0.001, self.raw_payout, wallet, other.payment_request, key, phase, *reuse
+                )
+            )
+        gevent.joinall(both, timeout=ROUND_JOIN_TIMEOUT_S)
+        if not all(g.successful() for g in both):
+            gevent.killall(both, block=False)
+            self.not_judged(f"a payout of invoice {invoice.payment_hash} did not answer", started)
+            return
+        raced = both.pop().value if racing else None
+        answers = [self.settle_in_progress(wallet, invoice, key, phase, g.value) for g in both]
+        if any(is_in_progress(a) or a.status == 0 for a in answers):
+            detail = ", ".join(a.describe() for a in answers)
+            self.not_judged(f"invoice {invoice.payment_hash}: outcome unknown ({detail})", started)
+            return
+        first = answers[0]
+        if (answers[1].status, answers[1].payout_id) != (first.status, first.payout_id):
+            problems.append(f"same key, two answers: {first.describe()} / {answers[1].describe()}")
+        if not first.payout_id:
+            detail = first.describe()
+            self.not_judged(f"invoice {invoice.payment_hash}: no payout ({detail})", started)
+            return
+        # 2. the same key with another invoice: a clear 4xx, nothing paid (racing the first, "in
+        # progress" is one: the key is taken)
+        reused = raced or self.raw_payout(wallet, other.payment_request, key, phase, "key reused")
+        if not 400 <= reused.status < 500 or not reused.error:
+            problems.append(f"same key, another invoice: {reused.describe()}, not a clear 4xx")
+        # 3. once the first is final: the same invoice with a new key
+        nodes = self.resolve({first.payout_id: wallet}, [first.as_result()], [invoice.payment_hash])
+        if nodes is None:
+            self.not_judged(f"invoice {invoice.payment_hash}: not final within bound", started)
+            return
+        paid_first = nodes[invoice.payment_hash].get("status") == "succeeded"
+        step = "new key after success" if paid_first else "new key after failure"
+        again = self.raw_payout(wallet, invoice.payment_request, self.new_key(), phase, step)
+        if again.status == 0:
+            self.not_judged(f"invoice {invoice.payment_hash}: new key unanswered", started)
+            return
+        refused = again.status == 409 and again.error == "invoice_already_paid"
+        if paid_first and not refused:
+            problems.append(f"a new key after a success: {again.describe()}, not refused")
+        if not paid_first and again.status in (409, 422):
+            problems.append(f"a new key after a failure: {again.describe()}, refused")
+        payouts = {first.payout_id: wallet}
+        if again.payout_id and not refused:
+            payouts[again.payout_id] = wallet
+        hashes = [invoice.payment_hash, other.payment_hash]
+        nodes = self.resolve(payouts, [again.as_result()], hashes)
+        if nodes is None:
+            self.not_judged(f"invoice {invoice.payment_hash}: not final within bound", started)
+            return
+        view = self.wallets.get_wallet(wallet)
+        if view is None:
+            self.not_judged(f"wallet {wallet.wallet_id} could not be read", started)
+            return
+        node = nodes[invoice.payment_hash]
+        paid = node.get("status") == "succeeded"
+        fee_msat = int(node.get("fee_msat") or 0) if paid else 0
+        cost_msat = invoice.amount_msat + fee_msat
+        if nodes[other.payment_hash].get("status") != "unknown":
+            problems.append(f"the other invoice reached the node: {nodes[other.payment_hash]}")
+        expected_msat = RETRY_FUNDING_MSAT - (cost_msat if paid else 0)
+        actual_msat = int(view["balance_msat"])
+        diff_msat = actual_msat - expected_msat
+        kind = checker.classify_balance(
+            diff_msat=diff_msat, paid=paid, retried=True, cost_msat=cost_msat
+        )
+        if kind is None and problems:
+            kind = checker.IDEMPOTENCY_MISMATCH
+        example = {
+            "check": RETRY,
+            "kind": kind,
+            "wallet_id": wallet.wallet_id,
+            "payout_id": ",".join(str(p) for p in payouts),
+            "payment_hash": invoice.payment_hash,
+            "phase": phase,
+            "amount_msat": invoice.amount_msat,
+            "fee_msat": fee_msat,
+            "expected_msat": expected_msat,
+            "actual_msat": actual_msat,
+            "diff_msat": diff_msat,
+            "reserved_msat": view.get("reserved_msat"),
+            "payout_status": ",".join(a.describe() for a in (*answers, reused, again)),
+            "node_status": node.get("status"),
+            "detail": "; ".join(problems) or ("paid" if paid else "not paid"),
+            "t_unix": round(time.time(), 3),
+        }
+        self.judged(RETRY, kind, example, started)
+
+    def settle_in_progress(
+        self, wallet: Wallet, invoice: Invoice, key: str, phase: str, answer: RawAnswer
+    ) -> RawAnswer:
+        """Re-ask with the same key while the answer is "in progress" (bounded): a real client's
+        way to the first request's own answer."""
+        for _ in range(IN_PROGRESS_POLLS_MAX):
+            if not is_in_progress(answer):
+                return answer
+            gevent.sleep(IN_PROGRESS_POLL_S)
+            answer = self.raw_payout(wallet, invoice.payment_request, key, phase, "in progress")
+        return answer
+
+
+# ---- edge: requests the wallet must refuse, under load -------------------------------------------
+
+
+class EdgeUser(TrafficUser):
+    """Bad payouts beside the load (module docstring): each round a fresh wallet and a few of
+    EDGE_CASES, each answered with a clear 4xx (the code it names); after them the wallet holds
+    exactly its funding with nothing reserved, and the node never saw any of their hashes."""
+
+    traffic_name = EDGE
+    weight = 1
+
+    @task
+    def edge(self) -> None:
+        phase = LOCAL.phase
+        started = time.perf_counter()
+        wallet = self.wallets.create_wallet(EDGE_FUNDING_MSAT)
+        if wallet is None:
+            return
+        cases = self.rng.sample(sorted(EDGE_CASES), EDGE_CASES_PER_ROUND)
+        problems: list[str] = []
+        hashes: list[str] = []
+        answers: list[str] = []
+        for case in cases:
+            made = self.make_case(case)
+            if made is None:
+                return  # the node gave no invoice: nothing was sent
+            payment_request, payment_hash = made
+            hashes.append(payment_hash)
+            answer = self.raw_payout(wallet, payment_request, self.new_key(), phase, case)
+            if answer.status == 0:
+                self.not_judged(f"edge {case}: no answer", started)
+                return
+            answers.append(f"{case}: {answer.describe()}")
+            status, code = EDGE_CASES[case]
+            if (answer.status, answer.error) != (status, code) or not answer.body.get("message"):
+                problems.append(f"{case}: {answer.describe()}, expected HTTP {status} {code}")
+        nodes = self.resolve({}, [], hashes)
+        view = self.wallets.get_wallet(wallet)
+        if nodes is None or view is None:
+            self.not_judged(f"wallet {wallet.wallet_id}: not readable or not final", started)
+            return
+        seen = [h for h in hashes if nodes[h].get("status") != "unknown"]
+        if seen:
+            problems.append(f"the node saw {len(seen)} of these payments")
+        actual_msat = int(view["balance_msat"])
+        reserved_msat = int(view.get("reserved_msat") or 0)
+        diff_msat = actual_msat - EDGE_FUNDING_MSAT
+        kind: str | None = None
+        if diff_msat or reserved_msat or problems:
+            # a refusal moves nothing: money moved, or an answer other than the clear 4xx due
+            kind = ACCEPTED_BAD_INPUT if problems or reserved_msat else None
+            kind = kind or checker.classify_balance(
+                diff_msat=diff_msat, paid=False, retried=False, cost_msat=0
+            )
+        example = {
+            "check": EDGE,
+            "kind": kind,
+            "wallet_id": wallet.wallet_id,
+            "payout_id": None,
+            "phase": phase,
+            "amount_msat": 0,
+            "fee_msat": 0,
+            "expected_msat": EDGE_FUNDING_MSAT,
+            "actual_msat": actual_msat,
+            "diff_msat": diff_msat,
+            "reserved_msat": reserved_msat,
+            "payout_status": "; ".join(answers),
+            "node_status": ",".join(str(nodes[h].get("status")) for h in hashes),
+            "detail": "; ".join(problems) or "every one refused, nothing moved",
+            "t_unix": round(time.time(), 3),
+        }
+        self.judged(EDGE, kind, example, started)
+
+    def make_case(self, case: str) -> tuple[str, str] | None:
+        """(payment_request, payment_hash) of one edge case."""
+        if case in ("over_balance", "max_amount"):
+            amount_msat = EDGE_FUNDING_MSAT if case == "over_balance" else MAX_AMOUNT_MSAT
+            invoice = self.wallets.create_invoice(amount_msat)
+            return None if invoice is None else (invoice.payment_request, invoice.payment_hash)
+        made = {
+            "expired": lambda: stranger_invoice(self.rng, created_s=int(time.time()) - 7200),
+            "mainnet": lambda: stranger_invoice(self.rng, currency="bc"),
+            "testnet": lambda: stranger_invoice(self.rng, currency="tb"),
+            "amountless": lambda: stranger_invoice(self.rng, amount_msat=None),
+            "over_limit": lambda: stranger_invoice(self.rng, amount_msat=MAX_AMOUNT_MSAT + 1000),
+        }[case]()
+        return made.payment_request, made.payment_hash
+
+
+# each case: the answer due (status, error code). Amounts at the limits: one over the wallet's
+# balance (amount = funding, so amount + fee reserve is over it), the largest an invoice of the
+# network may ask (21M BTC) and one over it; invoices expired, of another network, amountless.
+EDGE_CASES: dict[str, tuple[int, str]] = {
+    "over_balance": (409, "insufficient_funds"),
+    "max_amount": (409, "insufficient_funds"),
+    "over_limit": (400, "invalid_amount"),
+    "expired": (400, "expired_invoice"),
+    "mainnet": (400, "foreign_invoice"),
+    "testnet": (400, "foreign_invoice"),
+    "amountless": (400, "amountless_invoice"),
+}
+# a payee no node of the network knows: its invoices fail at the node (no route)
+STRANGER_KEY = hashlib.sha256(b"lnchaos: a payee nobody routes to").hexdigest()
+
+
+def stranger_invoice(
+    rng: random.Random,
+    *,
+    amount_msat: int | None = 10_000,
+    currency: str = "bcrt",
+    created_s: int | None = None,
+    expiry_s: int = 3600,
+) -> Invoice:
+    """A correctly signed BOLT11 invoice of a payee outside the network, made with the bolt11
+    package (not by the target or its node), with a fresh random payment hash."""
+    payment_hash = f"{rng.getrandbits(256):064x}"
+    tags = bolt11.Tags(
+        [
+            bolt11.Tag(bolt11.TagChar.payment_hash, payment_hash),
+            bolt11.Tag(bolt11.TagChar.payment_secret, f"{rng.getrandbits(256):064x}"),
+            bolt11.Tag(bolt11.TagChar.description, "lnchaos edge case"),
+            bolt11.Tag(bolt11.TagChar.expire_time, expiry_s),
+        ]
+    )
+    raw = bolt11.Bolt11(
+        currency=currency,
+        date=int(time.time()) if created_s is None else created_s,
+        amount_msat=bolt11.MilliSatoshi(amount_msat) if amount_msat else None,
+        tags=tags,
+    )
+    return Invoice(bolt11.encode(raw, STRANGER_KEY), payment_hash, int(amount_msat or 0))
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """A payout request's answer as it came (status 0: no answer, a connection error)."""
+
+    status: int
+    body: dict[str, Any]
+    latency_ms: float
+
+    @property
+    def error(self) -> str | None:
+        return self.body.get("error")
+
+    @property
+    def payout_id(self) -> str | None:
+        return self.body.get("payout_id")
+
+    def outcome(self) -> str:
+        if self.status == 200 and self.body.get("status") == "succeeded":
+            return "succeeded"
+        if self.status == 202:
+            return "pending"
+        if self.status == 504:
+            return "timeout"
+        if self.status == 502:
+            return "failed"
+        return "error" if self.status == 0 or self.status >= 500 else "rejected"
+
+    def as_result(self) -> PayoutResult:
+        outcome = self.outcome()
+        kind = {"succeeded": "ok", "failed": "fail", "pending": "info", "timeout": "info"}.get(
+            outcome, "refused" if outcome == "rejected" else "error"
+        )
+        return PayoutResult(
+            kind=kind,
+            outcome=outcome,
+            http_status=self.status,
+            latency_ms=self.latency_ms,
+            payout_id=self.payout_id,
+            payout_status=self.body.get("status"),
+            body=self.body,
+        )
+
+    def describe(self) -> str:
+        return f"HTTP {self.status} {self.error or self.body.get('status') or ''}".strip()
+
+
+def is_in_progress(answer: RawAnswer) -> bool:
+    return answer.status == 409 and answer.error in IN_PROGRESS
+
+
+def json_body(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except Exception:  # not JSON: judged as an unclear answer by the caller
+        return {}
+    return body if isinstance(body, dict) else {}

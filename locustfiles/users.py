@@ -23,6 +23,12 @@ mid-payout) is never left to the wallet's own reconciliation: the payer records 
 (checker.audit_entry: the exact balance expected before it, the payout, the invoice) and takes
 a fresh wallet; the master audits every entry at the end from the node's truth (checker.py).
 
+With the crash fault on (--crash-every, locustfiles/crash.py), a payout request that got no
+answer (the target was killed) has an unknown outcome: the payer sends it again with the same
+Idempotency-Key until the restarted target answers (bounded: AFTER_CRASH_MAX_S; "request in
+progress" is asked again too), and judges that answer as the first one (the payout counts as
+retried, so a second charge is a double charge). Still no answer: the final audit's.
+
 `--resolve-timeout-s` (hidden, default RESOLVE_TIMEOUT_S): the users' bound for a timed-out
 payout to become final. Tests set it tiny to force every timed-out payout into the final audit.
 """
@@ -49,8 +55,8 @@ from locustfiles.wallet_client import (
     Invoice,
     PayoutResult,
     Wallet,
-    WalletClient,
 )
+from locustfiles.wallets import wallet_api_for
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,10 @@ RESOLVE_TIMEOUT_S = 8.0
 RESOLVE_TIMEOUT_S_MAX = 600.0
 RESOLVE_POLL_INTERVAL_S = 0.2
 RESOLVE_MAX_POLLS = 60
+# A payout that got no answer under the crash fault: asked again until the target is back.
+AFTER_CRASH_MAX_S = 60.0
+AFTER_CRASH_POLL_S = 0.25
+AFTER_CRASH_MAX_POLLS = 400
 
 
 @events.init_command_line_parser.add_listener
@@ -97,7 +107,9 @@ class PayerUser(FastHttpUser):
         worker_index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
         # every payer has its own stream, reproducible from --seed
         self.rng = random.Random(f"{seed}/{worker_index}/{next(_user_numbers)}")
-        self.wallets = WalletClient(self.client, self.environment.events.request)
+        # the wallet adapter of --wallet-api (locustfiles/wallets/): lnchaos or lnbits
+        self.wallets = wallet_api_for(self)
+        self.wallets.chaos_connection_errors = float(getattr(options, "crash_every", 0) or 0) > 0
         self.wallet: Wallet | None = None
         self.expected_msat = 0
         bound_s = float(getattr(options, "resolve_timeout_s", None) or RESOLVE_TIMEOUT_S)
@@ -135,6 +147,8 @@ class PayerUser(FastHttpUser):
                 phase=phase,
             )
         first = self.wallets.pay(self.wallet, invoice, key, phase)
+        if first.http_status == 0 and self.wallets.chaos_connection_errors:
+            first = self._answer_after_crash(invoice, key, phase, first)
         LOCAL.tally.record_payout(phase, first.outcome, first.latency_ms)
         if self.unjudged is not None:
             self.unjudged.update(payout_id=first.payout_id, outcome=first.outcome)
@@ -155,7 +169,30 @@ class PayerUser(FastHttpUser):
             if self.unjudged is not None:
                 self.unjudged["retried"] = True
             retry = self.wallets.pay(self.wallet, invoice, key, phase, retry=True)
+            if retry.http_status == 0 and self.wallets.chaos_connection_errors:
+                retry = self._answer_after_crash(invoice, key, phase, retry)
+                retry = retry if retry.http_status != 0 else None  # never answered: unjudged
         self._verify(first, retry, invoice, phase, time.perf_counter())
+
+    def _answer_after_crash(
+        self, invoice: Invoice, key: str, phase: str, first: PayoutResult
+    ) -> PayoutResult:
+        """No answer (the target was killed): the same request, same key, until it answers."""
+        assert self.wallet is not None
+        if self.unjudged is not None:
+            self.unjudged["retried"] = True  # sent again: a second charge is a double charge
+        deadline = time.monotonic() + AFTER_CRASH_MAX_S
+        answer = first
+        for _ in range(AFTER_CRASH_MAX_POLLS):
+            if time.monotonic() >= deadline:
+                break
+            gevent.sleep(AFTER_CRASH_POLL_S)
+            answer = self.wallets.pay(
+                self.wallet, invoice, key, phase, retry=True, refusals=("request_in_progress",)
+            )
+            if answer.http_status != 0 and answer.kind != "refused":
+                return answer
+        return answer if answer.kind != "refused" else first
 
     def _ensure_funds(self, amount_msat: int) -> bool:
         if self.wallet is not None and self.expected_msat >= needed_msat(amount_msat):
@@ -279,6 +316,9 @@ class PayerUser(FastHttpUser):
         started: float,
     ) -> None:
         same_answer = retry.http_status == first.http_status and retry.payout_id == first.payout_id
+        # a wallet without an Idempotency-Key (LNbits) refuses the resent invoice: only "never
+        # charged twice" is checked then (the balance check below)
+        same_answer = same_answer or not self.wallets.idempotent
         if same_answer and balance_kind != checker.DOUBLE_CHARGE:
             self._fire(checker.IDEMPOTENT_RETRY, None, started)
             LOCAL.tally.record_check(checker.IDEMPOTENT_RETRY, passed=True)
@@ -295,7 +335,8 @@ class PayerUser(FastHttpUser):
         else:
             # the double charge itself is counted once, by the balance check
             detail = "charged twice"
-        self._fire(checker.IDEMPOTENT_RETRY, CheckFailed(_describe(example, detail)), started)
+        kind = checker.IDEMPOTENCY_MISMATCH if not same_answer else checker.DOUBLE_CHARGE
+        self._fire(checker.IDEMPOTENT_RETRY, CheckFailed(_describe(example, detail), kind), started)
 
     def _fire_check(
         self, name: str, kind: str | None, example: dict[str, Any], started: float

@@ -5,9 +5,14 @@
 - info: unknown for now: a Lightning timeout (504 under fix off/rollback, 202 pending under fix
   on). An info outcome is never guessed; the users resolve it against the node's truth.
 
+With the crash fault on (`chaos_connection_errors`, locustfiles/crash.py) a request that got no
+answer at all (a connection error: the target was killed) is the chaos, not a failure: it is
+marked successful and recorded as a FAULT event `target down`; its outcome stays unknown.
+
 Requests are named for Locust's statistics with the load phase, e.g. `POST /payouts [spike]`.
-Injected faults are additionally recorded as "FAULT" events (`timeout [spike]`), as successes:
-they are what the chaos run injects, not a defect of the wallet. Expected business answers
+Injected faults are additionally counted in the suite's own table (counters.py, type FAULT,
+`timeout [spike]`), never as Locust requests (Locust's totals stay HTTP only): they are what
+the chaos run injects, not a defect of the wallet. Expected business answers
 (502, 504, 202) are marked as successful requests; anything else is a failed request.
 """
 
@@ -19,7 +24,7 @@ from typing import Any
 
 from locust.contrib.fasthttp import FastHttpSession
 
-from locustfiles.checker import FAULT
+from locustfiles import counters
 
 FINAL_PAYOUT_STATUSES = ("succeeded", "failed")
 FINAL_NODE_STATUSES = ("succeeded", "failed", "unknown")
@@ -60,6 +65,7 @@ class WalletClient:
     def __init__(self, session: FastHttpSession, request_event: Any) -> None:
         self.session = session
         self.request_event = request_event
+        self.chaos_connection_errors = False  # the crash fault is on: no answer is its doing
 
     def create_wallet(self, balance_msat: int) -> Wallet | None:
         body = self._json_call(
@@ -134,7 +140,7 @@ class WalletClient:
                 result.kind, result.outcome = "refused", "rejected"
             elif status == 409 and error == "insufficient_funds":
                 result.outcome = "rejected"
-            if result.kind == "error":
+            if result.kind == "error" and not self.crashed(response, latency_ms):
                 response.failure(f"unexpected answer to a payout: HTTP {status} {body or ''}")
             else:
                 response.success()
@@ -179,18 +185,21 @@ class WalletClient:
             if resp.status_code in ok_statuses and body:
                 resp.success()
                 return body
+            if self.crashed(resp, 0.0):
+                resp.success()
+                return None
             resp.failure(f"HTTP {resp.status_code} {body or (resp.text or '')[:200]}")
             return None
 
+    def crashed(self, response: Any, latency_ms: float) -> bool:
+        """No answer while the crash fault is on: a FAULT event, not a failed request."""
+        if not self.chaos_connection_errors or int(response.status_code or 0) != 0:
+            return False
+        self._fire_fault("target down", latency_ms)
+        return True
+
     def _fire_fault(self, name: str, latency_ms: float) -> None:
-        self.request_event.fire(
-            request_type=FAULT,
-            name=name,
-            response_time=latency_ms,
-            response_length=0,
-            exception=None,
-            context={},
-        )
+        counters.record_fault(name, latency_ms)
 
 
 def _json_or_empty(response: Any) -> dict[str, Any]:

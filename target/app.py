@@ -12,12 +12,14 @@ built on them, then the background jobs that use it (closed first).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -34,6 +36,8 @@ from .node.lnd_client import LndRestNodeClient, remote_network_middleware
 from .node.lnd_rest import LndService, add_lnd_routes, lnd_ctx
 from .node.network import LightningNode
 from .node.network_http import add_fault_routes, add_network_routes
+from .node.openapi import LND_PATHS, NETWORK_PATHS
+from .openapi import OPENAPI, OPENAPI_DOC
 from .payouts import PayoutService, run_resolver
 from .reconcile import run_reconciler
 from .state import STATE, TargetState
@@ -75,6 +79,7 @@ def create_app(config: TargetConfig) -> web.Application:
         middlewares.append(remote_network_middleware(config.node_url))
     app = web.Application(middlewares=middlewares, client_max_size=config.wallet.max_body_bytes)
     app[DB_PATHS] = db_paths(config)
+    app[OPENAPI_DOC] = target_openapi()
     app[FAIL_STOP] = FailStop()
     app.cleanup_ctx.append(_state_ctx(config))
     app.cleanup_ctx.append(
@@ -87,6 +92,14 @@ def create_app(config: TargetConfig) -> web.Application:
     add_fault_routes(app, lambda request: request.app[NODE], lambda _request: config.admin_token)
     add_lnd_routes(app)
     return app
+
+
+def target_openapi() -> dict[str, Any]:
+    """GET /openapi.json: the wallet's routes and its embedded node's, one document."""
+    document = copy.deepcopy(OPENAPI)
+    document["paths"].update(copy.deepcopy(NETWORK_PATHS))
+    document["paths"].update(copy.deepcopy(LND_PATHS))
+    return document
 
 
 def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-context shape

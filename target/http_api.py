@@ -21,9 +21,9 @@ from .common.journal import JournalFailed, JournalFull
 from .common.json_body import json_response
 from .common.server import FAIL_STOP
 from .config import FixMode
-from .ledger import LimitReached
+from .ledger import LimitReached, now_ms
 from .metrics import CONTENT_TYPE_LATEST
-from .openapi import OPENAPI
+from .openapi import OPENAPI_DOC
 from .reconcile import reconcile
 from .state import STATE, TargetState
 
@@ -113,9 +113,13 @@ async def create_payout(request: web.Request) -> web.Response:
 
 async def get_payout(request: web.Request) -> web.Response:
     state = state_of(request)
+    api_key = request.headers.get("X-Api-Key")
+    if not api_key:
+        # No credentials at all: 401 before any lookup, the same for every id, so it reveals
+        # nothing; a wrong key gets the 404 of a missing payout below.
+        raise ApiError(401, "unauthorized", "missing X-Api-Key")
     payout_id = request.match_info["payout_id"]
     payout = await state.ledger.payout(payout_id) if ID_RE.match(payout_id) else None
-    api_key = request.headers.get("X-Api-Key")
     if payout is None or payout.committed is None:  # not yet durable: not yet there
         raise ApiError(404, "not_found", "no such payout for this X-Api-Key")
     try:
@@ -188,13 +192,14 @@ def _query_number(
 
 async def metrics(request: web.Request) -> web.Response:
     state = state_of(request)
-    state.metrics.pending.set(len(state.ledger.pending))
+    pending = state.ledger.pending.values()
+    state.metrics.observe_pending((payout.created_ms for payout in pending), now_ms())
     body = state.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
+    return web.json_response(request.app[OPENAPI_DOC])
 
 
 def add_routes(app: web.Application) -> None:

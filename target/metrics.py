@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -29,6 +30,12 @@ class Metrics:
             "lnchaos_idempotent_replays", "Retries answered from the stored answer", registry=r
         )
         self.pending = Gauge("lnchaos_payouts_pending", "Payouts pending now", registry=r)
+        # The resolver's lag: a pending payout waits for it (and for the node's final answer);
+        # one that waits long means the resolver is behind, stopped, or the node never answers.
+        self.oldest_pending_age = Gauge(
+            "lnchaos_oldest_pending_payout_age_seconds",
+            "Age of the oldest pending payout (0: none pending)", registry=r,
+        )  # fmt: skip
         self.in_flight = Gauge(
             "lnchaos_node_payments_in_flight", "Node payments in flight now", registry=r
         )
@@ -64,6 +71,15 @@ class Metrics:
         if child is None:
             child = self._answered[status] = self.answers.labels(str(status))
         child.inc()
+
+    def observe_pending(self, created_ms: Iterable[int], now_ms: int) -> None:
+        """The pending gauges, from the created_ms of every pending payout (read at a scrape)."""
+        count, oldest_ms = 0, now_ms
+        for ms in created_ms:
+            count += 1
+            oldest_ms = min(oldest_ms, ms)
+        self.pending.set(count)
+        self.oldest_pending_age.set(max(0, now_ms - oldest_ms) / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

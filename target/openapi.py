@@ -1,21 +1,18 @@
-"""The OpenAPI description of every route of the target."""
+"""The OpenAPI description of the wallet's routes; the node's are described beside it
+(target/node/openapi.py), and the app factory serves both as one document."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
 
-def _obj(props: dict[str, str], required: list[str] | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {
-        "type": "object",
-        "properties": {k: {"type": v} for k, v in props.items()},
-    }
-    if required:
-        schema["required"] = required
-    return schema
+from .common.openapi import ADMIN, ADMIN_DENIED, BAD, ERROR, SECURITY_SCHEMES
+from .common.openapi import json_body as _json
+from .common.openapi import obj as _obj
+from .common.openapi import op as _op
+from .common.openapi import path_param as _path
 
-
-ERROR = _obj({"error": "string", "message": "string"}, ["error", "message"])
 PAYOUT = _obj(
     {
         "payout_id": "string",
@@ -28,36 +25,7 @@ PAYOUT = _obj(
     ["payout_id", "status"],
 )
 API_KEY = [{"apiKey": []}]
-ADMIN = [{"adminToken": []}]
 
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _op(
-    summary: str,
-    responses: dict[str, dict[str, Any]],
-    *,
-    body: dict[str, Any] | None = None,
-    security: list[dict[str, list[str]]] | None = None,
-    params: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": responses}
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-    if security is not None:
-        op["security"] = security
-    if params:
-        op["parameters"] = params
-    return op
-
-
-def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-BAD = {"400": _json(ERROR, "bad input; nothing moved")}
 AUTH = {"401": _json(ERROR, "unknown wallet or wrong key")}
 UNAVAILABLE = {
     "503": _json(
@@ -67,7 +35,6 @@ UNAVAILABLE = {
         " journal_failed: the target is stopping (exit 74)",
     )
 }
-FAULTS = {"type": "object", "additionalProperties": {"type": "number"}}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -76,7 +43,7 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
-            "adminToken": {"type": "apiKey", "in": "header", "name": "X-Admin-Token"},
+            **SECURITY_SCHEMES,
         }
     },
     "paths": {
@@ -150,63 +117,24 @@ OPENAPI: dict[str, Any] = {
                 "A payout's state",
                 {
                     "200": _json(PAYOUT, "the payout as committed to disk"),
-                    "404": _json(ERROR, "not found (or not yet committed)"),
+                    "401": _json(ERROR, "unauthorized: no X-Api-Key"),
+                    "404": _json(
+                        ERROR, "not found, not yet committed, or another wallet's (a wrong key)"
+                    ),
                 },
                 security=API_KEY,
                 params=[_path("payout_id")],
             )
         },
-        "/node/invoices": {
-            "post": _op(
-                "An invoice from a payee in the simulated network",
-                {
-                    "201": _json(
-                        _obj({"payment_request": "string", "payment_hash": "string"}), "created"
-                    ),
-                    **BAD,
-                },
-                body=_obj({"amount_msat": "integer"}, ["amount_msat"]),
-            )
-        },
-        "/node/payments/{payment_hash}": {
-            "get": _op(
-                "The node's truth about a payment",
-                {
-                    "200": _json(
-                        _obj(
-                            {
-                                "payment_hash": "string",
-                                "status": "string",
-                                "amount_msat": "integer",
-                                "fee_msat": "integer",
-                                "failure_reason": "string",
-                                "attempt_id": "integer",
-                                "attempts": "integer",
-                            }  # fmt: skip
-                        ),
-                        "in_flight, succeeded, failed or unknown",
-                    ),
-                    **BAD,
-                },
-                params=[_path("payment_hash")],
-            )
-        },
-        "/admin/faults": {
-            "get": _op("Fault settings", {"200": _json(FAULTS, "settings")}, security=ADMIN),
-            "put": _op(
-                "Change fault settings (any subset)",
-                {"200": _json(FAULTS, "new settings"), **BAD},
-                body=FAULTS,
-                security=ADMIN,
-            ),
-        },
         "/admin/fix": {
             "get": _op(
-                "Fix mode", {"200": _json(_obj({"mode": "string"}), "mode")}, security=ADMIN
+                "Fix mode",
+                {"200": _json(_obj({"mode": "string"}), "mode"), **ADMIN_DENIED},
+                security=ADMIN,
             ),
             "put": _op(
                 "Switch the fix mode at run time",
-                {"200": _json(_obj({"mode": "string"}), "mode"), **BAD},
+                {"200": _json(_obj({"mode": "string"}), "mode"), **BAD, **ADMIN_DENIED},
                 body=_obj({"mode": "string"}, ["mode"]),
                 security=ADMIN,
             ),
@@ -214,7 +142,7 @@ OPENAPI: dict[str, Any] = {
         "/admin/reconciliation": {
             "get": _op(
                 "Ledger against the node's truth, and conservation",
-                {"200": _json({"type": "object"}, "the reconciliation"), **BAD},
+                {"200": _json({"type": "object"}, "the reconciliation"), **BAD, **ADMIN_DENIED},
                 security=ADMIN,
                 params=[
                     {
@@ -240,59 +168,6 @@ OPENAPI: dict[str, Any] = {
     },
 }
 
-
-# ---- LND's REST API on the node mock (target/node/lnd_rest.py; LND's own JSON shapes) ----------
-
-MACAROON = [{"macaroon": []}]
-OPENAPI["components"]["securitySchemes"]["macaroon"] = {
-    "type": "apiKey",
-    "in": "header",
-    "name": "Grpc-Metadata-macaroon",
-}
-LND_OK = {"200": _json({"type": "object"}, "as LND answers"), "401": _json({}, "no macaroon")}
-LND_STREAM = {
-    "200": {"description": 'newline-delimited JSON, one {"result": ...} per update'},
-    "401": _json({}, "no macaroon"),
-}
-LND_ROUTES: dict[str, tuple[str, str, dict[str, Any], list[str]]] = {
-    # path: (method, summary, responses, path parameters)
-    "/v1/getinfo": ("get", "GetInfo", LND_OK, []),
-    "/v1/balance/channels": ("get", "ChannelBalance", LND_OK, []),
-    "/v1/invoices": ("post", "AddInvoice", LND_OK, []),
-    "/v1/invoice/{r_hash_str}": ("get", "LookupInvoice", LND_OK, ["r_hash_str"]),
-    "/v1/invoices/subscribe": ("get", "SubscribeInvoices", LND_STREAM, []),
-    "/v1/payreq/{pay_req}": ("get", "DecodePayReq", LND_OK, ["pay_req"]),
-    "/v1/payments": ("get", "ListPayments", LND_OK, []),
-    "/v2/router/send": ("post", "SendPaymentV2", LND_STREAM, []),
-    "/v2/router/track/{payment_hash}": ("get", "TrackPaymentV2", LND_STREAM, ["payment_hash"]),
-    "/v2/invoices/settle": ("post", "SettleInvoice (hold invoices)", LND_OK, []),
-    "/v2/invoices/cancel": ("post", "CancelInvoice (hold invoices)", LND_OK, []),
-}
-for _route, (_method, _summary, _responses, _params) in LND_ROUTES.items():
-    OPENAPI["paths"][_route] = {
-        _method: _op(
-            _summary,
-            _responses,
-            security=MACAROON,
-            params=[_path(name) for name in _params],
-        )
-    }
-OPENAPI["paths"]["/admin/network/pay"] = {
-    "post": _op(
-        "The network pays one of the node's own invoices",
-        {
-            "200": _json({"type": "object"}, "settled"),
-            "202": _json({"type": "object"}, "accepted (a hold invoice)"),
-            **BAD,
-        },
-        body=_obj({"payment_request": "string", "amount_msat": "integer"}, ["payment_request"]),
-        security=ADMIN,
-    )
-}
-OPENAPI["paths"]["/admin/network/truth"] = {
-    "get": _op(
-        "What the node really sent and received",
-        {"200": _json({"type": "object"}, "the truth")},
-        security=ADMIN,
-    )
-}
+# The whole description the target serves (GET /openapi.json): these wallet routes and its
+# embedded node's, put together by the app factory (app.py), the one module that knows both.
+OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("lnchaos_openapi", dict)

@@ -1,9 +1,9 @@
 """The node mock alone (`lnchaos node`): the simulated network's routes, its faults, LND's REST
 API and the network admin routes, without a wallet. Point any LND-REST client at it.
 
-Routes: `GET /health`; the network as the target serves it (`POST /node/invoices`,
-`GET /node/payments/{payment_hash}`); `GET|PUT /admin/faults`; LND REST (docs/lnd-rest.md);
-`POST /admin/network/pay`, `GET /admin/network/truth`.
+Routes: `GET /health`, `GET /openapi.json` (target/node/openapi.py); the network as the target
+serves it (`POST /node/invoices`, `GET /node/payments/{payment_hash}`); `GET|PUT /admin/faults`;
+LND REST (docs/lnd-rest.md); `POST /admin/network/pay`, `GET /admin/network/truth`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .faults import FaultSettings, add_fault_options, faults_from
 from .lnd_rest import LND, LndService, add_lnd_routes, lnd_ctx
 from .network import LightningNode
 from .network_http import add_fault_routes, add_network_routes
+from .openapi import NODE_OPENAPI
 
 log = logging.getLogger("lnchaos.node")
 
@@ -63,6 +64,7 @@ def create_node_app(config: NodeConfig) -> web.Application:
         )
     )
     app.router.add_get("/health", health)
+    app.router.add_get("/openapi.json", openapi)
     add_network_routes(app, lambda request: request.app[NODE])
     add_fault_routes(app, lambda request: request.app[NODE], _admin_token)
     add_lnd_routes(app)
@@ -96,6 +98,10 @@ async def health(request: web.Request) -> web.Response:
     node = request.app[NODE]
     ok = node.journal.failed is None
     return web.json_response({"status": "ok" if ok else "failed"}, status=200 if ok else 503)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(NODE_OPENAPI)
 
 
 # ---- `lnchaos node` -----------------------------------------------------------------------------

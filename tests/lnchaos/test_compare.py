@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from lnchaos import compare
-from lnchaos.report import markdown_table, mode_summary
+from lnchaos import cli, compare
+from lnchaos.report import markdown_table, mode_summary, msat, write_report
 
 DURATION_S = 10
 
@@ -134,6 +135,74 @@ def test_markdown_table_has_every_mode_and_the_money_columns(tmp_path: Path) -> 
         payout_latency_ms={"p50": 3.0, "p95": 9.0, "p99": 510.0},
     )
     table = markdown_table([mode_summary("off", run, 3)])
-    assert "| charged_not_paid (count / msat) | 4 / 48400 |" in table
+    assert "| charged_not_paid (count / amount) | 4 / 48,400 msat (48 sat) |" in table
+    assert "| verdict expected | fail (exit 3, charged_not_paid > 0) |" in table
+    assert "| verdict happened | fail (exit 3): as expected |" in table
     assert "| timeout rate (spike) | 5.0% |" in table
     assert "| payout latency p50 / p95 / p99 (ms) | 3 / 9 / 510 |" in table
+
+
+def test_report_names_every_mode_and_says_what_was_expected(tmp_path: Path) -> None:
+    on_broken = {
+        "verdict": "fail",
+        "inconsistencies_total": 2,
+        "inconsistencies": {"charged_not_paid": {"count": 2, "amount_msat": 1_234_567}},
+        "reconciliation": {"timeouts": {"payouts": 9}},
+        "timeline": [{"t_s": 1.0, "drift_msat": -1_234_567, "inconsistencies": 2}],
+    }
+    rows = [
+        mode_summary("off", write_run(tmp_path / "off", **on_broken), 3),
+        mode_summary("on", write_run(tmp_path / "on", **on_broken), 3),
+    ]
+    assert rows[0]["as_expected"] and not rows[1]["as_expected"]
+    assert rows[1]["target_timeouts"] == 9
+    verdict = compare.judge(rows)
+    path = write_report(tmp_path, rows, verdict, {"seed": 1})
+    page = path.read_text()
+    assert "<h1>lnchaos compare: fix off vs fix on</h1>" in page
+    assert "fail (exit 3): NOT as expected" in page
+    assert "2 / 1,234,567 msat (1,235 sat)" in page
+    assert "reconciliation count can exceed" in page
+    md = (tmp_path / "summary.md").read_text()
+    assert md.startswith("# lnchaos compare: fix off vs fix on")
+    assert "| timed out at the target | 9 | 9 |" in md
+    assert msat(999) == "999 msat"
+
+
+def test_progress_line_reads_the_suites_own_telemetry(tmp_path: Path) -> None:
+    progress = compare.Progress("on", tmp_path, 20)
+    assert "starting    0.5 s since launch" in progress.line(0.5)
+    sample = {"t_s": 5.0, "phase": "spike", "payouts": 1234, "timeouts": 7, "written_unix": 0.0}
+    (tmp_path / compare.PROGRESS_FILE).write_text(json.dumps(sample))
+    assert "verdict     5.0/20 s" in progress.line(9.0)  # no new sample: the load stopped
+    sample["written_unix"] = time.time()
+    (tmp_path / compare.PROGRESS_FILE).write_text(json.dumps(sample))
+    line = progress.line(5.2)
+    assert "spike       5.0/20 s" in line and "payouts 1,234" in line and "timeouts 7" in line
+    (tmp_path / compare.PROGRESS_FILE).write_text("{half a fi")  # being replaced: keep the last
+    assert "payouts 1,234" in progress.line(5.7)
+    assert compare.Progress.POLL_S <= 1.0 and compare.Progress.PLAIN_EVERY_S <= 1.0
+    command = compare.suite_command("on", tmp_path, compare_args(tmp_path, "on"), [])
+    assert command[command.index("--progress-file") + 1] == str(tmp_path / compare.PROGRESS_FILE)
+
+
+@pytest.mark.parametrize("name", ["target", "node", "compare", "bench"])
+def test_help_of_every_command_shows_defaults_choices_and_exit_codes(name, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "exit codes:" in text and "\n  0 " in text and "\n  2 " in text
+    assert "(default: " in text
+    if name in ("target", "compare"):
+        assert "{" in text  # the choices, e.g. {off,rollback,on} or {steady,spike}
+
+
+@pytest.mark.parametrize(
+    "args", [["--timeout-rate", "2"], ["--late-settle-rate", "-1"], ["--duration", "3"]]
+)
+def test_compare_refuses_an_option_out_of_range(args, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compare", *args])
+    assert exit_info.value.code == 2
+    assert f"argument {args[0]}: must be" in capsys.readouterr().err

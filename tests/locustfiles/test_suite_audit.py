@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from locustfiles import checker
+from locustfiles import checker, counters
 from locustfiles import controller as controller_module
 from locustfiles.admin_client import TargetError
 from locustfiles.checker import Audit, Tally, audit_entry, audit_kind, merge_tallies
@@ -288,11 +288,11 @@ class FakeTarget:
 def test_the_master_audits_polls_until_the_final_wait_is_over_and_stays_bounded(monkeypatch):
     monkeypatch.setattr(controller_module, "AUDIT_POLL_INTERVAL_S", 0.01)
     monkeypatch.setattr(checker, "AUDIT_MAX_TOTAL", 3)
-    fired: list[dict] = []
+    counters.start_run(f"audit-{time.monotonic_ns()}")
     environment = SimpleNamespace(
         parsed_options=SimpleNamespace(),
         runner=SimpleNamespace(),
-        events=SimpleNamespace(request=SimpleNamespace(fire=lambda **kw: fired.append(kw))),
+        events=SimpleNamespace(request=SimpleNamespace(fire=None)),  # checks are not requests
     )
     controller = Controller(environment)
     controller.admin = FakeTarget({"late": 3, "never": None})
@@ -312,9 +312,10 @@ def test_the_master_audits_polls_until_the_final_wait_is_over_and_stays_bounded(
     }
     assert controller.admin.polls["late"] == 4
     assert 4 < controller.admin.polls["never"] <= controller_module.AUDIT_MAX_POLLS
-    assert [e["name"] for e in fired] == [checker.FINAL_AUDIT] * 3
-    failures = [str(e["exception"]) for e in fired if e["exception"] is not None]
-    assert len(failures) == 2 and any(
-        "not audited: GET /node/payments/broken" in f for f in failures
-    )
-    assert all("secret-key" not in f for f in failures)
+    # each audited payout is a final_audit check in the suite's table
+    row = {r["name"]: r for r in counters.table(environment)}[checker.FINAL_AUDIT]
+    assert (row["count"], row["failures"]) == (3, 2)
+    assert row["failures_by_kind"] == {checker.UNRESOLVED: 2}
+    examples = audit.kinds[checker.UNRESOLVED]["examples"]
+    assert any("not audited: GET /node/payments/broken" in e["node_status"] for e in examples)
+    assert all("secret-key" not in str(e) for e in [*examples, row["last_failure"]])

@@ -161,6 +161,12 @@ def _assert_two_workers_paid(report: dict[str, Any]) -> None:
         assert not worker["lost"], (worker_id, worker)
     assert sum(w["payouts"] for w in workers.values()) == sum(report["payouts_by_outcome"].values())
     assert report["workers_lost"] == []
+    # the workers' counts of checks crossed with their tallies: the table agrees with them
+    counted = {row["name"]: row for row in report["counters"] if row["type"] == "CHECK"}
+    for name, checks in report["checks"]["by_name"].items():
+        if name not in ("reconciliation", "final_audit"):
+            assert counted[name]["count"] == checks["passed"] + checks["failed"], name
+            assert counted[name]["failures"] == checks["failed"], name
 
 
 def test_master_target_and_two_workers_fix_on_passes(cluster):

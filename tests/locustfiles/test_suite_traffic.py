@@ -1,8 +1,11 @@
 """The traffic classes (locustfiles/traffic.py) and `--traffic-mix` (options.py).
 
-The mutant that proves the drain check's teeth (a funds check that misses the reservations still
-queued, so parallel payouts overdraw a wallet) is `funds_check_misses_queued_payouts` in
-tests/mutants/mutant_patches.py, run with the `mutants` marker: exit 3 and `overdrawn`.
+The mutants that prove each class's check has teeth are in tests/mutants/mutant_patches.py, each
+run with its class alone (`--traffic-mix payers=0,NAME=1`) under the `mutants` marker: exit 3 and
+- drain: funds_check_misses_queued_payouts, `overdrawn`;
+- shared: paid_invoice_adopted_by_second_payout, `double_charge`, found by shared_invoice only;
+- retry: idempotency_key_reused_replays, `idempotency_mismatch`;
+- edge: expiry_read_in_ms, `accepted_bad_input`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ EXIT_TIMEOUT_S = 60.0  # 10 s of load + start, the final wait, shutdown
     ("text", "mix"),
     [
         ("shared=1,drain=1", {"shared": 1, "drain": 1}),
+        ("retry=2,edge=1", {"retry": 2, "edge": 1}),
+        ("payers=0,edge=1", {"payers": 0, "edge": 1}),  # the payers' 0 is kept: classes alone
         (" drain = 3 ", {"drain": 3}),
         ("shared=2,drain=0", {"shared": 2}),  # weight 0: off
         ("none", {}),
@@ -42,7 +47,9 @@ def test_traffic_mix_parses(text, mix):
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("retry=1", "NAME one of shared, drain"),
+        ("bogus=1", "NAME one of shared, drain, retry, edge, payers"),
+        ("payers=0", "needs a traffic class"),
+        ("payers=0,edge=0", "needs a traffic class"),
         ("shared", "not NAME=WEIGHT"),
         ("shared=1,shared=2", "shared given twice"),
         ("drain=x", "must be an integer"),
@@ -56,8 +63,9 @@ def test_traffic_mix_refuses_bad_input(text, says):
     assert says in str(err.value)
 
 
-def test_settings_carry_the_mix_and_default_to_both_classes():
-    assert options.settings_from(SimpleNamespace()).traffic_mix == (("drain", 1), ("shared", 1))
+def test_settings_carry_the_mix_and_default_to_all_four_classes():
+    default = options.settings_from(SimpleNamespace()).traffic_mix
+    assert default == (("drain", 1), ("edge", 1), ("retry", 1), ("shared", 1))
     settings = options.settings_from(SimpleNamespace(traffic_mix={"drain": 4}))
     assert settings.traffic_mix == (("drain", 4),)
     assert options.settings_from(SimpleNamespace(traffic_mix="none")).traffic_mix == ()
@@ -72,21 +80,60 @@ def test_settings_carry_the_mix_and_default_to_both_classes():
             [PayerUser, traffic.DrainUser, traffic.SharedInvoiceUser],
         ),
         ({"drain": 1}, True, [PayerUser, traffic.DrainUser]),
+        ({"payers": 0, "edge": 1, "retry": 1}, True, [traffic.EdgeUser, traffic.RetryUser]),
         ({}, True, [PayerUser]),
         ({"shared": 1, "drain": 1}, False, [PayerUser]),  # --checks off: the payers alone
     ],
 )
 def test_apply_mix_sets_the_classes_and_weights(mix, checks_on, classes):
-    all_classes = [PayerUser, traffic.SharedInvoiceUser, traffic.DrainUser]
+    all_classes = [PayerUser, *traffic.traffic_classes().values()]
     environment = SimpleNamespace(user_classes=list(all_classes))
     same_list = environment.user_classes
     traffic.apply_mix(environment, mix, checks_on=checks_on)
     assert environment.user_classes is same_list  # changed in place: the runner holds it
     assert environment.user_classes == classes
-    assert PayerUser.weight == options.PAYER_WEIGHT
+    assert PayerUser.weight == (mix.get("payers", options.PAYER_WEIGHT) if checks_on else 10)
     if checks_on:
-        assert traffic.DrainUser.weight == mix.get("drain", 0)
-        assert traffic.SharedInvoiceUser.weight == mix.get("shared", 0)
+        for name, cls in traffic.traffic_classes().items():
+            assert cls.weight == mix.get(name, 0), name
+
+
+def test_allocation_at_small_user_counts():
+    """Locust's dispatch replayed: at -u 8 the default mix runs one user of every class; below,
+    the classes that get none are named (a warning, and consistency.json's traffic section)."""
+    mix = options.parse_traffic_mix(options.DEFAULT_TRAFFIC_MIX)
+    assert traffic.allocation(mix, 8) == {
+        "payers": 4,
+        "shared": 1,
+        "drain": 1,
+        "retry": 1,
+        "edge": 1,
+    }
+    assert sum(traffic.allocation(mix, 40).values()) == 40
+    assert traffic.warn_unallocated(mix, 8) == []
+    assert traffic.warn_unallocated(mix, 5) == ["edge", "retry", "shared"]
+    assert traffic.allocation({"payers": 0, "retry": 1}, 3) == {"payers": 0, "retry": 3}
+
+
+def test_stranger_invoices_decode_as_their_case_says():
+    """The edge class's invoices, made with the bolt11 package: what each one claims to be."""
+    import random
+
+    import bolt11
+
+    rng = random.Random(1)
+    expired = bolt11.decode(traffic.stranger_invoice(rng, created_s=1_000_000).payment_request)
+    assert expired.has_expired()
+    assert (
+        bolt11.decode(traffic.stranger_invoice(rng, currency="bc").payment_request).currency == "bc"
+    )
+    assert (
+        bolt11.decode(traffic.stranger_invoice(rng, amount_msat=None).payment_request).amount_msat
+        is None
+    )
+    a, b = traffic.stranger_invoice(rng), traffic.stranger_invoice(rng)
+    assert a.payment_hash != b.payment_hash  # a fresh hash each: the node never saw it
+    assert set(traffic.EDGE_CASES) >= {"expired", "mainnet", "amountless", "over_limit"}
 
 
 def test_a_bad_mix_is_a_usage_error_before_anything_starts():
@@ -107,12 +154,19 @@ def test_overdrawn_is_a_documented_kind():
         assert f"`{name}`" in doc, name
 
 
-def test_fix_on_run_with_both_classes_passes(locust_run):
-    run = locust_run([*RUN, "--fix", "on", "--traffic-mix", "shared=1,drain=1"])
+def test_fix_on_run_with_every_class_passes(locust_run):
+    """The default mix at -u 12: each class judged rounds, none failed, and the report says so."""
+    run = locust_run([*RUN, "--fix", "on"])
     code = run.finish(EXIT_TIMEOUT_S)
     report = run.report()
     assert code == 0, run.log_tail()
     by_name = report["checks"]["by_name"]
-    for name in (checker.SHARED_INVOICE, checker.DRAIN):
+    for name in (checker.SHARED_INVOICE, checker.DRAIN, traffic.RETRY, traffic.EDGE):
         assert by_name[name]["passed"] > 0 and by_name[name]["failed"] == 0, (name, by_name)
     assert report["inconsistencies_total"] == 0
+    section = report["traffic"]
+    assert section["mix"] == {"shared": 1, "drain": 1, "retry": 1, "edge": 1}
+    assert section["classes_without_users"] == []
+    for name in ("shared", "drain", "retry", "edge"):
+        assert section["classes"][name]["users_peak"] >= 1, section
+        assert section["classes"][name]["rounds_passed"] > 0, section

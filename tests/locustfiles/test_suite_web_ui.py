@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import time
@@ -38,9 +39,18 @@ def entries(base: str) -> tuple[dict[tuple[str, str], dict], str]:
     return {(e["method"], e["name"]): e for e in stats["stats"]}, stats["state"]
 
 
-def test_web_ui_run_against_the_embedded_target(locust_run, free_port):
+def checks_table(path) -> dict[tuple[str, str], dict[str, str]]:
+    """The suite's table of checks and faults (written once a second with --csv)."""
+    with open(path) as f:
+        return {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
+
+
+def test_web_ui_run_against_the_embedded_target(locust_run, free_port, tmp_path):
     base = f"http://127.0.0.1:{free_port}"
-    run = locust_run(["--web-host", "127.0.0.1", "--web-port", str(free_port)])
+    prefix = tmp_path / "ui"
+    table_path = tmp_path / "ui_consistency_checks.csv"
+    args = ["--web-host", "127.0.0.1", "--web-port", str(free_port), "--csv", str(prefix)]
+    run = locust_run(args)
     page = poll(lambda: http("GET", f"{base}/").decode(), 30.0, "the web UI")
     for option in (
         "shape",
@@ -61,7 +71,7 @@ def test_web_ui_run_against_the_embedded_target(locust_run, free_port):
         answer = json.loads(http("POST", f"{base}/swarm", form))
         assert answer["success"], answer
         assert answer["host"].startswith("http://127.0.0.1:")  # the embedded target
-        poll(checked_with_timeouts, 30.0, "checks and timeouts in /stats/requests")
+        poll(checked_with_timeouts, 30.0, "checks and timeouts in the suite's table")
         assert json.loads(http("POST", f"{base}/stop", {}))["success"]
         return poll(
             lambda: (
@@ -74,12 +84,12 @@ def test_web_ui_run_against_the_embedded_target(locust_run, free_port):
         )
 
     def checked_with_timeouts():
-        by_name, _ = entries(base)
+        by_name = checks_table(table_path)
         if ("CHECK", "reconciliation") in by_name:
-            return False  # the previous run's stats (a new run clears them; the page caches)
+            return False  # the previous run's table (a new run starts from zero)
         check = by_name.get(("CHECK", "balance_after_success"), {})
         fault = by_name.get(("FAULT", "timeout [normal]"), {})
-        return check.get("num_requests", 0) > 0 and fault.get("num_requests", 0) > 0
+        return int(check.get("Count", 0)) > 0 and int(fault.get("Count", 0)) > 0
 
     # A web UI session is several runs against one target: each is judged alone.
     form = {"user_count": "4", "spawn_rate": "4", "shape": "steady", "seed": "7"}
@@ -99,7 +109,10 @@ def test_web_ui_run_against_the_embedded_target(locust_run, free_port):
     assert "before this run" in report["reason"]
     # /stats/requests is cached for a moment: poll until it shows the stop
     by_name = poll(lambda: entries(base)[1] == "stopped" and entries(base)[0], 10.0, "stopped")
-    assert by_name[("CHECK", "reconciliation")]["num_failures"] == 0
+    assert not [key for key in by_name if key[0] in ("CHECK", "FAULT")]  # HTTP only
+    assert report["counters"]
+    row = checks_table(table_path)[("CHECK", "reconciliation")]
+    assert (row["Count"], row["Failures"]) == ("1", "0")
 
     run.signal(signal.SIGTERM)  # stops Locust, which stops the target
     assert run.finish(30.0) == 0, run.log_tail()

@@ -43,6 +43,11 @@ PATCH_TARGETS: dict[str, str] = {
     "ledger_schema": "target.ledger:SCHEMA",
     "client_wait": "target.node.client:LocalNodeClient.wait",
     "client_lookup": "target.node.client:LocalNodeClient.lookup",
+    "client_decode": "target.node.client:LocalNodeClient.decode",
+    "send": "target.payouts:PayoutService._send",
+    "replay": "target.payouts:PayoutService._replay",
+    "hash_paid": "target.ledger:Ledger.hash_paid",
+    "SendRefused": "target.payouts:SendRefused",
     # names the patches use, taken from the wallet's own namespace (what payouts.py imports)
     "PaymentTruth": "target.payouts:PaymentTruth",
     "PaymentStatus": "target.payouts:PaymentStatus",
@@ -62,6 +67,9 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "resolve_one": ("self.node.lookup", "self.settle"),
     "ledger_commit": ("UPSERT_ACCOUNT", FUNDS_CHECK, FUNDS_ASSERT),
     "pay_saga": ("self._wait", "self.settle"),
+    "send": ("self.node.send",),
+    "replay": ("idempotency_key_reused", "request_sha256"),
+    "hash_paid": ("status = 'succeeded'",),
 }
 
 IN_RESOLVER: contextvars.ContextVar[bool] = contextvars.ContextVar("in_resolver", default=False)
@@ -129,20 +137,28 @@ class Mutant:
     expect: tuple[str, ...]  # the run must report at least one of these inconsistency kinds
     patch: Callable[[], None]
     bug: str  # the patch's docstring, up to "Class:"
+    # the traffic class run alone against it (`--traffic-mix`, payers off), None: the default
+    # mix; and the check that must be the one to find it (None: any source)
+    traffic_mix: str | None = None
+    check: str | None = None
 
 
 MUTANTS: dict[str, Mutant] = {}
 CONTROL = "control"  # the target as it is
 
 
-def mutant(bug_class: str, *expect: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+def mutant(
+    bug_class: str, *expect: str, traffic_mix: str | None = None, check: str | None = None
+) -> Callable[[Callable[[], None]], Callable[[], None]]:
     def register(patch: Callable[[], None]) -> Callable[[], None]:
         doc = inspect.getdoc(patch) or ""
         assert doc and "Class:" in doc, f"{patch.__name__}: docstring must name bug and class"
         assert expect, f"{patch.__name__}: declare the kinds expected to catch it"
         first_paragraph = " ".join(doc.split("\n\n")[0].split())
         bug = first_paragraph.split("Class:")[0].strip()
-        MUTANTS[patch.__name__] = Mutant(patch.__name__, bug_class, expect, patch, bug)
+        MUTANTS[patch.__name__] = Mutant(
+            patch.__name__, bug_class, expect, patch, bug, traffic_mix, check
+        )
         return patch
 
     return register
@@ -462,7 +478,7 @@ def wallet_view_stale() -> None:
 # -- concurrency: payouts of one wallet at once (run with the drain traffic class)
 
 
-@mutant("concurrency: funds check", "overdrawn")
+@mutant("concurrency: funds check", "overdrawn", traffic_mix="payers=0,drain=1", check="drain")
 def funds_check_misses_queued_payouts() -> None:
     """The funds check reads a wallet's durable balance instead of its working one: reservations
     still queued for the disk are not seen, so parallel payouts of one wallet overdraw it (the
@@ -489,3 +505,83 @@ def funds_check_misses_queued_payouts() -> None:
     if BALANCE_CONSTRAINT not in schema:
         raise MutantTargetMissing(f"SCHEMA has no {BALANCE_CONSTRAINT}")
     setattr(schema_owner, schema_name, schema.replace(BALANCE_CONSTRAINT, "CHECK (1)"))
+
+
+# -- the traffic classes of issue 10, each run alone against the bug it is there to catch
+
+
+@mutant(
+    "per-hash claim: paid invoice adopted",
+    "double_charge",
+    traffic_mix="payers=0,shared=1",
+    check="shared_invoice",
+)
+def paid_invoice_adopted_by_second_payout() -> None:
+    """A payout of an invoice another payout already paid is not refused: the "already paid"
+    look-up is skipped, and the node's refusal (already_paid) is read as this payout's own
+    success, adopting the other payout's attempt. Both wallets are charged for one payment.
+    Class: the per-hash claim (one payout per payment). Only a second payer of one invoice meets
+    it: the payers never pay an invoice twice, so only the shared_invoice check can see it."""
+    send_refused = value("SendRefused")
+
+    def make_hash_paid(hash_paid: Any) -> Any:
+        async def never_paid(self: Any, payment_hash: str) -> bool:
+            return False
+
+        return never_paid
+
+    def make_send(send: Any) -> Any:
+        async def adopting_send(self: Any, payout: Any, invoice: Any) -> None:
+            try:
+                await send(self, payout, invoice)
+            except send_refused as err:
+                if err.code != "already_paid":
+                    raise
+                truth = await self.node.lookup(payout.payment_hash)
+                payout.attempt_id = truth.attempt_id  # "paid, so ours": the other's attempt
+
+        return adopting_send
+
+    replace("hash_paid", make_hash_paid)
+    replace("send", make_send)
+
+
+@mutant(
+    "idempotency: key reused with another invoice",
+    "idempotency_mismatch",
+    traffic_mix="payers=0,retry=1",
+    check="retry",
+)
+def idempotency_key_reused_replays() -> None:
+    """A request with an Idempotency-Key already used for another invoice is answered with the
+    first request's stored answer instead of a 422: the client is told its second invoice was
+    paid (or failed) when it was never sent. Class: idempotency (the request's fingerprint)."""
+
+    def make(replay: Any) -> Any:
+        async def unchecked_replay(
+            self: Any, wallet_id: str, idempotency_key: str, request_sha256: str
+        ) -> Any:
+            previous = await self.ledger.payout_by_key(wallet_id, idempotency_key)
+            if previous is not None:
+                request_sha256 = previous.request_sha256  # the fingerprint never compared
+            return await replay(self, wallet_id, idempotency_key, request_sha256)
+
+        return unchecked_replay
+
+    replace("replay", make)
+
+
+@mutant("bad input: expiry", "accepted_bad_input", traffic_mix="payers=0,edge=1", check="edge")
+def expiry_read_in_ms() -> None:
+    """The wallet reads an invoice's expiry (seconds) as milliseconds' worth of seconds, so an
+    expired invoice is taken as valid and sent to the node instead of refused with a 400.
+    Class: bad input accepted (the edge class's clear 4xx)."""
+
+    def make(decode: Any) -> Any:
+        async def long_lived(self: Any, payment_request: str) -> Any:
+            invoice = await decode(self, payment_request)
+            return dataclasses.replace(invoice, expiry_s=invoice.expiry_s * 1000)
+
+        return long_lived
+
+    replace("client_decode", make)

@@ -42,7 +42,7 @@ FAILURE_RATE = "0.1"
 RETRY_SHARE = "0.3"
 # the traffic classes beside the payers (the suite's default, said explicitly): the concurrency
 # mutant needs the drain class
-TRAFFIC_MIX = "shared=1,drain=1"
+TRAFFIC_MIX = "shared=1,drain=1,retry=1,edge=1"
 
 START_TIMEOUT_S = 30.0
 # RUN_TIME of load, the suite's bounded final wait (15 s) and its shutdown, with room.
@@ -72,6 +72,16 @@ class RunResult:
     def detected(self, expect: tuple[str, ...]) -> list[str]:
         return [kind for kind in expect if self.kinds.get(kind, {}).get("count", 0) > 0]
 
+    def checks_finding(self, expect: tuple[str, ...]) -> set[str]:
+        """The checks whose examples show the expected kinds (a traffic class's own check)."""
+        found = set()
+        for kind in expect:
+            entry = self.kinds.get(kind) or {}
+            for example in [*(entry.get("examples") or []), entry.get("worst"), entry.get("last")]:
+                if example and example.get("source") is None and example.get("check"):
+                    found.add(str(example["check"]))
+        return found
+
     def detection(self) -> tuple[str, float | None]:
         """(how, seconds from the start of the run): by a user's check on the timeline, else at
         the end of the run, by the final audit or the reconciliation (the timeline counts only
@@ -100,14 +110,14 @@ def target_command(name: str, workdir: Path, seed: int) -> list[str]:
     ]  # fmt: skip
 
 
-def locust_command(url: str, report_dir: Path, seed: int) -> list[str]:
+def locust_command(url: str, report_dir: Path, seed: int, mix: str = "") -> list[str]:
     return [
         sys.executable, "-m", "locust", "-f", str(SUITE),
         "--headless", "-t", RUN_TIME, "-u", str(USERS), "-r", str(USERS), "--only-summary",
         "--fix", "on", "--host", url, "--admin-token", ADMIN_TOKEN,
         "--report-dir", str(report_dir), "--seed", str(seed),
         "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
-        "--retry-share", RETRY_SHARE, "--traffic-mix", TRAFFIC_MIX,
+        "--retry-share", RETRY_SHARE, "--traffic-mix", mix or TRAFFIC_MIX,
     ]  # fmt: skip
 
 
@@ -133,7 +143,7 @@ def run_one(name: str, workdir: Path, seed: int = SEED) -> RunResult:
         except ChildError as err:
             raise RunBroken(f"the target did not start: {err}") from None
         locust = ChildProcess(
-            locust_command(url, report_dir, seed),
+            locust_command(url, report_dir, seed, _mix_of(name)),
             log_path=locust_log,
             cwd=REPO,
             stop_timeout_s=STOP_TIMEOUT_S,
@@ -158,6 +168,12 @@ def run_one(name: str, workdir: Path, seed: int = SEED) -> RunResult:
             result.broken = (result.broken or "") + f"; processes left running: {left}"
         result.wall_s = round(time.monotonic() - started, 1)
     return result
+
+
+def _mix_of(name: str) -> str:
+    """The traffic mix of a run: a traffic class alone for the mutant it is there to catch."""
+    mutant = MUTANTS.get(name)
+    return (mutant.traffic_mix if mutant else None) or TRAFFIC_MIX
 
 
 def _read_report(result: RunResult, path: Path, locust_log: Path) -> None:
@@ -232,8 +248,12 @@ def verdict_of(name: str, result: RunResult) -> str:
         return "ok" if result.exit_code == 0 else f"control failed: {result.reason}"
     if result.exit_code != EXIT_INCONSISTENT:
         return f"not caught: exit {result.exit_code}: {result.reason}"
-    if not result.detected(MUTANTS[name].expect):
-        return f"caught, but as {sorted(result.kinds)}, not {MUTANTS[name].expect}"
+    mutant = MUTANTS[name]
+    if not result.detected(mutant.expect):
+        return f"caught, but as {sorted(result.kinds)}, not {mutant.expect}"
+    if mutant.check and result.checks_finding(mutant.expect) != {mutant.check}:
+        found = sorted(result.checks_finding(mutant.expect))
+        return f"caught, but by the checks {found}, not {mutant.check} alone"
     return "ok"
 
 
@@ -282,11 +302,12 @@ NOTES = """Notes
   reconciliation reads the node's own records (NodeTruth), so they cannot blind it.
 - resolver_never_runs is caught as `unresolved`: the payouts still pending after the suite's
   final wait (6 s), counted once each.
-- No concurrency mutant is kept: the resolver without its `_active` guard became nearly harmless
-  once payouts were bound to their own node attempt (caught on some seeds only), and a lost
-  update between payouts healed at the next commit. The suite's payers own one wallet each and
-  pay one invoice at a time, so they rarely race the target; shared invoices, drains and
-  concurrent retries (issue 10) will give concurrency mutants something to catch."""
+- The traffic classes' mutants (the last four rows) are run with their class alone
+  (`--traffic-mix payers=0,NAME=1`), and the test requires that class's own check to be what
+  found them: the payers own one wallet each and pay one invoice at a time, so they never meet
+  a shared invoice, a drained wallet, a reused key or a bad invoice. The resolver without its
+  `_active` guard is not kept: nearly harmless once payouts were bound to their own node attempt
+  (caught on some seeds only)."""
 
 
 def results_markdown(

@@ -1,7 +1,8 @@
 """Teeth, measured: the suite against mutants of the target, each one small money bug.
 
 Marked `mutants` and left out of the default run (pyproject's addopts); run them with
-`python -m pytest -q -m mutants` (about 2.5 min on 2 cores: 15 runs of ~18 s, two at a time).
+`python -m pytest -q -m mutants` (about 4 min on 2 cores: 18 runs of ~27 s, two at a time; the
+traffic classes' mutants with their class alone, each found by that class's own check).
 The selected runs are made once, in parallel, by a module fixture; each test then judges one:
 - every mutant: the run fails with exit code 3 and reports one of the kinds the mutant declares;
 - the control (the target as it is, same settings, same seed): the run passes with exit code 0,
@@ -24,7 +25,7 @@ from mutant_patches import CONTROL, MUTANTS, check_all_targets
 from mutant_runs import EXIT_INCONSISTENT, RunResult
 
 HERE = Path(__file__).resolve().parent
-SUITE_TIMEOUT_S = 900  # the first test waits for all selected runs (about 150 s)
+SUITE_TIMEOUT_S = 900  # the first test waits for all selected runs (about 250 s)
 # The `runs` fixture (conftest.py) makes the selected runs once, in parallel.
 
 
@@ -41,6 +42,9 @@ def test_mutant_is_caught(name: str, runs: dict[str, RunResult]) -> None:
     assert result.broken is None, result.broken
     assert result.exit_code == EXIT_INCONSISTENT, _describe(result)
     assert result.detected(mutant.expect), f"expected one of {mutant.expect}; {_describe(result)}"
+    if mutant.check:
+        # a traffic class's mutant: run with that class alone, found by its own check
+        assert result.checks_finding(mutant.expect) == {mutant.check}, _describe(result)
 
 
 @pytest.mark.mutants

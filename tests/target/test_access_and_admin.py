@@ -40,9 +40,15 @@ def test_one_wallets_key_never_reaches_another_wallet(tmp_path):
                 "GET", f"/api/payouts/{'f' * 32}", headers={"X-Api-Key": mallory.api_key}
             )
             assert missing.status == 404
-            for headers in ({"X-Api-Key": mallory.api_key}, {}, {"X-Admin-Token": ADMIN_TOKEN}):
-                reply = await api.call("GET", f"/api/payouts/{payout_id}", headers=headers)
-                assert (reply.status, reply.body) == (missing.status, missing.body), headers
+            reply = await api.call(
+                "GET", f"/api/payouts/{payout_id}", headers={"X-Api-Key": mallory.api_key}
+            )
+            assert (reply.status, reply.body) == (missing.status, missing.body)
+            # No key at all: 401 before any lookup, the same for her payout and a missing one.
+            for headers in ({}, {"X-Admin-Token": ADMIN_TOKEN}):
+                for some_id in (payout_id, "f" * 32):
+                    reply = await api.call("GET", f"/api/payouts/{some_id}", headers=headers)
+                    assert (reply.status, reply.error) == (401, "unauthorized"), headers
             assert (await api.payout(payout_id, alice))["status"] == "succeeded"
 
             # Paying from Alice's wallet with Mallory's key: refused, nothing sent or moved.

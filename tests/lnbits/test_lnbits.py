@@ -1,0 +1,162 @@
+"""The suite against a real LNbits (marker `lnbits`; `python -m pytest -q -m lnbits`).
+
+LNbits runs with its LND REST funding source on a `lnchaos node`, which makes the invoices,
+injects the faults and knows the truth. `locust --wallet-api lnbits` drives it: each payer opens
+and funds its own LNbits wallet, pays, checks every balance against the node's truth, and the
+verdict judges every wallet at the end.
+
+- clean LNbits under payment faults (timeouts, failures, late settlements) and HTTP errors after
+  the node acted (the payment went out, LNbits saw a 503): it must pass, with payouts verified
+  and timed-out (pending) payouts resolved;
+- the same LNbits with one careless line (a patched copy of the installed package): an HTTP
+  error from its node is taken as a failed payment. It must fail with paid_not_charged, the
+  payouts named.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import LNbits, patched_copy
+
+from target.common.child import ChildProcess, ChildServer
+
+pytestmark = [pytest.mark.lnbits, pytest.mark.timeout(900)]
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = REPO / "locustfiles" / "lnchaos_suite.py"
+TOKEN = "lnbits-test-token"
+RUN_S = 25
+LOCUST_TIMEOUT_S = 150.0
+# payment faults of every phase (the fault control sets the timeout rates per phase); rates
+# high enough that a slow machine's hundred-odd payouts meet each fault (P(none) < 1 %)
+NODE_FAULTS = ["--failure-rate", "0.1", "--inflight-hold-ms", "1500"]
+# HTTP errors on LND's routes, all after the node acted: the payment went out, LNbits saw 503
+HTTP_ERROR_RATE = "0.05"
+HTTP_ERROR_RATE_CARELESS = "0.15"  # the careless LNbits must meet it on some payouts
+# the careless line: any HTTP error from the node is a failed payment
+CARELESS = (
+    "wallets/lndrest.py",
+    "        ok=(\n"
+    "            False if _is_pre_dispatch_payment_error(error_code, error_message) else None\n"
+    "        ),\n",
+    "        ok=False,\n",
+)
+
+
+def _run(
+    venv: Path, tmp_path: Path, http_error_rate: str, *, pythonpath: Path | None = None
+) -> dict[str, Any]:
+    http_after = ["--http-error-rate", http_error_rate, "--http-fault-after-rate", "1.0"]
+    node = ChildServer(
+        [
+            sys.executable,
+            "-m",
+            "lnchaos.cli",
+            "node",
+            "--port",
+            "0",
+            "--admin-token",
+            TOKEN,
+            "--seed",
+            "7",
+            *NODE_FAULTS,
+            *http_after,
+        ],
+        log_path=tmp_path / "node.log",
+        cwd=REPO,
+        name="lnchaos node",
+    )
+    lnbits: LNbits | None = None
+    locust: ChildProcess | None = None
+    try:
+        node.start(health_path="/health")
+        lnbits = LNbits(venv, node.url, tmp_path, pythonpath=pythonpath).start()
+        report_dir = tmp_path / "report"
+        command = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(SUITE),
+            "--headless",
+            "-t",
+            f"{RUN_S}s",
+            "-u",
+            "8",
+            "-r",
+            "8",
+            "--seed",
+            "7",
+            "--wallet-api",
+            "lnbits",
+            "--host",
+            lnbits.url,
+            "--node-url",
+            node.url,
+            "--node-admin-token",
+            TOKEN,
+            "--timeout-rate",
+            "0.1",
+            "--spike-timeout-rate",
+            "0.2",
+            "--late-settle-rate",
+            "0.5",
+            "--retry-share",
+            "0.2",
+            "--final-wait-s",
+            "15",
+            "--report-dir",
+            str(report_dir),
+        ]
+        locust = ChildProcess(command, log_path=tmp_path / "locust.log", cwd=REPO, name="locust")
+        locust.start()
+        code = locust.wait(LOCUST_TIMEOUT_S)
+        assert code is not None, f"locust did not end:\n{locust.log_tail()}"
+        report = json.loads((report_dir / "consistency.json").read_text())
+        report["_exit_code"] = code
+        report["_log"] = locust.log_tail()
+        return report
+    finally:
+        for child in (locust, lnbits.child if lnbits else None, node):
+            if child is not None:
+                child.stop()
+                left = [(p.pid, " ".join(p.cmdline()[:3])) for p in child.leftovers()]
+                assert not left, f"{child.name} left processes behind: {left}"
+
+
+def test_clean_lnbits_passes_under_payment_and_http_faults(
+    lnbits_venv: Path, tmp_path: Path
+) -> None:
+    report = _run(lnbits_venv, tmp_path, HTTP_ERROR_RATE)
+    summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies", "timeouts")})
+    assert report["_exit_code"] == 0, f"{summary}\n{report['_log']}"
+    assert report["verdict"] == "pass"
+    assert report["payouts_verified"] > 0
+    timeouts = report["timeouts"]
+    assert timeouts["payouts"] > 0, summary  # LNbits answered pending: the faults reached it
+    resolved = timeouts["resolved_by_checks"] + timeouts["resolved_by_reconciliation"]
+    assert resolved + timeouts["resolved_by_audit"] > 0, summary
+    assert report["payouts_by_outcome"]["failed"] > 0, summary  # failures reached it too
+    assert report["wallet_api"]["name"] == "lnbits"
+    assert report["wallet_api"]["left_out"], "the report names what LNbits could not be asked"
+    print(f"\nLNbits clean: {report['payouts_per_s']} payouts/s, {summary}")
+
+
+def test_lnbits_that_takes_an_http_error_for_a_failure_is_caught(
+    lnbits_venv: Path, tmp_path: Path
+) -> None:
+    path, old, new = CARELESS
+    copy = patched_copy(lnbits_venv, tmp_path / "careless", path, old, new)
+    report = _run(lnbits_venv, tmp_path, HTTP_ERROR_RATE_CARELESS, pythonpath=copy)
+    summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies")})
+    assert report["_exit_code"] == 3, f"{summary}\n{report['_log']}"
+    found = report["inconsistencies"].get("paid_not_charged") or {}
+    assert found.get("count", 0) > 0, summary
+    named = [e.get("payout_id") for e in found["examples"] if e.get("payout_id")]
+    assert named, f"the payouts are named: {summary}"
+    print(f"\nLNbits careless: {summary}")

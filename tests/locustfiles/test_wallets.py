@@ -1,0 +1,140 @@
+"""The wallet adapters' pure parts: LNbits' answers in the suite's terms, the end-of-run
+judgement of one LNbits wallet from the node's truth, and --wallet-api's settings."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from locustfiles import checker
+from locustfiles.options import settings_from, wallet_api_note, wallet_api_problem
+from locustfiles.wallet_client import Invoice
+from locustfiles.wallets.lnbits import WalletRecord, _classify, judge_wallet, payout_view
+
+H1, H2, H3 = "a" * 64, "b" * 64, "c" * 64
+FUNDING_MSAT = 1_000_000
+
+
+def _record(payments: dict[str, tuple[int, str]]) -> WalletRecord:
+    return WalletRecord("w1", "key", FUNDING_MSAT, 0, dict(payments))
+
+
+def _paid(fee_msat: int) -> dict[str, object]:
+    return {"status": "succeeded", "fee_msat": fee_msat}
+
+
+def _believed(h: str, status: str, amount_msat: int, fee_msat: int) -> dict[str, object]:
+    return {"payment_hash": h, "status": status, "amount_msat": amount_msat, "fee_msat": fee_msat}
+
+
+def test_a_wallet_that_matches_the_node_has_no_finding_but_its_resolved_timeouts() -> None:
+    record = _record({H1: (1000, "succeeded"), H2: (2000, "failed"), H3: (500, "pending")})
+    truths = {H1: _paid(7), H2: {"status": "failed"}, H3: _paid(3)}
+    believed = {
+        H1: _believed(H1, "succeeded", 1000, 7),
+        H2: _believed(H2, "failed", 2000, 0),
+        H3: _believed(H3, "succeeded", 500, 3),
+    }
+    balance_msat = FUNDING_MSAT - 1007 - 503
+    findings = judge_wallet(record, balance_msat, believed, truths)
+    assert [f["kind"] for f in findings] == ["timeout_resolved"]
+
+
+def test_a_refund_of_a_payment_the_node_made_is_paid_not_charged_and_named() -> None:
+    record = _record({H1: (1000, "failed")})
+    findings = judge_wallet(
+        record, FUNDING_MSAT, {H1: _believed(H1, "failed", 1000, 0)}, {H1: _paid(7)}
+    )
+    assert [(f["kind"], f["payout_id"], f["diff_msat"]) for f in findings] == [
+        (checker.PAID_NOT_CHARGED, H1, 1007)
+    ]
+
+
+def test_a_charge_for_a_payment_the_node_failed_is_charged_not_paid() -> None:
+    record = _record({H1: (1000, "succeeded")})
+    believed = {H1: _believed(H1, "succeeded", 1000, 10)}
+    findings = judge_wallet(record, FUNDING_MSAT - 1010, believed, {H1: {"status": "failed"}})
+    assert [(f["kind"], f["diff_msat"]) for f in findings] == [(checker.CHARGED_NOT_PAID, -1010)]
+
+
+def test_a_balance_off_by_one_msat_behind_a_right_list_is_found() -> None:
+    record = _record({H1: (1000, "succeeded")})
+    believed = {H1: _believed(H1, "succeeded", 1000, 7)}
+    findings = judge_wallet(record, FUNDING_MSAT - 1007 - 1, believed, {H1: _paid(7)})
+    assert [(f["kind"], f["payout_id"], f["diff_msat"]) for f in findings] == [
+        (checker.CHARGED_NOT_PAID, None, -1)
+    ]
+
+
+def test_pending_at_the_wallet_or_in_flight_at_the_node_is_not_final() -> None:
+    record = _record({H1: (1000, "pending"), H2: (1000, "succeeded")})
+    believed = {H1: _believed(H1, "pending", 1000, 0), H2: _believed(H2, "succeeded", 1000, 7)}
+    truths = {H1: _paid(7), H2: {"status": "in_flight"}}
+    findings = judge_wallet(record, 0, believed, truths)  # the balance is not judged yet
+    assert sorted(f["kind"] for f in findings) == ["in_flight", "pending"]
+
+
+def test_a_payment_the_wallet_forgot_but_the_node_made_is_paid_not_charged() -> None:
+    record = _record({H1: (1000, "error")})
+    findings = judge_wallet(record, FUNDING_MSAT, {}, {H1: _paid(7)})
+    assert [f["kind"] for f in findings] == [checker.PAID_NOT_CHARGED]
+
+
+INVOICE = Invoice("lnbcrt1...", H1, 1000)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retry", "kind", "outcome"),
+    [
+        (201, {"status": "success", "amount": -1000, "fee": -7}, False, "ok", "succeeded"),
+        (201, {"status": "pending", "amount": -1000}, False, "info", "pending"),
+        (520, {"detail": "Payment failed: NO_ROUTE", "status": "failed"}, False, "fail", "failed"),
+        (520, {"detail": "Unable to connect", "status": "pending"}, False, "info", "pending"),
+        (
+            520,
+            {"detail": "Payment already paid.", "status": "success"},
+            True,
+            "refused",
+            "rejected",
+        ),
+        (500, {}, False, "error", "error"),
+        (520, {"detail": "?", "status": "success"}, False, "error", "error"),
+    ],
+)
+def test_lnbits_answers_to_a_payment(
+    status: int, body: dict[str, object], retry: bool, kind: str, outcome: str
+) -> None:
+    result = _classify(status, body, INVOICE, retry=retry)
+    assert (result.kind, result.outcome) == (kind, outcome)
+    assert result.payout_id == H1
+
+
+def test_lnbits_payment_status_as_a_payout() -> None:
+    assert payout_view(H1, {"paid": True, "preimage": "00"})["status"] == "succeeded"
+    assert payout_view(H1, {"paid": False, "status": "failed"})["status"] == "failed"
+    assert payout_view(H1, {"paid": False, "status": "pending"})["status"] == "pending"
+    assert payout_view(H1, {"paid": False})["status"] == "pending"  # LNbits could not ask
+
+
+def _options(**values: object) -> SimpleNamespace:
+    return SimpleNamespace(**values)
+
+
+def test_wallet_api_lnbits_needs_host_node_url_and_token() -> None:
+    settings = settings_from(_options(wallet_api="lnbits"))
+    problem = wallet_api_problem(settings)
+    assert problem is not None
+    assert "--host" in problem and "--node-url" in problem and "--node-admin-token" in problem
+    settings = settings_from(
+        _options(
+            wallet_api="lnbits",
+            host="http://127.0.0.1:5000",
+            node_url="http://127.0.0.1:8081/",
+            node_admin_token="T",
+        )
+    )
+    assert wallet_api_problem(settings) is None
+    assert settings.node_url == "http://127.0.0.1:8081"
+    assert wallet_api_note(settings)["left_out"]
+    assert wallet_api_problem(settings_from(_options())) is None  # lnchaos: as before
