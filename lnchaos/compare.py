@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +25,14 @@ from typing import Any
 
 from target.common.child import ChildProcess
 
-from .report import mode_summary, msat, text_table, write_report
+from .report import (
+    mode_summary,
+    msat,
+    open_model_lines,
+    open_model_row,
+    text_table,
+    write_report,
+)
 
 MODES = ("off", "rollback", "on")
 SUITE = Path(__file__).resolve().parent.parent / "locustfiles" / "lnchaos_suite.py"
@@ -78,7 +86,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--shape", choices=("steady", "spike"), default="spike", help="the suite's load shape"
     )
     # 20 s per mode: the whole first README command (install included) stays under 3 minutes.
-    parser.add_argument("--duration", type=at_least(5), default=20, help="seconds per mode")
+    parser.add_argument(
+        "--duration",
+        type=duration_s,
+        default=20,
+        help="per mode: seconds (at least 5), or a Locust time string as -t takes it (30s, 1m30s)",
+    )
     parser.add_argument("--users", type=at_least(1), default=10, help="users in normal traffic")
     parser.add_argument("--seed", type=at_least(0), default=1, help="the runs' seed")
     parser.add_argument(
@@ -103,6 +116,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="where the report goes (default: reports/compare-<UTC timestamp>)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    add_open_model_options(parser)
 
 
 def mode_args(mode: str) -> list[str]:
@@ -126,6 +140,10 @@ def run(args: argparse.Namespace, *, args_for: Callable[[str], list[str]] = mode
             file=sys.stderr,
         )
         return EXIT_USAGE
+    problem = open_model_problem(args)
+    if problem:
+        print(f"lnchaos compare: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report_dir = args.report_dir or Path("reports") / f"compare-{stamp}"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -138,17 +156,20 @@ def run(args: argparse.Namespace, *, args_for: Callable[[str], list[str]] = mode
         "timeout_rate": args.timeout_rate,
         "spike_timeout_rate": args.spike_timeout_rate,
         "late_settle_rate": args.late_settle_rate,
+        **open_model_settings(args),
     }
     rows = []
     for mode in modes:
         run_dir = report_dir / mode
         run_dir.mkdir(parents=True, exist_ok=True)
         code = run_mode(mode, run_dir, args, args_for(mode))
-        rows.append(mode_summary(mode, run_dir, code))
+        rows.append({**mode_summary(mode, run_dir, code), **open_model_row(run_dir)})
     verdict = judge(rows)
     path = write_report(report_dir, rows, verdict, settings)
     print()
     print(text_table(rows))
+    print()
+    print(open_model_lines(rows))
     print()
     print(f"report: {path.resolve()}")
     print(f"{verdict['status'].upper()}: {verdict['reason']}")
@@ -176,6 +197,7 @@ def suite_command(
         "--html", str(run_dir / "locust.html"),
         "--only-summary",
         "--loglevel", "WARNING",
+        *open_model_args(args),
         *extra,
     ]  # fmt: skip
 
@@ -313,3 +335,86 @@ def judge(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     return run(args)
+
+
+# ---- the open model and Locust's time strings (issue 14) -------------------------------------
+
+
+DURATION_S_MIN = 5  # a spike run needs its ramp, normal, spike and recovery phases
+
+
+# Locust's time strings as -t takes them (locust.util.timespan): importing locust here would
+# monkey-patch this process with gevent (it runs aiohttp children and the report), so the same
+# grammar is read here: whole seconds, or hours, minutes and seconds in that order.
+TIMESPAN = re.compile(r"(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+
+
+def duration_s(text: str) -> int:
+    """Whole seconds from `20`, `30s` or `1m30s` (Locust's time strings, as -t takes them)."""
+    text = str(text).strip()
+    match = TIMESPAN.fullmatch(text) if not text.isdigit() else None
+    if not text.isdigit() and (match is None or not any(match.groupdict().values())):
+        raise argparse.ArgumentTypeError(
+            f"must be seconds or a time string such as 30s or 1m30s, not {text!r}"
+        )
+    if text.isdigit():
+        value = int(text)
+    else:
+        assert match is not None
+        parts = {k: int(v or 0) for k, v in match.groupdict().items()}
+        value = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    if value < DURATION_S_MIN:
+        raise argparse.ArgumentTypeError(f"must be at least {DURATION_S_MIN} s, not {text!r}")
+    return value
+
+
+def add_open_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--arrival-rate",
+        type=float,
+        default=0.0,
+        help="the open model: payouts/s offered in normal traffic (x --spike-factor in the "
+        "spike), dropped when no payer is free; 0: the closed model (--users)",
+    )
+    parser.add_argument(
+        "--max-payers", type=int, default=50, help="the open model: payers allocated at start"
+    )
+    parser.add_argument(
+        "--arrivals",
+        choices=("constant", "poisson"),
+        default="constant",
+        help="the open model: gaps between arrivals",
+    )
+
+
+def open_model_args(args: argparse.Namespace) -> list[str]:
+    """The suite's open-model arguments (none for the closed model)."""
+    rate = float(getattr(args, "arrival_rate", 0.0) or 0.0)
+    if rate <= 0:
+        return []
+    return [
+        "--arrival-rate", f"{rate:g}",
+        "--max-payers", str(int(getattr(args, "max_payers", 50))),
+        "--arrivals", str(getattr(args, "arrivals", "constant")),
+    ]  # fmt: skip
+
+
+def open_model_problem(args: argparse.Namespace) -> str | None:
+    rate = float(getattr(args, "arrival_rate", 0.0) or 0.0)
+    if not 0.0 <= rate <= 100_000.0:
+        return "--arrival-rate must be within [0, 100000]"
+    if not 1 <= int(getattr(args, "max_payers", 50)) <= 5000:
+        return "--max-payers must be within [1, 5000]"
+    return None
+
+
+def open_model_settings(args: argparse.Namespace) -> dict[str, Any]:
+    rate = float(getattr(args, "arrival_rate", 0.0) or 0.0)
+    if rate <= 0:
+        return {"model": "closed"}
+    return {
+        "model": "open",
+        "arrival_rate_per_s": rate,
+        "max_payers": int(getattr(args, "max_payers", 50)),
+        "arrivals": getattr(args, "arrivals", "constant"),
+    }

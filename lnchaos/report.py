@@ -316,6 +316,7 @@ def write_report(
             scale=1000.0,
         ),
         "Timeout rate per phase": chart_timeout_rates(rows),
+        **open_model_charts(rows),
     }
     path = report_dir / "report.html"
     path.write_text(render_html(rows, verdict, settings, charts))
@@ -377,3 +378,116 @@ target's reconciliation at the end of each run. Amounts are in millisatoshis (ms
 <ul>{links}</ul>
 </body></html>
 """
+
+
+# ---- the open model and time to detect (issue 14) ------------------------------------------
+
+
+def time_to_detect_s(consistency: dict[str, Any]) -> float | None:
+    """Seconds from the start of a run to its first inconsistency found while it ran: the first
+    point of consistency.json's timeline (sampled about once a second, so this is an upper
+    bound within a second) with an inconsistency; None when none was found during the run.
+    `lnchaos compare` reports it for fix off; the bench may call it on any consistency.json."""
+    for point in consistency.get("timeline") or []:
+        if int(point.get("inconsistencies", 0)) > 0:
+            return float(point["t_s"])
+    return None
+
+
+def open_model_row(run_dir: Path) -> dict[str, Any]:
+    """The open model's numbers of one run (consistency.json `arrivals`) and its time to detect,
+    to add to the run's row of the comparison."""
+    consistency = load_json(run_dir / "consistency.json")
+    arrivals = consistency.get("arrivals") or {}
+    return {
+        "time_to_detect_s": time_to_detect_s(consistency),
+        "arrivals": {
+            "model": arrivals.get("model", "closed"),
+            "arrival_rate_per_s": arrivals.get("arrival_rate_per_s"),
+            "dropped_iterations": int(arrivals.get("dropped_iterations", 0)),
+            "dropped_share": arrivals.get("dropped_share", 0.0),
+            "start_delay_ms": arrivals.get("start_delay_ms") or {},
+            "latency_from_scheduled_ms": arrivals.get("latency_from_scheduled_ms") or {},
+            "by_phase": arrivals.get("by_phase") or {},
+        },
+    }
+
+
+def open_model_lines(rows: list[dict[str, Any]]) -> str:
+    """What compare prints under its table: time to detect, and per mode offered / achieved /
+    dropped."""
+    lines = []
+    for row in rows:
+        detect = row.get("time_to_detect_s")
+        if row["mode"] == "off":
+            found = "none found while it ran" if detect is None else f"{detect:.0f} s"
+            lines.append(f"time to detect (fix off, first inconsistency): {found}")
+    for row in rows:
+        arrivals = row.get("arrivals") or {}
+        phases = arrivals.get("by_phase") or {}
+        parts = [
+            f"{name} {_rate_text(p.get('offered_per_s'))}/{_rate_text(p.get('achieved_per_s'))}"
+            + (f" ({p['dropped_iterations']} dropped)" if p.get("dropped_iterations") else "")
+            for name, p in phases.items()
+        ]
+        if not parts:
+            continue
+        delay = arrivals.get("start_delay_ms") or {}
+        model = arrivals.get("model", "closed")
+        text = f"fix {row['mode']} ({model}) payouts/s offered/achieved: " + ", ".join(parts)
+        if model == "open":
+            text += (
+                f"; dropped {arrivals.get('dropped_iterations', 0)}"
+                f" ({100 * float(arrivals.get('dropped_share') or 0):.1f}%),"
+                f" start delay p99 {_rate_text(delay.get('p99'))} ms"
+            )
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def _rate_text(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.0f}"
+
+
+def chart_offered_vs_achieved(rows: list[dict[str, Any]]) -> str | None:
+    """Per phase and mode: payouts/s offered (light) against achieved (solid), dropped
+    iterations written over the bars. None when no run has per-phase numbers."""
+    phases: list[str] = []
+    for row in rows:
+        for name in (row.get("arrivals") or {}).get("by_phase") or {}:
+            if name not in phases:
+                phases.append(name)
+    if not phases:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / max(1, len(rows))
+    top = 0.0
+    for i, row in enumerate(rows):
+        by_phase = (row.get("arrivals") or {}).get("by_phase") or {}
+        xs = [j + i * width for j in range(len(phases))]
+        offered = [float(by_phase.get(p, {}).get("offered_per_s") or 0) for p in phases]
+        achieved = [float(by_phase.get(p, {}).get("achieved_per_s") or 0) for p in phases]
+        colour = MODE_COLOURS.get(row["mode"])
+        ax.bar(xs, offered, width, color=colour, alpha=0.25, label=f"fix {row['mode']} offered")
+        ax.bar(xs, achieved, width * 0.6, color=colour, label=f"fix {row['mode']} achieved")
+        for x, p, height in zip(xs, phases, offered, strict=True):
+            dropped = int(by_phase.get(p, {}).get("dropped_iterations") or 0)
+            if dropped:
+                ax.annotate(str(dropped), (x, height), ha="center", va="bottom", size=7)
+        top = max([top, *offered, *achieved])
+    ax.set_ylim(0, top * 1.2 + 1)
+    ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(phases))], phases)
+    ax.set_ylabel("payouts per second")
+    ax.set_title("Payouts/s offered (light) and achieved per phase; over the bars: dropped")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, ncol=max(1, len(rows)))
+    return _png(fig)
+
+
+def open_model_charts(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The offered/achieved chart, for a comparison of open-model runs (closed runs offer what
+    they achieve: the table's payouts per second says it)."""
+    if not any((row.get("arrivals") or {}).get("model") == "open" for row in rows):
+        return {}
+    chart = chart_offered_vs_achieved(rows)
+    return {"Offered against achieved payouts/s": chart} if chart else {}

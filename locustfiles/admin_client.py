@@ -76,6 +76,30 @@ class TargetAdmin:
     def set_faults(self, changes: dict[str, Any]) -> dict[str, Any]:
         return self._call("PUT", "/admin/faults", changes)
 
+    def set_seed(self, seed: int) -> int:
+        """The seed of the node's fault draws from now on (PUT /admin/seed): a run started from
+        the web UI's form replays with its own seed on a target that is already running."""
+        return int(self._call("PUT", "/admin/seed", {"seed": int(seed)})["seed"])
+
+    def metrics_gauges(self, names: tuple[str, ...]) -> dict[str, float]:
+        """Unlabelled gauges from GET /metrics (Prometheus text), by name; those absent are left
+        out. The live view's "pending now" and "in flight now"."""
+        request = urllib.request.Request(self.base_url + "/metrics", method="GET")
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+                text = response.read(1_000_000).decode(errors="replace")
+        except (OSError, ValueError) as err:
+            raise TargetError(f"GET /metrics: {err}") from None
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in names:
+                try:
+                    found[name] = float(value)
+                except ValueError:
+                    continue
+        return found
+
     def reconciliation(
         self, *, since_ms: int | None = None, stuck_after_s: float | None = None
     ) -> dict[str, Any]:

@@ -108,6 +108,11 @@ that could not be kept or audited (overflow) fails the run (exit 3).
     inconsistencies_before_run_total: int
     drift_msat: int                            sum over failed balance checks of actual - expected
     payout_latency_ms: {p50, p95, p99}         of POST payout, all phases
+    arrivals: {model: "open"|"closed", by_phase: {phase: {offered, started,
+               dropped_iterations, offered_per_s, achieved_per_s, duration_s}},
+               dropped_iterations, start_delay_ms, latency_from_scheduled_ms: {p50, p95, p99},
+               ...}                            the open model (--arrival-rate): schema in
+                                               locustfiles/arrival_stats.py `summary`
     phases: [{name, start_s, end_s}]
     timeline: [{t_s, phase, payouts, timeouts, inconsistencies, drift_msat}]  about 1 per second,
               all cumulative since the start of the run
@@ -159,6 +164,7 @@ from pathlib import Path
 from typing import Any
 
 from locustfiles import counters
+from locustfiles.arrival_stats import summary as arrival_summary
 
 CHECK = counters.CHECK
 FAULT = counters.FAULT
@@ -920,6 +926,8 @@ def build_report(
         "inconsistencies_before_run_total": earlier_total,
         "drift_msat": merged["drift_msat"],
         "payout_latency_ms": latency_percentiles(merged["latency_ms"]),
+        # the open model's offered, achieved and dropped per phase (locustfiles/arrival_stats.py)
+        "arrivals": arrival_summary(merged.get("arrivals"), phases, merged["payouts"]),
         "phases": phases,
         "timeline": timeline,
         "since_ms": since_ms,

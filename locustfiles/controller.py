@@ -9,7 +9,12 @@
   could judge (from the node's truth, never the wallet's reconciliation; checker.py), then the
   target's reconciliation;
 - quitting: judge the run if not done yet, write consistency.json, set the exit code (never
-  over a non-zero code of Locust's own), stop the embedded target.
+  over a non-zero code of Locust's own), put the verdict, the consistency results and the chart
+  into Locust's --html report and write <--csv prefix>_consistency.csv, stop the target.
+- controls mid-run (the web UI, locustfiles/web_ui.py): `control` sets the fix mode or a fault
+  rate now and holds it (fault_control.py); at the verdict the payouts started after each change
+  are reconciled on their own (`controls_after` in consistency.json);
+- `live_report`: the verdict so far, for the web UI's Consistency tab (master: all workers).
 Across hosts: the master alone starts the target (on --target-bind) and sets Locust's host to
 its URL before any worker spawns, so the spawn messages carry it; workers write no file, and
 the verdict waits (bounded) for each worker's final tally and names those that never sent it.
@@ -28,12 +33,13 @@ import gevent
 import gevent.pool
 import locust.log
 from locust.html import get_html_report, process_html_filename
+from locust.runners import STATE_RUNNING, STATE_SPAWNING
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-from locustfiles import checker, counters, crash, traffic
+from locustfiles import checker, consistency_view, counters, crash, traffic
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
-from locustfiles.fault_control import FaultControl
+from locustfiles.fault_control import ControlError, FaultControl, validate_controls
 from locustfiles.options import (
     FINAL_WAIT_MARGIN_S,
     Settings,
@@ -78,6 +84,11 @@ class Controller:
         self._judging: gevent.Greenlet | None = None
         self._last_hint: str | None = None
         self.crash: crash.CrashFault | None = None  # --crash-every (crash.py)
+        # fault settings no option sets, as the target had them: a control of one run must not
+        # leak into the next (each run is judged alone)
+        self.baseline_faults: dict[str, Any] = {}
+        # per control change of the run: the run's payouts started after it, reconciled
+        self.controls_after: list[dict[str, Any]] = []
 
     # --- init -----------------------------------------------------------------------------
     def start_target(self) -> None:
@@ -100,6 +111,10 @@ class Controller:
                 url = self.target.start()
                 self.environment.host = url
                 self.admin = TargetAdmin(url, self.target.admin_token)
+            faults = self.admin.get_faults()
+            self.baseline_faults = {
+                key: faults[key] for key in ("failure_rate",) if isinstance(faults.get(key), float)
+            }
         except (TargetError, OSError) as err:
             self.target_error = str(err)
             log.error("the target is not usable: %s", err)
@@ -173,12 +188,13 @@ class Controller:
         self.target_error = target_error
         self.stopped_s = None
         self.final = None
+        self.controls_after = []
         self.collector.start_run(self.run_id)
         self.fault_control = FaultControl(
             self.admin, self.settings, self.environment, self.collector, self.run_id
         )
         try:
-            self.fault_control.apply_run_settings()
+            self.fault_control.apply_run_settings(self.baseline_faults)
         except TargetError as err:
             self.target_error = f"could not set fix mode and faults: {err}"
             log.error(self.target_error)
@@ -227,6 +243,7 @@ class Controller:
         crash_error = self.crash.target_error() if self.crash is not None else None
         if crash_error:  # a target that stopped itself: the run's target failed, whatever follows
             self.target_error = crash_error
+        self.controls_after = self._reconcile_controls()
         if self.fault_control is not None and self.fault_control.errors and not self.target_error:
             self.target_error = f"fault control failed: {self.fault_control.errors[0]}"
         # every worker's final tally (its audit entries of payouts stopped mid-way among them);
@@ -266,6 +283,55 @@ class Controller:
             report["reason"],
             self.settings.consistency_path,
         )
+
+    def _reconcile_controls(self) -> list[dict[str, Any]]:
+        """Per control change of the run: the target's reconciliation of the payouts started
+        after it (by its clock; each payout runs under the fix mode it started with)."""
+        controls = self.fault_control.controls if self.fault_control is not None else []
+        result: list[dict[str, Any]] = []
+        for marker in sorted({c["target_ms"] for c in controls if c.get("target_ms")}):
+            changes = [c for c in controls if c.get("target_ms") == marker]
+            try:
+                assert self.admin is not None
+                found = self.admin.reconciliation(since_ms=marker, stuck_after_s=0.0)
+            except TargetError as err:
+                log.error("could not reconcile the payouts after a control change: %s", err)
+                continue
+            result.append(consistency_view.after_control(changes, found))
+        return result
+
+    # --- controls and the live view (web UI) ------------------------------------------------
+    def control(self, changes: dict[str, Any]) -> list[dict[str, Any]]:
+        """A change from the web UI while a run goes: validated, set on the target at once,
+        held for the rest of the run, recorded. ControlError (bad value, no run), TargetError."""
+        valid = validate_controls(changes)
+        going = self.environment.runner.state in (STATE_SPAWNING, STATE_RUNNING)
+        if self.fault_control is None or self.stopped_s is not None or not going:
+            raise ControlError("no run is going: set these in the start form")
+        if not valid:
+            raise ControlError("nothing to change: give fix or a rate")
+        recorded = self.fault_control.apply_control(valid)
+        if recorded:
+            self.collector.sample()
+            if self.collector.timeline:
+                self.collector.timeline[-1]["controls"] = [
+                    f"{c['what']}: {c['from']} -> {c['to']}" for c in recorded
+                ]
+        return recorded
+
+    def live_report(self) -> dict[str, Any]:
+        """The verdict so far: the final report once the run is judged; while it goes (or is
+        being judged), the same document from the tallies so far (no audit, no
+        reconciliation yet: `state` says which)."""
+        if self.run_id is None:
+            return {"state": "no_run"}
+        if self.final is not None and self.judged_run_id == self.run_id:
+            report = self._report(locust_exit_code=locust_exit_code(self.environment))
+            report["state"] = "judged"
+            return report
+        report = self._report(locust_exit_code=0, live=True)
+        report["state"] = "judging" if self.stopped_s is not None else "running"
+        return report
 
     def _audit(self, merged: dict[str, Any], settle_deadline: float) -> checker.Audit:
         """The final audit of every payout no payer could judge, each a `final_audit` check.
@@ -330,11 +396,18 @@ class Controller:
             if self.target is not None:
                 self.target.stop()
 
-    def _report(self, locust_exit_code: int) -> dict[str, Any]:
-        final = self.final or {}
+    def _report(self, locust_exit_code: int, live: bool = False) -> dict[str, Any]:
+        final = {} if live else (self.final or {})
         merged = final.get("merged") or self.collector.merged()
         rates = self.fault_control.configured_rate_by_phase() if self.fault_control else {}
         duration_s = self.stopped_s if self.stopped_s is not None else 0.0
+        audit = final.get("audit")
+        if live:
+            # not audited yet, and not over its bounds either: pending, so not a finding
+            overflow = int(merged.get("audit_overflow", 0))
+            audit = checker.Audit(entries=len(merged.get("audit") or []) + overflow, overflow=0)
+            if self.stopped_s is None:
+                duration_s = self.collector.elapsed_s()
         report = checker.build_report(
             run={
                 "fix": self.settings.fix,
@@ -346,7 +419,7 @@ class Controller:
             },
             merged=merged,
             reconciliation=final.get("reconciliation"),
-            audit=final.get("audit"),
+            audit=audit,
             phases=self.collector.phases,
             timeline=self.collector.timeline,
             duration_s=duration_s,
@@ -354,7 +427,7 @@ class Controller:
             locust_exit_code=locust_exit_code,
             target_error=self.target_error,
             since_ms=self.since_ms,
-            workers=final.get("workers"),
+            workers=final.get("workers") if not live else self._live_workers(),
             counter_rows=counters.table(self.environment),
         )
         report["wallet_api"] = wallet_api_note(self.settings)
@@ -365,7 +438,20 @@ class Controller:
         report["crashes"] = self.crash.report_section() if self.crash is not None else None
         if self.crash is not None:
             self.crash.annotate(report["timeline"])
+        # the controls of the run (web UI), and the payouts started after each, reconciled
+        report["controls"] = list(self.fault_control.controls) if self.fault_control else []
+        report["controls_after"] = list(self.controls_after)
+        report["in_force"] = dict(self.fault_control.in_force) if self.fault_control else {}
         return report
+
+    def _live_workers(self) -> dict[str, dict[str, Any]] | None:
+        """Per worker while the run goes (a local run has none); `lost` is decided at the end."""
+        if self.collector.is_local:
+            return None
+        workers = self.collector.workers_report()
+        for entry in workers.values():
+            entry["lost"] = False
+        return workers
 
     def _refresh_locust_reports(self) -> None:
         """Let the reconciliation's failure (in Locust's Failures) reach --html and --csv too.
@@ -374,11 +460,15 @@ class Controller:
         a greenlet; the reconciliation check is made during `quitting`.
         """
         options = self.environment.parsed_options
+        report = self._report(locust_exit_code=locust_exit_code(self.environment))
         if getattr(options, "html_file", None):
             process_html_filename(options)
             html = get_html_report(self.environment, show_download_link=False)
+            # the money beside the traffic: verdict, consistency results, chart
+            html = consistency_view.inject_html(html, report)
             Path(options.html_file).write_text(html, encoding="utf-8")
         if getattr(options, "csv_prefix", None):
+            consistency_view.write_csv(Path(f"{options.csv_prefix}_consistency.csv"), report)
             gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)  # one more write of the CSV greenlet
 
 

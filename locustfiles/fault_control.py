@@ -4,17 +4,25 @@ Runs on the master only, on a schedule of its own: it reads the phase from the s
 (`shapes.py`), and on every change sets `PUT /admin/faults {"timeout_rate": ...}` (spike phases
 run at --spike-timeout-rate, the rest at --timeout-rate), records the phase for the report and
 tells the workers, which tag their requests with it.
+
+Controls mid-run (the web UI's Consistency tab, locustfiles/web_ui.py): `apply_control` sets the
+fix mode or a fault rate on the target at once and holds it for the rest of the run: a phase
+change no longer sets a rate a control has set. Each change is recorded (`controls`: time, what,
+from, to, phase, and the target's clock after it, so the verdict can judge the payouts started
+after it on their own; the target keeps each payout's fix mode from its start).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import gevent
+import gevent.lock
 
 from locustfiles.admin_client import TargetAdmin, TargetError
-from locustfiles.options import Settings
+from locustfiles.options import FIX_MODES, Settings
 from locustfiles.shapes import Phase, plan_from_options
 from locustfiles.telemetry import Collector, broadcast_phase
 
@@ -22,6 +30,39 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.2
 REBROADCAST_INTERVAL_S = 1.0
+# What a control may change mid-run (the fix mode and the target's fault rates), and a bound on
+# the changes one run records.
+CONTROL_RATES = ("timeout_rate", "late_settle_rate", "failure_rate")
+CONTROL_KEYS = ("fix", *CONTROL_RATES)
+MAX_CONTROLS = 1000
+
+
+class ControlError(ValueError):
+    """A control change that is not valid: names the setting and why."""
+
+
+def validate_controls(changes: dict[str, Any]) -> dict[str, Any]:
+    """Typed control changes (strings from a form are accepted); ControlError names a bad one.
+    Empty values are left out: a form field left blank changes nothing."""
+    result: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in CONTROL_KEYS:
+            raise ControlError(f"{key}: not a control (one of {', '.join(CONTROL_KEYS)})")
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if key == "fix":
+            if value not in FIX_MODES:
+                raise ControlError(f"fix: must be one of {', '.join(FIX_MODES)}, not {value!r}")
+            result[key] = str(value)
+            continue
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            raise ControlError(f"{key}: must be a number within [0, 1], not {value!r}") from None
+        if isinstance(value, bool) or not 0.0 <= rate <= 1.0:
+            raise ControlError(f"{key}: must be within [0, 1], not {value!r}")
+        result[key] = rate
+    return result
 
 
 class FaultControl:
@@ -41,6 +82,18 @@ class FaultControl:
         self.phase_name: str | None = None
         self.errors: list[str] = []
         self._greenlet: gevent.Greenlet | None = None
+        # the settings in force at the target now, and those a control holds for the run
+        self.in_force: dict[str, Any] = {
+            "fix": settings.fix,
+            "timeout_rate": settings.timeout_rate,
+            "late_settle_rate": settings.late_settle_rate,
+        }
+        self.held: set[str] = set()
+        self.controls: list[dict[str, Any]] = []
+        # per phase entered: the highest timeout rate in force during it
+        self.rate_seen: dict[str, float] = {}
+        # a phase change and a control never interleave their PUTs to the target
+        self._lock = gevent.lock.RLock()
 
     def timeout_rate_for(self, phase: Phase | None) -> float:
         if phase is not None and phase.spike_faults:
@@ -48,22 +101,86 @@ class FaultControl:
         return self.settings.timeout_rate
 
     def configured_rate_by_phase(self) -> dict[str, float]:
+        """The plan's rate of each phase; of a phase entered, the highest rate in force during it
+        (a control may have changed it)."""
         try:
             plan = plan_from_options(self.environment.parsed_options)
         except ValueError:
             plan = []
         rates = {phase.name: self.timeout_rate_for(phase) for phase in plan}
+        rates.update(self.rate_seen)
         return rates or {"normal": self.settings.timeout_rate}
 
-    def apply_run_settings(self) -> None:
-        """At test start: the fix mode and the faults of this run (the web UI may change them)."""
+    def apply_run_settings(self, baseline: dict[str, Any] | None = None) -> None:
+        """At test start: the fix mode, the faults and the seed of this run (the web UI's start
+        form may change them). baseline: fault settings a control of an earlier run may have
+        changed and no option sets (failure_rate), restored to the target's own."""
         self.admin.set_fix(self.settings.fix)
-        self.admin.set_faults(
-            {
-                "timeout_rate": self.settings.timeout_rate,
-                "late_settle_rate": self.settings.late_settle_rate,
-            }
+        faults: dict[str, Any] = dict(baseline or {})
+        faults.update(
+            timeout_rate=self.settings.timeout_rate,
+            late_settle_rate=self.settings.late_settle_rate,
         )
+        in_force = self.admin.set_faults(faults)
+        if isinstance(in_force, dict) and "failure_rate" in in_force:
+            self.in_force["failure_rate"] = in_force["failure_rate"]
+        try:
+            log.info("target seed %d", self.admin.set_seed(self.settings.seed))
+        except TargetError as err:  # a target without /admin/seed (--host): keeps its own
+            log.warning("could not set the target's seed to %d: %s", self.settings.seed, err)
+
+    def apply_control(
+        self, changes: dict[str, Any], source: str = "web_ui"
+    ) -> list[dict[str, Any]]:
+        """Set `changes` (validated: validate_controls) on the target now and hold them for the
+        rest of the run; returns the changes recorded (a value equal to the one in force is not a
+        change). TargetError when the target refused or is unreachable (nothing recorded)."""
+        recorded: list[dict[str, Any]] = []
+        with self._lock:
+            fix = changes.get("fix")
+            faults = {k: v for k, v in changes.items() if k in CONTROL_RATES}
+            if fix is not None and fix != self.in_force.get("fix"):
+                self.admin.set_fix(fix)
+                recorded.append(self._record("fix", fix, source))
+            before = self.admin.get_faults() if faults else {}
+            faults = {k: v for k, v in faults.items() if before.get(k) != v}
+            if faults:
+                self.admin.set_faults(faults)
+                for key, value in faults.items():
+                    self.in_force[key] = before.get(key)
+                    recorded.append(self._record(key, value, source))
+            if recorded:
+                # the target's clock once the change is in force: payouts created from then on
+                # run under it (the verdict reconciles them apart)
+                marker = self.admin.clock_ms()
+                for change in recorded:
+                    change["target_ms"] = marker
+                self._note_rate()
+        return recorded
+
+    def _record(self, what: str, to: Any, source: str) -> dict[str, Any]:
+        change = {
+            "t_s": round(self.collector.elapsed_s(), 3),
+            "t_unix": round(time.time(), 3),
+            "phase": self.phase_name,
+            "what": what,
+            "from": self.in_force.get(what),
+            "to": to,
+            "source": source,
+            "target_ms": None,
+        }
+        self.in_force[what] = to
+        self.held.add(what)
+        if len(self.controls) < MAX_CONTROLS:
+            self.controls.append(change)
+        log.info("control: %s %s -> %s (held for the rest of the run)", what, change["from"], to)
+        return change
+
+    def _note_rate(self) -> None:
+        if self.phase_name is None:
+            return
+        rate = float(self.in_force.get("timeout_rate") or 0.0)
+        self.rate_seen[self.phase_name] = max(self.rate_seen.get(self.phase_name, 0.0), rate)
 
     def start(self) -> None:
         """Enter the first phase now (workers learn the run before their users spawn), then
@@ -96,13 +213,24 @@ class FaultControl:
             since_broadcast_s += POLL_INTERVAL_S
 
     def _enter(self, name: str, phase: Phase | None) -> None:
-        rate = self.timeout_rate_for(phase)
-        try:
-            self.admin.set_faults({"timeout_rate": rate})
-        except TargetError as err:
-            log.error("could not set the faults of phase %s: %s", name, err)
-            self.errors.append(str(err))
-        log.info("phase %s: timeout_rate %.3f", name, rate)
-        self.phase_name = name
+        with self._lock:
+            if "timeout_rate" in self.held:
+                # a control set it: it holds for the rest of the run, whatever the phase
+                log.info(
+                    "phase %s: timeout_rate %s held by a control",
+                    name,
+                    self.in_force.get("timeout_rate"),
+                )
+            else:
+                rate = self.timeout_rate_for(phase)
+                try:
+                    self.admin.set_faults({"timeout_rate": rate})
+                    self.in_force["timeout_rate"] = rate
+                except TargetError as err:
+                    log.error("could not set the faults of phase %s: %s", name, err)
+                    self.errors.append(str(err))
+                log.info("phase %s: timeout_rate %.3f", name, rate)
+            self.phase_name = name
+            self._note_rate()
         self.collector.enter_phase(name)
         broadcast_phase(self.environment.runner, self.run_id, name)

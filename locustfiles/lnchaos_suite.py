@@ -36,7 +36,8 @@ This file only wires the parts to Locust's events; each part is a module of its 
 options, users + wallet_client (the load), traffic (shared invoices, drained wallets),
 shapes (the phases), fault_control (the nemesis),
 checker (checks and verdict), telemetry (data across processes), embedded_target and
-controller (the target's life and the end of a run).
+controller (the target's life and the end of a run), web_ui + consistency_view (the web UI's
+Consistency tab, controls mid-run, the consistency block of --html and PREFIX_consistency.csv).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from locustfiles import counters, crash, options, telemetry, traffic
+from locustfiles import web_ui as lnchaos_web_ui
 from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
 from locustfiles.traffic import DrainUser, EdgeUser, RetryUser, SharedInvoiceUser
@@ -90,6 +92,8 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
     else:  # the local runner is master and worker at once: it sends the phase to itself
         runner.register_message(telemetry.PHASE_MESSAGE, telemetry.on_phase_message)
     _controller.start_target()
+    # the Consistency tab, live and with controls mid-run (none headless; master only)
+    lnchaos_web_ui.register(environment, _controller)
 
 
 def _on_tally_message(environment: Any, msg: Any, **_kwargs: Any) -> None:

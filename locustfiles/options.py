@@ -535,3 +535,97 @@ def wallet_api_note(settings: Settings) -> dict[str, Any]:
             "fix modes (--fix): the wallet has its own payout flow",
         ],
     }
+
+
+# ---- the open model (issue 14): payouts arriving at a rate -----------------------------------
+# Kept apart from the options above. 0 (the default) keeps the closed model: -u users, each
+# paying as soon as its last payout was judged (README "Closed versus open model" says why that
+# stays the default). locustfiles/arrival.py is the scheduler.
+
+ARRIVALS = ("constant", "poisson")
+ARRIVAL_RATE_MAX_PER_S = 100_000.0
+MAX_PAYERS_MAX = 5000  # each payer is a Locust user with its own wallet and connections
+DEFAULT_MAX_PAYERS = 50
+DEFAULT_MAX_START_DELAY_MS = 50
+MAX_START_DELAY_MS_MAX = 60_000
+
+
+@dataclass(frozen=True)
+class ArrivalSettings:
+    arrival_rate_per_s: float  # in normal traffic, over all processes
+    spike_factor: int
+    max_payers: int
+    max_start_delay_ms: int
+    arrivals: str  # constant | poisson gaps
+
+    def report(self) -> dict[str, Any]:
+        """What consistency.json's `arrivals` says of the settings."""
+        return {
+            "arrival_rate_per_s": self.arrival_rate_per_s,
+            "spike_factor": self.spike_factor,
+            "max_payers": self.max_payers,
+            "max_start_delay_ms": self.max_start_delay_ms,
+            "arrivals": self.arrivals,
+        }
+
+
+def add_arrival_arguments(parser: Any) -> None:
+    """Listener for `events.init_command_line_parser` (registered by locustfiles/arrival.py)."""
+    group = parser.add_argument_group(
+        "lnchaos open model", "payouts arriving at a rate, whether or not earlier ones finished"
+    )
+    group.add_argument(
+        "--arrival-rate",
+        type=_bounded(float, 0.0, ARRIVAL_RATE_MAX_PER_S, "--arrival-rate"),
+        default=0.0,
+        help="Open model: payouts per second offered in normal traffic (the spike shape "
+        "multiplies it by --spike-factor). 0: the closed model (-u users).",
+    )
+    group.add_argument(
+        "--max-payers",
+        type=_bounded(int, 1, MAX_PAYERS_MAX, "--max-payers"),
+        default=DEFAULT_MAX_PAYERS,
+        help="Open model: payers allocated at the start (Locust users, spread over the workers; "
+        "the rate is split in proportion). An arrival finding none free waits, then is dropped.",
+    )
+    group.add_argument(
+        "--max-start-delay-ms",
+        "--max-start-delay",
+        type=_bounded(int, 0, MAX_START_DELAY_MS_MAX, "--max-start-delay-ms"),
+        default=DEFAULT_MAX_START_DELAY_MS,
+        help="Open model: how long an arrival waits for a free payer before it is dropped and "
+        "counted (dropped_iterations in consistency.json).",
+    )
+    group.add_argument(
+        "--arrivals",
+        choices=ARRIVALS,
+        default="constant",
+        help="Open model: gaps between arrivals, constant or Poisson (seeded by --seed).",
+    )
+
+
+def arrival_settings_from(options: Any) -> ArrivalSettings | None:
+    """The open model's settings, or None for the closed model (no --arrival-rate)."""
+    rate = float(_get(options, "arrival_rate", 0.0) or 0.0)
+    if rate <= 0:
+        return None
+    return ArrivalSettings(
+        arrival_rate_per_s=rate,
+        spike_factor=max(1, int(_get(options, "spike_factor", 4))),
+        max_payers=int(_get(options, "max_payers", DEFAULT_MAX_PAYERS)),
+        max_start_delay_ms=int(_get(options, "max_start_delay_ms", DEFAULT_MAX_START_DELAY_MS)),
+        arrivals=str(_get(options, "arrivals", "constant")),
+    )
+
+
+def _bounded(kind: type, low: float, high: float, name: str) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a {kind.__name__}") from None
+        if not low <= value <= high or (kind is float and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{name} must be within [{low:g}, {high:g}]")
+        return value
+
+    return parse

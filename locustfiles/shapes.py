@@ -121,7 +121,7 @@ class LnchaosShape(LoadTestShape):
         except ValueError:
             return None
 
-    def tick(self) -> tuple[int, float] | None:
+    def tick(self) -> tuple[int, float] | tuple[int, float, list[type] | None] | None:
         try:
             phase = phase_at(self.plan(), self.get_run_time())
         except ValueError as err:
@@ -129,6 +129,16 @@ class LnchaosShape(LoadTestShape):
             return None
         if phase is None:
             return None
+        options = self.runner.environment.parsed_options
+        if float(getattr(options, "arrival_rate", 0.0) or 0.0) > 0:
+            # the open model: the payers only (the traffic classes are closed-model users)
+            max_payers = int(getattr(options, "max_payers", 1) or 1)
+            users, spawn_rate = arrival_tick(self.plan(), self.get_run_time(), max_payers) or (
+                0,
+                1.0,
+            )
+            payers = [c for c in self.runner.environment.user_classes if c.__name__ == "PayerUser"]
+            return users, spawn_rate, payers or None
         return phase.users, phase.spawn_rate
 
 
@@ -142,3 +152,20 @@ def plan_from_options(options: object) -> list[Phase]:
     return plan_for(
         shape, float(run_time_s) if run_time_s else None, users, spawn_rate, spike_factor
     )
+
+
+# ---- the open model (--arrival-rate; locustfiles/arrival.py) ---------------------------------
+
+
+def arrival_rate_factor(phase_name: str, spike_factor: int) -> int:
+    """The arrival rate of a phase as a multiple of --arrival-rate: the spike multiplies it,
+    every other phase (ramp, normal, recovery; steady's normal) keeps it."""
+    return max(1, spike_factor) if phase_name == "spike" else 1
+
+
+def arrival_tick(plan: list[Phase], t_s: float, max_payers: int) -> tuple[int, float] | None:
+    """The open model's tick: every payer from the start (spawned at once), the plan's timing
+    (phases and end); the load itself is the arrival rate, not the user count."""
+    if phase_at(plan, t_s) is None:
+        return None
+    return max_payers, float(max(max_payers, 1))

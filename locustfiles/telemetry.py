@@ -45,7 +45,8 @@ from typing import Any
 import gevent
 from locust.runners import STATE_MISSING, LocalRunner, WorkerRunner
 
-from locustfiles import counters
+from locustfiles import arrival_stats, counters
+from locustfiles.arrival_stats import ARRIVALS_KEY, ArrivalTally
 from locustfiles.checker import Tally, merge_tallies, timeline_point
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ class LocalState:
     phase: str = "normal"
     run_id: str = ""
     tally: Tally = field(default_factory=Tally)
+    arrivals: ArrivalTally = field(default_factory=ArrivalTally)  # the open model's counts
+
+    def snapshot(self) -> dict[str, Any]:
+        """What crosses to the master: the tally, with the arrivals beside it."""
+        return {**self.tally.to_dict(), ARRIVALS_KEY: self.arrivals.to_dict()}
 
 
 LOCAL = LocalState()
@@ -80,6 +86,7 @@ def on_phase_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
     if run_id != LOCAL.run_id:
         LOCAL.run_id = run_id
         LOCAL.tally = Tally(run_id)
+        LOCAL.arrivals = ArrivalTally()
     counters.start_run(run_id)
     LOCAL.phase = str(msg.data.get("phase", LOCAL.phase))
 
@@ -211,9 +218,10 @@ class Collector:
         return report
 
     def merged(self) -> dict[str, Any]:
-        if self.is_local:
-            return merge_tallies([LOCAL.tally.to_dict()])
-        return merge_tallies(self.snapshots.values())
+        snapshots = [LOCAL.snapshot()] if self.is_local else list(self.snapshots.values())
+        merged = merge_tallies(snapshots)
+        merged[ARRIVALS_KEY] = arrival_stats.merge(s.get(ARRIVALS_KEY) for s in snapshots)
+        return merged
 
     def current_phase(self) -> str:
         return self.phases[-1]["name"] if self.phases else "normal"
@@ -269,7 +277,7 @@ def broadcast_phase(runner: Any, run_id: str, phase: str) -> None:
 
 def snapshot(*, final: bool = False) -> dict[str, Any]:
     """This process's tally with its counts of checks and faults: what a worker sends."""
-    return {**LOCAL.tally.to_dict(), COUNTERS_KEY: counters.LOCAL.to_dict(), FINAL_KEY: final}
+    return {**LOCAL.snapshot(), COUNTERS_KEY: counters.LOCAL.to_dict(), FINAL_KEY: final}
 
 
 def send_tally(runner: WorkerRunner, *, final: bool = False) -> None:

@@ -1,27 +1,35 @@
 """The payers: each owns a wallet, pays invoices of the node mock and checks its balance.
 
-A payer tracks the balance it expects instead of reading it before each payout, so a payout
-costs four requests (invoice, payout, the node's truth of it, wallet) plus the polls of a
-timed-out one. After every
-payout it checks the balance:
+A payer tracks the balance it expects instead of reading it before each payout. After every
+payout it checks the balance (locustfiles/payout_check.py):
 - succeeded -> lower by amount + the node's fee for that payment (`balance_after_success`): the fee
   and whether it was paid at all come from the node's truth (GET /node/payments/{hash}, the
   hash of the invoice the payer created), never from the wallet's answer;
 - failed -> unchanged (`balance_after_failure`), when the node's truth says so: the wallet's
-  502 is not taken on trust (a payment the node still has in flight is polled as a timeout is,
+  502 is not taken on trust (a payment the node still has in flight is resolved as a timeout is,
   and one the node paid must have been charged);
-- timeout / pending -> poll the payout and the node (bounded) until both are final, then judge
-  by the node's truth (`resolved_vs_node_truth`): paid -> lower by amount + the node's fee,
-  not paid -> unchanged.
-A share of payouts is sent twice with the same Idempotency-Key (`idempotent_retry`: same answer,
-no second charge). After a failed check the expected balance is set to the actual one, so one
-bug is counted once, not again at every later payout of the wallet.
+- timeout / pending -> handed to the background resolver (locustfiles/resolver.py) with its
+  wallet; the payer goes on with a fresh wallet and its next payout. The resolver polls the payout
+  and the node (bounded) until both are final, reads the wallet and judges by the node's truth
+  (`resolved_vs_node_truth`): paid -> lower by amount + the node's fee, not paid -> unchanged.
+The balance of a payout answered final is the answer's own `balance_msat` (the wallet's claim
+right after its transaction), so a payout costs three requests (invoice, payout, the node's
+truth). Each wallet is also read on its own: after a retried or timed-out payout, when the payer
+leaves it (`wallet_at_end_of_use`), and, for the wallets in use when the run stops, by the final
+audit (an audit entry of the wallet's last payout, why `wallet_end_of_use`). A share of payouts
+is sent twice with the same Idempotency-Key (`idempotent_retry`: same answer, no second charge;
+the balance then comes from a read). After a failed check the expected balance is set to the
+actual one, so one bug is counted once, not again at every later payout of the wallet.
 
 A payout its payer cannot judge (not final within the users' bound, a payout request that failed
-with its outcome unknown, a wallet that could not be read, a run that stopped the payer
-mid-payout) is never left to the wallet's own reconciliation: the payer records an audit entry
-(checker.audit_entry: the exact balance expected before it, the payout, the invoice) and takes
-a fresh wallet; the master audits every entry at the end from the node's truth (checker.py).
+with its outcome unknown, a wallet that could not be read, a run that stopped the payer or the
+resolver mid-payout) is never left to the wallet's own reconciliation: it becomes an audit entry
+(checker.audit_entry: the exact balance expected before it, the payout, the invoice) and the
+payer takes a fresh wallet; the master audits every entry at the end from the node's truth.
+
+The open model (--arrival-rate, locustfiles/arrival.py): the payers have no think time; each
+takes its next payout from the process's arrival scheduler (waiting at most a second, so a stop
+is never held up) and its phase is the one the arrival was scheduled in.
 
 With the crash fault on (--crash-every, locustfiles/crash.py), a payout request that got no
 answer (the target was killed) has an unknown outcome: the payer sends it again with the same
@@ -46,16 +54,12 @@ from configargparse import SUPPRESS
 from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import checker
-from locustfiles.checker import CheckFailed
+from locustfiles import arrival, checker, payout_check, resolver
+from locustfiles.payout_check import RESOLVE_MAX_POLLS as RESOLVE_MAX_POLLS  # traffic.py's
+from locustfiles.payout_check import RESOLVE_POLL_INTERVAL_S as RESOLVE_POLL_INTERVAL_S
+from locustfiles.payout_check import SentPayout
 from locustfiles.telemetry import LOCAL
-from locustfiles.wallet_client import (
-    FINAL_NODE_STATUSES,
-    FINAL_PAYOUT_STATUSES,
-    Invoice,
-    PayoutResult,
-    Wallet,
-)
+from locustfiles.wallet_client import Invoice, PayoutResult, Wallet, WalletClient
 from locustfiles.wallets import wallet_api_for
 
 log = logging.getLogger(__name__)
@@ -71,8 +75,6 @@ RESERVE_MARGIN_MSAT = 10_000
 # default) before its late outcome; bounded in time and in polls.
 RESOLVE_TIMEOUT_S = 8.0
 RESOLVE_TIMEOUT_S_MAX = 600.0
-RESOLVE_POLL_INTERVAL_S = 0.2
-RESOLVE_MAX_POLLS = 60
 # A payout that got no answer under the crash fault: asked again until the target is back.
 AFTER_CRASH_MAX_S = 60.0
 AFTER_CRASH_POLL_S = 0.25
@@ -92,6 +94,10 @@ def _add_arguments(parser: Any) -> None:
 
 
 _user_numbers = itertools.count()
+
+
+def _no_wait() -> float:
+    return 0.0
 
 
 class PayerUser(FastHttpUser):
@@ -116,18 +122,44 @@ class PayerUser(FastHttpUser):
         self.resolve_timeout_s = min(max(bound_s, 0.0), RESOLVE_TIMEOUT_S_MAX)
         # the payout in progress until a check judged it: what the final audit needs of it
         self.unjudged: dict[str, Any] | None = None
+        # the wallet's balance is known from payout answers' claims since its last read of its
+        # own: the last such payout's audit entry, for the read at the end of the wallet's use
+        self.claimed_entry: dict[str, Any] | None = None
+        # the open model: arrivals from this process's scheduler, no think time
+        self.arrivals = arrival.scheduler()
+        if self.arrivals is not None:
+            self.wait_time = _no_wait  # type: ignore[method-assign]
 
     def on_stop(self) -> None:
-        # the run stopped this payer mid-payout: the payout is the final audit's to judge
+        if self.arrivals is not None:
+            self.arrivals.leave(self)
+        # the run stopped this payer mid-payout: the payout is the final audit's to judge (its
+        # audit reads the wallet: the read at the end of the wallet's use)
         if self.unjudged is not None:
             self._abandon(checker.ABANDONED_STOPPED)
+        elif self.claimed_entry is not None:
+            # no request here (the user is being stopped): the final audit reads the wallet,
+            # after the final wait, and judges its last payout again from the node's truth
+            payout_check.abandon(self.claimed_entry, payout_check.END_OF_USE)
+            self.claimed_entry = None
 
     @task
     def pay_one_invoice(self) -> None:
         if self.unjudged is not None:
             # the last task ended in an exception before judging its payout
             self._abandon(checker.ABANDONED_ERROR)
-        phase = LOCAL.phase
+        scheduled: float | None = None
+        if self.arrivals is not None:
+            # funded before taking an arrival: a new wallet is not part of a payout's latency
+            if not self._ensure_funds(AMOUNT_MSAT_MAX):
+                return
+            self.arrivals.join(self)
+            arrival_now = self.arrivals.take()
+            if arrival_now is None:
+                return
+            phase, scheduled = arrival_now.phase, arrival_now.scheduled
+        else:
+            phase = LOCAL.phase
         amount_msat = self.rng.randrange(AMOUNT_MSAT_MIN, AMOUNT_MSAT_MAX)
         retried = self.rng.random() < self.retry_share and self.checks_on
         key = f"{LOCAL.run_id}-{self.rng.getrandbits(96):024x}"
@@ -146,10 +178,13 @@ class PayerUser(FastHttpUser):
                 amount_msat=invoice.amount_msat,
                 phase=phase,
             )
+        started = time.perf_counter()
         first = self.wallets.pay(self.wallet, invoice, key, phase)
         if first.http_status == 0 and self.wallets.chaos_connection_errors:
             first = self._answer_after_crash(invoice, key, phase, first)
         LOCAL.tally.record_payout(phase, first.outcome, first.latency_ms)
+        if scheduled is not None:
+            LOCAL.arrivals.answered(time.monotonic() - scheduled)
         if self.unjudged is not None:
             self.unjudged.update(payout_id=first.payout_id, outcome=first.outcome)
         if first.kind == "error":
@@ -172,7 +207,18 @@ class PayerUser(FastHttpUser):
             if retry.http_status == 0 and self.wallets.chaos_connection_errors:
                 retry = self._answer_after_crash(invoice, key, phase, retry)
                 retry = retry if retry.http_status != 0 else None  # never answered: unjudged
-        self._verify(first, retry, invoice, phase, time.perf_counter())
+        sent = SentPayout(
+            wallet=self.wallet,
+            expected_msat=self.expected_msat,
+            invoice=invoice,
+            first=first,
+            retry=retry,
+            phase=phase,
+            started=started,
+            entry=self.unjudged,
+            idempotent=bool(getattr(self.wallets, "idempotent", True)),
+        )
+        self._verify(sent)
 
     def _answer_after_crash(
         self, invoice: Invoice, key: str, phase: str, first: PayoutResult
@@ -197,170 +243,114 @@ class PayerUser(FastHttpUser):
     def _ensure_funds(self, amount_msat: int) -> bool:
         if self.wallet is not None and self.expected_msat >= needed_msat(amount_msat):
             return True
+        self._leave_wallet()
         self.wallet = self.wallets.create_wallet(FUNDING_MSAT)
         if self.wallet is None:
             return False
         self.expected_msat = self.wallet.balance_msat
         return True
 
-    def _verify(
-        self,
-        first: PayoutResult,
-        retry: PayoutResult | None,
-        invoice: Invoice,
-        phase: str,
-        started: float,
-    ) -> None:
-        assert self.wallet is not None
-        # every outcome, the wallet's "failed" too, is judged by the node's truth of the
-        # invoice's payment hash, never by the wallet's answer
-        resolved = self._resolve(first, invoice.payment_hash)
+    def _leave_wallet(self) -> None:
+        """The wallet's balance read on its own at the end of its use, when payout answers'
+        claims are all that was seen of it since its last read."""
+        wallet, entry = self.wallet, self.claimed_entry
+        self.wallet, self.claimed_entry = None, None
+        if wallet is None or entry is None or not self.checks_on:
+            return
+        started = time.perf_counter()
+        view = self.wallets.get_wallet(wallet)
+        if view is None:
+            payout_check.abandon(entry, checker.ABANDONED_NO_WALLET_VIEW)
+            return
+        payout_check.check_wallet_at_end(
+            self.environment.events.request, wallet, self.expected_msat, view, started
+        )
+
+    def _verify(self, sent: SentPayout) -> None:
+        """Every outcome, the wallet's "failed" too, is judged by the node's truth of the
+        invoice's payment hash, never by the wallet's answer. A payout answered final gets one
+        look at the node here; one not final (timed out, or failed at the wallet while the node
+        still has it in flight) goes to the background resolver with its wallet."""
+        if sent.first.kind == "info":
+            self._hand_over(sent)
+            return
+        resolved = payout_check.resolve(self.wallets, sent, 0.0)  # one look
         if resolved is None:
-            self._unresolved(first, phase, started)
+            self._hand_over(sent)
             return
-        payout_status, node = resolved
-        name = {
-            "ok": checker.BALANCE_AFTER_SUCCESS,
-            "fail": checker.BALANCE_AFTER_FAILURE,
-        }.get(first.kind, checker.RESOLVED_VS_NODE_TRUTH)
-        paid = node.get("status") == "succeeded"
-        fee_msat = int(node.get("fee_msat") or 0) if paid else 0
-        # the invoice's amount, not the wallet's echo of it: a wrong amount must show as drift
-        amount_msat = invoice.amount_msat
-        cost_msat = amount_msat + fee_msat
-        expected_msat = self.expected_msat - (cost_msat if paid else 0)
-        wallet = self.wallets.get_wallet(self.wallet)
-        if wallet is None:
-            # cannot check: the final audit judges it; start again with a fresh wallet
-            self._abandon(checker.ABANDONED_NO_WALLET_VIEW)
-            return
-        actual_msat = int(wallet["balance_msat"])
+        claimed = payout_check.claimed_balance(sent.first) if sent.retry is None else None
+        if claimed is not None:
+            # the wallet's claim right after the payout's transaction; its own read comes at
+            # the end of the wallet's use (_leave_wallet, or the final audit)
+            actual_msat, reserved_msat = claimed, None
+        else:
+            # a retry's effect must show in a read of its own
+            view = self.wallets.get_wallet(sent.wallet)
+            if view is None:
+                # cannot check: the final audit judges it; start again with a fresh wallet
+                self._abandon(checker.ABANDONED_NO_WALLET_VIEW)
+                return
+            actual_msat, reserved_msat = int(view["balance_msat"]), view.get("reserved_msat")
         # resynchronise now, before anything below may raise: one bug is counted once, not at
         # every later payout of this wallet, and the next payout's audit entry starts exact
         self.expected_msat = actual_msat
         self.unjudged = None  # judged here, from now on
-        diff_msat = actual_msat - expected_msat
-        kind = checker.classify_balance(
-            diff_msat=diff_msat,
-            paid=paid,
-            retried=retry is not None,
-            cost_msat=cost_msat,
+        payout_status, node = resolved
+        kind = payout_check.judge(
+            self.environment.events.request, sent, payout_status, node, actual_msat, reserved_msat
         )
-        example = {
-            "check": name,
-            "kind": kind,
-            "wallet_id": self.wallet.wallet_id,
-            "payout_id": first.payout_id,
-            "phase": phase,
-            "amount_msat": amount_msat,
-            "fee_msat": fee_msat,
-            "expected_msat": expected_msat,
-            "actual_msat": actual_msat,
-            "diff_msat": diff_msat,
-            "reserved_msat": wallet.get("reserved_msat"),
-            "payout_status": payout_status,
-            "node_status": node.get("status"),
-            "t_unix": round(time.time(), 3),
-        }
-        self._fire_check(name, kind, example, started)
-        if retry is not None:
-            self._check_retry(first, retry, kind, example, started)
+        if claimed is None:
+            self.claimed_entry = None  # just read on its own
+        elif kind is None and sent.entry is not None:
+            self.claimed_entry = sent.entry
+        else:
+            # its claim was wrong: found already; its view is read when the payer leaves it
+            self.claimed_entry = None
 
-    def _resolve(self, first: PayoutResult, payment_hash: str) -> tuple[str, dict[str, Any]] | None:
-        """(final payout status, node's final payment) or None when not final within bounds.
-        A succeeded or failed payout is final already: one look at the node, as a rule."""
-        assert self.wallet is not None
-        payout_status = first.payout_status or ""
-        node: dict[str, Any] = {}
-        deadline = time.monotonic() + self.resolve_timeout_s
-        for _ in range(RESOLVE_MAX_POLLS):
-            if payout_status not in FINAL_PAYOUT_STATUSES and first.payout_id:
-                payout = self.wallets.get_payout(self.wallet, first.payout_id)
-                payout_status = str((payout or {}).get("status", payout_status))
-            if node.get("status") not in FINAL_NODE_STATUSES:
-                node = self.wallets.get_node_payment(payment_hash) or node
-            if payout_status in FINAL_PAYOUT_STATUSES and node.get("status") in FINAL_NODE_STATUSES:
-                return payout_status, node
-            if time.monotonic() >= deadline:
-                break
-            gevent.sleep(RESOLVE_POLL_INTERVAL_S)
-        return None
-
-    def _unresolved(self, first: PayoutResult, phase: str, started: float) -> None:
-        assert self.wallet is not None
-        LOCAL.tally.left_to_reconciliation += 1
-        message = (
-            f"wallet {self.wallet.wallet_id} payout {first.payout_id}: not final within "
-            f"{self.resolve_timeout_s:g} s (phase {phase}); left to the final audit"
+    def _hand_over(self, sent: SentPayout) -> None:
+        """A payout not final yet: to the background resolver, with its wallet; the payer goes
+        on with a fresh wallet. The resolver full: resolved here (back-pressure)."""
+        # the background resolver speaks lnchaos's wallet API; another adapter resolves here
+        own_api = isinstance(self.wallets, WalletClient)
+        if own_api and resolver.RESOLVER.submit(self.environment, sent, self.resolve_timeout_s):
+            self.unjudged = None  # the resolver owns its audit entry now
+            self.wallet, self.claimed_entry = None, None
+            return
+        remaining_s = max(0.0, self.resolve_timeout_s - (time.perf_counter() - sent.started))
+        resolved = payout_check.resolve(self.wallets, sent, remaining_s)
+        if resolved is None:
+            self.unjudged = None
+            payout_check.record_unresolved(
+                self.environment.events.request, sent, self.resolve_timeout_s
+            )
+            self.wallet, self.claimed_entry = None, None
+            return
+        view = self.wallets.get_wallet(sent.wallet)
+        if view is None:
+            self._abandon(checker.ABANDONED_NO_WALLET_VIEW)
+            return
+        actual_msat = int(view["balance_msat"])
+        self.expected_msat = actual_msat
+        self.unjudged = None
+        self.claimed_entry = None
+        payout_status, node = resolved
+        payout_check.judge(
+            self.environment.events.request,
+            sent,
+            payout_status,
+            node,
+            actual_msat,
+            view.get("reserved_msat"),
         )
-        self._fire(checker.RESOLVED_WITHIN_BOUND, CheckFailed(message), started)
-        LOCAL.tally.record_check(checker.RESOLVED_WITHIN_BOUND, passed=False)
-        # the expected balance of this wallet is unknown now: continue with a fresh one
-        self._abandon(checker.ABANDONED_NOT_FINAL)
 
     def _abandon(self, why: str) -> None:
         """Leave the wallet; its unjudged payout (if any) goes to the final audit. The wallet
         sees no other payout after it, so the balance expected before it stays exact."""
-        if self.unjudged is not None:
-            self.unjudged["reason"] = why
-            LOCAL.tally.record_audit(self.unjudged)
+        payout_check.abandon(self.unjudged, why)
         self.unjudged = None
-        self.wallet = None
-
-    def _check_retry(
-        self,
-        first: PayoutResult,
-        retry: PayoutResult,
-        balance_kind: str | None,
-        example: dict[str, Any],
-        started: float,
-    ) -> None:
-        same_answer = retry.http_status == first.http_status and retry.payout_id == first.payout_id
-        # a wallet without an Idempotency-Key (LNbits) refuses the resent invoice: only "never
-        # charged twice" is checked then (the balance check below)
-        same_answer = same_answer or not self.wallets.idempotent
-        if same_answer and balance_kind != checker.DOUBLE_CHARGE:
-            self._fire(checker.IDEMPOTENT_RETRY, None, started)
-            LOCAL.tally.record_check(checker.IDEMPOTENT_RETRY, passed=True)
-            return
-        LOCAL.tally.record_check(checker.IDEMPOTENT_RETRY, passed=False)
-        if not same_answer:
-            detail = (
-                f"retry answered HTTP {retry.http_status} payout {retry.payout_id}, first "
-                f"HTTP {first.http_status} payout {first.payout_id}"
-            )
-            mismatch = {**example, "check": checker.IDEMPOTENT_RETRY, "detail": detail}
-            mismatch.update(kind=checker.IDEMPOTENCY_MISMATCH, diff_msat=0)
-            LOCAL.tally.record_inconsistency(checker.IDEMPOTENCY_MISMATCH, 0, mismatch)
-        else:
-            # the double charge itself is counted once, by the balance check
-            detail = "charged twice"
-        kind = checker.IDEMPOTENCY_MISMATCH if not same_answer else checker.DOUBLE_CHARGE
-        self._fire(checker.IDEMPOTENT_RETRY, CheckFailed(_describe(example, detail), kind), started)
-
-    def _fire_check(
-        self, name: str, kind: str | None, example: dict[str, Any], started: float
-    ) -> None:
-        if kind is None:
-            LOCAL.tally.record_check(name, passed=True)
-            self._fire(name, None, started)
-            return
-        LOCAL.tally.record_check(name, passed=False)
-        LOCAL.tally.record_inconsistency(kind, example["diff_msat"], example)
-        self._fire(name, CheckFailed(_describe(example, kind)), started)
-
-    def _fire(self, name: str, exception: Exception | None, started: float) -> None:
-        checker.fire_check(self.environment.events.request, name, exception, started)
+        self.wallet, self.claimed_entry = None, None
 
 
 def needed_msat(amount_msat: int) -> int:
     """What a payout of `amount_msat` may hold at most: amount + fee reserve, with a margin."""
     return amount_msat + amount_msat * RESERVE_MARGIN_PPM // 1_000_000 + RESERVE_MARGIN_MSAT
-
-
-def _describe(example: dict[str, Any], what: str) -> str:
-    return (
-        f"{what}: wallet {example['wallet_id']} payout {example['payout_id']} "
-        f"expected {example['expected_msat']} msat, actual {example['actual_msat']} msat "
-        f"(payout {example['payout_status']}, node {example['node_status']})"
-    )

@@ -459,6 +459,7 @@ class PayoutService:
                 "payment_hash": payout.payment_hash,
             },
         )
+        pending = self._with_balance(pending, payout.wallet_id)  # after its reservation
         if payout.status is PayoutStatus.PENDING:
             before = payout.snapshot()
             self._store_answer(payout, pending)
@@ -559,7 +560,9 @@ class PayoutService:
             before = payout.snapshot()
         payout.status = status
         payout.fee_msat = fee_msat
-        answer = self._answer_of(payout, timed_out=timed_out, reason=reason)
+        answer = self._with_balance(
+            self._answer_of(payout, timed_out=timed_out, reason=reason), payout.wallet_id, tx
+        )
         if payout.response_status is None:
             # A retry gets the first answer back: a 202 stays 202 once the resolver settles it.
             self._store_answer(payout, answer)
@@ -592,6 +595,20 @@ class PayoutService:
             return Answer(504, {"error": "payment_timeout", "message": message, **body})
         message = f"the Lightning payment failed ({reason})" if reason else "payment failed"
         return Answer(502, {"error": "payment_failed", "message": message, **body})
+
+    def _with_balance(self, answer: Answer, wallet_id: str, tx: Any = None) -> Answer:
+        """The answer with `balance_msat`: the wallet's balance right after this payout's own
+        transaction (`tx`, not applied yet: its moves of the wallet are added), in the order
+        the ledger applies transactions. Stored with the answer, so a replay is the same answer.
+        A client may check it against what the payout must have cost instead of reading the
+        wallet again."""
+        account = wallet_account(wallet_id)
+        balance_msat = self.ledger.balance(account)
+        for debit, credit, amount_msat, _payout_id, _kind in tx._moves if tx is not None else ():
+            balance_msat += (amount_msat if credit == account else 0) - (
+                amount_msat if debit == account else 0
+            )
+        return Answer(answer.status, {**answer.body, "balance_msat": balance_msat})
 
     @staticmethod
     def _store_answer(payout: Payout, answer: Answer) -> None:

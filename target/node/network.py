@@ -269,6 +269,11 @@ class LightningNode:
         self._timers.clear()
         self.receiver.close()
 
+    def reseed(self, seed: int) -> None:
+        """The fault draws of the payments sent from now on follow `seed` (the invoices' keys
+        and the secrets keep theirs: invoices already issued stay valid, hashes never repeat)."""
+        self._outcome_rng = random.Random(f"outcomes:{seed}")
+
     def set_faults(self, faults: FaultSettings) -> None:
         """New fault settings, for the payments sent from now on."""
         faults.validate()

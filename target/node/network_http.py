@@ -66,7 +66,8 @@ def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
 
 
 def add_fault_routes(app: web.Application, node_of: NodeOf, admin_token_of: TokenOf) -> None:
-    """GET and PUT /admin/faults (X-Admin-Token): the node's fault settings, any subset on PUT."""
+    """GET and PUT /admin/faults (X-Admin-Token): the node's fault settings, any subset on PUT;
+    PUT /admin/seed: the seed of its fault draws."""
 
     def authorized(request: web.Request) -> LightningNode:
         expected = admin_token_of(request)
@@ -83,5 +84,14 @@ def add_fault_routes(app: web.Application, node_of: NodeOf, admin_token_of: Toke
         node.set_faults(node.faults.updated(await read_json_object(request)))
         return web.json_response(node.faults.as_dict())
 
+    async def put_seed(request: web.Request) -> web.Response:
+        # the seed of the fault draws from now on: a run started anew on a running target
+        # (the web UI's start form) replays with its own seed
+        node = authorized(request)
+        seed = require_int(await read_json_object(request), "seed", minimum=0, maximum=2**63 - 1)
+        node.reseed(seed)
+        return web.json_response({"seed": seed})
+
     app.router.add_get("/admin/faults", get_faults)
     app.router.add_put("/admin/faults", put_faults)
+    app.router.add_put("/admin/seed", put_seed)

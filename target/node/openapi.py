@@ -63,6 +63,13 @@ TRUTH = obj(
 TRUTH["properties"]["status"]["enum"] = ["in_flight", "succeeded", "failed", "unknown"]
 TRUTH["properties"]["attempt_id"] = {"type": "integer", "nullable": True}
 
+# the seed of the fault draws (network_http.put_seed: a whole number within [0, 2**63 - 1])
+SEED: Schema = {
+    "type": "object",
+    "properties": {"seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+    "required": ["seed"],
+}
+
 NETWORK_PATHS: Schema = {
     "/node/invoices": {
         "post": op(
@@ -94,6 +101,19 @@ NETWORK_PATHS: Schema = {
             "Change fault settings (any subset)",
             {"200": json_body(FAULTS, "new settings"), **BAD, **ADMIN_DENIED, **TOO_LARGE},
             body=FAULTS,
+            security=ADMIN,
+        ),
+    },
+    "/admin/seed": {
+        "put": op(
+            "Seed the node's fault draws from now on (each run of the suite judged alone)",
+            {
+                "200": json_body(SEED, "seed"),
+                **BAD,
+                **ADMIN_DENIED,
+                **TOO_LARGE,
+            },
+            body=SEED,
             security=ADMIN,
         ),
     },

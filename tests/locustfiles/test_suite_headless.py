@@ -81,6 +81,15 @@ def test_fix_on_spike_stays_green_while_timeouts_happen(locust_run, tmp_path):
     # the last timeline sample, as lnchaos compare's progress line reads it once a second
     progress = json.loads((out / "progress.json").read_text())
     assert progress["run_id"] and progress["payouts"] > 0 and progress["phase"] in PHASES
+    # the money in the HTML report and beside Locust's CSV files (consistency_view.py)
+    html = (out / "report.html").read_text()
+    assert 'id="lnchaos-consistency"' in html and "verdict: pass (exit code 0)" in html
+    assert html.index('id="lnchaos-consistency"') < html.rindex("</body>") and "<svg" in html
+    with open(out / "stats_consistency.csv") as f:
+        money = {(row["record"], row["name"]): row for row in csv.DictReader(f)}
+    assert money[("verdict", "pass")]["count"] == "0"
+    assert money[("total", "inconsistencies_total")]["count"] == "0"
+    assert int(money[("payouts", "payouts_verified")]["count"]) == report["payouts_verified"]
     # Locust's totals are HTTP only: the Aggregated row is the sum of the HTTP rows
     with open(out / "stats_stats.csv") as f:
         rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}

@@ -1,0 +1,240 @@
+"""One payout judged from the node's truth: shared by the payers and their background resolver.
+
+A payer knows what a payout must have cost only from the node (GET /node/payments/{hash}: paid
+or not, and the fee), never from the wallet's answer. What the balance is may come from two
+places:
+- the payout answer's `balance_msat` (the wallet's claim right after the payout's transaction):
+  used for a payout that was answered final (200 or 502) and not retried, so the check costs no
+  extra request;
+- a read of its own (GET /api/wallets/{id}): for a timed-out payout once it is final, for a
+  retried one (the retry's effect must show), and for every wallet at the end of its use
+  (`WALLET_AT_END`; at the end of the run the final audit reads it, users.py). So a wallet whose
+  claims and whose view disagree is caught, and the target's reconciliation still covers every
+  payout of the run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+
+from locustfiles import checker
+from locustfiles.checker import CheckFailed
+from locustfiles.telemetry import LOCAL
+from locustfiles.wallet_client import (
+    FINAL_NODE_STATUSES,
+    FINAL_PAYOUT_STATUSES,
+    Invoice,
+    PayoutResult,
+    Wallet,
+    WalletClient,
+)
+
+# A wallet's balance read on its own when the payer leaves it (its claims since the last read
+# must add up to what it shows). Not a payout check: it does not count as a payout verified.
+WALLET_AT_END = "wallet_at_end_of_use"
+# Why a payout judged already is in the final audit: its wallet's use ended with the run, while
+# its balance was known from claims only; the audit reads the wallet and judges the payout again.
+END_OF_USE = "wallet_end_of_use"
+RESOLVE_POLL_INTERVAL_S = 0.2
+RESOLVE_MAX_POLLS = 60
+
+
+@dataclass
+class SentPayout:
+    """What a payer knows of one payout it sent."""
+
+    wallet: Wallet
+    expected_msat: int  # the wallet's balance before this payout (exact)
+    invoice: Invoice
+    first: PayoutResult
+    retry: PayoutResult | None
+    phase: str
+    started: float  # time.perf_counter() at the payout's start: check events are timed from it
+    entry: dict[str, Any] | None  # the final audit's entry while nobody judged it
+    # the wallet's API has an Idempotency-Key (lnchaos's does; LNbits' has none: a resent
+    # invoice is refused, and only "never charged twice" is checked)
+    idempotent: bool = True
+
+
+def claimed_balance(result: PayoutResult | None) -> int | None:
+    """The payout answer's `balance_msat`, when it carries one."""
+    if result is None:
+        return None
+    value = result.body.get("balance_msat")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def resolve(
+    wallets: WalletClient, sent: SentPayout, timeout_s: float
+) -> tuple[str, dict[str, Any]] | None:
+    """(final payout status, node's final payment) or None when not final within timeout_s.
+    A succeeded or failed payout is final already: one look at the node, as a rule."""
+    payout_status = sent.first.payout_status or ""
+    node: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout_s
+    for _ in range(RESOLVE_MAX_POLLS):
+        if payout_status not in FINAL_PAYOUT_STATUSES and sent.first.payout_id:
+            payout = wallets.get_payout(sent.wallet, sent.first.payout_id)
+            payout_status = str((payout or {}).get("status", payout_status))
+        if node.get("status") not in FINAL_NODE_STATUSES:
+            node = wallets.get_node_payment(sent.invoice.payment_hash) or node
+        if payout_status in FINAL_PAYOUT_STATUSES and node.get("status") in FINAL_NODE_STATUSES:
+            return payout_status, node
+        if time.monotonic() >= deadline:
+            break
+        gevent.sleep(RESOLVE_POLL_INTERVAL_S)
+    return None
+
+
+def judge(
+    request_event: Any,
+    sent: SentPayout,
+    payout_status: str,
+    node: dict[str, Any],
+    actual_msat: int,
+    reserved_msat: Any,
+) -> str | None:
+    """The balance check of one final payout (no request: the caller got the balance, from the
+    answer's claim or a read); fires the check event(s), records the tally. Returns the
+    inconsistency kind, or None."""
+    first = sent.first
+    name = {
+        "ok": checker.BALANCE_AFTER_SUCCESS,
+        "fail": checker.BALANCE_AFTER_FAILURE,
+    }.get(first.kind, checker.RESOLVED_VS_NODE_TRUTH)
+    paid = node.get("status") == "succeeded"
+    fee_msat = int(node.get("fee_msat") or 0) if paid else 0
+    # the invoice's amount, not the wallet's echo of it: a wrong amount must show as drift
+    amount_msat = sent.invoice.amount_msat
+    cost_msat = amount_msat + fee_msat
+    expected_msat = sent.expected_msat - (cost_msat if paid else 0)
+    diff_msat = actual_msat - expected_msat
+    kind = checker.classify_balance(
+        diff_msat=diff_msat, paid=paid, retried=sent.retry is not None, cost_msat=cost_msat
+    )
+    example = {
+        "check": name,
+        "kind": kind,
+        "wallet_id": sent.wallet.wallet_id,
+        "payout_id": first.payout_id,
+        "phase": sent.phase,
+        "amount_msat": amount_msat,
+        "fee_msat": fee_msat,
+        "expected_msat": expected_msat,
+        "actual_msat": actual_msat,
+        "diff_msat": diff_msat,
+        "reserved_msat": reserved_msat,
+        "payout_status": payout_status,
+        "node_status": node.get("status"),
+        "t_unix": round(time.time(), 3),
+    }
+    record_check(request_event, name, kind, example, sent.started)
+    if sent.retry is not None:
+        _check_retry(request_event, sent, kind, example)
+    return kind
+
+
+def check_wallet_at_end(
+    request_event: Any, wallet: Wallet, expected_msat: int, view: dict[str, Any], started: float
+) -> str | None:
+    """A wallet read on its own when its payer leaves it: the balance its payouts' claims and
+    the node's truth add up to must be the one it shows. Returns the inconsistency kind."""
+    actual_msat = int(view["balance_msat"])
+    diff_msat = actual_msat - expected_msat
+    kind = checker.classify_balance(diff_msat=diff_msat, paid=False, retried=False, cost_msat=0)
+    example = {
+        "check": WALLET_AT_END,
+        "kind": kind,
+        "wallet_id": wallet.wallet_id,
+        "payout_id": None,
+        "phase": LOCAL.phase,
+        "amount_msat": 0,
+        "fee_msat": 0,
+        "expected_msat": expected_msat,
+        "actual_msat": actual_msat,
+        "diff_msat": diff_msat,
+        "reserved_msat": view.get("reserved_msat"),
+        "payout_status": None,
+        "node_status": None,
+        "t_unix": round(time.time(), 3),
+    }
+    record_check(request_event, WALLET_AT_END, kind, example, started)
+    return kind
+
+
+def record_check(
+    request_event: Any, name: str, kind: str | None, example: dict[str, Any], started: float
+) -> None:
+    if kind is None:
+        LOCAL.tally.record_check(name, passed=True)
+        checker.fire_check(request_event, name, None, started)
+        return
+    LOCAL.tally.record_check(name, passed=False)
+    LOCAL.tally.record_inconsistency(kind, example["diff_msat"], example)
+    checker.fire_check(request_event, name, CheckFailed(describe(example, kind)), started)
+
+
+def record_unresolved(request_event: Any, sent: SentPayout, bound_s: float) -> None:
+    """Not final within the users' bound: reported (not an inconsistency); the final audit
+    judges it."""
+    LOCAL.tally.left_to_reconciliation += 1
+    message = (
+        f"wallet {sent.wallet.wallet_id} payout {sent.first.payout_id}: not final within "
+        f"{bound_s:g} s (phase {sent.phase}); left to the final audit"
+    )
+    checker.fire_check(
+        request_event, checker.RESOLVED_WITHIN_BOUND, CheckFailed(message), sent.started
+    )
+    LOCAL.tally.record_check(checker.RESOLVED_WITHIN_BOUND, passed=False)
+    abandon(sent.entry, checker.ABANDONED_NOT_FINAL)
+
+
+def abandon(entry: dict[str, Any] | None, why: str) -> None:
+    """The payout goes to the final audit (its wallet sees no payout after it)."""
+    if entry is not None:
+        entry["reason"] = why
+        LOCAL.tally.record_audit(entry)
+
+
+def _check_retry(
+    request_event: Any, sent: SentPayout, balance_kind: str | None, example: dict[str, Any]
+) -> None:
+    first, retry = sent.first, sent.retry
+    assert retry is not None
+    same_answer = retry.http_status == first.http_status and retry.payout_id == first.payout_id
+    same_answer = same_answer or not sent.idempotent
+    if same_answer and balance_kind != checker.DOUBLE_CHARGE:
+        checker.fire_check(request_event, checker.IDEMPOTENT_RETRY, None, sent.started)
+        LOCAL.tally.record_check(checker.IDEMPOTENT_RETRY, passed=True)
+        return
+    LOCAL.tally.record_check(checker.IDEMPOTENT_RETRY, passed=False)
+    if not same_answer:
+        detail = (
+            f"retry answered HTTP {retry.http_status} payout {retry.payout_id}, first "
+            f"HTTP {first.http_status} payout {first.payout_id}"
+        )
+        mismatch = {**example, "check": checker.IDEMPOTENT_RETRY, "detail": detail}
+        mismatch.update(kind=checker.IDEMPOTENCY_MISMATCH, diff_msat=0)
+        LOCAL.tally.record_inconsistency(checker.IDEMPOTENCY_MISMATCH, 0, mismatch)
+    else:
+        # the double charge itself is counted once, by the balance check
+        detail = "charged twice"
+    kind = checker.IDEMPOTENCY_MISMATCH if not same_answer else checker.DOUBLE_CHARGE
+    checker.fire_check(
+        request_event,
+        checker.IDEMPOTENT_RETRY,
+        CheckFailed(describe(example, detail), kind),
+        sent.started,
+    )
+
+
+def describe(example: dict[str, Any], what: str) -> str:
+    return (
+        f"{what}: wallet {example['wallet_id']} payout {example['payout_id']} "
+        f"expected {example['expected_msat']} msat, actual {example['actual_msat']} msat "
+        f"(payout {example['payout_status']}, node {example['node_status']})"
+    )
