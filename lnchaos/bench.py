@@ -40,7 +40,8 @@ from target.common.child import ChildProcess, ChildServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).resolve().parent / "bench_locustfile.py"
-SUITE = ROOT / "locustfiles" / "lnchaos_suite.py"
+SUITE = Path(__file__).resolve().parent / "bench_suite.py"  # the suite, payers with no wait
+SUITE_SOURCES = ROOT / "locustfiles"  # where the suite's options are declared
 SERVER_START_TIMEOUT_S = 20.0
 SERVER_STOP_TIMEOUT_S = 5.0
 DRIVER_GRACE_S = 30.0  # beyond warm-up + duration: Locust's start and stop
@@ -61,10 +62,12 @@ class BenchSettings:
     duration_s: int = 8
     warmup_s: int = 2
     users: int = 32
+    suite_users: int = 48  # payers with no think time: enough to saturate one side
     repetitions: int = 3
     report_dir: Path = Path("reports")
     suite: bool = True
     memory_run: bool = False
+    arrival_rate: bool = True  # search the highest sustained --arrival-rate, when it exists
     target_args: list[str] = field(default_factory=list)  # extra `python -m target` options
     pin: bool = True
     quiet: bool = False
@@ -259,8 +262,19 @@ def measure_target(
 
 
 def suite_command(
-    url: str, users: int, run_time_s: int, run_dir: Path, check_args: list[str]
+    url: str,
+    users: int,
+    run_time_s: int,
+    run_dir: Path,
+    check_args: list[str],
+    *,
+    warmup_s: int,
+    server_pid: int,
+    out: Path,
+    extra: list[str] | None = None,
 ) -> list[str]:
+    """The suite at saturation (`bench_suite.py`: payers with no think time), payers only (the
+    traffic classes have think times of their own), fix on, no faults."""
     return [
         sys.executable, "-m", "locust",
         "-f", str(SUITE),
@@ -270,8 +284,13 @@ def suite_command(
         "--run-time", f"{run_time_s}s",
         "--shape", "steady",
         "--fix", "on", "--timeout-rate", "0", "--spike-timeout-rate", "0",
+        "--traffic-mix", "none",
         "--report-dir", str(run_dir),
+        "--bench-warmup-s", str(warmup_s),
+        "--bench-server-pid", str(server_pid),
+        "--bench-out", str(out),
         *check_args,
+        *(extra or []),
     ]  # fmt: skip
 
 
@@ -281,58 +300,202 @@ def measure_suite(
     cpus: tuple[set[int] | None, set[int] | None],
     checks: str,
     check_args: list[str],
+    extra: list[str] | None = None,
+    label: str = "",
 ) -> dict[str, Any]:
-    """One suite run (checks on or off) against a fresh target; payouts per second from its
-    consistency.json: verified payouts with checks on, answered payouts with checks off."""
+    """One suite run (checks on or off) at saturation against a fresh target. The figures come
+    from the driver's window after the warm-up (`bench_suite.py`): payouts answered, HTTP
+    requests, the CPU seconds of the driver and of the target; the verdict and the verified
+    payouts from its consistency.json."""
     driver_cpus, server_cpus = cpus
-    suite_dir = run_dir / f"suite-checks-{checks}"
+    suite_dir = run_dir / f"suite-checks-{checks}{label}"
     suite_dir.mkdir(parents=True, exist_ok=True)
     command = target_command(suite_dir, settings.target_args)
     run_time_s = settings.warmup_s + settings.duration_s
     env = {"LNCHAOS_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": str(ROOT)}
+    out = suite_dir / "window.json"
     with start_server(command, server_cpus, suite_dir / "target-server.log") as target:
-        cpu_before_s = cpu_s(target.pid) or 0.0
-        started = time.monotonic()
-        usage = ChildUsage()
         code = run_bounded(
-            suite_command(target.url, settings.users, run_time_s, suite_dir, check_args),
+            suite_command(
+                target.url,
+                settings.suite_users,
+                run_time_s,
+                suite_dir,
+                check_args,
+                warmup_s=settings.warmup_s,
+                server_pid=target.pid,
+                out=out,
+                extra=extra,
+            ),
             driver_cpus,
             suite_dir / "locust.log",
             run_time_s + SUITE_GRACE_S,
             env=env,
-            usage=usage,
         )
-        elapsed_s = time.monotonic() - started
-        server_cpu_s = (cpu_s(target.pid) or cpu_before_s) - cpu_before_s
-        server_cpu_share = server_cpu_s / max(elapsed_s, 1e-9)
     path = suite_dir / "consistency.json"
-    if not path.exists():
-        raise RuntimeError(f"the suite (checks {checks}) wrote no consistency.json (exit {code})")
+    if not path.exists() or not out.exists():
+        raise RuntimeError(
+            f"the suite (checks {checks}) wrote no consistency.json or window (exit {code}); "
+            f"see {suite_dir}"
+        )
     report = json.loads(path.read_text())
-    duration_s = float(report.get("duration_s") or run_time_s)
-    outcomes = report.get("payouts_by_outcome", {})
-    answered = sum(outcomes.get(k, 0) for k in ("succeeded", "failed", "timeout", "pending"))
-    verified = int(report.get("payouts_verified", 0))
-    payouts = verified if checks == "on" else answered
+    return suite_figures(checks, code, report, json.loads(out.read_text()))
+
+
+def suite_figures(
+    checks: str, exit_code: int, report: dict[str, Any], window: dict[str, Any]
+) -> dict[str, Any]:
+    """The saturation figures of one suite run from its window and its consistency.json."""
+    window_s = float(window.get("window_s") or 0.0)
+    payouts = int(window.get("payouts") or 0)
+    requests = int(window.get("http_requests") or 0)
+    driver_cpu_s = float(window.get("driver_cpu_s") or 0.0)
+    server_cpu = window.get("server_cpu_s")
+    server_cpu_s = float(server_cpu) if server_cpu is not None else None
+    driver_share = _ratio(driver_cpu_s, window_s)
+    server_share = _ratio(server_cpu_s, window_s) if server_cpu_s is not None else None
+    driver_demand = window.get("driver_demand_s")
+    server_demand = window.get("server_demand_s")
+    driver_busy = _ratio(driver_demand, window_s) if driver_demand is not None else None
+    server_busy = _ratio(server_demand, window_s) if server_demand is not None else None
     return {
         "checks": checks,
-        "exit_code": code,
-        "duration_s": duration_s,
-        "payouts": payouts,
-        "payouts_answered": answered,
-        "payouts_verified": verified,
-        "payouts_per_s": payouts / duration_s if duration_s > 0 else 0.0,
+        "exit_code": exit_code,
         "verdict": report.get("verdict"),
-        "server_cpu_share": server_cpu_share,
-        "driver_cpu_share": usage.cpu_s / max(elapsed_s, 1e-9),
+        "payouts_verified": int(report.get("payouts_verified", 0)),
+        "window_s": window_s,
+        "payouts": payouts,
+        "payouts_per_s": _ratio(payouts, window_s),
+        "http_requests": requests,
+        "http_failures": int(window.get("http_failures") or 0),
+        "requests_per_payout": _ratio(requests, payouts) if payouts else None,
+        "driver_cpu_share": driver_share,
+        "server_cpu_share": server_share,
+        # Running or waiting to run, per second of the window (Linux schedstat).
+        "driver_busy_share": driver_busy,
+        "server_busy_share": server_busy,
+        # One driver core's worth: payouts per CPU second of this Locust process.
+        "payouts_per_driver_cpu_s": _ratio(payouts, driver_cpu_s) if driver_cpu_s > 0 else None,
+        "driver_cpu_ms_per_payout": _ratio(driver_cpu_s * 1000, payouts) if payouts else None,
+        "server_cpu_ms_per_request": (
+            _ratio(server_cpu_s * 1000, requests) if server_cpu_s is not None and requests else None
+        ),
+        "saturated": saturated_side(
+            driver_busy if driver_busy is not None else driver_share,
+            server_busy if server_busy is not None else server_share,
+        ),
     }
 
 
+# A side whose process ran or waited to run this share of the window or more is saturated.
+SATURATED_CPU_SHARE = 0.85
+
+
+def saturated_side(driver_share: float, server_share: float | None) -> str:
+    """ "driver", "target", or "neither" (both below SATURATED_CPU_SHARE: too few payers), from
+    each process's share of the window running or waiting to run (its CPU share where the
+    scheduler's figures are not available): on a machine other work shares, the bottleneck
+    gets little CPU but is never idle."""
+    shares = {"driver": driver_share, "target": server_share or 0.0}
+    side = max(shares, key=lambda name: shares[name])
+    return side if shares[side] >= SATURATED_CPU_SHARE else "neither"
+
+
+def suite_has_option(option: str) -> bool:
+    """Whether the suite declares `option` (Locust's --help does not load the locustfile, so
+    its sources are read)."""
+    quoted = f'"{option}"'
+    return any(quoted in path.read_text() for path in sorted(SUITE_SOURCES.glob("*.py")))
+
+
 def suite_has_checks_option() -> bool:
-    """Whether the suite can turn its checks off (`--checks on|off`, in locustfiles/options.py;
-    Locust's --help does not load the locustfile, so the source is read)."""
-    options = SUITE.parent / "options.py"
-    return options.exists() and '"--checks"' in options.read_text()
+    return suite_has_option("--checks")
+
+
+# The arrival-rate search: offered rates as shares of the closed model's checked payouts/s at
+# saturation, then 15 % more a step, at most ARRIVAL_RATE_STEPS_MAX runs; the highest whose
+# dropped iterations stay under 1 % of the offered.
+ARRIVAL_RATE_FIRST_SHARES = (0.5, 0.7, 0.85, 1.0)
+ARRIVAL_RATE_STEP_UP = 1.15
+ARRIVAL_RATE_STEPS_MAX = 10
+DROPPED_SHARE_MAX = 0.01
+
+
+def arrival_rate_shares() -> list[float]:
+    shares = list(ARRIVAL_RATE_FIRST_SHARES)
+    while len(shares) < ARRIVAL_RATE_STEPS_MAX:
+        shares.append(shares[-1] * ARRIVAL_RATE_STEP_UP)
+    return shares
+
+
+def dropped_share(report: dict[str, Any]) -> float | None:
+    """Dropped iterations over offered of one arrival-rate run, from its consistency.json: the
+    open model's `arrivals` (`dropped_share`, or `dropped_iterations` over `offered`), else a
+    top-level `dropped_iterations` (a number, or one per phase) over dropped + started payouts;
+    None if the run says nothing of drops."""
+    arrivals = report.get("arrivals")
+    if isinstance(arrivals, dict) and arrivals.get("model") == "open":
+        if arrivals.get("dropped_share") is not None:
+            return float(arrivals["dropped_share"])
+        offered = int(arrivals.get("offered") or 0)
+        return _ratio(int(arrivals.get("dropped_iterations") or 0), offered) if offered else None
+    dropped = report.get("dropped_iterations")
+    if dropped is None:
+        return None
+    if isinstance(dropped, dict):
+        dropped = sum(int(v) for v in dropped.values() if isinstance(v, int | float))
+    outcomes = report.get("payouts_by_outcome", {})
+    started = sum(int(v) for v in outcomes.values() if isinstance(v, int | float))
+    offered = started + int(dropped)
+    return _ratio(int(dropped), offered) if offered else None
+
+
+def highest_arrival_rate(
+    settings: BenchSettings,
+    run_dir: Path,
+    cpus: tuple[set[int] | None, set[int] | None],
+    saturated_payouts_per_s: float,
+) -> dict[str, Any]:
+    """The hook for issue 14's "highest arrival rate one Locust process sustains with checks on
+    and dropped iterations < 1 %": offered rates stepped up from half the checked saturation
+    rate; it stops at the first rate that drops 1 % or more (`limited_by` "drops"), or after
+    ARRIVAL_RATE_STEPS_MAX runs (`limited_by` "steps": the figure is then a lower bound).
+    Measured only when the suite has `--arrival-rate`; otherwise says why not."""
+    if not suite_has_option("--arrival-rate"):
+        return {"measured": False, "reason": "the suite has no --arrival-rate option"}
+    if saturated_payouts_per_s <= 0:
+        return {"measured": False, "reason": "no checked saturation rate to start from"}
+    extra_common = ["--max-payers", str(4 * settings.suite_users)]
+    if not suite_has_option("--max-payers"):
+        extra_common = []
+    steps: list[dict[str, Any]] = []
+    best: float | None = None
+    limited_by = "steps"
+    for share in arrival_rate_shares():
+        rate = round(saturated_payouts_per_s * share, 1)
+        result = measure_suite(
+            settings,
+            run_dir,
+            cpus,
+            "on",
+            SUITE_CHECK_ARGS["on"],
+            extra=["--arrival-rate", str(rate), *extra_common],
+            label=f"-rate-{rate}",
+        )
+        report_path = run_dir / f"suite-checks-on-rate-{rate}" / "consistency.json"
+        report = json.loads(report_path.read_text())
+        share_dropped = dropped_share(report)
+        steps.append({"offered_per_s": rate, "dropped_share": share_dropped, **result})
+        if share_dropped is None or share_dropped >= DROPPED_SHARE_MAX:
+            limited_by = "drops" if share_dropped is not None else "no drop count"
+            break
+        best = rate
+    return {
+        "measured": best is not None,
+        "highest_rate_per_s": best,
+        "limited_by": limited_by,
+        "steps": steps,
+    }
 
 
 def _median(values: list[float]) -> float:
@@ -375,10 +538,27 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
         "driver_cpu_ms_per_request": _median(
             [r["driver_cpu_ms_per_request"] for r in runs["floor"] + runs["target"]]
         ),
+        # CPU per request is what holds while other work shares the machine; the ratio to the
+        # bare endpoint is the target's own work in units of aiohttp's.
+        "ratio_target_floor_cpu_per_request": _ratio(
+            _median([r["server_cpu_ms_per_request"] for r in runs["target"]]),
+            _median([r["server_cpu_ms_per_request"] for r in runs["floor"]]),
+        ),
+        "spread": {
+            name: _spread([r[key] for r in runs[kind]])
+            for name, kind, key in (
+                ("floor_server_cpu_ms_per_request", "floor", "server_cpu_ms_per_request"),
+                ("target_server_cpu_ms_per_request", "target", "server_cpu_ms_per_request"),
+                ("floor_rps", "floor", "rps"),
+                ("target_rps", "target", "rps"),
+            )
+        },
+        "saturation": saturation_summary(runs),
         "settings": {
             "duration_s": settings.duration_s,
             "warmup_s": settings.warmup_s,
             "users": settings.users,
+            "suite_users": settings.suite_users,
             "repetitions": settings.repetitions,
             "suite": settings.suite,
             "target_args": TARGET_ARGS + settings.target_args,
@@ -387,6 +567,55 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
         },
         "runs": runs,
     }
+
+
+def _spread(values: list[float]) -> list[float] | None:
+    """[min, max] of the repetitions (None when none)."""
+    return [min(values), max(values)] if values else None
+
+
+def _most_common(values: list[str]) -> str | None:
+    return max(sorted(set(values)), key=values.count) if values else None
+
+
+def saturation_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The suite at saturation, checks on and off: medians of the repetitions, which side ran
+    out of CPU, and what the checks cost there."""
+    sides: dict[str, Any] = {}
+    for checks in ("on", "off"):
+        results = runs.get(f"suite_{checks}", [])
+        if not results:
+            continue
+
+        def median_of(key: str, results: list[dict[str, Any]] = results) -> float | None:
+            values = [r[key] for r in results if r.get(key) is not None]
+            return _median(values) if values else None
+
+        sides[checks] = {
+            "payouts_per_s": median_of("payouts_per_s"),
+            "payouts_per_s_spread": _spread([r["payouts_per_s"] for r in results]),
+            "payouts_per_driver_cpu_s": median_of("payouts_per_driver_cpu_s"),
+            "requests_per_payout": median_of("requests_per_payout"),
+            "driver_cpu_ms_per_payout": median_of("driver_cpu_ms_per_payout"),
+            "driver_cpu_share": median_of("driver_cpu_share"),
+            "server_cpu_share": median_of("server_cpu_share"),
+            "driver_busy_share": median_of("driver_busy_share"),
+            "server_busy_share": median_of("server_busy_share"),
+            "server_cpu_ms_per_request": median_of("server_cpu_ms_per_request"),
+            "saturated": _most_common([r["saturated"] for r in results]),
+            "verdicts": [r["verdict"] for r in results],
+            "exit_codes": [r["exit_code"] for r in results],
+        }
+    on, off = sides.get("on"), sides.get("off")
+    cost = None
+    driver_cost = None
+    if on and off and on["payouts_per_s"] and off["payouts_per_s"]:
+        # The share of payouts/s the checks take away at saturation.
+        cost = 1.0 - on["payouts_per_s"] / off["payouts_per_s"]
+        if on["driver_cpu_ms_per_payout"] and off["driver_cpu_ms_per_payout"]:
+            # What one payout costs the driver with its checks, over without.
+            driver_cost = on["driver_cpu_ms_per_payout"] / off["driver_cpu_ms_per_payout"] - 1.0
+    return {"checks": sides, "checks_cost": cost, "checks_driver_cpu_per_payout_extra": driver_cost}
 
 
 def render(summary: dict[str, Any]) -> str:
@@ -398,8 +627,14 @@ def render(summary: dict[str, Any]) -> str:
         f"{summary['payout_latency_ms_p99']:.1f} ms)",
         f"  target / floor                 {summary['ratio_target_floor']:.3f}",
         f"  server CPU per request: floor {summary['floor_server_cpu_ms_per_request']:.3f} ms, "
-        f"target {summary['target_server_cpu_ms_per_request']:.3f} ms; driver "
+        f"target {summary['target_server_cpu_ms_per_request']:.3f} ms "
+        f"({summary['ratio_target_floor_cpu_per_request']:.2f} x the floor); driver "
         f"{summary['driver_cpu_ms_per_request']:.3f} ms",
+        "  spread over the repetitions (min-max): target "
+        + _range(summary["spread"]["target_server_cpu_ms_per_request"], "{:.3f}")
+        + " ms, floor "
+        + _range(summary["spread"]["floor_server_cpu_ms_per_request"], "{:.3f}")
+        + " ms per request",
     ]
     if summary["settings"]["suite"]:
 
@@ -407,14 +642,57 @@ def render(summary: dict[str, Any]) -> str:
             return f"{value:10.1f} {unit}" if value is not None else f"{'n/a':>10} {unit}"
 
         ratio = summary["ratio_suite_checked_unchecked"]
+        saturation = summary["saturation"]
+        lines += ["suite at saturation (payers with no think time):"]
+        for checks, side in saturation["checks"].items():
+            lines.append(
+                f"  checks {checks:3s} {figure(side['payouts_per_s'], 'payouts/s')} "
+                f"({_range(side['payouts_per_s_spread'], '{:.0f}')}); saturated: "
+                f"{side['saturated']} (CPU / busy: driver {_pct(side['driver_cpu_share'])} / "
+                f"{_pct(side['driver_busy_share'])}, target {_pct(side['server_cpu_share'])} / "
+                f"{_pct(side['server_busy_share'])}); "
+                f"{_num(side['payouts_per_driver_cpu_s'], '{:.0f}')} payouts/s per driver core; "
+                f"{_num(side['requests_per_payout'], '{:.2f}')} requests per payout; target "
+                f"{_num(side['server_cpu_ms_per_request'], '{:.3f}')} ms CPU/request"
+                + (f"; verdicts {','.join(map(str, side['verdicts']))}" if checks == "on" else "")
+            )
         lines += [
-            f"suite   {figure(summary['suite_checked_payouts_per_s'], 'verified payouts/s')} "
-            "(checks on)",
-            f"suite   {figure(summary['suite_unchecked_payouts_per_s'], 'payouts/s')} (checks off)",
             "  suite checks on / checks off   "
             + (f"{ratio:.3f}" if ratio is not None else "n/a (the suite has no --checks option)"),
+            "  cost of the checks at saturation: "
+            + _pct(saturation["checks_cost"])
+            + " of payouts/s; driver CPU per payout "
+            + (
+                f"+{saturation['checks_driver_cpu_per_payout_extra']:.0%}"
+                if saturation["checks_driver_cpu_per_payout_extra"] is not None
+                else "n/a"
+            ),
         ]
+        arrival = summary.get("arrival_rate") or {}
+        if arrival.get("measured"):
+            lines.append(
+                "  highest arrival rate one Locust process sustains, checks on, dropped < 1%: "
+                + ("at least " if arrival.get("limited_by") == "steps" else "")
+                + f"{arrival['highest_rate_per_s']:.0f} payouts/s"
+            )
+        else:
+            lines.append(
+                "  highest arrival rate one Locust process sustains, checks on, dropped < 1%: "
+                f"not measured ({arrival.get('reason', 'not run')})"
+            )
     return "\n".join(lines)
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return fmt.format(value) if value is not None else "n/a"
+
+
+def _pct(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None else "n/a"
+
+
+def _range(values: list[float] | None, fmt: str) -> str:
+    return f"{fmt.format(values[0])}-{fmt.format(values[1])}" if values else "n/a"
 
 
 def bench(settings: BenchSettings) -> dict[str, Any]:
@@ -446,7 +724,15 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
                 if not settings.quiet:
                     print(f"  rep {repetition + 1}/{settings.repetitions} {kind}: "
                           f"{_headline(result)}", flush=True)  # fmt: skip
+        reason = "off (--no-arrival-rate)" if settings.suite else "the suite was not run"
+        arrival: dict[str, Any] = {"measured": False, "reason": reason}
+        if settings.suite and settings.arrival_rate:
+            checked = summarize(runs, settings)["suite_checked_payouts_per_s"] or 0.0
+            arrival_dir = Path(tmp) / "arrival-rate"
+            arrival_dir.mkdir()
+            arrival = highest_arrival_rate(settings, arrival_dir, cpus, checked)
     summary = summarize(runs, settings)
+    summary["arrival_rate"] = arrival
     path = settings.report_dir / "bench.json"
     path.write_text(json.dumps(summary, indent=1))
     return summary
@@ -463,7 +749,10 @@ def _headline(result: dict[str, Any]) -> str:
         )
     return (
         f"{result['payouts_per_s']:.1f} payouts/s (checks {result['checks']}), "
-        f"server CPU {result['server_cpu_share']:.0%}, driver CPU {result['driver_cpu_share']:.0%}"
+        f"server CPU {_pct(result['server_cpu_share'])}, "
+        f"driver CPU {_pct(result['driver_cpu_share'])}, "
+        f"{_num(result['requests_per_payout'], '{:.2f}')} requests/payout, "
+        f"saturated: {result['saturated']}, verdict {result['verdict']}"
     )
 
 
@@ -497,7 +786,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         "300 with --memory-run)")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=defaults.warmup_s,
                         help="seconds before counting starts")  # fmt: skip
-    parser.add_argument("--users", type=int, default=defaults.users)
+    parser.add_argument("--users", type=int, default=defaults.users,
+                        help="the floor's and the target's driver users")  # fmt: skip
+    parser.add_argument("--suite-users", type=int, default=defaults.suite_users,
+                        help="payers of the suite at saturation (no think time)")  # fmt: skip
+    parser.add_argument("--no-arrival-rate", action="store_true",  # (when the suite has it)
+                        help="skip the search of the highest sustained --arrival-rate")  # fmt: skip
     parser.add_argument("--repetitions", type=int, default=defaults.repetitions)
     parser.add_argument("--report-dir", type=Path, default=defaults.report_dir)
     parser.add_argument("--no-suite", action="store_true", help="floor and target only")
@@ -521,12 +815,20 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
     duration_s = args.duration if args.duration is not None else (
         300 if args.memory_run else BenchSettings.duration_s
     )  # fmt: skip
-    if duration_s < 1 or args.warmup < 0 or args.users < 1 or args.repetitions < 1:
-        raise SystemExit("--duration, --users and --repetitions must be positive")
+    if (
+        duration_s < 1
+        or args.warmup < 0
+        or args.users < 1
+        or args.suite_users < 1
+        or args.repetitions < 1
+    ):
+        raise SystemExit("--duration, --users, --suite-users and --repetitions must be positive")
     return BenchSettings(
         duration_s=duration_s,
         warmup_s=args.warmup,
         users=args.users,
+        suite_users=args.suite_users,
+        arrival_rate=not args.no_arrival_rate,
         repetitions=args.repetitions,
         report_dir=args.report_dir,
         suite=not args.no_suite and not args.memory_run,

@@ -1,18 +1,18 @@
 """The floor of the bench: a bare aiohttp JSON endpoint doing nothing.
 
 `python -m lnchaos.bench_floor --port 0` serves `/ping` (GET and POST) → `{}` on 127.0.0.1, with
-the same runner as the target (`target.server.serve`: no access log, same shutdown), so the only
-difference the bench sees between the floor and the target is the target's own work.
+the same runner as the target (`target.common.server`: the same event loop, no access log, same
+shutdown), so the only difference the bench sees between the floor and the target is the
+target's own work.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from aiohttp import web
 
-from target.common.server import serve
+from target.common.server import run_loop, serve
 
 EMPTY_JSON = b"{}"
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lnchaos.bench_floor", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)
-    asyncio.run(serve(create_app(), args.port, name="lnchaos bench floor"))
+    run_loop(serve(create_app(), args.port, name="lnchaos bench floor"))
     return 0
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from locust import FastHttpUser, constant, events, task
+from locust import FastHttpUser, constant_throughput, events, task
 from locust.env import Environment
 
 FLOW_NAMES = ("invoice", "payout", "status")
@@ -81,6 +81,13 @@ def _add_arguments(parser: Any) -> None:
     parser.add_argument("--bench-mode", choices=["floor", "target"], default="floor")
     parser.add_argument("--bench-warmup-s", type=float, default=2.0)
     parser.add_argument("--bench-out", default="", help="where the window's JSON goes")
+    parser.add_argument(
+        "--bench-flow-rate",
+        type=float,
+        default=0.0,
+        help="payout flows per second offered by all users together (0: no wait, saturate): "
+        "a fixed rate compares two targets' CPU per request at the same batching",
+    )
 
 
 @events.test_start.add_listener
@@ -125,10 +132,17 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
 
 
 class FlowUser(FastHttpUser):
-    wait_time = constant(0)
+    _pace: Any = None  # constant_throughput(...) with --bench-flow-rate, else no wait
+
+    def wait_time(self) -> float:
+        return self._pace(self) if self._pace is not None else 0.0
 
     def on_start(self) -> None:
-        self.mode = self.environment.parsed_options.bench_mode
+        options = self.environment.parsed_options
+        self.mode = options.bench_mode
+        users = max(1, int(getattr(options, "num_users", 1) or 1))
+        rate = float(options.bench_flow_rate or 0.0)
+        self._pace = constant_throughput(rate / users) if rate > 0 else None
         self.wallet_path = "/ping"
         self.api_key = ""
         if self.mode == "target":

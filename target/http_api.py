@@ -18,6 +18,7 @@ from .common.errors import (
     require_str,
 )
 from .common.journal import JournalFailed, JournalFull
+from .common.json_body import json_response
 from .common.server import FAIL_STOP
 from .config import FixMode
 from .ledger import LimitReached, now_ms
@@ -87,14 +88,14 @@ async def create_wallet(request: web.Request) -> web.Response:
     balance_msat = require_int(body, "balance_msat", minimum=1, maximum=limit)
     wallet_id, api_key = await state.payouts.create_wallet(balance_msat)
     answer = {"wallet_id": wallet_id, "api_key": api_key, "balance_msat": balance_msat}
-    return web.json_response(answer, status=201)
+    return json_response(answer, status=201)
 
 
 async def get_wallet(request: web.Request) -> web.Response:
     state = state_of(request)
     wallet_id = path_id(request, "wallet_id")
     state.payouts.authorize(wallet_id, request.headers.get("X-Api-Key"))
-    return web.json_response(state.payouts.wallet_view(wallet_id))
+    return json_response(state.payouts.wallet_view(wallet_id))
 
 
 async def create_payout(request: web.Request) -> web.Response:
@@ -107,7 +108,7 @@ async def create_payout(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     payment_request = require_str(body, "payment_request", max_len=PAYMENT_REQUEST_MAX)
     answer = await state.payouts.pay(wallet_id, payment_request, idempotency_key)
-    return web.json_response(answer.body, status=answer.status)
+    return json_response(answer.body, status=answer.status)
 
 
 async def get_payout(request: web.Request) -> web.Response:
@@ -126,7 +127,7 @@ async def get_payout(request: web.Request) -> web.Response:
     except ApiError:
         # Another wallet's payout looks exactly like a missing one.
         raise ApiError(404, "not_found", "no such payout for this X-Api-Key") from None
-    return web.json_response(payout.committed)  # as committed, never ahead of the disk
+    return json_response(payout.committed)  # as committed, never ahead of the disk
 
 
 # ---- admin --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -54,11 +55,22 @@ class Metrics:
             "lnchaos_reconciliations", "Reconciliation passes run", registry=r
         )
 
+        # Each label's child, looked up once: labels() costs 3.4 us a call, the child's inc()
+        # 0.9 us, and every payout counts twice. Bounded: a few outcomes and HTTP statuses.
+        self._finished: dict[str, Any] = {}
+        self._answered: dict[int, Any] = {}
+
     def payout_finished(self, outcome: str) -> None:
-        self.payouts.labels(outcome).inc()
+        child = self._finished.get(outcome)
+        if child is None:
+            child = self._finished[outcome] = self.payouts.labels(outcome)
+        child.inc()
 
     def payout_answered(self, status: int) -> None:
-        self.answers.labels(str(status)).inc()
+        child = self._answered.get(status)
+        if child is None:
+            child = self._answered[status] = self.answers.labels(str(status))
+        child.inc()
 
     def observe_pending(self, created_ms: Iterable[int], now_ms: int) -> None:
         """The pending gauges, from the created_ms of every pending payout (read at a scrape)."""

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .json_body import json_response
+
 log = logging.getLogger("lnchaos.target")
 
 
@@ -30,7 +32,7 @@ def bad_request(code: str, message: str, **extra: object) -> ApiError:
 
 
 def json_error(status: int, code: str, message: str, **extra: object) -> web.Response:
-    return web.json_response({"error": code, "message": message, **extra}, status=status)
+    return json_response({"error": code, "message": message, **extra}, status=status)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -42,7 +44,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as err:
-        return web.json_response(err.body(), status=err.status)
+        return json_response(err.body(), status=err.status)
     except web.HTTPRequestEntityTooLarge as err:
         # aiohttp keeps the limit only in the text ("Maximum request body size N exceeded...").
         return json_error(413, "body_too_large", err.text or "request body too large")

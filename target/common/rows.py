@@ -30,6 +30,7 @@ strings, so they can be queued on the journal like any other.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -111,6 +112,9 @@ class Table(Generic[T]):
         assert all(m in self.names for m in self.mutable), "mutable must name columns"
         pairs = [_converters(hints[n]) for n in self.names]
         self._out = tuple(p[0] for p in pairs)
+        # row(): one attrgetter for all the columns, then only the columns that convert.
+        self._get_all = operator.attrgetter(*self.names)
+        self._converted = tuple((i, out) for i, out in enumerate(self._out) if out is not _same)
         self._in = tuple(p[1] for p in pairs)
         self.columns = ", ".join(self.names)
         marks = ", ".join("?" * len(self.names))
@@ -123,7 +127,15 @@ class Table(Generic[T]):
 
     def row(self, record: T) -> tuple[Any, ...]:
         """The record's column values, in `columns` order."""
-        return tuple(out(getattr(record, n)) for n, out in zip(self.names, self._out, strict=True))
+        values = self._get_all(record)
+        if len(self.names) == 1:
+            values = (values,)  # attrgetter of one name gives the value itself
+        if not self._converted:
+            return values
+        converted = list(values)
+        for i, out in self._converted:
+            converted[i] = out(converted[i])
+        return tuple(converted)
 
     def record(self, row: Iterable[Any]) -> T:
         """A record from a row read with `select` (the columns in `columns` order)."""

@@ -16,12 +16,13 @@ import logging
 import secrets
 import signal
 import sys
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
 log = logging.getLogger("lnchaos.server")
+T = TypeVar("T")
 
 LOOPBACK = "127.0.0.1"
 # For a request still running (a payout waiting on the node), aiohttp waits up to this long
@@ -191,4 +192,16 @@ def run_app(
     if not config.admin_token:
         config.admin_token = secrets.token_urlsafe(24)
         print(f"admin token: {config.admin_token}", flush=True)
-    return asyncio.run(serve(make_app(config), port, name=name, host=host))
+    return run_loop(serve(make_app(config), port, name=name, host=host))
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)` on uvloop's event loop where uvloop is installed (not on Windows).
+    libuv's loop and transports take less CPU per request than asyncio's selector loop: the
+    loop, select and socket writes were a quarter of the target's CPU (py-spy)."""
+    try:
+        import uvloop
+    except ImportError:  # an optional speed-up: the standard loop serves the same
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ..common.errors import ApiError, bad_request, read_json_object, require_int
+from ..common.json_body import json_response
 from ..common.limits import MAX_AMOUNT_MSAT
 from .lnd_json import HEX64
 from .network import LightningNode, Payment, PaymentStatus
@@ -51,14 +52,14 @@ def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
         amount_msat = require_int(body, "amount_msat", minimum=1, maximum=MAX_AMOUNT_MSAT)
         invoice = node_of(request).create_merchant_invoice(amount_msat)
         answer = {"payment_request": invoice.payment_request, "payment_hash": invoice.payment_hash}
-        return web.json_response(answer, status=201)
+        return json_response(answer, status=201)
 
     async def node_payment(request: web.Request) -> web.Response:
         payment_hash = request.match_info["payment_hash"].lower()
         if not HEX64.match(payment_hash):
             raise bad_request("invalid_payment_hash", "payment_hash must be 64 hex characters")
         payment, attempts = await node_of(request).summary(payment_hash)
-        return web.json_response(truth_json(payment_hash, payment, attempts))
+        return json_response(truth_json(payment_hash, payment, attempts))
 
     app.router.add_post("/node/invoices", node_invoice)
     app.router.add_get("/node/payments/{payment_hash}", node_payment)

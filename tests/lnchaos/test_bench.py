@@ -43,7 +43,7 @@ def _bench_servers() -> list[psutil.Process]:
     return found
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(150)
 def test_a_short_bench_writes_every_figure_and_leaves_nothing_running(tmp_path: Path) -> None:
     before = _descendants()
     servers_before = {p.pid for p in _bench_servers()}
@@ -54,23 +54,35 @@ def test_a_short_bench_writes_every_figure_and_leaves_nothing_running(tmp_path: 
             "lnchaos.cli",
             "bench",
             "--duration",
-            "2",
+            "3",
             "--warmup",
             "1",
             "--repetitions",
             "1",
             "--users",
             "4",
+            "--suite-users",
+            "4",
+            "--no-arrival-rate",  # its search is up to ten more suite runs: a unit test below
             "--report-dir",
             str(tmp_path),
         ],  # fmt: skip
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=80,
+        timeout=140,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    for label in ("floor", "target", "target / floor", "suite", "checks on / checks off"):
+    for label in (
+        "floor",
+        "target",
+        "target / floor",
+        "x the floor",
+        "suite at saturation",
+        "checks on / checks off",
+        "cost of the checks at saturation",
+        "highest arrival rate",
+    ):
         assert label in run.stdout, run.stdout
     summary = json.loads((tmp_path / "bench.json").read_text())
     # Until the suite can turn its checks off, those two figures are null (not measured).
@@ -89,6 +101,21 @@ def test_a_short_bench_writes_every_figure_and_leaves_nothing_running(tmp_path: 
         assert summary["ratio_suite_checked_unchecked"] == pytest.approx(
             summary["suite_checked_payouts_per_s"] / summary["suite_unchecked_payouts_per_s"]
         )
+    assert summary["ratio_target_floor_cpu_per_request"] == pytest.approx(
+        summary["target_server_cpu_ms_per_request"] / summary["floor_server_cpu_ms_per_request"]
+    )
+    (checked,) = summary["runs"]["suite_on"]
+    assert checked["verdict"] == "pass" and checked["exit_code"] == 0, checked
+    for side in summary["saturation"]["checks"].values():
+        assert side["saturated"] in ("driver", "target", "neither"), side
+        assert side["requests_per_payout"] >= 2.0, side  # an invoice and a payout at least
+        assert side["payouts_per_driver_cpu_s"] > 0, side
+    if not unmeasured:
+        on, off = (summary["saturation"]["checks"][c] for c in ("on", "off"))
+        # the checks read the node's truth (and balances): more requests per payout
+        assert on["requests_per_payout"] > off["requests_per_payout"], (on, off)
+    assert summary["arrival_rate"]["measured"] is False
+    assert "--no-arrival-rate" in summary["arrival_rate"]["reason"]
     for kind in ("floor", "target"):
         (result,) = summary["runs"][kind]
         assert sum(result["failures"].values()) == 0, result
@@ -122,11 +149,16 @@ def test_summary_ratios_are_the_quotients_of_the_medians() -> None:
             "latency_ms": {"payout": {"p99": 12.0}},
         }
 
+    def suite_run(checks: str, payouts: int) -> dict:
+        window = {"window_s": 1.0, "payouts": payouts, "http_requests": 2 * payouts}
+        window |= {"driver_cpu_s": 0.5, "server_cpu_s": 0.25}
+        return bench.suite_figures(checks, 0, {"verdict": "pass"}, window)
+
     runs = {
         "floor": [driver_run(100.0), driver_run(300.0), driver_run(200.0)],
         "target": [driver_run(90.0), driver_run(150.0), driver_run(120.0)],
-        "suite_on": [{"payouts_per_s": v} for v in (9.0, 18.0, 10.0)],
-        "suite_off": [{"payouts_per_s": v} for v in (20.0, 10.0, 12.0)],
+        "suite_on": [suite_run("on", v) for v in (9, 18, 10)],
+        "suite_off": [suite_run("off", v) for v in (20, 10, 12)],
     }
     summary = bench.summarize(runs, bench.BenchSettings())
     assert summary["floor_rps"] == 200.0 and summary["target_rps"] == 120.0
@@ -134,3 +166,63 @@ def test_summary_ratios_are_the_quotients_of_the_medians() -> None:
     assert summary["suite_checked_payouts_per_s"] == 10.0
     assert summary["suite_unchecked_payouts_per_s"] == 12.0
     assert summary["ratio_suite_checked_unchecked"] == pytest.approx(10.0 / 12.0)
+    assert summary["saturation"]["checks_cost"] == pytest.approx(1 - 10.0 / 12.0)
+
+
+def test_suite_figures_per_payout_and_per_driver_core() -> None:
+    window = {"window_s": 2.0, "payouts": 100, "http_requests": 450, "http_failures": 0}
+    window |= {"driver_cpu_s": 0.5, "server_cpu_s": 1.0}
+    window |= {"driver_demand_s": 0.6, "server_demand_s": 1.9}
+    figures = bench.suite_figures("on", 0, {"verdict": "pass"}, window)
+    assert figures["payouts_per_s"] == 50.0
+    assert figures["requests_per_payout"] == 4.5
+    assert figures["payouts_per_driver_cpu_s"] == 200.0  # 100 payouts in 0.5 s of driver CPU
+    assert figures["server_cpu_ms_per_request"] == pytest.approx(1000.0 / 450)
+    # the target ran or waited to run 95 % of the window: it is the bottleneck
+    assert figures["saturated"] == "target"
+
+
+def test_the_saturated_side_is_the_busier_one_above_the_threshold() -> None:
+    assert bench.saturated_side(0.97, 0.4) == "driver"
+    assert bench.saturated_side(0.3, 0.9) == "target"
+    assert bench.saturated_side(0.5, 0.6) == "neither"
+    assert bench.saturated_side(0.9, None) == "driver"
+
+
+def test_dropped_share_counts_every_phase() -> None:
+    report = {"dropped_iterations": {"normal": 1, "spike": 3}, "payouts_by_outcome": {"a": 396}}
+    assert bench.dropped_share(report) == pytest.approx(4 / 400)
+    assert bench.dropped_share({"dropped_iterations": 0, "payouts_by_outcome": {"a": 5}}) == 0
+    assert bench.dropped_share({"payouts_by_outcome": {"a": 5}}) is None
+    # the open model's own summary (consistency.json `arrivals`) comes first
+    arrivals = {"model": "open", "offered": 200, "dropped_iterations": 3, "dropped_share": 0.015}
+    assert bench.dropped_share({"arrivals": arrivals}) == 0.015
+    del arrivals["dropped_share"]
+    assert bench.dropped_share({"arrivals": arrivals}) == pytest.approx(3 / 200)
+
+
+def test_arrival_rate_search_keeps_the_last_rate_under_one_percent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench, "suite_has_option", lambda option: False)
+    result = bench.highest_arrival_rate(bench.BenchSettings(), tmp_path, (None, None), 100.0)
+    assert result == {"measured": False, "reason": "the suite has no --arrival-rate option"}
+
+    monkeypatch.setattr(bench, "suite_has_option", lambda option: True)
+    offered: list[float] = []
+
+    def fake_suite(settings, run_dir, cpus, checks, check_args, extra=None, label=""):
+        rate = float(extra[extra.index("--arrival-rate") + 1])
+        offered.append(rate)
+        dropped = 0 if rate <= 85 else 5  # 5 of 100: over 1 %
+        folder = run_dir / f"suite-checks-on{label}"
+        folder.mkdir(parents=True)
+        report = {"dropped_iterations": {"normal": dropped}, "payouts_by_outcome": {"a": 95}}
+        (folder / "consistency.json").write_text(json.dumps(report))
+        return {"payouts_per_s": rate}
+
+    monkeypatch.setattr(bench, "measure_suite", fake_suite)
+    result = bench.highest_arrival_rate(bench.BenchSettings(), tmp_path, (None, None), 100.0)
+    assert result["measured"] is True and result["highest_rate_per_s"] == 85.0
+    assert result["limited_by"] == "drops"
+    assert offered == [50.0, 70.0, 85.0, 100.0]  # stops at the first rate that drops
