@@ -268,6 +268,27 @@ def timeout_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def arrival_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The open model per phase (consistency.json `arrivals`): offered against achieved
+    payouts/s and the dropped iterations; none in the closed model (nothing is dropped there)."""
+    arrivals = report.get("arrivals") or {}
+    if arrivals.get("model") != "open":
+        return []
+    rows = []
+    for phase, entry in (arrivals.get("by_phase") or {}).items():
+        offered_per_s, achieved_per_s = entry.get("offered_per_s"), entry.get("achieved_per_s")
+        rows.append(
+            {
+                "name": phase,
+                "offered": int(entry.get("offered", 0)),
+                "dropped_iterations": int(entry.get("dropped_iterations", 0)),
+                "offered_per_s": f"{offered_per_s:.1f}" if offered_per_s is not None else "",
+                "achieved_per_s": f"{achieved_per_s:.1f}" if achieved_per_s is not None else "",
+            }
+        )
+    return rows
+
+
 def unresolved_summary(report: dict[str, Any], target_now: dict[str, Any] | None) -> str:
     """Pending and unresolved payouts, in words: now at the target, and in the run's verdict."""
     parts = []

@@ -141,6 +141,9 @@
         resolved: (a.timeouts || {}).resolved };
     });
     tables.appendChild(table("lnchaos-after-control", "Payouts started after each control (the target's reconciliation at the verdict, by payment hash: a hash counts from its newest payout)", [["t_s", "from t (s)"], ["name", "changes"], ["payouts", "payouts"], ["total", "inconsistencies"], ["kinds", "by kind"], ["resolved", "timeouts resolved"]], after));
+    if (s.arrivals && s.arrivals.length) {
+      tables.appendChild(table("lnchaos-arrivals", "Open model: offered, achieved, dropped iterations per phase", [["name", "phase"], ["offered", "offered"], ["offered_per_s", "offered/s"], ["achieved_per_s", "achieved/s"], ["dropped_iterations", "dropped"]], s.arrivals));
+    }
     if (s.counters) {
       tables.appendChild(table("lnchaos-counters", "Checks and faults (counts)", [["type", "type"], ["name", "name"], ["count", "count"], ["failures", "failures"]], s.counters));
     }

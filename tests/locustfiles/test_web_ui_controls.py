@@ -261,3 +261,23 @@ def test_the_tab_routes_answer_and_refuse_clearly():
     idle, _ = web_app(going=False)
     refused = idle.post("/lnchaos/control", json={"fix": "on"})
     assert refused.status_code == 409 and refused.get_json()["error"] == "no_run"
+
+
+def test_the_tab_shows_the_open_models_dropped_iterations_per_phase():
+    open_model = {
+        "arrivals": {
+            "model": "open",
+            "by_phase": {
+                "normal": {"offered": 300, "dropped_iterations": 0, "offered_per_s": 30.0,
+                           "achieved_per_s": 29.5},
+                "spike": {"offered": 1200, "dropped_iterations": 37, "offered_per_s": 120.0,
+                          "achieved_per_s": 96.3},
+            },
+        }
+    }  # fmt: skip
+    rows = {row["name"]: row for row in consistency_view.arrival_rows(open_model)}
+    assert rows["spike"]["dropped_iterations"] == 37 and rows["spike"]["offered_per_s"] == "120.0"
+    assert rows["normal"]["dropped_iterations"] == 0 and rows["normal"]["achieved_per_s"] == "29.5"
+    # the closed model drops nothing: no table
+    assert consistency_view.arrival_rows({"arrivals": {"model": "closed", "by_phase": {}}}) == []
+    assert consistency_view.arrival_rows({}) == []
