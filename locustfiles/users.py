@@ -274,7 +274,8 @@ class PayerUser(FastHttpUser):
         if sent.first.kind == "info":
             self._hand_over(sent)
             return
-        resolved = payout_check.resolve(self.wallets, sent, 0.0)  # one look
+        # one look, shared: the process's payers ask the node for their hashes in batches
+        resolved = payout_check.resolve(self.wallets, sent, 0.0, batched=True)
         if resolved is None:
             self._hand_over(sent)
             return

@@ -172,6 +172,21 @@ class WalletClient:
             "GET", f"/node/payments/{payment_hash}", "GET /node/payments/{hash} (poll)", (200,)
         )
 
+    def lookup_node_payments(self, payment_hashes: list[str]) -> list[dict[str, Any]] | None:
+        """The node's truth of many hashes in one request (POST /node/payments/lookup), one
+        record per hash in the order asked; None when the node did not answer with them all."""
+        body = self._json_call(
+            "POST",
+            "/node/payments/lookup",
+            "POST /node/payments/lookup (checks)",
+            (200,),
+            json={"payment_hashes": payment_hashes},
+        )
+        records = (body or {}).get("payments")
+        if not isinstance(records, list) or len(records) != len(payment_hashes):
+            return None
+        return [r if isinstance(r, dict) else {} for r in records]
+
     def _json_call(
         self,
         method: str,

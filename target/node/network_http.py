@@ -16,6 +16,11 @@ from ..common.limits import MAX_AMOUNT_MSAT
 from .lnd_json import HEX64
 from .network import LightningNode, Payment, PaymentStatus
 
+# hashes one POST /node/payments/lookup may ask about: bounds the request's work (each hash not
+# in the node's memory is one read), its answer (about 250 bytes a hash) and its body (128 hashes
+# are about 9 KB, within the target's 16 KB body limit)
+LOOKUP_MAX_HASHES = 128
+
 NodeOf = Callable[[web.Request], LightningNode]
 TokenOf = Callable[[web.Request], str]
 
@@ -45,7 +50,9 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
 
 
 def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
-    """POST /node/invoices and GET /node/payments/{payment_hash}, on the node `node_of` finds."""
+    """POST /node/invoices, GET /node/payments/{payment_hash} and POST /node/payments/lookup
+    (the truth of many hashes in one request: the suite's checks batch their node reads), on
+    the node `node_of` finds."""
 
     async def node_invoice(request: web.Request) -> web.Response:
         body = await read_json_object(request)
@@ -61,7 +68,38 @@ def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
         payment, attempts = await node_of(request).summary(payment_hash)
         return json_response(truth_json(payment_hash, payment, attempts))
 
+    async def node_payments_lookup(request: web.Request) -> web.Response:
+        # {"payment_hashes": [...]} -> {"payments": [...]}: the records GET /node/payments/{hash}
+        # answers, in the order asked (a hash asked twice is answered twice)
+        body = await read_json_object(request)
+        hashes = body.get("payment_hashes")
+        if not isinstance(hashes, list):
+            raise bad_request(
+                "invalid_payment_hashes", "'payment_hashes' must be a list", field="payment_hashes"
+            )
+        if not 1 <= len(hashes) <= LOOKUP_MAX_HASHES:
+            raise bad_request(
+                "invalid_payment_hashes",
+                f"'payment_hashes' must hold 1 to {LOOKUP_MAX_HASHES} hashes",
+                field="payment_hashes",
+                max_hashes=LOOKUP_MAX_HASHES,
+            )
+        wanted: list[str] = []
+        for value in hashes:
+            if not isinstance(value, str) or not HEX64.match(value.lower()):
+                raise bad_request(
+                    "invalid_payment_hash", "each payment hash must be 64 hex characters"
+                )
+            wanted.append(value.lower())
+        node = node_of(request)
+        answers = []
+        for payment_hash in wanted:
+            payment, attempts = await node.summary(payment_hash)
+            answers.append(truth_json(payment_hash, payment, attempts))
+        return json_response({"payments": answers})
+
     app.router.add_post("/node/invoices", node_invoice)
+    app.router.add_post("/node/payments/lookup", node_payments_lookup)
     app.router.add_get("/node/payments/{payment_hash}", node_payment)
 
 

@@ -26,6 +26,7 @@ from ..common.openapi import (
     path_param,
 )
 from .faults import FaultSettings
+from .network_http import LOOKUP_MAX_HASHES
 
 
 def fault_settings_schema() -> Schema:
@@ -89,6 +90,36 @@ NETWORK_PATHS: Schema = {
             "The node's truth about a payment",
             {"200": json_body(TRUTH, "in_flight, succeeded, failed or unknown"), **BAD},
             params=[path_param("payment_hash")],
+        )
+    },
+    "/node/payments/lookup": {
+        "post": op(
+            "The node's truth about many payments (1 to 128 hashes; the records of "
+            "GET /node/payments/{payment_hash}, in the order asked)",
+            {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "properties": {"payments": {"type": "array", "items": TRUTH}},
+                        "required": ["payments"],
+                    },
+                    "one record per hash asked",
+                ),
+                **BAD,
+                **TOO_LARGE,
+            },
+            body={
+                "type": "object",
+                "properties": {
+                    "payment_hashes": {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                        "minItems": 1,
+                        "maxItems": LOOKUP_MAX_HASHES,
+                    }
+                },
+                "required": ["payment_hashes"],
+            },
         )
     },
     "/admin/faults": {
