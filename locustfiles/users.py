@@ -3,8 +3,9 @@
 A payer tracks the balance it expects instead of reading it before each payout. After every
 payout it checks the balance (locustfiles/payout_check.py):
 - succeeded -> lower by amount + the node's fee for that payment (`balance_after_success`): the fee
-  and whether it was paid at all come from the node's truth (GET /node/payments/{hash}, the
-  hash of the invoice the payer created), never from the wallet's answer;
+  and whether it was paid at all come from the node's truth of the hash of the invoice the payer
+  created (read in batches shared by the process's payers, locustfiles/truth_batcher.py: one
+  POST /node/payments/lookup for many hashes), never from the wallet's answer;
 - failed -> unchanged (`balance_after_failure`), when the node's truth says so: the wallet's
   502 is not taken on trust (a payment the node still has in flight is resolved as a timeout is,
   and one the node paid must have been charged);
