@@ -58,7 +58,7 @@ import gevent
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import checker, crash
+from locustfiles import checker, counters, crash
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
 from locustfiles.telemetry import LOCAL
@@ -359,6 +359,11 @@ class TrafficUser(FastHttpUser):
                 self.counted.clear()
             self.counted.add(answer.payout_id)
             LOCAL.tally.record_payout(phase, outcome, latency_ms)
+            # the fault this payout met, counted once as WalletClient.pay counts it, so the
+            # FAULT rows match the tally's per-phase timeouts
+            if outcome in (*checker.TIMEOUT_OUTCOMES, "failed"):
+                fault = "timeout" if outcome in checker.TIMEOUT_OUTCOMES else "payment_failed"
+                counters.record_fault(f"{fault} [{phase}]", latency_ms)
         return answer
 
     counted: set[str] = set()  # replaced per user in on_start
