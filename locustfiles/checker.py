@@ -680,6 +680,13 @@ def combine_inconsistencies(
             entry["count"] = max(own_count, comparable, 0)
         entry["amount_msat"] = max(entry["amount_msat"], int(found.get("amount_msat", 0)))
         entry["detected_by"]["reconciliation"] = found_count
+        unnamed: list[dict[str, Any]] = []
+        if kind == UNRESOLVED:
+            # a payout the audit knows only by its hash (its payer stopped before the answer)
+            # says less than the target's own example (payout id, wallet, both statuses): the
+            # named ones first, the unnamed after them if room is left
+            unnamed = [e for e in entry["examples"] if not e.get("payout_id")]
+            entry["examples"] = [e for e in entry["examples"] if e.get("payout_id")]
         known = {example.get("payout_id") for example in entry["examples"]}
         # the target's examples when it gives them (payout, wallet, both statuses), else its ids
         for listed_example in listed:
@@ -687,6 +694,7 @@ def combine_inconsistencies(
                 break
             if listed_example.get("payout_id") not in known:
                 entry["examples"].append({"kind": kind, "source": RECONCILIATION, **listed_example})
+        entry["examples"].extend(unnamed[: max(0, MAX_EXAMPLES - len(entry["examples"]))])
     if reconciliation.get("conserved") is False:
         result[NOT_CONSERVED] = _new_combined(1, 0, [reconciliation.get("conservation")])
         result[NOT_CONSERVED]["detected_by"]["reconciliation"] = 1

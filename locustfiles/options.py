@@ -68,6 +68,14 @@ FINAL_WAIT_S_MAX = 600.0
 SPIKE_FACTOR_MAX = 100
 SEED_MAX = 2**63 - 1
 
+# the open model (issue 14, add_arrival_arguments below)
+ARRIVALS = ("constant", "poisson")
+ARRIVAL_RATE_MAX_PER_S = 100_000.0
+MAX_PAYERS_MAX = 5000  # each payer is a Locust user with its own wallet and connections
+DEFAULT_MAX_PAYERS = 50
+DEFAULT_MAX_START_DELAY_MS = 50
+MAX_START_DELAY_MS_MAX = 60_000
+
 
 # ---- validation: one place for the command line (argparse types) and the web UI's form ---------
 
@@ -84,6 +92,16 @@ def _whole(low: int, high: int) -> Any:
         number = _number(value, int)
         if not low <= number <= high:
             raise ValueError(f"must be a whole number within [{low}, {high}], not {value!r}")
+        return number
+
+    return parse
+
+
+def _real(low: float, high: float) -> Any:
+    def parse(value: Any) -> float:
+        number = _number(value, float)
+        if not low <= number <= high:
+            raise ValueError(f"must be a number within [{low:g}, {high:g}], not {value!r}")
         return number
 
     return parse
@@ -131,12 +149,16 @@ PARSERS: dict[str, tuple[str, Any]] = {
     "final_wait_s": ("--final-wait-s", _seconds),
     "seed": ("--seed", _whole(0, SEED_MAX)),
     "traffic_mix": ("--traffic-mix", _traffic),
+    "arrival_rate": ("--arrival-rate", _real(0.0, ARRIVAL_RATE_MAX_PER_S)),
+    "max_payers": ("--max-payers", _whole(1, MAX_PAYERS_MAX)),
+    "max_start_delay_ms": ("--max-start-delay-ms", _whole(0, MAX_START_DELAY_MS_MAX)),
 }
 # The options with choices (argparse checks them on the command line; the form is checked here).
 CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "fix": ("--fix", FIX_MODES),
     "shape": ("--shape", tuple(SHAPES)),
     "checks": ("--checks", ("on", "off")),
+    "arrivals": ("--arrivals", ARRIVALS),
 }
 
 
@@ -167,6 +189,21 @@ def form_problems(form: Any) -> list[str]:
     ]
 
 
+def host_problem(form_host: str | None, host_in_use: str | None) -> str | None:
+    """The start form's host must be the one the suite judges: the embedded target, or the
+    --host it was started with (its admin token, or LNbits' judge, is bound to that address).
+    Locust would take any text, an empty one too (its users then stop on a traceback), and
+    send the load there while the checks read another service."""
+    if form_host is None:
+        return None
+    if form_host.strip().rstrip("/") == (host_in_use or "").rstrip("/"):
+        return None
+    return (
+        f"host: {form_host.strip()!r} is not this run's target {host_in_use!r} (the one the "
+        "suite judges); another target or wallet is set with --host on the command line"
+    )
+
+
 def guard_web_form(environment: Any) -> None:
     """In the web UI, a start (POST /swarm) whose form has a bad suite option is answered
     `{"success": false, "message": "--fix: 'maybe' is not one of off, rollback, on"}` and
@@ -183,6 +220,9 @@ def guard_web_form(environment: Any) -> None:
         if request.method != "POST" or not request.path.rstrip("/").endswith("/swarm"):
             return None
         problems = form_problems(request.form)
+        host = host_problem(request.form.get("host"), environment.host)
+        if host:
+            problems.append(host)
         if not problems:
             return None
         message = "not started: " + "; ".join(problems)
@@ -416,7 +456,7 @@ def settings_from(options: Any) -> Settings:
     problems = [p for dest, value in raw.items() if (p := value_problem(dest, value)) is not None]
     if problems:
         raise ValueError("; ".join(problems))
-    value = {dest: PARSERS[dest][1](raw[dest]) for dest in PARSERS}
+    value = {dest: PARSERS[dest][1](raw[dest]) for dest in raw if dest in PARSERS}
     return Settings(
         fix=str(raw["fix"]).strip(),
         shape=str(raw["shape"]).strip(),
@@ -542,12 +582,7 @@ def wallet_api_note(settings: Settings) -> dict[str, Any]:
 # paying as soon as its last payout was judged (README "Closed versus open model" says why that
 # stays the default). locustfiles/arrival.py is the scheduler.
 
-ARRIVALS = ("constant", "poisson")
-ARRIVAL_RATE_MAX_PER_S = 100_000.0
-MAX_PAYERS_MAX = 5000  # each payer is a Locust user with its own wallet and connections
-DEFAULT_MAX_PAYERS = 50
-DEFAULT_MAX_START_DELAY_MS = 50
-MAX_START_DELAY_MS_MAX = 60_000
+# the open model's limits: with the options below (add_arrival_arguments)
 
 
 @dataclass(frozen=True)
@@ -576,14 +611,14 @@ def add_arrival_arguments(parser: Any) -> None:
     )
     group.add_argument(
         "--arrival-rate",
-        type=_bounded(float, 0.0, ARRIVAL_RATE_MAX_PER_S, "--arrival-rate"),
+        type=_argument("arrival_rate"),
         default=0.0,
         help="Open model: payouts per second offered in normal traffic (the spike shape "
         "multiplies it by --spike-factor). 0: the closed model (-u users).",
     )
     group.add_argument(
         "--max-payers",
-        type=_bounded(int, 1, MAX_PAYERS_MAX, "--max-payers"),
+        type=_argument("max_payers"),
         default=DEFAULT_MAX_PAYERS,
         help="Open model: payers allocated at the start (Locust users, spread over the workers; "
         "the rate is split in proportion). An arrival finding none free waits, then is dropped.",
@@ -591,7 +626,7 @@ def add_arrival_arguments(parser: Any) -> None:
     group.add_argument(
         "--max-start-delay-ms",
         "--max-start-delay",
-        type=_bounded(int, 0, MAX_START_DELAY_MS_MAX, "--max-start-delay-ms"),
+        type=_argument("max_start_delay_ms"),
         default=DEFAULT_MAX_START_DELAY_MS,
         help="Open model: how long an arrival waits for a free payer before it is dropped and "
         "counted (dropped_iterations in consistency.json).",
@@ -606,26 +641,27 @@ def add_arrival_arguments(parser: Any) -> None:
 
 def arrival_settings_from(options: Any) -> ArrivalSettings | None:
     """The open model's settings, or None for the closed model (no --arrival-rate)."""
-    rate = float(_get(options, "arrival_rate", 0.0) or 0.0)
+    # the web UI's form hands values over as text: parsed (and bounded) as the command line's
+    rate = _parsed(options, "arrival_rate", 0.0)
     if rate <= 0:
         return None
+    arrivals = str(_get(options, "arrivals", "constant")).strip()
+    if arrivals not in ARRIVALS:
+        raise ValueError(value_problem("arrivals", arrivals))
     return ArrivalSettings(
         arrival_rate_per_s=rate,
-        spike_factor=max(1, int(_get(options, "spike_factor", 4))),
-        max_payers=int(_get(options, "max_payers", DEFAULT_MAX_PAYERS)),
-        max_start_delay_ms=int(_get(options, "max_start_delay_ms", DEFAULT_MAX_START_DELAY_MS)),
-        arrivals=str(_get(options, "arrivals", "constant")),
+        spike_factor=_parsed(options, "spike_factor", 4),
+        max_payers=_parsed(options, "max_payers", DEFAULT_MAX_PAYERS),
+        max_start_delay_ms=_parsed(options, "max_start_delay_ms", DEFAULT_MAX_START_DELAY_MS),
+        arrivals=arrivals,
     )
 
 
-def _bounded(kind: type, low: float, high: float, name: str) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a {kind.__name__}") from None
-        if not low <= value <= high or (kind is float and not math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{name} must be within [{low:g}, {high:g}]")
-        return value
-
-    return parse
+def _parsed(options: Any, dest: str, default: Any) -> Any:
+    """An option's value through its one parse (PARSERS), naming the option when it is bad."""
+    value = _get(options, dest, default)
+    flag, parse = PARSERS[dest]
+    try:
+        return parse(default if value is None or value == "" else value)
+    except ValueError as err:
+        raise ValueError(f"{flag}: {err}") from None

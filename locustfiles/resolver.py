@@ -29,7 +29,7 @@ import gevent.pool
 from locust import events
 from locust.contrib.fasthttp import FastHttpSession
 
-from locustfiles import checker, payout_check
+from locustfiles import checker, crash, payout_check
 from locustfiles.payout_check import SentPayout
 from locustfiles.wallet_client import WalletClient
 
@@ -144,12 +144,7 @@ class BackgroundResolver:
             self._session_host = host
         wallets = WalletClient(self._session, environment.events.request)
         # under the crash fault a connection error is the chaos (an unknown outcome), as for payers
-        crash_every_s = (
-            getattr(environment.parsed_options, "crash_every", 0)
-            if environment.parsed_options
-            else 0
-        )
-        wallets.chaos_connection_errors = float(crash_every_s or 0) > 0
+        wallets.chaos_connection_errors = crash.crash_every_s(environment.parsed_options) > 0
         return wallets
 
     def start(self) -> None:

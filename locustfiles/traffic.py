@@ -58,7 +58,7 @@ import gevent
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import checker
+from locustfiles import checker, counters, crash
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
 from locustfiles.telemetry import LOCAL
@@ -246,7 +246,7 @@ class TrafficUser(FastHttpUser):
         name = type(self).__name__
         self.rng = random.Random(f"{seed}/{worker_index}/{name}/{next(_user_numbers)}")
         self.wallets = WalletClient(self.client, self.environment.events.request)
-        self.wallets.chaos_connection_errors = float(getattr(options, "crash_every", 0) or 0) > 0
+        self.wallets.chaos_connection_errors = crash.crash_every_s(options) > 0
         bound_s = float(getattr(options, "resolve_timeout_s", None) or RESOLVE_TIMEOUT_S)
         self.resolve_timeout_s = max(bound_s, 0.0)
         self.counted = set()  # payout ids already in the tally (a replay is not a new payout)
@@ -359,6 +359,11 @@ class TrafficUser(FastHttpUser):
                 self.counted.clear()
             self.counted.add(answer.payout_id)
             LOCAL.tally.record_payout(phase, outcome, latency_ms)
+            # the fault this payout met, counted once as WalletClient.pay counts it, so the
+            # FAULT rows match the tally's per-phase timeouts
+            if outcome in (*checker.TIMEOUT_OUTCOMES, "failed"):
+                fault = "timeout" if outcome in checker.TIMEOUT_OUTCOMES else "payment_failed"
+                counters.record_fault(f"{fault} [{phase}]", latency_ms)
         return answer
 
     counted: set[str] = set()  # replaced per user in on_start

@@ -55,7 +55,7 @@ from configargparse import SUPPRESS
 from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import arrival, checker, payout_check, resolver
+from locustfiles import arrival, checker, crash, payout_check, resolver
 from locustfiles.payout_check import RESOLVE_MAX_POLLS as RESOLVE_MAX_POLLS  # traffic.py's
 from locustfiles.payout_check import RESOLVE_POLL_INTERVAL_S as RESOLVE_POLL_INTERVAL_S
 from locustfiles.payout_check import SentPayout
@@ -116,7 +116,7 @@ class PayerUser(FastHttpUser):
         self.rng = random.Random(f"{seed}/{worker_index}/{next(_user_numbers)}")
         # the wallet adapter of --wallet-api (locustfiles/wallets/): lnchaos or lnbits
         self.wallets = wallet_api_for(self)
-        self.wallets.chaos_connection_errors = float(getattr(options, "crash_every", 0) or 0) > 0
+        self.wallets.chaos_connection_errors = crash.crash_every_s(options) > 0
         self.wallet: Wallet | None = None
         self.expected_msat = 0
         bound_s = float(getattr(options, "resolve_timeout_s", None) or RESOLVE_TIMEOUT_S)
@@ -217,7 +217,7 @@ class PayerUser(FastHttpUser):
             phase=phase,
             started=started,
             entry=self.unjudged,
-            idempotent=bool(getattr(self.wallets, "idempotent", True)),
+            idempotent=self.wallets.idempotent,
         )
         self._verify(sent)
 

@@ -86,6 +86,13 @@ def register(environment: Any, controller: Any) -> None:
     def state() -> Any:
         return jsonify(view.state())
 
+    @app.route(f"{base}/lnchaos/runner", endpoint="lnchaos_runner")
+    @auth
+    def runner_state() -> Any:
+        # the runner's state now (Locust's /stats/requests answer is memoized for 2 s): what the
+        # tab's script compares with the buttons Locust's UI shows (consistency.js, watchStop)
+        return jsonify(state=str(getattr(environment.runner, "state", "")))
+
     @app.route(f"{base}/lnchaos/control", methods=["POST"], endpoint="lnchaos_control")
     @auth
     def control() -> Any:
@@ -129,8 +136,10 @@ def register(environment: Any, controller: Any) -> None:
         if path == f"{base}/stats/requests" and response.is_json:
             body = response.get_json()
             rows = consistency_view.kind_rows(view.report())
+            # Locust memoizes this answer (the same Response object for 2 s): our row replaces
+            # the one a previous request added instead of piling up beside it
             body["extended_stats"] = [
-                *(body.get("extended_stats") or []),
+                *(e for e in body.get("extended_stats") or [] if e.get("key") != TAB_KEY),
                 {"key": TAB_KEY, "data": rows},
             ]
             response.set_data(json.dumps(body))

@@ -175,6 +175,38 @@
     if (now - lastChart >= CHART_MS) { lastChart = now; chart(); }
   }
 
+  // Locust 2.47's UI polls /stats/requests only while it believes the run is spawning or
+  // running, and that answer is memoized for 2 s: an answer computed in the few milliseconds of
+  // the runner's "cleanup" (or a master's "stopping") stops its polling for good, so it never
+  // shows the stopped run's New button (locust issues 2046, 2400). Watched here on every tab:
+  // while Locust's UI shows Stop, the runner's own state is read; once the runner has been
+  // stopped for longer than Locust's poll and memo could explain, the page is reloaded, which
+  // renders Locust's UI from the runner's state (the open tab is in the URL and kept).
+  var STUCK_MS = 8000;
+  var stoppedSince = null;
+
+  function showsStop() {
+    var texts = Array.prototype.map.call(document.querySelectorAll("button"), function (b) {
+      return b.textContent.trim();
+    });
+    return texts.indexOf("New") < 0 && (texts.indexOf("Stop") >= 0 || texts.indexOf("Loading") >= 0);
+  }
+
+  function watchStop() {
+    if (!showsStop()) { stoppedSince = null; return; }
+    fetch(base + "/lnchaos/runner").then(function (r) { return r.json(); }).then(function (runner) {
+      if (runner.state !== "stopped") { stoppedSince = null; return; }
+      var now = Date.now();
+      if (stoppedSince === null) { stoppedSince = now; return; }
+      if (now - stoppedSince >= STUCK_MS && showsStop()) {
+        console.warn("lnchaos: Locust's UI missed the end of the run (runner stopped " +
+          (now - stoppedSince) + " ms ago); reloading it");
+        window.location.reload();
+      }
+    }).catch(function () {});
+  }
+
+  setInterval(watchStop, POLL_MS);
   setInterval(poll, POLL_MS);
   window.addEventListener("popstate", poll);
   document.addEventListener("click", function () { setTimeout(poll, 50); }, true);

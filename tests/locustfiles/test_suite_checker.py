@@ -302,3 +302,24 @@ def test_locust_exit_code_leaves_check_failures_to_the_verdict():
     assert locust_exit_code(fake_environment({"a": check_failure, "b": http_failure})) == 1
     assert locust_exit_code(fake_environment({}, exceptions={"x": {}})) == 1
     assert locust_exit_code(fake_environment({}, process_exit_code=7)) == 7
+
+
+def test_unresolved_examples_name_payouts_before_those_known_only_by_hash():
+    """Payouts a payer was stopped in (no payout id yet) must not crowd out the target's own
+    examples of unresolved payouts (payout id, wallet, both statuses)."""
+    audit = checker.Audit(entries=4)
+    for n in range(4):
+        entry = {"payout_id": None, "payment_hash": f"h{n}", "wallet_id": f"w{n}"}
+        example = {"kind": checker.UNRESOLVED, "payout_id": None, "payment_hash": f"h{n}",
+                   "wallet_id": f"w{n}", "payout_status": None, "diff_msat": 0}  # fmt: skip
+        audit.add(entry, checker.UNRESOLVED, example)
+    listed = [{"payout_id": "p1", "payment_hash": "h9", "wallet_id": "w9",
+               "payout_status": "pending", "node_status": "succeeded"}]  # fmt: skip
+    reconciliation = {checker.UNRESOLVED: {"count": 1, "examples": listed}, "conserved": True}
+    combined = checker.combine_inconsistencies({}, reconciliation, audit)
+    entry = combined[checker.UNRESOLVED]
+    assert entry["count"] == 5  # the four the audit found, and the target's, each once
+    assert len(entry["examples"]) == checker.MAX_EXAMPLES
+    first = entry["examples"][0]
+    assert (first["payout_id"], first["payout_status"]) == ("p1", "pending")
+    assert [e["payout_id"] for e in entry["examples"][1:]] == [None] * (checker.MAX_EXAMPLES - 1)

@@ -63,6 +63,11 @@ def test_every_suite_option_is_checked_in_one_place():
         ("seed", "1.5"),
         ("checks", "maybe"),
         ("traffic_mix", "shared=x"),
+        ("arrival_rate", "-1"),
+        ("arrival_rate", "inf"),
+        ("max_payers", "0"),
+        ("max_start_delay_ms", "soon"),
+        ("arrivals", "bursty"),
     ):
         problem = value_problem(dest, bad)
         assert problem and problem.startswith("--" + dest.replace("_", "-") + ": "), (dest, problem)
@@ -81,10 +86,15 @@ def test_web_ui_refuses_a_start_with_a_mistake_and_starts_no_run(locust_run, fre
         ("shape", "burst", "--shape"),
         ("timeout_rate", "2", "--timeout-rate"),
         ("max_inconsistencies", "-1", "--max-inconsistencies"),
+        ("arrival_rate", "fast", "--arrival-rate"),
+        ("max_payers", "0", "--max-payers"),
+        ("host", "", "host"),
+        ("host", "http://127.0.0.1:9", "host"),
     ):
         answer = json.loads(http("POST", f"{base}/swarm", {**START_FORM, field: value}))
         assert answer["success"] is False, (field, answer)
         assert answer["message"].startswith(f"not started: {option}: "), answer
+        assert "Traceback" not in answer["message"]
         by_name, state = entries(base)
         assert state == "ready", (field, state)
         assert by_name[("", "Aggregated")]["num_requests"] == 0, (field, by_name)

@@ -263,6 +263,29 @@ def test_the_tab_routes_answer_and_refuse_clearly():
     assert refused.status_code == 409 and refused.get_json()["error"] == "no_run"
 
 
+def test_a_memoized_stats_answer_keeps_one_consistency_row_and_the_runner_state_is_fresh():
+    """Locust memoizes /stats/requests (the same Response object for 2 s); the tab's rows
+    replace those an earlier request added. /lnchaos/runner reads the runner's state now."""
+    from flask import jsonify
+
+    client, _ = web_app(going=True)
+    app = client.application
+    cached: list[Any] = []
+
+    def memoized() -> Any:
+        if not cached:
+            cached.append(jsonify(stats=[], state="running", extended_stats=[{"key": "other"}]))
+        return cached[0]
+
+    app.view_functions["stats"] = memoized
+    for _ in range(3):
+        extended = client.get("/stats/requests").get_json()["extended_stats"]
+    from locustfiles import web_ui
+
+    assert [e["key"] for e in extended] == ["other", web_ui.TAB_KEY]
+    assert client.get("/lnchaos/runner").get_json() == {"state": "running"}
+
+
 def test_the_tab_shows_the_open_models_dropped_iterations_per_phase():
     open_model = {
         "arrivals": {
