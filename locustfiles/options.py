@@ -295,8 +295,8 @@ def add_arguments(parser: Any) -> None:
         "--checks",
         choices=("on", "off"),
         default="on",
-        help="off: load only (no retries, balance reads or resolution polls), to measure what "
-        "the checks cost (lnchaos bench).",
+        help="off: load only (the same payouts and retries, taken on trust: no balance reads, "
+        "node lookups or resolution polls), to measure what the checks cost (lnchaos bench).",
     )
     parser.add_argument(
         "--traffic-mix",

@@ -26,7 +26,7 @@ from gevent.event import AsyncResult
 log = logging.getLogger(__name__)
 
 LOOKUP_MAX_HASHES = 128  # per request: target/node/network_http.LOOKUP_MAX_HASHES
-MAX_IN_FLIGHT = 2  # lookups out at once per process
+MAX_IN_FLIGHT = 1  # lookups out at once per process
 MAX_WAITING = 8192  # hashes waiting at once per process; past it a payer asks alone (GET)
 LOOKUP_TIMEOUT_S = 5.0  # a payer's wait for its record
 SENDER_MAX_BATCHES = 1000  # batches one sender greenlet sends before it hands over to a new one
