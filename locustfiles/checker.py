@@ -86,6 +86,8 @@ that could not be kept or audited (overflow) fails the run (exit 3).
     timeout_rate_by_phase: {phase: {payouts, timeouts, rate, configured_rate}}
     payouts_verified: int                      payouts whose balance was checked (by a
                                                check or by the final audit)
+    traffic_rounds_verified: int               rounds of the traffic classes judged (a run of
+                                               the classes alone, `payers=0`, is verified by them)
     timeouts: {configured: bool,               a timeout rate above zero in some phase
                payouts: int,                   timed-out payouts the users saw (504 or 202)
                resolved_by_checks: int,        judged by resolved_vs_node_truth
@@ -175,10 +177,15 @@ RESOLVED_VS_NODE_TRUTH = "resolved_vs_node_truth"
 IDEMPOTENT_RETRY = "idempotent_retry"
 SHARED_INVOICE = "shared_invoice"
 DRAIN = "drain"
+RETRY_ROUND = "retry"
+EDGE_ROUND = "edge"
 RESOLVED_WITHIN_BOUND = "resolved_within_bound"
 RECONCILIATION = "reconciliation"
 FINAL_AUDIT = "final_audit"
 BALANCE_CHECKS = (BALANCE_AFTER_SUCCESS, BALANCE_AFTER_FAILURE, RESOLVED_VS_NODE_TRUTH)
+# the traffic classes' checks (locustfiles/traffic.py): each judges a whole round (two payers of
+# one invoice, a drain, a retry sequence, a bad input) from the node's truth and the balances
+TRAFFIC_ROUND_CHECKS = (SHARED_INVOICE, DRAIN, RETRY_ROUND, EDGE_ROUND)
 
 CHARGED_NOT_PAID = "charged_not_paid"
 PAID_NOT_CHARGED = "paid_not_charged"
@@ -624,6 +631,10 @@ def payouts_verified(merged: dict[str, Any]) -> int:
     return sum(sum(merged["checks"].get(name, [0, 0])) for name in BALANCE_CHECKS)
 
 
+def traffic_rounds_verified(merged: dict[str, Any]) -> int:
+    return sum(sum(merged["checks"].get(name, [0, 0])) for name in TRAFFIC_ROUND_CHECKS)
+
+
 def reconciliation_problems(reconciliation: dict[str, Any]) -> list[str]:
     """What the target's reconciliation reports as wrong; empty when all is well."""
     problems = []
@@ -890,9 +901,10 @@ def build_report(
     earlier_total = sum(entry["count"] for entry in earlier.values())
     verified = payouts_verified(merged) + audit.judged  # the audit checks balances too
     timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit)
+    rounds = traffic_rounds_verified(merged)
     verdict, exit_code, reason = decide(
         inconsistencies_total=total,
-        verified=verified,
+        verified=verified + rounds,
         threshold=int(run["threshold"]),
         locust_exit_code=locust_exit_code,
         target_error=target_error,
@@ -924,6 +936,7 @@ def build_report(
         "payouts_by_phase": merged["payouts"],
         "timeout_rate_by_phase": timeout_rate_by_phase(merged, configured_rate_by_phase),
         "payouts_verified": verified,
+        "traffic_rounds_verified": rounds,
         "timeouts": timeouts,
         "retries": merged["retries"],
         "checks": checks_summary(merged),

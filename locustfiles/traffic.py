@@ -96,12 +96,12 @@ ROUND_JOIN_TIMEOUT_S = 30.0
 REFUSALS = ("payment_in_progress", "invoice_already_paid", "insufficient_funds")
 
 # the retry class: one round's in-progress answers re-asked (bounded), and its check's name
-RETRY = "retry"
+RETRY = checker.RETRY_ROUND
 IN_PROGRESS_POLLS_MAX = 40
 IN_PROGRESS_POLL_S = 0.1
 RETRY_FUNDING_MSAT = 10_000_000
 # the edge class: bad requests that must get a clear 4xx and move nothing (check `edge`)
-EDGE = "edge"
+EDGE = checker.EDGE_ROUND
 ACCEPTED_BAD_INPUT = "accepted_bad_input"  # the kind: a 4xx was due, or a refusal moved money
 EDGE_FUNDING_MSAT = 5_000_000
 EDGE_CASES_PER_ROUND = 3

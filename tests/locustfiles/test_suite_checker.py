@@ -323,3 +323,33 @@ def test_unresolved_examples_name_payouts_before_those_known_only_by_hash():
     first = entry["examples"][0]
     assert (first["payout_id"], first["payout_status"]) == ("p1", "pending")
     assert [e["payout_id"] for e in entry["examples"][1:]] == [None] * (checker.MAX_EXAMPLES - 1)
+
+
+def test_a_run_of_the_traffic_classes_alone_is_verified_by_their_rounds():
+    """payers=0: no payer's balance check, but judged rounds of the classes (each a check of
+    its payouts against the node's truth): verified, not exit 4; nothing judged at all is."""
+    run = {"fix": "on", "shape": "steady", "seed": 1, "threshold": 0}
+
+    def report_of(tally: Tally) -> dict:
+        return checker.build_report(
+            run=run,
+            merged=merge_tallies([tally.to_dict()]),
+            reconciliation={"timeouts": {"payouts": 0, "resolved": 0}},
+            phases=[],
+            timeline=[],
+            duration_s=2.0,
+            configured_rate_by_phase={"normal": 0.0},
+            locust_exit_code=0,
+            target_error=None,
+        )
+
+    nothing = Tally("r")
+    nothing.record_payout("normal", "succeeded", 3.0)
+    assert report_of(nothing)["exit_code"] == checker.EXIT_NOTHING_VERIFIED
+    rounds = Tally("r")
+    rounds.record_payout("normal", "succeeded", 3.0)
+    for name in checker.TRAFFIC_ROUND_CHECKS:
+        rounds.record_check(name, passed=True)
+    report = report_of(rounds)
+    assert (report["verdict"], report["exit_code"]) == ("pass", 0), report["reason"]
+    assert report["payouts_verified"] == 0 and report["traffic_rounds_verified"] == 4
