@@ -38,6 +38,8 @@ import psutil
 
 from target.common.child import ChildProcess, ChildServer
 
+from .report import time_to_detect_s
+
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).resolve().parent / "bench_locustfile.py"
 SUITE = Path(__file__).resolve().parent / "bench_suite.py"  # the suite, payers with no wait
@@ -668,6 +670,10 @@ def render(summary: dict[str, Any]) -> str:
                 else "n/a"
             ),
         ]
+        lines.append(
+            "  time to detect (first inconsistency of fix off): "
+            + _detect_line(summary.get("time_to_detect") or {})
+        )
         arrival = summary.get("arrival_rate") or {}
         if arrival.get("measured"):
             lines.append(
@@ -724,6 +730,13 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
                 if not settings.quiet:
                     print(f"  rep {repetition + 1}/{settings.repetitions} {kind}: "
                           f"{_headline(result)}", flush=True)  # fmt: skip
+        detect: dict[str, Any] = {"measured": False, "reason": "the suite was not run"}
+        if settings.suite:
+            detect_dir = Path(tmp) / "detect"
+            detect_dir.mkdir()
+            detect = measure_time_to_detect(settings, detect_dir, cpus)
+            if not settings.quiet:
+                print(f"  time to detect: {_detect_line(detect)}", flush=True)
         reason = "off (--no-arrival-rate)" if settings.suite else "the suite was not run"
         arrival: dict[str, Any] = {"measured": False, "reason": reason}
         if settings.suite and settings.arrival_rate:
@@ -733,9 +746,53 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
             arrival = highest_arrival_rate(settings, arrival_dir, cpus, checked)
     summary = summarize(runs, settings)
     summary["arrival_rate"] = arrival
+    summary["time_to_detect"] = detect
     path = settings.report_dir / "bench.json"
     path.write_text(json.dumps(summary, indent=1))
     return summary
+
+
+# issue 14 item 5: the seconds from the start of a fix-off run at the default 1 % timeouts until
+# its first inconsistency, as `lnchaos compare` reports them, here at saturation (the bench's
+# payers, checks on): how long a rehearsal of the incident takes to show the bug
+DETECT_TIMEOUT_RATE = 0.01
+DETECT_ARGS = ["--fix", "off", "--timeout-rate", str(DETECT_TIMEOUT_RATE)]
+
+
+def measure_time_to_detect(
+    settings: BenchSettings, run_dir: Path, cpus: tuple[set[int] | None, set[int] | None]
+) -> dict[str, Any]:
+    """One checked suite run with fix off and 1 % timeouts; its time to detect from the
+    timeline of its consistency.json (report.time_to_detect_s: sampled once a second)."""
+    try:
+        result = measure_suite(
+            settings, run_dir, cpus, "on", SUITE_CHECK_ARGS["on"], DETECT_ARGS, "-detect"
+        )
+    except RuntimeError as err:
+        return {"measured": False, "reason": str(err)}
+    consistency = json.loads((run_dir / "suite-checks-on-detect" / "consistency.json").read_text())
+    seconds = time_to_detect_s(consistency)
+    return {
+        "measured": True,
+        "fix": "off",
+        "timeout_rate": DETECT_TIMEOUT_RATE,
+        "time_to_detect_s": seconds,
+        "inconsistencies_total": int(consistency.get("inconsistencies_total", 0)),
+        "exit_code": result["exit_code"],
+        "payouts_per_s": result["payouts_per_s"],
+        "run_s": settings.warmup_s + settings.duration_s,
+    }
+
+
+def _detect_line(detect: dict[str, Any]) -> str:
+    if not detect.get("measured"):
+        return f"not measured ({detect.get('reason', 'not run')})"
+    seconds = detect.get("time_to_detect_s")
+    found = f"{seconds:.0f} s" if seconds is not None else f"none in {detect['run_s']} s"
+    return (
+        f"{found} (fix off, {detect['timeout_rate']:.0%} timeouts, the suite at saturation: "
+        f"{detect['inconsistencies_total']} inconsistencies, exit {detect['exit_code']})"
+    )
 
 
 def _headline(result: dict[str, Any]) -> str:
