@@ -210,6 +210,32 @@ SELECT_PAYOUTS = (
 )
 
 
+class PaidHashes:
+    """A Bloom filter of the payment hashes of succeeded payouts: every one committed (read at
+    load) and every one queued since, so "not in it" means no committed payout of the hash
+    succeeded and `hash_paid` needs no read (an indexed read of a file the journal rewrites all
+    the time: 35-45 us of CPU, one per payout). A false "maybe" only costs that read. Fixed
+    memory, 2 MiB: two bits a hash, so about 1 in 7000 new hashes is a false maybe after 100 000
+    successes, 1 in 80 after a million. Bits from the process's own str hash (randomised per
+    process), so nobody can choose hashes that collide."""
+
+    BITS = 1 << 24
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self.BITS // 8)
+
+    def add(self, payment_hash: str) -> None:
+        mixed = hash(payment_hash)
+        for bit in (mixed & (self.BITS - 1), (mixed >> 24) & (self.BITS - 1)):
+            self._bits[bit >> 3] |= 1 << (bit & 7)
+
+    def maybe(self, payment_hash: str) -> bool:
+        mixed = hash(payment_hash)
+        bits = self._bits
+        first, second = mixed & (self.BITS - 1), (mixed >> 24) & (self.BITS - 1)
+        return bool(bits[first >> 3] >> (first & 7) & bits[second >> 3] >> (second & 7) & 1)
+
+
 class Tx:
     """One atomic change: moves between accounts plus the payout and outbox rows that go with
     them. `commit()` checks every balance, applies in memory and queues the rows; all or nothing."""
@@ -230,6 +256,8 @@ class Tx:
 
     def save_payout(self, payout: Payout) -> Tx:
         payout.updated_ms = now_ms()
+        if payout.status is PayoutStatus.SUCCEEDED:
+            self._ledger.paid_hashes.add(payout.payment_hash)  # before it can be committed
         self._ops.append((PAYOUTS.replace, PAYOUTS.row(payout)))
         self._payouts.append(payout)
         return self
@@ -262,6 +290,7 @@ class Ledger:
         # Committed balances: what the database holds (what clients read).
         self.committed: dict[str, int] = {}
         self.api_keys: dict[str, str] = {}  # wallet_id -> sha256 of its api key
+        self.paid_hashes = PaidHashes()  # hashes of succeeded payouts (hash_paid's fast "no")
         self.wallets_max = wallets_max
         # Pending payouts always stay in memory; finished ones in a bounded cache (the database
         # answers the rest), so memory stays flat over a long run.
@@ -293,6 +322,9 @@ class Ledger:
         async with db.execute("SELECT COALESCE(MAX(transfer_id), 0) FROM transfers") as cur:
             row = await cur.fetchone()
             self._next_transfer_id = (row[0] if row else 0) + 1
+        async with db.execute("SELECT payment_hash FROM payouts WHERE status = 'succeeded'") as cur:
+            async for (payment_hash,) in cur:
+                self.paid_hashes.add(payment_hash)
         async with db.execute(SELECT_PAYOUTS + " WHERE p.status = 'pending'") as cur:
             async for row in cur:
                 payout = payout_from_row(row[:-1])
@@ -336,6 +368,8 @@ class Ledger:
         """Whether a committed payout of this hash succeeded. Reads committed rows only: the
         caller holds the hash's claim, and a payout gives its claim up only once its end is
         committed, so no success can be on its way to the disk unseen."""
+        if not self.paid_hashes.maybe(payment_hash):
+            return False  # no succeeded payout of it was ever queued, so none is committed
         query = "SELECT 1 FROM payouts WHERE payment_hash = ? AND status = 'succeeded' LIMIT 1"
         try:
             return bool(await self.journal.read_now(query, (payment_hash,)))

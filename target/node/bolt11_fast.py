@@ -2,9 +2,10 @@
 
 `bolt11.encode` spends about a millisecond per invoice moving bits through `bitstring`; this
 keeps the invoice's 5-bit groups as one integer, signs the same message with the same library
-(coincurve: RFC 6979, so the signature is deterministic), and in one pass turns the groups into
-characters and computes the bech32 checksum, two groups at a time from tables. Tests hold it
-equal to the library on many invoices.
+(coincurve: RFC 6979, so the signature is deterministic), and computes the bech32 checksum of
+the whole message at once, as 30 parities of the message integer (the polymod is linear), and
+its characters with a few big-integer shifts and one `bytes.translate` (17 us an invoice; a
+Python step per two groups took 47). Tests hold it equal to the library on many invoices.
 Only the tags our nodes issue are supported: payment hash, payment secret, expiry, min final CLTV
 expiry, and a description or a description hash.
 """
@@ -107,8 +108,8 @@ def int_groups(value: int) -> int:
     return -(-value.bit_length() // 5)
 
 
-def bech32_encode(hrp: str, groups: Groups) -> str:
-    """Same as `bech32.bech32_encode` of the groups' values."""
+def _bech32_encode_stepwise(hrp: str, groups: Groups) -> str:
+    """bech32_encode one step of the polymod at a time (any length)."""
     chk = 1
     for value in [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]:
         chk = ((chk & 0x1FFFFFF) << 5) ^ value ^ _POLYMOD1[chk >> 25]
@@ -117,6 +118,71 @@ def bech32_encode(hrp: str, groups: Groups) -> str:
     polymod = chk ^ 1
     checksum = "".join(CHARSET[(polymod >> 5 * (5 - i)) & 31] for i in range(6))
     return hrp + "1" + chars[: groups.count] + checksum
+
+
+# The whole-message path. The polymod is linear over GF(2) and starts from 0 once its initial 1
+# is read as a leading group, so for a message of at most WHOLE_GROUPS_MAX groups, taken as one
+# integer (first group highest), bit j of the checksum is the parity of (message & mask j): 30
+# ANDs and bit counts on a ~1500-bit integer instead of a Python step per two groups. Mask j
+# has bit 5d+b set when bit b of the group d places from the end reaches bit j of the state.
+WHOLE_GROUPS_MAX = 512  # ours are about 300 (a longer description takes the stepwise path)
+
+
+def _checksum_masks(groups_max: int) -> tuple[tuple[int, int], ...]:
+    contributions: list[int] = []  # index 5d+b: where bit b of a group d places from the end goes
+    states = [1 << b for b in range(5)]
+    for _ in range(groups_max):
+        contributions += states
+        states = [_POLYMOD1[state >> 25] ^ ((state & 0x1FFFFFF) << 5) for state in states]
+    # Transposed with text: row 5d+b is the 30 bits of its contribution, bit 29 first, so column
+    # 29-j read from the last row up is mask j, highest bit first.
+    rows = "".join(f"{c:030b}" for c in reversed(contributions))
+    return tuple((j, int(rows[29 - j :: 30], 2)) for j in range(30))
+
+
+def _spread_levels(groups: int) -> tuple[tuple[int, int, int], ...]:
+    """Masks and shifts that move `groups` 5-bit groups of an integer to one per byte: each
+    level moves the upper half of every chunk of 2h groups up by 3h bits."""
+    levels = []
+    half = groups // 2
+    while half >= 1:
+        mask = 0
+        for chunk in range(groups // (2 * half)):
+            mask |= ((1 << 5 * half) - 1) << (16 * half * chunk)
+        levels.append((mask, mask << 5 * half, 3 * half))
+        half //= 2
+    return tuple(levels)
+
+
+_MASKS = _checksum_masks(WHOLE_GROUPS_MAX)
+_SPREAD = _spread_levels(WHOLE_GROUPS_MAX)
+_TO_CHARSET = bytes.maketrans(bytes(range(32)), CHARSET.encode())
+
+
+def _chars(value: int, count: int) -> str:
+    """The `count` (at most WHOLE_GROUPS_MAX) groups of `value` as bech32 characters."""
+    for low, high, shift in _SPREAD:
+        value = (value & low) | ((value & high) << shift)
+    spread = value.to_bytes(WHOLE_GROUPS_MAX, "big")
+    return spread[WHOLE_GROUPS_MAX - count :].translate(_TO_CHARSET).decode()
+
+
+def bech32_encode(hrp: str, groups: Groups) -> str:
+    """Same as `bech32.bech32_encode` of the groups' values."""
+    length = 2 * len(hrp) + 2 + groups.count + 6  # initial 1, hrp expanded, data, checksum
+    if length > WHOLE_GROUPS_MAX or not hrp.isascii():
+        return _bech32_encode_stepwise(hrp, groups)
+    high = low = 0
+    for char in hrp.encode():
+        high = (high << 5) | (char >> 5)
+        low = (low << 5) | (char & 31)
+    size = 5 * len(hrp)
+    data = groups.value << 30  # the data, then six zero groups (the checksum's place)
+    message = (((((1 << size) | high) << 5 + size) | low) << 5 * (groups.count + 6)) | data
+    polymod = 0
+    for j, mask in _MASKS:
+        polymod |= ((message & mask).bit_count() & 1) << j
+    return hrp + "1" + _chars(data | (polymod ^ 1), groups.count + 6)
 
 
 class Encoder:

@@ -8,6 +8,7 @@ import bolt11
 import pytest
 from bolt11.models.tags import Tag, TagChar, Tags
 
+from target.node import bolt11_fast
 from target.node.bolt11_fast import Encoder
 from target.node.invoices import CURRENCY, InvoiceBook, decode, private_key_for
 
@@ -93,3 +94,19 @@ def test_issued_invoices_decode_with_the_library_to_what_was_issued() -> None:
         assert decoded.payment_addr == invoice.payment_addr
         assert decoded.expiry_s == invoice.expiry_s
         assert decoded.description == "m"
+
+
+def test_whole_message_checksum_equals_the_stepwise_one_at_every_length() -> None:
+    # The parity-mask path (up to WHOLE_GROUPS_MAX groups) and the step-per-group path agree on
+    # every data length around the limit, and a flipped data bit changes the checksum.
+    rng = random.Random(11)
+    for count in range(0, bolt11_fast.WHOLE_GROUPS_MAX + 8):
+        groups = bolt11_fast.Groups()
+        groups.add(rng.getrandbits(5 * count), count)
+        hrp = "lnbcrt" + str(rng.randint(1, 10**12)) + rng.choice(["", "m", "u", "n", "p"])
+        fast = bolt11_fast.bech32_encode(hrp, groups)
+        assert fast == bolt11_fast._bech32_encode_stepwise(hrp, groups)
+        if count:
+            flipped = bolt11_fast.Groups()
+            flipped.add(groups.value ^ (1 << rng.randrange(5 * count)), count)
+            assert bolt11_fast.bech32_encode(hrp, flipped)[-6:] != fast[-6:]
