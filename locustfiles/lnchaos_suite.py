@@ -42,6 +42,7 @@ Consistency tab, controls mid-run, the consistency block of --html and PREFIX_co
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import gevent
@@ -63,11 +64,23 @@ events.init_command_line_parser.add_listener(crash.add_arguments)
 _controller: Controller | None = None
 
 
+def _ctrl_c_to_main_greenlet() -> None:
+    """Ctrl-C (SIGINT) as Locust expects it: a KeyboardInterrupt in the main greenlet, where
+    its headless run and its web UI wait for one. Python's own handler raises it in whatever
+    code runs when the signal lands (a user's request, a check, a background greenlet), and a
+    CI run saw one Ctrl-C go unnoticed until the run time ended. A gevent signal watcher runs
+    this in the hub instead, which throws it into the main greenlet, as gevent does with a
+    KeyboardInterrupt raised anywhere else."""
+    hub = gevent.get_hub()
+    hub.loop.run_callback(hub.parent.throw, KeyboardInterrupt)
+
+
 @events.init.add_listener
 def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
     global _controller
     if runner is None:
         return
+    gevent.signal_handler(signal.SIGINT, _ctrl_c_to_main_greenlet)
     counters.bind(environment)  # failed checks in Locust's Failures; the table's CSV
     if isinstance(runner, WorkerRunner):
         runner.register_message(telemetry.PHASE_MESSAGE, telemetry.on_phase_message)
