@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import psutil
 from locust import constant, events
 from locust.env import Environment
 
+from lnchaos.bench import cpu_s
 from locustfiles import lnchaos_suite, users
 from locustfiles.shapes import LnchaosShape
 
@@ -45,14 +45,6 @@ class SaturatingPayer(users.PayerUser):
     """The suite's payer, every check as it is, with no wait between payouts."""
 
     wait_time = constant(0)
-
-
-def server_cpu_s(pid: int) -> float | None:
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return None
-    return times.user + times.system
 
 
 def demand_s(pid: int) -> float | None:
@@ -91,7 +83,7 @@ class SaturationWindow:
 
     def start(self) -> None:
         self.cpu_start_s = time.process_time()
-        self.server_cpu_start_s = server_cpu_s(self.server_pid) if self.server_pid else None
+        self.server_cpu_start_s = cpu_s(self.server_pid) if self.server_pid else None
         self.demand_start_s = self._demands()
         self.started = time.monotonic()
 
@@ -100,7 +92,7 @@ class SaturationWindow:
             return
         self.stopped = time.monotonic()
         self.cpu_end_s = time.process_time()
-        self.server_cpu_end_s = server_cpu_s(self.server_pid) if self.server_pid else None
+        self.server_cpu_end_s = cpu_s(self.server_pid) if self.server_pid else None
         self.demand_end_s = self._demands()
 
     def _demands(self) -> tuple[float | None, float | None]:

@@ -80,38 +80,28 @@ MAX_START_DELAY_MS_MAX = 60_000
 # ---- validation: one place for the command line (argparse types) and the web UI's form ---------
 
 
-def _share(value: Any) -> float:
-    number = _number(value, float)
-    if not 0.0 <= number <= 1.0:
-        raise ValueError(f"must be a share within [0, 1], not {value!r}")
-    return number
+def _within(kind: type, low: float, high: float, noun: str) -> Any:
+    """The parse of a bounded number: `kind` (int or float) within [low, high], else a
+    ValueError saying `must be {noun} within [low, high]`."""
+
+    def text(bound: float) -> str:
+        return f"{bound:g}" if isinstance(bound, float) else str(bound)
+
+    def parse(value: Any) -> Any:
+        number = _number(value, kind)
+        if not low <= number <= high:
+            raise ValueError(f"must be {noun} within [{text(low)}, {text(high)}], not {value!r}")
+        return number
+
+    return parse
 
 
 def _whole(low: int, high: int) -> Any:
-    def parse(value: Any) -> int:
-        number = _number(value, int)
-        if not low <= number <= high:
-            raise ValueError(f"must be a whole number within [{low}, {high}], not {value!r}")
-        return number
-
-    return parse
+    return _within(int, low, high, "a whole number")
 
 
-def _real(low: float, high: float) -> Any:
-    def parse(value: Any) -> float:
-        number = _number(value, float)
-        if not low <= number <= high:
-            raise ValueError(f"must be a number within [{low:g}, {high:g}], not {value!r}")
-        return number
-
-    return parse
-
-
-def _seconds(value: Any) -> float:
-    number = _number(value, float)
-    if not 0.0 <= number <= FINAL_WAIT_S_MAX:
-        raise ValueError(f"must be seconds within [0, {FINAL_WAIT_S_MAX:.0f}], not {value!r}")
-    return number
+_share = _within(float, 0.0, 1.0, "a share")
+_seconds = _within(float, 0.0, FINAL_WAIT_S_MAX, "seconds")
 
 
 def _number(value: Any, kind: type) -> Any:
@@ -149,7 +139,7 @@ PARSERS: dict[str, tuple[str, Any]] = {
     "final_wait_s": ("--final-wait-s", _seconds),
     "seed": ("--seed", _whole(0, SEED_MAX)),
     "traffic_mix": ("--traffic-mix", _traffic),
-    "arrival_rate": ("--arrival-rate", _real(0.0, ARRIVAL_RATE_MAX_PER_S)),
+    "arrival_rate": ("--arrival-rate", _within(float, 0.0, ARRIVAL_RATE_MAX_PER_S, "a number")),
     "max_payers": ("--max-payers", _whole(1, MAX_PAYERS_MAX)),
     "max_start_delay_ms": ("--max-start-delay-ms", _whole(0, MAX_START_DELAY_MS_MAX)),
 }

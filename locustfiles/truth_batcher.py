@@ -4,9 +4,9 @@ A payout answered final is judged from the node's truth of its payment hash (pay
 One GET /node/payments/{hash} per payout made that a third request per payout; here the payers of
 a process share the lookup: each submits its hash and waits (bounded) for its own record, and a
 sender greenlet asks the node for every hash waiting, up to LOOKUP_MAX_HASHES, in one
-POST /node/payments/lookup. A batch goes out as soon as a sender is free (no added latency when
-the load is light); while MAX_IN_FLIGHT lookups are out, the next batch gathers, so under load
-one request serves many payers (a group commit, for reads).
+POST /node/payments/lookup. A batch short of LOOKUP_MAX_HASHES lingers LINGER_S for more hashes
+before it goes, and while MAX_IN_FLIGHT lookups are out the next batch gathers, so under load
+one request serves many payers (a group commit, for reads); a payer waits at most LINGER_S more.
 
 Only the lookup is shared: each payer still judges its own payout, before its next one, and the
 judge stays independent of the wallet (the records come from the node). A record is handed to a

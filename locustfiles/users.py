@@ -194,17 +194,6 @@ class PayerUser(FastHttpUser):
             # outcome unknown: the final audit judges it; continue with a fresh wallet
             self._abandon(checker.ABANDONED_ERROR)
             return
-        if not self.checks_on:
-            # load only: what the payout cost is taken on trust (no balance read, no polls);
-            # the retry is sent and its answer taken on trust too
-            if retried:
-                LOCAL.tally.retries += 1
-                self.wallets.pay(self.wallet, invoice, key, phase, retry=True)
-            paid_msat = invoice.amount_msat + first.fee_msat if first.kind == "ok" else 0
-            self.expected_msat -= (
-                paid_msat if first.kind in ("ok", "fail") else needed_msat(invoice.amount_msat)
-            )
-            return
         retry = None
         if retried:
             LOCAL.tally.retries += 1
@@ -214,6 +203,14 @@ class PayerUser(FastHttpUser):
             if retry.http_status == 0 and self.wallets.chaos_connection_errors:
                 retry = self._answer_after_crash(invoice, key, phase, retry)
                 retry = retry if retry.http_status != 0 else None  # never answered: unjudged
+        if not self.checks_on:
+            # load only: what the payout cost is taken on trust (no balance read, no polls),
+            # the retry's answer too
+            paid_msat = invoice.amount_msat + first.fee_msat if first.kind == "ok" else 0
+            self.expected_msat -= (
+                paid_msat if first.kind in ("ok", "fail") else needed_msat(invoice.amount_msat)
+            )
+            return
         sent = SentPayout(
             wallet=self.wallet,
             expected_msat=self.expected_msat,
