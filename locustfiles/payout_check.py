@@ -6,8 +6,11 @@ places:
 - the payout answer's `balance_msat` (the wallet's claim right after the payout's transaction):
   used for a payout that was answered final (200 or 502) and not retried, so the check costs no
   extra request;
+- for a retried one, the retry answer's own claim: its body is the first answer replayed, so
+  the retry's effect must show in the balance its `X-Wallet-Balance-Msat` header reports (the
+  wallet's balance when the retry was answered); a wallet without that header is read instead;
 - a read of its own (GET /api/wallets/{id}): for a timed-out payout once it is final, for a
-  retried one (the retry's effect must show), and for every wallet at the end of its use
+  retried one without the header, and for every wallet at the end of its use
   (`WALLET_AT_END`; at the end of the run the final audit reads it, users.py). So a wallet whose
   claims and whose view disagree is caught, and the target's reconciliation still covers every
   payout of the run.
@@ -66,6 +69,15 @@ def claimed_balance(result: PayoutResult | None) -> int | None:
         return None
     value = result.body.get("balance_msat")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def balance_claim(sent: SentPayout) -> int | None:
+    """The wallet's own claim of its balance after this payout, retry included, when its
+    answers carry one: the first answer's `balance_msat` when it was not retried, else the
+    balance the retry's answer reports (`balance_now_msat`). None: read the wallet."""
+    if sent.retry is None:
+        return claimed_balance(sent.first)
+    return sent.retry.balance_now_msat
 
 
 def resolve(

@@ -283,13 +283,14 @@ class PayerUser(FastHttpUser):
         if resolved is None:
             self._hand_over(sent)
             return
-        claimed = payout_check.claimed_balance(sent.first) if sent.retry is None else None
+        claimed = payout_check.balance_claim(sent)
         if claimed is not None:
-            # the wallet's claim right after the payout's transaction; its own read comes at
-            # the end of the wallet's use (_leave_wallet, or the final audit)
+            # the wallet's claim right after the payout's transaction (a retried one: right
+            # after the retry); its own read comes at the end of the wallet's use
+            # (_leave_wallet, or the final audit)
             actual_msat, reserved_msat = claimed, None
         else:
-            # a retry's effect must show in a read of its own
+            # no claim in the answers: a read of its own
             view = self.wallets.get_wallet(sent.wallet)
             if view is None:
                 # cannot check: the final audit judges it; start again with a fresh wallet

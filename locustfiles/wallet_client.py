@@ -27,6 +27,9 @@ from locust.contrib.fasthttp import FastHttpSession
 from locustfiles import counters
 
 FINAL_PAYOUT_STATUSES = ("succeeded", "failed")
+# lnchaos's payout answers carry the wallet's balance as committed when the answer was given
+# (target/openapi.py): a retry's body is the first answer replayed, this header is its own
+BALANCE_HEADER = "X-Wallet-Balance-Msat"
 FINAL_NODE_STATUSES = ("succeeded", "failed", "unknown")
 
 
@@ -56,6 +59,8 @@ class PayoutResult:
     fee_msat: int = 0
     payment_hash: str | None = None
     body: dict[str, Any] = field(default_factory=dict)
+    # the wallet's balance when this answer was given (BALANCE_HEADER), None when not sent
+    balance_now_msat: int | None = None
 
     def describe(self) -> str:
         return f"HTTP {self.http_status} {self.body.get('error') or self.payout_status or ''}"
@@ -127,6 +132,7 @@ class WalletClient:
                 fee_msat=int(body.get("fee_msat") or 0),
                 payment_hash=body.get("payment_hash"),
                 body=body,
+                balance_now_msat=_int_header(response, BALANCE_HEADER),
             )
             if status == 200 and body.get("status") == "succeeded":
                 result.kind, result.outcome = "ok", "succeeded"
@@ -223,3 +229,12 @@ def _json_or_empty(response: Any) -> dict[str, Any]:
     except Exception:  # a body that is not JSON: the caller reports the request
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _int_header(response: Any, name: str) -> int | None:
+    """A header holding a whole number of msat, else None (absent or malformed: not a claim)."""
+    headers = getattr(response, "headers", None)
+    value = headers.get(name) if headers is not None else None
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 20:
+        return None
+    return int(value)

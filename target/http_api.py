@@ -23,7 +23,7 @@ from .common.server import FAIL_STOP
 from .config import FixMode
 from .ledger import LimitReached, now_ms
 from .metrics import CONTENT_TYPE_LATEST
-from .openapi import OPENAPI_DOC
+from .openapi import BALANCE_HEADER, OPENAPI_DOC
 from .reconcile import reconcile
 from .state import STATE, TargetState
 
@@ -108,7 +108,12 @@ async def create_payout(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     payment_request = require_str(body, "payment_request", max_len=PAYMENT_REQUEST_MAX)
     answer = await state.payouts.pay(wallet_id, payment_request, idempotency_key)
-    return json_response(answer.body, status=answer.status)
+    # The wallet's balance as committed now, beside the (stored, replayable) answer: a retry
+    # with the same key gets the first answer back, and this header tells its client what the
+    # retry itself did to the balance without another request.
+    balance_msat = state.payouts.wallet_view(wallet_id)["balance_msat"]
+    headers = {BALANCE_HEADER: str(balance_msat)}
+    return json_response(answer.body, status=answer.status, headers=headers)
 
 
 async def get_payout(request: web.Request) -> web.Response:

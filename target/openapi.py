@@ -25,6 +25,21 @@ PAYOUT = _obj(
     ["payout_id", "status"],
 )
 API_KEY = [{"apiKey": []}]
+# On every payout answer: the wallet's balance as committed when the answer was given (an
+# idempotent replay's body is the first answer's, this header is now's)
+BALANCE_HEADER = "X-Wallet-Balance-Msat"
+
+
+def _payout_answer(description: str) -> dict[str, Any]:
+    answer = _json(PAYOUT, description)
+    answer["headers"] = {
+        BALANCE_HEADER: {
+            "description": "the wallet's committed balance when this answer was given",
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    }
+    return answer
+
 
 AUTH = {"401": _json(ERROR, "unknown wallet or wrong key")}
 UNAVAILABLE = {
@@ -89,8 +104,8 @@ OPENAPI: dict[str, Any] = {
             "post": _op(
                 "Pay a BOLT11 invoice from the wallet (Idempotency-Key header optional)",
                 {
-                    "200": _json(PAYOUT, "succeeded"),
-                    "202": _json(PAYOUT, "pending: the outcome is not known yet (fix on)"),
+                    "200": _payout_answer("succeeded"),
+                    "202": _payout_answer("pending: the outcome is not known yet (fix on)"),
                     **BAD,
                     **AUTH,
                     "409": _json(
@@ -100,8 +115,8 @@ OPENAPI: dict[str, Any] = {
                         " invoice); invoice_already_paid (a payout paid it)",
                     ),
                     "422": _json(ERROR, "Idempotency-Key reused with another request"),
-                    "502": _json(PAYOUT, "the payment failed"),
-                    "504": _json(PAYOUT, "the payment timed out (fix off and rollback)"),
+                    "502": _payout_answer("the payment failed"),
+                    "504": _payout_answer("the payment timed out (fix off and rollback)"),
                     **UNAVAILABLE,
                 },
                 body=_obj({"payment_request": "string"}, ["payment_request"]),

@@ -20,8 +20,14 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def json_response(data: Any, status: int = 200) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """What `web.json_response(data, status=status)` answers, with the body encoded by orjson."""
     return web.Response(
-        body=orjson.dumps(data), status=status, content_type="application/json", charset="utf-8"
+        body=orjson.dumps(data),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",
     )

@@ -53,6 +53,8 @@ PATCH_TARGETS: dict[str, str] = {
     "PaymentStatus": "target.payouts:PaymentStatus",
     "PayoutStatus": "target.payouts:PayoutStatus",
     "FEES": "target.payouts:FEES",
+    "OUTBOUND": "target.payouts:OUTBOUND",
+    "wallet_account": "target.payouts:wallet_account",
 }
 
 # The ledger's funds check and its assertion, which the concurrency mutant rewrites.
@@ -392,6 +394,35 @@ def idempotent_retry_of_failure_pays_again() -> None:
 
     resolve("payout_by_key")
     replace("pay", make)
+
+
+@mutant("idempotency: a replay's side effect", "double_charge")
+def replay_charges_again() -> None:
+    """A retry (same Idempotency-Key) of a succeeded payout gets the stored answer back, as it
+    must, but the wallet is charged its amount and fee again: the client sees the right answer
+    and the money goes twice. Class: idempotency (a replay's side effects). Only a look at the
+    balance after the retry (its answer's X-Wallet-Balance-Msat, or a read) can see it."""
+    wallet_account, outbound, fees = value("wallet_account"), value("OUTBOUND"), value("FEES")
+
+    def make(replay: Any) -> Any:
+        async def charging_replay(
+            self: Any, wallet_id: str, idempotency_key: str, request_sha256: str
+        ) -> Any:
+            answer = await replay(self, wallet_id, idempotency_key, request_sha256)
+            if answer is not None and answer.status == 200:
+                payout_id, wallet = answer.body["payout_id"], wallet_account(wallet_id)
+                tx = self.ledger.tx()
+                tx.move(wallet, outbound, int(answer.body["amount_msat"]), payout_id, "charge")
+                tx.move(wallet, fees, int(answer.body["fee_msat"]), payout_id, "charge_fee")
+                try:
+                    await tx.commit()
+                except Exception:  # noqa: S110 (too little left: nothing charged, no bug shown)
+                    pass
+            return answer
+
+        return charging_replay
+
+    replace("replay", make)
 
 
 # -- concurrency: none kept. The one we had (the resolver without its _active guard) became

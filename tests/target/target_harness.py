@@ -78,6 +78,7 @@ class Reply:
     body: Any
     text: str
     content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def error(self) -> str | None:
@@ -114,7 +115,7 @@ class Api:
                 body = json.loads(text) if resp.content_type == "application/json" else text
             except ValueError:
                 body = text
-            return Reply(resp.status, body, text, resp.content_type)
+            return Reply(resp.status, body, text, resp.content_type, dict(resp.headers))
 
     # ---- wallet API --------------------------------------------------------------------------
 

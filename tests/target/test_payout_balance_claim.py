@@ -10,6 +10,8 @@ import asyncio
 import pytest
 from target_harness import fast_config, in_process, run
 
+from target.openapi import BALANCE_HEADER
+
 AMOUNT_MSAT = 100_000
 FUNDS_MSAT = 10_000_000
 
@@ -37,6 +39,7 @@ def test_the_answer_reports_the_balance_a_read_shows(tmp_path, mode, faults, sta
                 assert reply.status == status, reply
                 view = await api.wallet(wallet)
                 assert reply.body["balance_msat"] == view["balance_msat"], (reply, view)
+                assert reply.headers[BALANCE_HEADER] == str(view["balance_msat"]), reply
             moved = status in (200, 202) or mode == "off"
             # charged or reserved (fix off keeps the charge of a failure: the incident), else
             # given back: the claim follows the money either way
@@ -63,5 +66,33 @@ def test_concurrent_payouts_of_one_wallet_each_report_a_balance_in_order(tmp_pat
             assert max(claims) == view["balance_msat"], (claims, view)
             cost_msat = sum(AMOUNT_MSAT + r.body["fee_msat"] for r in replies)
             assert view["balance_msat"] == FUNDS_MSAT - cost_msat
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("mode", ["off", "on"])
+def test_a_retry_replays_the_answer_and_reports_the_balance_now(tmp_path, mode):
+    """A retry (same Idempotency-Key) gets the first answer's body back, `balance_msat`
+    included, while its X-Wallet-Balance-Msat header reports the balance when the retry was
+    answered: what the suite's retry check takes instead of a read. Between the first request
+    and its retry another payout of the wallet moved money, so the two differ."""
+
+    async def scenario() -> None:
+        async with in_process(fast_config(tmp_path / "w.sqlite", fix=mode)) as api:
+            wallet = await api.new_wallet(FUNDS_MSAT)
+            invoice = await api.invoice(AMOUNT_MSAT)
+            first = await api.pay(wallet, invoice["payment_request"], idempotency_key="k1")
+            assert first.status == 200, first
+            other = await api.invoice(AMOUNT_MSAT)
+            second = await api.pay(wallet, other["payment_request"], idempotency_key="k2")
+            assert second.status == 200, second
+            retry = await api.pay(wallet, invoice["payment_request"], idempotency_key="k1")
+            view = await api.wallet(wallet)
+            assert retry.status == 200 and retry.body == first.body, (retry, first)
+            assert retry.headers[BALANCE_HEADER] == str(view["balance_msat"]), (retry, view)
+            assert int(retry.headers[BALANCE_HEADER]) < first.body["balance_msat"], retry
+            # refused before any payout: no claim of a balance
+            refused = await api.pay(wallet, "lnbcrt1nonsense", idempotency_key="k3")
+            assert refused.status == 400 and BALANCE_HEADER not in refused.headers, refused
 
     run(scenario())
