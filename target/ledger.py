@@ -1,4 +1,4 @@
-"""A double-entry ledger of millisatoshis, with payouts and the outbox beside it.
+"""A double-entry ledger of millisatoshis, with payouts (and each one's outbox state) beside it.
 
 Accounts: `deposits` (the outside world; its balance is minus everything ever deposited),
 `wallet:<id>` (spendable), `reserved:<id>` (held for payouts in flight), `outbound` (paid out over
@@ -28,6 +28,7 @@ from typing import Any
 from .common.journal import Journal, JournalFailed, Op
 from .common.rows import Table
 
+TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 DEPOSITS = "deposits"
 OUTBOUND = "outbound"
 FEES = "fees"
@@ -70,16 +71,14 @@ CREATE TABLE IF NOT EXISTS payouts (
     created_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL,
     attempt_id INTEGER,
+    outbox TEXT,
+    changed_seq INTEGER NOT NULL DEFAULT 0,
     UNIQUE (wallet_id, idempotency_key)
 );
-CREATE INDEX IF NOT EXISTS payouts_status ON payouts(status);
 CREATE INDEX IF NOT EXISTS payouts_hash ON payouts(payment_hash);
-CREATE TABLE IF NOT EXISTS outbox (
-    payout_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    updated_ms INTEGER NOT NULL
-);
 """
+# After the columns of an earlier version's database are added (Ledger.load).
+INDEXES = "CREATE INDEX IF NOT EXISTS payouts_changed ON payouts(changed_seq);"
 
 UPSERT_ACCOUNT = (
     "INSERT INTO accounts (account_id, balance_msat) VALUES (?, ?) "
@@ -90,7 +89,6 @@ INSERT_TRANSFER = (
     " kind, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_WALLET = "INSERT INTO wallets (wallet_id, api_key_sha256, created_ms) VALUES (?, ?, ?)"
-UPSERT_OUTBOX = "INSERT OR REPLACE INTO outbox (payout_id, state, updated_ms) VALUES (?, ?, ?)"
 
 
 # Limits of what the ledger holds in memory. Past a hard limit new work is refused (LimitReached,
@@ -156,6 +154,9 @@ class Payout:
     updated_ms: int = field(default_factory=now_ms)
     attempt_id: int | None = None  # the node's id of this payout's own payment attempt
     outbox: OutboxState | None = None
+    # the ledger's number of this payout's latest write: the reconciler finds the payouts
+    # changed since its last pass by it (an index on it, appended to at each write)
+    changed_seq: int = 0
     # What clients see: the payout as last committed (None until its first write is durable),
     # and its stored answer as last committed (what an idempotent retry replays).
     committed: dict[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -199,15 +200,27 @@ class Payout:
         }
 
 
-# One way to map rows to records (target/common/rows.py). A payout's row is rewritten whole
-# (INSERT OR REPLACE): the background reconciler finds changed payouts by their new rowid.
+# One way to map rows to records (target/common/rows.py). A payout's row is inserted once and
+# then updated in place, its changing columns only (an upsert): a rewrite of the whole row (as
+# INSERT OR REPLACE did) deleted and re-inserted it in every index, at each of its writes, and
+# the outbox had a table of its own, written beside it. (`lnchaos bench`: see the commit.)
 PAYOUTS = Table(
-    Payout, "payouts", key=("payout_id",), exclude=("outbox", "committed", "committed_answer")
+    Payout,
+    "payouts",
+    key=("payout_id",),
+    mutable=(
+        "fee_msat",
+        "status",
+        "response_status",
+        "response_json",
+        "updated_ms",
+        "attempt_id",
+        "outbox",
+        "changed_seq",
+    ),
+    exclude=("committed", "committed_answer"),
 )
-SELECT_PAYOUTS = (
-    "SELECT " + ", ".join(f"p.{name}" for name in PAYOUTS.names) + ", o.state"
-    " FROM payouts p LEFT JOIN outbox o ON o.payout_id = p.payout_id"
-)
+SELECT_PAYOUTS = "SELECT " + ", ".join(f"p.{name}" for name in PAYOUTS.names) + " FROM payouts p"
 
 
 class PaidHashes:
@@ -255,17 +268,18 @@ class Tx:
         return self
 
     def save_payout(self, payout: Payout) -> Tx:
+        """Write the payout as it is when the transaction commits (its row is built then)."""
         payout.updated_ms = now_ms()
         if payout.status is PayoutStatus.SUCCEEDED:
             self._ledger.paid_hashes.add(payout.payment_hash)  # before it can be committed
-        self._ops.append((PAYOUTS.replace, PAYOUTS.row(payout)))
-        self._payouts.append(payout)
+        if all(p is not payout for p in self._payouts):
+            self._payouts.append(payout)
         return self
 
     def set_outbox(self, payout: Payout, state: OutboxState) -> Tx:
+        """The payout's outbox state, a column of its row: written with it, in this transaction."""
         payout.outbox = state
-        self._ops.append((UPSERT_OUTBOX, (payout.payout_id, str(state), now_ms())))
-        return self
+        return self.save_payout(payout)
 
     def add_op(self, op: Op) -> Tx:
         self._ops.append(op)
@@ -301,6 +315,7 @@ class Ledger:
         # (wallet, key) -> payout_id of the pending and recent payouts (bounded by both limits).
         self.idempotency: dict[tuple[str, str], str] = {}
         self._next_transfer_id = 1
+        self._next_changed_seq = 1
         # Per-account sums of the durable transfers up to `_summed_through_id` (conservation()).
         self._transfer_sums: dict[str, int] = {}
         self._summed_through_id = 0
@@ -309,9 +324,8 @@ class Ledger:
     async def load(self) -> None:
         db = self.journal.db
         await db.executescript(SCHEMA)
-        columns = [row[1] for row in await db.execute_fetchall("PRAGMA table_info(payouts)")]
-        if "attempt_id" not in columns:  # a database of an earlier version
-            await db.execute("ALTER TABLE payouts ADD COLUMN attempt_id INTEGER")
+        await self._upgrade()
+        await db.executescript(INDEXES)
         async with db.execute("SELECT account_id, balance_msat FROM accounts") as cur:
             async for account_id, balance in cur:
                 self.balances[account_id] = balance
@@ -322,14 +336,47 @@ class Ledger:
         async with db.execute("SELECT COALESCE(MAX(transfer_id), 0) FROM transfers") as cur:
             row = await cur.fetchone()
             self._next_transfer_id = (row[0] if row else 0) + 1
+        async with db.execute("SELECT COALESCE(MAX(changed_seq), 0) FROM payouts") as cur:
+            row = await cur.fetchone()
+            self._next_changed_seq = (row[0] if row else 0) + 1
         async with db.execute("SELECT payment_hash FROM payouts WHERE status = 'succeeded'") as cur:
             async for (payment_hash,) in cur:
                 self.paid_hashes.add(payment_hash)
         async with db.execute(SELECT_PAYOUTS + " WHERE p.status = 'pending'") as cur:
             async for row in cur:
-                payout = payout_from_row(row[:-1])
-                payout.outbox = OutboxState(row[-1]) if row[-1] else None
-                self._remember(payout)
+                self._remember(payout_from_row(row))
+
+    async def _upgrade(self) -> None:
+        """A database of an earlier version, brought to this one in one transaction: the
+        payouts' attempt id, outbox state (it had a table of its own) and write number (the
+        rowid of their last rewrite stood for it) become columns; an index no query needs goes."""
+        db = self.journal.db
+        columns = {row[1] for row in await db.execute_fetchall("PRAGMA table_info(payouts)")}
+        tables = {row[0] for row in await db.execute_fetchall(TABLES)}
+        if {"attempt_id", "outbox", "changed_seq"} <= columns and "outbox" not in tables:
+            return
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if "attempt_id" not in columns:
+                await db.execute("ALTER TABLE payouts ADD COLUMN attempt_id INTEGER")
+            if "outbox" not in columns:
+                await db.execute("ALTER TABLE payouts ADD COLUMN outbox TEXT")
+            if "outbox" in tables:
+                await db.execute(
+                    "UPDATE payouts SET outbox ="
+                    " (SELECT state FROM outbox o WHERE o.payout_id = payouts.payout_id)"
+                )
+                await db.execute("DROP TABLE outbox")
+            if "changed_seq" not in columns:
+                await db.execute(
+                    "ALTER TABLE payouts ADD COLUMN changed_seq INTEGER NOT NULL DEFAULT 0"
+                )
+                await db.execute("UPDATE payouts SET changed_seq = rowid")
+            await db.execute("DROP INDEX IF EXISTS payouts_status")
+        except BaseException:
+            await db.rollback()
+            raise
+        await db.commit()
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -362,7 +409,7 @@ class Ledger:
         await self.journal.flush()
         query = f"{SELECT_PAYOUTS} WHERE p.payment_hash = ?"
         rows = await self.journal.db.execute_fetchall(query, (payment_hash,))  # one hop
-        return [self.pending.get(row[0]) or payout_from_row(row[:-1]) for row in rows]
+        return [self.pending.get(row[0]) or payout_from_row(row) for row in rows]
 
     async def hash_paid(self, payment_hash: str) -> bool:
         """Whether a committed payout of this hash succeeded. Reads committed rows only: the
@@ -382,9 +429,7 @@ class Ledger:
             row = await cur.fetchone()
         if row is None:
             return None
-        payout = payout_from_row(row[:-1])
-        payout.outbox = OutboxState(row[-1]) if row[-1] else None
-        return payout
+        return payout_from_row(row)
 
     # ---- writes ------------------------------------------------------------------------------
 
@@ -418,7 +463,7 @@ class Ledger:
                 raise InsufficientFunds(account)
         new_pending = sum(
             1
-            for p in {id(p): p for p in payouts}.values()
+            for p in payouts
             if p.status is PayoutStatus.PENDING and p.payout_id not in self.pending
         )
         if new_pending and len(self.pending) + new_pending > self.pending_max:
@@ -442,6 +487,11 @@ class Ledger:
             assert balance >= 0 or account == DEPOSITS, (account, balance)
             balances[account] = balance
             rows.append((UPSERT_ACCOUNT, (account, balance)))
+        changed_seq = self._next_changed_seq
+        for payout in payouts:
+            payout.changed_seq = changed_seq
+            changed_seq += 1
+            rows.append((PAYOUTS.upsert, PAYOUTS.row(payout)))
         copies = [(payout, payout.copy_for_clients()) for payout in payouts]
 
         def committed() -> None:  # the batch is durable: clients may see it now
@@ -453,6 +503,7 @@ class Ledger:
 
         durable = self.journal.write(rows + ops, committed)
         self._next_transfer_id = transfer_id
+        self._next_changed_seq = changed_seq
         self.balances.update(balances)
         for payout in payouts:
             self._remember(payout)

@@ -270,7 +270,8 @@ async def summarise(
 
 class Reconciler:
     """The background job's reconciliation, incremental: each pass judges only the payment
-    hashes whose payouts changed since the last pass (a rewritten row gets a new rowid) and those
+    hashes whose payouts changed since the last pass (each write numbers its payout anew:
+    `changed_seq`, indexed) and those
     not final at the last pass; every other hash keeps its verdict. Its cost follows the traffic
     since the last pass, not the length of the run, so a long run stays flat in time and memory.
     Only hashes not judged OK are remembered."""
@@ -281,7 +282,7 @@ class Reconciler:
         self.ledger = ledger
         self.node = node
         self.stuck_after_s = stuck_after_s
-        self._last_rowid = 0
+        self._last_seq = 0
         self._verdicts: dict[str, Verdict] = {}  # hashes whose verdict is not OK
         self.hashes_judged = 0
 
@@ -289,14 +290,15 @@ class Reconciler:
         await self.ledger.journal.flush()
         db = self.ledger.journal.db
         changed = await db.execute_fetchall(
-            "SELECT rowid, payment_hash FROM payouts WHERE rowid > ?", (self._last_rowid,)
+            "SELECT changed_seq, payment_hash FROM payouts WHERE changed_seq > ?",
+            (self._last_seq,),
         )
         # A final verdict changes only with a new or rewritten payout of its hash (seen above);
         # the ones not final yet are asked again.
         still_open = {h for h, (kind, _, _) in self._verdicts.items() if kind in NOT_FINAL}
         hashes = {h for _, h in changed} | still_open
         if changed:
-            self._last_rowid = max(rowid for rowid, _ in changed)
+            self._last_seq = max(seq for seq, _ in changed)
         stuck_before_ms = int((time.time() - self.stuck_after_s) * 1000)
         ordered = sorted(hashes)
         for start in range(0, len(ordered), self.CHUNK):

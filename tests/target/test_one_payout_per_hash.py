@@ -223,7 +223,7 @@ def test_an_attempt_never_recorded_is_adopted_after_a_restart_not_sent_again(tmp
         # As if the process died before the write after the send: no attempt id, still queued.
         with sqlite3.connect(db) as conn:
             conn.execute("UPDATE payouts SET attempt_id = NULL")
-            conn.execute("UPDATE outbox SET state = 'queued'")
+            conn.execute("UPDATE payouts SET outbox = 'queued'")
         async with in_process(config()) as api:
             assert api.state is not None
             rec = await api.settled_reconciliation()
