@@ -516,7 +516,12 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
     # A figure that was not measured is null, never a made-up zero.
     suite_checked = checked if runs.get("suite_on") else None
     suite_unchecked = unchecked if runs.get("suite_off") else None
-    suite_ratio = _ratio(checked, unchecked) if suite_checked and suite_unchecked else None
+    suite_ratio = None
+    if suite_checked and suite_unchecked:
+        suite_ratio = paired_ratio(
+            [r["payouts_per_s"] for r in runs["suite_on"]],
+            [r["payouts_per_s"] for r in runs["suite_off"]],
+        )
     return {
         "floor_rps": floor_rps,
         "target_rps": target_rps,
@@ -542,10 +547,11 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
         ),
         # CPU per request is what holds while other work shares the machine; the ratio to the
         # bare endpoint is the target's own work in units of aiohttp's.
-        "ratio_target_floor_cpu_per_request": _ratio(
-            _median([r["server_cpu_ms_per_request"] for r in runs["target"]]),
-            _median([r["server_cpu_ms_per_request"] for r in runs["floor"]]),
-        ),
+        "ratio_target_floor_cpu_per_request": paired_ratio(
+            [r["server_cpu_ms_per_request"] for r in runs["target"]],
+            [r["server_cpu_ms_per_request"] for r in runs["floor"]],
+        )
+        or 0.0,
         "spread": {
             name: _spread([r[key] for r in runs[kind]])
             for name, kind, key in (
@@ -611,13 +617,28 @@ def saturation_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     on, off = sides.get("on"), sides.get("off")
     cost = None
     driver_cost = None
+    pair_ratios: list[float] = []
     if on and off and on["payouts_per_s"] and off["payouts_per_s"]:
-        # The share of payouts/s the checks take away at saturation.
-        cost = 1.0 - on["payouts_per_s"] / off["payouts_per_s"]
+        # The share of payouts/s the checks take away at saturation (each repetition's pair).
+        ratio = paired_ratio(
+            [r["payouts_per_s"] for r in runs["suite_on"]],
+            [r["payouts_per_s"] for r in runs["suite_off"]],
+        )
+        cost = 1.0 - ratio if ratio is not None else None
+        pair_ratios = [
+            _ratio(r_on["payouts_per_s"], r_off["payouts_per_s"])
+            for r_on, r_off in zip(runs["suite_on"], runs["suite_off"], strict=False)
+        ]
         if on["driver_cpu_ms_per_payout"] and off["driver_cpu_ms_per_payout"]:
             # What one payout costs the driver with its checks, over without.
             driver_cost = on["driver_cpu_ms_per_payout"] / off["driver_cpu_ms_per_payout"] - 1.0
-    return {"checks": sides, "checks_cost": cost, "checks_driver_cpu_per_payout_extra": driver_cost}
+    return {
+        "checks": sides,
+        "checks_cost": cost,
+        # checks on over off, per repetition (the cost is one minus their median)
+        "checks_pair_ratios": pair_ratios,
+        "checks_driver_cpu_per_payout_extra": driver_cost,
+    }
 
 
 def render(summary: dict[str, Any]) -> str:
@@ -663,7 +684,9 @@ def render(summary: dict[str, Any]) -> str:
             + (f"{ratio:.3f}" if ratio is not None else "n/a (the suite has no --checks option)"),
             "  cost of the checks at saturation: "
             + _pct(saturation["checks_cost"])
-            + " of payouts/s; driver CPU per payout "
+            + " of payouts/s (median of the repetitions' pairs: "
+            + (", ".join(_pct(1.0 - r) for r in saturation["checks_pair_ratios"]) or "n/a")
+            + "); driver CPU per payout "
             + (
                 f"+{saturation['checks_driver_cpu_per_payout_extra']:.0%}"
                 if saturation["checks_driver_cpu_per_payout_extra"] is not None
@@ -701,6 +724,27 @@ def _range(values: list[float] | None, fmt: str) -> str:
     return f"{fmt.format(values[0])}-{fmt.format(values[1])}" if values else "n/a"
 
 
+def repetition_order(kinds: list[str], repetition: int) -> list[str]:
+    """The runs of one repetition: each pair (floor and target, checks on and off) in turns
+    one way, then the other (ABBA), so a machine that slows down or speeds up during the bench
+    favours neither side of a ratio."""
+    if repetition % 2 == 0:
+        return list(kinds)
+    flipped: list[str] = []
+    for first, second in (("floor", "target"), ("suite_on", "suite_off")):
+        pair = [kind for kind in (second, first) if kind in kinds]
+        flipped.extend(pair)
+    return flipped + [kind for kind in kinds if kind not in flipped]
+
+
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float | None:
+    """The median over the repetitions of each one's ratio: the two runs of a repetition ran
+    side by side, so slow stretches of a shared machine cancel within a pair, where a ratio of
+    the two sides' medians would pair a fast run with a slow one. None without pairs."""
+    ratios = [n / d for n, d in zip(numerators, denominators, strict=False) if d > 0]
+    return _median(ratios) if ratios else None
+
+
 def bench(settings: BenchSettings) -> dict[str, Any]:
     """The interleaved repetitions; returns the summary (also written to bench.json)."""
     cpus = cpu_plan(settings.pin)
@@ -718,7 +762,7 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
         for repetition in range(settings.repetitions):
             run_dir = Path(tmp) / f"rep{repetition}"
             run_dir.mkdir()
-            for kind in kinds:
+            for kind in repetition_order(kinds, repetition):
                 if kind == "floor":
                     result = measure_floor(settings, run_dir, cpus)
                 elif kind == "target":

@@ -151,7 +151,7 @@ def test_cpu_plan_pins_driver_and_server_apart() -> None:
     assert bench.cpu_plan(pin=False) == (None, None)
 
 
-def test_summary_ratios_are_the_quotients_of_the_medians() -> None:
+def test_summary_figures_are_medians_and_its_ratios_are_paired() -> None:
     def driver_run(rps: float) -> dict:
         return {
             "rps": rps,
@@ -173,15 +173,26 @@ def test_summary_ratios_are_the_quotients_of_the_medians() -> None:
         "floor": [driver_run(100.0), driver_run(300.0), driver_run(200.0)],
         "target": [driver_run(90.0), driver_run(150.0), driver_run(120.0)],
         "suite_on": [suite_run("on", v) for v in (9, 18, 10)],
-        "suite_off": [suite_run("off", v) for v in (20, 10, 12)],
+        "suite_off": [suite_run("off", v) for v in (10, 20, 12)],
     }
     summary = bench.summarize(runs, bench.BenchSettings())
     assert summary["floor_rps"] == 200.0 and summary["target_rps"] == 120.0
     assert summary["ratio_target_floor"] == pytest.approx(0.6)
     assert summary["suite_checked_payouts_per_s"] == 10.0
     assert summary["suite_unchecked_payouts_per_s"] == 12.0
-    assert summary["ratio_suite_checked_unchecked"] == pytest.approx(10.0 / 12.0)
-    assert summary["saturation"]["checks_cost"] == pytest.approx(1 - 10.0 / 12.0)
+    # the checks' ratio pairs the runs of each repetition (9/10, 18/20, 10/12: median 0.9),
+    # not the two sides' medians (10/12), which would pair runs made at different times
+    assert summary["ratio_suite_checked_unchecked"] == pytest.approx(0.9)
+    assert summary["saturation"]["checks_cost"] == pytest.approx(0.1)
+    assert summary["saturation"]["checks_pair_ratios"] == pytest.approx([0.9, 0.9, 10.0 / 12.0])
+
+
+def test_repetitions_alternate_the_order_of_each_pair() -> None:
+    kinds = ["floor", "target", "suite_on", "suite_off"]
+    assert bench.repetition_order(kinds, 0) == kinds
+    assert bench.repetition_order(kinds, 1) == ["target", "floor", "suite_off", "suite_on"]
+    assert bench.repetition_order(kinds, 2) == kinds
+    assert bench.repetition_order(["floor", "target"], 1) == ["target", "floor"]
 
 
 def test_suite_figures_per_payout_and_per_driver_core() -> None:
