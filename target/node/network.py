@@ -515,8 +515,11 @@ class LightningNode:
     async def wait(self, payment: Payment, timeout_s: float) -> Payment:
         """The attempt once final, or still in flight when `timeout_s` passed."""
         if payment.status is PaymentStatus.IN_FLIGHT:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the wait in a task of
+            # its own, one more per payout
             try:
-                await asyncio.wait_for(payment.done.wait(), timeout=timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await payment.done.wait()
             except TimeoutError:
                 pass
         return payment
