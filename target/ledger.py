@@ -223,27 +223,31 @@ PAYOUTS = Table(
 SELECT_PAYOUTS = "SELECT " + ", ".join(f"p.{name}" for name in PAYOUTS.names) + " FROM payouts p"
 
 
-class PaidHashes:
-    """A Bloom filter of the payment hashes of succeeded payouts: every one committed (read at
-    load) and every one queued since, so "not in it" means no committed payout of the hash
-    succeeded and `hash_paid` needs no read (an indexed read of a file the journal rewrites all
-    the time: 35-45 us of CPU, one per payout). A false "maybe" only costs that read. Fixed
-    memory, 2 MiB: two bits a hash, so about 1 in 7000 new hashes is a false maybe after 100 000
-    successes, 1 in 80 after a million. Bits from the process's own str hash (randomised per
-    process), so nobody can choose hashes that collide."""
+class BloomFilter:
+    """A set that can only say "no" or "maybe", for a read that is nearly always a "no":
+    - the payment hashes of succeeded payouts: "not in it" means no committed payout of the
+      hash succeeded, and `hash_paid` needs no read (an indexed read of a file the journal
+      rewrites all the time: 35-45 us of CPU, one per payout);
+    - the (wallet, Idempotency-Key) pairs of payouts: "not in it" means the key is new, and
+      `payout_by_key` needs no read (a flush of the journal and a read on aiosqlite's thread,
+      one per payout with a key: every payout the suite sends).
+    Every value committed (read at load) and every one queued since is in it. A false "maybe"
+    only costs the read. Fixed memory, 2 MiB: two bits a value, so about 1 in 7000 new values
+    is a false maybe after 100 000 added, 1 in 80 after a million. Bits from the process's own
+    str hash (randomised per process), so nobody can choose values that collide."""
 
     BITS = 1 << 24
 
     def __init__(self) -> None:
         self._bits = bytearray(self.BITS // 8)
 
-    def add(self, payment_hash: str) -> None:
-        mixed = hash(payment_hash)
+    def add(self, value: str | tuple[str, str]) -> None:
+        mixed = hash(value)
         for bit in (mixed & (self.BITS - 1), (mixed >> 24) & (self.BITS - 1)):
             self._bits[bit >> 3] |= 1 << (bit & 7)
 
-    def maybe(self, payment_hash: str) -> bool:
-        mixed = hash(payment_hash)
+    def maybe(self, value: str | tuple[str, str]) -> bool:
+        mixed = hash(value)
         bits = self._bits
         first, second = mixed & (self.BITS - 1), (mixed >> 24) & (self.BITS - 1)
         return bool(bits[first >> 3] >> (first & 7) & bits[second >> 3] >> (second & 7) & 1)
@@ -304,7 +308,8 @@ class Ledger:
         # Committed balances: what the database holds (what clients read).
         self.committed: dict[str, int] = {}
         self.api_keys: dict[str, str] = {}  # wallet_id -> sha256 of its api key
-        self.paid_hashes = PaidHashes()  # hashes of succeeded payouts (hash_paid's fast "no")
+        self.paid_hashes = BloomFilter()  # hashes of succeeded payouts (hash_paid's fast "no")
+        self.used_keys = BloomFilter()  # (wallet, Idempotency-Key) of payouts (payout_by_key's)
         self.wallets_max = wallets_max
         # Pending payouts always stay in memory; finished ones in a bounded cache (the database
         # answers the rest), so memory stays flat over a long run.
@@ -342,6 +347,10 @@ class Ledger:
         async with db.execute("SELECT payment_hash FROM payouts WHERE status = 'succeeded'") as cur:
             async for (payment_hash,) in cur:
                 self.paid_hashes.add(payment_hash)
+        query = "SELECT wallet_id, idempotency_key FROM payouts WHERE idempotency_key IS NOT NULL"
+        async with db.execute(query) as cur:
+            async for wallet_id, idempotency_key in cur:
+                self.used_keys.add((wallet_id, idempotency_key))
         async with db.execute(SELECT_PAYOUTS + " WHERE p.status = 'pending'") as cur:
             async for row in cur:
                 self._remember(payout_from_row(row))
@@ -400,6 +409,8 @@ class Ledger:
             found = await self.payout(payout_id)
             if found is not None:
                 return found
+        if not self.used_keys.maybe((wallet_id, idempotency_key)):
+            return None  # no payout with this key was ever queued, so none is stored
         return await self._fetch_payout(
             "p.wallet_id = ? AND p.idempotency_key = ?", (wallet_id, idempotency_key)
         )
@@ -512,6 +523,7 @@ class Ledger:
     def _remember(self, payout: Payout) -> None:
         if payout.idempotency_key is not None:
             self.idempotency[(payout.wallet_id, payout.idempotency_key)] = payout.payout_id
+            self.used_keys.add((payout.wallet_id, payout.idempotency_key))
         if payout.status is PayoutStatus.PENDING:
             self.pending[payout.payout_id] = payout
             return

@@ -151,6 +151,33 @@ def test_retry_after_a_restart_replays_the_stored_answer(tmp_path):
     run(scenario())
 
 
+def test_a_retry_of_a_payout_no_longer_in_memory_replays_the_stored_answer(tmp_path):
+    """A key not in memory (its payout left the bounded cache of recent ones) is read from the
+    database: the filter of used keys says "maybe" for every key ever stored, "no" only for new
+    ones, and a new key costs no read."""
+
+    async def scenario() -> None:
+        async with in_process(fast_config(tmp_path / "w.sqlite", fix="on")) as api:
+            assert api.state is not None
+            ledger = api.state.ledger
+            ledger._recent_max = 2
+            wallet = await api.new_wallet(FUNDS_MSAT)
+            invoices = [await api.invoice(AMOUNT_MSAT) for _ in range(4)]
+            answers = []
+            for n, invoice in enumerate(invoices):
+                reply = await api.pay(wallet, invoice["payment_request"], idempotency_key=f"k{n}")
+                assert reply.status == 200, reply
+                answers.append(reply)
+            assert (wallet.wallet_id, "k0") not in ledger.idempotency  # left the cache
+            assert ledger.used_keys.maybe((wallet.wallet_id, "k0"))
+            view = await api.wallet(wallet)
+            again = await api.pay(wallet, invoices[0]["payment_request"], idempotency_key="k0")
+            assert (again.status, again.body) == (answers[0].status, answers[0].body)
+            assert await api.wallet(wallet) == view
+
+    run(scenario())
+
+
 def test_paying_one_invoice_twice_without_a_key_charges_once_under_the_saga(tmp_path):
     async def scenario() -> None:
         async with in_process(fast_config(tmp_path / "w.sqlite", fix="on")) as api:

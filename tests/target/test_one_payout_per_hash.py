@@ -16,7 +16,7 @@ import pytest
 from target_harness import Api, assert_clean, eventually, fast_config, in_process, run
 
 from target.app import TargetConfig
-from target.ledger import OutboxState, PaidHashes, Payout, reserved_account, wallet_account
+from target.ledger import BloomFilter, OutboxState, Payout, reserved_account, wallet_account
 
 AMOUNT_MSAT = 50_000
 FUNDS_MSAT = 5_000_000
@@ -298,7 +298,7 @@ def test_an_attempt_recorded_by_another_payout_is_never_adopted(tmp_path: Path):
 def test_paid_hashes_never_forget_a_hash_and_rarely_claim_a_new_one():
     # hash_paid skips its read when the filter says no: a hash added must always be a maybe,
     # and a hash never added must be a maybe rarely (each one costs a read, nothing more).
-    paid = PaidHashes()
+    paid = BloomFilter()
     rng = random.Random(5)
     added = [rng.randbytes(32).hex() for _ in range(50_000)]
     for payment_hash in added:
