@@ -17,7 +17,7 @@ FUNDS_MSAT = 10_000_000
 
 def to_earlier_version(db: object) -> None:
     """The file as the earlier version left it: an `outbox` table, no `outbox`/`changed_seq`
-    columns, an index on the payouts' status."""
+    columns."""
     with sqlite3.connect(db) as conn:  # type: ignore[arg-type]
         conn.execute(
             "CREATE TABLE outbox (payout_id TEXT PRIMARY KEY, state TEXT NOT NULL,"
@@ -30,7 +30,6 @@ def to_earlier_version(db: object) -> None:
         conn.execute("DROP INDEX payouts_changed")
         conn.execute("ALTER TABLE payouts DROP COLUMN outbox")
         conn.execute("ALTER TABLE payouts DROP COLUMN changed_seq")
-        conn.execute("CREATE INDEX payouts_status ON payouts(status)")
 
 
 def test_an_earlier_database_is_upgraded_and_its_pending_payout_resolves(tmp_path):
@@ -60,8 +59,8 @@ def test_an_earlier_database_is_upgraded_and_its_pending_payout_resolves(tmp_pat
             assert view["balance_msat"] == FUNDS_MSAT - AMOUNT_MSAT - truth["fee_msat"]
         with sqlite3.connect(db) as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-            assert "outbox" not in tables and "payouts_status" not in tables, tables
-            assert "payouts_changed" in tables, tables
+            assert "outbox" not in tables, tables
+            assert {"payouts_changed", "payouts_status"} <= tables, tables
             ((outbox, changed_seq, rowid),) = conn.execute(
                 "SELECT outbox, changed_seq, rowid FROM payouts"
             ).fetchall()
