@@ -241,6 +241,24 @@ async def in_process(config: TargetConfig, *, check_conserved: bool = True) -> A
         await server.close()
 
 
+def late_settling_config(db_path: Path) -> TargetConfig:
+    """Fix on, every payment times out and settles late (600 ms after its deadline)."""
+    return fast_config(
+        db_path, fix="on", timeout_rate=1.0, late_settle_rate=1.0, inflight_hold_ms=600.0
+    )
+
+
+async def leave_a_payout_pending(db_path: Path, amount_msat: int, funds_msat: int) -> Any:
+    """A target on `db_path` (late_settling_config) that answers one payout 202 and stops with
+    it pending: (wallet, invoice, the 202 reply), for a test of what the next start does."""
+    async with in_process(late_settling_config(db_path)) as api:
+        wallet = await api.new_wallet(funds_msat)
+        invoice = await api.invoice(amount_msat)
+        pending = await api.pay(wallet, invoice["payment_request"])
+        assert pending.status == 202, pending
+    return wallet, invoice, pending
+
+
 @asynccontextmanager
 async def client(base_url: str, admin_token: str = ADMIN_TOKEN) -> AsyncIterator[Api]:
     async with ClientSession(timeout=ClientTimeout(total=15)) as session:

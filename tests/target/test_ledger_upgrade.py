@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import sqlite3
 
-from target_harness import assert_clean, fast_config, in_process, run
-
-from target.app import TargetConfig
+from target_harness import (
+    assert_clean,
+    in_process,
+    late_settling_config,
+    leave_a_payout_pending,
+    run,
+)
 
 AMOUNT_MSAT = 100_000
 FUNDS_MSAT = 10_000_000
@@ -35,21 +39,11 @@ def to_earlier_version(db: object) -> None:
 def test_an_earlier_database_is_upgraded_and_its_pending_payout_resolves(tmp_path):
     async def scenario() -> None:
         db = tmp_path / "w.sqlite"
-
-        def config() -> TargetConfig:
-            return fast_config(
-                db, fix="on", timeout_rate=1.0, late_settle_rate=1.0, inflight_hold_ms=600.0
-            )
-
-        async with in_process(config()) as api:
-            wallet = await api.new_wallet(FUNDS_MSAT)
-            invoice = await api.invoice(AMOUNT_MSAT)
-            pending = await api.pay(wallet, invoice["payment_request"])
-            assert pending.status == 202, pending
+        wallet, invoice, _ = await leave_a_payout_pending(db, AMOUNT_MSAT, FUNDS_MSAT)
         to_earlier_version(db)
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT state FROM outbox").fetchall() == [("sent",)]
-        async with in_process(config()) as api:
+        async with in_process(late_settling_config(db)) as api:
             assert api.state is not None
             rec = await api.settled_reconciliation()
             assert rec["payouts"] == {"succeeded": 1, "failed": 0, "pending": 0}, rec

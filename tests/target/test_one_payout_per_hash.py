@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from target_harness import Api, assert_clean, eventually, fast_config, in_process, run
+from target_harness import (
+    Api,
+    assert_clean,
+    eventually,
+    fast_config,
+    in_process,
+    late_settling_config,
+    leave_a_payout_pending,
+    run,
+)
 
 from target.app import TargetConfig
 from target.ledger import BloomFilter, OutboxState, Payout, reserved_account, wallet_account
@@ -209,22 +218,12 @@ def test_an_attempt_never_recorded_is_adopted_after_a_restart_not_sent_again(tmp
 
     async def scenario() -> None:
         db = tmp_path / "w.sqlite"
-
-        def config() -> TargetConfig:
-            return fast_config(
-                db, fix="on", timeout_rate=1.0, late_settle_rate=1.0, inflight_hold_ms=600.0
-            )
-
-        async with in_process(config()) as api:
-            wallet = await api.new_wallet(FUNDS_MSAT)
-            invoice = await api.invoice(AMOUNT_MSAT)
-            pending = await api.pay(wallet, invoice["payment_request"])
-            assert pending.status == 202, pending
+        wallet, invoice, pending = await leave_a_payout_pending(db, AMOUNT_MSAT, FUNDS_MSAT)
         # As if the process died before the write after the send: no attempt id, still queued.
         with sqlite3.connect(db) as conn:
             conn.execute("UPDATE payouts SET attempt_id = NULL")
             conn.execute("UPDATE payouts SET outbox = 'queued'")
-        async with in_process(config()) as api:
+        async with in_process(late_settling_config(db)) as api:
             assert api.state is not None
             rec = await api.settled_reconciliation()
             assert rec["payouts"] == {"succeeded": 1, "failed": 0, "pending": 0}, rec
