@@ -516,12 +516,9 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
     # A figure that was not measured is null, never a made-up zero.
     suite_checked = checked if runs.get("suite_on") else None
     suite_unchecked = unchecked if runs.get("suite_off") else None
-    suite_ratio = None
-    if suite_checked and suite_unchecked:
-        suite_ratio = paired_ratio(
-            [r["payouts_per_s"] for r in runs["suite_on"]],
-            [r["payouts_per_s"] for r in runs["suite_off"]],
-        )
+    saturation = saturation_summary(runs)
+    cost = saturation["checks_cost"]
+    suite_ratio = 1.0 - cost if suite_checked and suite_unchecked and cost is not None else None
     return {
         "floor_rps": floor_rps,
         "target_rps": target_rps,
@@ -547,11 +544,12 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
         ),
         # CPU per request is what holds while other work shares the machine; the ratio to the
         # bare endpoint is the target's own work in units of aiohttp's.
-        "ratio_target_floor_cpu_per_request": paired_ratio(
-            [r["server_cpu_ms_per_request"] for r in runs["target"]],
-            [r["server_cpu_ms_per_request"] for r in runs["floor"]],
-        )
-        or 0.0,
+        "ratio_target_floor_cpu_per_request": _median(
+            ratios_of_pairs(
+                [r["server_cpu_ms_per_request"] for r in runs["target"]],
+                [r["server_cpu_ms_per_request"] for r in runs["floor"]],
+            )
+        ),
         "spread": {
             name: _spread([r[key] for r in runs[kind]])
             for name, kind, key in (
@@ -561,7 +559,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
                 ("target_rps", "target", "rps"),
             )
         },
-        "saturation": saturation_summary(runs),
+        "saturation": saturation,
         "settings": {
             "duration_s": settings.duration_s,
             "warmup_s": settings.warmup_s,
@@ -620,15 +618,11 @@ def saturation_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     pair_ratios: list[float] = []
     if on and off and on["payouts_per_s"] and off["payouts_per_s"]:
         # The share of payouts/s the checks take away at saturation (each repetition's pair).
-        ratio = paired_ratio(
+        pair_ratios = ratios_of_pairs(
             [r["payouts_per_s"] for r in runs["suite_on"]],
             [r["payouts_per_s"] for r in runs["suite_off"]],
         )
-        cost = 1.0 - ratio if ratio is not None else None
-        pair_ratios = [
-            _ratio(r_on["payouts_per_s"], r_off["payouts_per_s"])
-            for r_on, r_off in zip(runs["suite_on"], runs["suite_off"], strict=False)
-        ]
+        cost = 1.0 - _median(pair_ratios) if pair_ratios else None
         if on["driver_cpu_ms_per_payout"] and off["driver_cpu_ms_per_payout"]:
             # What one payout costs the driver with its checks, over without.
             driver_cost = on["driver_cpu_ms_per_payout"] / off["driver_cpu_ms_per_payout"] - 1.0
@@ -737,12 +731,11 @@ def repetition_order(kinds: list[str], repetition: int) -> list[str]:
     return flipped + [kind for kind in kinds if kind not in flipped]
 
 
-def paired_ratio(numerators: list[float], denominators: list[float]) -> float | None:
-    """The median over the repetitions of each one's ratio: the two runs of a repetition ran
-    side by side, so slow stretches of a shared machine cancel within a pair, where a ratio of
-    the two sides' medians would pair a fast run with a slow one. None without pairs."""
-    ratios = [n / d for n, d in zip(numerators, denominators, strict=False) if d > 0]
-    return _median(ratios) if ratios else None
+def ratios_of_pairs(numerators: list[float], denominators: list[float]) -> list[float]:
+    """Each repetition's own ratio. A ratio the bench reports is their median: the two runs of a
+    repetition ran side by side, so slow stretches of a shared machine cancel within a pair,
+    where a ratio of the two sides' medians would pair a fast run with a slow one."""
+    return [n / d for n, d in zip(numerators, denominators, strict=False) if d > 0]
 
 
 def bench(settings: BenchSettings) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from typing import Any
 from .common.journal import Journal, JournalFailed, Op
 from .common.rows import Table
 
-TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 DEPOSITS = "deposits"
 OUTBOUND = "outbound"
 FEES = "fees"
@@ -363,7 +362,8 @@ class Ledger:
         rowid of their last rewrite stood for it) become columns."""
         db = self.journal.db
         columns = {row[1] for row in await db.execute_fetchall("PRAGMA table_info(payouts)")}
-        tables = {row[0] for row in await db.execute_fetchall(TABLES)}
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        tables = {row[0] for row in await db.execute_fetchall(query)}
         if {"attempt_id", "outbox", "changed_seq"} <= columns and "outbox" not in tables:
             return
         await db.execute("BEGIN IMMEDIATE")

@@ -271,10 +271,9 @@ async def summarise(
 class Reconciler:
     """The background job's reconciliation, incremental: each pass judges only the payment
     hashes whose payouts changed since the last pass (each write numbers its payout anew:
-    `changed_seq`, indexed) and those
-    not final at the last pass; every other hash keeps its verdict. Its cost follows the traffic
-    since the last pass, not the length of the run, so a long run stays flat in time and memory.
-    Only hashes not judged OK are remembered."""
+    `changed_seq`, indexed) and those not final at the last pass; every other hash keeps its
+    verdict. Its cost follows the traffic since the last pass, not the length of the run, so a
+    long run stays flat in time and memory. Only hashes not judged OK are remembered."""
 
     CHUNK = 500  # hashes per query (SQLite's parameter limit is far above 2 x 500)
 
