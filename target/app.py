@@ -23,11 +23,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .common.errors import error_middleware
 from .common.journal import JOURNAL_QUEUE_MAX, Journal, open_db
 from .common.server import EXIT_JOURNAL_FAILED, FAIL_STOP, FailStop
 from .config import FixMode, WalletSettings
-from .http_api import add_routes, fail_stop_middleware
+from .http_api import add_routes, wallet_middleware
 from .ledger import Ledger
 from .metrics import Metrics
 from .node.client import LocalNodeClient, NodeClient, NodeTruth, TruthReader
@@ -74,7 +73,7 @@ def db_paths(config: TargetConfig) -> tuple[Path, Path]:
 
 def create_app(config: TargetConfig) -> web.Application:
     config.faults.validate()
-    middlewares = [error_middleware, fail_stop_middleware]
+    middlewares = [wallet_middleware]
     if config.node_url:  # the network is the remote node's (docs/lnd-rest.md)
         middlewares.append(remote_network_middleware(config.node_url))
     app = web.Application(middlewares=middlewares, client_max_size=config.wallet.max_body_bytes)

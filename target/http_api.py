@@ -10,8 +10,8 @@ from aiohttp import web
 
 from .common.errors import (
     ApiError,
-    Handler,
     bad_request,
+    error_middleware_of,
     json_error,
     read_json_object,
     require_int,
@@ -53,22 +53,28 @@ def path_id(request: web.Request, name: str) -> str:
     return value
 
 
-@web.middleware
-async def fail_stop_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Fail-stop and back-pressure as clear 503s. Once the journal failed (the process is
-    stopping) nothing is answered from memory; a write the journal or a memory limit refused
-    moved nothing."""
+def fail_stop_gate(request: web.Request) -> web.StreamResponse | None:
+    """Once the journal failed (the process is stopping) nothing is answered from memory."""
     fail_stop = request.app.get(FAIL_STOP)
     if fail_stop is not None and fail_stop.stopping:
         return json_error(503, "journal_failed", "the target is stopping: its journal failed")
-    try:
-        return await handler(request)
-    except JournalFailed:
+    return None
+
+
+def refusal_of(err: Exception) -> web.StreamResponse | None:
+    """Fail-stop and back-pressure as clear 503s: a write the journal or a memory limit refused
+    moved nothing."""
+    if isinstance(err, JournalFailed):
         return json_error(503, "journal_failed", "the journal failed; the target is stopping")
-    except JournalFull:
+    if isinstance(err, JournalFull):
         return json_error(503, "journal_busy", "too many writes wait for the disk; retry later")
-    except LimitReached as err:
+    if isinstance(err, LimitReached):
         return json_error(503, err.code, err.message)
+    return None
+
+
+# The wallet's one middleware: JSON errors, with the fail-stop and back-pressure refusals.
+wallet_middleware = error_middleware_of(refusal_of, fail_stop_gate)
 
 
 # ---- wallet API ----------------------------------------------------------------------------------

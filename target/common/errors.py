@@ -38,24 +38,47 @@ def json_error(status: int, code: str, message: str, **extra: object) -> web.Res
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a JSON error; never let a traceback reach a client."""
-    try:
-        return await handler(request)
-    except ApiError as err:
-        return json_response(err.body(), status=err.status)
-    except web.HTTPRequestEntityTooLarge as err:
-        # aiohttp keeps the limit only in the text ("Maximum request body size N exceeded...").
-        return json_error(413, "body_too_large", err.text or "request body too large")
-    except web.HTTPException as err:
-        if err.status < 400:
-            raise
-        code = err.reason.lower().replace(" ", "_")
-        return json_error(err.status, code, err.reason)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_error(500, "internal_error", "internal error; see the target's log")
+# An app's own exceptions as answers (None: not one of them); and a check that may answer before
+# any handler runs (None: go on).
+Translate = Callable[[Exception], web.StreamResponse | None]
+Gate = Callable[[web.Request], web.StreamResponse | None]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def error_middleware_of(translate: Translate | None = None, gate: Gate | None = None) -> Middleware:
+    """One middleware that turns every failure into a JSON error and never lets a traceback reach
+    a client; `gate` and `translate` add an app's own refusals to it. One layer, not one per
+    concern: each middleware costs every request a coroutine and aiohttp's wrapper around it."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if gate is not None:
+            refused = gate(request)
+            if refused is not None:
+                return refused
+        try:
+            return await handler(request)
+        except ApiError as err:
+            return json_response(err.body(), status=err.status)
+        except web.HTTPRequestEntityTooLarge as err:
+            # aiohttp keeps the limit only in the text ("Maximum request body size N exceeded...").
+            return json_error(413, "body_too_large", err.text or "request body too large")
+        except web.HTTPException as err:
+            if err.status < 400:
+                raise
+            code = err.reason.lower().replace(" ", "_")
+            return json_error(err.status, code, err.reason)
+        except Exception as err:
+            answer = translate(err) if translate is not None else None
+            if answer is not None:
+                return answer
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return json_error(500, "internal_error", "internal error; see the target's log")
+
+    return middleware
+
+
+error_middleware = error_middleware_of()
 
 
 async def read_json_object(request: web.Request) -> dict[str, object]:
