@@ -38,6 +38,8 @@ import psutil
 
 from target.common.child import ChildProcess, ChildServer
 
+from . import bench_instructions
+from .bench_instructions import InstructionSettings
 from .report import time_to_detect_s
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -896,6 +898,17 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="one long target run: is its memory flat? (writes bench-memory.json)",
     )
     parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead: the target's and the floor's instructions per payout flow, counted by "
+        "valgrind (exact where timing is not; writes bench-instructions.json)",
+    )
+    parser.add_argument("--instruction-flows", type=int, default=InstructionSettings.flows,
+                        help="flows each counted server run serves")  # fmt: skip
+    parser.add_argument("--instruction-concurrency", type=int,
+                        default=InstructionSettings.concurrency,
+                        help="flows at once in the counted runs")  # fmt: skip
+    parser.add_argument(
         "--target-arg",
         action="append",
         default=[],
@@ -903,6 +916,24 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="extra option for the target, e.g. --target-arg=--ledger-batch-max=1",
     )
     parser.add_argument("--quiet", action="store_true")
+
+
+def instructions_main(args: argparse.Namespace) -> int:
+    try:
+        settings = InstructionSettings(
+            flows=args.instruction_flows,
+            concurrency=args.instruction_concurrency,
+            report_dir=args.report_dir,
+        )
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    if bench_instructions.valgrind() is None:
+        print("lnchaos bench --instructions needs valgrind (Debian: apt-get install valgrind)")
+        return 3
+    summary = bench_instructions.measure(settings, quiet=args.quiet)
+    print(bench_instructions.render(summary))
+    print(f"\nwritten: {settings.report_dir / 'bench-instructions.json'}")
+    return 0
 
 
 def settings_from(args: argparse.Namespace) -> BenchSettings:
@@ -934,6 +965,8 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.instructions:
+        return instructions_main(args)
     settings = settings_from(args)
     if settings.memory_run:
         summary = memory_run(settings)

@@ -25,9 +25,11 @@ EXIT_CODES = {
   2   a usage error (an unknown option, a value of the wrong type or not among the choices)""",
     "compare": compare.EXIT_CODES,
     "bench": """exit codes:
-  0   measured (the figures are printed and written to <report-dir>/bench.json)
+  0   measured (the figures are printed and written to <report-dir>/bench.json, or
+      bench-instructions.json with --instructions)
   1   --memory-run found the target's memory not flat, or a setting out of range
-  2   a usage error (an unknown option, a value of the wrong type)""",
+  2   a usage error (an unknown option, a value of the wrong type)
+  3   --instructions without valgrind on this machine""",
 }
 TOP_EXIT_CODES = """exit codes: those of the command (lnchaos COMMAND --help); 2 for a usage error.
 lnchaos compare: 0 only when fix on proved itself and fix off reproduced the incident."""
