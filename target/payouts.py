@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .common import json_body
+from .common.bounded import bounded
 from .common.errors import ApiError
 from .common.limits import MAX_AMOUNT_MSAT
 from .config import FixMode, WalletSettings
@@ -323,9 +324,9 @@ class PayoutService:
     async def _node_call(self, call: Awaitable[T], extra_s: float = 0.0) -> T:
         """Every node call is bounded: a slow node is an unknown outcome (TimeoutError, one of
         AMBIGUOUS), never a failure."""
-        # asyncio.timeout, not wait_for: no task of its own per call (three calls per payout).
-        async with asyncio.timeout(self.node_call_timeout_s + extra_s):
-            return await call
+        # A bare timer (common/bounded.py), not asyncio.timeout's context manager around one, nor
+        # wait_for's task: three calls per payout.
+        return await bounded(call, self.node_call_timeout_s + extra_s)
 
     async def _send(self, payout: Payout, invoice: Invoice) -> None:
         """Send and keep the new attempt's id (stored with the payout's next write). Raises

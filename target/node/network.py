@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ..common.bounded import bounded
 from ..common.journal import Journal
 from ..common.rows import Table
 from .faults import FaultSettings
@@ -515,11 +516,10 @@ class LightningNode:
     async def wait(self, payment: Payment, timeout_s: float) -> Payment:
         """The attempt once final, or still in flight when `timeout_s` passed."""
         if payment.status is PaymentStatus.IN_FLIGHT:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the wait in a task of
-            # its own, one more per payout
+            # A bare timer (common/bounded.py): not wait_for, which on Python 3.11 wraps the wait
+            # in a task of its own, nor asyncio.timeout's context manager; one per payout.
             try:
-                async with asyncio.timeout(timeout_s):
-                    await payment.done.wait()
+                await bounded(payment.done.wait(), timeout_s)
             except TimeoutError:
                 pass
         return payment
