@@ -38,8 +38,6 @@ import psutil
 
 from target.common.child import ChildProcess, ChildServer
 
-from . import bench_instructions
-from .bench_instructions import InstructionSettings
 from .report import time_to_detect_s
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -903,6 +901,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="instead: the target's and the floor's instructions per payout flow, counted by "
         "valgrind (exact where timing is not; writes bench-instructions.json)",
     )
+    # (imported here: bench_instructions builds on this module's commands)
+    from .bench_instructions import InstructionSettings
+
     parser.add_argument("--instruction-flows", type=int, default=InstructionSettings.flows,
                         help="flows each counted server run serves")  # fmt: skip
     parser.add_argument("--instruction-concurrency", type=int,
@@ -919,6 +920,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def instructions_main(args: argparse.Namespace) -> int:
+    from . import bench_instructions
+    from .bench_instructions import InstructionSettings
+
     try:
         settings = InstructionSettings(
             flows=args.instruction_flows,

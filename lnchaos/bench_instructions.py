@@ -25,7 +25,6 @@ import json
 import random
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +34,12 @@ import aiohttp
 
 from target.common.child import ChildServer
 
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_TOKEN = "lnchaos-bench-admin-token"
-# The bench's target (no faults) with its clock-paced work off; see the module's docstring.
-TARGET_ARGS = [
-    "--fix", "on", "--timeout-rate", "0", "--failure-rate", "0",
-    "--reconcile-interval-s", "3600",
-]  # fmt: skip
+from . import bench
+from .bench import ROOT, floor_command
+
+# The bench's own target (bench.target_command: no faults) with its clock-paced work off; see the
+# module's docstring.
+CLOCK_OFF_ARGS = ["--reconcile-interval-s", "3600"]
 START_TIMEOUT_S = 300.0  # Python and the target's imports under valgrind: about 30 s here
 STOP_TIMEOUT_S = 120.0  # valgrind writes its counts when the server exits
 FLOWS_TIMEOUT_S = 1800.0
@@ -82,14 +80,7 @@ def per_flow(idle: int, served: int, flows: int) -> float:
 
 
 def target_command(work_dir: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "target", "--port", "0", *TARGET_ARGS,
-        "--admin-token", ADMIN_TOKEN, "--db", str(work_dir / "wallet.sqlite"),
-    ]  # fmt: skip
-
-
-def floor_command() -> list[str]:
-    return [sys.executable, "-m", "lnchaos.bench_floor", "--port", "0"]
+    return bench.target_command(work_dir, CLOCK_OFF_ARGS)
 
 
 async def _target_flows(

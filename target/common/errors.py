@@ -89,9 +89,9 @@ async def read_json_object(request: web.Request) -> dict[str, object]:
     except web.HTTPRequestEntityTooLarge:
         raise
     try:
-        # orjson first (33 k instructions less per payout flow, its two bodies); what it refuses
-        # goes to the standard library, so the answers stay as they were: NaN, a BOM, a lone
-        # surrogate are read there, then judged by the field checks. (An integer past 64 bits
+        # orjson first (about 24 k instructions less per payout flow, its two bodies); what it
+        # refuses goes to the standard library, so the answers stay as they were: NaN, a BOM, a
+        # lone surrogate are read there, then judged by the field checks. (An integer past 64 bits
         # comes back from orjson a float, which the field checks refuse as they refused it.)
         try:
             value = orjson.loads(raw) if raw else None

@@ -71,7 +71,7 @@ def test_the_target_flows_pay_and_reconcile(tmp_path: Path) -> None:
 
 
 async def _reconciliation(url: str) -> dict:
-    headers = {"X-Admin-Token": bench_instructions.ADMIN_TOKEN}
+    headers = {"X-Admin-Token": bench.ADMIN_TOKEN}
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{url}/admin/reconciliation", headers=headers) as response:
             assert response.status == 200, await response.text()
