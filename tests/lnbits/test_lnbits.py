@@ -10,7 +10,9 @@ verdict judges every wallet at the end.
   and timed-out (pending) payouts resolved;
 - the same LNbits with one careless line (a patched copy of the installed package): an HTTP
   error from its node is taken as a failed payment. It must fail with paid_not_charged, the
-  payouts named.
+  payouts named;
+- LNbits 1.5.6, a real release with that bug in its own code (an ambiguous send booked as
+  failed and refunded): it must fail the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import LNbits, patched_copy
+from harness import LNbits, install, patched_copy
 
 from target.common.child import ChildProcess, ChildServer
 
@@ -38,6 +40,11 @@ NODE_FAULTS = ["--failure-rate", "0.1", "--inflight-hold-ms", "1500"]
 # HTTP errors on LND's routes, all after the node acted: the payment went out, LNbits saw 503
 HTTP_ERROR_RATE = "0.05"
 HTTP_ERROR_RATE_CARELESS = "0.15"  # the careless LNbits must meet it on some payouts
+# A release with the bug the careless line puts in, in its own code: LNbits 1.5.6 books a payment
+# whose send got an HTTP error (no checking_id in the funding source's answer) as failed
+# (lnbits/core/services/payments.py, "payment failed" when checking_id is None) and refunds it,
+# though the node may have paid. 1.6.2 keeps such a payment pending ("None -> pending").
+RELEASE_THAT_REFUNDS_AMBIGUOUS_SENDS = "1.5.6"
 # the careless line: any HTTP error from the node is a failed payment
 CARELESS = (
     "wallets/lndrest.py",
@@ -160,3 +167,21 @@ def test_lnbits_that_takes_an_http_error_for_a_failure_is_caught(
     named = [e.get("payout_id") for e in found["examples"] if e.get("payout_id")]
     assert named, f"the payouts are named: {summary}"
     print(f"\nLNbits careless: {summary}")
+
+
+def test_a_release_that_refunds_ambiguous_sends_is_caught(tmp_path: Path) -> None:
+    """Not a patch of ours: a real LNbits release with the bug. Judged against the node's truth
+    under the same faults, it fails with paid_not_charged, each payout named: LNbits says
+    failed (and refunded it), the node says succeeded."""
+    venv = install(RELEASE_THAT_REFUNDS_AMBIGUOUS_SENDS)
+    report = _run(venv, tmp_path, HTTP_ERROR_RATE_CARELESS)
+    summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies")})
+    assert report["_exit_code"] == 3, f"{summary}\n{report['_log']}"
+    found = report["inconsistencies"].get("paid_not_charged") or {}
+    assert found.get("count", 0) > 0, summary
+    examples = found["examples"]
+    assert all(e.get("payout_id") for e in examples), f"the payouts are named: {summary}"
+    assert any(
+        (e.get("payout_status"), e.get("node_status")) == ("failed", "succeeded") for e in examples
+    ), summary
+    print(f"\nLNbits {RELEASE_THAT_REFUNDS_AMBIGUOUS_SENDS}: {summary}")
