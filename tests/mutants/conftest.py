@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mutant_patches import CONTROL
+from mutant_patches import CONTROL, CONTROL_CRASH, CONTROLS
 from mutant_runs import PARALLEL, RunResult, run_many, table, verdict_of
 
 RESULTS: pytest.StashKey[tuple[dict[str, RunResult], Path]] = pytest.StashKey()
@@ -21,10 +21,12 @@ def _selected(session: pytest.Session) -> list[str]:
             continue
         if getattr(item, "originalname", None) == "test_control_passes":
             names.append(CONTROL)
+        if getattr(item, "originalname", None) == "test_crash_control_passes":
+            names.append(CONTROL_CRASH)
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "name" in callspec.params:
             names.append(callspec.params["name"])
-    ordered = sorted(dict.fromkeys(names), key=lambda name: name != CONTROL)  # control first
+    ordered = sorted(dict.fromkeys(names), key=lambda name: name not in CONTROLS)  # controls first
     return ordered
 
 

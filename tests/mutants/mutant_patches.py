@@ -20,6 +20,7 @@ import contextvars
 import dataclasses
 import importlib
 import inspect
+import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ PATCH_TARGETS: dict[str, str] = {
     "settle": "target.payouts:PayoutService.settle",
     "resolve_pending": "target.payouts:PayoutService.resolve_pending",
     "resolve_one": "target.payouts:PayoutService._resolve_one",
+    "recover_attempt": "target.payouts:PayoutService._recover_attempt",
     "wallet_view": "target.payouts:PayoutService.wallet_view",
     "tx_move": "target.ledger:Tx.move",
     "ledger_commit": "target.ledger:Ledger._commit",
@@ -67,6 +69,7 @@ ANCHORS: dict[str, tuple[str, ...]] = {
     "settle": ('"cancel"', '"confirm_fee"'),
     "resolve_pending": ("self._active",),
     "resolve_one": ("self.node.lookup", "self.settle"),
+    "recover_attempt": ("self._adopt", "self._cancel"),
     "ledger_commit": ("UPSERT_ACCOUNT", FUNDS_CHECK, FUNDS_ASSERT),
     "pay_saga": ("self._wait", "self.settle"),
     "send": ("self.node.send",),
@@ -143,14 +146,26 @@ class Mutant:
     # mix; and the check that must be the one to find it (None: any source)
     traffic_mix: str | None = None
     check: str | None = None
+    # run with the suite's crash fault (the embedded target, SIGKILLed and restarted): a bug of
+    # what a restart does, which no run without crashes can meet
+    crash: bool = False
 
 
 MUTANTS: dict[str, Mutant] = {}
 CONTROL = "control"  # the target as it is
+CONTROL_CRASH = "control_crash"  # the target as it is, under the crash mutants' crashes
+CONTROLS = (CONTROL, CONTROL_CRASH)
+# What the crash control's target writes to its log each time a restart meets a payout whose
+# attempt was never recorded: the path the crash mutants break is shown to be exercised.
+RECOVERY_MARK = "lnchaos-mutants: recovering an unrecorded attempt"
 
 
 def mutant(
-    bug_class: str, *expect: str, traffic_mix: str | None = None, check: str | None = None
+    bug_class: str,
+    *expect: str,
+    traffic_mix: str | None = None,
+    check: str | None = None,
+    crash: bool = False,
 ) -> Callable[[Callable[[], None]], Callable[[], None]]:
     def register(patch: Callable[[], None]) -> Callable[[], None]:
         doc = inspect.getdoc(patch) or ""
@@ -159,7 +174,7 @@ def mutant(
         first_paragraph = " ".join(doc.split("\n\n")[0].split())
         bug = first_paragraph.split("Class:")[0].strip()
         MUTANTS[patch.__name__] = Mutant(
-            patch.__name__, bug_class, expect, patch, bug, traffic_mix, check
+            patch.__name__, bug_class, expect, patch, bug, traffic_mix, check, crash
         )
         return patch
 
@@ -167,11 +182,30 @@ def mutant(
 
 
 def apply(name: str) -> None:
-    """Patch the target with mutant `name` (nothing for CONTROL). KeyError for an unknown name."""
+    """Patch the target with mutant `name` (nothing for a control; the crash control only marks
+    the recoveries in its log). KeyError for an unknown name."""
     if name == CONTROL:
         check_all_targets()
         return
+    if name == CONTROL_CRASH:
+        check_all_targets()
+        _mark_recoveries()
+        return
     MUTANTS[name].patch()
+
+
+def _mark_recoveries() -> None:
+    """Write RECOVERY_MARK to stderr (the target's log) before each recovery of an unrecorded
+    attempt, and change nothing else."""
+
+    def make(recover: Any) -> Any:
+        async def marked(self: Any, payout: Any, *args: Any, **kwargs: Any) -> Any:
+            print(f"{RECOVERY_MARK}: payout {payout.payout_id}", file=sys.stderr, flush=True)
+            return await recover(self, payout, *args, **kwargs)
+
+        return marked
+
+    replace("recover_attempt", make)
 
 
 def _wrap_settle(change: Callable[[Any, Any], Any]) -> None:
@@ -329,6 +363,23 @@ def resolver_cancels_in_flight() -> None:
         return truth
 
     _wrap_settle(change)
+
+
+@mutant("crash recovery: unrecorded attempt", "paid_not_charged", crash=True)
+def recovery_cancels_unrecorded_attempt() -> None:
+    """After a crash, a payout whose node attempt was never recorded is taken as never sent: it
+    is cancelled (its reservation given back) without asking the node, which took the attempt
+    and settles it. Class: recovery that assumes the side effect of an interrupted step did not
+    happen."""
+
+    def make(recover: Any) -> Any:
+        async def never_sent(self: Any, payout: Any, *args: Any, **kwargs: Any) -> bool:
+            await self._cancel(payout, "not_sent")
+            return True
+
+        return never_sent
+
+    replace("recover_attempt", make)
 
 
 # -- the node client

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mutant_patches import CONTROL, MUTANTS
+from mutant_patches import CONTROL, CONTROL_CRASH, CONTROLS, MUTANTS, RECOVERY_MARK
 
 from target.common.child import ChildError, ChildProcess, ChildServer
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 LAUNCH = HERE / "launch.py"
+HOOK = HERE / "hook"  # sitecustomize.py: the mutant in the embedded target, at every start
 SUITE = REPO / "locustfiles" / "lnchaos_suite.py"
 
 ADMIN_TOKEN = "mutants-admin-token"
@@ -43,6 +45,10 @@ RETRY_SHARE = "0.3"
 # the traffic classes beside the payers (the suite's default, said explicitly): the concurrency
 # mutant needs the drain class
 TRAFFIC_MIX = "shared=1,drain=1,retry=1,edge=1"
+
+# The crash runs: the suite's embedded target, SIGKILLed about this often (seeded, +-50 %) and
+# restarted; about four crashes in RUN_TIME, each meeting a few payouts in flight.
+CRASH_EVERY_S = "3"
 
 START_TIMEOUT_S = 30.0
 # RUN_TIME of load, the suite's bounded final wait (15 s) and its shutdown, with room.
@@ -68,6 +74,7 @@ class RunResult:
     wall_s: float = 0.0
     broken: str | None = None  # why no verdict could be had
     workdir: Path | None = None
+    recoveries: int = 0  # crash control: recoveries of unrecorded attempts its target logged
 
     def detected(self, expect: tuple[str, ...]) -> list[str]:
         return [kind for kind in expect if self.kinds.get(kind, {}).get("count", 0) > 0]
@@ -121,9 +128,70 @@ def locust_command(url: str, report_dir: Path, seed: int, mix: str = "") -> list
     ]  # fmt: skip
 
 
+def is_crash_run(name: str) -> bool:
+    mutant = MUTANTS.get(name)
+    return name == CONTROL_CRASH or (mutant is not None and mutant.crash)
+
+
+def crash_locust_command(report_dir: Path, seed: int) -> list[str]:
+    """The suite with its own embedded target (the crash fault kills only that one), on
+    loopback, with the same load and faults as the other runs."""
+    return [
+        sys.executable, "-m", "locust", "-f", str(SUITE),
+        "--headless", "-t", RUN_TIME, "-u", str(USERS), "-r", str(USERS), "--only-summary",
+        "--fix", "on", "--crash-every", CRASH_EVERY_S, "--admin-token", ADMIN_TOKEN,
+        "--report-dir", str(report_dir), "--seed", str(seed),
+        "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
+        "--retry-share", RETRY_SHARE, "--traffic-mix", TRAFFIC_MIX,
+    ]  # fmt: skip
+
+
+def run_crash(name: str, workdir: Path, seed: int) -> RunResult:
+    """One crash run: the mutant (or nothing, for the crash control) is patched into every start
+    of the embedded target by the hook on PYTHONPATH; everything else as in run_one."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = RunResult(name, workdir=workdir)
+    started = time.monotonic()
+    locust_log = workdir / "locust.log"
+    report_dir = workdir / "report"
+    pythonpath = os.pathsep.join([str(HOOK), str(REPO), os.environ.get("PYTHONPATH", "")])
+    locust = ChildProcess(
+        crash_locust_command(report_dir, seed),
+        log_path=locust_log,
+        cwd=REPO,
+        env={"PYTHONPATH": pythonpath.rstrip(os.pathsep), "LNCHAOS_MUTANT": name},
+        stop_timeout_s=STOP_TIMEOUT_S,
+        name=f"locust ({name})",
+    )
+    try:
+        locust.start()
+        result.exit_code = locust.wait(LOCUST_TIMEOUT_S)
+        if result.exit_code is None:
+            raise RunBroken(
+                f"locust did not exit within {LOCUST_TIMEOUT_S:.0f} s:\n{locust.log_tail()}"
+            )
+        _read_report(result, report_dir / "consistency.json", locust_log)
+        logs = sorted(report_dir.glob("target*.log"))
+        texts = [path.read_text(errors="replace") for path in logs]
+        if not any(f"mutant {name} applied" in text for text in texts):
+            raise RunBroken(f"no start of the embedded target says it was patched ({logs})")
+        result.recoveries = sum(text.count(RECOVERY_MARK) for text in texts)
+    except RunBroken as err:
+        result.broken = str(err)
+    finally:
+        locust.stop()
+        left = [p.pid for p in locust.leftovers()]
+        if left:
+            result.broken = (result.broken or "") + f"; processes left running: {left}"
+        result.wall_s = round(time.monotonic() - started, 1)
+    return result
+
+
 def run_one(name: str, workdir: Path, seed: int = SEED) -> RunResult:
-    """One run of the suite against mutant `name` (or the control). Never raises; a run that
+    """One run of the suite against mutant `name` (or a control). Never raises; a run that
     could not be made has `broken` set. Leaves no process behind (target/common/child.py)."""
+    if is_crash_run(name):
+        return run_crash(name, workdir, seed)
     workdir.mkdir(parents=True, exist_ok=True)
     result = RunResult(name, workdir=workdir)
     started = time.monotonic()
@@ -227,7 +295,8 @@ def table(results: dict[str, RunResult]) -> str:
     ]
     for name, result in results.items():
         mutant = MUTANTS.get(name)
-        bug_class = mutant.bug_class if mutant else "(control: the target as it is)"
+        control = "(control: the target as it is" + (", crashed)" if is_crash_run(name) else ")")
+        bug_class = mutant.bug_class if mutant else control
         bug = mutant.bug if mutant else "none"
         expect = " or ".join(mutant.expect) if mutant else "none (must pass)"
         how, seconds = result.detection()
@@ -246,6 +315,10 @@ def verdict_of(name: str, result: RunResult) -> str:
         return f"broken: {result.broken.splitlines()[0]}"
     if name == CONTROL:
         return "ok" if result.exit_code == 0 else f"control failed: {result.reason}"
+    if name == CONTROL_CRASH:
+        if result.exit_code != 0:
+            return f"control failed: {result.reason}"
+        return "ok" if result.recoveries > 0 else "control met no unrecorded attempt"
     if result.exit_code != EXIT_INCONSISTENT:
         return f"not caught: exit {result.exit_code}: {result.reason}"
     mutant = MUTANTS[name]
@@ -265,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--write", type=Path, default=None, help="write the table as markdown")
     args = parser.parse_args(argv)
-    names = args.names or [CONTROL, *MUTANTS]
-    unknown = [n for n in names if n != CONTROL and n not in MUTANTS]
+    names = args.names or [*CONTROLS, *MUTANTS]
+    unknown = [n for n in names if n not in CONTROLS and n not in MUTANTS]
     if unknown:
         parser.error(f"unknown mutants: {unknown}")
     if args.workdir is None:
@@ -320,10 +393,14 @@ Each mutant is one small money bug patched into the target by `tests/mutants/mut
 it: `locust --headless -t {RUN_TIME} -u {USERS} -r {USERS} --fix on --host URL --seed {seed}
 --timeout-rate {TIMEOUT_RATE} --late-settle-rate {LATE_SETTLE_RATE} --retry-share {RETRY_SHARE}
 --traffic-mix {TRAFFIC_MIX}`,
-the target started with `--failure-rate {FAILURE_RATE}`. A mutant is caught when the run exits
-with 3 and reports one of its expected kinds. "First detection" is the seconds from the start of
-the run to the first timeline point with an inconsistency (a user's check found it), or, when
-only the end-of-run reconciliation found it, the time of the verdict (the last timeline point).
+the target started with `--failure-rate {FAILURE_RATE}`. The crash runs (the crash-recovery
+mutant and its control) use the suite's embedded target instead, killed and restarted by
+`--crash-every {CRASH_EVERY_S}` (same load and rates; the node's definite failures off), the
+mutant patched into each start of it by `tests/mutants/hook/sitecustomize.py`. A mutant is
+caught when the run exits with 3 and reports one of its expected kinds. "First detection" is
+the seconds from the start of the run to the first timeline point with an inconsistency (a
+user's check found it), or, when only the end-of-run reconciliation found it, the time of the
+verdict (the last timeline point).
 
 {text}
 

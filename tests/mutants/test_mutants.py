@@ -16,13 +16,14 @@ one makes the launcher fail loudly instead of serving an unpatched target.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from mutant_patches import CONTROL, MUTANTS, check_all_targets
-from mutant_runs import EXIT_INCONSISTENT, RunResult
+from mutant_patches import CONTROL, CONTROL_CRASH, MUTANTS, check_all_targets
+from mutant_runs import EXIT_INCONSISTENT, HOOK, REPO, RunResult
 
 HERE = Path(__file__).resolve().parent
 SUITE_TIMEOUT_S = 900  # the first test waits for all selected runs (about 250 s)
@@ -63,6 +64,42 @@ def test_control_passes(runs: dict[str, RunResult]) -> None:
         assert by_name[check]["passed"] > 0, check
     assert by_name["idempotent_retry"]["passed"] > 0
     assert report["reconciliation"]["conserved"] is True
+
+
+@pytest.mark.mutants
+@pytest.mark.timeout(SUITE_TIMEOUT_S)
+def test_crash_control_passes(runs: dict[str, RunResult]) -> None:
+    """The target as it is, under the crash mutants' crashes: it passes, it was killed and
+    restarted, and its restarts met payouts whose attempt was never recorded (the path the
+    crash mutants break), so a crash mutant caught is the mutant's doing."""
+    result = runs[CONTROL_CRASH]
+    assert result.broken is None, result.broken
+    assert result.exit_code == 0, _describe(result)
+    assert not result.kinds, _describe(result)
+    crashes = result.report["crashes"]
+    assert crashes["count"] >= 2 and crashes["recovered"] == crashes["count"], crashes
+    assert result.recoveries > 0, "no restart met a payout with an unrecorded attempt"
+    assert result.report["reconciliation"]["conserved"] is True
+
+
+def _hooked(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HOOK), str(REPO)]),
+           "LNCHAOS_MUTANT": name}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_crash_hook_patches_the_target_and_nothing_else() -> None:
+    """The hook on the crash runs' PYTHONPATH patches `python -m target` (every start of the
+    embedded target) and leaves any other process (Locust) alone."""
+    name = "recovery_cancels_unrecorded_attempt"
+    target = _hooked(name, "-m", "target", "--help")
+    assert target.returncode == 0, target.stderr
+    assert f"mutant {name} applied" in target.stderr
+    other = _hooked(name, "-c", "import target.payouts")
+    assert other.returncode == 0, other.stderr
+    assert "applied" not in other.stderr
 
 
 def test_patch_targets_resolve() -> None:
