@@ -15,6 +15,21 @@ import urllib.request
 from typing import Any
 
 REQUEST_TIMEOUT_S = 5.0
+# The kinds of a reconciliation the verdict counts (checker.RECONCILED_KINDS; not imported, the
+# checker imports this module).
+SETTLED_KINDS = ("charged_not_paid", "paid_not_charged", "unresolved")
+
+
+def settled_digest(report: dict[str, Any]) -> tuple[Any, ...]:
+    """What the verdict reads of a reconciliation: each kind's count and amount, what is still
+    pending, the payouts or payments seen, conservation."""
+    kinds = tuple(
+        (kind, int(entry.get("count", 0)), int(entry.get("amount_msat", 0)))
+        for kind in SETTLED_KINDS
+        for entry in [report.get(kind) or {}]
+    )
+    seen = json.dumps([report.get("payouts"), report.get("payments")], sort_keys=True)
+    return kinds, report.get("pending"), seen, report.get("conserved")
 
 
 class TargetError(Exception):
@@ -146,12 +161,19 @@ class TargetAdmin:
         self, timeout_s: float, *, since_ms: int | None = None, poll_interval_s: float = 0.25
     ) -> dict[str, Any]:
         """The run's reconciliation once none of its payouts is pending and nothing is in flight
-        on the node, asked with stuck_after_s=0: whatever is not final counts as unresolved.
+        on the node, asked with stuck_after_s=0: whatever is not final counts as unresolved;
+        and once two such answers in a row agree on what the verdict reads (settled_digest).
+
+        The second answer is there for requests still running when the users stopped: a wallet
+        may take a payment the judge has not seen yet (LNbits writes its row, then pays), and a
+        read in the middle of one sees a balance its payment list does not explain, or a payment
+        the node made after the wallet was read. Such a moment does not repeat itself.
 
         Bounded: after timeout_s the last answer is returned as it is (its `unresolved` then says
         what did not become final).
         """
         deadline = time.monotonic() + timeout_s
+        previous: tuple[Any, ...] | None = None
         while True:
             report = self.reconciliation(since_ms=since_ms, stuck_after_s=0.0)
             # Settled by the very field the verdict counts: the target reads its rows, then asks
@@ -159,8 +181,12 @@ class TargetAdmin:
             # but not in `pending`, so `pending` alone could end the wait on a stale verdict.
             unresolved = int((report.get("unresolved") or {}).get("count", 0))
             in_flight = int((report.get("node") or {}).get("in_flight", 0))
+            digest = None
             if unresolved == 0 and int(report.get("pending", 0)) == 0 and in_flight == 0:
-                return report
+                digest = settled_digest(report)
+                if digest == previous:
+                    return report
+            previous = digest
             if time.monotonic() >= deadline:
                 return report
             time.sleep(poll_interval_s)

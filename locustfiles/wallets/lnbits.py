@@ -59,6 +59,7 @@ FUNDING_INVOICE_TRIES = 5
 LEDGER_WALLETS_MAX = 20_000
 LEDGER_HASHES_MAX = 200_000
 # The end-of-run judgement: concurrent reads, pages of a wallet's payment list.
+WALLET_READS_MAX = 3  # consistent reads of one wallet: list, balance, list again
 JUDGE_CONCURRENCY = 16
 PAYMENTS_PAGE = 500
 PAYMENTS_PAGES_MAX = 200
@@ -589,15 +590,23 @@ class LNbitsJudge(TargetAdmin):
         errors: list[str],
     ) -> None:
         """A wallet's balance and what it believes it paid, its pending payments followed once
-        (LNbits asks its node about a payment when asked about it, as a payer would)."""
+        (LNbits asks its node about a payment when asked about it, as a payer would).
+
+        The list is read again after the balance: a payment LNbits took in between (a request
+        still running when the users stopped) would leave a balance the first list does not
+        explain. The reads are repeated until both lists agree (WALLET_READS_MAX times at most;
+        the final wait's second reconciliation then judges what is still moving)."""
         try:
-            believed = {p["payment_hash"]: p for p in self.paid(record.api_key)}
-            pending = [h for h, p in believed.items() if p["status"] == "pending"]
-            for payment_hash in pending:
-                self.payout(payment_hash, record.api_key)
-            if pending:
+            for _ in range(WALLET_READS_MAX):
                 believed = {p["payment_hash"]: p for p in self.paid(record.api_key)}
-            balance_msat = self.wallet(record.wallet_id, record.api_key)["balance_msat"]
+                pending = [h for h, p in believed.items() if p["status"] == "pending"]
+                for payment_hash in pending:
+                    self.payout(payment_hash, record.api_key)
+                if pending:
+                    believed = {p["payment_hash"]: p for p in self.paid(record.api_key)}
+                balance_msat = self.wallet(record.wallet_id, record.api_key)["balance_msat"]
+                if {p["payment_hash"]: p for p in self.paid(record.api_key)} == believed:
+                    break
         except TargetError as err:
             errors.append(f"wallet {record.wallet_id}: {err}")
             return
