@@ -410,6 +410,14 @@ INVOICE_FIELDS = frozenset(
     " settle_index amt_paid amt_paid_sat amt_paid_msat state htlcs features is_keysend"
     " payment_addr is_amp amp_invoice_state".split()
 )
+# lnrpc.SendRequest: SendPaymentSync (POST /v1/channels/transactions), the legacy synchronous send
+# that older wallets still use (LNbits before 1.3, for one).
+SEND_SYNC_FIELDS = frozenset(
+    "dest dest_string amt amt_msat payment_hash payment_hash_string payment_request"
+    " final_cltv_delta fee_limit outgoing_chan_id last_hop_pubkey cltv_limit dest_custom_records"
+    " allow_self_payment dest_features payment_addr".split()
+)
+FEE_LIMIT_FIELDS = frozenset(("fixed", "fixed_msat", "percent"))
 SEND_FIELDS = frozenset(
     "dest amt amt_msat payment_hash final_cltv_delta payment_addr payment_request"
     " timeout_seconds fee_limit_sat fee_limit_msat outgoing_chan_id outgoing_chan_ids"
@@ -417,3 +425,35 @@ SEND_FIELDS = frozenset(
     " dest_features max_parts no_inflight_updates max_shard_size_msat amp time_pref"
     " cancelable first_hop_custom_records".split()
 )
+
+
+# LND's channeldb.FailureReason.Error(): what SendPaymentSync puts in payment_error.
+FAILURE_ERRORS = {
+    FailureReason.TIMEOUT: "timeout",
+    FailureReason.NO_ROUTE: "no_route",
+    FailureReason.ERROR: "error",
+    FailureReason.INCORRECT_PAYMENT_DETAILS: "incorrect_payment_details",
+    FailureReason.INSUFFICIENT_BALANCE: "insufficient_balance",
+}
+
+
+def send_response_json(
+    payment_hash_hex: str, payment: Payment | None, error: str
+) -> dict[str, Any]:
+    """lnrpc.SendResponse: a succeeded payment's preimage and route, or `payment_error` (a
+    failure, or a refusal such as "invoice is already paid") with the hash alone."""
+    if payment is not None and payment.status is PaymentStatus.SUCCEEDED and not error:
+        return {
+            "payment_error": "",
+            "payment_preimage": hex_to_b64(payment.preimage or ZERO_PREIMAGE_HEX),
+            "payment_route": _route(payment, payment.fee_msat, payment.destination),
+            "payment_hash": hex_to_b64(payment_hash_hex),
+        }
+    if payment is not None and not error:
+        error = FAILURE_ERRORS.get(payment.failure_reason, "error")
+    return {
+        "payment_error": error,
+        "payment_preimage": "",
+        "payment_route": None,
+        "payment_hash": hex_to_b64(payment_hash_hex),
+    }

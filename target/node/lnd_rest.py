@@ -35,9 +35,11 @@ from .http_faults import (
 )
 from .invoices import Invoice, InvoiceError
 from .lnd_json import (
+    FEE_LIMIT_FIELDS,
     HEX64,
     INVOICE_FIELDS,
     SEND_FIELDS,
+    SEND_SYNC_FIELDS,
     Code,
     LndError,
     add_invoice_response,
@@ -54,6 +56,7 @@ from .lnd_json import (
     invoice_json,
     payment_json,
     payreq_json,
+    send_response_json,
 )
 from .network import LightningNode, Payment, PaymentStatus, SendRefused, payment_hash_of
 from .receiving import InvoiceState, OwnInvoice, ReceiveError
@@ -192,15 +195,7 @@ class LndService:
         """routerrpc.Router.SendPaymentV2 up to the payment's hand-over to the network.
         Returns the payment and whether only final updates are wanted."""
         check_fields(body, SEND_FIELDS)
-        pay_req = body.get("payment_request")
-        if not pay_req:
-            raise invalid("payment_request is required: the node mock pays invoices only")
-        invoice = self.decode_payreq(decode_str(pay_req, "payment_request"))
-        for name, unit_msat in (("amt", 1000), ("amt_msat", 1)):
-            if body.get(name) not in (None, 0, "0"):
-                amount = decode_int(body[name], name) * unit_msat
-                if amount != invoice.amount_msat:
-                    raise invalid("amount must not be specified when paying a non-zero amount")
+        invoice = self._invoice_to_pay(body)
         if body.get("fee_limit_sat") not in (None, 0, "0") and body.get("fee_limit_msat") not in (
             None,
             0,
@@ -221,6 +216,35 @@ class LndService:
             # LND: channeldb.ErrAlreadyPaid / ErrPaymentInFlight as codes.AlreadyExists.
             raise LndError(Code.ALREADY_EXISTS, str(err)) from None
         return payment, no_inflight
+
+    async def send_sync(self, body: dict[str, Any]) -> dict[str, Any]:
+        """lnrpc.Lightning.SendPaymentSync: send and wait until the payment is final. A failure,
+        and a refusal of a hash already paid or in flight, is an answer (`payment_error`, HTTP
+        200), as LND gives it; only a request LND would not take is an error."""
+        check_fields(body, SEND_SYNC_FIELDS)
+        invoice = self._invoice_to_pay(body)
+        fee_limit_msat = _fee_limit_msat(body.get("fee_limit"), invoice.amount_msat)
+        try:
+            payment = await self.node.send(invoice, fee_limit_msat)
+        except SendRefused as err:
+            if err.code == "self_payment":
+                raise invalid("no self-payments allowed") from None
+            return send_response_json(invoice.payment_hash, None, str(err))
+        await payment.done.wait()  # the node resolves every attempt (its own timer)
+        return send_response_json(invoice.payment_hash, payment, "")
+
+    def _invoice_to_pay(self, body: dict[str, Any]) -> Invoice:
+        """The invoice of a send's `payment_request`; an amount given must be the invoice's."""
+        pay_req = body.get("payment_request")
+        if not pay_req:
+            raise invalid("payment_request is required: the node mock pays invoices only")
+        invoice = self.decode_payreq(decode_str(pay_req, "payment_request"))
+        for name, unit_msat in (("amt", 1000), ("amt_msat", 1)):
+            if body.get(name) not in (None, 0, "0"):
+                amount = decode_int(body[name], name) * unit_msat
+                if amount != invoice.amount_msat:
+                    raise invalid("amount must not be specified when paying a non-zero amount")
+        return invoice
 
     async def track(self, payment_hash_hex: str) -> Payment:
         payment = await self.node.lookup(payment_hash_hex)
@@ -306,6 +330,28 @@ LND: web.AppKey[LndService] = web.AppKey("lnchaos_lnd", LndService)
 # ---- the application glue ---------------------------------------------------------------------
 
 
+def _fee_limit_msat(value: Any, amount_msat: int) -> int:
+    """lnrpc.FeeLimit of a SendRequest: one of fixed (sat), fixed_msat, percent (of the amount);
+    none at all: the amount itself, as LND's CalculateFeeLimit bounds it."""
+    if value is None:
+        return amount_msat
+    if not isinstance(value, dict):
+        raise invalid("fee_limit: must be an object")
+    check_fields(value, FEE_LIMIT_FIELDS)
+    given = {k: v for k, v in value.items() if v not in (None, 0, "0")}
+    if len(given) > 1:
+        raise invalid("fee_limit: only one of fixed, fixed_msat, percent")
+    if "fixed" in given:
+        limit_msat = 1000 * decode_int(given["fixed"], "fee_limit.fixed")
+    elif "fixed_msat" in given:
+        limit_msat = decode_int(given["fixed_msat"], "fee_limit.fixed_msat")
+    elif "percent" in given:
+        limit_msat = amount_msat * decode_int(given["percent"], "fee_limit.percent") // 100
+    else:
+        limit_msat = 0  # an explicit zero: zero-fee routes only
+    return min(limit_msat, MAX_AMOUNT_MSAT)
+
+
 def lnd_ctx(build: Callable[[web.Application], LndService]):  # noqa: ANN201 - cleanup ctx
     """A cleanup context that builds the service once the node exists (append it after the
     context that makes the node)."""
@@ -340,6 +386,7 @@ def add_lnd_routes(app: web.Application) -> None:
     app.router.add_get("/v1/invoices/subscribe", stream(subscribe_invoices))
     app.router.add_get("/v1/payreq/{pay_req}", unary(decode_payreq))
     app.router.add_get("/v1/payments", unary(list_payments))
+    app.router.add_post("/v1/channels/transactions", unary(send_payment_sync))
     app.router.add_post("/v2/router/send", stream(send_payment))
     app.router.add_get("/v2/router/track/{payment_hash}", stream(track_payment))
     app.router.add_post("/v2/invoices/settle", unary(settle_invoice))
@@ -556,6 +603,10 @@ async def cancel_invoice(service: LndService, request: web.Request) -> dict[str,
 async def send_payment(service: LndService, request: web.Request) -> Messages:
     payment, no_inflight = await service.send(await _body(request))
     return _payment_updates(payment, no_inflight)
+
+
+async def send_payment_sync(service: LndService, request: web.Request) -> dict[str, Any]:
+    return await service.send_sync(await _body(request))
 
 
 async def track_payment(service: LndService, request: web.Request) -> Messages:

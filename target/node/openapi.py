@@ -193,6 +193,13 @@ LND_ROUTES: dict[str, tuple[str, str, Schema, list[str], Schema | None]] = {
     "/v1/invoices/subscribe": ("get", "SubscribeInvoices", LND_STREAM, [], None),
     "/v1/payreq/{pay_req}": ("get", "DecodePayReq", LND_OK, ["pay_req"], None),
     "/v1/payments": ("get", "ListPayments", LND_OK, [], None),
+    "/v1/channels/transactions": (
+        "post",
+        "SendPaymentSync (answers once final)",
+        LND_OK,
+        [],
+        HEX_BODY,
+    ),
     "/v2/router/send": ("post", "SendPaymentV2", LND_STREAM, [], HEX_BODY),
     "/v2/router/track/{payment_hash}": (
         "get",

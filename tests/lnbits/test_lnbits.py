@@ -11,8 +11,8 @@ verdict judges every wallet at the end.
 - the same LNbits with one careless line (a patched copy of the installed package): an HTTP
   error from its node is taken as a failed payment. It must fail with paid_not_charged, the
   payouts named;
-- LNbits 1.5.6, a real release with that bug in its own code (an ambiguous send booked as
-  failed and refunded): it must fail the same way.
+- LNbits 1.5.6 and 1.2.1, real releases with that bug in their own code (an ambiguous send
+  booked as failed and refunded): each must fail the same way.
 """
 
 from __future__ import annotations
@@ -40,11 +40,13 @@ NODE_FAULTS = ["--failure-rate", "0.1", "--inflight-hold-ms", "1500"]
 # HTTP errors on LND's routes, all after the node acted: the payment went out, LNbits saw 503
 HTTP_ERROR_RATE = "0.05"
 HTTP_ERROR_RATE_CARELESS = "0.15"  # the careless LNbits must meet it on some payouts
-# A release with the bug the careless line puts in, in its own code: LNbits 1.5.6 books a payment
-# whose send got an HTTP error (no checking_id in the funding source's answer) as failed
+# Releases with the bug the careless line puts in, in their own code: before 1.6.0 LNbits books a
+# payment whose send got an HTTP error (no checking_id in the funding source's answer) as failed
 # (lnbits/core/services/payments.py, "payment failed" when checking_id is None) and refunds it,
-# though the node may have paid. 1.6.2 keeps such a payment pending ("None -> pending").
-RELEASE_THAT_REFUNDS_AMBIGUOUS_SENDS = "1.5.6"
+# though the node may have paid. 1.6.0 keeps such a payment pending ("None -> pending"). 1.2.1
+# still pays with LND's legacy SendPaymentSync (POST /v1/channels/transactions), so its run also
+# drives that route of the node end to end.
+RELEASES_THAT_REFUND_AMBIGUOUS_SENDS = ("1.5.6", "1.2.1")
 # the careless line: any HTTP error from the node is a failed payment
 CARELESS = (
     "wallets/lndrest.py",
@@ -169,11 +171,12 @@ def test_lnbits_that_takes_an_http_error_for_a_failure_is_caught(
     print(f"\nLNbits careless: {summary}")
 
 
-def test_a_release_that_refunds_ambiguous_sends_is_caught(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", RELEASES_THAT_REFUND_AMBIGUOUS_SENDS)
+def test_a_release_that_refunds_ambiguous_sends_is_caught(version: str, tmp_path: Path) -> None:
     """Not a patch of ours: a real LNbits release with the bug. Judged against the node's truth
     under the same faults, it fails with paid_not_charged, each payout named: LNbits says
     failed (and refunded it), the node says succeeded."""
-    venv = install(RELEASE_THAT_REFUNDS_AMBIGUOUS_SENDS)
+    venv = install(version)
     report = _run(venv, tmp_path, HTTP_ERROR_RATE_CARELESS)
     summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies")})
     assert report["_exit_code"] == 3, f"{summary}\n{report['_log']}"
@@ -184,4 +187,4 @@ def test_a_release_that_refunds_ambiguous_sends_is_caught(tmp_path: Path) -> Non
     assert any(
         (e.get("payout_status"), e.get("node_status")) == ("failed", "succeeded") for e in examples
     ), summary
-    print(f"\nLNbits {RELEASE_THAT_REFUNDS_AMBIGUOUS_SENDS}: {summary}")
+    print(f"\nLNbits {version}: {summary}")

@@ -464,3 +464,83 @@ def test_a_restarted_node_never_reissues_a_payment_hash(tmp_path: Path) -> None:
                     seen.add(payment_hash)
 
     run(scenario())
+
+
+def test_send_payment_sync_answers_once_final_with_preimage_and_route(tmp_path: Path) -> None:
+    """POST /v1/channels/transactions (SendPaymentSync, the legacy send older LNbits uses):
+    one answer once the payment is final; success carries the preimage and the route with the
+    node's fee, a failure or a refusal only `payment_error` and the hash, all with HTTP 200."""
+
+    async def scenario() -> None:
+        async with node_app(tmp=tmp_path, fee_base_msat=1000, fee_ppm=10_000) as node:
+            merchant = await node.merchant_invoice(100_000)  # nominal fee 2000 msat, up to 3000
+            body = {"payment_request": merchant["payment_request"], "fee_limit": {"fixed": "3"}}
+            status, paid = await node.post("/v1/channels/transactions", body)
+            assert status == 200, paid
+            assert paid["payment_error"] == ""
+            assert unb64(paid["payment_hash"]).hex() == merchant["payment_hash"]
+            preimage = unb64(paid["payment_preimage"])
+            assert hashlib.sha256(preimage).hexdigest() == merchant["payment_hash"]
+            truth = await node.node.lookup(merchant["payment_hash"])
+            assert truth is not None and truth.status.value == "succeeded"
+            route = paid["payment_route"]
+            assert route["total_fees_msat"] == str(truth.fee_msat) and 2000 <= truth.fee_msat
+            assert route["total_amt_msat"] == str(100_000 + truth.fee_msat)
+            assert route["total_fees"] == str(truth.fee_msat // 1000)
+            # the same hash again: refused as an answer, as LND answers it
+            status, again = await node.post("/v1/channels/transactions", body)
+            assert status == 200
+            assert again["payment_error"] == "invoice is already paid"
+            assert again["payment_route"] is None and again["payment_preimage"] == ""
+            # a fee limit below every route: the payment fails, no_route, and nothing is paid
+            other = await node.merchant_invoice(100_000)
+            for fee_limit in ({"fixed_msat": "1000"}, {"percent": "1"}):
+                body = {"payment_request": other["payment_request"], "fee_limit": fee_limit}
+                status, failed = await node.post("/v1/channels/transactions", body)
+                assert status == 200
+                assert failed["payment_error"] == "no_route", failed
+                assert unb64(failed["payment_hash"]).hex() == other["payment_hash"]
+            truth = await node.node.lookup(other["payment_hash"])
+            assert truth is not None and truth.status.value == "failed"
+
+    run(scenario())
+
+
+def test_send_payment_sync_waits_out_a_timed_out_payment(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        faults = {"timeout_rate": 1.0, "inflight_hold_ms": 300.0}
+        for late_settle_rate, error in ((1.0, ""), (0.0, "timeout")):
+            async with node_app(
+                tmp=tmp_path / str(late_settle_rate), late_settle_rate=late_settle_rate, **faults
+            ) as node:
+                merchant = await node.merchant_invoice(40_000)
+                body = {"payment_request": merchant["payment_request"]}  # limit: the amount
+                status, answer = await node.post("/v1/channels/transactions", body)
+                assert status == 200 and answer["payment_error"] == error, answer
+                truth = await node.node.lookup(merchant["payment_hash"])
+                assert truth is not None and truth.timed_out
+                assert (answer["payment_route"] is not None) == (truth.status.value == "succeeded")
+
+    run(scenario())
+
+
+def test_send_payment_sync_refuses_what_lnd_would_not_take(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with node_app(tmp=tmp_path) as node:
+            merchant = await node.merchant_invoice(10_000)
+            pay_req = merchant["payment_request"]
+            for body in (
+                {},
+                {"payment_request": "lnbcrt1garbage"},
+                {"payment_request": pay_req, "fee_limit_msat": "5"},  # a SendPaymentV2 field
+                {"payment_request": pay_req, "fee_limit": {"fixed": "1", "percent": "1"}},
+                {"payment_request": pay_req, "fee_limit": {"fixed": "-1"}},
+                {"payment_request": pay_req, "fee_limit": "1"},
+                {"payment_request": pay_req, "amt": "11"},
+            ):
+                status, refused = await node.post("/v1/channels/transactions", body)
+                assert status == 400, (body, refused)
+                assert refused["code"] == 3 and isinstance(refused["message"], str), refused
+            assert await node.node.lookup(merchant["payment_hash"]) is None
+
+    run(scenario())
