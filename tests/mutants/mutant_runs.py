@@ -117,11 +117,13 @@ def target_command(name: str, workdir: Path, seed: int) -> list[str]:
     ]  # fmt: skip
 
 
-def locust_command(url: str, report_dir: Path, seed: int, mix: str = "") -> list[str]:
+def locust_command(report_dir: Path, seed: int, mix: str = "", *, target: list[str]) -> list[str]:
+    """The suite against `target`: `--host URL` (a target started alone), or `--crash-every S`
+    (the suite's own embedded target, which the crash fault kills and restarts)."""
     return [
         sys.executable, "-m", "locust", "-f", str(SUITE),
         "--headless", "-t", RUN_TIME, "-u", str(USERS), "-r", str(USERS), "--only-summary",
-        "--fix", "on", "--host", url, "--admin-token", ADMIN_TOKEN,
+        "--fix", "on", *target, "--admin-token", ADMIN_TOKEN,
         "--report-dir", str(report_dir), "--seed", str(seed),
         "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
         "--retry-share", RETRY_SHARE, "--traffic-mix", mix or TRAFFIC_MIX,
@@ -131,19 +133,6 @@ def locust_command(url: str, report_dir: Path, seed: int, mix: str = "") -> list
 def is_crash_run(name: str) -> bool:
     mutant = MUTANTS.get(name)
     return name == CONTROL_CRASH or (mutant is not None and mutant.crash)
-
-
-def crash_locust_command(report_dir: Path, seed: int) -> list[str]:
-    """The suite with its own embedded target (the crash fault kills only that one), on
-    loopback, with the same load and faults as the other runs."""
-    return [
-        sys.executable, "-m", "locust", "-f", str(SUITE),
-        "--headless", "-t", RUN_TIME, "-u", str(USERS), "-r", str(USERS), "--only-summary",
-        "--fix", "on", "--crash-every", CRASH_EVERY_S, "--admin-token", ADMIN_TOKEN,
-        "--report-dir", str(report_dir), "--seed", str(seed),
-        "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
-        "--retry-share", RETRY_SHARE, "--traffic-mix", TRAFFIC_MIX,
-    ]  # fmt: skip
 
 
 def run_crash(name: str, workdir: Path, seed: int) -> RunResult:
@@ -156,7 +145,7 @@ def run_crash(name: str, workdir: Path, seed: int) -> RunResult:
     report_dir = workdir / "report"
     pythonpath = os.pathsep.join([str(HOOK), str(REPO), os.environ.get("PYTHONPATH", "")])
     locust = ChildProcess(
-        crash_locust_command(report_dir, seed),
+        locust_command(report_dir, seed, target=["--crash-every", CRASH_EVERY_S]),
         log_path=locust_log,
         cwd=REPO,
         env={"PYTHONPATH": pythonpath.rstrip(os.pathsep), "LNCHAOS_MUTANT": name},
@@ -211,7 +200,7 @@ def run_one(name: str, workdir: Path, seed: int = SEED) -> RunResult:
         except ChildError as err:
             raise RunBroken(f"the target did not start: {err}") from None
         locust = ChildProcess(
-            locust_command(url, report_dir, seed, _mix_of(name)),
+            locust_command(report_dir, seed, _mix_of(name), target=["--host", url]),
             log_path=locust_log,
             cwd=REPO,
             stop_timeout_s=STOP_TIMEOUT_S,
