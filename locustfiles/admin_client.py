@@ -14,10 +14,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from locustfiles.checker import RECONCILED_KINDS
+
 REQUEST_TIMEOUT_S = 5.0
-# The kinds of a reconciliation the verdict counts (checker.RECONCILED_KINDS; not imported, the
-# checker imports this module).
-SETTLED_KINDS = ("charged_not_paid", "paid_not_charged", "unresolved")
 
 
 def settled_digest(report: dict[str, Any]) -> tuple[Any, ...]:
@@ -25,7 +24,7 @@ def settled_digest(report: dict[str, Any]) -> tuple[Any, ...]:
     pending, the payouts or payments seen, conservation."""
     kinds = tuple(
         (kind, int(entry.get("count", 0)), int(entry.get("amount_msat", 0)))
-        for kind in SETTLED_KINDS
+        for kind in RECONCILED_KINDS
         for entry in [report.get(kind) or {}]
     )
     seen = json.dumps([report.get("payouts"), report.get("payments")], sort_keys=True)

@@ -597,20 +597,25 @@ class LNbitsJudge(TargetAdmin):
         explain. The reads are repeated until both lists agree (WALLET_READS_MAX times at most;
         the final wait's second reconciliation then judges what is still moving)."""
         try:
+            believed = self._believed(record)
             for _ in range(WALLET_READS_MAX):
-                believed = {p["payment_hash"]: p for p in self.paid(record.api_key)}
                 pending = [h for h, p in believed.items() if p["status"] == "pending"]
                 for payment_hash in pending:
                     self.payout(payment_hash, record.api_key)
                 if pending:
-                    believed = {p["payment_hash"]: p for p in self.paid(record.api_key)}
+                    believed = self._believed(record)
                 balance_msat = self.wallet(record.wallet_id, record.api_key)["balance_msat"]
-                if {p["payment_hash"]: p for p in self.paid(record.api_key)} == believed:
+                again = self._believed(record)
+                if again == believed:
                     break
+                believed = again
         except TargetError as err:
             errors.append(f"wallet {record.wallet_id}: {err}")
             return
         views[record.wallet_id] = (balance_msat, believed)
+
+    def _believed(self, record: WalletRecord) -> dict[str, dict[str, Any]]:
+        return {p["payment_hash"]: p for p in self.paid(record.api_key)}
 
 
 def _count(

@@ -150,6 +150,27 @@ def check_fields(body: dict[str, Any], known: frozenset[str]) -> None:
             raise invalid(f'proto: unknown field "{key}"')
 
 
+def decode_fee_limit(value: object, amount_msat: int) -> int:
+    """lnrpc.FeeLimit (SendPaymentSync's `fee_limit`), in msat: one of fixed (sat), fixed_msat,
+    percent (of the amount); none at all: the amount itself, as LND's CalculateFeeLimit bounds
+    it; an explicit zero: zero-fee routes only."""
+    if value is None:
+        return amount_msat
+    if not isinstance(value, dict):
+        raise invalid("fee_limit: must be an object")
+    check_fields(value, FEE_LIMIT_FIELDS)
+    given = {k: v for k, v in value.items() if v not in (None, 0, "0")}
+    if len(given) > 1:
+        raise invalid("fee_limit: only one of fixed, fixed_msat, percent")
+    if "fixed" in given:
+        return 1000 * decode_int(given["fixed"], "fee_limit.fixed")
+    if "fixed_msat" in given:
+        return decode_int(given["fixed_msat"], "fee_limit.fixed_msat")
+    if "percent" in given:
+        return amount_msat * decode_int(given["percent"], "fee_limit.percent") // 100
+    return 0
+
+
 def hash_from_path(value: str) -> str:
     """A payment hash in a URL path (`bytes` there: URL-safe base64; hex also accepted)."""
     if HEX64.match(value):
@@ -437,23 +458,24 @@ FAILURE_ERRORS = {
 }
 
 
-def send_response_json(
-    payment_hash_hex: str, payment: Payment | None, error: str
-) -> dict[str, Any]:
-    """lnrpc.SendResponse: a succeeded payment's preimage and route, or `payment_error` (a
-    failure, or a refusal such as "invoice is already paid") with the hash alone."""
-    if payment is not None and payment.status is PaymentStatus.SUCCEEDED and not error:
+def send_response_json(payment_hash_hex: str, outcome: Payment | str) -> dict[str, Any]:
+    """lnrpc.SendResponse of a final attempt, or of a refusal (its message): a success carries
+    the preimage and the route; a failure or a refusal only `payment_error` and the hash."""
+    payment_hash = hex_to_b64(payment_hash_hex)
+    if isinstance(outcome, str):
+        error = outcome
+    elif outcome.status is PaymentStatus.SUCCEEDED:
         return {
             "payment_error": "",
-            "payment_preimage": hex_to_b64(payment.preimage or ZERO_PREIMAGE_HEX),
-            "payment_route": _route(payment, payment.fee_msat, payment.destination),
-            "payment_hash": hex_to_b64(payment_hash_hex),
+            "payment_preimage": hex_to_b64(outcome.preimage or ZERO_PREIMAGE_HEX),
+            "payment_route": _route(outcome, outcome.fee_msat, outcome.destination),
+            "payment_hash": payment_hash,
         }
-    if payment is not None and not error:
-        error = FAILURE_ERRORS.get(payment.failure_reason, "error")
+    else:
+        error = FAILURE_ERRORS.get(outcome.failure_reason, "error")
     return {
         "payment_error": error,
         "payment_preimage": "",
         "payment_route": None,
-        "payment_hash": hex_to_b64(payment_hash_hex),
+        "payment_hash": payment_hash,
     }

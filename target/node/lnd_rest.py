@@ -35,7 +35,6 @@ from .http_faults import (
 )
 from .invoices import Invoice, InvoiceError
 from .lnd_json import (
-    FEE_LIMIT_FIELDS,
     HEX64,
     INVOICE_FIELDS,
     SEND_FIELDS,
@@ -47,6 +46,7 @@ from .lnd_json import (
     check_fields,
     decode_bool,
     decode_bytes,
+    decode_fee_limit,
     decode_int,
     decode_str,
     getinfo_json,
@@ -209,10 +209,8 @@ class LndService:
         decode_int(body.get("timeout_seconds", 0), "timeout_seconds", maximum=2**31 - 1)
         no_inflight = decode_bool(body.get("no_inflight_updates", False), "no_inflight_updates")
         try:
-            payment = await self.node.send(invoice, fee_limit_msat)
+            payment = await self._start(invoice, fee_limit_msat)
         except SendRefused as err:
-            if err.code == "self_payment":
-                raise invalid("no self-payments allowed") from None
             # LND: channeldb.ErrAlreadyPaid / ErrPaymentInFlight as codes.AlreadyExists.
             raise LndError(Code.ALREADY_EXISTS, str(err)) from None
         return payment, no_inflight
@@ -223,15 +221,23 @@ class LndService:
         200), as LND gives it; only a request LND would not take is an error."""
         check_fields(body, SEND_SYNC_FIELDS)
         invoice = self._invoice_to_pay(body)
-        fee_limit_msat = _fee_limit_msat(body.get("fee_limit"), invoice.amount_msat)
+        fee_limit_msat = decode_fee_limit(body.get("fee_limit"), invoice.amount_msat)
         try:
-            payment = await self.node.send(invoice, fee_limit_msat)
+            payment = await self._start(invoice, min(fee_limit_msat, MAX_AMOUNT_MSAT))
+        except SendRefused as err:
+            return send_response_json(invoice.payment_hash, str(err))
+        await payment.done.wait()  # the node resolves every attempt (its own timer)
+        return send_response_json(invoice.payment_hash, payment)
+
+    async def _start(self, invoice: Invoice, fee_limit_msat: int) -> Payment:
+        """The node's new attempt of `invoice`. SendRefused for a hash already paid or in flight
+        (each RPC answers it its own way); a payment to this node itself is a bad request."""
+        try:
+            return await self.node.send(invoice, fee_limit_msat)
         except SendRefused as err:
             if err.code == "self_payment":
                 raise invalid("no self-payments allowed") from None
-            return send_response_json(invoice.payment_hash, None, str(err))
-        await payment.done.wait()  # the node resolves every attempt (its own timer)
-        return send_response_json(invoice.payment_hash, payment, "")
+            raise
 
     def _invoice_to_pay(self, body: dict[str, Any]) -> Invoice:
         """The invoice of a send's `payment_request`; an amount given must be the invoice's."""
@@ -328,28 +334,6 @@ LND: web.AppKey[LndService] = web.AppKey("lnchaos_lnd", LndService)
 
 
 # ---- the application glue ---------------------------------------------------------------------
-
-
-def _fee_limit_msat(value: Any, amount_msat: int) -> int:
-    """lnrpc.FeeLimit of a SendRequest: one of fixed (sat), fixed_msat, percent (of the amount);
-    none at all: the amount itself, as LND's CalculateFeeLimit bounds it."""
-    if value is None:
-        return amount_msat
-    if not isinstance(value, dict):
-        raise invalid("fee_limit: must be an object")
-    check_fields(value, FEE_LIMIT_FIELDS)
-    given = {k: v for k, v in value.items() if v not in (None, 0, "0")}
-    if len(given) > 1:
-        raise invalid("fee_limit: only one of fixed, fixed_msat, percent")
-    if "fixed" in given:
-        limit_msat = 1000 * decode_int(given["fixed"], "fee_limit.fixed")
-    elif "fixed_msat" in given:
-        limit_msat = decode_int(given["fixed_msat"], "fee_limit.fixed_msat")
-    elif "percent" in given:
-        limit_msat = amount_msat * decode_int(given["percent"], "fee_limit.percent") // 100
-    else:
-        limit_msat = 0  # an explicit zero: zero-fee routes only
-    return min(limit_msat, MAX_AMOUNT_MSAT)
 
 
 def lnd_ctx(build: Callable[[web.Application], LndService]):  # noqa: ANN201 - cleanup ctx

@@ -135,74 +135,44 @@ def is_crash_run(name: str) -> bool:
     return name == CONTROL_CRASH or (mutant is not None and mutant.crash)
 
 
-def run_crash(name: str, workdir: Path, seed: int) -> RunResult:
-    """One crash run: the mutant (or nothing, for the crash control) is patched into every start
-    of the embedded target by the hook on PYTHONPATH; everything else as in run_one."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    result = RunResult(name, workdir=workdir)
-    started = time.monotonic()
-    locust_log = workdir / "locust.log"
-    report_dir = workdir / "report"
-    pythonpath = os.pathsep.join([str(HOOK), str(REPO), os.environ.get("PYTHONPATH", "")])
-    locust = ChildProcess(
-        locust_command(report_dir, seed, target=["--crash-every", CRASH_EVERY_S]),
-        log_path=locust_log,
-        cwd=REPO,
-        env={"PYTHONPATH": pythonpath.rstrip(os.pathsep), "LNCHAOS_MUTANT": name},
-        stop_timeout_s=STOP_TIMEOUT_S,
-        name=f"locust ({name})",
-    )
-    try:
-        locust.start()
-        result.exit_code = locust.wait(LOCUST_TIMEOUT_S)
-        if result.exit_code is None:
-            raise RunBroken(
-                f"locust did not exit within {LOCUST_TIMEOUT_S:.0f} s:\n{locust.log_tail()}"
-            )
-        _read_report(result, report_dir / "consistency.json", locust_log)
-        logs = sorted(report_dir.glob("target*.log"))
-        texts = [path.read_text(errors="replace") for path in logs]
-        if not any(f"mutant {name} applied" in text for text in texts):
-            raise RunBroken(f"no start of the embedded target says it was patched ({logs})")
-        result.recoveries = sum(text.count(RECOVERY_MARK) for text in texts)
-    except RunBroken as err:
-        result.broken = str(err)
-    finally:
-        locust.stop()
-        left = [p.pid for p in locust.leftovers()]
-        if left:
-            result.broken = (result.broken or "") + f"; processes left running: {left}"
-        result.wall_s = round(time.monotonic() - started, 1)
-    return result
-
-
 def run_one(name: str, workdir: Path, seed: int = SEED) -> RunResult:
     """One run of the suite against mutant `name` (or a control). Never raises; a run that
-    could not be made has `broken` set. Leaves no process behind (target/common/child.py)."""
-    if is_crash_run(name):
-        return run_crash(name, workdir, seed)
+    could not be made has `broken` set. Leaves no process behind (target/common/child.py).
+
+    Most runs start the patched target alone and point the suite at it (`--host`). A crash run
+    lets the suite start its own target under `--crash-every`, the mutant (or nothing, for the
+    crash control) patched into every start of it by the hook on PYTHONPATH."""
     workdir.mkdir(parents=True, exist_ok=True)
     result = RunResult(name, workdir=workdir)
     started = time.monotonic()
     locust_log = workdir / "locust.log"
     report_dir = workdir / "report"
-    target = ChildServer(
-        target_command(name, workdir, seed),
-        log_path=workdir / "target.log",
-        cwd=REPO,
-        stop_timeout_s=STOP_TIMEOUT_S,
-        name=f"target ({name})",
-    )
+    crash = is_crash_run(name)
+    target = None
+    if not crash:
+        target = ChildServer(
+            target_command(name, workdir, seed),
+            log_path=workdir / "target.log",
+            cwd=REPO,
+            stop_timeout_s=STOP_TIMEOUT_S,
+            name=f"target ({name})",
+        )
     locust: ChildProcess | None = None
     try:
-        try:
-            url = target.start(start_timeout_s=START_TIMEOUT_S).url
-        except ChildError as err:
-            raise RunBroken(f"the target did not start: {err}") from None
+        if target is None:
+            where = ["--crash-every", CRASH_EVERY_S]
+            pythonpath = [str(HOOK), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+            env = {"PYTHONPATH": os.pathsep.join(pythonpath), "LNCHAOS_MUTANT": name}
+        else:
+            try:
+                where, env = ["--host", target.start(start_timeout_s=START_TIMEOUT_S).url], {}
+            except ChildError as err:
+                raise RunBroken(f"the target did not start: {err}") from None
         locust = ChildProcess(
-            locust_command(report_dir, seed, _mix_of(name), target=["--host", url]),
+            locust_command(report_dir, seed, _mix_of(name), target=where),
             log_path=locust_log,
             cwd=REPO,
+            env=env,
             stop_timeout_s=STOP_TIMEOUT_S,
             name=f"locust ({name})",
         ).start()
@@ -211,9 +181,11 @@ def run_one(name: str, workdir: Path, seed: int = SEED) -> RunResult:
             raise RunBroken(
                 f"locust did not exit within {LOCUST_TIMEOUT_S:.0f} s:\n{locust.log_tail()}"
             )
-        if not target.running():
+        if target is not None and not target.running():
             raise RunBroken(f"target died during the run:\n{target.log_tail()}")
         _read_report(result, report_dir / "consistency.json", locust_log)
+        if crash:
+            _read_crash_logs(result, report_dir)
     except RunBroken as err:
         result.broken = str(err)
     finally:
@@ -225,6 +197,16 @@ def run_one(name: str, workdir: Path, seed: int = SEED) -> RunResult:
             result.broken = (result.broken or "") + f"; processes left running: {left}"
         result.wall_s = round(time.monotonic() - started, 1)
     return result
+
+
+def _read_crash_logs(result: RunResult, report_dir: Path) -> None:
+    """The embedded target says it was patched (else the run proves nothing); count the
+    recoveries of unrecorded attempts its starts logged."""
+    logs = sorted(report_dir.glob("target*.log"))
+    texts = [path.read_text(errors="replace") for path in logs]
+    if not any(f"mutant {result.name} applied" in text for text in texts):
+        raise RunBroken(f"no start of the embedded target says it was patched ({logs})")
+    result.recoveries = sum(text.count(RECOVERY_MARK) for text in texts)
 
 
 def _mix_of(name: str) -> str:
