@@ -23,15 +23,16 @@ from typing import Any
 
 from aiohttp import web
 
+from .common.errors import ROUTE_GUARD, add_unrouted
 from .common.journal import JOURNAL_QUEUE_MAX, Journal, open_db
 from .common.server import EXIT_JOURNAL_FAILED, FAIL_STOP, FailStop
 from .config import FixMode, WalletSettings
-from .http_api import add_routes, wallet_middleware
+from .http_api import add_routes, wallet_guard
 from .ledger import Ledger
 from .metrics import Metrics
 from .node.client import LocalNodeClient, NodeClient, NodeTruth, TruthReader
 from .node.faults import FaultSettings
-from .node.lnd_client import LndRestNodeClient, remote_network_middleware
+from .node.lnd_client import LndRestNodeClient, add_remote_network_routes
 from .node.lnd_rest import LndService, add_lnd_routes, lnd_ctx
 from .node.network import LightningNode
 from .node.network_http import add_fault_routes, add_network_routes
@@ -73,10 +74,9 @@ def db_paths(config: TargetConfig) -> tuple[Path, Path]:
 
 def create_app(config: TargetConfig) -> web.Application:
     config.faults.validate()
-    middlewares = [wallet_middleware]
-    if config.node_url:  # the network is the remote node's (docs/lnd-rest.md)
-        middlewares.append(remote_network_middleware(config.node_url))
-    app = web.Application(middlewares=middlewares, client_max_size=config.wallet.max_body_bytes)
+    # No middleware: each handler is wrapped in the wallet's guard instead (errors.guard_of).
+    app = web.Application(client_max_size=config.wallet.max_body_bytes)
+    app[ROUTE_GUARD] = wallet_guard
     app[DB_PATHS] = db_paths(config)
     app[OPENAPI_DOC] = target_openapi()
     app[FAIL_STOP] = FailStop()
@@ -87,9 +87,13 @@ def create_app(config: TargetConfig) -> web.Application:
     app.cleanup_ctx.append(_background_ctx)
     add_routes(app)
     # The local node's own faces: its network routes, its faults, LND REST (docs/lnd-rest.md).
-    add_network_routes(app, lambda request: request.app[NODE])
+    if config.node_url:  # the network is the remote node's (docs/lnd-rest.md)
+        add_remote_network_routes(app, config.node_url)
+    else:
+        add_network_routes(app, lambda request: request.app[NODE])
     add_fault_routes(app, lambda request: request.app[NODE], lambda _request: config.admin_token)
     add_lnd_routes(app)
+    add_unrouted(app)
     return app
 
 

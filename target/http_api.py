@@ -10,8 +10,9 @@ from aiohttp import web
 
 from .common.errors import (
     ApiError,
+    add_route,
     bad_request,
-    error_middleware_of,
+    guard_of,
     json_error,
     read_json_object,
     require_int,
@@ -73,8 +74,9 @@ def refusal_of(err: Exception) -> web.StreamResponse | None:
     return None
 
 
-# The wallet's one middleware: JSON errors, with the fail-stop and back-pressure refusals.
-wallet_middleware = error_middleware_of(refusal_of, fail_stop_gate)
+# What wraps each of the target's handlers: JSON errors, with the fail-stop and back-pressure
+# refusals.
+wallet_guard = guard_of(refusal_of, fail_stop_gate)
 
 
 # ---- wallet API ----------------------------------------------------------------------------------
@@ -214,13 +216,13 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/health", health)
-    app.router.add_post("/api/wallets", create_wallet)
-    app.router.add_get("/api/wallets/{wallet_id}", get_wallet)
-    app.router.add_post("/api/wallets/{wallet_id}/payouts", create_payout)
-    app.router.add_get("/api/payouts/{payout_id}", get_payout)
-    app.router.add_get("/admin/fix", get_fix)
-    app.router.add_put("/admin/fix", put_fix)
-    app.router.add_get("/admin/reconciliation", get_reconciliation)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/openapi.json", openapi)
+    add_route(app, "GET", "/health", health)
+    add_route(app, "POST", "/api/wallets", create_wallet)
+    add_route(app, "GET", "/api/wallets/{wallet_id}", get_wallet)
+    add_route(app, "POST", "/api/wallets/{wallet_id}/payouts", create_payout)
+    add_route(app, "GET", "/api/payouts/{payout_id}", get_payout)
+    add_route(app, "GET", "/admin/fix", get_fix)
+    add_route(app, "PUT", "/admin/fix", put_fix)
+    add_route(app, "GET", "/admin/reconciliation", get_reconciliation)
+    add_route(app, "GET", "/metrics", metrics)
+    add_route(app, "GET", "/openapi.json", openapi)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -43,43 +44,83 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # any handler runs (None: go on).
 Translate = Callable[[Exception], web.StreamResponse | None]
 Gate = Callable[[web.Request], web.StreamResponse | None]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+Guard = Callable[[Handler], Handler]
 
 
-def error_middleware_of(translate: Translate | None = None, gate: Gate | None = None) -> Middleware:
-    """One middleware that turns every failure into a JSON error and never lets a traceback reach
-    a client; `gate` and `translate` add an app's own refusals to it. One layer, not one per
-    concern: each middleware costs every request a coroutine and aiohttp's wrapper around it."""
+def guard_of(translate: Translate | None = None, gate: Gate | None = None) -> Guard:
+    """What wraps each of an app's handlers (`add_route`): every failure becomes a JSON error and
+    no traceback reaches a client; `gate` and `translate` add the app's own refusals.
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if gate is not None:
-            refused = gate(request)
-            if refused is not None:
-                return refused
-        try:
-            return await handler(request)
-        except ApiError as err:
-            return json_response(err.body(), status=err.status)
-        except web.HTTPRequestEntityTooLarge as err:
-            # aiohttp keeps the limit only in the text ("Maximum request body size N exceeded...").
-            return json_error(413, "body_too_large", err.text or "request body too large")
-        except web.HTTPException as err:
-            if err.status < 400:
-                raise
-            code = err.reason.lower().replace(" ", "_")
-            return json_error(err.status, code, err.reason)
-        except Exception as err:
-            answer = translate(err) if translate is not None else None
-            if answer is not None:
-                return answer
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return json_error(500, "internal_error", "internal error; see the target's log")
+    A wrapper around each handler, not a middleware: with any middleware aiohttp runs, for every
+    request, the chain's cached build, a partial and a coroutine per middleware, and one more of
+    its own that sets `current_app`. Counted under the bench's flows, that was 80 k instructions
+    a payout flow of three requests (3 % of the target's work); a wrapper is one coroutine."""
 
-    return middleware
+    def guard(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if gate is not None:
+                refused = gate(request)
+                if refused is not None:
+                    return refused
+            try:
+                return await handler(request)
+            except ApiError as err:
+                return json_response(err.body(), status=err.status)
+            except web.HTTPRequestEntityTooLarge as err:
+                # aiohttp keeps the limit only in the text ("Maximum request body size N ...").
+                return json_error(413, "body_too_large", err.text or "request body too large")
+            except web.HTTPException as err:
+                if err.status < 400:
+                    raise
+                code = err.reason.lower().replace(" ", "_")
+                return json_error(err.status, code, err.reason)
+            except Exception as err:
+                answer = translate(err) if translate is not None else None
+                if answer is not None:
+                    return answer
+                log.exception("unhandled error on %s %s", request.method, request.path)
+                return json_error(500, "internal_error", "internal error; see the target's log")
+
+        return guarded
+
+    return guard
 
 
-error_middleware = error_middleware_of()
+plain_guard = guard_of()
+
+# The app's guard, set before its routes are added; an app without one gets `plain_guard`.
+ROUTE_GUARD: web.AppKey[Guard] = web.AppKey("lnchaos_route_guard", Guard)  # type: ignore[arg-type]
+
+
+def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """Add a route whose handler is wrapped in the app's guard (a GET also answers HEAD)."""
+    guarded = app.get(ROUTE_GUARD, plain_guard)(handler)
+    if method == "GET":
+        app.router.add_get(path, guarded)
+    else:
+        app.router.add_route(method, path, guarded)
+
+
+def add_unrouted(app: web.Application) -> None:
+    """Last of an app's routes: what no route takes is answered as JSON too, 404 or 405 with its
+    Allow header (aiohttp's own answers are text). It is indexed under "/", which aiohttp's
+    router tries after every longer prefix, so it only ever sees what nothing else matched."""
+    catch_all = app.router.add_resource("/{unrouted:.*}")
+
+    async def unrouted(request: web.Request) -> web.StreamResponse:
+        allowed: set[str] = set()
+        for resource in app.router.resources():
+            if resource is not catch_all:
+                _, methods = await resource.resolve(request)
+                allowed |= methods
+        if allowed:
+            answer = json_error(405, "method_not_allowed", "Method Not Allowed")
+            answer.headers["Allow"] = ",".join(sorted(allowed))
+            return answer
+        return json_error(404, "not_found", "Not Found")
+
+    catch_all.add_route("*", app.get(ROUTE_GUARD, plain_guard)(unrouted))
 
 
 async def read_json_object(request: web.Request) -> dict[str, object]:

@@ -42,9 +42,11 @@ from urllib.parse import quote
 import aiohttp
 import aiohttp.web
 
+from ..common.errors import add_route
 from .client import PaymentTruth, SendRefused
 from .invoices import Invoice, InvoiceError
 from .network import PaymentStatus
+from .network_http import NETWORK_ROUTES
 
 log = logging.getLogger("lnchaos.lnd_client")
 
@@ -506,16 +508,16 @@ def _truth_of_line(line: bytes) -> PaymentTruth | None:
     return truth_of_json(result) if isinstance(result, dict) else None
 
 
-def remote_network_middleware(node_url: str, *, timeout_s: float = 5.0) -> Any:
+def add_remote_network_routes(
+    app: aiohttp.web.Application, node_url: str, *, timeout_s: float = 5.0
+) -> None:
     """With `--node-url`, the target's network routes (`POST /node/invoices`,
-    `GET /node/payments/{hash}`) are answered by that node, so invoices the wallet pays and the
-    truth a checker reads come from the network the wallet really uses."""
+    `POST /node/payments/lookup`, `GET /node/payments/{hash}`) are answered by that node, so
+    invoices the wallet pays and the truth a checker reads come from the network the wallet
+    really uses."""
     base_url = node_url.rstrip("/")
 
-    @aiohttp.web.middleware
-    async def middleware(request: aiohttp.web.Request, handler: Any) -> aiohttp.web.StreamResponse:
-        if not request.path.startswith("/node/"):
-            return await handler(request)
+    async def pass_on(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         body = await request.read()
         headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
         try:
@@ -535,4 +537,5 @@ def remote_network_middleware(node_url: str, *, timeout_s: float = 5.0) -> Any:
             body=payload, status=status, headers={"Content-Type": content_type}
         )
 
-    return middleware
+    for method, path in NETWORK_ROUTES:
+        add_route(app, method, path, pass_on)

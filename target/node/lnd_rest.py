@@ -23,7 +23,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ..common.errors import ApiError, bad_request, read_json_object, require_int, require_str
+from ..common.errors import (
+    ApiError,
+    add_route,
+    bad_request,
+    read_json_object,
+    require_int,
+    require_str,
+)
 from ..common.limits import MAX_AMOUNT_MSAT
 from .http_faults import (
     FaultKind,
@@ -363,20 +370,20 @@ async def _end_streams(app: web.Application) -> None:
 def add_lnd_routes(app: web.Application) -> None:
     """LND's REST routes and the network admin routes. Needs `lnd_ctx` in the cleanup contexts."""
     app.on_shutdown.append(_end_streams)
-    app.router.add_get("/v1/getinfo", unary(getinfo))
-    app.router.add_get("/v1/balance/channels", unary(channel_balance))
-    app.router.add_post("/v1/invoices", unary(add_invoice))
-    app.router.add_get("/v1/invoice/{r_hash_str}", unary(lookup_invoice))
-    app.router.add_get("/v1/invoices/subscribe", stream(subscribe_invoices))
-    app.router.add_get("/v1/payreq/{pay_req}", unary(decode_payreq))
-    app.router.add_get("/v1/payments", unary(list_payments))
-    app.router.add_post("/v1/channels/transactions", unary(send_payment_sync))
-    app.router.add_post("/v2/router/send", stream(send_payment))
-    app.router.add_get("/v2/router/track/{payment_hash}", stream(track_payment))
-    app.router.add_post("/v2/invoices/settle", unary(settle_invoice))
-    app.router.add_post("/v2/invoices/cancel", unary(cancel_invoice))
-    app.router.add_post("/admin/network/pay", network_pay)
-    app.router.add_get("/admin/network/truth", network_truth)
+    add_route(app, "GET", "/v1/getinfo", unary(getinfo))
+    add_route(app, "GET", "/v1/balance/channels", unary(channel_balance))
+    add_route(app, "POST", "/v1/invoices", unary(add_invoice))
+    add_route(app, "GET", "/v1/invoice/{r_hash_str}", unary(lookup_invoice))
+    add_route(app, "GET", "/v1/invoices/subscribe", stream(subscribe_invoices))
+    add_route(app, "GET", "/v1/payreq/{pay_req}", unary(decode_payreq))
+    add_route(app, "GET", "/v1/payments", unary(list_payments))
+    add_route(app, "POST", "/v1/channels/transactions", unary(send_payment_sync))
+    add_route(app, "POST", "/v2/router/send", stream(send_payment))
+    add_route(app, "GET", "/v2/router/track/{payment_hash}", stream(track_payment))
+    add_route(app, "POST", "/v2/invoices/settle", unary(settle_invoice))
+    add_route(app, "POST", "/v2/invoices/cancel", unary(cancel_invoice))
+    add_route(app, "POST", "/admin/network/pay", network_pay)
+    add_route(app, "GET", "/admin/network/truth", network_truth)
 
 
 Unary = Callable[[LndService, web.Request], Awaitable[dict[str, Any]]]

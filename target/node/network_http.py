@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..common.errors import ApiError, bad_request, read_json_object, require_int
+from ..common.errors import ApiError, add_route, bad_request, read_json_object, require_int
 from ..common.json_body import json_response
 from ..common.limits import MAX_AMOUNT_MSAT
 from .lnd_json import HEX64
@@ -47,6 +47,14 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
         "attempt_id": payment.payment_index,
         "attempts": attempts,
     }
+
+
+# The network's routes: served by the local node (`add_network_routes`) or, with the target's
+# --node-url, passed on to that node (`lnd_client.add_remote_network_routes`).
+INVOICES_ROUTE = ("POST", "/node/invoices")
+LOOKUP_ROUTE = ("POST", "/node/payments/lookup")
+PAYMENT_ROUTE = ("GET", "/node/payments/{payment_hash}")
+NETWORK_ROUTES = (INVOICES_ROUTE, LOOKUP_ROUTE, PAYMENT_ROUTE)
 
 
 def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
@@ -98,9 +106,9 @@ def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
             answers.append(truth_json(payment_hash, payment, attempts))
         return json_response({"payments": answers})
 
-    app.router.add_post("/node/invoices", node_invoice)
-    app.router.add_post("/node/payments/lookup", node_payments_lookup)
-    app.router.add_get("/node/payments/{payment_hash}", node_payment)
+    add_route(app, *INVOICES_ROUTE, node_invoice)
+    add_route(app, *LOOKUP_ROUTE, node_payments_lookup)
+    add_route(app, *PAYMENT_ROUTE, node_payment)
 
 
 def add_fault_routes(app: web.Application, node_of: NodeOf, admin_token_of: TokenOf) -> None:
@@ -130,6 +138,6 @@ def add_fault_routes(app: web.Application, node_of: NodeOf, admin_token_of: Toke
         node.reseed(seed)
         return web.json_response({"seed": seed})
 
-    app.router.add_get("/admin/faults", get_faults)
-    app.router.add_put("/admin/faults", put_faults)
-    app.router.add_put("/admin/seed", put_seed)
+    add_route(app, "GET", "/admin/faults", get_faults)
+    add_route(app, "PUT", "/admin/faults", put_faults)
+    add_route(app, "PUT", "/admin/seed", put_seed)

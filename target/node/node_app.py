@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..common.errors import ApiError, error_middleware
+from ..common.errors import ApiError, add_route, add_unrouted
 from ..common.journal import Journal, open_db
 from ..common.server import LOOPBACK, check_bind, run_app
 from .faults import FaultSettings, add_fault_options, faults_from
@@ -50,7 +50,7 @@ def create_node_app(config: NodeConfig) -> web.Application:
     config.faults.validate()
     if config.db_path is None:
         config.db_path = Path(tempfile.mkdtemp(prefix="lnchaos-node-")) / "node.sqlite"
-    app = web.Application(middlewares=[error_middleware], client_max_size=BODY_MAX_BYTES)
+    app = web.Application(client_max_size=BODY_MAX_BYTES)
     app[NODE_CONFIG] = config
     app.cleanup_ctx.append(_node_ctx)
     app.cleanup_ctx.append(
@@ -63,11 +63,12 @@ def create_node_app(config: NodeConfig) -> web.Application:
             )
         )
     )
-    app.router.add_get("/health", health)
-    app.router.add_get("/openapi.json", openapi)
+    add_route(app, "GET", "/health", health)
+    add_route(app, "GET", "/openapi.json", openapi)
     add_network_routes(app, lambda request: request.app[NODE])
     add_fault_routes(app, lambda request: request.app[NODE], _admin_token)
     add_lnd_routes(app)
+    add_unrouted(app)
     return app
 
 
