@@ -159,3 +159,20 @@ async def _pay_and_reconcile(target_url: str, node_url: str) -> None:
         _, view = await call(http, "GET", f"{target_url}/api/wallets/{wallet['wallet_id']}", **key)
         assert view["balance_msat"] == 10**9 - spent_msat and view["reserved_msat"] == 0
         assert 0 < truth["sent"]["succeeded"] <= 12
+        # every network route of the target is the node's own answer, passed on
+        hashes = {"payment_hashes": [p["payment_hash"] for p in payouts if "payment_hash" in p]}
+        assert hashes["payment_hashes"]
+        lookups = [
+            await call(http, "POST", base + "/node/payments/lookup", hashes)
+            for base in (target_url, node_url)
+        ]
+        assert lookups[0] == lookups[1] and lookups[0][0] == 200, lookups
+        one = hashes["payment_hashes"][0]
+        gets = [
+            await call(http, "GET", f"{base}/node/payments/{one}")
+            for base in (target_url, node_url)
+        ]
+        assert gets[0] == gets[1] and gets[0][0] == 200, gets
+        # what the node does not serve stays the target's own JSON 404
+        status, body = await call(http, "GET", target_url + "/node/nothing-here")
+        assert (status, body["error"]) == (404, "not_found")
