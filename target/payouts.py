@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 from .common import json_body
 from .common.bounded import bounded
 from .common.errors import ApiError
+from .common.journal import JournalFailed
 from .common.limits import MAX_AMOUNT_MSAT
 from .config import FixMode, WalletSettings
 from .ledger import (
@@ -331,7 +332,16 @@ class PayoutService:
     async def _send(self, payout: Payout, invoice: Invoice) -> None:
         """Send and keep the new attempt's id (stored with the payout's next write). Raises
         SendRefused, or an AMBIGUOUS error when it is unknown whether the node took it."""
+        self._refuse_once_journal_failed()
         payout.attempt_id = await self._node_call(self.node.send(invoice, payout.fee_limit_msat))
+
+    def _refuse_once_journal_failed(self) -> None:
+        """Fail-stop: once a commit failed, memory is ahead of the disk (a reservation that never
+        became durable still shows there as pending) and the process is stopping. Nothing may
+        act on it: a send now would pay out money no durable record knows of."""
+        failed = self.ledger.journal.failed
+        if failed is not None:
+            raise JournalFailed(f"not sent, the journal failed: {failed}")
 
     async def _wait(self, payout: Payout, timeout_s: float) -> PaymentTruth:
         """The truth of this payout's own attempt once final or after `timeout_s`."""
@@ -623,6 +633,8 @@ class PayoutService:
         count and time: ask the node about each one's own attempt and settle what is final,
         recover attempts never recorded. A charge-first payout left pending (its last write was
         refused) is closed as its flow closes a timeout. Returns how many were settled."""
+        if self.ledger.journal.failed is not None:
+            return 0  # fail-stop: memory is ahead of the disk; act on none of it
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.resolver_pass_max_s
         limit = self.resolver_pass_max_payouts if limit is None else limit

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from target_harness import (
     Api,
     assert_clean,
@@ -22,7 +23,7 @@ from target_harness import (
     target_args,
 )
 
-from target.common.journal import Journal
+from target.common.journal import Journal, JournalFailed
 from target.common.server import EXIT_JOURNAL_FAILED, FAIL_STOP
 from target.ledger import reserved_account, wallet_account
 from target.node.client import NodeClient, PaymentTruth
@@ -155,6 +156,13 @@ def test_a_failed_commit_stops_the_target_and_nothing_answers_from_memory(tmp_pa
                 headers = {"X-Api-Key": wallet.api_key, "X-Admin-Token": api.admin_token}
                 answer = await api.call("GET", path, headers=headers)
                 assert (answer.status, answer.error) == (503, "journal_failed"), (path, answer)
+            # The payout whose reservation failed is still pending in memory (ahead of the disk):
+            # a resolver pass, run here rather than waited for, must not send it.
+            assert await api.state.payouts.resolve_pending() == 0
+            # and the send itself refuses, whoever asks for it (here the recovery of that payout)
+            (pending,) = api.state.ledger.pending.values()
+            with pytest.raises(JournalFailed, match="not sent"):
+                await api.state.payouts._resolve_one(pending)
             truth = await api.state.node_client.lookup(invoice["payment_hash"])
             assert truth.status == "unknown", "nothing is sent after a failed reservation"
         balance = db_row(db, "SELECT balance_msat FROM accounts WHERE account_id = ?",
