@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .common.journal import Journal, JournalFailed, Op
+from .common.journal import Journal, Op
 from .common.rows import Table
 
 DEPOSITS = "deposits"
@@ -482,8 +482,7 @@ class Ledger:
             raise LimitReached(
                 "too_many_pending", f"{self.pending_max} payouts are pending; retry later"
             )
-        if self.journal.failed is not None:
-            raise JournalFailed(str(self.journal.failed))
+        self.journal.refuse_if_failed()
         # Checked. From here to the end there is no await, so no one sees half of it: build the
         # rows, queue them (JournalFull leaves everything as it was), then apply them.
         created_ms = now_ms()

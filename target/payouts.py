@@ -46,7 +46,6 @@ from typing import Any, TypeVar
 from .common import json_body
 from .common.bounded import bounded
 from .common.errors import ApiError
-from .common.journal import JournalFailed
 from .common.limits import MAX_AMOUNT_MSAT
 from .config import FixMode, WalletSettings
 from .ledger import (
@@ -332,16 +331,10 @@ class PayoutService:
     async def _send(self, payout: Payout, invoice: Invoice) -> None:
         """Send and keep the new attempt's id (stored with the payout's next write). Raises
         SendRefused, or an AMBIGUOUS error when it is unknown whether the node took it."""
-        self._refuse_once_journal_failed()
+        # Fail-stop: once a commit failed, a reservation that never became durable still shows
+        # as pending in memory; a send now would pay out money no durable record knows of.
+        self.ledger.journal.refuse_if_failed("not sent, the journal failed")
         payout.attempt_id = await self._node_call(self.node.send(invoice, payout.fee_limit_msat))
-
-    def _refuse_once_journal_failed(self) -> None:
-        """Fail-stop: once a commit failed, memory is ahead of the disk (a reservation that never
-        became durable still shows there as pending) and the process is stopping. Nothing may
-        act on it: a send now would pay out money no durable record knows of."""
-        failed = self.ledger.journal.failed
-        if failed is not None:
-            raise JournalFailed(f"not sent, the journal failed: {failed}")
 
     async def _wait(self, payout: Payout, timeout_s: float) -> PaymentTruth:
         """The truth of this payout's own attempt once final or after `timeout_s`."""

@@ -94,20 +94,18 @@ plain_guard = guard_of()
 ROUTE_GUARD: web.AppKey[Guard] = web.AppKey("lnchaos_route_guard", Guard)  # type: ignore[arg-type]
 
 
-def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+def add_route(app: web.Application, method: str, path: str, handler: Handler) -> web.AbstractRoute:
     """Add a route whose handler is wrapped in the app's guard (a GET also answers HEAD)."""
     guarded = app.get(ROUTE_GUARD, plain_guard)(handler)
     if method == "GET":
-        app.router.add_get(path, guarded)
-    else:
-        app.router.add_route(method, path, guarded)
+        return app.router.add_get(path, guarded)
+    return app.router.add_route(method, path, guarded)
 
 
 def add_unrouted(app: web.Application) -> None:
     """Last of an app's routes: what no route takes is answered as JSON too, 404 or 405 with its
     Allow header (aiohttp's own answers are text). It is indexed under "/", which aiohttp's
     router tries after every longer prefix, so it only ever sees what nothing else matched."""
-    catch_all = app.router.add_resource("/{unrouted:.*}")
 
     async def unrouted(request: web.Request) -> web.StreamResponse:
         allowed: set[str] = set()
@@ -121,7 +119,7 @@ def add_unrouted(app: web.Application) -> None:
             return answer
         return json_error(404, "not_found", "Not Found")
 
-    catch_all.add_route("*", app.get(ROUTE_GUARD, plain_guard)(unrouted))
+    catch_all = add_route(app, "*", "/{unrouted:.*}", unrouted).resource
 
 
 async def read_json_object(request: web.Request) -> dict[str, object]:

@@ -83,6 +83,12 @@ class Journal:
         assert self._task is None
         self._task = asyncio.get_running_loop().create_task(self._run(), name="journal-writer")
 
+    def refuse_if_failed(self, doing: str = "") -> None:
+        """Raise JournalFailed once a commit failed: memory is then ahead of the disk and the
+        process is stopping, so nothing may be applied or acted on (`doing` says what was not)."""
+        if self.failed is not None:
+            raise JournalFailed(f"{doing}{': ' if doing else ''}{self.failed}")
+
     def write(
         self, ops: list[Op], on_durable: Callable[[], None] | None = None
     ) -> asyncio.Future[None]:
