@@ -95,6 +95,12 @@ that could not be kept or audited (overflow) fails the run (exit 3).
                                                count of payouts first answered 202/504)
                resolved_by_audit: int,         final at the node and the wallet in the audit
                left_to_reconciliation: int}    not final within the users' bound (audited)
+    successes: {payer_payouts: int,            the payers' payouts (the traffic classes refuse
+                succeeded: int,                by design, so they are left out) and how many
+                expected: float,               first answered paid; expected: how many the
+                required: bool}                faults in force let through (success_share_by_
+                                               phase); required: expected >= SUCCESSES_EXPECTED_
+                                               MIN, so none paid proves nothing (exit 4)
     retries: int                               idempotent retries sent
     checks: {passed, failed, by_name: {name: {passed, failed}}}
     audit: {entries: int,                      payouts no payer could judge (kept + overflow)
@@ -219,6 +225,12 @@ EXIT_NOTHING_VERIFIED = 4
 EXIT_TARGET_FAILED = 5
 
 MAX_EXAMPLES = 3
+
+# A run whose payers' payouts should have paid at least this many times (by the faults in force)
+# and paid none proves nothing about successful payouts: a wallet that refuses or fails every
+# payment moves no money wrongly, but its pass would vouch for a path it never took. At ten
+# expected, a wallet that pays would have paid none with a chance of e**-10 (Poisson).
+SUCCESSES_EXPECTED_MIN = 10.0
 
 # The final audit (see the docstring): entries kept per process, and what the master audits.
 AUDIT_MAX = 2000
@@ -433,6 +445,8 @@ class Tally:
         self.run_id = run_id
         self.seq = 0
         self.payouts: dict[str, dict[str, int]] = {}
+        # phase -> [payouts of the payers, of them first answered succeeded]
+        self.payer_payouts: dict[str, list[int]] = {}
         self.checks: dict[str, list[int]] = {}
         self.kinds: dict[str, dict[str, Any]] = {}
         self.drift_msat = 0
@@ -457,6 +471,14 @@ class Tally:
         bucket = _latency_bucket(latency_ms)
         self.latency_ms[bucket] = self.latency_ms.get(bucket, 0) + 1
 
+    def record_payer_answer(self, phase: str, outcome: str) -> None:
+        """A payer's payout and its first answer (the payers pay valid invoices from funded
+        wallets, so each one may succeed unless a fault stops it)."""
+        assert outcome in OUTCOMES, outcome
+        counts = self.payer_payouts.setdefault(phase, [0, 0])
+        counts[0] += 1
+        counts[1] += outcome == "succeeded"
+
     def record_check(self, name: str, passed: bool) -> None:
         counts = self.checks.setdefault(name, [0, 0])
         counts[0 if passed else 1] += 1
@@ -472,6 +494,7 @@ class Tally:
             "run_id": self.run_id,
             "seq": self.seq,
             "payouts": {phase: dict(v) for phase, v in self.payouts.items()},
+            "payer_payouts": {phase: list(v) for phase, v in self.payer_payouts.items()},
             "checks": {name: list(v) for name, v in self.checks.items()},
             "kinds": json.loads(json.dumps(self.kinds)),
             "drift_msat": self.drift_msat,
@@ -519,6 +542,7 @@ def merge_tallies(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Sum of per-process tallies (the output of Tally.to_dict), in the same shape."""
     merged: dict[str, Any] = {
         "payouts": {},
+        "payer_payouts": {},
         "checks": {},
         "kinds": {},
         "drift_msat": 0,
@@ -533,6 +557,10 @@ def merge_tallies(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
             target = merged["payouts"].setdefault(phase, {})
             for outcome, n in by_outcome.items():
                 target[outcome] = target.get(outcome, 0) + n
+        for phase, (payer_payouts, succeeded) in snap.get("payer_payouts", {}).items():
+            counts = merged["payer_payouts"].setdefault(phase, [0, 0])
+            counts[0] += payer_payouts
+            counts[1] += succeeded
         for name, (passed, failed) in snap.get("checks", {}).items():
             target = merged["checks"].setdefault(name, [0, 0])
             target[0] += passed
@@ -633,6 +661,32 @@ def payouts_verified(merged: dict[str, Any]) -> int:
 
 def traffic_rounds_verified(merged: dict[str, Any]) -> int:
     return sum(sum(merged["checks"].get(name, [0, 0])) for name in TRAFFIC_ROUND_CHECKS)
+
+
+def successes_summary(
+    merged: dict[str, Any], success_share_by_phase: dict[str, float] | None
+) -> dict[str, Any]:
+    """The payers' payouts, how many first answered paid, and how many the faults in force
+    should have let through: per phase, its payouts times its share (1.0 for a phase the
+    shares do not name; no shares at all: nothing required)."""
+    shares = success_share_by_phase or {}
+    by_phase = merged.get("payer_payouts") or {}
+    payer_payouts = sum(counts[0] for counts in by_phase.values())
+    succeeded = sum(counts[1] for counts in by_phase.values())
+    expected = (
+        sum(
+            counts[0] * min(1.0, max(0.0, shares.get(phase, 1.0)))
+            for phase, counts in by_phase.items()
+        )
+        if shares
+        else 0.0
+    )
+    return {
+        "payer_payouts": payer_payouts,
+        "succeeded": succeeded,
+        "expected": round(expected, 2),
+        "required": expected >= SUCCESSES_EXPECTED_MIN,
+    }
 
 
 def reconciliation_problems(reconciliation: dict[str, Any]) -> list[str]:
@@ -805,6 +859,7 @@ def decide(
     before_run_total: int = 0,
     audit_overflow: int = 0,
     workers_lost: Iterable[str] = (),
+    successes: dict[str, Any] | None = None,
 ) -> tuple[str, int, str]:
     """(verdict, exit_code, reason): the first code by precedence 3, 5, 4, Locust's own (2, 1),
     1 for lost workers, 0; the reason names every problem that applies, not only the one that
@@ -836,6 +891,15 @@ def decide(
                 EXIT_NOTHING_VERIFIED,
                 f"a timeout rate above zero was configured but no timed-out payout was resolved"
                 f" ({timeouts_seen} timed out): the run proves nothing about timeouts",
+            )
+        )
+    if successes and successes["required"] and successes["succeeded"] == 0:
+        problems.append(
+            (
+                EXIT_NOTHING_VERIFIED,
+                f"no payout succeeded, though about {successes['expected']:.0f} of the payers'"
+                f" {successes['payer_payouts']} payouts should have by the faults in force: the"
+                f" run proves nothing about successful payouts",
             )
         )
     if locust_exit_code != 0:
@@ -881,6 +945,7 @@ def build_report(
     audit: Audit | None = None,
     workers: dict[str, dict[str, Any]] | None = None,
     counter_rows: list[dict[str, Any]] | None = None,
+    success_share_by_phase: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The consistency.json document (schema in this module's docstring).
 
@@ -888,6 +953,9 @@ def build_report(
     audit's result (None before it ran: its entries then count as not audited). workers: the
     collector's per-worker record (telemetry.Collector.workers_report), None for a local run.
     counter_rows: the suite's table of checks and faults (counters.table).
+    success_share_by_phase: per phase, the share of the payers' payouts the faults in force let
+    succeed at their first answer (fault_control.FaultControl.success_share_by_phase); None:
+    not known, and no success is required.
     """
     per_worker = workers_section(workers or {})
     lost = workers_lost(per_worker)
@@ -902,6 +970,7 @@ def build_report(
     verified = payouts_verified(merged) + audit.judged  # the audit checks balances too
     timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit)
     rounds = traffic_rounds_verified(merged)
+    successes = successes_summary(merged, success_share_by_phase)
     verdict, exit_code, reason = decide(
         inconsistencies_total=total,
         verified=verified + rounds,
@@ -917,6 +986,7 @@ def build_report(
         before_run_total=earlier_total,
         audit_overflow=audit.overflow,
         workers_lost=[describe_lost_worker(entry) for entry in lost],
+        successes=successes,
     )
     by_outcome = payouts_by_outcome(merged)
     payouts = sum(by_outcome.values())
@@ -938,6 +1008,7 @@ def build_report(
         "payouts_verified": verified,
         "traffic_rounds_verified": rounds,
         "timeouts": timeouts,
+        "successes": successes,
         "retries": merged["retries"],
         "checks": checks_summary(merged),
         "audit": audit.summary(),

@@ -429,6 +429,9 @@ class Controller:
             since_ms=self.since_ms,
             workers=final.get("workers") if not live else self._live_workers(),
             counter_rows=counters.table(self.environment),
+            success_share_by_phase=(
+                self.fault_control.success_share_by_phase() if self.fault_control else None
+            ),
         )
         report["wallet_api"] = wallet_api_note(self.settings)
         # issue 10: the traffic mix and each class's users and rounds; the crash fault's record

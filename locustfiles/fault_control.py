@@ -35,6 +35,12 @@ REBROADCAST_INTERVAL_S = 1.0
 CONTROL_RATES = ("timeout_rate", "late_settle_rate", "failure_rate")
 CONTROL_KEYS = ("fix", *CONTROL_RATES)
 MAX_CONTROLS = 1000
+# Faults of the node that stop a payout from succeeding at its first answer, besides the phase's
+# timeout rate: a definite failure, and the HTTP faults of the node's API, which a wallet that
+# talks to the node over HTTP meets on each of its calls (decode, send, wait: about three).
+FAILURE_FAULTS = ("failure_rate",)
+HTTP_FAULTS = ("http_error_rate", "http_reset_rate", "http_stall_rate")
+NODE_CALLS_PER_PAYOUT = 3
 
 
 class ControlError(ValueError):
@@ -92,6 +98,9 @@ class FaultControl:
         self.controls: list[dict[str, Any]] = []
         # per phase entered: the highest timeout rate in force during it
         self.rate_seen: dict[str, float] = {}
+        # the highest value of each of FAILURE_FAULTS and HTTP_FAULTS in force during the run
+        # (empty: the target never said; then no success is required of the run)
+        self.worst_seen: dict[str, float] = {}
         # a phase change and a control never interleave their PUTs to the target
         self._lock = gevent.lock.RLock()
 
@@ -111,6 +120,28 @@ class FaultControl:
         rates.update(self.rate_seen)
         return rates or {"normal": self.settings.timeout_rate}
 
+    def success_share_by_phase(self) -> dict[str, float] | None:
+        """Per phase, the share of payouts the faults in force let succeed at their first
+        answer, at the worst of each fault during the run; None if the target never said its
+        faults. What the verdict expects of a wallet that pays (checker.successes_summary)."""
+        if not self.worst_seen:
+            return None
+        failure = sum(self.worst_seen.get(key, 0.0) for key in FAILURE_FAULTS)
+        http = sum(self.worst_seen.get(key, 0.0) for key in HTTP_FAULTS)
+        through = (1.0 - min(1.0, failure)) * (1.0 - min(1.0, http)) ** NODE_CALLS_PER_PAYOUT
+        return {
+            phase: (1.0 - min(1.0, timeout_rate)) * through
+            for phase, timeout_rate in self.configured_rate_by_phase().items()
+        }
+
+    def _note_worst(self, faults: Any) -> None:
+        if not isinstance(faults, dict):
+            return
+        for key in (*FAILURE_FAULTS, *HTTP_FAULTS):
+            value = faults.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.worst_seen[key] = max(self.worst_seen.get(key, 0.0), float(value))
+
     def apply_run_settings(self, baseline: dict[str, Any] | None = None) -> None:
         """At test start: the fix mode, the faults and the seed of this run (the web UI's start
         form may change them). baseline: fault settings a control of an earlier run may have
@@ -122,6 +153,7 @@ class FaultControl:
             late_settle_rate=self.settings.late_settle_rate,
         )
         in_force = self.admin.set_faults(faults)
+        self._note_worst(in_force)
         if isinstance(in_force, dict) and "failure_rate" in in_force:
             self.in_force["failure_rate"] = in_force["failure_rate"]
         try:
@@ -146,6 +178,7 @@ class FaultControl:
             faults = {k: v for k, v in faults.items() if before.get(k) != v}
             if faults:
                 self.admin.set_faults(faults)
+                self._note_worst(faults)
                 for key, value in faults.items():
                     self.in_force[key] = before.get(key)
                     recorded.append(self._record(key, value, source))

@@ -286,6 +286,85 @@ def test_a_run_with_timeouts_configured_and_none_resolved_fails_with_4():
     assert "no timed-out payout was resolved" in report["reason"]
 
 
+def payers_report(succeeded: int, failed: int, shares: dict[str, float] | None) -> dict:
+    """A report of payers' payouts in phase `normal` (`succeeded` + `failed`, each verified),
+    with no timeout configured, judged with the success shares `shares`."""
+    tally = Tally("r")
+    for outcome, n in (("succeeded", succeeded), ("failed", failed)):
+        for _ in range(n):
+            tally.record_payout("normal", outcome, 3.0)
+            tally.record_payer_answer("normal", outcome)
+            tally.record_check(checker.BALANCE_AFTER_FAILURE, passed=True)
+    # the traffic classes' payouts are refused by design: counted as payouts, not as payers'
+    tally.record_payout("normal", "rejected", 3.0)
+    return checker.build_report(
+        run={"fix": "on", "shape": "steady", "seed": 1, "threshold": 0},
+        merged=merge_tallies([tally.to_dict(), Tally("r").to_dict()]),
+        reconciliation=None,
+        phases=[],
+        timeline=[],
+        duration_s=2.0,
+        configured_rate_by_phase={"normal": 0.0},
+        locust_exit_code=0,
+        target_error=None,
+        success_share_by_phase=shares,
+    )
+
+
+def test_a_run_that_paid_nothing_when_it_should_have_fails_with_4():
+    """A wallet that fails every payment moves no money wrongly, but its run proves nothing
+    about successful payouts: with timeouts off, nothing else would fail it."""
+    report = payers_report(succeeded=0, failed=40, shares={"normal": 0.9})
+    assert report["inconsistencies_total"] == 0 and report["payouts_verified"] == 40
+    assert (report["verdict"], report["exit_code"]) == ("fail", checker.EXIT_NOTHING_VERIFIED)
+    assert report["successes"] == {
+        "payer_payouts": 40,
+        "succeeded": 0,
+        "expected": 36.0,
+        "required": True,
+    }
+    assert "no payout succeeded, though about 36 of the payers' 40 payouts" in report["reason"]
+    # one success is enough: the path was taken (its balance was checked like any other)
+    assert payers_report(succeeded=1, failed=39, shares={"normal": 0.9})["exit_code"] == 0
+
+
+@pytest.mark.parametrize(
+    ("failed", "shares"),
+    [
+        (40, {"normal": 0.2}),  # failures configured: 8 expected, under the minimum
+        (40, {"normal": 0.0}),  # every payment set to fail: none expected
+        (5, {"normal": 1.0}),  # too few payouts to expect ten
+        (40, None),  # the target never said its faults: nothing required
+    ],
+)
+def test_no_success_is_required_when_the_faults_allow_none(failed, shares):
+    report = payers_report(succeeded=0, failed=failed, shares=shares)
+    assert report["successes"]["required"] is False
+    assert (report["verdict"], report["exit_code"]) == ("pass", 0), report["reason"]
+
+
+def test_success_shares_follow_the_worst_faults_in_force():
+    from locustfiles.fault_control import NODE_CALLS_PER_PAYOUT, FaultControl
+
+    control = SimpleNamespace(
+        worst_seen={},
+        configured_rate_by_phase=lambda: {"normal": 0.01, "spike": 0.05},
+    )
+    assert FaultControl.success_share_by_phase(control) is None
+    FaultControl._note_worst(control, {"failure_rate": 0.1, "http_error_rate": 0.02, "x": 1})
+    FaultControl._note_worst(control, {"failure_rate": 0.05, "http_reset_rate": 0.01})
+    assert control.worst_seen == {
+        "failure_rate": 0.1,
+        "http_error_rate": 0.02,
+        "http_reset_rate": 0.01,
+    }
+    shares = FaultControl.success_share_by_phase(control)
+    through = 0.9 * (1 - 0.03) ** NODE_CALLS_PER_PAYOUT
+    assert shares == pytest.approx({"normal": 0.99 * through, "spike": 0.95 * through})
+    FaultControl._note_worst(control, {"failure_rate": 1.0})
+    assert FaultControl.success_share_by_phase(control) == {"normal": 0.0, "spike": 0.0}
+
+
 def fake_environment(errors: dict, process_exit_code=None, exceptions=None):
     stats = SimpleNamespace(errors=errors)
     runner = SimpleNamespace(stats=stats, exceptions=exceptions or {})

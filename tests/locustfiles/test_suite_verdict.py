@@ -60,6 +60,25 @@ def test_fix_on_with_faults_but_no_timeout_resolved_fails_with_4(locust_run, run
     assert run.log_tail(100_000).count("the load shape is --shape spike") == 1
 
 
+def test_a_run_in_which_nothing_was_paid_fails_with_4(locust_run, running_target):
+    """No timeouts, no failure rate, and a wallet whose fee limit (0 msat) is under every route's
+    fee: the node fails every payment, every balance stays as it was and every check passes.
+    Nothing moved wrongly, and nothing was paid: the run cannot vouch for paying, so exit 4."""
+    url, token = running_target(["--fee-reserve-base-msat", "0", "--fee-reserve-ppm", "0"])
+    args = ["-t", "5s", "-u", "4", "--fix", "on", "--timeout-rate", "0", "--late-settle-rate", "0"]
+    run = locust_run(host_args(url, token, *args))
+    code = run.finish(RUN_TIMEOUT_S)
+    report = run.report()
+    assert code == checker.EXIT_NOTHING_VERIFIED, run.log_tail()
+    assert report["inconsistencies_total"] == 0 and report["payouts_verified"] > 0
+    successes = report["successes"]
+    assert successes["succeeded"] == 0 and successes["required"] is True
+    assert successes["expected"] == successes["payer_payouts"] > 0  # no fault stops a payment
+    assert report["payouts_by_outcome"]["failed"] >= successes["payer_payouts"]
+    assert "no payout succeeded" in report["reason"]
+    assert "no timed-out payout was resolved" not in report["reason"]  # none were configured
+
+
 def test_a_reused_target_judges_each_run_alone(locust_run, running_target):
     """Two runs against one target: the second is judged on its own payouts, and the first
     run's damage is reported as before this run, neither counted nor hidden."""
