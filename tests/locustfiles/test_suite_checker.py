@@ -286,6 +286,24 @@ def test_a_run_with_timeouts_configured_and_none_resolved_fails_with_4():
     assert "no timed-out payout was resolved" in report["reason"]
 
 
+def steady_report(*tallies: Tally, **changes) -> dict:
+    """build_report of the merged `tallies`: a steady fix-on run of 2 s, phase `normal` with no
+    timeout configured, nothing reconciled; `changes` replace any of build_report's arguments."""
+    arguments = {
+        "run": {"fix": "on", "shape": "steady", "seed": 1, "threshold": 0},
+        "merged": merge_tallies([tally.to_dict() for tally in tallies]),
+        "reconciliation": {"timeouts": {"payouts": 0, "resolved": 0}},
+        "phases": [],
+        "timeline": [],
+        "duration_s": 2.0,
+        "configured_rate_by_phase": {"normal": 0.0},
+        "locust_exit_code": 0,
+        "target_error": None,
+        **changes,
+    }
+    return checker.build_report(**arguments)
+
+
 def payers_report(succeeded: int, failed: int, shares: dict[str, float] | None) -> dict:
     """A report of payers' payouts in phase `normal` (`succeeded` + `failed`, each verified),
     with no timeout configured, judged with the success shares `shares`."""
@@ -297,18 +315,7 @@ def payers_report(succeeded: int, failed: int, shares: dict[str, float] | None) 
             tally.record_check(checker.BALANCE_AFTER_FAILURE, passed=True)
     # the traffic classes' payouts are refused by design: counted as payouts, not as payers'
     tally.record_payout("normal", "rejected", 3.0)
-    return checker.build_report(
-        run={"fix": "on", "shape": "steady", "seed": 1, "threshold": 0},
-        merged=merge_tallies([tally.to_dict(), Tally("r").to_dict()]),
-        reconciliation=None,
-        phases=[],
-        timeline=[],
-        duration_s=2.0,
-        configured_rate_by_phase={"normal": 0.0},
-        locust_exit_code=0,
-        target_error=None,
-        success_share_by_phase=shares,
-    )
+    return steady_report(tally, Tally("r"), success_share_by_phase=shares)
 
 
 def test_a_run_that_paid_nothing_when_it_should_have_fails_with_4():
@@ -407,28 +414,13 @@ def test_unresolved_examples_name_payouts_before_those_known_only_by_hash():
 def test_a_run_of_the_traffic_classes_alone_is_verified_by_their_rounds():
     """payers=0: no payer's balance check, but judged rounds of the classes (each a check of
     its payouts against the node's truth): verified, not exit 4; nothing judged at all is."""
-    run = {"fix": "on", "shape": "steady", "seed": 1, "threshold": 0}
-
-    def report_of(tally: Tally) -> dict:
-        return checker.build_report(
-            run=run,
-            merged=merge_tallies([tally.to_dict()]),
-            reconciliation={"timeouts": {"payouts": 0, "resolved": 0}},
-            phases=[],
-            timeline=[],
-            duration_s=2.0,
-            configured_rate_by_phase={"normal": 0.0},
-            locust_exit_code=0,
-            target_error=None,
-        )
-
     nothing = Tally("r")
     nothing.record_payout("normal", "succeeded", 3.0)
-    assert report_of(nothing)["exit_code"] == checker.EXIT_NOTHING_VERIFIED
+    assert steady_report(nothing)["exit_code"] == checker.EXIT_NOTHING_VERIFIED
     rounds = Tally("r")
     rounds.record_payout("normal", "succeeded", 3.0)
     for name in checker.TRAFFIC_ROUND_CHECKS:
         rounds.record_check(name, passed=True)
-    report = report_of(rounds)
+    report = steady_report(rounds)
     assert (report["verdict"], report["exit_code"]) == ("pass", 0), report["reason"]
     assert report["payouts_verified"] == 0 and report["traffic_rounds_verified"] == 4
