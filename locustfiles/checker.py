@@ -464,20 +464,21 @@ class Tally:
             return
         self.audit.append(dict(entry))
 
-    def record_payout(self, phase: str, outcome: str, latency_ms: float) -> None:
+    def record_payout(
+        self, phase: str, outcome: str, latency_ms: float, *, payer: bool = False
+    ) -> None:
+        """A payout's first answer. `payer`: a payer's, which pays a valid invoice from a funded
+        wallet, so it may succeed unless a fault stops it (the traffic classes refuse by design;
+        successes_summary counts the payers' alone)."""
         assert outcome in OUTCOMES, outcome
         by_outcome = self.payouts.setdefault(phase, {})
         by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
         bucket = _latency_bucket(latency_ms)
         self.latency_ms[bucket] = self.latency_ms.get(bucket, 0) + 1
-
-    def record_payer_answer(self, phase: str, outcome: str) -> None:
-        """A payer's payout and its first answer (the payers pay valid invoices from funded
-        wallets, so each one may succeed unless a fault stops it)."""
-        assert outcome in OUTCOMES, outcome
-        counts = self.payer_payouts.setdefault(phase, [0, 0])
-        counts[0] += 1
-        counts[1] += outcome == "succeeded"
+        if payer:
+            counts = self.payer_payouts.setdefault(phase, [0, 0])
+            counts[0] += 1
+            counts[1] += outcome == "succeeded"
 
     def record_check(self, name: str, passed: bool) -> None:
         counts = self.checks.setdefault(name, [0, 0])
@@ -669,18 +670,13 @@ def successes_summary(
     """The payers' payouts, how many first answered paid, and how many the faults in force
     should have let through: per phase, its payouts times its share (1.0 for a phase the
     shares do not name; no shares at all: nothing required)."""
-    shares = success_share_by_phase or {}
     by_phase = merged.get("payer_payouts") or {}
     payer_payouts = sum(counts[0] for counts in by_phase.values())
     succeeded = sum(counts[1] for counts in by_phase.values())
-    expected = (
-        sum(
-            counts[0] * min(1.0, max(0.0, shares.get(phase, 1.0)))
-            for phase, counts in by_phase.items()
-        )
-        if shares
-        else 0.0
-    )
+    expected = 0.0
+    if success_share_by_phase is not None:
+        shares = success_share_by_phase
+        expected = sum(counts[0] * shares.get(phase, 1.0) for phase, counts in by_phase.items())
     return {
         "payer_payouts": payer_payouts,
         "succeeded": succeeded,

@@ -36,9 +36,8 @@ CONTROL_RATES = ("timeout_rate", "late_settle_rate", "failure_rate")
 CONTROL_KEYS = ("fix", *CONTROL_RATES)
 MAX_CONTROLS = 1000
 # Faults of the node that stop a payout from succeeding at its first answer, besides the phase's
-# timeout rate: a definite failure, and the HTTP faults of the node's API, which a wallet that
-# talks to the node over HTTP meets on each of its calls (decode, send, wait: about three).
-FAILURE_FAULTS = ("failure_rate",)
+# timeout rate: a definite failure (failure_rate), and the HTTP faults of the node's API, which a
+# wallet that talks to the node over HTTP meets on each of its calls (decode, send, wait: three).
 HTTP_FAULTS = ("http_error_rate", "http_reset_rate", "http_stall_rate")
 NODE_CALLS_PER_PAYOUT = 3
 
@@ -98,7 +97,7 @@ class FaultControl:
         self.controls: list[dict[str, Any]] = []
         # per phase entered: the highest timeout rate in force during it
         self.rate_seen: dict[str, float] = {}
-        # the highest value of each of FAILURE_FAULTS and HTTP_FAULTS in force during the run
+        # the highest failure_rate and HTTP_FAULTS rates in force during the run
         # (empty: the target never said; then no success is required of the run)
         self.worst_seen: dict[str, float] = {}
         # a phase change and a control never interleave their PUTs to the target
@@ -126,7 +125,7 @@ class FaultControl:
         faults. What the verdict expects of a wallet that pays (checker.successes_summary)."""
         if not self.worst_seen:
             return None
-        failure = sum(self.worst_seen.get(key, 0.0) for key in FAILURE_FAULTS)
+        failure = self.worst_seen.get("failure_rate", 0.0)
         http = sum(self.worst_seen.get(key, 0.0) for key in HTTP_FAULTS)
         through = (1.0 - min(1.0, failure)) * (1.0 - min(1.0, http)) ** NODE_CALLS_PER_PAYOUT
         return {
@@ -137,7 +136,7 @@ class FaultControl:
     def _note_worst(self, faults: Any) -> None:
         if not isinstance(faults, dict):
             return
-        for key in (*FAILURE_FAULTS, *HTTP_FAULTS):
+        for key in ("failure_rate", *HTTP_FAULTS):
             value = faults.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.worst_seen[key] = max(self.worst_seen.get(key, 0.0), float(value))

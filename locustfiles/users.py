@@ -185,8 +185,7 @@ class PayerUser(FastHttpUser):
         first = self.wallets.pay(self.wallet, invoice, key, phase)
         if first.http_status == 0 and self.wallets.chaos_connection_errors:
             first = self._answer_after_crash(invoice, key, phase, first)
-        LOCAL.tally.record_payout(phase, first.outcome, first.latency_ms)
-        LOCAL.tally.record_payer_answer(phase, first.outcome)
+        LOCAL.tally.record_payout(phase, first.outcome, first.latency_ms, payer=True)
         if scheduled is not None:
             LOCAL.arrivals.answered(time.monotonic() - scheduled)
         if self.unjudged is not None:

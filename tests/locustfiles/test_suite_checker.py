@@ -310,8 +310,7 @@ def payers_report(succeeded: int, failed: int, shares: dict[str, float] | None) 
     tally = Tally("r")
     for outcome, n in (("succeeded", succeeded), ("failed", failed)):
         for _ in range(n):
-            tally.record_payout("normal", outcome, 3.0)
-            tally.record_payer_answer("normal", outcome)
+            tally.record_payout("normal", outcome, 3.0, payer=True)
             tally.record_check(checker.BALANCE_AFTER_FAILURE, passed=True)
     # the traffic classes' payouts are refused by design: counted as payouts, not as payers'
     tally.record_payout("normal", "rejected", 3.0)
