@@ -94,6 +94,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# LNbits' fee reserve for a payment out (its defaults, set explicitly so a test can compute it):
+# max(RESERVE_FEE_MIN_MSAT, amount x RESERVE_FEE_PERCENT / 100) is held until the payment is final
+RESERVE_FEE_MIN_MSAT = 2000
+RESERVE_FEE_PERCENT = 1.0
+
+
+def fee_reserve_msat(amount_msat: int) -> int:
+    """LNbits' fee reserve of a payment of `amount_msat` (core/services: fee_reserve)."""
+    return max(RESERVE_FEE_MIN_MSAT, int(amount_msat * RESERVE_FEE_PERCENT / 100.0))
+
+
 def lnbits_env(node_url: str, data_dir: Path) -> dict[str, str]:
     """The settings LNbits needs to run on the node mock, offline, under load (docs/lnbits.md)."""
     return {
@@ -106,6 +117,8 @@ def lnbits_env(node_url: str, data_dir: Path) -> dict[str, str]:
         "LNBITS_FUNDING_SOURCE_PAY_INVOICE_WAIT_SECONDS": "1",
         # the suite is one client on loopback: LNbits' 200 requests a minute would stop it
         "LNBITS_RATE_LIMIT_NO": "1000000",
+        "LNBITS_RESERVE_FEE_MIN": str(RESERVE_FEE_MIN_MSAT),
+        "LNBITS_RESERVE_FEE_PERCENT": str(RESERVE_FEE_PERCENT),
         # offline: no price lookups (a wallet's fiat amounts), no extension manifests
         "LNBITS_PRICE_AGGREGATOR_ENABLED": "false",
         "LNBITS_EXCHANGE_RATE_PROVIDERS": "[]",

@@ -12,7 +12,9 @@ verdict judges every wallet at the end.
   error from its node is taken as a failed payment. It must fail with paid_not_charged, the
   payouts named;
 - LNbits 1.5.6 and 1.2.1, real releases with that bug in their own code (an ambiguous send
-  booked as failed and refunded): each must fail the same way.
+  booked as failed and refunded): each must fail the same way;
+- LNbits 0.12.12, a release before 1.0 (another answer to a payment: its hash only): the suite
+  drives it, and catches the fee reserve it keeps on a payment that was pending and then paid.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import LNbits, install, patched_copy
+from harness import LNbits, fee_reserve_msat, install, patched_copy
 
 from target.common.child import ChildProcess, ChildServer
 
@@ -47,6 +49,10 @@ HTTP_ERROR_RATE_CARELESS = "0.15"  # the careless LNbits must meet it on some pa
 # still pays with LND's legacy SendPaymentSync (POST /v1/channels/transactions), so its run also
 # drives that route of the node end to end.
 RELEASES_THAT_REFUND_AMBIGUOUS_SENDS = ("1.5.6", "1.2.1")
+# A release before 1.0: it answers a payment with `{"payment_hash"}` only and names an invoice
+# `payment_request`. When a pending payment turns out paid, `update_pending_payments`
+# (core/services.py) sets its status to success and keeps the fee reserve as its fee.
+RELEASE_BEFORE_1_0 = "0.12.12"
 # the careless line: any HTTP error from the node is a failed payment
 CARELESS = (
     "wallets/lndrest.py",
@@ -188,3 +194,26 @@ def test_a_release_that_refunds_ambiguous_sends_is_caught(version: str, tmp_path
         (e.get("payout_status"), e.get("node_status")) == ("failed", "succeeded") for e in examples
     ), summary
     print(f"\nLNbits {version}: {summary}")
+
+
+def test_a_release_before_1_0_is_driven_and_the_fee_reserve_it_keeps_is_caught(
+    tmp_path: Path,
+) -> None:
+    """LNbits 0.12.12 speaks an older API (the adapter reads how it booked a payment from its
+    row). Under the same faults it fails with charged_not_paid: payouts LNbits and the node both
+    call succeeded, each charged its fee reserve instead of the node's fee."""
+    venv = install(RELEASE_BEFORE_1_0)
+    report = _run(venv, tmp_path, HTTP_ERROR_RATE)
+    summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies")})
+    assert report["_exit_code"] == 3, f"{summary}\n{report['_log']}"
+    assert report["payouts_verified"] > 0, summary  # driven: payments made and checked
+    found = report["inconsistencies"].get("charged_not_paid") or {}
+    assert found.get("count", 0) > 0, summary
+    kept_reserve = [
+        e
+        for e in found["examples"]
+        if (e.get("payout_status"), e.get("node_status")) == ("succeeded", "succeeded")
+        and e["fee_msat"] - e["diff_msat"] == fee_reserve_msat(e["amount_msat"])
+    ]
+    assert kept_reserve, f"charged the reserve, not the node's fee: {summary}"
+    print(f"\nLNbits {RELEASE_BEFORE_1_0}: {summary}")

@@ -10,7 +10,13 @@ import pytest
 from locustfiles import checker
 from locustfiles.options import settings_from, wallet_api_note, wallet_api_problem
 from locustfiles.wallet_client import Invoice
-from locustfiles.wallets.lnbits import WalletRecord, _classify, judge_wallet, payout_view
+from locustfiles.wallets.lnbits import (
+    WalletRecord,
+    _classify,
+    booked_status,
+    judge_wallet,
+    payout_view,
+)
 
 H1, H2, H3 = "a" * 64, "b" * 64, "c" * 64
 FUNDING_MSAT = 1_000_000
@@ -115,6 +121,18 @@ def test_lnbits_payment_status_as_a_payout() -> None:
     assert payout_view(H1, {"paid": False, "status": "failed"})["status"] == "failed"
     assert payout_view(H1, {"paid": False, "status": "pending"})["status"] == "pending"
     assert payout_view(H1, {"paid": False})["status"] == "pending"  # LNbits could not ask
+
+
+def test_lnbits_before_1_0_booked_status_is_its_row_not_its_nodes_view() -> None:
+    # LNbits 0.12 answers a payment with its hash only; the row says how it was booked, while
+    # the answer's own `status` is what its node says now (the row may still hold the money)
+    row = {"status": "pending", "amount": -1000, "fee": -20}
+    assert booked_status({"paid": False, "status": "success", "details": row}) == "pending"
+    assert booked_status({"paid": True, "details": {**row, "status": "success"}}) == "success"
+    assert booked_status({"paid": False, "details": {**row, "status": "failed"}}) == "failed"
+    assert booked_status({"paid": True, "preimage": "00"}) == "success"  # without the key
+    assert booked_status({"paid": False}) == ""  # nothing known: the final audit judges it
+    assert booked_status({"paid": False, "details": {**row, "status": "odd"}}) == ""
 
 
 def _options(**values: object) -> SimpleNamespace:
