@@ -241,18 +241,10 @@ class LNbitsWalletApi:
     def _wait_credited(self, wallet: Wallet, payment_hash: str, funding_msat: int) -> int | None:
         """The balance once LNbits credited the funding (None: not within FUNDING_WAIT_S)."""
         deadline = time.monotonic() + FUNDING_WAIT_S
-        quoted = urllib.parse.quote(payment_hash, safe="")
         for polls in range(FUNDING_MAX_POLLS):
             if polls % FUNDING_ASK_EVERY == FUNDING_ASK_EVERY - 1:
                 # LNbits checks a pending invoice with its node when asked about it
-                _call(
-                    self.session,
-                    "GET",
-                    f"/api/v1/payments/{quoted}",
-                    "GET /api/v1/payments/{hash} (funding)",
-                    (200,),
-                    headers={"X-Api-Key": wallet.api_key},
-                )
+                self._read_payment(wallet, payment_hash, "GET /api/v1/payments/{hash} (funding)")
             view = self.get_wallet(wallet, name="GET /api/v1/wallet (funding)")
             if view is not None and view["balance_msat"] >= funding_msat:
                 return int(view["balance_msat"])
@@ -330,16 +322,21 @@ class LNbitsWalletApi:
 
     def _booked_status(self, wallet: Wallet, payment_hash: str) -> str:
         """The status of LNbits' own row of a payment (success / pending / failed), "" unknown."""
+        body = self._read_payment(wallet, payment_hash, "GET /api/v1/payments/{hash} (booked)")
+        return booked_status(body) if body is not None else ""
+
+    def _read_payment(self, wallet: Wallet, payment_hash: str, name: str) -> dict[str, Any] | None:
+        """`GET /api/v1/payments/{hash}` with the wallet's key (LNbits asks its node about a
+        pending payment when answering)."""
         quoted = urllib.parse.quote(payment_hash, safe="")
-        body = _call(
+        return _call(
             self.session,
             "GET",
             f"/api/v1/payments/{quoted}",
-            "GET /api/v1/payments/{hash} (booked)",
+            name,
             (200,),
             headers={"X-Api-Key": wallet.api_key},
         )
-        return booked_status(body) if body is not None else ""
 
     def get_wallet(self, wallet: Wallet, name: str = "GET /api/v1/wallet") -> dict[str, Any] | None:
         body = _call(
@@ -355,15 +352,7 @@ class LNbitsWalletApi:
         return wallet_view(body)
 
     def get_payout(self, wallet: Wallet, payout_id: str) -> dict[str, Any] | None:
-        quoted = urllib.parse.quote(payout_id, safe="")
-        body = _call(
-            self.session,
-            "GET",
-            f"/api/v1/payments/{quoted}",
-            "GET /api/v1/payments/{hash} (poll)",
-            (200,),
-            headers={"X-Api-Key": wallet.api_key},
-        )
+        body = self._read_payment(wallet, payout_id, "GET /api/v1/payments/{hash} (poll)")
         return payout_view(payout_id, body) if body is not None else None
 
     def paid(self, wallet: Wallet) -> list[dict[str, Any]] | None:
