@@ -56,6 +56,7 @@ PATCH_TARGETS: dict[str, str] = {
     "PayoutStatus": "target.payouts:PayoutStatus",
     "FEES": "target.payouts:FEES",
     "OUTBOUND": "target.payouts:OUTBOUND",
+    "DEPOSITS": "target.payouts:DEPOSITS",
     "wallet_account": "target.payouts:wallet_account",
 }
 
@@ -236,6 +237,22 @@ def _flag_while(key: str, flag: contextvars.ContextVar[bool]) -> None:
     replace(key, make)
 
 
+def _remember_settling() -> None:
+    """settle(payout, ...) runs with SETTLING set to its payout, for a patch of Tx.move."""
+
+    def make(settle: Any) -> Any:
+        async def remembering(self: Any, payout: Any, *args: Any, **kwargs: Any) -> Any:
+            token = SETTLING.set(payout)
+            try:
+                return await settle(self, payout, *args, **kwargs)
+            finally:
+                SETTLING.reset(token)
+
+        return remembering
+
+    replace("settle", make)
+
+
 def _wrap_move(change: Callable[..., list[tuple[str, str, int, Any, str]]]) -> None:
     """Tx.move(debit, credit, amount, payout_id, kind) turned into the moves change(...) gives."""
 
@@ -275,17 +292,7 @@ def saga_cancel_keeps_fee_reserve() -> None:
     Class: the saga's cancel step (release)."""
     fees = value("FEES")
 
-    def make(settle: Any) -> Any:
-        async def remembering(self: Any, payout: Any, *args: Any, **kwargs: Any) -> Any:
-            token = SETTLING.set(payout)
-            try:
-                return await settle(self, payout, *args, **kwargs)
-            finally:
-                SETTLING.reset(token)
-
-        return remembering
-
-    replace("settle", make)
+    _remember_settling()
 
     def change(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
         payout = SETTLING.get()
@@ -295,6 +302,27 @@ def saga_cancel_keeps_fee_reserve() -> None:
         return [
             (debit, credit, amount_msat - kept, payout_id, kind),
             (debit, fees, kept, payout_id, "cancel_fee_kept"),
+        ]
+
+    _wrap_move(change)
+
+
+@mutant("saga flow: cancel gives back more", "balance_mismatch", "paid_not_charged")
+def saga_cancel_refunds_fee_reserve_twice() -> None:
+    """Cancel gives back what it held, and the fee reserve once more from the deposits (the one
+    account that may go below zero): a failed payout leaves its wallet richer than before.
+    Class: the saga's cancel step (over-release)."""
+    deposits = value("DEPOSITS")
+
+    _remember_settling()
+
+    def change(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
+        payout = SETTLING.get()
+        if kind != "cancel" or payout is None or payout.payout_id != payout_id:
+            return [(debit, credit, amount_msat, payout_id, kind)]
+        return [
+            (debit, credit, amount_msat, payout_id, kind),
+            (deposits, credit, payout.fee_limit_msat, payout_id, "cancel_fee_reserve_again"),
         ]
 
     _wrap_move(change)
