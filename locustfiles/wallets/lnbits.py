@@ -197,7 +197,7 @@ class LNbitsWalletApi:
             if invoice is not None:
                 break
         # 1.x names the invoice `bolt11`; releases before 1.0 `payment_request`
-        bolt11 = invoice.get("bolt11") or invoice.get("payment_request") if invoice else None
+        bolt11 = (invoice.get("bolt11") or invoice.get("payment_request")) if invoice else None
         if not bolt11:
             # a failed row of the suite's own table (every time) and one log line (the first)
             counters.record("FUNDING", "invoice made", failed=True, response_time_ms=0.0)
@@ -301,6 +301,8 @@ class LNbitsWalletApi:
             latency_ms = (time.perf_counter() - started) * 1000
             status = response.status_code
             body = _json_or_empty(response)
+            # LNbits before 1.0 answers a payment it took with its hash only (201, success or
+            # pending alike): how it booked the payment is read once, from its own row, below
             booked_later = status == 201 and "payment_hash" in body and "status" not in body
             result = _classify(status, body, invoice, retry=retry)
             if result.kind == "error" and not booked_later:
@@ -308,10 +310,12 @@ class LNbitsWalletApi:
             else:
                 response.success()
         if booked_later:
-            # LNbits before 1.0 answers a payment it took with its hash only (201, success or
-            # pending alike): how it booked the payment is read once, from its own row
-            booked = self._booked_status(wallet, invoice.payment_hash)
-            result = _classify(status, {**body, "status": booked}, invoice, retry=retry)
+            row = self._read_payment(
+                wallet, invoice.payment_hash, "GET /api/v1/payments/{hash} (booked)"
+            )
+            result = _classify(
+                status, {**body, "status": booked_status(row or {})}, invoice, retry=retry
+            )
         result.latency_ms = latency_ms
         if not retry:
             LEDGER.answered(wallet.wallet_id, invoice.payment_hash, result.outcome)
@@ -319,11 +323,6 @@ class LNbitsWalletApi:
                 fault = "timeout" if result.kind == "info" else "payment_failed"
                 counters.record_fault(f"{fault} [{phase}]", latency_ms)
         return result
-
-    def _booked_status(self, wallet: Wallet, payment_hash: str) -> str:
-        """The status of LNbits' own row of a payment (success / pending / failed), "" unknown."""
-        body = self._read_payment(wallet, payment_hash, "GET /api/v1/payments/{hash} (booked)")
-        return booked_status(body) if body is not None else ""
 
     def _read_payment(self, wallet: Wallet, payment_hash: str, name: str) -> dict[str, Any] | None:
         """`GET /api/v1/payments/{hash}` with the wallet's key (LNbits asks its node about a

@@ -237,8 +237,10 @@ def _flag_while(key: str, flag: contextvars.ContextVar[bool]) -> None:
     replace(key, make)
 
 
-def _remember_settling() -> None:
-    """settle(payout, ...) runs with SETTLING set to its payout, for a patch of Tx.move."""
+def _wrap_cancel(change: Callable[..., list[tuple[str, str, int, Any, str]]]) -> None:
+    """The cancel move of the payout being settled turned into the moves
+    change(payout, debit, credit, amount_msat) gives; every other move as it was. settle()
+    runs with SETTLING set to its payout, so the move knows whose cancel it is."""
 
     def make(settle: Any) -> Any:
         async def remembering(self: Any, payout: Any, *args: Any, **kwargs: Any) -> Any:
@@ -251,6 +253,14 @@ def _remember_settling() -> None:
         return remembering
 
     replace("settle", make)
+
+    def moves(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
+        payout = SETTLING.get()
+        if kind != "cancel" or payout is None or payout.payout_id != payout_id:
+            return [(debit, credit, amount_msat, payout_id, kind)]
+        return change(payout, debit, credit, amount_msat)
+
+    _wrap_move(moves)
 
 
 def _wrap_move(change: Callable[..., list[tuple[str, str, int, Any, str]]]) -> None:
@@ -292,19 +302,14 @@ def saga_cancel_keeps_fee_reserve() -> None:
     Class: the saga's cancel step (release)."""
     fees = value("FEES")
 
-    _remember_settling()
-
-    def change(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
-        payout = SETTLING.get()
-        if kind != "cancel" or payout is None or payout.payout_id != payout_id:
-            return [(debit, credit, amount_msat, payout_id, kind)]
+    def change(payout: Any, debit: str, credit: str, amount_msat: int) -> list:
         kept = min(payout.fee_limit_msat, amount_msat)
         return [
-            (debit, credit, amount_msat - kept, payout_id, kind),
-            (debit, fees, kept, payout_id, "cancel_fee_kept"),
+            (debit, credit, amount_msat - kept, payout.payout_id, "cancel"),
+            (debit, fees, kept, payout.payout_id, "cancel_fee_kept"),
         ]
 
-    _wrap_move(change)
+    _wrap_cancel(change)
 
 
 @mutant("saga flow: cancel gives back more", "balance_mismatch", "paid_not_charged")
@@ -314,18 +319,14 @@ def saga_cancel_refunds_fee_reserve_twice() -> None:
     Class: the saga's cancel step (over-release)."""
     deposits = value("DEPOSITS")
 
-    _remember_settling()
-
-    def change(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
-        payout = SETTLING.get()
-        if kind != "cancel" or payout is None or payout.payout_id != payout_id:
-            return [(debit, credit, amount_msat, payout_id, kind)]
+    def change(payout: Any, debit: str, credit: str, amount_msat: int) -> list:
+        again = payout.fee_limit_msat
         return [
-            (debit, credit, amount_msat, payout_id, kind),
-            (deposits, credit, payout.fee_limit_msat, payout_id, "cancel_fee_reserve_again"),
+            (debit, credit, amount_msat, payout.payout_id, "cancel"),
+            (deposits, credit, again, payout.payout_id, "cancel_fee_reserve_again"),
         ]
 
-    _wrap_move(change)
+    _wrap_cancel(change)
 
 
 @mutant("saga flow: deadline", "paid_not_charged")
