@@ -352,10 +352,18 @@ def audit_kind(
     )
 
 
+def node_cost_msat(node: dict[str, Any], amount_msat: int) -> int:
+    """What one payment cost its payer by the node's truth: the invoice's amount plus the fee the
+    node charged when the node paid it, else nothing. The one home of this rule."""
+    if node.get("status") != "succeeded":
+        return 0
+    return int(amount_msat) + int(node.get("fee_msat") or 0)
+
+
 def _audit_cost(entry: dict[str, Any], node: dict[str, Any]) -> tuple[bool, int]:
     paid = node.get("status") == "succeeded"
-    fee_msat = int(node.get("fee_msat") or 0) if paid else 0
-    return paid, int(entry["amount_msat"]) + fee_msat
+    amount_msat = int(entry["amount_msat"])
+    return paid, node_cost_msat(node, amount_msat) if paid else amount_msat
 
 
 def audit_example(

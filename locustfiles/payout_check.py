@@ -127,10 +127,10 @@ def judge(
         "fail": checker.BALANCE_AFTER_FAILURE,
     }.get(first.kind, checker.RESOLVED_VS_NODE_TRUTH)
     paid = node.get("status") == "succeeded"
-    fee_msat = int(node.get("fee_msat") or 0) if paid else 0
     # the invoice's amount, not the wallet's echo of it: a wrong amount must show as drift
     amount_msat = sent.invoice.amount_msat
-    cost_msat = amount_msat + fee_msat
+    cost_msat = checker.node_cost_msat(node, amount_msat) or amount_msat
+    fee_msat = cost_msat - amount_msat
     expected_msat = sent.expected_msat - (cost_msat if paid else 0)
     diff_msat = actual_msat - expected_msat
     kind = checker.classify_balance(

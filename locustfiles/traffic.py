@@ -108,6 +108,7 @@ EDGE_CASES_PER_ROUND = 3
 USERS_SIMULATED_MAX = 100_000
 COUNTED_MAX = 10_000  # payout ids a user remembers so a replay is not counted twice
 IN_PROGRESS = ("request_in_progress",)  # allocation(): a bound on the replayed dispatch
+KEY_REFUSALS = ("idempotency_key_reused", *IN_PROGRESS)  # a key's other request, told no
 
 _user_numbers = itertools.count()
 log = logging.getLogger(__name__)
@@ -436,8 +437,8 @@ class SharedInvoiceUser(TrafficUser):
             self.not_judged(f"invoice {invoice.payment_hash}: a wallet could not be read", started)
             return
         paid = node.get("status") == "succeeded"
-        fee_msat = int(node.get("fee_msat") or 0) if paid else 0
-        cost_msat = invoice.amount_msat + fee_msat
+        cost_msat = checker.node_cost_msat(node, invoice.amount_msat) or invoice.amount_msat
+        fee_msat = cost_msat - invoice.amount_msat
         balances = [int(view["balance_msat"]) for view in views]
         charged = [SHARED_FUNDING_MSAT - balance for balance in balances]
         expected_msat = 2 * SHARED_FUNDING_MSAT - (cost_msat if paid else 0)
@@ -518,13 +519,15 @@ class DrainUser(TrafficUser):
             return
         actual_msat = int(view["balance_msat"])
         seen_msat.append(actual_msat)
-        paid_msat = 0
-        fee_msat = 0
-        for invoice in ready:
-            node = nodes[invoice.payment_hash]
-            if node.get("status") == "succeeded":
-                fee_msat += int(node.get("fee_msat") or 0)
-                paid_msat += invoice.amount_msat + int(node.get("fee_msat") or 0)
+        paid_msat = sum(
+            checker.node_cost_msat(nodes[invoice.payment_hash], invoice.amount_msat)
+            for invoice in ready
+        )
+        fee_msat = paid_msat - sum(
+            invoice.amount_msat
+            for invoice in ready
+            if nodes[invoice.payment_hash].get("status") == "succeeded"
+        )
         expected_msat = funding_msat - paid_msat
         diff_msat = actual_msat - expected_msat
         refused = sum(answer.kind == "refused" for answer in answers)
@@ -564,6 +567,8 @@ class RetryUser(TrafficUser):
 
     traffic_name = RETRY
     weight = 1
+    # the share of rounds whose key is also sent with the other invoice at the same moment
+    racing_share = 0.5
 
     @task
     def retry(self) -> None:
@@ -588,7 +593,7 @@ class RetryUser(TrafficUser):
         # (or gets the first's answer); re-asked, both end with the same answer. Every other
         # round the key is also reused with the other invoice at the same moment (step 2 racing
         # the first: a key two requests claim at once)
-        racing = self.rng.random() < 0.5
+        racing = self.rng.random() < self.racing_share
         both = [
             gevent.spawn(self.raw_payout, wallet, invoice.payment_request, key, phase, "first"),
             gevent.spawn_later(
@@ -613,9 +618,16 @@ class RetryUser(TrafficUser):
             detail = ", ".join(a.describe() for a in answers)
             self.not_judged(f"invoice {invoice.payment_hash}: outcome unknown ({detail})", started)
             return
-        first = answers[0]
-        if (answers[1].status, answers[1].payout_id) != (first.status, first.payout_id):
-            problems.append(f"same key, two answers: {first.describe()} / {answers[1].describe()}")
+        first, second = answers
+        if (second.status, second.payout_id) != (first.status, first.payout_id):
+            problems.append(f"same key, two answers: {first.describe()} / {second.describe()}")
+        if raced is not None and took_key(raced) and not took_key(first):
+            # Stripe's rule: the key is the request's that claimed it first. Under load the racing
+            # request (sent 1 ms after the first) can reach the wallet first: then it owns the key,
+            # and the invoice's two requests are the ones to be refused (issue 24: a judge that
+            # kept the invoice as the key's failed fix-on runs with charged_not_paid).
+            invoice, other = other, invoice
+            first, raced = raced, first
         if not first.payout_id:
             detail = first.describe()
             self.not_judged(f"invoice {invoice.payment_hash}: no payout ({detail})", started)
@@ -623,7 +635,7 @@ class RetryUser(TrafficUser):
         # 2. the same key with another invoice: a clear 4xx, nothing paid (racing the first, "in
         # progress" is one: the key is taken)
         reused = raced or self.raw_payout(wallet, other.payment_request, key, phase, "key reused")
-        if not 400 <= reused.status < 500 or not reused.error:
+        if took_key(reused) or not reused.error:
             problems.append(f"same key, another invoice: {reused.describe()}, not a clear 4xx")
         # 3. once the first is final: the same invoice with a new key
         nodes = self.resolve({first.payout_id: wallet}, [first.as_result()], [invoice.payment_hash])
@@ -642,10 +654,11 @@ class RetryUser(TrafficUser):
         if not paid_first and again.status in (409, 422):
             problems.append(f"a new key after a failure: {again.describe()}, refused")
         payouts = {first.payout_id: wallet}
-        if again.payout_id and not refused:
-            payouts[again.payout_id] = wallet
+        for answer in (reused, again):
+            if answer.payout_id and took_key(answer) and answer.outcome() != "rejected":
+                payouts[answer.payout_id] = wallet  # a payout the wallet started: final first
         hashes = [invoice.payment_hash, other.payment_hash]
-        nodes = self.resolve(payouts, [again.as_result()], hashes)
+        nodes = self.resolve(payouts, [reused.as_result(), again.as_result()], hashes)
         if nodes is None:
             self.not_judged(f"invoice {invoice.payment_hash}: not final within bound", started)
             return
@@ -654,16 +667,24 @@ class RetryUser(TrafficUser):
             self.not_judged(f"wallet {wallet.wallet_id} could not be read", started)
             return
         node = nodes[invoice.payment_hash]
-        paid = node.get("status") == "succeeded"
-        fee_msat = int(node.get("fee_msat") or 0) if paid else 0
-        cost_msat = invoice.amount_msat + fee_msat
         if nodes[other.payment_hash].get("status") != "unknown":
             problems.append(f"the other invoice reached the node: {nodes[other.payment_hash]}")
-        expected_msat = RETRY_FUNDING_MSAT - (cost_msat if paid else 0)
+        # The money from what the node paid for each invoice: a key that started a second
+        # payment is idempotency_mismatch when the wallet charged what the node paid, a money kind
+        # when it did not.
+        cost_msat = checker.node_cost_msat(node, invoice.amount_msat)
+        spent_msat = cost_msat + checker.node_cost_msat(
+            nodes[other.payment_hash], other.amount_msat
+        )
+        paid = node.get("status") == "succeeded"
+        expected_msat = RETRY_FUNDING_MSAT - spent_msat
         actual_msat = int(view["balance_msat"])
         diff_msat = actual_msat - expected_msat
         kind = checker.classify_balance(
-            diff_msat=diff_msat, paid=paid, retried=True, cost_msat=cost_msat
+            diff_msat=diff_msat,
+            paid=paid,
+            retried=True,
+            cost_msat=cost_msat,
         )
         if kind is None and problems:
             kind = checker.IDEMPOTENCY_MISMATCH
@@ -675,7 +696,7 @@ class RetryUser(TrafficUser):
             "payment_hash": invoice.payment_hash,
             "phase": phase,
             "amount_msat": invoice.amount_msat,
-            "fee_msat": fee_msat,
+            "fee_msat": cost_msat - invoice.amount_msat if paid else 0,
             "expected_msat": expected_msat,
             "actual_msat": actual_msat,
             "diff_msat": diff_msat,
@@ -881,6 +902,12 @@ class RawAnswer:
 
 def is_in_progress(answer: RawAnswer) -> bool:
     return answer.status == 409 and answer.error in IN_PROGRESS
+
+
+def took_key(answer: RawAnswer) -> bool:
+    """Whether the wallet took this request as its Idempotency-Key's own: any answer but a
+    refusal of the key (422 idempotency_key_reused, 409 request_in_progress)."""
+    return not (400 <= answer.status < 500 and answer.error in KEY_REFUSALS)
 
 
 def json_body(response: Any) -> dict[str, Any]:

@@ -687,8 +687,7 @@ def judge_wallet(
     for payment_hash, (amount_msat, first) in record.payments.items():
         truth = truths.get(payment_hash) or {}
         node_status = str(truth.get("status") or "not read")
-        paid = node_status == "succeeded"
-        cost_msat = amount_msat + int(truth.get("fee_msat") or 0) if paid else 0
+        cost_msat = checker.node_cost_msat(truth, amount_msat)
         node_cost_msat += cost_msat
         mine = believed.get(payment_hash)
         wallet_status = mine["status"] if mine else "none"

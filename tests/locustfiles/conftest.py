@@ -43,11 +43,11 @@ class LocustRun:
     its descendants are sampled while it runs; at teardown the group and every descendant seen
     are killed."""
 
-    def __init__(self, args: list[str], report_dir: Path) -> None:
+    def __init__(self, args: list[str], report_dir: Path, locustfile: Path = SUITE) -> None:
         self.report_dir = report_dir
         report_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = report_dir / "locust.log"
-        command = [sys.executable, "-m", "locust", "-f", str(SUITE), *args]
+        command = [sys.executable, "-m", "locust", "-f", str(locustfile), *args]
         command += ["--report-dir", str(report_dir)]
         self.child = ChildProcess(command, log_path=self.log_path, cwd=REPO, name="locust").start()
 
@@ -92,8 +92,8 @@ def locust_run(tmp_path: Path) -> Iterator[Callable[..., LocustRun]]:
     """Start `locust -f locustfiles/lnchaos_suite.py ARGS --report-dir <tmp>/<name>`."""
     runs: list[LocustRun] = []
 
-    def start(args: list[str], name: str = "run") -> LocustRun:
-        run = LocustRun(args, tmp_path / name)
+    def start(args: list[str], name: str = "run", locustfile: Path = SUITE) -> LocustRun:
+        run = LocustRun(args, tmp_path / name, locustfile)
         runs.append(run)
         return run
 

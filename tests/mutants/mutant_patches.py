@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import hashlib
 import importlib
 import inspect
 import sys
@@ -680,6 +681,32 @@ def idempotency_key_reused_replays() -> None:
         return unchecked_replay
 
     replace("replay", make)
+
+
+@mutant(
+    "idempotency: key scoped by request",
+    "idempotency_mismatch",
+    traffic_mix="payers=0,retry=1",
+    check="retry",
+)
+def idempotency_key_scoped_by_request() -> None:
+    """The wallet stores an Idempotency-Key together with the request it came with, so the same
+    key with another invoice is a new key: a second payment starts and the node pays both
+    invoices. The wallet charges what the node paid (the books balance); only the rule that a
+    key never starts a second payment is broken. Class: idempotency (a reused key accepted)."""
+
+    def make(pay: Any) -> Any:
+        async def keyed_by_request(
+            self: Any, wallet_id: str, payment_request: str, idempotency_key: str | None
+        ) -> Any:
+            if idempotency_key is not None:
+                request_digest = hashlib.sha256(payment_request.strip().lower().encode())
+                idempotency_key = f"{idempotency_key}/{request_digest.hexdigest()[:16]}"
+            return await pay(self, wallet_id, payment_request, idempotency_key)
+
+        return keyed_by_request
+
+    replace("pay", make)
 
 
 @mutant("bad input: expiry", "accepted_bad_input", traffic_mix="payers=0,edge=1", check="edge")
