@@ -26,8 +26,13 @@ SHAPES = ("steady", "spike")
 SPIKE_DEFAULT_RUN_TIME_S = 60.0
 # Share of the run time per spike phase, in order; they sum to 1.
 SPIKE_PHASE_SHARES = (("ramp", 0.15), ("normal", 0.20), ("spike", 0.35), ("recovery", 0.30))
-# The jump into and out of the spike should take about one shape tick (1 s), not a ramp.
+# The jump into and out of the spike should take about one shape tick (1 s), not a ramp...
 SUDDEN_CHANGE_S = 1.0
+# ...but never faster than Locust handles without its warning ("spawn rate very high (>100)",
+# locust/runners.py: more users a second than one process starts cleanly). A jump of more users
+# than this takes a few ticks (60 -> 240 users: 1.8 s). A -r above it is the user's own choice
+# and is kept (Locust then warns about it, as it would without the shape).
+SPAWN_RATE_MAX = 100.0
 
 
 @dataclass(frozen=True)
@@ -54,25 +59,30 @@ def spike_plan(
     spike_users = max(users * max(spike_factor, 1), users + 1)
     plan: list[Phase] = []
     start_s = 0.0
+    jump_rate = _rate(spawn_rate, (spike_users - users) / SUDDEN_CHANGE_S)
     for name, share in SPIKE_PHASE_SHARES:
         end_s = start_s + total_s * share
         duration_s = end_s - start_s
         if name == "ramp":
             # reach -u by the end of the ramp even when -r is too slow for that
-            rate = max(spawn_rate, users / max(duration_s, SUDDEN_CHANGE_S))
+            rate = _rate(spawn_rate, users / max(duration_s, SUDDEN_CHANGE_S))
             plan.append(Phase(name, start_s, end_s, users, rate, spike_faults=False))
         elif name == "spike":
-            rate = max(spawn_rate, (spike_users - users) / SUDDEN_CHANGE_S)
-            plan.append(Phase(name, start_s, end_s, spike_users, rate, spike_faults=True))
-        else:
-            # "normal" holds; "recovery" drops back to -u at once
-            rate = max(spawn_rate, (spike_users - users) / SUDDEN_CHANGE_S)
-            plan.append(Phase(name, start_s, end_s, users, rate, spike_faults=False))
+            plan.append(Phase(name, start_s, end_s, spike_users, jump_rate, spike_faults=True))
+        elif name == "recovery":  # drops back to -u at once
+            plan.append(Phase(name, start_s, end_s, users, jump_rate, spike_faults=False))
+        else:  # "normal" holds -u: nothing to spawn, -r as given
+            plan.append(Phase(name, start_s, end_s, users, spawn_rate, spike_faults=False))
         start_s = end_s
     # float sums must not leave a gap before run_time_s
     last = plan[-1]
     plan[-1] = Phase(last.name, last.start_s, total_s, last.users, last.spawn_rate, False)
     return plan
+
+
+def _rate(spawn_rate: float, wanted: float) -> float:
+    """The spawn rate a phase asks for: what it wants, capped at SPAWN_RATE_MAX, never below -r."""
+    return max(spawn_rate, min(wanted, SPAWN_RATE_MAX))
 
 
 def plan_for(

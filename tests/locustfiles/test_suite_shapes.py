@@ -7,7 +7,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from locustfiles.shapes import LnchaosShape, phase_at, plan_for, spike_plan, steady_plan
+from locustfiles.shapes import (
+    SPAWN_RATE_MAX,
+    SUDDEN_CHANGE_S,
+    LnchaosShape,
+    phase_at,
+    plan_for,
+    spike_plan,
+    steady_plan,
+)
 
 
 def test_spike_phases_fill_the_run_time_in_order():
@@ -39,6 +47,23 @@ def test_spike_scales_from_the_user_count(users, factor):
     # the ramp reaches -u before the ramp phase ends, even with a slow -r
     ramp = by_name["ramp"]
     assert ramp.users / ramp.spawn_rate <= ramp.end_s - ramp.start_s + 1e-9
+
+
+@pytest.mark.parametrize(("users", "spawn_rate"), [(60, 30.0), (100, 10.0), (400, 50.0)])
+def test_spike_asks_no_spawn_rate_locust_warns_about(users, spawn_rate):
+    """Issue 24: at -u 60 each phase change asked for 180 users/s and Locust warned "spawn rate
+    very high (>100)". Now the jumps are capped at Locust's limit and take a few ticks."""
+    plan = spike_plan(150.0, users=users, spawn_rate=spawn_rate)
+    assert all(p.spawn_rate <= SPAWN_RATE_MAX for p in plan), plan
+    by_name = {p.name: p for p in plan}
+    jump_s = (by_name["spike"].users - users) / by_name["spike"].spawn_rate
+    assert jump_s <= max(SUDDEN_CHANGE_S, (by_name["spike"].users - users) / SPAWN_RATE_MAX)
+    assert by_name["normal"].spawn_rate == spawn_rate  # holds -u: nothing to spawn
+
+
+def test_a_spawn_rate_the_user_chose_is_kept():
+    plan = spike_plan(60.0, users=60, spawn_rate=150.0)
+    assert {p.spawn_rate for p in plan} == {150.0}
 
 
 def test_spike_without_run_time_uses_the_default_cycle():
