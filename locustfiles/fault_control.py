@@ -151,6 +151,8 @@ class FaultControl:
             timeout_rate=self.settings.timeout_rate,
             late_settle_rate=self.settings.late_settle_rate,
         )
+        if self.settings.failure_rate is not None:
+            faults["failure_rate"] = self.settings.failure_rate
         in_force = self.admin.set_faults(faults)
         self._note_worst(in_force)
         if isinstance(in_force, dict) and "failure_rate" in in_force:

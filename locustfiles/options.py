@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from locustfiles.shapes import SHAPES
+from locustfiles.shapes import SHAPES, SPIKE_CYCLE_S_MIN
 from target.common.server import LOOPBACK, bind_problem
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ FINAL_WAIT_S_MAX = 600.0
 
 
 SPIKE_FACTOR_MAX = 100
+SPIKE_CYCLE_S_MAX = 3600.0
 SEED_MAX = 2**63 - 1
 
 # the open model (issue 14, add_arrival_arguments below)
@@ -120,6 +121,13 @@ def _number(value: Any, kind: type) -> Any:
     return number
 
 
+def _spike_cycle(value: Any) -> float:
+    cycle_s = _number(value, float)
+    if cycle_s != 0 and not SPIKE_CYCLE_S_MIN <= cycle_s <= SPIKE_CYCLE_S_MAX:
+        raise ValueError(f"must be 0 or within [{SPIKE_CYCLE_S_MIN:g}, {SPIKE_CYCLE_S_MAX:g}]")
+    return cycle_s
+
+
 def _traffic(value: Any) -> dict[str, int]:
     try:
         return parse_traffic_mix(value)
@@ -133,8 +141,10 @@ PARSERS: dict[str, tuple[str, Any]] = {
     "timeout_rate": ("--timeout-rate", _share),
     "spike_timeout_rate": ("--spike-timeout-rate", _share),
     "late_settle_rate": ("--late-settle-rate", _share),
+    "failure_rate": ("--failure-rate", _share),
     "retry_share": ("--retry-share", _share),
     "spike_factor": ("--spike-factor", _whole(1, SPIKE_FACTOR_MAX)),
+    "spike_cycle_s": ("--spike-cycle-s", _spike_cycle),
     "max_inconsistencies": ("--max-inconsistencies", _whole(0, SEED_MAX)),
     "final_wait_s": ("--final-wait-s", _seconds),
     "seed": ("--seed", _whole(0, SEED_MAX)),
@@ -270,10 +280,25 @@ def add_arguments(parser: Any) -> None:
         help="Share of timed-out payments that the network settles late (the rest fail).",
     )
     parser.add_argument(
+        "--failure-rate",
+        type=_argument("failure_rate"),
+        default=None,
+        help="Share of Lightning payments the network fails at once (a definite failure); "
+        "default: the target's own (0 for the embedded target).",
+    )
+    parser.add_argument(
         "--spike-factor",
         type=_argument("spike_factor"),
         default=4,
         help=f"Spike shape: users during the spike, as a multiple of -u (1-{SPIKE_FACTOR_MAX}).",
+    )
+    parser.add_argument(
+        "--spike-cycle-s",
+        type=_argument("spike_cycle_s"),
+        default=0.0,
+        help="Spike shape: seconds of one cycle (ramp or normal, spike, recovery), repeated "
+        f"until -t (a soak); 0: one cycle fitted into -t ({SPIKE_CYCLE_S_MIN:g}-"
+        f"{SPIKE_CYCLE_S_MAX:g}).",
     )
     parser.add_argument(
         "--retry-share",
@@ -414,6 +439,7 @@ class Settings:
     host: str | None
     target_bind: str = LOOPBACK
     traffic_mix: tuple[tuple[str, int], ...] = ()  # the classes on, with their weights
+    failure_rate: float | None = None  # None: the target's own
     # --- the wallet adapter (locustfiles/wallets/) ---
     wallet_api: str = "lnchaos"
     node_url: str | None = None
@@ -443,6 +469,9 @@ def settings_from(options: Any) -> Settings:
     }
     raw = {dest: _get(options, dest, default) for dest, default in defaults.items()}
     raw["shape"] = raw["shape"] or "steady"
+    failure_rate = _get(options, "failure_rate", None)
+    if failure_rate not in (None, ""):  # unset: the target keeps its own
+        raw["failure_rate"] = failure_rate
     problems = [p for dest, value in raw.items() if (p := value_problem(dest, value)) is not None]
     if problems:
         raise ValueError("; ".join(problems))
@@ -464,6 +493,7 @@ def settings_from(options: Any) -> Settings:
         host=_get(options, "host", None) or None,
         target_bind=str(_get(options, "target_bind", LOOPBACK) or LOOPBACK).strip(),
         traffic_mix=tuple(sorted(value["traffic_mix"].items())),
+        failure_rate=value.get("failure_rate"),
         **wallet_api_settings(options),
     )
 

@@ -9,7 +9,9 @@ boundaries.
 `-u` and `-t` keep their meaning (the shape opts in with `use_common_options`):
 - steady: `-u` users, ramped at `-r`, for `-t` (forever without `-t`, like any Locust run);
 - spike: fitted into `-t` (60 s without `-t`): ramp to `-u`, hold, a sudden jump to
-  `--spike-factor` x `-u` held at the spike fault rate, back to `-u` and recovery.
+  `--spike-factor` x `-u` held at the spike fault rate, back to `-u` and recovery. With
+  `--spike-cycle-s S` (a soak, `lnchaos soak`) that cycle lasts S seconds and repeats until `-t`:
+  normal, spike, recovery, normal, spike, ... (only the first cycle ramps).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ SUDDEN_CHANGE_S = 1.0
 # than this takes a few ticks (60 -> 240 users: 1.8 s). A -r above it is the user's own choice
 # and is kept (Locust then warns about it, as it would without the shape).
 SPAWN_RATE_MAX = 100.0
+# --spike-cycle-s: the shortest cycle (its phases last a few seconds each) and a bound on the
+# cycles of one run (a day of 10 s cycles)
+SPIKE_CYCLE_S_MIN = 10.0
+SPIKE_CYCLES_MAX = 8640
 
 
 @dataclass(frozen=True)
@@ -85,15 +91,41 @@ def _rate(spawn_rate: float, wanted: float) -> float:
     return max(spawn_rate, min(wanted, SPAWN_RATE_MAX))
 
 
+def spike_cycles_plan(
+    run_time_s: float, cycle_s: float, users: int, spawn_rate: float, spike_factor: int = 4
+) -> list[Phase]:
+    """spike_plan's cycle of cycle_s repeated until run_time_s (the last one cut short); after
+    the first, a cycle's ramp is one more stretch of normal traffic (-u is already running)."""
+    cycle = spike_plan(cycle_s, users, spawn_rate, spike_factor)
+    plan: list[Phase] = []
+    cycles = math.ceil(run_time_s / cycle_s)
+    assert cycles <= SPIKE_CYCLES_MAX, f"{cycles} spike cycles: more than {SPIKE_CYCLES_MAX}"
+    for index in range(cycles):
+        offset_s = index * cycle_s
+        for phase in cycle:
+            start_s, end_s = phase.start_s + offset_s, min(phase.end_s + offset_s, run_time_s)
+            if start_s >= run_time_s:
+                break
+            name = "normal" if phase.name == "ramp" and index > 0 else phase.name
+            if plan and plan[-1].name == name == "normal":  # the cycle's ramp and normal: one
+                start_s = plan.pop().start_s
+            rate = spawn_rate if name == "normal" else phase.spawn_rate
+            plan.append(Phase(name, start_s, end_s, phase.users, rate, phase.spike_faults))
+    return plan
+
+
 def plan_for(
     shape: str,
     run_time_s: float | None,
     users: int,
     spawn_rate: float,
     spike_factor: int = 4,
+    cycle_s: float | None = None,
 ) -> list[Phase]:
     if shape == "steady":
         return steady_plan(run_time_s, users, spawn_rate)
+    if shape == "spike" and cycle_s and run_time_s and cycle_s < run_time_s:
+        return spike_cycles_plan(run_time_s, cycle_s, users, spawn_rate, spike_factor)
     if shape == "spike":
         return spike_plan(run_time_s, users, spawn_rate, spike_factor)
     raise ValueError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}")
@@ -159,9 +191,9 @@ def plan_from_options(options: object) -> list[Phase]:
     spawn_rate = float(getattr(options, "spawn_rate", None) or 1.0)
     run_time_s = getattr(options, "run_time", None)
     spike_factor = int(getattr(options, "spike_factor", 4) or 4)
-    return plan_for(
-        shape, float(run_time_s) if run_time_s else None, users, spawn_rate, spike_factor
-    )
+    cycle_s = float(getattr(options, "spike_cycle_s", 0.0) or 0.0)
+    run_time = float(run_time_s) if run_time_s else None
+    return plan_for(shape, run_time, users, spawn_rate, spike_factor, cycle_s or None)
 
 
 # ---- the open model (--arrival-rate; locustfiles/arrival.py) ---------------------------------

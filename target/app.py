@@ -143,6 +143,7 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
                 node_truth = node_client
             payouts = PayoutService(ledger, node_client, config.wallet, config.fix, metrics)
             metrics.in_flight.set_function(lambda: node.in_flight)
+            metrics.journal_queue.set_function(lambda: wallet_journal.queued)
             app[NODE] = node
             app[STATE] = TargetState(
                 admin_token=config.admin_token,
@@ -169,6 +170,21 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
     return ctx
 
 
+LOOP_LAG_PROBE_S = 0.5
+
+
+async def probe_loop_lag(metrics: Metrics, stop: asyncio.Event) -> None:
+    """How late the loop wakes a timer of LOOP_LAG_PROBE_S: a loop that falls behind (a long
+    run's growing work, a blocking call) shows here before it shows in latencies. Until stop."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        due = loop.time() + LOOP_LAG_PROBE_S
+        try:
+            await asyncio.wait_for(stop.wait(), LOOP_LAG_PROBE_S)
+        except TimeoutError:
+            metrics.loop_lag.set(max(0.0, loop.time() - due))
+
+
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     stop = asyncio.Event()
@@ -188,6 +204,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
             ),
             name="reconciler",
         ),
+        asyncio.create_task(probe_loop_lag(state.metrics, stop), name="loop-lag"),
     ]
     yield
     stop.set()

@@ -30,6 +30,16 @@ class Metrics:
             "lnchaos_idempotent_replays", "Retries answered from the stored answer", registry=r
         )
         self.pending = Gauge("lnchaos_payouts_pending", "Payouts pending now", registry=r)
+        # How a long run wears the process (lnchaos soak samples both): the event loop's lag
+        # behind a timer, and the writes waiting for the wallet's journal.
+        self.loop_lag = Gauge(
+            "lnchaos_event_loop_lag_seconds",
+            "How late the event loop ran the last lag probe's timer", registry=r,
+        )  # fmt: skip
+        self.journal_queue = Gauge(
+            "lnchaos_journal_queued_writes", "Writes waiting for the wallet's journal",
+            registry=r,
+        )  # fmt: skip
         # The resolver's lag: a pending payout waits for it (and for the node's final answer);
         # one that waits long means the resolver is behind, stopped, or the node never answers.
         self.oldest_pending_age = Gauge(

@@ -79,6 +79,11 @@ class Journal:
     def db(self) -> aiosqlite.Connection:
         return self._db
 
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the disk now (bounded by queue_max)."""
+        return self._queue.qsize()
+
     def start(self) -> None:
         assert self._task is None
         self._task = asyncio.get_running_loop().create_task(self._run(), name="journal-writer")

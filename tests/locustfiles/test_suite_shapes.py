@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from locustfiles import options
 from locustfiles.shapes import (
     SPAWN_RATE_MAX,
     SUDDEN_CHANGE_S,
@@ -64,6 +65,29 @@ def test_spike_asks_no_spawn_rate_locust_warns_about(users, spawn_rate):
 def test_a_spawn_rate_the_user_chose_is_kept():
     plan = spike_plan(60.0, users=60, spawn_rate=150.0)
     assert {p.spawn_rate for p in plan} == {150.0}
+
+
+@pytest.mark.parametrize(
+    ("run_time_s", "cycle_s", "spikes"), [(150.0, 60.0, 3), (3600.0, 60.0, 60)]
+)
+def test_spike_cycles_repeat_until_the_run_time(run_time_s, cycle_s, spikes):
+    """--spike-cycle-s (the soak): the cycle repeats, contiguous, only the first one ramps, and
+    every spike runs at the spike fault rate."""
+    plan = plan_for("spike", run_time_s, 60, 30.0, 4, cycle_s)
+    assert plan[0].start_s == 0.0 and plan[-1].end_s == run_time_s
+    for before, after in zip(plan, plan[1:], strict=False):
+        assert before.end_s == after.start_s and before.name != after.name
+    names = [p.name for p in plan]
+    assert names.count("ramp") == 1 and names.count("spike") == spikes
+    assert all(p.spike_faults == (p.name == "spike") for p in plan)
+    assert all(p.users == 240 for p in plan if p.name == "spike")
+    assert phase_at(plan, cycle_s + 0.1).name == "normal"  # the second cycle starts normal
+
+
+def test_spike_cycle_option_is_checked():
+    assert options.value_problem("spike_cycle_s", "5") is not None  # shorter than a cycle
+    assert options.value_problem("spike_cycle_s", "0") is None
+    assert options.value_problem("spike_cycle_s", "60") is None
 
 
 def test_spike_without_run_time_uses_the_default_cycle():
