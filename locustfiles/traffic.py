@@ -49,6 +49,7 @@ import itertools
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +107,10 @@ ACCEPTED_BAD_INPUT = "accepted_bad_input"  # the kind: a 4xx was due, or a refus
 EDGE_FUNDING_MSAT = 5_000_000
 EDGE_CASES_PER_ROUND = 3
 USERS_SIMULATED_MAX = 100_000
-COUNTED_MAX = 10_000  # payout ids a user remembers so a replay is not counted twice
+# payout ids a user remembers so a replay is not counted twice: a round's replays come within the
+# round (a fresh wallet each), whose payouts are a handful; 10 000 per user made a long run's
+# Locust process grow by tens of MB at the spike's users
+COUNTED_MAX = 256
 IN_PROGRESS = ("request_in_progress",)  # allocation(): a bound on the replayed dispatch
 KEY_REFUSALS = ("idempotency_key_reused", *IN_PROGRESS)  # a key's other request, told no
 
@@ -250,7 +254,8 @@ class TrafficUser(FastHttpUser):
         self.wallets.chaos_connection_errors = crash.crash_every_s(options) > 0
         bound_s = float(getattr(options, "resolve_timeout_s", None) or RESOLVE_TIMEOUT_S)
         self.resolve_timeout_s = max(bound_s, 0.0)
-        self.counted = set()  # payout ids already in the tally (a replay is not a new payout)
+        # payout ids already in the tally (a replay is not a new payout), the oldest forgotten
+        self.counted: OrderedDict[str, None] = OrderedDict()
 
     # ---- the client: payouts whose refusals are expected answers --------------------------------
 
@@ -356,9 +361,9 @@ class TrafficUser(FastHttpUser):
                 response.success()
         outcome = answer.outcome()
         if answer.payout_id and outcome != "rejected" and answer.payout_id not in self.counted:
-            if len(self.counted) >= COUNTED_MAX:
-                self.counted.clear()
-            self.counted.add(answer.payout_id)
+            self.counted[answer.payout_id] = None
+            if len(self.counted) > COUNTED_MAX:
+                self.counted.popitem(last=False)
             LOCAL.tally.record_payout(phase, outcome, latency_ms)
             # the fault this payout met, counted once as WalletClient.pay counts it, so the
             # FAULT rows match the tally's per-phase timeouts
@@ -367,7 +372,7 @@ class TrafficUser(FastHttpUser):
                 counters.record_fault(f"{fault} [{phase}]", latency_ms)
         return answer
 
-    counted: set[str] = set()  # replaced per user in on_start
+    counted: OrderedDict[str, None]  # set per user in on_start
 
     # ---- the checks' events --------------------------------------------------------------------
 

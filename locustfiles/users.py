@@ -139,10 +139,22 @@ class PayerUser(FastHttpUser):
         if self.unjudged is not None:
             self._abandon(checker.ABANDONED_STOPPED)
         elif self.claimed_entry is not None:
-            # no request here (the user is being stopped): the final audit reads the wallet,
-            # after the final wait, and judges its last payout again from the node's truth
-            payout_check.abandon(self.claimed_entry, payout_check.END_OF_USE)
-            self.claimed_entry = None
+            # no request here (the user is being stopped): the background resolver reads the
+            # wallet while the run goes on (the end of a spike stops most payers at once); once
+            # the run stops, the final audit does, after the final wait, judging its last
+            # payout again from the node's truth
+            entry, self.claimed_entry = self.claimed_entry, None
+            # the background resolver speaks lnchaos's wallet API; another adapter's: the audit
+            own_api = isinstance(self.wallets, WalletClient)
+            handed = (
+                own_api
+                and self.wallet is not None
+                and resolver.RESOLVER.submit_end_of_use(
+                    self.environment, self.wallet, self.expected_msat, entry
+                )
+            )
+            if not handed:
+                payout_check.abandon(entry, payout_check.END_OF_USE)
 
     @task
     def pay_one_invoice(self) -> None:

@@ -39,7 +39,7 @@ from .node.network_http import add_fault_routes, add_network_routes
 from .node.openapi import LND_PATHS, NETWORK_PATHS
 from .openapi import OPENAPI, OPENAPI_DOC
 from .payouts import PayoutService, run_resolver
-from .reconcile import run_reconciler
+from .reconcile import Reconciler, create_checkpoint_table, run_reconciler
 from .state import STATE, TargetState
 
 log = logging.getLogger("lnchaos.target")
@@ -133,6 +133,7 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
         node = LightningNode(config.faults, seed=config.seed, journal=node_journal)
         try:
             await ledger.load()
+            await create_checkpoint_table(wallet_db)
             await node.load()
             wallet_journal.start()
             node_journal.start()
@@ -142,6 +143,8 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
                 node_client = LndRestNodeClient(config.node_url, config.node_macaroon_hex)
                 node_truth = node_client
             payouts = PayoutService(ledger, node_client, config.wallet, config.fix, metrics)
+            reconciler = Reconciler(ledger, node_truth, stuck_after_s=config.wallet.stuck_after_s)
+            await reconciler.load()
             metrics.in_flight.set_function(lambda: node.in_flight)
             metrics.journal_queue.set_function(lambda: wallet_journal.queued)
             app[NODE] = node
@@ -155,6 +158,7 @@ def _state_ctx(config: TargetConfig):  # noqa: ANN202 - aiohttp's cleanup-contex
                 payouts=payouts,
                 node_ok=lambda: node_journal.failed is None,
                 node_totals=node.totals,
+                reconciler=reconciler,
             )
             await payouts.recover_charge_first()
             yield
@@ -195,12 +199,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         asyncio.create_task(
             run_reconciler(
-                state.ledger,
-                state.node_truth,
-                state.metrics,
-                interval_s=wallet.reconcile_interval_s,
-                stuck_after_s=wallet.stuck_after_s,
-                stop=stop,
+                state.reconciler, state.metrics, interval_s=wallet.reconcile_interval_s, stop=stop
             ),
             name="reconciler",
         ),

@@ -25,7 +25,6 @@ from .config import FixMode
 from .ledger import LimitReached, now_ms
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import BALANCE_HEADER, OPENAPI_DOC
-from .reconcile import reconcile
 from .state import STATE, TargetState
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -102,14 +101,14 @@ async def create_wallet(request: web.Request) -> web.Response:
 async def get_wallet(request: web.Request) -> web.Response:
     state = state_of(request)
     wallet_id = path_id(request, "wallet_id")
-    state.payouts.authorize(wallet_id, request.headers.get("X-Api-Key"))
+    await state.payouts.authorize(wallet_id, request.headers.get("X-Api-Key"))
     return json_response(state.payouts.wallet_view(wallet_id))
 
 
 async def create_payout(request: web.Request) -> web.Response:
     state = state_of(request)
     wallet_id = path_id(request, "wallet_id")
-    state.payouts.authorize(wallet_id, request.headers.get("X-Api-Key"))
+    await state.payouts.authorize(wallet_id, request.headers.get("X-Api-Key"))
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
         raise bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
@@ -136,7 +135,7 @@ async def get_payout(request: web.Request) -> web.Response:
     if payout is None or payout.committed is None:  # not yet durable: not yet there
         raise ApiError(404, "not_found", "no such payout for this X-Api-Key")
     try:
-        state.payouts.authorize(payout.wallet_id, api_key)
+        await state.payouts.authorize(payout.wallet_id, api_key)
     except ApiError:
         # Another wallet's payout looks exactly like a missing one.
         raise ApiError(404, "not_found", "no such payout for this X-Api-Key") from None
@@ -177,9 +176,7 @@ async def get_reconciliation(request: web.Request) -> web.Response:
     default_view = since_ms is None and stuck_after_s is None
     if stuck_after_s is None:
         stuck_after_s = state.wallet_settings.stuck_after_s
-    result = await reconcile(
-        state.ledger,
-        state.node_truth,
+    result = await state.reconciler.report(
         stuck_after_s=stuck_after_s,
         metrics=state.metrics if default_view else None,
         since_ms=since_ms,

@@ -96,7 +96,12 @@ INSERT_WALLET = "INSERT INTO wallets (wallet_id, api_key_sha256, created_ms) VAL
 # a 503 to the client), never grown into.
 PENDING_PAYOUTS_MAX = 50_000  # pending payouts (all kept in memory until final)
 RECENT_PAYOUTS_MAX = 5_000  # finished payouts cached (the database answers the rest)
-WALLETS_MAX = 100_000  # wallets (their keys and balances are kept in memory)
+# Wallets whose key and balances stay in memory, least recently used out first; the others are
+# read back from the database when asked for (warm). A wallet in use (a payout running, money
+# reserved, a change not yet durable) is never let go. Each costs about 1 KB: a long run opens
+# a wallet every few payouts, and a target that kept them all grew by a hundred MB an hour.
+HOT_WALLETS_MAX = 20_000
+EVICT_SCAN_MAX = 64  # wallets looked at per eviction (busy ones are moved to the back)
 
 
 def wallet_account(wallet_id: str) -> str:
@@ -105,6 +110,23 @@ def wallet_account(wallet_id: str) -> str:
 
 def reserved_account(wallet_id: str) -> str:
     return f"reserved:{wallet_id}"
+
+
+WALLET_CLASSES = ("wallet:", "reserved:")
+
+
+def account_class(account: str) -> str:
+    """An account's class: `wallet:` or `reserved:` for a wallet's, else the account itself."""
+    for prefix in WALLET_CLASSES:
+        if account.startswith(prefix):
+            return prefix
+    return account
+
+
+def wallet_of(account: str) -> str | None:
+    """The wallet id of a wallet's account, None for the books' own."""
+    prefix = account_class(account)
+    return account[len(prefix) :] if prefix in WALLET_CLASSES else None
 
 
 def now_ms() -> int:
@@ -301,17 +323,19 @@ class Ledger:
         *,
         recent_payouts_max: int = RECENT_PAYOUTS_MAX,
         pending_payouts_max: int = PENDING_PAYOUTS_MAX,
-        wallets_max: int = WALLETS_MAX,
+        hot_wallets_max: int = HOT_WALLETS_MAX,
     ):
         self.journal = journal
         # Working balances: every queued change applied (what new changes are checked against).
         self.balances: dict[str, int] = {}
         # Committed balances: what the database holds (what clients read).
         self.committed: dict[str, int] = {}
-        self.api_keys: dict[str, str] = {}  # wallet_id -> sha256 of its api key
+        self.api_keys: dict[str, str] = {}  # wallet_id -> sha256 of its api key (hot wallets)
+        self._hot: OrderedDict[str, None] = OrderedDict()  # hot wallets, least recent first
+        self._pins: dict[str, int] = {}  # wallets a payout is using now: never let go
+        self.hot_wallets_max = hot_wallets_max
         self.paid_hashes = BloomFilter()  # hashes of succeeded payouts (hash_paid's fast "no")
         self.used_keys = BloomFilter()  # (wallet, Idempotency-Key) of payouts (payout_by_key's)
-        self.wallets_max = wallets_max
         # Pending payouts always stay in memory; finished ones in a bounded cache (the database
         # answers the rest), so memory stays flat over a long run.
         self.pending: dict[str, Payout] = {}
@@ -322,7 +346,8 @@ class Ledger:
         self.idempotency: dict[tuple[str, str], str] = {}
         self._next_transfer_id = 1
         self._next_changed_seq = 1
-        # Per-account sums of the durable transfers up to `_summed_through_id` (conservation()).
+        # Per-class sums (account_class) of the durable transfers up to `_summed_through_id`
+        # (conservation()): a handful of classes, not one entry per wallet ever opened.
         self._transfer_sums: dict[str, int] = {}
         self._summed_through_id = 0
         self._summing = asyncio.Lock()  # two concurrent calls must not add the same rows twice
@@ -332,13 +357,16 @@ class Ledger:
         await db.executescript(SCHEMA)
         await self._upgrade()
         await db.executescript(INDEXES)
-        async with db.execute("SELECT account_id, balance_msat FROM accounts") as cur:
+        # The books' own accounts; wallets are read when asked for (warm), those of pending
+        # payouts below.
+        query = (
+            "SELECT account_id, balance_msat FROM accounts"
+            " WHERE account_id NOT LIKE 'wallet:%' AND account_id NOT LIKE 'reserved:%'"
+        )
+        async with db.execute(query) as cur:
             async for account_id, balance in cur:
                 self.balances[account_id] = balance
                 self.committed[account_id] = balance
-        async with db.execute("SELECT wallet_id, api_key_sha256 FROM wallets") as cur:
-            async for wallet_id, key_hash in cur:
-                self.api_keys[wallet_id] = key_hash
         async with db.execute("SELECT COALESCE(MAX(transfer_id), 0) FROM transfers") as cur:
             row = await cur.fetchone()
             self._next_transfer_id = (row[0] if row else 0) + 1
@@ -355,6 +383,8 @@ class Ledger:
         async with db.execute(SELECT_PAYOUTS + " WHERE p.status = 'pending'") as cur:
             async for row in cur:
                 self._remember(payout_from_row(row))
+        for wallet_id in {payout.wallet_id for payout in self.pending.values()}:
+            await self.warm(wallet_id)  # a pending payout's wallet is in use: kept hot
 
     async def _upgrade(self) -> None:
         """A database of an earlier version, brought to this one in one transaction: the
@@ -397,6 +427,79 @@ class Ledger:
     def committed_balance(self, account: str) -> int:
         """The balance the database holds: what a client may be shown."""
         return self.committed.get(account, 0)
+
+    # ---- hot wallets --------------------------------------------------------------------------
+
+    async def warm(self, wallet_id: str) -> bool:
+        """Make the wallet hot (its key and balances in memory, as committed); False if there
+        is no such wallet. Every use of a wallet's key or balances starts here."""
+        if wallet_id in self.api_keys:
+            self._hot.move_to_end(wallet_id)
+            return True
+        accounts = (wallet_account(wallet_id), reserved_account(wallet_id))
+        key_rows = await self._read(
+            "SELECT api_key_sha256 FROM wallets WHERE wallet_id = ?", (wallet_id,)
+        )
+        if not key_rows:
+            return False
+        query = "SELECT account_id, balance_msat FROM accounts WHERE account_id IN (?, ?)"
+        balances = dict(await self._read(query, accounts))
+        if wallet_id in self.api_keys:  # made hot by another request meanwhile: it is newer
+            return True
+        # Only a wallet with nothing on its way to the disk was let go: the rows are current.
+        self.api_keys[wallet_id] = key_rows[0][0]
+        for account in accounts:
+            self.balances[account] = self.committed[account] = balances.get(account, 0)
+        self._hot[wallet_id] = None
+        self._evict()
+        return True
+
+    def is_hot(self, wallet_id: str) -> bool:
+        return wallet_id in self.api_keys
+
+    def pin(self, wallet_id: str) -> None:
+        """A payout uses this (hot) wallet until unpin: it stays hot."""
+        assert wallet_id in self.api_keys, f"pinning a wallet that is not hot: {wallet_id}"
+        self._pins[wallet_id] = self._pins.get(wallet_id, 0) + 1
+
+    def unpin(self, wallet_id: str) -> None:
+        left = self._pins[wallet_id] - 1
+        if left:
+            self._pins[wallet_id] = left
+        else:
+            del self._pins[wallet_id]
+
+    def _busy(self, wallet_id: str) -> bool:
+        """In use: pinned, money reserved for a pending payout, or a change not yet durable."""
+        if wallet_id in self._pins:
+            return True
+        for account in (wallet_account(wallet_id), reserved_account(wallet_id)):
+            if self.balances.get(account, 0) != self.committed.get(account, 0):
+                return True
+        return self.balances.get(reserved_account(wallet_id), 0) != 0
+
+    def _evict(self) -> None:
+        """Let the least recently used idle wallets go, down to hot_wallets_max (looking at no
+        more than EVICT_SCAN_MAX of them: busy ones go to the back)."""
+        for _ in range(EVICT_SCAN_MAX):
+            if len(self._hot) <= self.hot_wallets_max:
+                return
+            wallet_id = next(iter(self._hot))
+            if self._busy(wallet_id):
+                self._hot.move_to_end(wallet_id)
+                continue
+            del self._hot[wallet_id]
+            del self.api_keys[wallet_id]
+            for account in (wallet_account(wallet_id), reserved_account(wallet_id)):
+                self.balances.pop(account, None)
+                self.committed.pop(account, None)
+
+    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """Committed rows of a point read: inline, or on the reading connection when busy."""
+        try:
+            return await self.journal.read_now(sql, params)
+        except sqlite3.OperationalError:  # busy inline: ask on the reading connection instead
+            return list(await self.journal.db.execute_fetchall(sql, params))
 
     async def payout(self, payout_id: str) -> Payout | None:
         found = self.pending.get(payout_id) or self._recent.get(payout_id)
@@ -452,12 +555,16 @@ class Ledger:
         self, wallet_id: str, api_key_sha256: str, deposit_msat: int
     ) -> asyncio.Future[None]:
         assert wallet_id not in self.api_keys
-        if len(self.api_keys) >= self.wallets_max:
-            raise LimitReached("wallet_limit", f"this target holds {self.wallets_max} wallets")
         tx = self.tx().add_op((INSERT_WALLET, (wallet_id, api_key_sha256, now_ms())))
         tx.move(DEPOSITS, wallet_account(wallet_id), deposit_msat, None, "deposit")
-        fut = tx.commit()
         self.api_keys[wallet_id] = api_key_sha256  # queued: the wallet exists from now on
+        try:
+            fut = tx.commit()
+        except BaseException:
+            del self.api_keys[wallet_id]  # nothing was queued: no such wallet
+            raise
+        self._hot[wallet_id] = None
+        self._evict()
         return fut
 
     def _commit(
@@ -471,6 +578,10 @@ class Ledger:
             delta[debit] = delta.get(debit, 0) - amount_msat
             delta[credit] = delta.get(credit, 0) + amount_msat
         for account, change in delta.items():
+            # a wallet's balances are only known while it is hot (warm, pin): never a guess of 0
+            assert self.is_hot(wallet_of(account) or "") or account_class(account) == account, (
+                f"{account}: its wallet is not hot"
+            )
             if account != DEPOSITS and self.balance(account) + change < 0:
                 raise InsufficientFunds(account)
         new_pending = sum(
@@ -538,57 +649,66 @@ class Ledger:
     # ---- the conservation query ---------------------------------------------------------------
 
     async def conservation(self) -> dict[str, Any]:
-        """deposits = balances + reserved + paid out + fees, from the durable rows; and every
-        account's balance equal to the sum of its transfers.
+        """deposits = balances + reserved + paid out + fees, from the durable rows; and each
+        class of accounts (the books' own, all wallets', all reservations') holding the sum of
+        its transfers, with no account below zero.
 
-        Transfers are append-only and committed in id order, so their per-account sums are kept
-        and only the transfers committed since the last call are read: the reconciler calls this
-        every few seconds, and a full scan made each pass (and the process's peak memory) grow
-        with the whole history."""
+        Transfers are append-only and committed in id order, so their sums per class are kept
+        and only the transfers committed since the last call are read; the accounts are summed
+        per class inside SQLite. Memory stays a handful of sums however many wallets a long run
+        opens (the reconciler calls this every few seconds)."""
         await self.journal.flush()
-        # One statement, so one snapshot: the new transfers and the accounts they produced.
-        query = (
-            "SELECT transfer_id, debit_account, credit_account, amount_msat FROM transfers"
-            " WHERE transfer_id > ?"
-            " UNION ALL SELECT NULL, NULL, account_id, balance_msat FROM accounts"
-        )
         sums = self._transfer_sums
-        accounts: list[tuple[str, int]] = []
+        classes: dict[str, tuple[int, int]] = {}
         async with self._summing:
-            async with self.journal.db.execute(query, (self._summed_through_id,)) as cur:
-                async for transfer_id, debit, credit, amount_msat in cur:
-                    if transfer_id is None:
-                        accounts.append((credit, amount_msat))
+            # One statement, so one snapshot: the new transfers and the accounts they produced.
+            async with self.journal.db.execute(
+                CONSERVATION_QUERY, (self._summed_through_id,)
+            ) as cur:
+                async for transfer_id, debit, credit, amount_msat, negative in cur:
+                    if transfer_id is None:  # a class of accounts: (class, balance, below zero)
+                        classes[debit] = (int(amount_msat), int(negative))
                         continue
-                    sums[debit] = sums.get(debit, 0) - amount_msat
-                    sums[credit] = sums.get(credit, 0) + amount_msat
+                    for account, change in ((debit, -amount_msat), (credit, amount_msat)):
+                        group = account_class(account)
+                        sums[group] = sums.get(group, 0) + change
                     self._summed_through_id = max(self._summed_through_id, transfer_id)
-        deposits = wallets = reserved = outbound = fees = drifted = negative = 0
-        for account_id, balance in accounts:
-            if account_id == DEPOSITS:
-                deposits = -balance
-            elif account_id.startswith("wallet:"):
-                wallets += balance
-            elif account_id.startswith("reserved:"):
-                reserved += balance
-            elif account_id == OUTBOUND:
-                outbound += balance
-            elif account_id == FEES:
-                fees += balance
-            drifted += balance != sums.get(account_id, 0)
-            negative += balance < 0 and account_id != DEPOSITS
-        return {
-            "deposits_msat": deposits,
-            "balances_msat": wallets,
-            "reserved_msat": reserved,
-            "paid_out_msat": outbound,
-            "fees_msat": fees,
-            "accounts_off_journal": drifted,
-            "negative_accounts": negative,
-            "conserved": deposits == wallets + reserved + outbound + fees
-            and drifted == 0
-            and negative == 0,
-        }
+        return conservation_of(classes, sums)
+
+
+# The transfers since a given id, then each class of accounts with its balance and how many of
+# its accounts are below zero (the deposits account alone may be: deposits come from it).
+CONSERVATION_QUERY = (
+    "SELECT transfer_id, debit_account, credit_account, amount_msat, NULL FROM transfers"
+    " WHERE transfer_id > ?"
+    " UNION ALL SELECT NULL, CASE WHEN account_id LIKE 'wallet:%' THEN 'wallet:'"
+    " WHEN account_id LIKE 'reserved:%' THEN 'reserved:' ELSE account_id END AS class, NULL,"
+    f" SUM(balance_msat), SUM(balance_msat < 0 AND account_id != '{DEPOSITS}')"
+    " FROM accounts GROUP BY class"
+)
+
+
+def conservation_of(classes: dict[str, tuple[int, int]], sums: dict[str, int]) -> dict[str, Any]:
+    """The conservation document from each class's (balance, accounts below zero) and the sums
+    of the transfers per class."""
+    balance = {group: value for group, (value, _) in classes.items()}
+    deposits = -balance.get(DEPOSITS, 0)
+    wallets, reserved = balance.get("wallet:", 0), balance.get("reserved:", 0)
+    outbound, fees = balance.get(OUTBOUND, 0), balance.get(FEES, 0)
+    drifted = sum(value != sums.get(group, 0) for group, value in balance.items())
+    negative = sum(count for _, count in classes.values())
+    return {
+        "deposits_msat": deposits,
+        "balances_msat": wallets,
+        "reserved_msat": reserved,
+        "paid_out_msat": outbound,
+        "fees_msat": fees,
+        "accounts_off_journal": drifted,
+        "negative_accounts": negative,
+        "conserved": deposits == wallets + reserved + outbound + fees
+        and drifted == 0
+        and negative == 0,
+    }
 
 
 def payout_from_row(row: Any) -> Payout:

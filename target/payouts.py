@@ -161,15 +161,19 @@ class PayoutService:
         await self.ledger.open_wallet(wallet_id, sha256_hex(api_key), balance_msat)
         return wallet_id, api_key
 
-    def authorize(self, wallet_id: str, api_key: str | None) -> None:
-        """The wallet exists and the key is its own; one answer for both so ids cannot be probed."""
+    async def authorize(self, wallet_id: str, api_key: str | None) -> None:
+        """The wallet exists and the key is its own; one answer for both so ids cannot be probed.
+        Leaves the wallet hot (ledger.warm): its view and its payouts read it from memory."""
+        await self.ledger.warm(wallet_id)
         expected = self.ledger.api_keys.get(wallet_id)
         given = sha256_hex(api_key or "")
         if expected is None or not api_key or not hmac.compare_digest(expected, given):
             raise ApiError(401, "unauthorized", "unknown wallet or wrong X-Api-Key")
 
     def wallet_view(self, wallet_id: str) -> dict[str, Any]:
-        """The wallet as committed to disk (never a change still on its way there)."""
+        """The wallet as committed to disk (never a change still on its way there). The wallet
+        is hot: authorize() made it so, with no await since."""
+        assert self.ledger.is_hot(wallet_id), f"wallet {wallet_id} read while not hot"
         return {
             "wallet_id": wallet_id,
             "balance_msat": self.ledger.committed_balance(wallet_account(wallet_id)),
@@ -179,6 +183,19 @@ class PayoutService:
     # ---- paying --------------------------------------------------------------------------------
 
     async def pay(
+        self, wallet_id: str, payment_request: str, idempotency_key: str | None
+    ) -> Answer:
+        """Pay an invoice from an authorized wallet: the wallet stays hot (pinned in the ledger)
+        while its payout runs, whatever other wallets a long run reads meanwhile."""
+        if not await self.ledger.warm(wallet_id):
+            raise ApiError(401, "unauthorized", "unknown wallet or wrong X-Api-Key")
+        self.ledger.pin(wallet_id)
+        try:
+            return await self._pay(wallet_id, payment_request, idempotency_key)
+        finally:
+            self.ledger.unpin(wallet_id)
+
+    async def _pay(
         self, wallet_id: str, payment_request: str, idempotency_key: str | None
     ) -> Answer:
         request_sha256 = sha256_hex(payment_request.strip().lower())

@@ -24,6 +24,7 @@ Conservation is global: money has no run.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -37,6 +38,24 @@ from .node.client import PaymentStatus, PaymentTruth, TruthReader
 log = logging.getLogger("lnchaos.reconcile")
 
 EXAMPLES_MAX = 10
+CHECKPOINT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reconcile_checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_seq INTEGER NOT NULL,
+    open_json TEXT NOT NULL
+);
+"""
+
+
+async def create_checkpoint_table(db: Any) -> None:
+    """The reconciler's checkpoint table, made with the ledger's (before its journal starts)."""
+    await db.executescript(CHECKPOINT_SCHEMA)
+
+
+UPSERT_CHECKPOINT = (
+    "INSERT INTO reconcile_checkpoint (id, last_seq, open_json) VALUES (1, ?, ?)"
+    " ON CONFLICT(id) DO UPDATE SET last_seq = excluded.last_seq, open_json = excluded.open_json"
+)
 
 CHARGED_SQL = (
     "SUM(CASE WHEN credit_account IN ('outbound', 'fees') THEN amount_msat"
@@ -269,11 +288,15 @@ async def summarise(
 
 
 class Reconciler:
-    """The background job's reconciliation, incremental: each pass judges only the payment
-    hashes whose payouts changed since the last pass (each write numbers its payout anew:
-    `changed_seq`, indexed) and those not final at the last pass; every other hash keeps its
-    verdict. Its cost follows the traffic since the last pass, not the length of the run, so a
-    long run stays flat in time and memory. Only hashes not judged OK are remembered."""
+    """The target's reconciliation, incremental: each pass judges only the payment hashes whose
+    payouts changed since the last pass (each write numbers its payout anew: `changed_seq`,
+    indexed) and those not final at the last pass; every other hash keeps its verdict. Its cost
+    follows the traffic since the last pass, not the length of the run, so a long run stays flat
+    in time and memory. Only hashes not judged OK are remembered (with their row and truth).
+
+    One instance serves the background job and GET /admin/reconciliation (`report`), so the
+    end-of-run verdict judges what changed since the last pass, never the whole history again
+    (at a million payouts a full pass took longer than the client's bound)."""
 
     CHUNK = 500  # hashes per query (SQLite's parameter limit is far above 2 x 500)
 
@@ -282,36 +305,110 @@ class Reconciler:
         self.node = node
         self.stuck_after_s = stuck_after_s
         self._last_seq = 0
-        self._verdicts: dict[str, Verdict] = {}  # hashes whose verdict is not OK
+        self._open: dict[str, Judged] = {}  # hashes whose verdict is not OK
+        self._lock = asyncio.Lock()  # one pass at a time: the job's and a request's
         self.hashes_judged = 0
+        self._saved: tuple[int, frozenset[str]] | None = None  # the checkpoint last written
+
+    async def load(self) -> None:
+        """Resume from the checkpoint a pass wrote (a restart after a crash): the hashes open
+        then are judged again at the next pass, with those changed since; every other hash was
+        judged OK and has not changed. Without it the first pass after a restart judged the
+        whole history, and a crash late in a long run pushed the verdict past its bound."""
+        db = self.ledger.journal.db
+        rows = await db.execute_fetchall("SELECT last_seq, open_json FROM reconcile_checkpoint")
+        if not rows:
+            return
+        last_seq, open_json = rows[0]
+        self._last_seq = int(last_seq)
+        placeholder = PaymentTruth("", PaymentStatus.IN_FLIGHT)
+        for payment_hash in json.loads(open_json):  # judged again at the next pass
+            row = (payment_hash, 0, 0, None, "", 0, 0, "")
+            self._open[payment_hash] = Judged((AWAITING_NODE, 0, []), row, placeholder)
+
+    def _checkpoint(self) -> None:
+        """Queue the pass's checkpoint (last_seq, the open hashes) when it changed."""
+        state = (self._last_seq, frozenset(self._open))
+        if state == self._saved:
+            return
+        self._saved = state
+        open_json = json.dumps(sorted(self._open))
+        self.ledger.journal.write([(UPSERT_CHECKPOINT, (self._last_seq, open_json))])
 
     async def run_pass(self, metrics: Metrics | None = None) -> dict[str, Any]:
-        await self.ledger.journal.flush()
-        db = self.ledger.journal.db
-        changed = await db.execute_fetchall(
-            "SELECT changed_seq, payment_hash FROM payouts WHERE changed_seq > ?",
-            (self._last_seq,),
-        )
-        # A final verdict changes only with a new or rewritten payout of its hash (seen above);
-        # the ones not final yet are asked again.
-        still_open = {h for h, (kind, _, _) in self._verdicts.items() if kind in NOT_FINAL}
-        hashes = {h for _, h in changed} | still_open
-        if changed:
-            self._last_seq = max(seq for seq, _ in changed)
-        stuck_before_ms = int((time.time() - self.stuck_after_s) * 1000)
-        ordered = sorted(hashes)
-        for start in range(0, len(ordered), self.CHUNK):
-            chunk = ordered[start : start + self.CHUNK]
-            rows = await db.execute_fetchall(per_hash_query(len(chunk)), chunk + chunk)
-            truths = await lookup_many(self.node, [row[HASH] for row in rows])
-            for row in rows:
-                verdict = judge(row, truths[row[HASH]], stuck_before_ms)
-                if verdict[0] == OK:
-                    self._verdicts.pop(row[HASH], None)
-                else:
-                    self._verdicts[row[HASH]] = verdict
-            self.hashes_judged += len(rows)
-        return await summarise(self.ledger, list(self._verdicts.values()), metrics)
+        """The background job's pass: judged at the target's own stuck threshold."""
+        await self.advance()
+        return await summarise(self.ledger, [j.verdict for j in self._open.values()], metrics)
+
+    async def advance(self) -> None:
+        """Judge the hashes changed since the last pass and those still open."""
+        async with self._lock:
+            await self.ledger.journal.flush()
+            db = self.ledger.journal.db
+            changed = await db.execute_fetchall(
+                "SELECT changed_seq, payment_hash FROM payouts WHERE changed_seq > ?",
+                (self._last_seq,),
+            )
+            # A final verdict changes only with a new or rewritten payout of its hash (seen
+            # above); the ones not final yet are asked again.
+            still_open = {h for h, j in self._open.items() if j.verdict[0] in NOT_FINAL}
+            hashes = {h for _, h in changed} | still_open
+            if changed:
+                self._last_seq = max(seq for seq, _ in changed)
+            stuck_before_ms = int((time.time() - self.stuck_after_s) * 1000)
+            ordered = sorted(hashes)
+            for start in range(0, len(ordered), self.CHUNK):
+                chunk = ordered[start : start + self.CHUNK]
+                rows = await db.execute_fetchall(per_hash_query(len(chunk)), chunk + chunk)
+                truths = await lookup_many(self.node, [row[HASH] for row in rows])
+                for row in rows:
+                    truth = truths[row[HASH]]
+                    judged = Judged(judge(row, truth, stuck_before_ms), row, truth)
+                    if judged.verdict[0] == OK:
+                        self._open.pop(row[HASH], None)
+                    else:
+                        self._open[row[HASH]] = judged
+                self.hashes_judged += len(rows)
+            self._checkpoint()
+
+    async def report(
+        self,
+        *,
+        stuck_after_s: float,
+        metrics: Metrics | None = None,
+        since_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """GET /admin/reconciliation: the same document as `reconcile` (the full pass, kept as
+        the reference the tests hold this one to), from the open hashes after a pass."""
+        now_ms = int(time.time() * 1000)  # before the reads: a payout created later is newer
+        await self.advance()
+        stuck_before_ms = int(now_ms - stuck_after_s * 1000)
+        in_run: list[Judged] = []
+        before: list[Judged] = []
+        for j in list(self._open.values()):
+            judged = Judged(judge(j.row, j.truth, stuck_before_ms), j.row, j.truth)
+            older = since_ms is not None and int(j.row[NEWEST_MS] or 0) < since_ms
+            (before if older else in_run).append(judged)
+        verdicts = [j.verdict for j in in_run]
+        result = await summarise(self.ledger, verdicts, metrics, since_ms=since_ms)
+        result["hashes_checked"] = self.hashes_judged
+        result.update(now_ms=now_ms, since_ms=since_ms, stuck_after_s=stuck_after_s)
+        result["unresolved"] = unresolved_of(in_run)
+        timed_out = await timed_out_payouts(self.ledger, since_ms=since_ms)
+        open_timed_out = sum(int(j.row[TIMED_OUT] or 0) for j in in_run)
+        result["timeouts"] = {"payouts": timed_out, "resolved": timed_out - open_timed_out}
+        if since_ms is not None:
+            result["before_run"] = await before_run_summary(self.ledger, before, since_ms)
+        return result
+
+
+async def timed_out_payouts(ledger: Ledger, *, since_ms: int | None = None) -> int:
+    """Payouts whose first answer was a timeout (202 pending or 504), created since since_ms."""
+    clause, params = ("AND created_ms >= ?", (since_ms,)) if since_ms is not None else ("", ())
+    rows = await ledger.journal.db.execute_fetchall(
+        f"SELECT COUNT(*) FROM payouts WHERE response_status IN (202, 504) {clause}", params
+    )
+    return int(rows[0][0]) if rows else 0
 
 
 async def lookup_many(node: TruthReader, hashes: list[str]) -> dict[str, PaymentTruth]:
@@ -333,16 +430,9 @@ def alerts_of(result: dict[str, Any]) -> list[str]:
 
 
 async def run_reconciler(
-    ledger: Ledger,
-    node: TruthReader,
-    metrics: Metrics,
-    *,
-    interval_s: float,
-    stuck_after_s: float,
-    stop: asyncio.Event,
+    reconciler: Reconciler, metrics: Metrics, *, interval_s: float, stop: asyncio.Event
 ) -> None:
     """Reconcile every `interval_s` and log every mismatch as an alert, until `stop` is set."""
-    reconciler = Reconciler(ledger, node, stuck_after_s=stuck_after_s)
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval_s)

@@ -15,6 +15,7 @@ from .ledger import Ledger
 from .metrics import Metrics
 from .node.client import NodeClient, TruthReader
 from .payouts import PayoutService
+from .reconcile import Reconciler
 
 
 @dataclass
@@ -30,6 +31,7 @@ class TargetState:
     payouts: PayoutService
     node_ok: Callable[[], bool]  # the node's journal is writing
     node_totals: Callable[[], Awaitable[dict[str, Any]]]  # the node's own counts
+    reconciler: Reconciler  # incremental: the background job's and the admin route's
 
     @property
     def fix(self) -> FixMode:

@@ -83,3 +83,56 @@ def test_a_lying_wallet_client_does_not_blind_the_reconciliation(
 
     rec = run(scenario(), timeout_s=60)
     assert rec["paid_not_charged"]["count"] == 6, rec
+
+
+def test_the_admin_report_is_incremental_and_equals_the_full_pass(tmp_path: Path) -> None:
+    """Issue 24: GET /admin/reconciliation judged the whole history at every call, and the end
+    of a long run asks it a few times a second. Now it judges what changed since its last pass;
+    its kinds, amounts, unresolved and timeouts equal the full pass's, and a restart resumes
+    from the pass's checkpoint instead of judging every earlier payout again."""
+    db = tmp_path / "w.sqlite"
+    payouts = 12
+
+    async def first_life() -> dict:
+        config = fast_config(db, fix="off", timeout_rate=0.5)
+        async with in_process(config, check_conserved=False) as api:
+            assert api.state is not None
+            state = api.state
+            wallet = await api.new_wallet(10_000_000)
+            for _ in range(payouts):
+                invoice = await api.invoice(AMOUNT_MSAT)
+                await api.pay(wallet, invoice["payment_request"])
+
+            async def quiet() -> dict | None:
+                full = await reconcile(state.ledger, state.node_truth, stuck_after_s=0.0)
+                return full if full["awaiting_node"] == 0 and full["pending"] == 0 else None
+
+            full = await eventually(quiet, timeout_s=10, what="the node to finish")
+            part = await state.reconciler.report(stuck_after_s=0.0)
+            for key in (*KINDS, "unresolved", "timeouts", "pending", "conserved"):
+                assert part[key] == full[key], (key, part[key], full[key])
+            assert full["charged_not_paid"]["count"] > 0, "timeouts under fix off lose money"
+            judged = state.reconciler.hashes_judged
+            again = await state.reconciler.report(stuck_after_s=0.0)
+            assert state.reconciler.hashes_judged - judged == 0, "nothing changed: nothing judged"
+            assert again["charged_not_paid"] == part["charged_not_paid"]
+            await state.ledger.journal.flush()  # the checkpoint is durable
+            return full
+
+    async def second_life(full: dict) -> None:
+        config = fast_config(db, fix="off", timeout_rate=0.5)
+        async with in_process(config, check_conserved=False) as api:
+            assert api.state is not None
+            report = await api.state.reconciler.report(stuck_after_s=0.0)
+            for kind in KINDS:
+                assert report[kind]["count"] == full[kind]["count"], kind
+                assert report[kind]["amount_msat"] == full[kind]["amount_msat"], kind
+            # only the hashes open at the checkpoint were judged again, not all of them
+            open_hashes = full["charged_not_paid"]["count"] + full["paid_not_charged"]["count"]
+            assert api.state.reconciler.hashes_judged == open_hashes < payouts
+
+    run(first_life_then_second(first_life, second_life), timeout_s=60)
+
+
+async def first_life_then_second(first, second) -> None:  # noqa: ANN001 - two scenario steps
+    await second(await first())
