@@ -57,7 +57,14 @@ REPORT_KEY = "lnchaos_tally"
 COUNTERS_KEY = "counters"
 TALLY_INTERVAL_S = 1.0
 TIMELINE_INTERVAL_S = 1.0
-MAX_TIMELINE_SAMPLES = 24 * 3600  # one a second for a day: a bound, not a plan
+# Timeline points kept (in memory and consistency.json): past it every other point goes and the
+# sampling halves its pace, so an hour keeps its shape at 2-4 s a point in flat memory (one a
+# second for the whole run grew the Locust process by about 5 MB an hour).
+MAX_TIMELINE_SAMPLES = 1800
+# Locust counts each stats entry's requests per second of the run in dicts it never trims
+# (StatsEntry.num_reqs_per_sec, num_fail_per_sec: tens of entries a second, ~15 MB an hour here);
+# its own readers look back 12 s (current_rps), so older seconds are dropped once a second.
+PER_SECOND_KEPT_S = 60
 FINAL_KEY = "final"
 # How long the verdict waits for a final tally still on its way from a worker Locust does not
 # (yet) call missing: the worker sends it on its test_stop, before it tells the master it stopped.
@@ -105,6 +112,9 @@ class Collector:
         self.workers: dict[str, dict[str, Any]] = {}
         self.phases: list[dict[str, Any]] = []
         self.timeline: list[dict[str, Any]] = []
+        self._timeline_every = 1  # a point every this many samples (doubles when thinned)
+        self._samples = 0
+        self._ticks: list[int] = []  # the sample number of each timeline point
         self.started_monotonic = time.monotonic()
         self.started_unix = time.time()
         self._sampler: gevent.Greenlet | None = None
@@ -118,6 +128,7 @@ class Collector:
         self.started_unix = time.time()
         self.phases = []
         self.timeline = []
+        self._timeline_every, self._samples, self._ticks = 1, 0, []
         self.started_monotonic = time.monotonic()
         self._sampler = gevent.spawn(self._sample_forever)
 
@@ -238,12 +249,20 @@ class Collector:
 
     def sample(self) -> None:
         self.note_workers()
-        if len(self.timeline) >= MAX_TIMELINE_SAMPLES:
-            return
+        trim_per_second(self.runner.stats, time.time() - PER_SECOND_KEPT_S)
         point = {"t_s": round(self.elapsed_s(), 3), "phase": self.current_phase()}
         point.update(timeline_point(self.merged()))
-        self.timeline.append(point)
         self.write_progress(point)
+        tick, self._samples = self._samples, self._samples + 1
+        if tick % self._timeline_every:
+            return
+        self.timeline.append(point)
+        self._ticks.append(tick)
+        if len(self.timeline) >= MAX_TIMELINE_SAMPLES:  # keep the points on the coarser grid
+            self._timeline_every *= 2
+            kept = [i for i, t in enumerate(self._ticks) if t % self._timeline_every == 0]
+            self.timeline = [self.timeline[i] for i in kept]
+            self._ticks = [self._ticks[i] for i in kept]
 
     def write_progress(self, point: dict[str, Any]) -> None:
         """The latest sample as JSON (atomically), for a reader outside Locust: {run_id, t_s,
@@ -268,6 +287,18 @@ class Collector:
         while True:
             gevent.sleep(TIMELINE_INTERVAL_S)
             self.sample()
+
+
+def trim_per_second(stats: Any, before_unix: float) -> None:
+    """Drop the per-second request counts of Locust's stats entries older than before_unix
+    (PER_SECOND_KEPT_S): what Locust reads of them is the last 12 s."""
+    oldest = int(before_unix)
+    entries = [stats.total, *stats.entries.values()] if stats is not None else []
+    for entry in entries:
+        for per_second in (entry.num_reqs_per_sec, entry.num_fail_per_sec):
+            if per_second and min(per_second) < oldest:
+                for second in [t for t in per_second if t < oldest]:
+                    del per_second[second]
 
 
 def broadcast_phase(runner: Any, run_id: str, phase: str) -> None:

@@ -1,0 +1,44 @@
+"""The Locust process stays flat over a long run (issue 24): Locust's per-second counts are
+trimmed, and the run's timeline is thinned, never grown past its bound nor cut short."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from locustfiles import telemetry
+
+
+def fake_stats(seconds: range) -> SimpleNamespace:
+    def entry() -> SimpleNamespace:
+        return SimpleNamespace(
+            num_reqs_per_sec={t: 1 for t in seconds}, num_fail_per_sec={t: 1 for t in seconds}
+        )
+
+    return SimpleNamespace(total=entry(), entries={("GET", "/a"): entry()})
+
+
+def test_per_second_counts_older_than_the_window_are_dropped():
+    stats = fake_stats(range(1000, 1100))
+    telemetry.trim_per_second(stats, 1090.5)
+    for entry in (stats.total, *stats.entries.values()):
+        assert sorted(entry.num_reqs_per_sec) == list(range(1090, 1100))
+        assert sorted(entry.num_fail_per_sec) == list(range(1090, 1100))
+    telemetry.trim_per_second(stats, 1090.5)  # nothing older: nothing changes
+    assert len(stats.total.num_reqs_per_sec) == 10
+
+
+def test_the_timeline_is_thinned_at_its_bound_and_keeps_the_whole_run(monkeypatch):
+    collector = telemetry.Collector(SimpleNamespace(stats=None))
+    monkeypatch.setattr(collector, "note_workers", lambda: None)
+    monkeypatch.setattr(collector, "merged", lambda: {})
+    monkeypatch.setattr(telemetry, "timeline_point", lambda merged: {})
+    clock = iter(range(10**6))
+    monkeypatch.setattr(collector, "elapsed_s", lambda: float(next(clock)))
+    samples = 3 * 3600  # three hours, one sample a second
+    for _ in range(samples):
+        collector.sample()
+    timeline = collector.timeline
+    assert len(timeline) < telemetry.MAX_TIMELINE_SAMPLES
+    assert timeline[0]["t_s"] == 0.0 and timeline[-1]["t_s"] >= samples - 8  # the whole run
+    gaps = {b["t_s"] - a["t_s"] for a, b in zip(timeline, timeline[1:], strict=False)}
+    assert max(gaps) <= 8.0, gaps  # evenly thinned: every 8th second after 3 h
