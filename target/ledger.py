@@ -333,6 +333,7 @@ class Ledger:
         self.api_keys: dict[str, str] = {}  # wallet_id -> sha256 of its api key (hot wallets)
         self._hot: OrderedDict[str, None] = OrderedDict()  # hot wallets, least recent first
         self._pins: dict[str, int] = {}  # wallets a payout is using now: never let go
+        self._pending_of: dict[str, int] = {}  # wallet_id -> its pending payouts (never let go)
         self.hot_wallets_max = hot_wallets_max
         self.paid_hashes = BloomFilter()  # hashes of succeeded payouts (hash_paid's fast "no")
         self.used_keys = BloomFilter()  # (wallet, Idempotency-Key) of payouts (payout_by_key's)
@@ -470,8 +471,8 @@ class Ledger:
             del self._pins[wallet_id]
 
     def _busy(self, wallet_id: str) -> bool:
-        """In use: pinned, money reserved for a pending payout, or a change not yet durable."""
-        if wallet_id in self._pins:
+        """In use: pinned, a payout pending, money reserved, or a change not yet durable."""
+        if wallet_id in self._pins or wallet_id in self._pending_of:
             return True
         for account in (wallet_account(wallet_id), reserved_account(wallet_id)):
             if self.balances.get(account, 0) != self.committed.get(account, 0):
@@ -636,9 +637,16 @@ class Ledger:
             self.idempotency[(payout.wallet_id, payout.idempotency_key)] = payout.payout_id
             self.used_keys.add((payout.wallet_id, payout.idempotency_key))
         if payout.status is PayoutStatus.PENDING:
+            if payout.payout_id not in self.pending:
+                self._pending_of[payout.wallet_id] = self._pending_of.get(payout.wallet_id, 0) + 1
             self.pending[payout.payout_id] = payout
             return
-        self.pending.pop(payout.payout_id, None)
+        if self.pending.pop(payout.payout_id, None) is not None:
+            left = self._pending_of[payout.wallet_id] - 1
+            if left:
+                self._pending_of[payout.wallet_id] = left
+            else:
+                del self._pending_of[payout.wallet_id]
         self._recent[payout.payout_id] = payout
         self._recent.move_to_end(payout.payout_id)
         while len(self._recent) > self._recent_max:
