@@ -891,6 +891,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-suite", action="store_true", help="floor and target only")
     parser.add_argument("--no-pin", action="store_true", help="do not pin driver and server")
     parser.add_argument(
+        "--verdict-payouts",
+        type=int,
+        default=0,
+        help="instead: what the end-of-run verdict costs the target after this many payouts "
+        "(lnchaos/bench_verdict.py; writes bench-verdict.json)",
+    )
+    parser.add_argument(
         "--memory-run",
         action="store_true",
         help="one long target run: is its memory flat? (writes bench-memory.json)",
@@ -972,6 +979,12 @@ def main(args: argparse.Namespace) -> int:
     if args.instructions:
         return instructions_main(args)
     settings = settings_from(args)
+    if args.verdict_payouts:
+        from . import bench_verdict
+
+        result = bench_verdict.measure(args.verdict_payouts, settings.report_dir)
+        print(bench_verdict.describe(result))
+        return 0
     if settings.memory_run:
         summary = memory_run(settings)
         print(

@@ -42,7 +42,8 @@ CHECKPOINT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS reconcile_checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     last_seq INTEGER NOT NULL,
-    open_json TEXT NOT NULL
+    open_json TEXT NOT NULL,
+    sums_json TEXT NOT NULL DEFAULT '[0, {}]'
 );
 """
 
@@ -53,8 +54,9 @@ async def create_checkpoint_table(db: Any) -> None:
 
 
 UPSERT_CHECKPOINT = (
-    "INSERT INTO reconcile_checkpoint (id, last_seq, open_json) VALUES (1, ?, ?)"
-    " ON CONFLICT(id) DO UPDATE SET last_seq = excluded.last_seq, open_json = excluded.open_json"
+    "INSERT INTO reconcile_checkpoint (id, last_seq, open_json, sums_json) VALUES (1, ?, ?, ?)"
+    " ON CONFLICT(id) DO UPDATE SET last_seq = excluded.last_seq,"
+    " open_json = excluded.open_json, sums_json = excluded.sums_json"
 )
 
 CHARGED_SQL = (
@@ -214,14 +216,17 @@ def timeouts_of(judged: Iterable[Judged]) -> dict[str, int]:
     return {"payouts": payouts, "resolved": resolved}
 
 
-async def before_run_summary(ledger: Ledger, judged: list[Judged], since_ms: int) -> dict[str, Any]:
+async def before_run_summary(
+    ledger: Ledger, judged: list[Judged], since_ms: int, counts: dict[str, int] | None = None
+) -> dict[str, Any]:
     """The same kinds for the hashes older than the run: reported, never counted in it."""
     tallies = {kind: Tally() for kind in ("charged_not_paid", "paid_not_charged", STUCK)}
     for j in judged:
         kind, amount_msat, payout_ids = j.verdict
         if kind in tallies:
             tallies[kind].add(amount_msat, payout_ids)
-    counts = await payout_counts(ledger, before_ms=since_ms)
+    if counts is None:
+        counts = await payout_counts(ledger, before_ms=since_ms)
     return {
         **{kind: tally.as_dict() for kind, tally in tallies.items()},
         "unresolved": unresolved_of(judged),
@@ -257,6 +262,7 @@ async def summarise(
     metrics: Metrics | None,
     *,
     since_ms: int | None = None,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     tallies = {kind: Tally() for kind in ("charged_not_paid", "paid_not_charged", STUCK)}
     awaiting_node = hashes = 0
@@ -266,7 +272,8 @@ async def summarise(
             tallies[kind].add(amount_msat, payout_ids)
         awaiting_node += kind == AWAITING_NODE
     conservation = await ledger.conservation()
-    counts = await payout_counts(ledger, since_ms=since_ms)
+    if counts is None:
+        counts = await payout_counts(ledger, since_ms=since_ms)
     result = {
         "charged_not_paid": tallies["charged_not_paid"].as_dict(),
         "paid_not_charged": tallies["paid_not_charged"].as_dict(),
@@ -309,6 +316,7 @@ class Reconciler:
         self._lock = asyncio.Lock()  # one pass at a time: the job's and a request's
         self.hashes_judged = 0
         self._saved: tuple[int, frozenset[str]] | None = None  # the checkpoint last written
+        self._cached_counts: tuple[tuple[int | None, int], dict[str, Any]] | None = None
 
     async def load(self) -> None:
         """Resume from the checkpoint a pass wrote (a restart after a crash): the hashes open
@@ -316,24 +324,33 @@ class Reconciler:
         judged OK and has not changed. Without it the first pass after a restart judged the
         whole history, and a crash late in a long run pushed the verdict past its bound."""
         db = self.ledger.journal.db
-        rows = await db.execute_fetchall("SELECT last_seq, open_json FROM reconcile_checkpoint")
+        query = "SELECT last_seq, open_json, sums_json FROM reconcile_checkpoint"
+        rows = await db.execute_fetchall(query)
         if not rows:
             return
-        last_seq, open_json = rows[0]
+        last_seq, open_json, sums_json = rows[0]
+        newest = await db.execute_fetchall("SELECT COALESCE(MAX(changed_seq), 0) FROM payouts")
+        if int(last_seq) > int(newest[0][0]):  # not this database's numbers: judge anew
+            log.warning("reconciliation checkpoint ahead of the payouts: not used")
+            return
         self._last_seq = int(last_seq)
+        self.ledger.restore_sums(*json.loads(sums_json))
         placeholder = PaymentTruth("", PaymentStatus.IN_FLIGHT)
         for payment_hash in json.loads(open_json):  # judged again at the next pass
             row = (payment_hash, 0, 0, None, "", 0, 0, "")
             self._open[payment_hash] = Judged((AWAITING_NODE, 0, []), row, placeholder)
 
     def _checkpoint(self) -> None:
-        """Queue the pass's checkpoint (last_seq, the open hashes) when it changed."""
+        """Queue the pass's checkpoint (last_seq, the open hashes, the ledger's transfer sums)
+        when it changed."""
         state = (self._last_seq, frozenset(self._open))
         if state == self._saved:
             return
         self._saved = state
         open_json = json.dumps(sorted(self._open))
-        self.ledger.journal.write([(UPSERT_CHECKPOINT, (self._last_seq, open_json))])
+        sums_json = json.dumps(self.ledger.sums_checkpoint())
+        row = (self._last_seq, open_json, sums_json)
+        self.ledger.journal.write([(UPSERT_CHECKPOINT, row)])
 
     async def run_pass(self, metrics: Metrics | None = None) -> dict[str, Any]:
         """The background job's pass: judged at the target's own stuck threshold."""
@@ -390,16 +407,41 @@ class Reconciler:
             older = since_ms is not None and int(j.row[NEWEST_MS] or 0) < since_ms
             (before if older else in_run).append(judged)
         verdicts = [j.verdict for j in in_run]
-        result = await summarise(self.ledger, verdicts, metrics, since_ms=since_ms)
+        counts = await self._counts(since_ms)
+        result = await summarise(
+            self.ledger, verdicts, metrics, since_ms=since_ms, counts=counts["run"]
+        )
         result["hashes_checked"] = self.hashes_judged
         result.update(now_ms=now_ms, since_ms=since_ms, stuck_after_s=stuck_after_s)
         result["unresolved"] = unresolved_of(in_run)
-        timed_out = await timed_out_payouts(self.ledger, since_ms=since_ms)
+        timed_out = counts["timed_out"]
         open_timed_out = sum(int(j.row[TIMED_OUT] or 0) for j in in_run)
         result["timeouts"] = {"payouts": timed_out, "resolved": timed_out - open_timed_out}
         if since_ms is not None:
-            result["before_run"] = await before_run_summary(self.ledger, before, since_ms)
+            before_counts = counts["before"]
+            result["before_run"] = await before_run_summary(
+                self.ledger, before, since_ms, before_counts
+            )
         return result
+
+    async def _counts(self, since_ms: int | None) -> dict[str, Any]:
+        """The payouts' counts by status in and before the run, and the run's timed-out ones:
+        scans of the payouts table, made again only when a payout changed since (every write
+        of a payout numbers it anew, and `advance` saw the last number). The end of a run asks
+        a few times a second once nothing changes; at a million payouts each scan costs a
+        second."""
+        key = (since_ms, self._last_seq)
+        if self._cached_counts is not None and self._cached_counts[0] == key:
+            return self._cached_counts[1]
+        counts = {
+            "run": await payout_counts(self.ledger, since_ms=since_ms),
+            "timed_out": await timed_out_payouts(self.ledger, since_ms=since_ms),
+            "before": await payout_counts(self.ledger, before_ms=since_ms)
+            if since_ms is not None
+            else None,
+        }
+        self._cached_counts = (key, counts)
+        return counts
 
 
 async def timed_out_payouts(ledger: Ledger, *, since_ms: int | None = None) -> int:

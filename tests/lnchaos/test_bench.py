@@ -252,3 +252,23 @@ def test_arrival_rate_search_keeps_the_last_rate_under_one_percent(
     assert result["measured"] is True and result["highest_rate_per_s"] == 85.0
     assert result["limited_by"] == "drops"
     assert offered == [50.0, 70.0, 85.0, 100.0]  # stops at the first rate that drops
+
+
+def test_verdict_bench_judges_a_run_after_a_written_history(tmp_path: Path) -> None:
+    """`lnchaos bench --verdict-payouts N` (issue 24): a history of N payouts written in the
+    target's schema, the target started on it, a last stretch paid through it, the run's
+    reconciliation asked; the books balance and the run's view counts only the run's payouts.
+    No speed threshold: the figures are the command's output."""
+    report_dir = tmp_path / "bench"
+    done = subprocess.run(
+        [sys.executable, "-m", "lnchaos.cli", "bench", "--verdict-payouts", "3000",
+         "--report-dir", str(report_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((report_dir / "bench-verdict.json").read_text())
+    assert result["payouts_before"] == 3000 and result["conserved"] is True, result
+    counted = result["run_payouts_counted"]
+    assert sum(counted.values()) == result["payouts_in_run"], counted  # only the run's
+    assert 0 < result["answer_s_median"] <= result["answer_s_max"]
+    assert "verdict after 3,000 payouts" in done.stdout
