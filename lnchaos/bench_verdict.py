@@ -150,6 +150,7 @@ def measure(payouts: int, report_dir: Path) -> dict[str, Any]:
         "two_agreeing_answers_s": round(answers_s[0] + answers_s[1], 3),
         "run_payouts_counted": last.get("payouts"),
         "conserved": last.get("conserved"),
+        "conservation": last.get("conservation"),
     }
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "bench-verdict.json").write_text(json.dumps(result, indent=1))

@@ -684,8 +684,10 @@ class Ledger:
         await self.journal.flush()
         classes: dict[str, tuple[int, int]] = {}
         new_sums: dict[str, int] = {}
-        through_id = self._summed_through_id
         async with self._summing:
+            # read under the lock: a call that waited for another must not go back to the
+            # mark it saw before (it would add the other's transfers a second time)
+            through_id = self._summed_through_id
             # One statement, so one snapshot: the new transfers and the accounts they produced,
             # both summed per class inside SQLite (a restart's first call may have many).
             since = (self._summed_through_id,)
