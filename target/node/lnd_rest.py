@@ -17,7 +17,6 @@ import contextlib
 import hmac
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -41,6 +40,7 @@ from .http_faults import (
     strike_unary,
 )
 from .invoices import Invoice, InvoiceError
+from .lnd_auth import AnyHexMacaroon, MacaroonPolicy, Permission
 from .lnd_json import (
     HEX64,
     INVOICE_FIELDS,
@@ -71,7 +71,6 @@ from .receiving import InvoiceState, OwnInvoice, ReceiveError
 log = logging.getLogger("lnchaos.lnd_rest")
 
 MACAROON_HEADER = "Grpc-Metadata-macaroon"
-HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
 CHANNEL_SIDE_MSAT = 10 * 100_000_000 * 1000  # each side of the one simulated channel at start
 DEFAULT_INVOICE_EXPIRY_S = 86_400  # LND's default
 MAX_INVOICE_EXPIRY_S = 365 * 86_400
@@ -92,29 +91,21 @@ class LndService:
         seed: int,
         admin_token: str,
         macaroon_hex: str | None = None,
+        macaroons: MacaroonPolicy | None = None,
         alias: str = "lnchaos",
     ):
         self.node = node
         self.admin_token = admin_token
-        self.macaroon_hex = macaroon_hex.lower() if macaroon_hex else None
+        self.macaroons = macaroons or AnyHexMacaroon(macaroon_hex)
         self.alias = alias
         self.http_faults = HttpFaults(seed)
         self.streams: set[asyncio.Task[Any]] = set()
 
     # ---- auth ------------------------------------------------------------------------------------
 
-    def authenticate(self, macaroon: str | None) -> None:
-        """Any hex macaroon, or exactly the configured one. (LND answers these with code 2 and
-        HTTP 500; the mock uses Unauthenticated/401 so a client can tell them from faults.)"""
-        if not macaroon:
-            raise LndError(Code.UNAUTHENTICATED, "expected 1 macaroon, got 0")
-        if not HEX.match(macaroon):
-            raise LndError(Code.UNAUTHENTICATED, "unable to decode macaroon: invalid hex")
-        expected = self.macaroon_hex
-        if expected is not None and not hmac.compare_digest(macaroon.lower(), expected):
-            raise LndError(
-                Code.UNAUTHENTICATED, "verification failed: signature mismatch after caveat"
-            )
+    def authenticate(self, macaroon_hex: str | None, permission: Permission) -> None:
+        """The call's macaroon allows `permission`, else LndError (lnd_auth)."""
+        self.macaroons.check(macaroon_hex, permission)
 
     # ---- lightning ---------------------------------------------------------------------------
 
@@ -370,20 +361,37 @@ async def _end_streams(app: web.Application) -> None:
 def add_lnd_routes(app: web.Application) -> None:
     """LND's REST routes and the network admin routes. Needs `lnd_ctx` in the cleanup contexts."""
     app.on_shutdown.append(_end_streams)
-    add_route(app, "GET", "/v1/getinfo", unary(getinfo))
-    add_route(app, "GET", "/v1/balance/channels", unary(channel_balance))
-    add_route(app, "POST", "/v1/invoices", unary(add_invoice))
-    add_route(app, "GET", "/v1/invoice/{r_hash_str}", unary(lookup_invoice))
-    add_route(app, "GET", "/v1/invoices/subscribe", stream(subscribe_invoices))
-    add_route(app, "GET", "/v1/payreq/{pay_req}", unary(decode_payreq))
-    add_route(app, "GET", "/v1/payments", unary(list_payments))
-    add_route(app, "POST", "/v1/channels/transactions", unary(send_payment_sync))
-    add_route(app, "POST", "/v2/router/send", stream(send_payment))
-    add_route(app, "GET", "/v2/router/track/{payment_hash}", stream(track_payment))
-    add_route(app, "POST", "/v2/invoices/settle", unary(settle_invoice))
-    add_route(app, "POST", "/v2/invoices/cancel", unary(cancel_invoice))
+    for method, path, handler in lnd_routes():
+        add_route(app, method, path, handler)
     add_route(app, "POST", "/admin/network/pay", network_pay)
     add_route(app, "GET", "/admin/network/truth", network_truth)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+READ_INFO: Permission = ("info", "read")
+READ_OFFCHAIN: Permission = ("offchain", "read")
+WRITE_OFFCHAIN: Permission = ("offchain", "write")
+READ_INVOICES: Permission = ("invoices", "read")
+WRITE_INVOICES: Permission = ("invoices", "write")
+
+
+def lnd_routes() -> list[tuple[str, str, Handler]]:
+    """(method, path, handler) of each LND REST route, with the permission LND's rpcserver asks
+    of the call's macaroon."""
+    return [
+        ("GET", "/v1/getinfo", unary(getinfo, READ_INFO)),
+        ("GET", "/v1/balance/channels", unary(channel_balance, READ_OFFCHAIN)),
+        ("POST", "/v1/invoices", unary(add_invoice, WRITE_INVOICES)),
+        ("GET", "/v1/invoice/{r_hash_str}", unary(lookup_invoice, READ_INVOICES)),
+        ("GET", "/v1/invoices/subscribe", stream(subscribe_invoices, READ_INVOICES)),
+        ("GET", "/v1/payreq/{pay_req}", unary(decode_payreq, READ_OFFCHAIN)),
+        ("GET", "/v1/payments", unary(list_payments, READ_OFFCHAIN)),
+        ("POST", "/v1/channels/transactions", unary(send_payment_sync, WRITE_OFFCHAIN)),
+        ("POST", "/v2/router/send", stream(send_payment, WRITE_OFFCHAIN)),
+        ("GET", "/v2/router/track/{payment_hash}", stream(track_payment, READ_OFFCHAIN)),
+        ("POST", "/v2/invoices/settle", unary(settle_invoice, WRITE_INVOICES)),
+        ("POST", "/v2/invoices/cancel", unary(cancel_invoice, WRITE_INVOICES)),
+    ]
 
 
 Unary = Callable[[LndService, web.Request], Awaitable[dict[str, Any]]]
@@ -407,9 +415,11 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return value
 
 
-async def _act_unary(service: LndService, request: web.Request, fn: Unary) -> web.Response:
+async def _act_unary(
+    service: LndService, request: web.Request, fn: Unary, permission: Permission
+) -> web.Response:
     try:
-        service.authenticate(request.headers.get(MACAROON_HEADER))
+        service.authenticate(request.headers.get(MACAROON_HEADER), permission)
         return web.json_response(await fn(service, request))
     except LndError as err:
         return error_response(err)
@@ -418,7 +428,7 @@ async def _act_unary(service: LndService, request: web.Request, fn: Unary) -> we
         return error_response(LndError(Code.INTERNAL, "internal error; see the node's log"))
 
 
-def unary(fn: Unary) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def unary(fn: Unary, permission: Permission) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         service = request.app[LND]
         fault = service.http_faults.draw(service.node.faults)
@@ -426,7 +436,7 @@ def unary(fn: Unary) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
             await _delay(fault)
             if fault.kind is not FaultKind.NONE:
                 return await strike_unary(request, fault)
-        response = await _act_unary(service, request, fn)
+        response = await _act_unary(service, request, fn, permission)
         if fault.after:
             await _delay(fault)
             if fault.kind is not FaultKind.NONE:
@@ -441,7 +451,7 @@ async def _delay(fault: HttpFault) -> None:
         await asyncio.sleep(fault.latency_ms / 1000)
 
 
-def stream(fn: Stream) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def stream(fn: Stream, permission: Permission) -> Handler:
     """A server-streaming RPC: `fn` acts and returns the updates; each is sent as one line
     `{"result": ...}`. A refusal before the first update is the error status with
     `{"error": <Status>}`, as grpc-gateway does."""
@@ -452,7 +462,7 @@ def stream(fn: Stream) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         assert task is not None
         service.streams.add(task)
         try:
-            return await _serve_stream(service, request, fn)
+            return await _serve_stream(service, request, fn, permission)
         finally:
             service.streams.discard(task)
 
@@ -460,7 +470,7 @@ def stream(fn: Stream) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def _serve_stream(
-    service: LndService, request: web.Request, fn: Stream
+    service: LndService, request: web.Request, fn: Stream, permission: Permission
 ) -> web.StreamResponse:
     fault = service.http_faults.draw(service.node.faults)
     if not fault.after:
@@ -470,7 +480,7 @@ async def _serve_stream(
         if fault.kind is not FaultKind.NONE:
             return await strike_unary(request, fault)
     try:
-        service.authenticate(request.headers.get(MACAROON_HEADER))
+        service.authenticate(request.headers.get(MACAROON_HEADER), permission)
         messages = await fn(service, request)
     except LndError as err:
         return web.json_response({"error": err.status()}, status=err.http_status)

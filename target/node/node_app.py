@@ -22,6 +22,8 @@ from ..common.errors import ApiError, add_route, add_unrouted
 from ..common.journal import Journal, open_db
 from ..common.server import LOOPBACK, check_bind, run_app
 from .faults import FaultSettings, add_fault_options, faults_from
+from .lnd_auth import LndDirMacaroons
+from .lnd_dir import LndDir, prepare_lnd_dir
 from .lnd_rest import LND, LndService, add_lnd_routes, lnd_ctx
 from .network import LightningNode
 from .network_http import add_fault_routes, add_network_routes
@@ -40,6 +42,9 @@ class NodeConfig:
     db_path: Path | None = None  # None: a new file in a temporary folder
     faults: FaultSettings = field(default_factory=FaultSettings)
     journal_batch_max: int = 256
+    # LND's directory (--lnd-dir, prepared): its macaroons are then the only ones accepted, with
+    # LND's permissions and answers, and the LND faces are served over TLS with its certificate
+    lnd_dir: LndDir | None = None
 
 
 NODE: web.AppKey[LightningNode] = web.AppKey("lnchaos_node", LightningNode)
@@ -60,6 +65,7 @@ def create_node_app(config: NodeConfig) -> web.Application:
                 seed=config.seed,
                 admin_token=config.admin_token,
                 macaroon_hex=config.macaroon_hex,
+                macaroons=LndDirMacaroons(config.lnd_dir) if config.lnd_dir else None,
             )
         )
     )
@@ -126,6 +132,14 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="hex macaroon the Grpc-Metadata-macaroon header must carry (default: any hex)",
     )
+    parser.add_argument(
+        "--lnd-dir",
+        type=Path,
+        default=None,
+        help="write LND's tls.cert, tls.key and data/chain/bitcoin/regtest/*.macaroon there (kept"
+        " if present); serve over TLS and accept only those macaroons (default: plain HTTP, any"
+        " hex macaroon)",
+    )
     parser.add_argument("--db", type=Path, default=None, help="default: a new temporary folder")
     parser.add_argument("--log-level", default="WARNING")
     add_fault_options(parser)
@@ -135,6 +149,8 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
     if not 0 <= args.port <= 65535:
         raise SystemExit("--port must be within 0..65535")
     check_bind(args.bind, args.admin_token)
+    if args.macaroon is not None and args.lnd_dir is not None:
+        raise SystemExit("--macaroon and --lnd-dir exclude each other: the directory's macaroons")
     if args.macaroon is not None:
         try:
             bytes.fromhex(args.macaroon)
@@ -156,6 +172,14 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
 
 def run_node(args: argparse.Namespace) -> int:
     config = config_from(args)
+    ssl_context = None
+    if args.lnd_dir is not None:
+        config.lnd_dir = prepare_lnd_dir(args.lnd_dir, [args.bind])
+        ssl_context = config.lnd_dir.ssl_context()
+        print(
+            f"lnd dir: {config.lnd_dir.cert_path} {config.lnd_dir.macaroon_path('admin')}",
+            flush=True,
+        )
     return run_app(
         create_node_app,
         config,
@@ -163,6 +187,7 @@ def run_node(args: argparse.Namespace) -> int:
         name="lnchaos node",
         log_level=args.log_level,
         host=args.bind,
+        ssl_context=ssl_context,
     )
 
 
