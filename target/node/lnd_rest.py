@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -39,13 +40,17 @@ from .http_faults import (
     error_response,
     strike_unary,
 )
-from .invoices import Invoice, InvoiceError
+from .invoices import Invoice, InvoiceError, private_key_for, pubkey_of
 from .lnd_auth import AnyHexMacaroon, MacaroonPolicy, Permission
 from .lnd_json import (
+    CHANNEL_ID,
     HEX64,
+    HEX66,
+    HOLD_INVOICE_FIELDS,
     INVOICE_FIELDS,
     SEND_FIELDS,
     SEND_SYNC_FIELDS,
+    SEND_TO_ROUTE_FIELDS,
     Code,
     LndError,
     add_invoice_response,
@@ -58,13 +63,19 @@ from .lnd_json import (
     decode_str,
     getinfo_json,
     hash_from_path,
+    hop_json,
+    htlc_attempt_json,
     i64,
     invalid,
     invoice_json,
+    parse_route,
     payment_json,
     payreq_json,
+    route_json,
     send_response_json,
 )
+from .lnd_versions import NEWEST, VERSIONS, LndVersion
+from .multipart import MPP_TIMEOUT_S, MultiPart, PartOutcome, PartRefused
 from .network import LightningNode, Payment, PaymentStatus, SendRefused, payment_hash_of
 from .receiving import InvoiceState, OwnInvoice, ReceiveError
 
@@ -78,6 +89,7 @@ MEMO_MAX = 1024
 LIST_PAYMENTS_MAX = 100_000  # LND's 0 means "all"; we bound a page
 BACKLOG_MAX = 100_000
 BLOCK_HEIGHT = 800_000
+P2P_PORT = 9735  # what getinfo's `uris` name (the node has no peer-to-peer port of its own)
 ALIVE_POLL_S = 1.0  # how often an idle stream checks that its caller is still there
 
 
@@ -92,12 +104,17 @@ class LndService:
         admin_token: str,
         macaroon_hex: str | None = None,
         macaroons: MacaroonPolicy | None = None,
+        version: LndVersion = VERSIONS[NEWEST],
         alias: str = "lnchaos",
+        mpp_timeout_s: float = MPP_TIMEOUT_S,
     ):
         self.node = node
         self.admin_token = admin_token
         self.macaroons = macaroons or AnyHexMacaroon(macaroon_hex)
+        self.version = version
         self.alias = alias
+        self.multipart = MultiPart(node, timeout_s=mpp_timeout_s)
+        self.router_pubkey = pubkey_of(private_key_for(seed, "router"))  # our channel's peer
         self.http_faults = HttpFaults(seed)
         self.streams: set[asyncio.Task[Any]] = set()
 
@@ -110,7 +127,14 @@ class LndService:
     # ---- lightning ---------------------------------------------------------------------------
 
     def getinfo(self) -> dict[str, Any]:
-        return getinfo_json(self.node.pubkey, alias=self.alias, block_height=BLOCK_HEIGHT, peers=1)
+        return getinfo_json(
+            self.node.pubkey,
+            alias=self.alias,
+            block_height=BLOCK_HEIGHT,
+            peers=1,
+            version=self.version.release,
+            uris=[f"{self.node.pubkey}@127.0.0.1:{P2P_PORT}"],
+        )
 
     def channel_balance(self) -> dict[str, Any]:
         node = self.node
@@ -175,6 +199,39 @@ class LndService:
         except ReceiveError as err:
             raise LndError(Code.ALREADY_EXISTS, str(err)) from None
 
+    async def add_hold_invoice(self, body: dict[str, Any]) -> OwnInvoice:
+        """invoicesrpc.Invoices.AddHoldInvoice: an invoice whose preimage the caller keeps; the
+        network's payment stops at ACCEPTED until SettleInvoice (or CancelInvoice)."""
+        check_fields(body, HOLD_INVOICE_FIELDS)
+        terms = {k: v for k, v in body.items() if k != "hash"}
+        if not body.get("hash"):
+            raise invalid("hash: the payment hash of a hold invoice is required")
+        return await self.add_invoice({**terms, "r_hash": body["hash"]})
+
+    async def settle_invoice(self, body: dict[str, Any]) -> None:
+        """invoicesrpc.Invoices.SettleInvoice `{"preimage"}` (a hold invoice that was ACCEPTED)."""
+        check_fields(body, frozenset({"preimage"}))
+        preimage = decode_bytes(body.get("preimage", ""), "preimage")
+        if len(preimage) != 32:
+            raise invalid("preimage must be exactly 32 bytes")
+        try:
+            await self.node.receiver.settle(preimage)
+        except ReceiveError as err:
+            code = Code.NOT_FOUND if err.kind == "not_found" else Code.FAILED_PRECONDITION
+            raise LndError(code, str(err)) from None
+
+    async def cancel_invoice(self, body: dict[str, Any]) -> None:
+        """invoicesrpc.Invoices.CancelInvoice `{"payment_hash"}`."""
+        check_fields(body, frozenset({"payment_hash"}))
+        payment_hash = decode_bytes(body.get("payment_hash", ""), "payment_hash")
+        if len(payment_hash) != 32:
+            raise invalid("payment_hash must be exactly 32 bytes")
+        try:
+            await self.node.receiver.cancel(payment_hash.hex())
+        except ReceiveError as err:
+            code = Code.NOT_FOUND if err.kind == "not_found" else Code.FAILED_PRECONDITION
+            raise LndError(code, str(err)) from None
+
     async def lookup_invoice(self, r_hash_hex: str) -> OwnInvoice:
         if not HEX64.match(r_hash_hex):
             raise invalid("r_hash_str: must be 64 hex characters")
@@ -212,6 +269,56 @@ class LndService:
             # LND: channeldb.ErrAlreadyPaid / ErrPaymentInFlight as codes.AlreadyExists.
             raise LndError(Code.ALREADY_EXISTS, str(err)) from None
         return payment, no_inflight
+
+    def query_routes(self, pub_key: str, amount_msat: int) -> dict[str, Any]:
+        """lnrpc.Lightning.QueryRoutes: one route to a payee of the network, through our
+        channel's peer, whose fee is the network's nominal fee (--fee-base-msat, --fee-ppm)."""
+        if not HEX66.match(pub_key):
+            raise invalid("pub_key: must be a 66-hex-character node id")
+        if amount_msat <= 0:
+            raise invalid("amount must be greater than 0")
+        if pub_key.lower() != self.node.merchants.pubkey:
+            # LND: code 2 (HTTP 500); a 4xx here, as for every refusal of a request (docs/lnd.md)
+            raise LndError(Code.NOT_FOUND, "unable to find a path to destination")
+        f = self.node.faults
+        fee_msat = f.fee_base_msat + amount_msat * f.fee_ppm // 1_000_000
+        hops = [
+            hop_json(self.router_pubkey, amount_msat, fee_msat, CHANNEL_ID),
+            hop_json(pub_key.lower(), amount_msat, 0, CHANNEL_ID + 1),
+        ]
+        return {"routes": [route_json(hops, amount_msat, fee_msat)], "success_prob": 1.0}
+
+    async def send_to_route(self, body: dict[str, Any]) -> dict[str, Any]:
+        """routerrpc.Router.SendToRouteV2: one part (or the whole) of a payment over the caller's
+        route; answers once the part ended (multipart.py: the parts end as a whole)."""
+        check_fields(body, SEND_TO_ROUTE_FIELDS)
+        payment_hash = decode_bytes(body.get("payment_hash", ""), "payment_hash")
+        if len(payment_hash) != 32:
+            raise invalid(f"invalid hash length of {len(payment_hash)}, want 32")
+        route = body.get("route")
+        if not route:
+            raise invalid("unable to send, no routes provided")
+        terms = parse_route(route)
+        invoice = self.node.merchants.by_hash(payment_hash.hex())
+        known = invoice is not None and invoice.payee == terms.pub_key
+        if (
+            invoice is None
+            or not known
+            or (terms.payment_addr is not None and terms.payment_addr != invoice.payment_addr)
+        ):
+            outcome = PartOutcome(0, time.time_ns(), None, "INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS")
+            outcome.resolve_time_ns = time.time_ns()
+            return htlc_attempt_json(outcome, route)
+        total_msat = terms.total_msat if terms.total_msat else terms.amount_msat
+        try:
+            outcome = await self.multipart.send_part(
+                invoice, terms.amount_msat, terms.fee_msat, total_msat
+            )
+        except PartRefused as err:
+            # LND: code 2; here as SendPaymentV2 refuses a hash paid or in flight (docs/lnd.md)
+            code = Code.RESOURCE_EXHAUSTED if err.too_many else Code.ALREADY_EXISTS
+            raise LndError(code, str(err)) from None
+        return htlc_attempt_json(outcome, route)
 
     async def send_sync(self, body: dict[str, Any]) -> dict[str, Any]:
         """lnrpc.Lightning.SendPaymentSync: send and wait until the payment is final. A failure,
@@ -351,6 +458,7 @@ async def _end_streams(app: web.Application) -> None:
     if service is None:
         return
     service.node.receiver.close()
+    service.multipart.close()
     tasks = [t for t in service.streams if not t.done()]
     for task in tasks:
         task.cancel()
@@ -386,12 +494,36 @@ def lnd_routes() -> list[tuple[str, str, Handler]]:
         ("GET", "/v1/invoices/subscribe", stream(subscribe_invoices, READ_INVOICES)),
         ("GET", "/v1/payreq/{pay_req}", unary(decode_payreq, READ_OFFCHAIN)),
         ("GET", "/v1/payments", unary(list_payments, READ_OFFCHAIN)),
-        ("POST", "/v1/channels/transactions", unary(send_payment_sync, WRITE_OFFCHAIN)),
+        (
+            "POST",
+            "/v1/channels/transactions",
+            only_while(has_send_payment_sync, unary(send_payment_sync, WRITE_OFFCHAIN)),
+        ),
+        ("GET", "/v1/graph/routes/{pub_key}/{amt}", unary(query_routes, READ_OFFCHAIN)),
+        ("POST", "/v2/router/route/send", unary(send_to_route, WRITE_OFFCHAIN)),
+        ("POST", "/v2/invoices/hodl", unary(add_hold_invoice, WRITE_INVOICES)),
+        ("GET", "/v2/invoices/lookup", unary(lookup_invoice_v2, READ_INVOICES)),
         ("POST", "/v2/router/send", stream(send_payment, WRITE_OFFCHAIN)),
         ("GET", "/v2/router/track/{payment_hash}", stream(track_payment, READ_OFFCHAIN)),
         ("POST", "/v2/invoices/settle", unary(settle_invoice, WRITE_INVOICES)),
         ("POST", "/v2/invoices/cancel", unary(cancel_invoice, WRITE_INVOICES)),
     ]
+
+
+def has_send_payment_sync(version: LndVersion) -> bool:
+    return version.send_payment_sync
+
+
+def only_while(present: Callable[[LndVersion], bool], handler: Handler) -> Handler:
+    """A route the emulated LND release may lack: then grpc-gateway's answer to a path it does
+    not know (HTTP 404, code 5 "Not Found"), before any macaroon check or fault."""
+
+    async def gated(request: web.Request) -> web.StreamResponse:
+        if not present(request.app[LND].version):
+            return error_response(LndError(Code.NOT_FOUND, "Not Found"))
+        return await handler(request)
+
+    return gated
 
 
 Unary = Callable[[LndService, web.Request], Awaitable[dict[str, Any]]]
@@ -572,33 +704,39 @@ async def list_payments(service: LndService, request: web.Request) -> dict[str, 
 
 
 async def settle_invoice(service: LndService, request: web.Request) -> dict[str, Any]:
-    """invoicesrpc.Invoices.SettleInvoice `{"preimage"}` (a hold invoice that was ACCEPTED)."""
-    body = await _body(request)
-    check_fields(body, frozenset({"preimage"}))
-    preimage = decode_bytes(body.get("preimage", ""), "preimage")
-    if len(preimage) != 32:
-        raise invalid("preimage must be exactly 32 bytes")
-    try:
-        await service.node.receiver.settle(preimage)
-    except ReceiveError as err:
-        code = Code.NOT_FOUND if err.kind == "not_found" else Code.FAILED_PRECONDITION
-        raise LndError(code, str(err)) from None
+    await service.settle_invoice(await _body(request))
     return {}
 
 
 async def cancel_invoice(service: LndService, request: web.Request) -> dict[str, Any]:
-    """invoicesrpc.Invoices.CancelInvoice `{"payment_hash"}`."""
-    body = await _body(request)
-    check_fields(body, frozenset({"payment_hash"}))
-    payment_hash = decode_bytes(body.get("payment_hash", ""), "payment_hash")
-    if len(payment_hash) != 32:
-        raise invalid("payment_hash must be exactly 32 bytes")
-    try:
-        await service.node.receiver.cancel(payment_hash.hex())
-    except ReceiveError as err:
-        code = Code.NOT_FOUND if err.kind == "not_found" else Code.FAILED_PRECONDITION
-        raise LndError(code, str(err)) from None
+    await service.cancel_invoice(await _body(request))
     return {}
+
+
+async def add_hold_invoice(service: LndService, request: web.Request) -> dict[str, Any]:
+    invoice = await service.add_hold_invoice(await _body(request))
+    answer = add_invoice_response(invoice)
+    return {k: answer[k] for k in ("payment_request", "add_index", "payment_addr")}
+
+
+async def lookup_invoice_v2(service: LndService, request: web.Request) -> dict[str, Any]:
+    """invoicesrpc.Invoices.LookupInvoiceV2 `?payment_hash=` (base64 bytes; hex accepted)."""
+    payment_hash = hash_from_path(request.query.get("payment_hash", ""))
+    return invoice_json(await service.lookup_invoice(payment_hash))
+
+
+async def query_routes(service: LndService, request: web.Request) -> dict[str, Any]:
+    """GET /v1/graph/routes/{pub_key}/{amt} (`amt` in sat, or `?amt_msat=`)."""
+    amt_sat = decode_int(request.match_info["amt"], "amt")
+    amt_msat = decode_int(request.query.get("amt_msat", "0"), "amt_msat")
+    if amt_sat and amt_msat:
+        raise invalid("amt and amt_msat are mutually exclusive")
+    amount_msat = amt_msat or amt_sat * 1000
+    return service.query_routes(request.match_info["pub_key"], amount_msat)
+
+
+async def send_to_route(service: LndService, request: web.Request) -> dict[str, Any]:
+    return await service.send_to_route(await _body(request))
 
 
 async def send_payment(service: LndService, request: web.Request) -> Messages:

@@ -311,16 +311,19 @@ class LightningNode:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    async def send(self, invoice: Invoice, fee_limit_msat: int) -> Payment:
+    async def send(
+        self, invoice: Invoice, fee_limit_msat: int, *, route_fee_msat: int | None = None
+    ) -> Payment:
         """Start a new attempt to pay `invoice`. Returns it once its record is durable; its
         outcome comes later (see `wait`). Raises SendRefused ("in_transition", "already_paid",
-        "self_payment"); a refused send records nothing."""
+        "self_payment"); a refused send records nothing. `route_fee_msat`: the caller chose the
+        route (SendToRoute), so the fee is the route's, not the network's draw."""
         if invoice.payee == self.own_invoices.pubkey:
             raise SendRefused("self_payment", "cannot pay an invoice of this node to itself")
         payment_hash = invoice.payment_hash
         entry = self._memory(payment_hash)
         if entry is not None:
-            payment, saved = self._start(invoice, fee_limit_msat, entry)
+            payment, saved = self._start(invoice, fee_limit_msat, entry, route_fee_msat)
         else:
             async with self._lock_of(payment_hash):
                 # Every send of a hash memory does not know comes here, so none can record an
@@ -331,14 +334,18 @@ class LightningNode:
                     assert self._memory(payment_hash) is None, "an attempt slipped past the lock"
                     self._adopt(payment_hash, entry)  # a refused send finds it next time
                 try:
-                    payment, saved = self._start(invoice, fee_limit_msat, entry)
+                    payment, saved = self._start(invoice, fee_limit_msat, entry, route_fee_msat)
                 finally:
                     self._forget_old()
         await saved
         return payment
 
     def _start(
-        self, invoice: Invoice, fee_limit_msat: int, entry: HashAttempts
+        self,
+        invoice: Invoice,
+        fee_limit_msat: int,
+        entry: HashAttempts,
+        route_fee_msat: int | None = None,
     ) -> tuple[Payment, asyncio.Future[None]]:
         """Check and record a new attempt, with no await: the heart of "at most once"."""
         latest = entry.latest
@@ -346,7 +353,7 @@ class LightningNode:
             raise SendRefused("in_transition", "payment is in transition")
         if latest is not None and latest.status is PaymentStatus.SUCCEEDED:
             raise SendRefused("already_paid", "invoice is already paid")
-        payment = self._draw(invoice, fee_limit_msat)
+        payment = self._draw(invoice, fee_limit_msat, route_fee_msat)
         saved = self._save(payment)  # queued first: when it cannot be, memory stays unchanged
         self._adopt(payment.payment_hash, entry)
         entry.attempts.append(payment)
@@ -382,7 +389,9 @@ class LightningNode:
         saved.add_done_callback(done)
         return saved
 
-    def _draw(self, invoice: Invoice, fee_limit_msat: int) -> Payment:
+    def _draw(
+        self, invoice: Invoice, fee_limit_msat: int, route_fee_msat: int | None = None
+    ) -> Payment:
         f = self.faults
         rng = self._outcome_rng
         latency_ms = rng.lognormvariate(math.log(max(f.latency_ms_median, 0.001)), 0.5)
@@ -392,6 +401,8 @@ class LightningNode:
         fee_msat = f.fee_base_msat + invoice.amount_msat * f.fee_ppm // 1_000_000
         # The fee varies with the route found: up to half again the nominal fee.
         fee_msat += rng.randrange(0, fee_msat // 2 + 1)
+        if route_fee_msat is not None:
+            fee_msat = route_fee_msat
         draw = rng.random()
         late_settles = rng.random() < f.late_settle_rate
         timed_out = False

@@ -25,6 +25,7 @@ from .faults import FaultSettings, add_fault_options, faults_from
 from .lnd_auth import LndDirMacaroons
 from .lnd_dir import LndDir, prepare_lnd_dir
 from .lnd_rest import LND, LndService, add_lnd_routes, lnd_ctx
+from .lnd_versions import NEWEST, VERSIONS
 from .network import LightningNode
 from .network_http import add_fault_routes, add_network_routes
 from .openapi import NODE_OPENAPI
@@ -45,6 +46,7 @@ class NodeConfig:
     # LND's directory (--lnd-dir, prepared): its macaroons are then the only ones accepted, with
     # LND's permissions and answers, and the LND faces are served over TLS with its certificate
     lnd_dir: LndDir | None = None
+    lnd_version: str = NEWEST  # the LND release the LND faces answer as (lnd_versions.py)
 
 
 NODE: web.AppKey[LightningNode] = web.AppKey("lnchaos_node", LightningNode)
@@ -66,6 +68,7 @@ def create_node_app(config: NodeConfig) -> web.Application:
                 admin_token=config.admin_token,
                 macaroon_hex=config.macaroon_hex,
                 macaroons=LndDirMacaroons(config.lnd_dir) if config.lnd_dir else None,
+                version=VERSIONS[config.lnd_version],
             )
         )
     )
@@ -140,6 +143,12 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
         " if present); serve over TLS and accept only those macaroons (default: plain HTTP, any"
         " hex macaroon)",
     )
+    parser.add_argument(
+        "--lnd-version",
+        choices=sorted(VERSIONS),
+        default=NEWEST,
+        help="the LND release to answer as (docs/lnd.md's table: e.g. 0.21 has no SendPaymentSync)",
+    )
     parser.add_argument("--db", type=Path, default=None, help="default: a new temporary folder")
     parser.add_argument("--log-level", default="WARNING")
     add_fault_options(parser)
@@ -166,6 +175,7 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
         admin_token=args.admin_token or "",
         macaroon_hex=args.macaroon,
         db_path=args.db,
+        lnd_version=args.lnd_version,
         faults=faults,
     )
 

@@ -167,6 +167,9 @@ LND_ERRORS = {
     "401": json_body(LND_STATUS, "UNAUTHENTICATED: no macaroon, or not the one configured"),
     "404": json_body(LND_STATUS, "NOT_FOUND"),
     "409": json_body(LND_STATUS, "ALREADY_EXISTS (a payment already made or in flight)"),
+    "500": json_body(
+        LND_STATUS, "UNKNOWN (code 2): a macaroon refused as LND refuses it (--lnd-dir)"
+    ),
     "429": json_body(LND_STATUS, "RESOURCE_EXHAUSTED (too many subscribers)"),
     "503": json_body(LND_STATUS, "UNAVAILABLE: an injected HTTP fault (http_error_rate)"),
 }
@@ -195,7 +198,7 @@ LND_ROUTES: dict[str, tuple[str, str, Schema, list[str], Schema | None]] = {
     "/v1/payments": ("get", "ListPayments", LND_OK, [], None),
     "/v1/channels/transactions": (
         "post",
-        "SendPaymentSync (answers once final)",
+        "SendPaymentSync (answers once final; --lnd-version 0.21: 404, removed)",
         LND_OK,
         [],
         HEX_BODY,
@@ -208,6 +211,10 @@ LND_ROUTES: dict[str, tuple[str, str, Schema, list[str], Schema | None]] = {
         ["payment_hash"],
         None,
     ),  # fmt: skip
+    "/v1/graph/routes/{pub_key}/{amt}": ("get", "QueryRoutes", LND_OK, ["pub_key", "amt"], None),
+    "/v2/router/route/send": ("post", "SendToRouteV2 (one part)", LND_OK, [], HEX_BODY),
+    "/v2/invoices/hodl": ("post", "AddHoldInvoice", LND_OK, [], HEX_BODY),
+    "/v2/invoices/lookup": ("get", "LookupInvoiceV2", LND_OK, [], None),
     "/v2/invoices/settle": ("post", "SettleInvoice (hold invoices)", LND_OK, [], HEX_BODY),
     "/v2/invoices/cancel": ("post", "CancelInvoice (hold invoices)", LND_OK, [], HEX_BODY),
 }

@@ -49,6 +49,10 @@ HTTP_ERROR_RATE_CARELESS = "0.15"  # the careless LNbits must meet it on some pa
 # still pays with LND's legacy SendPaymentSync (POST /v1/channels/transactions), so its run also
 # drives that route of the node end to end.
 RELEASES_THAT_REFUND_AMBIGUOUS_SENDS = ("1.5.6", "1.2.1")
+# Releases that pay with SendPaymentSync, which LND 0.21 (the node's default) no longer has: their
+# node answers as LND 0.20 (--lnd-version), the newest release they can pay through.
+PAY_WITH_SEND_PAYMENT_SYNC = ("1.2.1", "0.12.12")
+LND_WITH_SEND_PAYMENT_SYNC = "0.20"
 # A release before 1.0: it answers a payment with `{"payment_hash"}` only and names an invoice
 # `payment_request`. When a pending payment turns out paid, `update_pending_payments`
 # (core/services.py) sets its status to success and keeps the fee reserve as its fee.
@@ -64,9 +68,16 @@ CARELESS = (
 
 
 def _run(
-    venv: Path, tmp_path: Path, http_error_rate: str, *, pythonpath: Path | None = None
+    venv: Path,
+    tmp_path: Path,
+    http_error_rate: str,
+    *,
+    pythonpath: Path | None = None,
+    release: str | None = None,
 ) -> dict[str, Any]:
-    http_after = ["--http-error-rate", http_error_rate, "--http-fault-after-rate", "1.0"]
+    node_args = ["--http-error-rate", http_error_rate, "--http-fault-after-rate", "1.0"]
+    if release in PAY_WITH_SEND_PAYMENT_SYNC:
+        node_args += ["--lnd-version", LND_WITH_SEND_PAYMENT_SYNC]
     node = ChildServer(
         [
             sys.executable,
@@ -80,7 +91,7 @@ def _run(
             "--seed",
             "7",
             *NODE_FAULTS,
-            *http_after,
+            *node_args,
         ],
         log_path=tmp_path / "node.log",
         cwd=REPO,
@@ -183,7 +194,7 @@ def test_a_release_that_refunds_ambiguous_sends_is_caught(version: str, tmp_path
     under the same faults, it fails with paid_not_charged, each payout named: LNbits says
     failed (and refunded it), the node says succeeded."""
     venv = install(version)
-    report = _run(venv, tmp_path, HTTP_ERROR_RATE_CARELESS)
+    report = _run(venv, tmp_path, HTTP_ERROR_RATE_CARELESS, release=version)
     summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies")})
     assert report["_exit_code"] == 3, f"{summary}\n{report['_log']}"
     found = report["inconsistencies"].get("paid_not_charged") or {}
@@ -203,7 +214,7 @@ def test_a_release_before_1_0_is_driven_and_the_fee_reserve_it_keeps_is_caught(
     row). Under the same faults it fails with charged_not_paid: payouts LNbits and the node both
     call succeeded, each charged its fee reserve instead of the node's fee."""
     venv = install(RELEASE_BEFORE_1_0)
-    report = _run(venv, tmp_path, HTTP_ERROR_RATE)
+    report = _run(venv, tmp_path, HTTP_ERROR_RATE, release=RELEASE_BEFORE_1_0)
     summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies")})
     assert report["_exit_code"] == 3, f"{summary}\n{report['_log']}"
     assert report["payouts_verified"] > 0, summary  # driven: payments made and checked

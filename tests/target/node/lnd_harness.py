@@ -25,6 +25,7 @@ from target_harness import fast_faults, run  # noqa: F401 - one harness for both
 from target.common.child import ChildServer
 from target.node.lnd_dir import LndDir
 from target.node.lnd_rest import LND, LndService
+from target.node.lnd_versions import NEWEST
 from target.node.network import LightningNode
 from target.node.node_app import NODE, NodeConfig, create_node_app
 
@@ -103,6 +104,7 @@ async def node_app(
     tmp: Path,
     seed: int = 11,
     lnd_dir: LndDir | None = None,
+    lnd_version: str = NEWEST,
     **faults: Any,
 ) -> AsyncIterator[Node]:
     """The node on 127.0.0.1:0; with `lnd_dir`, over TLS with its certificate (the client trusts
@@ -115,6 +117,7 @@ async def node_app(
         db_path=tmp / "node.sqlite",
         faults=fast_faults(**faults),
         lnd_dir=lnd_dir,
+        lnd_version=lnd_version,
     )
     app = create_node_app(config)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
