@@ -77,7 +77,7 @@ from .lnd_json import (
 from .lnd_versions import NEWEST, VERSIONS, LndVersion
 from .multipart import MPP_TIMEOUT_S, MultiPart, PartOutcome, PartRefused
 from .network import LightningNode, Payment, PaymentStatus, SendRefused, payment_hash_of
-from .receiving import InvoiceState, OwnInvoice, ReceiveError
+from .receiving import SUBSCRIBER_QUEUE_MAX, InvoiceState, OwnInvoice, ReceiveError
 
 log = logging.getLogger("lnchaos.lnd_rest")
 
@@ -86,7 +86,10 @@ CHANNEL_SIDE_MSAT = 10 * 100_000_000 * 1000  # each side of the one simulated ch
 DEFAULT_INVOICE_EXPIRY_S = 86_400  # LND's default
 MAX_INVOICE_EXPIRY_S = 365 * 86_400
 MEMO_MAX = 1024
-LIST_PAYMENTS_MAX = 100_000  # LND's 0 means "all"; we bound a page
+LIST_PAYMENTS_MAX = 100_000
+LIST_INVOICES_DEFAULT = (
+    100  # LND's num_max_invoices default  # LND's 0 means "all"; we bound a page
+)
 BACKLOG_MAX = 100_000
 BLOCK_HEIGHT = 800_000
 P2P_PORT = 9735  # what getinfo's `uris` name (the node has no peer-to-peer port of its own)
@@ -363,6 +366,82 @@ class LndService:
             raise LndError(Code.NOT_FOUND, "payment isn't initiated")
         return payment
 
+    def wallet_balance(self) -> dict[str, Any]:
+        """lnrpc.WalletBalanceResponse: the node keeps no on-chain coins (its channel is all)."""
+        zero = "0"
+        return {
+            "total_balance": zero,
+            "confirmed_balance": zero,
+            "unconfirmed_balance": zero,
+            "locked_balance": zero,
+            "reserved_balance_anchor_chan": zero,
+            "account_balance": {},
+        }
+
+    async def list_invoices(self, query: dict[str, Any]) -> dict[str, Any]:
+        """lnrpc.Lightning.ListInvoices."""
+        pending_only = decode_bool(query.get("pending_only", False), "pending_only")
+        index_offset = decode_int(query.get("index_offset", 0), "index_offset")
+        limit = decode_int(query.get("num_max_invoices", 0), "num_max_invoices")
+        reversed_ = decode_bool(query.get("reversed", False), "reversed")
+        page = await self.node.receiver.page(
+            index_offset,
+            min(limit or LIST_INVOICES_DEFAULT, BACKLOG_MAX),
+            reversed_=reversed_,
+            pending_only=pending_only,
+        )
+        return {
+            "invoices": [invoice_json(i) for i in page],
+            "first_index_offset": i64(page[0].add_index if page else 0),
+            "last_index_offset": i64(page[-1].add_index if page else 0),
+        }
+
+    async def subscribe_invoices(
+        self, add_index: int, settle_index: int, alive: Callable[[], bool]
+    ) -> Messages:
+        """lnrpc.Lightning.SubscribeInvoices: invoices added after `add_index` and settled after
+        `settle_index` (each only when not 0), then every change as it happens, while `alive`."""
+        receiver = self.node.receiver
+        sub = self._subscribe()  # before the backlog, so nothing falls between
+        backlog = await receiver.since(add_index, settle_index, BACKLOG_MAX)
+        return _invoice_updates(receiver, sub, backlog, alive)
+
+    async def subscribe_single_invoice(
+        self, payment_hash_hex: str, alive: Callable[[], bool]
+    ) -> Messages:
+        """invoicesrpc.Invoices.SubscribeSingleInvoice: the invoice's state now, then each
+        change, until it is SETTLED or CANCELED."""
+        sub = self._subscribe()
+        invoice = await self.node.receiver.lookup(payment_hash_hex)
+        if invoice is None:
+            self.node.receiver.unsubscribe(sub)
+            raise LndError(Code.NOT_FOUND, "unable to locate invoice")
+        return _invoice_updates(self.node.receiver, sub, [invoice], alive, payment_hash_hex)
+
+    def track_payments(self, no_inflight: bool) -> Messages:
+        """routerrpc.Router.TrackPayments: every payment's updates from now on (its final ones
+        only, with `no_inflight`). A watcher too far behind is dropped and its stream ends."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE_MAX)
+        dropped = asyncio.Event()
+
+        def watch(payment: Payment) -> None:
+            if no_inflight and payment.status is PaymentStatus.IN_FLIGHT:
+                return
+            try:
+                queue.put_nowait(payment_json(payment))  # a snapshot of this moment
+            except asyncio.QueueFull:
+                self.node.watchers.discard(watch)
+                dropped.set()
+
+        self.node.watchers.add(watch)
+        return _watched(queue, dropped, lambda: self.node.watchers.discard(watch))
+
+    def _subscribe(self) -> Any:
+        try:
+            return self.node.receiver.subscribe()
+        except ReceiveError as err:
+            raise LndError(Code.RESOURCE_EXHAUSTED, str(err)) from None
+
     async def list_payments(self, query: dict[str, str]) -> dict[str, Any]:
         """lnrpc.Lightning.ListPayments."""
         include_incomplete = decode_bool(
@@ -478,6 +557,7 @@ def add_lnd_routes(app: web.Application) -> None:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READ_INFO: Permission = ("info", "read")
 READ_OFFCHAIN: Permission = ("offchain", "read")
+READ_ONCHAIN: Permission = ("onchain", "read")
 WRITE_OFFCHAIN: Permission = ("offchain", "write")
 READ_INVOICES: Permission = ("invoices", "read")
 WRITE_INVOICES: Permission = ("invoices", "write")
@@ -489,6 +569,8 @@ def lnd_routes() -> list[tuple[str, str, Handler]]:
     return [
         ("GET", "/v1/getinfo", unary(getinfo, READ_INFO)),
         ("GET", "/v1/balance/channels", unary(channel_balance, READ_OFFCHAIN)),
+        ("GET", "/v1/balance/blockchain", unary(wallet_balance, READ_ONCHAIN)),
+        ("GET", "/v1/invoices", unary(list_invoices, READ_INVOICES)),
         ("POST", "/v1/invoices", unary(add_invoice, WRITE_INVOICES)),
         ("GET", "/v1/invoice/{r_hash_str}", unary(lookup_invoice, READ_INVOICES)),
         ("GET", "/v1/invoices/subscribe", stream(subscribe_invoices, READ_INVOICES)),
@@ -767,27 +849,49 @@ async def _payment_updates(payment: Payment, no_inflight: bool) -> Messages:
 
 
 async def subscribe_invoices(service: LndService, request: web.Request) -> Messages:
-    """lnrpc.Lightning.SubscribeInvoices: invoices added after `add_index` and settled after
-    `settle_index` (each only when not 0), then every change as it happens."""
     add_index = decode_int(request.query.get("add_index", "0"), "add_index")
     settle_index = decode_int(request.query.get("settle_index", "0"), "settle_index")
-    receiver = service.node.receiver
+    return await service.subscribe_invoices(add_index, settle_index, lambda: _alive(request))
+
+
+async def wallet_balance(service: LndService, request: web.Request) -> dict[str, Any]:
+    return service.wallet_balance()
+
+
+async def list_invoices(service: LndService, request: web.Request) -> dict[str, Any]:
+    return await service.list_invoices(dict(request.query))
+
+
+FINAL_STATES = (InvoiceState.SETTLED, InvoiceState.CANCELED)
+
+
+async def _watched(
+    queue: asyncio.Queue[dict[str, Any]], dropped: asyncio.Event, stop: Callable[[], None]
+) -> Messages:
     try:
-        sub = receiver.subscribe()  # before the backlog, so nothing falls between
-    except ReceiveError as err:
-        raise LndError(Code.RESOURCE_EXHAUSTED, str(err)) from None
-    backlog = await receiver.since(add_index, settle_index, BACKLOG_MAX)
-    return _invoice_updates(service, request, sub, backlog)
+        while not (dropped.is_set() and queue.empty()):
+            try:
+                yield await asyncio.wait_for(queue.get(), timeout=ALIVE_POLL_S)
+            except TimeoutError:
+                continue
+    finally:
+        stop()
 
 
 async def _invoice_updates(
-    service: LndService, request: web.Request, sub: Any, backlog: list[OwnInvoice]
+    receiver: Any,
+    sub: Any,
+    backlog: list[OwnInvoice],
+    alive: Callable[[], bool],
+    only_hash: str | None = None,
 ) -> Messages:
-    receiver = service.node.receiver
+    """The backlog, then each change (of `only_hash`'s invoice alone, ending once it is final)."""
     try:
         for invoice in backlog:
             yield invoice_json(invoice)
-        while _alive(request):
+            if only_hash and invoice.state in FINAL_STATES:
+                return
+        while alive():
             try:
                 invoice = await asyncio.wait_for(sub.queue.get(), timeout=ALIVE_POLL_S)
             except TimeoutError:
@@ -796,7 +900,11 @@ async def _invoice_updates(
                 if sub.dropped:
                     return  # dropped (too far behind) or the node is stopping: the stream ends
                 continue
+            if only_hash and invoice.payment_hash != only_hash:
+                continue
             yield invoice_json(invoice)
+            if only_hash and invoice.state in FINAL_STATES:
+                return
     finally:
         receiver.unsubscribe(sub)
 

@@ -29,6 +29,7 @@ import math
 import random
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -201,6 +202,9 @@ class LightningNode:
         self._locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self._next_index = 1
         self.counts: dict[str, int] = {"succeeded": 0, "failed": 0, "timed_out": 0}
+        # told of every attempt when it starts and when it ends (routerrpc.TrackPayments); each
+        # must return at once (no await: it runs inside the node's no-await sections)
+        self.watchers: set[Callable[[Payment], None]] = set()
         self.sent_msat = 0  # amounts of succeeded attempts, ever
         self.fees_msat = 0  # their fees
 
@@ -361,6 +365,7 @@ class LightningNode:
         self._cached += 1
         self._in_flight[payment.payment_hash] = payment
         self._schedule(payment)
+        self._tell(payment)
         # A hash retried many times keeps only its newest attempts in memory (the older ones
         # are final, and on disk once saved).
         while len(entry.attempts) > ATTEMPTS_KEPT and entry.attempts[0].unsaved == 0:
@@ -469,6 +474,11 @@ class LightningNode:
         self._save(payment)  # awaited by nobody: its callback reports a failure
         self._forget_old()
         payment.done.set()
+        self._tell(payment)
+
+    def _tell(self, payment: Payment) -> None:
+        for watcher in list(self.watchers):
+            watcher(payment)
 
     # ---- memory --------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from ..common.server import LOOPBACK, check_bind, run_app
 from .faults import FaultSettings, add_fault_options, faults_from
 from .lnd_auth import LndDirMacaroons
 from .lnd_dir import LndDir, prepare_lnd_dir
+from .lnd_grpc import start_grpc, stop_grpc
 from .lnd_rest import LND, LndService, add_lnd_routes, lnd_ctx
 from .lnd_versions import NEWEST, VERSIONS
 from .network import LightningNode
@@ -47,10 +48,13 @@ class NodeConfig:
     # LND's permissions and answers, and the LND faces are served over TLS with its certificate
     lnd_dir: LndDir | None = None
     lnd_version: str = NEWEST  # the LND release the LND faces answer as (lnd_versions.py)
+    grpc_port: int | None = None  # LND's gRPC there (0: a free port), with lnd_dir
+    bind: str = LOOPBACK  # where gRPC listens (the REST face: run_app's host)
 
 
 NODE: web.AppKey[LightningNode] = web.AppKey("lnchaos_node", LightningNode)
 NODE_CONFIG: web.AppKey[NodeConfig] = web.AppKey("lnchaos_node_config", NodeConfig)
+GRPC_PORT: web.AppKey[int] = web.AppKey("lnchaos_grpc_port", int)
 
 
 def create_node_app(config: NodeConfig) -> web.Application:
@@ -72,6 +76,8 @@ def create_node_app(config: NodeConfig) -> web.Application:
             )
         )
     )
+    if config.grpc_port is not None:
+        app.cleanup_ctx.append(_grpc_ctx)
     add_route(app, "GET", "/health", health)
     add_route(app, "GET", "/openapi.json", openapi)
     add_network_routes(app, lambda request: request.app[NODE])
@@ -95,6 +101,19 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         node.close()
         await journal.close()
         await db.close()
+
+
+async def _grpc_ctx(app: web.Application) -> AsyncIterator[None]:
+    """LND's gRPC face on the same node (after the LND service exists)."""
+    config = app[NODE_CONFIG]
+    assert config.lnd_dir is not None and config.grpc_port is not None, "gRPC needs --lnd-dir"
+    server, port = await start_grpc(app[LND], config.lnd_dir, config.bind, config.grpc_port)
+    app[GRPC_PORT] = port
+    print(f"lnchaos node gRPC on {config.bind}:{port}", flush=True)
+    try:
+        yield
+    finally:
+        await stop_grpc(server)
 
 
 # ---- handlers (same contract as the target's node routes, docs/target-api.md) -----------------
@@ -149,6 +168,12 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
         default=NEWEST,
         help="the LND release to answer as (docs/lnd.md's table: e.g. 0.21 has no SendPaymentSync)",
     )
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="serve LND's gRPC there too, over TLS (needs --lnd-dir; 0 picks a free port)",
+    )
     parser.add_argument("--db", type=Path, default=None, help="default: a new temporary folder")
     parser.add_argument("--log-level", default="WARNING")
     add_fault_options(parser)
@@ -160,6 +185,10 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
     check_bind(args.bind, args.admin_token)
     if args.macaroon is not None and args.lnd_dir is not None:
         raise SystemExit("--macaroon and --lnd-dir exclude each other: the directory's macaroons")
+    if args.grpc_port is not None and args.lnd_dir is None:
+        raise SystemExit("--grpc-port needs --lnd-dir (gRPC is served over TLS, as LND serves it)")
+    if args.grpc_port is not None and not 0 <= args.grpc_port <= 65535:
+        raise SystemExit("--grpc-port must be within 0..65535")
     if args.macaroon is not None:
         try:
             bytes.fromhex(args.macaroon)
@@ -176,6 +205,8 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
         macaroon_hex=args.macaroon,
         db_path=args.db,
         lnd_version=args.lnd_version,
+        grpc_port=args.grpc_port,
+        bind=check_bind(args.bind, args.admin_token),
         faults=faults,
     )
 

@@ -191,6 +191,7 @@ LND_ROUTES: dict[str, tuple[str, str, Schema, list[str], Schema | None]] = {
     # path: (method, summary, responses, path parameters, body)
     "/v1/getinfo": ("get", "GetInfo", LND_OK, [], None),
     "/v1/balance/channels": ("get", "ChannelBalance", LND_OK, [], None),
+    "/v1/balance/blockchain": ("get", "WalletBalance", LND_OK, [], None),
     "/v1/invoices": ("post", "AddInvoice", LND_OK, [], HEX_BODY),
     "/v1/invoice/{r_hash_str}": ("get", "LookupInvoice", LND_OK, ["r_hash_str"], None),
     "/v1/invoices/subscribe": ("get", "SubscribeInvoices", LND_STREAM, [], None),
@@ -227,6 +228,9 @@ LND_PATHS: Schema = {
                        params=[path_param(name) for name in params])}
     for route, (method, summary, responses, params, body) in LND_ROUTES.items()
 }  # fmt: skip
+LND_PATHS["/v1/invoices"]["get"] = op(
+    "ListInvoices", LND_OK, security=MACAROON, body=None, params=[]
+)  # the same path as AddInvoice (POST)
 LND_PATHS["/admin/network/pay"] = {
     "post": op(
         "The network pays one of the node's own invoices",

@@ -27,7 +27,7 @@ from target.node.lnd_dir import LndDir
 from target.node.lnd_rest import LND, LndService
 from target.node.lnd_versions import NEWEST
 from target.node.network import LightningNode
-from target.node.node_app import NODE, NodeConfig, create_node_app
+from target.node.node_app import GRPC_PORT, NODE, NodeConfig, create_node_app
 
 ADMIN_TOKEN = "node-admin"
 MACAROON = "0201036c6e64"  # any hex
@@ -52,6 +52,7 @@ class Node:
     service: LndService
     http: ClientSession
     macaroon: str = MACAROON  # hex; with an LND directory, its admin.macaroon
+    grpc_port: int = 0  # LND's gRPC face (with grpc=True)
 
     def headers(self, macaroon: str | None = None) -> dict[str, str]:
         macaroon = macaroon or self.macaroon
@@ -105,6 +106,7 @@ async def node_app(
     seed: int = 11,
     lnd_dir: LndDir | None = None,
     lnd_version: str = NEWEST,
+    grpc: bool = False,
     **faults: Any,
 ) -> AsyncIterator[Node]:
     """The node on 127.0.0.1:0; with `lnd_dir`, over TLS with its certificate (the client trusts
@@ -118,6 +120,7 @@ async def node_app(
         faults=fast_faults(**faults),
         lnd_dir=lnd_dir,
         lnd_version=lnd_version,
+        grpc_port=0 if grpc else None,
     )
     app = create_node_app(config)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
@@ -132,7 +135,9 @@ async def node_app(
     try:
         connector = TCPConnector(ssl=client_tls) if client_tls else None
         async with ClientSession(timeout=ClientTimeout(total=20), connector=connector) as http:
-            yield Node(f"{scheme}://127.0.0.1:{port}", app[NODE], app[LND], http, macaroon)
+            url = f"{scheme}://127.0.0.1:{port}"
+            grpc_port = app[GRPC_PORT] if grpc else 0
+            yield Node(url, app[NODE], app[LND], http, macaroon, grpc_port)
     finally:
         await runner.cleanup()
 
