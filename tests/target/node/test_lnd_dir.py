@@ -4,16 +4,20 @@ REST over TLS with that certificate, and macaroons checked as LND checks them.""
 from __future__ import annotations
 
 import ipaddress
+import re
 import ssl
 import stat
 from pathlib import Path
 
 import aiohttp
+import grpc
 import pytest
 from cryptography import x509
 from lnd_harness import ADMIN_TOKEN, node_app, run, server_process
 
 from target.node.lnd_dir import MACAROON_SUBDIR, prepare_lnd_dir
+from target.node.lnrpc.lightning_pb2 import GetInfoRequest
+from target.node.lnrpc.lightning_pb2_grpc import LightningStub
 
 NAMES = ("admin", "invoice", "readonly")
 
@@ -86,24 +90,37 @@ def test_rest_over_tls_with_the_written_certificate_and_macaroons(tmp_path: Path
     run(scenario())
 
 
-def test_lnchaos_node_with_lnd_dir_serves_https(tmp_path: Path) -> None:
+def test_lnchaos_node_with_lnd_dir_serves_https_and_grpc(tmp_path: Path) -> None:
+    """The command as a client meets it (uvloop's event loop under both faces): the files it
+    wrote, REST over TLS, gRPC over TLS, the same node behind both."""
     lnd_path = tmp_path / "lnd"
     node = server_process(
         "lnchaos.cli",
         ["node", "--port", "0", "--admin-token", ADMIN_TOKEN, "--lnd-dir", str(lnd_path),
-         "--db", str(tmp_path / "node.sqlite")],
+         "--grpc-port", "0", "--db", str(tmp_path / "node.sqlite")],
         tmp_path / "node.log",
     )  # fmt: skip
     with node.start(start_timeout_s=30):
         assert node.url.startswith("https://127.0.0.1:")
+        found = re.search(r"gRPC on 127\.0\.0\.1:([0-9]+)", node.log_text())
+        assert found, node.log_tail()
         macaroon = (lnd_path / MACAROON_SUBDIR / "admin.macaroon").read_bytes().hex()
-        tls = ssl.create_default_context(cafile=lnd_path / "tls.cert")
+        cert = (lnd_path / "tls.cert").read_bytes()
+        tls = ssl.create_default_context(cadata=cert.decode())
 
-        async def getinfo() -> int:
+        async def getinfo_both() -> tuple[str, str]:
             connector = aiohttp.TCPConnector(ssl=tls)
             async with aiohttp.ClientSession(connector=connector) as http:
                 headers = {"Grpc-Metadata-macaroon": macaroon}
                 async with http.get(node.url + "/v1/getinfo", headers=headers) as r:
-                    return r.status
+                    assert r.status == 200
+                    rest_pubkey = (await r.json())["identity_pubkey"]
+            credentials = grpc.ssl_channel_credentials(cert)
+            async with grpc.aio.secure_channel(f"127.0.0.1:{found[1]}", credentials) as channel:
+                info = await LightningStub(channel).GetInfo(
+                    GetInfoRequest(), metadata=[("macaroon", macaroon)], timeout=10
+                )
+            return rest_pubkey, info.identity_pubkey
 
-        assert run(getinfo()) == 200
+        rest_pubkey, grpc_pubkey = run(getinfo_both())
+        assert rest_pubkey == grpc_pubkey
