@@ -38,7 +38,7 @@ from .lnd_json import (
     invoice_json,
     payreq_json,
 )
-from .lnd_rest import (
+from .lnd_service import (
     READ_INFO,
     READ_INVOICES,
     READ_OFFCHAIN,
@@ -46,8 +46,8 @@ from .lnd_rest import (
     WRITE_INVOICES,
     WRITE_OFFCHAIN,
     LndService,
-    _payment_updates,
     has_send_payment_sync,
+    payment_updates,
 )
 from .lnd_versions import LndVersion
 from .lnrpc import invoices_pb2 as inv
@@ -122,12 +122,12 @@ async def _list_payments(s: LndService, d: dict[str, Any]) -> dict[str, Any]:
 
 async def _send_payment_v2(s: LndService, d: dict[str, Any]) -> Messages:
     payment, no_inflight = await s.send(d)
-    return _payment_updates(payment, no_inflight)
+    return payment_updates(payment, no_inflight)
 
 
 async def _track_payment_v2(s: LndService, d: dict[str, Any]) -> Messages:
     payment = await s.track(hash_from_path(d.get("payment_hash", "")))
-    return _payment_updates(payment, bool(d.get("no_inflight_updates", False)))
+    return payment_updates(payment, bool(d.get("no_inflight_updates", False)))
 
 
 async def _track_payments(s: LndService, d: dict[str, Any]) -> Messages:
