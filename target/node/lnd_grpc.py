@@ -122,7 +122,7 @@ async def _list_payments(s: LndService, d: dict[str, Any]) -> dict[str, Any]:
 
 async def _send_payment_v2(s: LndService, d: dict[str, Any]) -> Messages:
     payment, no_inflight = await s.send(d)
-    return payment_updates(payment, no_inflight)
+    return s.send_updates(payment, no_inflight)
 
 
 async def _track_payment_v2(s: LndService, d: dict[str, Any]) -> Messages:

@@ -366,7 +366,7 @@ async def send_to_route(service: LndService, request: web.Request) -> dict[str, 
 
 async def send_payment(service: LndService, request: web.Request) -> Messages:
     payment, no_inflight = await service.send(await _body(request))
-    return payment_updates(payment, no_inflight)
+    return service.send_updates(payment, no_inflight)
 
 
 async def send_payment_sync(service: LndService, request: web.Request) -> dict[str, Any]:

@@ -95,11 +95,14 @@ class LndService:
         version: LndVersion = VERSIONS[NEWEST],
         alias: str = "lnchaos",
         mpp_timeout_s: float = MPP_TIMEOUT_S,
+        status_initiated: bool = False,
     ):
         self.node = node
         self.admin_token = admin_token
         self.macaroons = macaroons or AnyHexMacaroon(macaroon_hex)
         self.version = version
+        # routerrpc.usestatusinitiated (0.18+): SendPaymentV2 reports INITIATED before an HTLC
+        self.status_initiated = status_initiated and version.status_initiated
         self.alias = alias
         self.multipart = MultiPart(node, timeout_s=mpp_timeout_s)
         self.router_pubkey = pubkey_of(private_key_for(seed, "router"))  # our channel's peer
@@ -308,6 +311,10 @@ class LndService:
             raise LndError(code, str(err)) from None
         return htlc_attempt_json(outcome, route)
 
+    def send_updates(self, payment: Payment, no_inflight: bool) -> Messages:
+        """SendPaymentV2's updates of the payment it started."""
+        return payment_updates(payment, no_inflight, initiated=self.status_initiated)
+
     async def send_sync(self, body: dict[str, Any]) -> dict[str, Any]:
         """lnrpc.Lightning.SendPaymentSync: send and wait until the payment is final. A failure,
         and a refusal of a hash already paid or in flight, is an answer (`payment_error`, HTTP
@@ -499,10 +506,15 @@ class LndService:
         }
 
 
-async def payment_updates(payment: Payment, no_inflight: bool) -> Messages:
-    """The current state at once (unless only final updates are wanted), then the final one."""
+async def payment_updates(
+    payment: Payment, no_inflight: bool, *, initiated: bool = False
+) -> Messages:
+    """The current state at once (unless only final updates are wanted), then the final one.
+    `initiated`: first the payment as LND reports it before its first HTLC, INITIATED."""
     if payment.status is PaymentStatus.IN_FLIGHT:
         if not no_inflight:
+            if initiated:
+                yield {**payment_json(payment), "status": "INITIATED", "htlcs": []}
             yield payment_json(payment)
         await payment.done.wait()
     yield payment_json(payment)

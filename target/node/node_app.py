@@ -48,6 +48,7 @@ class NodeConfig:
     # LND's permissions and answers, and the LND faces are served over TLS with its certificate
     lnd_dir: LndDir | None = None
     lnd_version: str = NEWEST  # the LND release the LND faces answer as (lnd_versions.py)
+    lnd_status_initiated: bool = False  # routerrpc.usestatusinitiated (0.18 and later)
     grpc_port: int | None = None  # LND's gRPC there (0: a free port), with lnd_dir
     bind: str = LOOPBACK  # where gRPC listens (the REST face: run_app's host)
 
@@ -73,6 +74,7 @@ def create_node_app(config: NodeConfig) -> web.Application:
                 macaroon_hex=config.macaroon_hex,
                 macaroons=LndDirMacaroons(config.lnd_dir) if config.lnd_dir else None,
                 version=VERSIONS[config.lnd_version],
+                status_initiated=config.lnd_status_initiated,
             )
         )
     )
@@ -169,6 +171,12 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
         help="the LND release to answer as (docs/lnd.md's table: e.g. 0.21 has no SendPaymentSync)",
     )
     parser.add_argument(
+        "--lnd-status-initiated",
+        action="store_true",
+        help="as LND with routerrpc.usestatusinitiated (0.18 and later): SendPaymentV2's first"
+        " update is INITIATED, before any HTLC",
+    )
+    parser.add_argument(
         "--grpc-port",
         type=int,
         default=None,
@@ -185,6 +193,8 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
     check_bind(args.bind, args.admin_token)
     if args.macaroon is not None and args.lnd_dir is not None:
         raise SystemExit("--macaroon and --lnd-dir exclude each other: the directory's macaroons")
+    if args.lnd_status_initiated and not VERSIONS[args.lnd_version].status_initiated:
+        raise SystemExit("--lnd-status-initiated needs --lnd-version 0.18 or later")
     if args.grpc_port is not None and args.lnd_dir is None:
         raise SystemExit("--grpc-port needs --lnd-dir (gRPC is served over TLS, as LND serves it)")
     if args.grpc_port is not None and not 0 <= args.grpc_port <= 65535:
@@ -205,6 +215,7 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
         macaroon_hex=args.macaroon,
         db_path=args.db,
         lnd_version=args.lnd_version,
+        lnd_status_initiated=args.lnd_status_initiated,
         grpc_port=args.grpc_port,
         bind=check_bind(args.bind, args.admin_token),
         faults=faults,

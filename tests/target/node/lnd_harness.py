@@ -107,6 +107,7 @@ async def node_app(
     lnd_dir: LndDir | None = None,
     lnd_version: str = NEWEST,
     grpc: bool = False,
+    lnd_status_initiated: bool = False,
     **faults: Any,
 ) -> AsyncIterator[Node]:
     """The node on 127.0.0.1:0; with `lnd_dir`, over TLS with its certificate (the client trusts
@@ -121,6 +122,7 @@ async def node_app(
         lnd_dir=lnd_dir,
         lnd_version=lnd_version,
         grpc_port=0 if grpc else None,
+        lnd_status_initiated=lnd_status_initiated,
     )
     app = create_node_app(config)
     runner = web.AppRunner(app, shutdown_timeout=1.0)

@@ -97,7 +97,10 @@ def test_every_listed_call_is_served() -> None:
 
 def test_lightning_calls_and_truth_equal_to_rest(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with grpc_node(tmp_path, fee_base_msat=1000, fee_ppm=1000) as g:
+        # a payment takes about 50 ms: its in-flight update is seen before its end
+        async with grpc_node(
+            tmp_path, fee_base_msat=1000, fee_ppm=1000, latency_ms_median=50.0
+        ) as g:
             md, t = g.metadata, CALL_TIMEOUT_S
             info = await g.lightning.GetInfo(ln.GetInfoRequest(), metadata=md, timeout=t)
             assert info.identity_pubkey == g.node.node.pubkey
@@ -469,3 +472,21 @@ def test_faults_after_the_node_acted_hide_the_answer_not_the_payment(tmp_path: P
 async def _final(g: Grpc, payment_hash: str) -> Any:
     payment = await g.node.node.lookup(payment_hash)
     return payment if payment is not None and payment.done.is_set() else None
+
+
+def test_status_initiated_over_grpc(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with grpc_node(tmp_path, lnd_status_initiated=True, latency_ms_median=50.0) as g:
+            merchant = await g.node.merchant_invoice(10_000)
+            request = rt.SendPaymentRequest(
+                payment_request=merchant["payment_request"], fee_limit_msat=9_000
+            )
+            sent = await updates(g.router.SendPaymentV2(request, metadata=g.metadata, timeout=10))
+            initiated = ln.Payment.PaymentStatus.INITIATED
+            assert [(p.status, len(p.htlcs)) for p in sent] == [
+                (initiated, 0),
+                (IN_FLIGHT, 1),
+                (SUCCEEDED, 1),
+            ]
+
+    run(scenario())
