@@ -323,8 +323,14 @@ def _to_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
-def _to_message(answer: dict[str, Any], response: type[Message]) -> Message:
-    return json_format.ParseDict(answer, response(), ignore_unknown_fields=True)
+async def _to_message(answer: dict[str, Any], rpc: Rpc, context: aio.ServicerContext) -> Message:
+    """The JSON answer as LND's message; a mismatch is the node's bug (logged, never shown)."""
+    try:
+        return json_format.ParseDict(answer, rpc.response(), ignore_unknown_fields=True)
+    except json_format.ParseError:
+        log.exception("gRPC %s.%s: answer does not fit its message", rpc.service, rpc.method)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the node's log")
+        raise  # abort raised already
 
 
 async def _act(lnd: LndService, rpc: Rpc, request: Message, context: aio.ServicerContext) -> Any:
@@ -365,7 +371,7 @@ def _unary(lnd: LndService, rpc: Rpc) -> Callable[..., Awaitable[Message]]:
         answer = await _act(lnd, rpc, request, context)
         if fault.after:
             await _strike(fault, context)
-        return _to_message(answer, rpc.response)
+        return await _to_message(answer, rpc, context)
 
     return handle
 
@@ -380,11 +386,11 @@ def _stream(lnd: LndService, rpc: Rpc) -> Callable[..., AsyncIterator[Message]]:
             if fault.after and fault.kind is FaultKind.STALL:
                 first = await anext(updates, None)  # the node acted: its first update goes out
                 if first is not None:
-                    yield _to_message(first, rpc.response)
+                    yield await _to_message(first, rpc, context)
             if fault.after:
                 await _strike(fault, context)
             async for update in updates:
-                yield _to_message(update, rpc.response)
+                yield await _to_message(update, rpc, context)
         except LndError as err:
             await context.abort(_status(err.code), err.message)
         finally:

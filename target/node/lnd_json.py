@@ -526,7 +526,7 @@ INVOICE_FIELDS = frozenset(
     "memo r_preimage r_hash value value_msat settled creation_date settle_date payment_request"
     " description_hash expiry fallback_addr cltv_expiry route_hints private add_index"
     " settle_index amt_paid amt_paid_sat amt_paid_msat state htlcs features is_keysend"
-    " payment_addr is_amp amp_invoice_state".split()
+    " payment_addr is_amp amp_invoice_state is_blinded blinded_path_config".split()
 )
 # lnrpc.SendRequest: SendPaymentSync (POST /v1/channels/transactions), the legacy synchronous send
 # that older wallets still use (LNbits before 1.3, for one).

@@ -490,3 +490,18 @@ def test_status_initiated_over_grpc(tmp_path: Path) -> None:
             ]
 
     run(scenario())
+
+
+def test_request_fields_known_to_the_node_are_lnds() -> None:
+    """The REST face refuses unknown fields as protojson does; what it knows must be exactly
+    the fields of LND's request messages, or a gRPC client setting a real field is refused."""
+    from target.node import lnd_json
+
+    for message, known in (
+        (rt.SendPaymentRequest, lnd_json.SEND_FIELDS),
+        (ln.Invoice, lnd_json.INVOICE_FIELDS),
+        (ln.SendRequest, lnd_json.SEND_SYNC_FIELDS),
+        (inv.AddHoldInvoiceRequest, lnd_json.HOLD_INVOICE_FIELDS),
+        (rt.SendToRouteRequest, lnd_json.SEND_TO_ROUTE_FIELDS),
+    ):
+        assert {f.name for f in message.DESCRIPTOR.fields} == set(known), message
