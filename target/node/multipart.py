@@ -83,12 +83,12 @@ class MultiPart:
         timed out) and returns this part's end. PartRefused when the hash is paid or in flight
         already, or too many sets or parts are open."""
         outcome = PartOutcome(next(self._attempt_ids), time.time_ns())
+        if total_msat != invoice.amount_msat:  # the payee fails it; no set is opened for it
+            return self._failed(outcome, "INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS")
         part_set = self._sets.get(invoice.payment_hash)
         if part_set is None:
             await self._check_unpaid(invoice.payment_hash)
             part_set = self._sets.get(invoice.payment_hash) or self._open(invoice, total_msat)
-        if total_msat != invoice.amount_msat or total_msat != part_set.total_msat:
-            return self._failed(outcome, "INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS")
         if part_set.parts >= PARTS_MAX:
             raise PartRefused("too many parts for one payment", too_many=True)
         part_set.parts += 1

@@ -185,6 +185,14 @@ def test_multi_part_parts_fail_as_a_whole_and_incomplete_sets_time_out(tmp_path:
             body["route"]["hops"][-1]["mpp_record"]["payment_addr"] = b64(bytes(32))
             status, attempt = await node.post("/v2/router/route/send", body)
             assert attempt["failure"]["code"] == "INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS"
+            # a part whose total is not the invoice's is failed and leaves no set behind
+            body["route"]["hops"][-1]["mpp_record"] = {
+                "payment_addr": b64(bytes.fromhex(invoice.payment_addr)),
+                "total_amt_msat": "40000",
+            }
+            status, attempt = await node.post("/v2/router/route/send", body)
+            assert attempt["failure"]["code"] == "INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS"
+            assert node.service.multipart._sets == {}
             status, refused = await node.get(f"/v1/graph/routes/{'02' + '11' * 32}/10")
             assert (status, refused["message"]) == (404, "unable to find a path to destination")
 
