@@ -427,7 +427,10 @@ async def start_grpc(lnd: LndService, lnd_dir: LndDir, host: str, port: int) -> 
         [(lnd_dir.key_path.read_bytes(), lnd_dir.cert_path.read_bytes())]
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound_port = server.add_secure_port(address, credentials)
+    try:
+        bound_port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc's "Failed to bind": a port in use, or an address not ours
+        raise SystemExit(f"lnchaos node: cannot listen for gRPC on {address}") from None
     await server.start()
     return server, bound_port
 
