@@ -135,8 +135,7 @@ async def _track_payments(s: LndService, d: dict[str, Any]) -> Messages:
 
 
 async def _query_routes(s: LndService, d: dict[str, Any]) -> dict[str, Any]:
-    amount_msat = int(d.get("amt_msat", 0)) or 1000 * int(d.get("amt", 0))
-    return s.query_routes(d.get("pub_key", ""), amount_msat)
+    return s.query_routes(d)
 
 
 async def _send_to_route_v2(s: LndService, d: dict[str, Any]) -> dict[str, Any]:

@@ -130,6 +130,7 @@ def lnd_routes() -> list[tuple[str, str, Handler]]:
             only_while(has_send_payment_sync, unary(send_payment_sync, WRITE_OFFCHAIN)),
         ),
         ("GET", "/v1/graph/routes/{pub_key}/{amt}", unary(query_routes, READ_OFFCHAIN)),
+        ("POST", "/v1/graph/routes/{pub_key}/{amt}", unary(query_routes, READ_OFFCHAIN)),
         ("POST", "/v2/router/route/send", unary(send_to_route, WRITE_OFFCHAIN)),
         ("POST", "/v2/invoices/hodl", unary(add_hold_invoice, WRITE_INVOICES)),
         ("GET", "/v2/invoices/lookup", unary(lookup_invoice_v2, READ_INVOICES)),
@@ -351,13 +352,15 @@ async def lookup_invoice_v2(service: LndService, request: web.Request) -> dict[s
 
 
 async def query_routes(service: LndService, request: web.Request) -> dict[str, Any]:
-    """GET /v1/graph/routes/{pub_key}/{amt} (`amt` in sat, or `?amt_msat=`)."""
-    amt_sat = decode_int(request.match_info["amt"], "amt")
-    amt_msat = decode_int(request.query.get("amt_msat", "0"), "amt_msat")
-    if amt_sat and amt_msat:
-        raise invalid("amt and amt_msat are mutually exclusive")
-    amount_msat = amt_msat or amt_sat * 1000
-    return service.query_routes(request.match_info["pub_key"], amount_msat)
+    """GET /v1/graph/routes/{pub_key}/{amt} (`?amt_msat=`), and POST with a QueryRoutesRequest
+    body (Cashu's Nutshell posts `fee_limit` so); the path's fields win, as grpc-gateway's."""
+    fields: dict[str, Any] = {}
+    if request.method == "POST":
+        fields.update(await _body(request))
+    elif "amt_msat" in request.query:
+        fields["amt_msat"] = request.query["amt_msat"]
+    fields.update(pub_key=request.match_info["pub_key"], amt=request.match_info["amt"])
+    return service.query_routes(fields)
 
 
 async def send_to_route(service: LndService, request: web.Request) -> dict[str, Any]:

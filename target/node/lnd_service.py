@@ -48,11 +48,14 @@ from .lnd_json import (
     send_response_json,
 )
 from .lnd_versions import NEWEST, VERSIONS, LndVersion
+from .lnrpc import lightning_pb2 as ln
 from .multipart import MPP_TIMEOUT_S, MultiPart, PartOutcome, PartRefused
 from .network import LightningNode, Payment, PaymentStatus, SendRefused, payment_hash_of
 from .receiving import SUBSCRIBER_QUEUE_MAX, InvoiceState, OwnInvoice, ReceiveError
 
 Messages = AsyncIterator[dict[str, Any]]
+# lnrpc.QueryRoutesRequest's fields (known ones we do not simulate are accepted, ignored)
+QUERY_ROUTES_FIELDS = frozenset(f.name for f in ln.QueryRoutesRequest.DESCRIPTOR.fields)
 
 CHANNEL_SIDE_MSAT = 10 * 100_000_000 * 1000  # each side of the one simulated channel at start
 DEFAULT_INVOICE_EXPIRY_S = 86_400  # LND's default
@@ -261,18 +264,27 @@ class LndService:
             raise LndError(Code.ALREADY_EXISTS, str(err)) from None
         return payment, no_inflight
 
-    def query_routes(self, pub_key: str, amount_msat: int) -> dict[str, Any]:
-        """lnrpc.Lightning.QueryRoutes: one route to a payee of the network, through our
-        channel's peer, whose fee is the network's nominal fee (--fee-base-msat, --fee-ppm)."""
+    def query_routes(self, request: dict[str, Any]) -> dict[str, Any]:
+        """lnrpc.Lightning.QueryRoutes (the request as protojson): one route to a payee of the
+        network, through our channel's peer, whose fee is the network's nominal fee
+        (--fee-base-msat, --fee-ppm), within `fee_limit` (none: the amount, as LND)."""
+        check_fields(request, QUERY_ROUTES_FIELDS)
+        pub_key = decode_str(request.get("pub_key", ""), "pub_key")
         if not HEX66.match(pub_key):
             raise invalid("pub_key: must be a 66-hex-character node id")
+        amt_sat = decode_int(request.get("amt", 0), "amt", maximum=MAX_AMOUNT_MSAT // 1000)
+        amt_msat = decode_int(request.get("amt_msat", 0), "amt_msat", maximum=MAX_AMOUNT_MSAT)
+        if amt_sat and amt_msat:
+            raise invalid("amt and amt_msat are mutually exclusive")
+        amount_msat = amt_msat or 1000 * amt_sat
         if amount_msat <= 0:
             raise invalid("amount must be greater than 0")
-        if pub_key.lower() != self.node.merchants.pubkey:
-            # LND: code 2 (HTTP 500); a 4xx here, as for every refusal of a request (docs/lnd.md)
-            raise LndError(Code.NOT_FOUND, "unable to find a path to destination")
         f = self.node.faults
         fee_msat = f.fee_base_msat + amount_msat * f.fee_ppm // 1_000_000
+        fee_limit_msat = decode_fee_limit(request.get("fee_limit"), amount_msat)
+        if pub_key.lower() != self.node.merchants.pubkey or fee_msat > fee_limit_msat:
+            # LND: code 2 (HTTP 500); a 4xx here, as for every refusal of a request (docs/lnd.md)
+            raise LndError(Code.NOT_FOUND, "unable to find a path to destination")
         hops = [
             hop_json(self.router_pubkey, amount_msat, fee_msat, CHANNEL_ID),
             hop_json(pub_key.lower(), amount_msat, 0, CHANNEL_ID + 1),

@@ -228,6 +228,13 @@ LND_PATHS: Schema = {
                        params=[path_param(name) for name in params])}
     for route, (method, summary, responses, params, body) in LND_ROUTES.items()
 }  # fmt: skip
+LND_PATHS["/v1/graph/routes/{pub_key}/{amt}"]["post"] = op(
+    "QueryRoutes (a QueryRoutesRequest body)",
+    LND_OK,
+    security=MACAROON,
+    body=HEX_BODY,
+    params=[path_param("pub_key"), path_param("amt")],
+)
 LND_PATHS["/v1/invoices"]["get"] = op(
     "ListInvoices", LND_OK, security=MACAROON, body=None, params=[]
 )  # the same path as AddInvoice (POST)

@@ -157,6 +157,33 @@ def test_multi_part_payment_over_send_to_route_settles_as_a_whole(tmp_path: Path
     run(scenario())
 
 
+def test_query_routes_posted_with_a_fee_limit_as_cashu_mints_do(tmp_path: Path) -> None:
+    """Nutshell's multi-path melt: POST /v1/graph/routes/{pub_key}/{amt_sat} with
+    `{"fee_limit": {"fixed_msat"}, "use_mission_control": true}` (LND's additional binding)."""
+
+    async def scenario() -> None:
+        async with node_app(tmp=tmp_path, fee_base_msat=1000, fee_ppm=1000) as node:
+            payee = node.node.merchants.pubkey
+            path = f"/v1/graph/routes/{payee}/50"  # 50 sat: the nominal fee is 1050 msat
+            for fixed_msat, found in (("1050", True), ("1049", False)):
+                body = {"fee_limit": {"fixed_msat": fixed_msat}, "use_mission_control": True}
+                status, answer = await node.post(path, body)
+                if found:
+                    assert status == 200, answer
+                    (route,) = answer["routes"]
+                    assert route["total_fees_msat"] == "1050"
+                    assert route["hops"][-1]["amt_to_forward_msat"] == "50000"
+                else:
+                    assert (status, answer["message"]) == (
+                        404,
+                        "unable to find a path to destination",
+                    )
+            status, refused = await node.post(path, {"no_such_field": 1})
+            assert (status, refused["code"]) == (400, 3)
+
+    run(scenario())
+
+
 def test_multi_part_parts_fail_as_a_whole_and_incomplete_sets_time_out(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with node_app(tmp=tmp_path / "fail", failure_rate=1.0) as node:
