@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lnd_harness import Node, b64, node_app, run, unb64
+from lnd_harness import Node, b64, eventually, node_app, run, unb64
 
 
 def urlsafe(payment_hash_hex: str) -> str:
@@ -204,10 +204,19 @@ def test_multi_part_parts_fail_as_a_whole_and_incomplete_sets_time_out(tmp_path:
                 "payment_hash": b64(bytes.fromhex(merchant["payment_hash"])),
                 "route": with_mpp(route, bytes.fromhex(invoice.payment_addr), 50_000),
             }
-            status, attempt = await node.post("/v2/router/route/send", body)  # 20k of 50k only
+            part = asyncio.ensure_future(node.post("/v2/router/route/send", body))  # 20k of 50k
+            # while the payee holds the part, the payment is in flight, as LND shows it
+            await eventually(lambda: node.node.lookup(merchant["payment_hash"]), 2.0, "a part")
+            track = f"/v2/router/track/{urlsafe(merchant['payment_hash'])}"
+            status, lines, _ = await node.stream("GET", track, patience_s=0.1)
+            assert status == 200 and lines[0]["result"]["status"] == "IN_FLIGHT", lines
+            status, attempt = await part
             assert status == 200 and attempt["status"] == "FAILED"
             assert attempt["failure"]["code"] == "MPP_TIMEOUT"
-            assert await node.node.lookup(merchant["payment_hash"]) is None  # nothing paid
+            truth = await node.node.lookup(merchant["payment_hash"])
+            assert truth is not None and truth.status.value == "failed"  # nothing paid
+            assert truth.failure_reason.value == "FAILURE_REASON_TIMEOUT"
+            assert node.node.sent_msat == 0
             # a part with the wrong payment secret is failed by the payee, nothing sent
             body["route"]["hops"][-1]["mpp_record"]["payment_addr"] = b64(bytes(32))
             status, attempt = await node.post("/v2/router/route/send", body)
