@@ -47,7 +47,7 @@ log = logging.getLogger("lnchaos.child")
 # 0..255 written without leading zeros, the port 1..5 digits; nothing else on the line.
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 LISTENING_RE = re.compile(
-    rb"listening on (http://" + _OCTET + rb"(?:\." + _OCTET + rb"){3}:[0-9]{1,5})\r?\n"
+    rb"listening on (https?://" + _OCTET + rb"(?:\." + _OCTET + rb"){3}:[0-9]{1,5})\r?\n"
 )
 START_TIMEOUT_S = 20.0
 HEALTH_TIMEOUT_S = 10.0

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import secrets
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
@@ -115,9 +116,9 @@ def bind_warning(host: str, name: str) -> str | None:
     )
 
 
-def http_url(host: str, port: int) -> str:
-    """http://HOST:PORT, with an IPv6 address in brackets."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def http_url(host: str, port: int, scheme: str = "http") -> str:
+    """http://HOST:PORT (or another scheme), with an IPv6 address in brackets."""
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 async def serve(
@@ -127,6 +128,7 @@ async def serve(
     name: str,
     host: str = LOOPBACK,
     on_started: Callable[[str], None] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> int:
     """Serve on `host` until a stop signal or the app's FailStop. Prints `<name> listening on
     http://HOST:PORT` (the bound address), flushed. Returns the exit code: 0, or the
@@ -139,11 +141,11 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
         # The runner's public list of bound addresses: (host, port) for a TCP site.
         bound_port = int(runner.addresses[0][1]) if runner.addresses else port
-        url = http_url(host, bound_port)
+        url = http_url(host, bound_port, "https" if ssl_context else "http")
         print(f"{name} listening on {url}", flush=True)
         if on_started is not None:
             on_started(url)
@@ -179,6 +181,7 @@ def run_app(
     name: str,
     log_level: str,
     host: str = LOOPBACK,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> int:
     """Log, make an admin token if none was given (printed once; loopback only), serve on
     `host` until a stop signal."""
@@ -192,7 +195,8 @@ def run_app(
     if not config.admin_token:
         config.admin_token = secrets.token_urlsafe(24)
         print(f"admin token: {config.admin_token}", flush=True)
-    return run_loop(serve(make_app(config), port, name=name, host=host))
+    app = make_app(config)
+    return run_loop(serve(app, port, name=name, host=host, ssl_context=ssl_context))
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:

@@ -18,15 +18,18 @@ import base64
 import binascii
 import re
 import time
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 from .invoices import Invoice
+from .multipart import PartOutcome
 from .network import FailureReason, Payment, PaymentStatus
 from .receiving import InvoiceState, OwnInvoice
 
 ZERO_PREIMAGE_HEX = "0" * 64
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+HEX66 = re.compile(r"^0[23][0-9a-fA-F]{64}$")  # a compressed public key: a node id
 
 
 class Code(IntEnum):
@@ -171,6 +174,48 @@ def decode_fee_limit(value: object, amount_msat: int) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class RouteTerms:
+    """What the node needs of an lnrpc.Route given to SendToRouteV2."""
+
+    pub_key: str  # the final hop: the payee
+    amount_msat: int  # what the final hop receives
+    fee_msat: int  # all hops' fees
+    payment_addr: str | None  # hex, from the final hop's MPP record (None: no record)
+    total_msat: int  # the MPP record's total_amt_msat (0: no record)
+
+
+def parse_route(route: object) -> RouteTerms:
+    if not isinstance(route, dict):
+        raise invalid("route: must be an object")
+    hops = route.get("hops")
+    if not isinstance(hops, list) or not hops or not all(isinstance(h, dict) for h in hops):
+        raise invalid("route.hops: at least one hop is required")
+    last = hops[-1]
+    pub_key = decode_str(last.get("pub_key", ""), "pub_key")
+    if not HEX66.match(pub_key):
+        raise invalid("route.hops.pub_key: must be a 66-hex-character node id")
+    amount_msat = _msat(last, "amt_to_forward")
+    if amount_msat <= 0:
+        raise invalid("route: the final hop must receive an amount")
+    fee_msat = _msat(route, "total_fees") or sum(_msat(h, "fee") for h in hops)
+    mpp = last.get("mpp_record")
+    payment_addr, total_msat = None, 0
+    if mpp:
+        if not isinstance(mpp, dict):
+            raise invalid("mpp_record: must be an object")
+        payment_addr = decode_bytes(mpp.get("payment_addr", ""), "mpp_record.payment_addr").hex()
+        total_msat = decode_int(mpp.get("total_amt_msat", 0), "mpp_record.total_amt_msat")
+    return RouteTerms(pub_key.lower(), amount_msat, fee_msat, payment_addr, total_msat)
+
+
+def _msat(obj: dict[str, Any], name: str) -> int:
+    """`name_msat`, else `name` in sat (lnrpc gives both forms of route amounts)."""
+    if obj.get(f"{name}_msat") not in (None, 0, "0"):
+        return decode_int(obj[f"{name}_msat"], f"{name}_msat")
+    return 1000 * decode_int(obj.get(name, 0), name)
+
+
 def hash_from_path(value: str) -> str:
     """A payment hash in a URL path (`bytes` there: URL-safe base64; hex also accepted)."""
     if HEX64.match(value):
@@ -196,36 +241,78 @@ def payment_status_name(status: PaymentStatus) -> str:
     }.get(status, "UNKNOWN")
 
 
+CHANNEL_ID = 1099511627776  # the one simulated channel (block 1, tx 0, output 0)
+
+
 def _route(payment: Payment, fee_msat: int, destination: str) -> dict[str, Any]:
-    total_msat = payment.amount_msat + fee_msat
+    hop = hop_json(destination, payment.amount_msat, fee_msat, CHANNEL_ID)
+    return route_json([hop], payment.amount_msat, fee_msat)
+
+
+def failure_json(code: str, htlc_msat: int, source_index: int = 1) -> dict[str, Any]:
+    """lnrpc.Failure of a failed HTLC (`code`: a FailureCode name)."""
     return {
-        "total_time_lock": 144,
+        "code": code,
+        "channel_update": None,
+        "htlc_msat": i64(htlc_msat),
+        "onion_sha_256": "",
+        "cltv_expiry": 0,
+        "flags": 0,
+        "failure_source_index": source_index,
+        "height": 0,
+    }
+
+
+def hop_json(pub_key: str, amount_msat: int, fee_msat: int, chan_id: int) -> dict[str, Any]:
+    """lnrpc.Hop: `amount_msat` forwarded to the next hop, `fee_msat` this hop's fee."""
+    return {
+        "chan_id": i64(chan_id),
+        "chan_capacity": "100000000",
+        "amt_to_forward": i64(amount_msat // 1000),
+        "fee": i64(fee_msat // 1000),
+        "expiry": 144,
+        "amt_to_forward_msat": i64(amount_msat),
+        "fee_msat": i64(fee_msat),
+        "pub_key": pub_key,
+        "tlv_payload": True,
+        "mpp_record": None,
+        "amp_record": None,
+        "custom_records": {},
+        "metadata": "",
+        "blinding_point": "",
+        "encrypted_data": "",
+        "total_amt_msat": "0",
+    }
+
+
+def route_json(hops: list[dict[str, Any]], amount_msat: int, fee_msat: int) -> dict[str, Any]:
+    """lnrpc.Route over `hops` delivering `amount_msat` for `fee_msat` in all."""
+    total_msat = amount_msat + fee_msat
+    return {
+        "total_time_lock": 144 * len(hops),
         "total_fees": i64(fee_msat // 1000),
         "total_amt": i64(total_msat // 1000),
-        "hops": [
-            {
-                "chan_id": "1099511627776",
-                "chan_capacity": "100000000",
-                "amt_to_forward": i64(payment.amount_msat // 1000),
-                "fee": i64(fee_msat // 1000),
-                "expiry": 144,
-                "amt_to_forward_msat": i64(payment.amount_msat),
-                "fee_msat": i64(fee_msat),
-                "pub_key": destination,
-                "tlv_payload": True,
-                "mpp_record": None,
-                "amp_record": None,
-                "custom_records": {},
-                "metadata": "",
-                "blinding_point": "",
-                "encrypted_data": "",
-                "total_amt_msat": "0",
-            }
-        ],
+        "hops": hops,
         "total_fees_msat": i64(fee_msat),
         "total_amt_msat": i64(total_msat),
         "first_hop_amount_msat": i64(total_msat),
         "custom_channel_data": "",
+    }
+
+
+def htlc_attempt_json(outcome: PartOutcome, route: dict[str, Any]) -> dict[str, Any]:
+    """lnrpc.HTLCAttempt of one part sent to a route (SendToRouteV2), once it ended."""
+    payment = outcome.payment
+    settled = outcome.succeeded
+    amount_msat = decode_int(route.get("total_amt_msat", "0"), "route.total_amt_msat")
+    return {
+        "attempt_id": i64(outcome.attempt_id),
+        "status": "SUCCEEDED" if settled else "FAILED",
+        "route": route,
+        "attempt_time_ns": i64(outcome.attempt_time_ns),
+        "resolve_time_ns": i64(outcome.resolve_time_ns),
+        "failure": None if settled else failure_json(outcome.failure_code, amount_msat),
+        "preimage": hex_to_b64(payment.preimage) if settled and payment else "",
     }
 
 
@@ -247,18 +334,12 @@ def payment_json(payment: Payment) -> dict[str, Any]:
         }.get(status, "IN_FLIGHT")
         failure = None
         if status is PaymentStatus.FAILED:
-            failure = {
-                "code": "INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS"
+            code = (
+                "INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS"
                 if payment.failure_reason is FailureReason.INCORRECT_PAYMENT_DETAILS
-                else "TEMPORARY_CHANNEL_FAILURE",
-                "channel_update": None,
-                "htlc_msat": i64(payment.amount_msat),
-                "onion_sha_256": "",
-                "cltv_expiry": 0,
-                "flags": 0,
-                "failure_source_index": 1,
-                "height": 0,
-            }
+                else "TEMPORARY_CHANNEL_FAILURE"
+            )
+            failure = failure_json(code, payment.amount_msat)
         htlcs.append(
             {
                 "attempt_id": i64(payment.payment_index),
@@ -376,10 +457,18 @@ def payreq_json(invoice: Invoice) -> dict[str, Any]:
     }
 
 
-def getinfo_json(pubkey: str, *, alias: str, block_height: int, peers: int) -> dict[str, Any]:
+def getinfo_json(
+    pubkey: str,
+    *,
+    alias: str,
+    block_height: int,
+    peers: int,
+    version: str = "0.18.0-beta",
+    uris: list[str] | None = None,
+) -> dict[str, Any]:
     """lnrpc.GetInfoResponse of the mock: one channel to the simulated network, regtest."""
     return {
-        "version": "0.18.0-beta lnchaos-mock",
+        "version": f"{version} commit=lnchaos-mock",
         "commit_hash": "lnchaos",
         "identity_pubkey": pubkey,
         "alias": alias,
@@ -395,7 +484,7 @@ def getinfo_json(pubkey: str, *, alias: str, block_height: int, peers: int) -> d
         "synced_to_graph": True,
         "testnet": False,
         "chains": [{"chain": "bitcoin", "network": "regtest"}],
-        "uris": [],
+        "uris": uris or [],
         "features": {},
         "require_htlc_interceptor": False,
         "store_final_htlc_resolutions": False,
@@ -424,12 +513,20 @@ def channel_balance_json(
     }
 
 
+HOLD_INVOICE_FIELDS = frozenset(
+    "memo hash value value_msat description_hash expiry fallback_addr cltv_expiry route_hints"
+    " private".split()
+)
+SEND_TO_ROUTE_FIELDS = frozenset(
+    ("payment_hash", "route", "skip_temp_err", "first_hop_custom_records")
+)
+
 # Field names of the request messages (lnrpc.Invoice, routerrpc.SendPaymentRequest).
 INVOICE_FIELDS = frozenset(
     "memo r_preimage r_hash value value_msat settled creation_date settle_date payment_request"
     " description_hash expiry fallback_addr cltv_expiry route_hints private add_index"
     " settle_index amt_paid amt_paid_sat amt_paid_msat state htlcs features is_keysend"
-    " payment_addr is_amp amp_invoice_state".split()
+    " payment_addr is_amp amp_invoice_state is_blinded blinded_path_config".split()
 )
 # lnrpc.SendRequest: SendPaymentSync (POST /v1/channels/transactions), the legacy synchronous send
 # that older wallets still use (LNbits before 1.3, for one).

@@ -7,7 +7,8 @@ same simulated network, payment faults and ground truth. The network admin route
 (`/admin/network/*`, `X-Admin-Token`) let a test pay the node's own invoices from the network and
 read what the node really sent and received.
 
-Logic sits in `LndService` (callable without HTTP); handlers parse, call it and encode.
+Logic sits in `LndService` (lnd_service.py, shared with the gRPC face); handlers parse, call it
+and encode.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import contextlib
 import hmac
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -26,7 +26,6 @@ from aiohttp import web
 from ..common.errors import (
     ApiError,
     add_route,
-    bad_request,
     read_json_object,
     require_int,
     require_str,
@@ -35,308 +34,40 @@ from ..common.limits import MAX_AMOUNT_MSAT
 from .http_faults import (
     FaultKind,
     HttpFault,
-    HttpFaults,
     close_connection,
     error_response,
     strike_unary,
 )
-from .invoices import Invoice, InvoiceError
+from .lnd_auth import Permission
 from .lnd_json import (
-    HEX64,
-    INVOICE_FIELDS,
-    SEND_FIELDS,
-    SEND_SYNC_FIELDS,
     Code,
     LndError,
     add_invoice_response,
-    channel_balance_json,
-    check_fields,
     decode_bool,
-    decode_bytes,
-    decode_fee_limit,
     decode_int,
-    decode_str,
-    getinfo_json,
     hash_from_path,
-    i64,
     invalid,
     invoice_json,
-    payment_json,
     payreq_json,
-    send_response_json,
 )
-from .network import LightningNode, Payment, PaymentStatus, SendRefused, payment_hash_of
-from .receiving import InvoiceState, OwnInvoice, ReceiveError
+from .lnd_service import (
+    READ_INFO,
+    READ_INVOICES,
+    READ_OFFCHAIN,
+    READ_ONCHAIN,
+    WRITE_INVOICES,
+    WRITE_OFFCHAIN,
+    LndService,
+    Messages,
+    has_send_payment_sync,
+    payment_updates,
+)
+from .lnd_versions import LndVersion
+from .receiving import InvoiceState
 
 log = logging.getLogger("lnchaos.lnd_rest")
 
 MACAROON_HEADER = "Grpc-Metadata-macaroon"
-HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
-CHANNEL_SIDE_MSAT = 10 * 100_000_000 * 1000  # each side of the one simulated channel at start
-DEFAULT_INVOICE_EXPIRY_S = 86_400  # LND's default
-MAX_INVOICE_EXPIRY_S = 365 * 86_400
-MEMO_MAX = 1024
-LIST_PAYMENTS_MAX = 100_000  # LND's 0 means "all"; we bound a page
-BACKLOG_MAX = 100_000
-BLOCK_HEIGHT = 800_000
-ALIVE_POLL_S = 1.0  # how often an idle stream checks that its caller is still there
-
-
-class LndService:
-    """The node's LND face: what each route does, on a LightningNode."""
-
-    def __init__(
-        self,
-        node: LightningNode,
-        *,
-        seed: int,
-        admin_token: str,
-        macaroon_hex: str | None = None,
-        alias: str = "lnchaos",
-    ):
-        self.node = node
-        self.admin_token = admin_token
-        self.macaroon_hex = macaroon_hex.lower() if macaroon_hex else None
-        self.alias = alias
-        self.http_faults = HttpFaults(seed)
-        self.streams: set[asyncio.Task[Any]] = set()
-
-    # ---- auth ------------------------------------------------------------------------------------
-
-    def authenticate(self, macaroon: str | None) -> None:
-        """Any hex macaroon, or exactly the configured one. (LND answers these with code 2 and
-        HTTP 500; the mock uses Unauthenticated/401 so a client can tell them from faults.)"""
-        if not macaroon:
-            raise LndError(Code.UNAUTHENTICATED, "expected 1 macaroon, got 0")
-        if not HEX.match(macaroon):
-            raise LndError(Code.UNAUTHENTICATED, "unable to decode macaroon: invalid hex")
-        expected = self.macaroon_hex
-        if expected is not None and not hmac.compare_digest(macaroon.lower(), expected):
-            raise LndError(
-                Code.UNAUTHENTICATED, "verification failed: signature mismatch after caveat"
-            )
-
-    # ---- lightning ---------------------------------------------------------------------------
-
-    def getinfo(self) -> dict[str, Any]:
-        return getinfo_json(self.node.pubkey, alias=self.alias, block_height=BLOCK_HEIGHT, peers=1)
-
-    def channel_balance(self) -> dict[str, Any]:
-        node = self.node
-        in_flight_msat = node.in_flight_msat()
-        received_msat = node.receiver.received_msat
-        local_msat = CHANNEL_SIDE_MSAT + received_msat - node.sent_msat - node.fees_msat
-        local_msat -= in_flight_msat
-        remote_msat = CHANNEL_SIDE_MSAT + node.sent_msat - received_msat
-        return channel_balance_json(local_msat, remote_msat, in_flight_msat)
-
-    async def add_invoice(self, body: dict[str, Any]) -> OwnInvoice:
-        """lnrpc.Lightning.AddInvoice. With `r_hash` and no `r_preimage`: a hold invoice."""
-        check_fields(body, INVOICE_FIELDS)
-        if body.get("value") not in (None, 0, "0") and body.get("value_msat") not in (
-            None,
-            0,
-            "0",
-        ):
-            raise invalid("value and value_msat are mutually exclusive")
-        amount_msat = 0
-        if body.get("value_msat") not in (None, 0, "0"):
-            amount_msat = decode_int(body["value_msat"], "value_msat", maximum=MAX_AMOUNT_MSAT)
-        elif body.get("value") not in (None, 0, "0"):
-            amount_msat = 1000 * decode_int(body["value"], "value", maximum=MAX_AMOUNT_MSAT // 1000)
-        if amount_msat <= 0:
-            raise invalid("the node mock does not issue zero-amount invoices: set value_msat")
-        memo = decode_str(body.get("memo", ""), "memo", max_len=MEMO_MAX)
-        expiry_s = decode_int(body.get("expiry", 0), "expiry", maximum=MAX_INVOICE_EXPIRY_S)
-        expiry_s = expiry_s or DEFAULT_INVOICE_EXPIRY_S
-        private = decode_bool(body.get("private", False), "private")
-        preimage = payment_hash = description_hash = None
-        if body.get("r_preimage"):
-            preimage = decode_bytes(body["r_preimage"], "r_preimage")
-            if len(preimage) != 32:
-                raise invalid("payment preimage must be exactly 32 bytes")
-        if body.get("r_hash"):
-            r_hash = decode_bytes(body["r_hash"], "r_hash")
-            if len(r_hash) != 32:
-                raise invalid("payment hash must be exactly 32 bytes")
-            payment_hash = r_hash.hex()
-        if preimage is not None and payment_hash is not None:
-            if payment_hash_of(preimage) != payment_hash:
-                raise invalid("r_hash does not match r_preimage")
-        if preimage is None and payment_hash is None:
-            preimage = self.node.secret()
-        if body.get("description_hash"):
-            raw = decode_bytes(body["description_hash"], "description_hash")
-            if len(raw) != 32:
-                raise invalid("description hash must be exactly 32 bytes")
-            description_hash = raw.hex()
-        try:
-            return await self.node.receiver.add(
-                amount_msat,
-                preimage=preimage,
-                payment_hash=payment_hash,
-                payment_addr=self.node.secret(),
-                memo=memo,
-                description_hash=description_hash,
-                expiry_s=expiry_s,
-                private=private,
-            )
-        except ReceiveError as err:
-            raise LndError(Code.ALREADY_EXISTS, str(err)) from None
-
-    async def lookup_invoice(self, r_hash_hex: str) -> OwnInvoice:
-        if not HEX64.match(r_hash_hex):
-            raise invalid("r_hash_str: must be 64 hex characters")
-        invoice = await self.node.receiver.lookup(r_hash_hex.lower())
-        if invoice is None:
-            raise LndError(Code.NOT_FOUND, "unable to locate invoice")
-        return invoice
-
-    def decode_payreq(self, pay_req: str) -> Invoice:
-        try:
-            return self.node.decode(pay_req)
-        except InvoiceError as err:
-            raise invalid(str(err)) from None
-
-    async def send(self, body: dict[str, Any]) -> tuple[Payment, bool]:
-        """routerrpc.Router.SendPaymentV2 up to the payment's hand-over to the network.
-        Returns the payment and whether only final updates are wanted."""
-        check_fields(body, SEND_FIELDS)
-        invoice = self._invoice_to_pay(body)
-        if body.get("fee_limit_sat") not in (None, 0, "0") and body.get("fee_limit_msat") not in (
-            None,
-            0,
-            "0",
-        ):
-            raise invalid("fee_limit_sat and fee_limit_msat are mutually exclusive")
-        fee_limit_msat = decode_int(body.get("fee_limit_msat", 0), "fee_limit_msat")
-        if body.get("fee_limit_sat") not in (None, 0, "0"):
-            fee_limit_msat = 1000 * decode_int(body["fee_limit_sat"], "fee_limit_sat")
-        fee_limit_msat = min(fee_limit_msat, MAX_AMOUNT_MSAT)
-        decode_int(body.get("timeout_seconds", 0), "timeout_seconds", maximum=2**31 - 1)
-        no_inflight = decode_bool(body.get("no_inflight_updates", False), "no_inflight_updates")
-        try:
-            payment = await self._start(invoice, fee_limit_msat)
-        except SendRefused as err:
-            # LND: channeldb.ErrAlreadyPaid / ErrPaymentInFlight as codes.AlreadyExists.
-            raise LndError(Code.ALREADY_EXISTS, str(err)) from None
-        return payment, no_inflight
-
-    async def send_sync(self, body: dict[str, Any]) -> dict[str, Any]:
-        """lnrpc.Lightning.SendPaymentSync: send and wait until the payment is final. A failure,
-        and a refusal of a hash already paid or in flight, is an answer (`payment_error`, HTTP
-        200), as LND gives it; only a request LND would not take is an error."""
-        check_fields(body, SEND_SYNC_FIELDS)
-        invoice = self._invoice_to_pay(body)
-        fee_limit_msat = decode_fee_limit(body.get("fee_limit"), invoice.amount_msat)
-        try:
-            payment = await self._start(invoice, min(fee_limit_msat, MAX_AMOUNT_MSAT))
-        except SendRefused as err:
-            return send_response_json(invoice.payment_hash, str(err))
-        await payment.done.wait()  # the node resolves every attempt (its own timer)
-        return send_response_json(invoice.payment_hash, payment)
-
-    async def _start(self, invoice: Invoice, fee_limit_msat: int) -> Payment:
-        """The node's new attempt of `invoice`. SendRefused for a hash already paid or in flight
-        (each RPC answers it its own way); a payment to this node itself is a bad request."""
-        try:
-            return await self.node.send(invoice, fee_limit_msat)
-        except SendRefused as err:
-            if err.code == "self_payment":
-                raise invalid("no self-payments allowed") from None
-            raise
-
-    def _invoice_to_pay(self, body: dict[str, Any]) -> Invoice:
-        """The invoice of a send's `payment_request`; an amount given must be the invoice's."""
-        pay_req = body.get("payment_request")
-        if not pay_req:
-            raise invalid("payment_request is required: the node mock pays invoices only")
-        invoice = self.decode_payreq(decode_str(pay_req, "payment_request"))
-        for name, unit_msat in (("amt", 1000), ("amt_msat", 1)):
-            if body.get(name) not in (None, 0, "0"):
-                amount = decode_int(body[name], name) * unit_msat
-                if amount != invoice.amount_msat:
-                    raise invalid("amount must not be specified when paying a non-zero amount")
-        return invoice
-
-    async def track(self, payment_hash_hex: str) -> Payment:
-        payment = await self.node.lookup(payment_hash_hex)
-        if payment is None:
-            raise LndError(Code.NOT_FOUND, "payment isn't initiated")
-        return payment
-
-    async def list_payments(self, query: dict[str, str]) -> dict[str, Any]:
-        """lnrpc.Lightning.ListPayments."""
-        include_incomplete = decode_bool(
-            query.get("include_incomplete", "false"), "include_incomplete"
-        )
-        index_offset = decode_int(query.get("index_offset", "0"), "index_offset")
-        max_payments = decode_int(query.get("max_payments", "0"), "max_payments")
-        max_payments = min(max_payments or LIST_PAYMENTS_MAX, LIST_PAYMENTS_MAX)
-        reversed_ = decode_bool(query.get("reversed", "false"), "reversed")
-        count_total = decode_bool(
-            query.get("count_total_payments", "false"), "count_total_payments"
-        )
-        start_s = decode_int(query.get("creation_date_start", "0"), "creation_date_start")
-        end_s = decode_int(query.get("creation_date_end", "0"), "creation_date_end")
-        page = await self.node.list_payments(
-            index_offset=index_offset,
-            max_payments=max_payments,
-            reversed_=reversed_,
-            include_incomplete=include_incomplete,
-        )
-        if start_s or end_s:
-            page = [
-                p
-                for p in page
-                if p.created_ms // 1000 >= start_s and (not end_s or p.created_ms // 1000 <= end_s)
-            ]
-        total = await self.node.count_payments(include_incomplete) if count_total else 0
-        return {
-            "payments": [payment_json(p) for p in page],
-            "first_index_offset": i64(page[0].payment_index if page else 0),
-            "last_index_offset": i64(page[-1].payment_index if page else 0),
-            "total_num_payments": i64(total),
-        }
-
-    # ---- the network (admin) ---------------------------------------------------------------------
-
-    async def network_pay(self, payment_request: str, amount_msat: int | None) -> OwnInvoice:
-        """The simulated network pays one of this node's invoices (funds a wallet on it)."""
-        try:
-            invoice = self.node.decode(payment_request)
-        except InvoiceError as err:
-            raise bad_request(err.code, str(err)) from None
-        if invoice.payee != self.node.pubkey:
-            raise ApiError(404, "not_our_invoice", "not an invoice of this node")
-        try:
-            return await self.node.receiver.pay(
-                invoice.payment_hash, amount_msat or invoice.amount_msat
-            )
-        except ReceiveError as err:
-            status = {"not_found": 404, "not_open": 409}.get(err.kind, 400)
-            raise ApiError(status, f"invoice_{err.kind}", str(err)) from None
-
-    async def truth(self) -> dict[str, Any]:
-        node = self.node
-        totals = await node.totals()
-        return {
-            "sent": {
-                "succeeded": totals["succeeded"],
-                "failed": totals["failed"],
-                "in_flight": totals["in_flight"],
-                "amount_msat": node.sent_msat,
-                "fees_msat": node.fees_msat,
-                "in_flight_msat": node.in_flight_msat(),
-            },
-            "received": {
-                "settled": node.receiver.received_count,
-                "amount_msat": node.receiver.received_msat,
-            },
-            "pubkey": node.pubkey,
-        }
-
-
 LND: web.AppKey[LndService] = web.AppKey("lnchaos_lnd", LndService)
 
 
@@ -360,6 +91,7 @@ async def _end_streams(app: web.Application) -> None:
     if service is None:
         return
     service.node.receiver.close()
+    service.multipart.close()
     tasks = [t for t in service.streams if not t.done()]
     for task in tasks:
         task.cancel()
@@ -370,24 +102,58 @@ async def _end_streams(app: web.Application) -> None:
 def add_lnd_routes(app: web.Application) -> None:
     """LND's REST routes and the network admin routes. Needs `lnd_ctx` in the cleanup contexts."""
     app.on_shutdown.append(_end_streams)
-    add_route(app, "GET", "/v1/getinfo", unary(getinfo))
-    add_route(app, "GET", "/v1/balance/channels", unary(channel_balance))
-    add_route(app, "POST", "/v1/invoices", unary(add_invoice))
-    add_route(app, "GET", "/v1/invoice/{r_hash_str}", unary(lookup_invoice))
-    add_route(app, "GET", "/v1/invoices/subscribe", stream(subscribe_invoices))
-    add_route(app, "GET", "/v1/payreq/{pay_req}", unary(decode_payreq))
-    add_route(app, "GET", "/v1/payments", unary(list_payments))
-    add_route(app, "POST", "/v1/channels/transactions", unary(send_payment_sync))
-    add_route(app, "POST", "/v2/router/send", stream(send_payment))
-    add_route(app, "GET", "/v2/router/track/{payment_hash}", stream(track_payment))
-    add_route(app, "POST", "/v2/invoices/settle", unary(settle_invoice))
-    add_route(app, "POST", "/v2/invoices/cancel", unary(cancel_invoice))
+    for method, path, handler in lnd_routes():
+        add_route(app, method, path, handler)
     add_route(app, "POST", "/admin/network/pay", network_pay)
     add_route(app, "GET", "/admin/network/truth", network_truth)
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def lnd_routes() -> list[tuple[str, str, Handler]]:
+    """(method, path, handler) of each LND REST route, with the permission LND's rpcserver asks
+    of the call's macaroon."""
+    return [
+        ("GET", "/v1/getinfo", unary(getinfo, READ_INFO)),
+        ("GET", "/v1/balance/channels", unary(channel_balance, READ_OFFCHAIN)),
+        ("GET", "/v1/balance/blockchain", unary(wallet_balance, READ_ONCHAIN)),
+        ("GET", "/v1/invoices", unary(list_invoices, READ_INVOICES)),
+        ("POST", "/v1/invoices", unary(add_invoice, WRITE_INVOICES)),
+        ("GET", "/v1/invoice/{r_hash_str}", unary(lookup_invoice, READ_INVOICES)),
+        ("GET", "/v1/invoices/subscribe", stream(subscribe_invoices, READ_INVOICES)),
+        ("GET", "/v1/payreq/{pay_req}", unary(decode_payreq, READ_OFFCHAIN)),
+        ("GET", "/v1/payments", unary(list_payments, READ_OFFCHAIN)),
+        (
+            "POST",
+            "/v1/channels/transactions",
+            only_while(has_send_payment_sync, unary(send_payment_sync, WRITE_OFFCHAIN)),
+        ),
+        ("GET", "/v1/graph/routes/{pub_key}/{amt}", unary(query_routes, READ_OFFCHAIN)),
+        ("POST", "/v1/graph/routes/{pub_key}/{amt}", unary(query_routes, READ_OFFCHAIN)),
+        ("POST", "/v2/router/route/send", unary(send_to_route, WRITE_OFFCHAIN)),
+        ("POST", "/v2/invoices/hodl", unary(add_hold_invoice, WRITE_INVOICES)),
+        ("GET", "/v2/invoices/lookup", unary(lookup_invoice_v2, READ_INVOICES)),
+        ("POST", "/v2/router/send", stream(send_payment, WRITE_OFFCHAIN)),
+        ("GET", "/v2/router/track/{payment_hash}", stream(track_payment, READ_OFFCHAIN)),
+        ("POST", "/v2/invoices/settle", unary(settle_invoice, WRITE_INVOICES)),
+        ("POST", "/v2/invoices/cancel", unary(cancel_invoice, WRITE_INVOICES)),
+    ]
+
+
+def only_while(present: Callable[[LndVersion], bool], handler: Handler) -> Handler:
+    """A route the emulated LND release may lack: then grpc-gateway's answer to a path it does
+    not know (HTTP 404, code 5 "Not Found"), before any macaroon check or fault."""
+
+    async def gated(request: web.Request) -> web.StreamResponse:
+        if not present(request.app[LND].version):
+            return error_response(LndError(Code.NOT_FOUND, "Not Found"))
+        return await handler(request)
+
+    return gated
+
+
 Unary = Callable[[LndService, web.Request], Awaitable[dict[str, Any]]]
-Messages = AsyncIterator[dict[str, Any]]
 Stream = Callable[[LndService, web.Request], Awaitable[Messages]]
 
 
@@ -407,9 +173,11 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return value
 
 
-async def _act_unary(service: LndService, request: web.Request, fn: Unary) -> web.Response:
+async def _act_unary(
+    service: LndService, request: web.Request, fn: Unary, permission: Permission
+) -> web.Response:
     try:
-        service.authenticate(request.headers.get(MACAROON_HEADER))
+        service.authenticate(request.headers.get(MACAROON_HEADER), permission)
         return web.json_response(await fn(service, request))
     except LndError as err:
         return error_response(err)
@@ -418,7 +186,7 @@ async def _act_unary(service: LndService, request: web.Request, fn: Unary) -> we
         return error_response(LndError(Code.INTERNAL, "internal error; see the node's log"))
 
 
-def unary(fn: Unary) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def unary(fn: Unary, permission: Permission) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         service = request.app[LND]
         fault = service.http_faults.draw(service.node.faults)
@@ -426,7 +194,7 @@ def unary(fn: Unary) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
             await _delay(fault)
             if fault.kind is not FaultKind.NONE:
                 return await strike_unary(request, fault)
-        response = await _act_unary(service, request, fn)
+        response = await _act_unary(service, request, fn, permission)
         if fault.after:
             await _delay(fault)
             if fault.kind is not FaultKind.NONE:
@@ -441,7 +209,7 @@ async def _delay(fault: HttpFault) -> None:
         await asyncio.sleep(fault.latency_ms / 1000)
 
 
-def stream(fn: Stream) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def stream(fn: Stream, permission: Permission) -> Handler:
     """A server-streaming RPC: `fn` acts and returns the updates; each is sent as one line
     `{"result": ...}`. A refusal before the first update is the error status with
     `{"error": <Status>}`, as grpc-gateway does."""
@@ -452,7 +220,7 @@ def stream(fn: Stream) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         assert task is not None
         service.streams.add(task)
         try:
-            return await _serve_stream(service, request, fn)
+            return await _serve_stream(service, request, fn, permission)
         finally:
             service.streams.discard(task)
 
@@ -460,7 +228,7 @@ def stream(fn: Stream) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def _serve_stream(
-    service: LndService, request: web.Request, fn: Stream
+    service: LndService, request: web.Request, fn: Stream, permission: Permission
 ) -> web.StreamResponse:
     fault = service.http_faults.draw(service.node.faults)
     if not fault.after:
@@ -470,7 +238,7 @@ async def _serve_stream(
         if fault.kind is not FaultKind.NONE:
             return await strike_unary(request, fault)
     try:
-        service.authenticate(request.headers.get(MACAROON_HEADER))
+        service.authenticate(request.headers.get(MACAROON_HEADER), permission)
         messages = await fn(service, request)
     except LndError as err:
         return web.json_response({"error": err.status()}, status=err.http_status)
@@ -562,38 +330,46 @@ async def list_payments(service: LndService, request: web.Request) -> dict[str, 
 
 
 async def settle_invoice(service: LndService, request: web.Request) -> dict[str, Any]:
-    """invoicesrpc.Invoices.SettleInvoice `{"preimage"}` (a hold invoice that was ACCEPTED)."""
-    body = await _body(request)
-    check_fields(body, frozenset({"preimage"}))
-    preimage = decode_bytes(body.get("preimage", ""), "preimage")
-    if len(preimage) != 32:
-        raise invalid("preimage must be exactly 32 bytes")
-    try:
-        await service.node.receiver.settle(preimage)
-    except ReceiveError as err:
-        code = Code.NOT_FOUND if err.kind == "not_found" else Code.FAILED_PRECONDITION
-        raise LndError(code, str(err)) from None
+    await service.settle_invoice(await _body(request))
     return {}
 
 
 async def cancel_invoice(service: LndService, request: web.Request) -> dict[str, Any]:
-    """invoicesrpc.Invoices.CancelInvoice `{"payment_hash"}`."""
-    body = await _body(request)
-    check_fields(body, frozenset({"payment_hash"}))
-    payment_hash = decode_bytes(body.get("payment_hash", ""), "payment_hash")
-    if len(payment_hash) != 32:
-        raise invalid("payment_hash must be exactly 32 bytes")
-    try:
-        await service.node.receiver.cancel(payment_hash.hex())
-    except ReceiveError as err:
-        code = Code.NOT_FOUND if err.kind == "not_found" else Code.FAILED_PRECONDITION
-        raise LndError(code, str(err)) from None
+    await service.cancel_invoice(await _body(request))
     return {}
+
+
+async def add_hold_invoice(service: LndService, request: web.Request) -> dict[str, Any]:
+    invoice = await service.add_hold_invoice(await _body(request))
+    answer = add_invoice_response(invoice)
+    return {k: answer[k] for k in ("payment_request", "add_index", "payment_addr")}
+
+
+async def lookup_invoice_v2(service: LndService, request: web.Request) -> dict[str, Any]:
+    """invoicesrpc.Invoices.LookupInvoiceV2 `?payment_hash=` (base64 bytes; hex accepted)."""
+    payment_hash = hash_from_path(request.query.get("payment_hash", ""))
+    return invoice_json(await service.lookup_invoice(payment_hash))
+
+
+async def query_routes(service: LndService, request: web.Request) -> dict[str, Any]:
+    """GET /v1/graph/routes/{pub_key}/{amt} (`?amt_msat=`), and POST with a QueryRoutesRequest
+    body (Cashu's Nutshell posts `fee_limit` so); the path's fields win, as grpc-gateway's."""
+    fields: dict[str, Any] = {}
+    if request.method == "POST":
+        fields.update(await _body(request))
+    elif "amt_msat" in request.query:
+        fields["amt_msat"] = request.query["amt_msat"]
+    fields.update(pub_key=request.match_info["pub_key"], amt=request.match_info["amt"])
+    return service.query_routes(fields)
+
+
+async def send_to_route(service: LndService, request: web.Request) -> dict[str, Any]:
+    return await service.send_to_route(await _body(request))
 
 
 async def send_payment(service: LndService, request: web.Request) -> Messages:
     payment, no_inflight = await service.send(await _body(request))
-    return _payment_updates(payment, no_inflight)
+    return service.send_updates(payment, no_inflight)
 
 
 async def send_payment_sync(service: LndService, request: web.Request) -> dict[str, Any]:
@@ -606,51 +382,21 @@ async def track_payment(service: LndService, request: web.Request) -> Messages:
         request.query.get("no_inflight_updates", "false"), "no_inflight_updates"
     )
     payment = await service.track(payment_hash)
-    return _payment_updates(payment, no_inflight)
-
-
-async def _payment_updates(payment: Payment, no_inflight: bool) -> Messages:
-    """The current state at once (unless only final updates are wanted), then the final one."""
-    if payment.status is PaymentStatus.IN_FLIGHT:
-        if not no_inflight:
-            yield payment_json(payment)
-        await payment.done.wait()
-    yield payment_json(payment)
+    return payment_updates(payment, no_inflight)
 
 
 async def subscribe_invoices(service: LndService, request: web.Request) -> Messages:
-    """lnrpc.Lightning.SubscribeInvoices: invoices added after `add_index` and settled after
-    `settle_index` (each only when not 0), then every change as it happens."""
     add_index = decode_int(request.query.get("add_index", "0"), "add_index")
     settle_index = decode_int(request.query.get("settle_index", "0"), "settle_index")
-    receiver = service.node.receiver
-    try:
-        sub = receiver.subscribe()  # before the backlog, so nothing falls between
-    except ReceiveError as err:
-        raise LndError(Code.RESOURCE_EXHAUSTED, str(err)) from None
-    backlog = await receiver.since(add_index, settle_index, BACKLOG_MAX)
-    return _invoice_updates(service, request, sub, backlog)
+    return await service.subscribe_invoices(add_index, settle_index, lambda: _alive(request))
 
 
-async def _invoice_updates(
-    service: LndService, request: web.Request, sub: Any, backlog: list[OwnInvoice]
-) -> Messages:
-    receiver = service.node.receiver
-    try:
-        for invoice in backlog:
-            yield invoice_json(invoice)
-        while _alive(request):
-            try:
-                invoice = await asyncio.wait_for(sub.queue.get(), timeout=ALIVE_POLL_S)
-            except TimeoutError:
-                continue
-            if invoice is None:
-                if sub.dropped:
-                    return  # dropped (too far behind) or the node is stopping: the stream ends
-                continue
-            yield invoice_json(invoice)
-    finally:
-        receiver.unsubscribe(sub)
+async def wallet_balance(service: LndService, request: web.Request) -> dict[str, Any]:
+    return service.wallet_balance()
+
+
+async def list_invoices(service: LndService, request: web.Request) -> dict[str, Any]:
+    return await service.list_invoices(dict(request.query))
 
 
 # ---- network admin (project error shape, X-Admin-Token) -----------------------------------------

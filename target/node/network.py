@@ -29,6 +29,7 @@ import math
 import random
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -197,10 +198,16 @@ class LightningNode:
         self._cached = 0  # attempts held in _hashes
         self._in_flight: dict[str, Payment] = {}  # by hash: at most one per hash
         self._timers: dict[int, asyncio.TimerHandle] = {}
+        # attempts waiting for their parts (multipart.py): payment_index -> what the network
+        # decided (outcome, reason, latency_ms), applied when `release` lets the attempt go
+        self._held: dict[int, tuple[PaymentStatus, FailureReason, int]] = {}
         self._recent_max = recent_payments_max
         self._locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self._next_index = 1
         self.counts: dict[str, int] = {"succeeded": 0, "failed": 0, "timed_out": 0}
+        # told of every attempt when it starts and when it ends (routerrpc.TrackPayments); each
+        # must return at once (no await: it runs inside the node's no-await sections)
+        self.watchers: set[Callable[[Payment], None]] = set()
         self.sent_msat = 0  # amounts of succeeded attempts, ever
         self.fees_msat = 0  # their fees
 
@@ -311,16 +318,25 @@ class LightningNode:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    async def send(self, invoice: Invoice, fee_limit_msat: int) -> Payment:
+    async def send(
+        self,
+        invoice: Invoice,
+        fee_limit_msat: int,
+        *,
+        route_fee_msat: int | None = None,
+        hold_ms: float | None = None,
+    ) -> Payment:
         """Start a new attempt to pay `invoice`. Returns it once its record is durable; its
         outcome comes later (see `wait`). Raises SendRefused ("in_transition", "already_paid",
-        "self_payment"); a refused send records nothing."""
+        "self_payment"); a refused send records nothing. `route_fee_msat`: the caller chose the
+        route (SendToRoute), so the fee is the route's, not the network's draw. `hold_ms`: the
+        attempt waits for its parts (`release`); not released in time, it fails TIMEOUT."""
         if invoice.payee == self.own_invoices.pubkey:
             raise SendRefused("self_payment", "cannot pay an invoice of this node to itself")
         payment_hash = invoice.payment_hash
         entry = self._memory(payment_hash)
         if entry is not None:
-            payment, saved = self._start(invoice, fee_limit_msat, entry)
+            payment, saved = self._start(invoice, fee_limit_msat, entry, route_fee_msat, hold_ms)
         else:
             async with self._lock_of(payment_hash):
                 # Every send of a hash memory does not know comes here, so none can record an
@@ -331,14 +347,21 @@ class LightningNode:
                     assert self._memory(payment_hash) is None, "an attempt slipped past the lock"
                     self._adopt(payment_hash, entry)  # a refused send finds it next time
                 try:
-                    payment, saved = self._start(invoice, fee_limit_msat, entry)
+                    payment, saved = self._start(
+                        invoice, fee_limit_msat, entry, route_fee_msat, hold_ms
+                    )
                 finally:
                     self._forget_old()
         await saved
         return payment
 
     def _start(
-        self, invoice: Invoice, fee_limit_msat: int, entry: HashAttempts
+        self,
+        invoice: Invoice,
+        fee_limit_msat: int,
+        entry: HashAttempts,
+        route_fee_msat: int | None = None,
+        hold_ms: float | None = None,
     ) -> tuple[Payment, asyncio.Future[None]]:
         """Check and record a new attempt, with no await: the heart of "at most once"."""
         latest = entry.latest
@@ -346,7 +369,9 @@ class LightningNode:
             raise SendRefused("in_transition", "payment is in transition")
         if latest is not None and latest.status is PaymentStatus.SUCCEEDED:
             raise SendRefused("already_paid", "invoice is already paid")
-        payment = self._draw(invoice, fee_limit_msat)
+        payment = self._draw(invoice, fee_limit_msat, route_fee_msat)
+        if hold_ms is not None:
+            self._hold(payment, hold_ms)
         saved = self._save(payment)  # queued first: when it cannot be, memory stays unchanged
         self._adopt(payment.payment_hash, entry)
         entry.attempts.append(payment)
@@ -354,6 +379,7 @@ class LightningNode:
         self._cached += 1
         self._in_flight[payment.payment_hash] = payment
         self._schedule(payment)
+        self._tell(payment)
         # A hash retried many times keeps only its newest attempts in memory (the older ones
         # are final, and on disk once saved).
         while len(entry.attempts) > ATTEMPTS_KEPT and entry.attempts[0].unsaved == 0:
@@ -361,6 +387,31 @@ class LightningNode:
             self._cached -= 1
         self._forget_old()
         return payment, saved
+
+    def _hold(self, payment: Payment, hold_ms: float) -> None:
+        """Keep what the network decided aside: until released, the attempt fails TIMEOUT at the
+        hold's end (what its row says too, should the node stop before the release)."""
+        latency_ms = payment.resolve_at_ms - payment.created_ms
+        self._held[payment.payment_index] = (payment.outcome, payment.outcome_reason, latency_ms)
+        payment.outcome, payment.outcome_reason = PaymentStatus.FAILED, FailureReason.TIMEOUT
+        payment.outcome_fee_msat = 0
+        payment.resolve_at_ms = payment.created_ms + int(hold_ms)
+
+    def release(self, payment: Payment, route_fee_msat: int) -> bool:
+        """A held attempt's parts are complete: it now ends as the network decided at its start,
+        that long from now, its fee the routes' fees. False when it was not held or is over."""
+        held = self._held.pop(payment.payment_index, None)
+        if held is None or payment.status is not PaymentStatus.IN_FLIGHT:
+            return False
+        timer = self._timers.pop(payment.payment_index, None)
+        if timer is not None:
+            timer.cancel()
+        outcome, reason, latency_ms = held
+        payment.outcome, payment.outcome_reason = outcome, reason
+        payment.outcome_fee_msat = route_fee_msat if outcome is PaymentStatus.SUCCEEDED else 0
+        payment.resolve_at_ms = now_ms() + latency_ms
+        self._schedule(payment)
+        return True
 
     def _lock_of(self, payment_hash: str) -> asyncio.Lock:
         """The lock of a hash: one of a fixed set (bounded memory, nothing to clean up); two
@@ -382,7 +433,9 @@ class LightningNode:
         saved.add_done_callback(done)
         return saved
 
-    def _draw(self, invoice: Invoice, fee_limit_msat: int) -> Payment:
+    def _draw(
+        self, invoice: Invoice, fee_limit_msat: int, route_fee_msat: int | None = None
+    ) -> Payment:
         f = self.faults
         rng = self._outcome_rng
         latency_ms = rng.lognormvariate(math.log(max(f.latency_ms_median, 0.001)), 0.5)
@@ -392,6 +445,8 @@ class LightningNode:
         fee_msat = f.fee_base_msat + invoice.amount_msat * f.fee_ppm // 1_000_000
         # The fee varies with the route found: up to half again the nominal fee.
         fee_msat += rng.randrange(0, fee_msat // 2 + 1)
+        if route_fee_msat is not None:
+            fee_msat = route_fee_msat
         draw = rng.random()
         late_settles = rng.random() < f.late_settle_rate
         timed_out = False
@@ -437,6 +492,7 @@ class LightningNode:
 
     def _resolve(self, payment: Payment) -> None:
         self._timers.pop(payment.payment_index, None)
+        self._held.pop(payment.payment_index, None)
         assert payment.status is PaymentStatus.IN_FLIGHT, "a payment resolves at most once"
         assert self._in_flight.get(payment.payment_hash) is payment
         payment.status = payment.outcome
@@ -458,6 +514,11 @@ class LightningNode:
         self._save(payment)  # awaited by nobody: its callback reports a failure
         self._forget_old()
         payment.done.set()
+        self._tell(payment)
+
+    def _tell(self, payment: Payment) -> None:
+        for watcher in list(self.watchers):
+            watcher(payment)
 
     # ---- memory --------------------------------------------------------------------------------
 

@@ -167,6 +167,9 @@ LND_ERRORS = {
     "401": json_body(LND_STATUS, "UNAUTHENTICATED: no macaroon, or not the one configured"),
     "404": json_body(LND_STATUS, "NOT_FOUND"),
     "409": json_body(LND_STATUS, "ALREADY_EXISTS (a payment already made or in flight)"),
+    "500": json_body(
+        LND_STATUS, "UNKNOWN (code 2): a macaroon refused as LND refuses it (--lnd-dir)"
+    ),
     "429": json_body(LND_STATUS, "RESOURCE_EXHAUSTED (too many subscribers)"),
     "503": json_body(LND_STATUS, "UNAVAILABLE: an injected HTTP fault (http_error_rate)"),
 }
@@ -188,6 +191,7 @@ LND_ROUTES: dict[str, tuple[str, str, Schema, list[str], Schema | None]] = {
     # path: (method, summary, responses, path parameters, body)
     "/v1/getinfo": ("get", "GetInfo", LND_OK, [], None),
     "/v1/balance/channels": ("get", "ChannelBalance", LND_OK, [], None),
+    "/v1/balance/blockchain": ("get", "WalletBalance", LND_OK, [], None),
     "/v1/invoices": ("post", "AddInvoice", LND_OK, [], HEX_BODY),
     "/v1/invoice/{r_hash_str}": ("get", "LookupInvoice", LND_OK, ["r_hash_str"], None),
     "/v1/invoices/subscribe": ("get", "SubscribeInvoices", LND_STREAM, [], None),
@@ -195,7 +199,7 @@ LND_ROUTES: dict[str, tuple[str, str, Schema, list[str], Schema | None]] = {
     "/v1/payments": ("get", "ListPayments", LND_OK, [], None),
     "/v1/channels/transactions": (
         "post",
-        "SendPaymentSync (answers once final)",
+        "SendPaymentSync (answers once final; --lnd-version 0.21: 404, removed)",
         LND_OK,
         [],
         HEX_BODY,
@@ -208,6 +212,10 @@ LND_ROUTES: dict[str, tuple[str, str, Schema, list[str], Schema | None]] = {
         ["payment_hash"],
         None,
     ),  # fmt: skip
+    "/v1/graph/routes/{pub_key}/{amt}": ("get", "QueryRoutes", LND_OK, ["pub_key", "amt"], None),
+    "/v2/router/route/send": ("post", "SendToRouteV2 (one part)", LND_OK, [], HEX_BODY),
+    "/v2/invoices/hodl": ("post", "AddHoldInvoice", LND_OK, [], HEX_BODY),
+    "/v2/invoices/lookup": ("get", "LookupInvoiceV2", LND_OK, [], None),
     "/v2/invoices/settle": ("post", "SettleInvoice (hold invoices)", LND_OK, [], HEX_BODY),
     "/v2/invoices/cancel": ("post", "CancelInvoice (hold invoices)", LND_OK, [], HEX_BODY),
 }
@@ -220,6 +228,16 @@ LND_PATHS: Schema = {
                        params=[path_param(name) for name in params])}
     for route, (method, summary, responses, params, body) in LND_ROUTES.items()
 }  # fmt: skip
+LND_PATHS["/v1/graph/routes/{pub_key}/{amt}"]["post"] = op(
+    "QueryRoutes (a QueryRoutesRequest body)",
+    LND_OK,
+    security=MACAROON,
+    body=HEX_BODY,
+    params=[path_param("pub_key"), path_param("amt")],
+)
+LND_PATHS["/v1/invoices"]["get"] = op(
+    "ListInvoices", LND_OK, security=MACAROON, body=None, params=[]
+)  # the same path as AddInvoice (POST)
 LND_PATHS["/admin/network/pay"] = {
     "post": op(
         "The network pays one of the node's own invoices",

@@ -300,6 +300,25 @@ class Receiver:
                     out.append(recent if recent is not None else INVOICES.record(row))
         return out[:limit]
 
+    async def page(
+        self, index_offset: int, limit: int, *, reversed_: bool, pending_only: bool
+    ) -> list[OwnInvoice]:
+        """lnrpc.ListInvoices: up to `limit` invoices after `index_offset` (reversed: before
+        it, or the newest when it is 0), by add_index ascending; pending: OPEN or ACCEPTED."""
+        await self.journal.flush()
+        where = ["(add_index < ? OR ? = 0)" if reversed_ else "add_index > ?"]
+        args: list[object] = [index_offset, index_offset] if reversed_ else [index_offset]
+        if pending_only:
+            where.append("state IN ('OPEN', 'ACCEPTED')")
+        order = "DESC" if reversed_ else "ASC"
+        q = f"{INVOICES.select} WHERE {' AND '.join(where)} ORDER BY add_index {order} LIMIT ?"
+        out = []
+        async with self.journal.db.execute(q, (*args, limit)) as cur:
+            async for row in cur:
+                recent = self._recent.get(row[0])
+                out.append(recent if recent is not None else INVOICES.record(row))
+        return sorted(out, key=lambda invoice: invoice.add_index)
+
     def subscribe(self) -> Subscription:
         if len(self._subscribers) >= SUBSCRIBERS_MAX:
             raise ReceiveError("too_many_subscribers", "too many invoice subscriptions")

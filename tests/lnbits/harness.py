@@ -10,7 +10,8 @@ child.
 - `patched_copy(...)`: a copy of the installed `lnbits` package with one source edit, put first
   on PYTHONPATH: the cached install is never changed.
 - `LNbits`: one LNbits process (its data in a folder of the test's), the LND REST funding
-  source pointed at the node, the settings the suite needs (see docs/lnbits.md).
+  source pointed at the node (or its gRPC one, LndWallet, with `GrpcFunding`), the settings the
+  suite needs (see docs/lnbits.md).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from target.common.child import ChildProcess
@@ -105,14 +107,38 @@ def fee_reserve_msat(amount_msat: int) -> int:
     return max(RESERVE_FEE_MIN_MSAT, int(amount_msat * RESERVE_FEE_PERCENT / 100.0))
 
 
-def lnbits_env(node_url: str, data_dir: Path) -> dict[str, str]:
+@dataclass(frozen=True)
+class GrpcFunding:
+    """LNbits' gRPC funding source (LndWallet) on the node's gRPC face, configured as for a
+    real LND: its port, the tls.cert and the admin.macaroon files of its --lnd-dir."""
+
+    port: int
+    cert_path: Path
+    macaroon_path: Path
+
+
+def funding_env(node_url: str, grpc: GrpcFunding | None) -> dict[str, str]:
+    if grpc is None:
+        return {
+            "LNBITS_BACKEND_WALLET_CLASS": "LndRestWallet",
+            "LND_REST_ENDPOINT": node_url,  # plain http: the node has no TLS
+            "LND_REST_MACAROON": "00",  # any hex unless the node was given --macaroon
+        }
+    return {
+        "LNBITS_BACKEND_WALLET_CLASS": "LndWallet",
+        "LND_GRPC_ENDPOINT": "127.0.0.1",
+        "LND_GRPC_PORT": str(grpc.port),
+        "LND_GRPC_CERT": str(grpc.cert_path),
+        "LND_GRPC_MACAROON": str(grpc.macaroon_path),
+    }
+
+
+def lnbits_env(node_url: str, data_dir: Path, grpc: GrpcFunding | None = None) -> dict[str, str]:
     """The settings LNbits needs to run on the node mock, offline, under load (docs/lnbits.md)."""
     return {
         "LNBITS_DATA_FOLDER": str(data_dir),
         "LNBITS_ADMIN_UI": "false",  # settings from the environment, no first-install flow
-        "LNBITS_BACKEND_WALLET_CLASS": "LndRestWallet",
-        "LND_REST_ENDPOINT": node_url,  # plain http: the node has no TLS
-        "LND_REST_MACAROON": "00",  # any hex unless the node was given --macaroon
+        **funding_env(node_url, grpc),
         # a payment not final within 1 s is answered pending (the node holds timeouts 1.5 s)
         "LNBITS_FUNDING_SOURCE_PAY_INVOICE_WAIT_SECONDS": "1",
         # the suite is one client on loopback: LNbits' 200 requests a minute would stop it
@@ -136,12 +162,13 @@ class LNbits:
         workdir: Path,
         *,
         pythonpath: Path | None = None,
+        grpc: GrpcFunding | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         data_dir = workdir / "lnbits-data"
         data_dir.mkdir(parents=True, exist_ok=True)
-        env = lnbits_env(node_url, data_dir)
+        env = lnbits_env(node_url, data_dir, grpc)
         if pythonpath is not None:
             env["PYTHONPATH"] = str(pythonpath)
         # LNbits serves its static files from ./lnbits/static: run where its package is

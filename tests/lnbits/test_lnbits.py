@@ -5,9 +5,10 @@ injects the faults and knows the truth. `locust --wallet-api lnbits` drives it: 
 and funds its own LNbits wallet, pays, checks every balance against the node's truth, and the
 verdict judges every wallet at the end.
 
-- clean LNbits under payment faults (timeouts, failures, late settlements) and HTTP errors after
-  the node acted (the payment went out, LNbits saw a 503): it must pass, with payouts verified
-  and timed-out (pending) payouts resolved;
+- clean LNbits, over LND REST and over LND gRPC (LndWallet with the node's tls.cert and
+  admin.macaroon), under payment faults (timeouts, failures, late settlements) and errors after
+  the node acted (the payment went out, LNbits saw a 503 or UNAVAILABLE): it must pass, with
+  payouts verified and timed-out (pending) payouts resolved;
 - the same LNbits with one careless line (a patched copy of the installed package): an HTTP
   error from its node is taken as a failed payment. It must fail with paid_not_charged, the
   payouts named;
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import LNbits, fee_reserve_msat, install, patched_copy
+from harness import GrpcFunding, LNbits, fee_reserve_msat, free_port, install, patched_copy
 
 from target.common.child import ChildProcess, ChildServer
 
@@ -49,6 +50,10 @@ HTTP_ERROR_RATE_CARELESS = "0.15"  # the careless LNbits must meet it on some pa
 # still pays with LND's legacy SendPaymentSync (POST /v1/channels/transactions), so its run also
 # drives that route of the node end to end.
 RELEASES_THAT_REFUND_AMBIGUOUS_SENDS = ("1.5.6", "1.2.1")
+# Releases that pay with SendPaymentSync, which LND 0.21 (the node's default) no longer has: their
+# node answers as LND 0.20 (--lnd-version), the newest release they can pay through.
+PAY_WITH_SEND_PAYMENT_SYNC = ("1.2.1", "0.12.12")
+LND_WITH_SEND_PAYMENT_SYNC = "0.20"
 # A release before 1.0: it answers a payment with `{"payment_hash"}` only and names an invoice
 # `payment_request`. When a pending payment turns out paid, `update_pending_payments`
 # (core/services.py) sets its status to success and keeps the fee reserve as its fee.
@@ -64,9 +69,29 @@ CARELESS = (
 
 
 def _run(
-    venv: Path, tmp_path: Path, http_error_rate: str, *, pythonpath: Path | None = None
+    venv: Path,
+    tmp_path: Path,
+    http_error_rate: str,
+    *,
+    pythonpath: Path | None = None,
+    release: str | None = None,
+    over_grpc: bool = False,
 ) -> dict[str, Any]:
-    http_after = ["--http-error-rate", http_error_rate, "--http-fault-after-rate", "1.0"]
+    node_args = ["--http-error-rate", http_error_rate, "--http-fault-after-rate", "1.0"]
+    if release in PAY_WITH_SEND_PAYMENT_SYNC:
+        node_args += ["--lnd-version", LND_WITH_SEND_PAYMENT_SYNC]
+    grpc = None
+    locust_env: dict[str, str] = {}
+    if over_grpc:
+        # LND's directory and its gRPC face; REST (the suite's admin calls) is then TLS too
+        lnd_dir = tmp_path / "lnd"
+        grpc = GrpcFunding(
+            free_port(),
+            lnd_dir / "tls.cert",
+            lnd_dir / "data" / "chain" / "bitcoin" / "regtest" / "admin.macaroon",
+        )
+        node_args += ["--lnd-dir", str(lnd_dir), "--grpc-port", str(grpc.port)]
+        locust_env["SSL_CERT_FILE"] = str(grpc.cert_path)  # urllib trusts the node's cert
     node = ChildServer(
         [
             sys.executable,
@@ -80,7 +105,7 @@ def _run(
             "--seed",
             "7",
             *NODE_FAULTS,
-            *http_after,
+            *node_args,
         ],
         log_path=tmp_path / "node.log",
         cwd=REPO,
@@ -89,8 +114,8 @@ def _run(
     lnbits: LNbits | None = None
     locust: ChildProcess | None = None
     try:
-        node.start(health_path="/health")
-        lnbits = LNbits(venv, node.url, tmp_path, pythonpath=pythonpath).start()
+        node.start(health_path=None if over_grpc else "/health")  # TLS: its URL printed
+        lnbits = LNbits(venv, node.url, tmp_path, pythonpath=pythonpath, grpc=grpc).start()
         report_dir = tmp_path / "report"
         command = [
             sys.executable,
@@ -128,7 +153,9 @@ def _run(
             "--report-dir",
             str(report_dir),
         ]
-        locust = ChildProcess(command, log_path=tmp_path / "locust.log", cwd=REPO, name="locust")
+        locust = ChildProcess(
+            command, log_path=tmp_path / "locust.log", cwd=REPO, name="locust", env=locust_env
+        )
         locust.start()
         code = locust.wait(LOCUST_TIMEOUT_S)
         assert code is not None, f"locust did not end:\n{locust.log_tail()}"
@@ -144,10 +171,14 @@ def _run(
                 assert not left, f"{child.name} left processes behind: {left}"
 
 
+@pytest.mark.parametrize("face", ["rest", "grpc"])
 def test_clean_lnbits_passes_under_payment_and_http_faults(
-    lnbits_venv: Path, tmp_path: Path
+    face: str, lnbits_venv: Path, tmp_path: Path
 ) -> None:
-    report = _run(lnbits_venv, tmp_path, HTTP_ERROR_RATE)
+    """LNbits on the node's LND REST API (LndRestWallet), and on its gRPC face (LndWallet,
+    configured with the node's tls.cert and admin.macaroon as for a real LND): the same payment
+    faults, and errors after the node acted (REST: HTTP 503; gRPC: UNAVAILABLE)."""
+    report = _run(lnbits_venv, tmp_path, HTTP_ERROR_RATE, over_grpc=face == "grpc")
     summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies", "timeouts")})
     assert report["_exit_code"] == 0, f"{summary}\n{report['_log']}"
     assert report["verdict"] == "pass"
@@ -159,7 +190,7 @@ def test_clean_lnbits_passes_under_payment_and_http_faults(
     assert report["payouts_by_outcome"]["failed"] > 0, summary  # failures reached it too
     assert report["wallet_api"]["name"] == "lnbits"
     assert report["wallet_api"]["left_out"], "the report names what LNbits could not be asked"
-    print(f"\nLNbits clean: {report['payouts_per_s']} payouts/s, {summary}")
+    print(f"\nLNbits clean ({face}): {report['payouts_per_s']} payouts/s, {summary}")
 
 
 def test_lnbits_that_takes_an_http_error_for_a_failure_is_caught(
@@ -183,7 +214,7 @@ def test_a_release_that_refunds_ambiguous_sends_is_caught(version: str, tmp_path
     under the same faults, it fails with paid_not_charged, each payout named: LNbits says
     failed (and refunded it), the node says succeeded."""
     venv = install(version)
-    report = _run(venv, tmp_path, HTTP_ERROR_RATE_CARELESS)
+    report = _run(venv, tmp_path, HTTP_ERROR_RATE_CARELESS, release=version)
     summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies")})
     assert report["_exit_code"] == 3, f"{summary}\n{report['_log']}"
     found = report["inconsistencies"].get("paid_not_charged") or {}
@@ -203,7 +234,7 @@ def test_a_release_before_1_0_is_driven_and_the_fee_reserve_it_keeps_is_caught(
     row). Under the same faults it fails with charged_not_paid: payouts LNbits and the node both
     call succeeded, each charged its fee reserve instead of the node's fee."""
     venv = install(RELEASE_BEFORE_1_0)
-    report = _run(venv, tmp_path, HTTP_ERROR_RATE)
+    report = _run(venv, tmp_path, HTTP_ERROR_RATE, release=RELEASE_BEFORE_1_0)
     summary = json.dumps({k: report.get(k) for k in ("reason", "inconsistencies")})
     assert report["_exit_code"] == 3, f"{summary}\n{report['_log']}"
     assert report["payouts_verified"] > 0, summary  # driven: payments made and checked

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import os
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 from target_harness import fast_faults, run  # noqa: F401 - one harness for both suites
 
 from target.common.child import ChildServer
+from target.node.lnd_dir import LndDir
 from target.node.lnd_rest import LND, LndService
+from target.node.lnd_versions import NEWEST
 from target.node.network import LightningNode
-from target.node.node_app import NODE, NodeConfig, create_node_app
+from target.node.node_app import GRPC_PORT, NODE, NodeConfig, create_node_app
 
 ADMIN_TOKEN = "node-admin"
 MACAROON = "0201036c6e64"  # any hex
@@ -48,8 +51,11 @@ class Node:
     node: LightningNode
     service: LndService
     http: ClientSession
+    macaroon: str = MACAROON  # hex; with an LND directory, its admin.macaroon
+    grpc_port: int = 0  # LND's gRPC face (with grpc=True)
 
-    def headers(self, macaroon: str | None = MACAROON) -> dict[str, str]:
+    def headers(self, macaroon: str | None = None) -> dict[str, str]:
+        macaroon = macaroon or self.macaroon
         return {"Grpc-Metadata-macaroon": macaroon} if macaroon else {}
 
     async def get(self, path: str, **params: str) -> tuple[int, Any]:
@@ -94,8 +100,18 @@ class Node:
 
 @asynccontextmanager
 async def node_app(
-    *, macaroon_hex: str | None = None, tmp: Path, seed: int = 11, **faults: Any
+    *,
+    macaroon_hex: str | None = None,
+    tmp: Path,
+    seed: int = 11,
+    lnd_dir: LndDir | None = None,
+    lnd_version: str = NEWEST,
+    grpc: bool = False,
+    lnd_status_initiated: bool = False,
+    **faults: Any,
 ) -> AsyncIterator[Node]:
+    """The node on 127.0.0.1:0; with `lnd_dir`, over TLS with its certificate (the client trusts
+    that certificate alone) and its admin macaroon."""
     os.makedirs(tmp, exist_ok=True)
     config = NodeConfig(
         seed=seed,
@@ -103,16 +119,27 @@ async def node_app(
         macaroon_hex=macaroon_hex,
         db_path=tmp / "node.sqlite",
         faults=fast_faults(**faults),
+        lnd_dir=lnd_dir,
+        lnd_version=lnd_version,
+        grpc_port=0 if grpc else None,
+        lnd_status_initiated=lnd_status_initiated,
     )
     app = create_node_app(config)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    server_tls = lnd_dir.ssl_context() if lnd_dir else None
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
     await site.start()
     port = int(runner.addresses[0][1])  # the runner's public list of bound (host, port)
+    scheme = "https" if lnd_dir else "http"
+    client_tls = ssl.create_default_context(cafile=lnd_dir.cert_path) if lnd_dir else None
+    macaroon = lnd_dir.macaroons["admin"].hex() if lnd_dir else MACAROON
     try:
-        async with ClientSession(timeout=ClientTimeout(total=20)) as http:
-            yield Node(f"http://127.0.0.1:{port}", app[NODE], app[LND], http)
+        connector = TCPConnector(ssl=client_tls) if client_tls else None
+        async with ClientSession(timeout=ClientTimeout(total=20), connector=connector) as http:
+            url = f"{scheme}://127.0.0.1:{port}"
+            grpc_port = app[GRPC_PORT] if grpc else 0
+            yield Node(url, app[NODE], app[LND], http, macaroon, grpc_port)
     finally:
         await runner.cleanup()
 

@@ -14,6 +14,7 @@ import aiohttp
 import bolt11
 from lnd_harness import MACAROON, Node, b64, eventually, node_app, run, unb64
 
+SYNC_VERSION = "0.20"  # the newest LND with SendPaymentSync (removed in 0.21)
 INT64 = re.compile(r"^-?[0-9]+$")
 
 
@@ -472,7 +473,9 @@ def test_send_payment_sync_answers_once_final_with_preimage_and_route(tmp_path: 
     node's fee, a failure or a refusal only `payment_error` and the hash, all with HTTP 200."""
 
     async def scenario() -> None:
-        async with node_app(tmp=tmp_path, fee_base_msat=1000, fee_ppm=10_000) as node:
+        async with node_app(
+            tmp=tmp_path, fee_base_msat=1000, fee_ppm=10_000, lnd_version=SYNC_VERSION
+        ) as node:
             merchant = await node.merchant_invoice(100_000)  # nominal fee 2000 msat, up to 3000
             body = {"payment_request": merchant["payment_request"], "fee_limit": {"fixed": "3"}}
             status, paid = await node.post("/v1/channels/transactions", body)
@@ -511,7 +514,10 @@ def test_send_payment_sync_waits_out_a_timed_out_payment(tmp_path: Path) -> None
         faults = {"timeout_rate": 1.0, "inflight_hold_ms": 300.0}
         for late_settle_rate, error in ((1.0, ""), (0.0, "timeout")):
             async with node_app(
-                tmp=tmp_path / str(late_settle_rate), late_settle_rate=late_settle_rate, **faults
+                tmp=tmp_path / str(late_settle_rate),
+                late_settle_rate=late_settle_rate,
+                lnd_version=SYNC_VERSION,
+                **faults,
             ) as node:
                 merchant = await node.merchant_invoice(40_000)
                 body = {"payment_request": merchant["payment_request"]}  # limit: the amount
@@ -526,7 +532,7 @@ def test_send_payment_sync_waits_out_a_timed_out_payment(tmp_path: Path) -> None
 
 def test_send_payment_sync_refuses_what_lnd_would_not_take(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with node_app(tmp=tmp_path) as node:
+        async with node_app(tmp=tmp_path, lnd_version=SYNC_VERSION) as node:
             merchant = await node.merchant_invoice(10_000)
             pay_req = merchant["payment_request"]
             for body in (
