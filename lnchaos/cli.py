@@ -11,7 +11,7 @@ import sys
 from target.cli import add_target_options, run_target
 from target.node.node_app import add_node_options, run_node
 
-from . import bench, compare
+from . import adapter_check, bench, compare
 
 EXIT_CODES = {
     "target": """exit codes:
@@ -24,6 +24,7 @@ EXIT_CODES = {
   1   refused to start: e.g. --bind beyond loopback without --admin-token, a port in use
   2   a usage error (an unknown option, a value of the wrong type or not among the choices)""",
     "compare": compare.EXIT_CODES,
+    "adapter-check": adapter_check.EXIT_CODES,
     "bench": """exit codes:
   0   measured (the figures are printed and written to <report-dir>/bench.json, or
       bench-instructions.json with --instructions)
@@ -93,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_options(benchmark)
     benchmark.set_defaults(run=bench.main)
-    for sub in (target, node, comparison, benchmark):
+    checking = command(
+        commands, "adapter-check", "run a wallet adapter's every call against a service"
+    )
+    adapter_check.add_options(checking)
+    checking.set_defaults(run=adapter_check.main)
+    for sub in (target, node, comparison, benchmark, checking):
         show_defaults(sub)
     return parser
 

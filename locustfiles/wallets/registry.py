@@ -73,8 +73,8 @@ def spec_of(name: str) -> str:
     return names[name]
 
 
-def load(name: str) -> type:
-    """The adapter class of a name or spec, checked against the contract."""
+def find(name: str) -> type:
+    """The class a name or spec stands for, not yet checked against the contract."""
     spec = spec_of(name)
     module_name, _, attribute = spec.partition(":")
     try:
@@ -87,10 +87,21 @@ def load(name: str) -> type:
             raise AdapterError(f"--wallet-api {name!r}: {module_name} has no {attribute}")
     if not isinstance(found, type):
         raise AdapterError(f"--wallet-api {name!r}: {spec} is not a class")
+    return found
+
+
+def load(name: str) -> type:
+    """The adapter class of a name or spec, checked against the contract."""
+    found = find(name)
     problem = contract_problem(found)
     if problem:
-        raise AdapterError(f"--wallet-api {name!r} ({spec}): {problem}")
+        raise AdapterError(f"--wallet-api {name!r} ({spec_of(name)}): {problem}")
     return found
+
+
+def missing_calls(cls: type) -> list[str]:
+    """The contract's calls (base.CALLS) the class does not have."""
+    return [call for call in CALLS if not callable(getattr(cls, call, None))]
 
 
 def contract_problem(cls: type) -> str | None:
@@ -102,7 +113,7 @@ def contract_problem(cls: type) -> str | None:
             f"written for contract {version!r}, this suite speaks contract {CONTRACT_VERSION} "
             "(set `contract = 1` on the class after reading docs/adapters.md)"
         )
-    missing = [call for call in CALLS if not callable(getattr(cls, call, None))]
+    missing = missing_calls(cls)
     if missing:
         return f"lacks {', '.join(missing)}"
     for attribute, allowed in (("judged_by", JUDGED_BY), ("accounting", ACCOUNTING)):

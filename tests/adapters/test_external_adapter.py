@@ -47,6 +47,7 @@ def _acme_requests(stats_csv: Path) -> int:
     return sum(int(row["Request Count"]) for row in rows)
 
 
+@pytest.mark.adapters
 def test_a_run_by_entry_point_name_catches_the_money_lost_through_it(
     with_site: Path, tmp_path: Path
 ) -> None:
@@ -60,6 +61,7 @@ def test_a_run_by_entry_point_name_catches_the_money_lost_through_it(
     assert _acme_requests(out / "stats_stats.csv") > 0, "the payers did not pay through ACME"
 
 
+@pytest.mark.adapters
 def test_a_run_by_module_and_class_passes_a_correct_service(
     with_site: Path, tmp_path: Path
 ) -> None:

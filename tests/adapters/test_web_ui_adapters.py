@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pytest
 from conftest import REPO, SUITE
 
 from target.common.child import ChildProcess
@@ -44,6 +45,7 @@ def _page(base: str) -> str:
     raise AssertionError(f"no web UI at {base} within {UI_TIMEOUT_S} s")
 
 
+@pytest.mark.adapters
 def test_the_start_form_lists_installed_adapters(with_site: Path, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{(port := _free_port())}"
     command = [sys.executable, "-m", "locust", "-f", str(SUITE), "--web-host", "127.0.0.1"]
