@@ -244,10 +244,17 @@ class AdapterCheck:
         except (AttributeError, NotImplementedError) as err:
             return Step(call, "missing", f"{type(err).__name__}: {err}")
         except Misread as err:
-            return Step(call, "misread", str(err) + _requests_failed(failures[before:]))
+            detail = str(err) + _requests_failed(failures[before:])
+            through_balance = call != "get_wallet" and str(err).startswith("balance")
+            if through_balance and self._misread("get_wallet"):
+                detail += " (read through get_wallet, misread above)"
+            return Step(call, "misread", detail)
         except Exception as err:  # an adapter's bug is the adapter's finding, not a crash
             return Step(call, "misread", f"raised {type(err).__name__}: {err}")
         return Step(call, "ok", detail)
+
+    def _misread(self, call: str) -> bool:
+        return any(s.call == call and s.verdict == "misread" for s in self.steps)
 
     # --- the steps ----------------------------------------------------------------------------
     def _for_user(self) -> str:
