@@ -37,22 +37,37 @@ CONTRACT_VERSION = 1
 #   (locustfiles/admin_client.py), built as judge(node_url, node_admin_token, host).
 JUDGED_BY = ("target", "node")
 
-# What an adapter moves (`WalletApi.accounting`): a balance (a custodial wallet: every payout
-# lowers it by amount + the node's fee, a failed one leaves it). Proofs (a mint's melts) and
-# single-use authorisations (withdraw links) are later versions' models.
-ACCOUNTING = ("balance",)
+# What an adapter moves (`WalletApi.accounting`), each judged by the node's truth:
+# - "balance": a custodial wallet; every payout lowers its balance by amount + the node's fee, a
+#   failed one leaves it (the calls of `WalletApi`);
+# - "authorisations": single-use authorisations (LNURL-withdraw links, LUD-03): each pays at most
+#   once, at most its amount, whatever errors the node answers (the calls of `LinkApi`).
+ACCOUNTING = ("balance", "authorisations")
 
-# The calls the payers and the checks make, in the order a payer makes them.
-CALLS = (
-    "for_user",
-    "create_wallet",
-    "create_invoice",
-    "pay",
-    "get_node_payment",
-    "get_payout",
-    "get_wallet",
-    "paid",
-)
+# The calls the payers and the checks make of each model, in the order a payer makes them.
+CALLS_BY_ACCOUNTING = {
+    "balance": (
+        "for_user",
+        "create_wallet",
+        "create_invoice",
+        "pay",
+        "get_node_payment",
+        "get_payout",
+        "get_wallet",
+        "paid",
+    ),
+    "authorisations": (
+        "for_user",
+        "open_link",
+        "create_invoice",
+        "withdraw",
+        "get_node_payment",
+        "get_link",
+    ),
+}
+CALLS = CALLS_BY_ACCOUNTING["balance"]
+# a link's state as `LinkApi.get_link` reads it: it may still pay (open), or not (used)
+LINK_STATES = ("open", "used")
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,16 @@ class Invoice:
 
     payment_request: str
     payment_hash: str
+    amount_msat: int
+
+
+@dataclass(frozen=True)
+class Link:
+    """A single-use authorisation to be paid `amount_msat` at most: an LNURL-withdraw link
+    (`url` answers LUD-03's withdrawRequest while the link may still pay)."""
+
+    link_id: str
+    url: str
     amount_msat: int
 
 
@@ -156,4 +181,46 @@ class WalletApi(Protocol):
     def paid(self, wallet: Wallet) -> list[dict[str, Any]] | None:
         """What the wallet believes it paid: [{payment_hash, status, amount_msat, fee_msat}],
         or None when its API has no such list."""
+        ...
+
+
+@runtime_checkable
+class LinkApi(Protocol):
+    """What an adapter of single-use authorisations offers (accounting "authorisations"): the
+    payers open a link, present an invoice of the node to it, and present a new one while an
+    error leaves the link open, as a wallet does (locustfiles/wallets/link_user.py)."""
+
+    contract: ClassVar[int]
+    name: ClassVar[str]
+    idempotent: ClassVar[bool]  # False: a link is its own idempotency
+    judged_by: ClassVar[str]  # "node": the class has `judge` (the end-of-run judge)
+    accounting: ClassVar[str]  # "authorisations"
+    chaos_connection_errors: bool
+
+    @classmethod
+    def for_user(cls, user: Any) -> LinkApi:
+        """As WalletApi.for_user."""
+        ...
+
+    def open_link(self, amount_msat: int) -> Link | None:
+        """A new link worth `amount_msat` (the service's own way of handing one out)."""
+        ...
+
+    def create_invoice(self, amount_msat: int) -> Invoice | None:
+        """An invoice of a payee in the node's network (the node's, not the service's)."""
+        ...
+
+    def withdraw(self, link: Link, invoice: Invoice, phase: str) -> PayoutResult:
+        """Present `invoice` to the link (LUD-03: its withdrawRequest, then its callback with
+        k1 and pr): kind ok (the service said OK), fail (it said ERROR), info (no answer it
+        could read as either: a timeout), refused (the link was used already), error."""
+        ...
+
+    def get_node_payment(self, payment_hash: str) -> dict[str, Any] | None:
+        """The node's truth of a payment hash (GET /node/payments/{hash})."""
+        ...
+
+    def get_link(self, link: Link) -> str | None:
+        """The link's state (LINK_STATES): open while it may still pay, used once it may not;
+        None: could not be read."""
         ...

@@ -18,12 +18,13 @@ import importlib.metadata
 import re
 from typing import Any
 
-from locustfiles.wallets.base import ACCOUNTING, CALLS, CONTRACT_VERSION, JUDGED_BY
+from locustfiles.wallets.base import ACCOUNTING, CALLS_BY_ACCOUNTING, CONTRACT_VERSION, JUDGED_BY
 
 ENTRY_POINT_GROUP = "lnchaos.wallet_apis"
 BUILT_IN = {
     "lnchaos": "locustfiles.wallets.lnchaos:LnchaosWalletApi",
     "lnbits": "locustfiles.wallets.lnbits:LNbitsWalletApi",
+    "lnurlw": "locustfiles.wallets.lnurlw:LnurlWithdrawApi",
 }
 DEFAULT = "lnchaos"
 # package.module:Class (dotted names of identifiers)
@@ -100,8 +101,12 @@ def load(name: str) -> type:
 
 
 def missing_calls(cls: type) -> list[str]:
-    """The contract's calls (base.CALLS) the class does not have."""
-    return [call for call in CALLS if not callable(getattr(cls, call, None))]
+    """The calls of the class's accounting model (base.CALLS_BY_ACCOUNTING; a balance when it
+    names none it knows) that the class does not have."""
+    calls = CALLS_BY_ACCOUNTING.get(
+        getattr(cls, "accounting", None), CALLS_BY_ACCOUNTING["balance"]
+    )
+    return [call for call in calls if not callable(getattr(cls, call, None))]
 
 
 def contract_problem(cls: type) -> str | None:
