@@ -1,50 +1,14 @@
 """Fixtures of the adapter tests: ACME's adapter package (acme_payouts/, outside the project's
-packages) installed as a package is, into a folder of the test's own, and locust runs that see
-it on PYTHONPATH."""
+packages) installed as a package is, into a folder of the test's own, and seen by this process
+and the locust runs it starts."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from target.common.child import ChildProcess
-
-# Importing locust monkey-patches the whole process with gevent: imported once here, unpatched,
-# as tests/locustfiles/conftest.py does (the runs are subprocesses and patch themselves).
-os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
-try:
-    import locust  # noqa: F401
-finally:
-    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-SUITE = REPO / "locustfiles" / "lnchaos_suite.py"
-INSTALL_TIMEOUT_S = 120.0
-
-
-def pip_install(package_dir: Path, site: Path) -> Path:
-    """Install a package from its source folder into `site` as pip installs it (its
-    .dist-info, entry points included), offline: no index, the environment's setuptools and
-    wheel build it (the test extras carry wheel)."""
-    build = site.parent / f"build-{package_dir.name}"
-    shutil.copytree(package_dir, build)  # pip builds in place: the copy takes the debris
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
-        + ["--no-build-isolation", "--target", str(site), str(build)],
-        check=True,
-        timeout=INSTALL_TIMEOUT_S,
-        capture_output=True,
-    )
-    return site
+from adapters_harness import HERE, pip_install
 
 
 @pytest.fixture(scope="session")
@@ -60,20 +24,3 @@ def with_site(acme_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.syspath_prepend(str(acme_site))
     monkeypatch.setenv("PYTHONPATH", str(acme_site))
     yield acme_site
-
-
-def run_locust(args: list[str], out: Path, timeout_s: float) -> tuple[int, dict[str, Any], str]:
-    """One headless run of the suite; (exit code, consistency.json, log tail). Nothing is left
-    running: the child and its descendants are stopped and checked."""
-    out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "locust", "-f", str(SUITE), *args, "--report-dir", str(out)]
-    child = ChildProcess(command, log_path=out / "locust.log", cwd=REPO, name="locust").start()
-    try:
-        code = child.wait(timeout_s)
-        assert code is not None, f"locust did not end in {timeout_s} s:\n{child.log_tail()}"
-        report = json.loads((out / "consistency.json").read_text())
-        return code, report, child.log_tail()
-    finally:
-        child.stop()
-        left = [(p.pid, " ".join(p.cmdline()[:3])) for p in child.leftovers()]
-        assert not left, f"locust left processes behind: {left}"

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SUITE
+from adapters_harness import REPO, SUITE
 
 from target.common.child import ChildProcess
 
@@ -55,7 +55,7 @@ def test_the_start_form_lists_installed_adapters(with_site: Path, tmp_path: Path
     try:
         page = _page(base)
         assert '"wallet_api"' in page
-        assert '"choices": ["lnchaos", "lnbits", "acme"]' in page, child.log_tail()
+        assert '"choices": ["lnchaos", "lnbits", "lnurlw", "acme"]' in page, child.log_tail()
         form = {"user_count": "1", "spawn_rate": "1", "wallet_api": "lnbits"}
         answer = json.loads(_get(f"{base}/swarm", form))
         assert answer["success"] is False

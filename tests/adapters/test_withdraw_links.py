@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HERE, REPO, run_locust
+from adapters_harness import HERE, REPO, run_locust
 
 from locustfiles import checker
 from locustfiles.wallets.base import Link
