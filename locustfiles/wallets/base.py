@@ -42,7 +42,10 @@ JUDGED_BY = ("target", "node")
 #   failed one leaves it (the calls of `WalletApi`);
 # - "authorisations": single-use authorisations (LNURL-withdraw links, LUD-03): each pays at most
 #   once, at most its amount, whatever errors the node answers (the calls of `LinkApi`).
-ACCOUNTING = ("balance", "authorisations")
+# - "proofs": a Cashu mint's melts (ecash proofs given for a Lightning payment): the proofs burned
+#   only when the node paid, the quote's state as the node says (the calls of `MintApi`,
+#   locustfiles/wallets/melts.py).
+ACCOUNTING = ("balance", "authorisations", "proofs")
 
 # The calls the payers and the checks make of each model, in the order a payer makes them.
 CALLS_BY_ACCOUNTING = {
@@ -63,6 +66,16 @@ CALLS_BY_ACCOUNTING = {
         "withdraw",
         "get_node_payment",
         "get_link",
+    ),
+    "proofs": (
+        "for_user",
+        "create_invoice",
+        "melt_quote",
+        "mint_proofs",
+        "melt",
+        "get_node_payment",
+        "proof_states",
+        "get_melt_quote",
     ),
 }
 CALLS = CALLS_BY_ACCOUNTING["balance"]

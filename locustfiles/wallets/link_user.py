@@ -111,8 +111,9 @@ class LinkUser(FastHttpUser):
 
 
 def apply_accounting(environment: Any) -> None:
-    """At init: the payers of --wallet-api's accounting model. Authorisations: LinkUser alone
-    (the balance payers and the traffic classes speak of wallets); else as they are. An adapter
+    """At init: the payers of --wallet-api's accounting model. Authorisations: LinkUser alone,
+    proofs: MeltUser alone (the balance payers and the traffic classes speak of wallets); else as
+    they are. An adapter
     that does not load is left to the controller to report (exit 5)."""
     from locustfiles.wallets import registry
 
@@ -124,3 +125,8 @@ def apply_accounting(environment: Any) -> None:
     if accounting == "authorisations":
         LinkUser.weight = 1
         environment.user_classes[:] = [LinkUser]  # in place: the runner reads this very list
+    elif accounting == "proofs":
+        from locustfiles.wallets.melt_user import MeltUser
+
+        MeltUser.weight = 1
+        environment.user_classes[:] = [MeltUser]

@@ -25,6 +25,7 @@ BUILT_IN = {
     "lnchaos": "locustfiles.wallets.lnchaos:LnchaosWalletApi",
     "lnbits": "locustfiles.wallets.lnbits:LNbitsWalletApi",
     "lnurlw": "locustfiles.wallets.lnurlw:LnurlWithdrawApi",
+    "cashu": "locustfiles.wallets.cashu:CashuMintApi",
 }
 DEFAULT = "lnchaos"
 # package.module:Class (dotted names of identifiers)
