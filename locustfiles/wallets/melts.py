@@ -8,8 +8,8 @@ SPENT) and the quote's state (UNPAID, PENDING, PAID):
 - the node paid: the proofs must be spent and the quote PAID; else `paid_not_charged` (proofs
   left spendable) or `charged_not_paid` (the quote tells the wallet it did not pay). What the mint
   kept (inputs - change) must be the amount + the node's fee rounded up to a sat: more is
-  `charged_not_paid` (change withheld), less than the amount `paid_not_charged` (a melt whose
-  answer never came, its payer stopped, has no known change: that rule is not applied to it);
+  `charged_not_paid` (change withheld), less than the amount `paid_not_charged` (judged of a melt
+  answered PAID: the change of any other answer waits at the mint for NUT-09's restore);
 - the node did not pay (failed, or never got it): the proofs must be spendable again and the
   quote not PAID; else `charged_not_paid` (proofs burned for nothing, or a quote PAID that was
   not: Nutshell #614);
@@ -125,8 +125,10 @@ def judge_melt(
             return finding(checker.PAID_NOT_CHARGED, record.inputs_sat * 1000, "proofs spendable")
         if quote_state != "PAID":
             return finding(checker.CHARGED_NOT_PAID, -kept_sat * 1000, "quote says not paid")
-        if not record.answer:
-            return None  # no answer came (the run stopped the payer): its change is not known
+        if record.answer != "succeeded":
+            # the change came with no answer the payer read (a failed or pending answer, or
+            # none): the mint keeps it for NUT-09's restore, which this payer does not ask
+            return None
         cost_sat = record.amount_sat + -(-fee_msat // 1000)  # the node's fee, up to a sat
         if kept_sat > cost_sat:
             return finding(checker.CHARGED_NOT_PAID, (cost_sat - kept_sat) * 1000, "change kept")
