@@ -609,6 +609,11 @@ def wallet_api_note(settings: Settings) -> dict[str, Any]:
     left_out.append(
         "traffic classes shared and drain (--traffic-mix): they speak lnchaos's wallet API"
     )
+    if adapter.accounting != "balance":
+        left_out.append(
+            f"the balance checks: {adapter.accounting} have no balance; each payout is judged "
+            "by resolved_vs_node_truth and again by the end-of-run judge"
+        )
     if adapter.judged_by == "node":
         note["node_url"] = settings.node_url
         left_out.append("fix modes (--fix): the wallet has its own payout flow")
