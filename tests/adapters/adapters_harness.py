@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from target.common.child import ChildProcess
+from target.common.child import ChildProcess, ChildServer
 
 # Importing locust monkey-patches the whole process with gevent: imported once here, unpatched,
 # as tests/locustfiles/conftest.py does (the runs are subprocesses and patch themselves).
@@ -58,3 +60,29 @@ def run_locust(args: list[str], out: Path, timeout_s: float) -> tuple[int, dict[
         child.stop()
         left = [(p.pid, " ".join(p.cmdline()[:3])) for p in child.leftovers()]
         assert not left, f"locust left processes behind: {left}"
+
+
+@contextlib.contextmanager
+def node_and_withdraw_service(
+    tmp_path: Path, token: str, node_args: list[str], *, reopen_on_error: bool
+) -> Iterator[tuple[str, str, Path]]:
+    """A `lnchaos node` and the withdraw-link service on it: (node URL, service URL, the
+    service's log). Both stopped, and checked to leave nothing behind."""
+    node_command = [sys.executable, "-m", "lnchaos.cli", "node", "--port", "0"]
+    node_command += ["--admin-token", token, "--seed", "7", *node_args]
+    node = ChildServer(node_command, log_path=tmp_path / "node.log", cwd=REPO, name="node")
+    service: ChildServer | None = None
+    try:
+        node.start(health_path="/health")
+        command = [sys.executable, str(HERE / "withdraw_service.py"), "--node-url", node.url]
+        command += ["--reopen-on-error"] if reopen_on_error else []
+        log_path = tmp_path / "service.log"
+        service = ChildServer(command, log_path=log_path, cwd=REPO, name="withdraw")
+        service.start(health_path="/health")
+        yield node.url, service.url, log_path
+    finally:
+        for child in (service, node):
+            if child is not None:
+                child.stop()
+                left = [(p.pid, " ".join(p.cmdline()[:3])) for p in child.leftovers()]
+                assert not left, f"{child.name} left processes behind: {left}"

@@ -8,17 +8,15 @@ run fails with `double_payout`, the link and both paid invoices named."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from adapters_harness import HERE, REPO, run_locust
+from adapters_harness import node_and_withdraw_service, run_locust
 
 from locustfiles import checker
 from locustfiles.wallets.base import Link
 from locustfiles.wallets.links import LinkRecord, judge_link
-from target.common.child import ChildServer
 
 H1, H2 = "a" * 64, "b" * 64
 AMOUNT_MSAT = 50_000
@@ -80,28 +78,13 @@ def test_a_payment_in_flight_or_a_state_not_read_is_unresolved() -> None:
 
 
 def _run_against_service(tmp_path: Path, *, reopen_on_error: bool) -> tuple[int, dict, str, str]:
-    node_command = [sys.executable, "-m", "lnchaos.cli", "node", "--port", "0"]
-    node_command += ["--admin-token", TOKEN, "--seed", "7", *NODE_FAULTS]
-    node = ChildServer(node_command, log_path=tmp_path / "node.log", cwd=REPO, name="node")
-    service: ChildServer | None = None
-    try:
-        node.start(health_path="/health")
-        service_command = [sys.executable, str(HERE / "withdraw_service.py")]
-        service_command += ["--node-url", node.url]
-        service_command += ["--reopen-on-error"] if reopen_on_error else []
-        log_path = tmp_path / "service.log"
-        service = ChildServer(service_command, log_path=log_path, cwd=REPO, name="withdraw")
-        service.start(health_path="/health")
-        args = [*RUN, "--wallet-api", "lnurlw", "--host", service.url, "--node-url", node.url]
+    with node_and_withdraw_service(
+        tmp_path, TOKEN, NODE_FAULTS, reopen_on_error=reopen_on_error
+    ) as (node_url, service_url, service_log):
+        args = [*RUN, "--wallet-api", "lnurlw", "--host", service_url, "--node-url", node_url]
         args += ["--node-admin-token", TOKEN, "--final-wait-s", "10"]
         code, report, log = run_locust(args, tmp_path / "report", RUN_TIMEOUT_S)
-        return code, report, log, log_path.read_text()
-    finally:
-        for child in (service, node):
-            if child is not None:
-                child.stop()
-                left = [(p.pid, " ".join(p.cmdline()[:3])) for p in child.leftovers()]
-                assert not left, f"{child.name} left processes behind: {left}"
+        return code, report, log, service_log.read_text()
 
 
 @pytest.mark.adapters

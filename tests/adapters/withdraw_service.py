@@ -10,12 +10,13 @@ LND's REST API (no LNURL server installable here runs offline: see docs/adapters
 - `GET /lnurlw/{id}/callback?k1=&pr=` -> `{"status": "OK"}` once the node paid the invoice, or
   `{"status": "ERROR", "reason"}`.
 
-The link is taken (pending) before the payment is sent, so it pays once. The send is LND's
-SendPaymentSync (`POST /v1/channels/transactions`). An answer saying the payment failed re-opens
-the link; an HTTP error says nothing about the payment (the node may have acted), so the service
-asks the node (TrackPaymentV2, through target/node/lnd_client.py) and re-opens the link only when
-the node says the payment failed or never started. `--reopen-on-error` is the money bug the
-tests require found as `double_payout`: an HTTP error re-opens the link at once.
+The link is taken (pending) before the payment is sent, so it pays once. The invoice is decoded
+here (target/node/invoices.py): the node is asked only to pay and about a payment. The send is
+LND's SendPaymentSync (`POST /v1/channels/transactions`). An answer saying the payment failed
+re-opens the link; an HTTP error says nothing about the payment (the node may have acted), so
+the service asks the node (TrackPaymentV2, through target/node/lnd_client.py) and re-opens the
+link only when the node says the payment failed or never started. `--reopen-on-error` is the
+money bug the tests require found as `double_payout`: an HTTP error re-opens the link at once.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
 from target.common.server import serve  # noqa: E402
-from target.node.invoices import InvoiceError  # noqa: E402
+from target.node.invoices import InvoiceError, decode  # noqa: E402
 from target.node.lnd_client import LndRestNodeClient, NodeUnavailable  # noqa: E402
 from target.node.network import PaymentStatus  # noqa: E402
 
@@ -116,8 +117,8 @@ async def callback(request: web.Request) -> web.Response:
     payment_request = request.query.get("pr", "")
     link.state = "pending"  # taken before any await: two callbacks never both pay
     try:
-        invoice = await service.node.decode(payment_request)
-    except (InvoiceError, NodeUnavailable) as err:
+        invoice = decode(payment_request)  # locally, as wallets do: the node only pays
+    except InvoiceError as err:
         link.state = "open"  # nothing was sent
         return error(f"invoice not understood: {err}")
     if not MIN_WITHDRAWABLE_MSAT <= invoice.amount_msat <= link.amount_msat:
