@@ -11,7 +11,7 @@ import sys
 from target.cli import add_target_options, run_target
 from target.node.node_app import add_node_options, run_node
 
-from . import bench, compare, soak
+from . import adapter_check, bench, compare, soak
 
 EXIT_CODES = {
     "target": """exit codes:
@@ -25,6 +25,7 @@ EXIT_CODES = {
   2   a usage error (an unknown option, a value of the wrong type or not among the choices)""",
     "compare": compare.EXIT_CODES,
     "soak": soak.EXIT_CODES,
+    "adapter-check": adapter_check.EXIT_CODES,
     "bench": """exit codes:
   0   measured (the figures are printed and written to <report-dir>/bench.json, or
       bench-instructions.json with --instructions)
@@ -102,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     soak.add_options(soaking)
     soaking.set_defaults(run=soak.main)
-    for sub in (target, node, comparison, benchmark, soaking):
+    checking = command(
+        commands, "adapter-check", "run a wallet adapter's every call against a service"
+    )
+    adapter_check.add_options(checking)
+    checking.set_defaults(run=adapter_check.main)
+    for sub in (target, node, comparison, benchmark, soaking, checking):
         show_defaults(sub)
     return parser
 

@@ -201,6 +201,8 @@ OVERDRAWN = "overdrawn"
 IDEMPOTENCY_MISMATCH = "idempotency_mismatch"
 UNRESOLVED = "unresolved"
 NOT_CONSERVED = "not_conserved"
+# one single-use authorisation (a withdraw link) paid more than once (locustfiles/wallets/links.py)
+DOUBLE_PAYOUT = "double_payout"
 KINDS = (
     CHARGED_NOT_PAID,
     PAID_NOT_CHARGED,
@@ -210,8 +212,9 @@ KINDS = (
     IDEMPOTENCY_MISMATCH,
     UNRESOLVED,
     NOT_CONSERVED,
+    DOUBLE_PAYOUT,
 )
-RECONCILED_KINDS = (CHARGED_NOT_PAID, PAID_NOT_CHARGED, UNRESOLVED)
+RECONCILED_KINDS = (CHARGED_NOT_PAID, PAID_NOT_CHARGED, UNRESOLVED, DOUBLE_PAYOUT)
 BEFORE_RUN_KINDS = (CHARGED_NOT_PAID, PAID_NOT_CHARGED, UNRESOLVED)
 
 OUTCOMES = ("succeeded", "failed", "timeout", "pending", "rejected", "error")

@@ -49,6 +49,7 @@ from locustfiles.options import (
     wallet_api_problem,
 )
 from locustfiles.telemetry import Collector
+from locustfiles.wallets import registry as wallets_registry
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class Controller:
         """Start or check the target; on failure write the verdict and exit with code 5."""
         self._hint_profile()
         try:
-            if self.settings.wallet_api != "lnchaos":
+            judged_by = self._judged_by()
+            if judged_by == "node":
                 self.admin = self._wallet_judge()
             elif self.settings.host:
                 if not self.settings.admin_token:
@@ -124,24 +126,29 @@ class Controller:
                 self.target.stop()
             sys.exit(report["exit_code"])
 
-    def _wallet_judge(self) -> TargetAdmin:
-        """--wallet-api lnbits: the node is the judge (its faults, its truth) and the wallet is
-        LNbits at --host; the end-of-run judgement reads every wallet the payers opened
-        (locustfiles/wallets/lnbits.py), so the run is one process."""
+    def _judged_by(self) -> str:
+        """Who judges --wallet-api's service (locustfiles/wallets/base.py JUDGED_BY); an
+        adapter that does not load, or lacks what its judge needs, is the target's failure."""
         problem = wallet_api_problem(self.settings)
-        if problem is None and not self.collector.is_local:
-            problem = f"--wallet-api {self.settings.wallet_api} runs in one process (no workers)"
         if problem:
             raise TargetError(problem)
-        from locustfiles.wallets.lnbits import LNbitsJudge
+        return str(wallets_registry.load(self.settings.wallet_api).judged_by)
 
+    def _wallet_judge(self) -> TargetAdmin:
+        """A service paying through a `lnchaos node` (LNbits, an installed adapter): the node
+        is the judge (its faults, its truth); the adapter's `judge` reads every wallet the
+        payers opened at the end (locustfiles/wallets/lnbits.py), so the run is one process."""
+        name = self.settings.wallet_api
+        if not self.collector.is_local:
+            raise TargetError(f"--wallet-api {name} runs in one process (no workers)")
         assert self.settings.node_url and self.settings.node_admin_token and self.settings.host
-        judge = LNbitsJudge(
+        adapter = wallets_registry.load(name)
+        judge = adapter.judge(
             self.settings.node_url, self.settings.node_admin_token, self.settings.host
         )
         judge.wait_healthy(HEALTH_TIMEOUT_S)
         self._check_final_wait(judge.get_faults())  # proves the node's admin token
-        log.info("LNbits at %s, judged by the node at %s", self.settings.host, judge.base_url)
+        log.info("%s at %s, judged by the node at %s", name, self.settings.host, judge.base_url)
         return judge
 
     def _hint_profile(self) -> None:

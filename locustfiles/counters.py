@@ -64,6 +64,7 @@ KIND_TEXT = {
     "idempotency_mismatch": "a retry with the same Idempotency-Key got another answer",
     "unresolved": "a payout not final at the end of the run",
     "not_conserved": "deposits != balances + reserved + paid out + fees",
+    "double_payout": "one single-use authorisation (a withdraw link) paid more than once",
     "no_reconciliation": "the target's reconciliation could not be read",
 }
 NO_RECONCILIATION = "no_reconciliation"

@@ -55,6 +55,7 @@ from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
 from locustfiles.traffic import DrainUser, EdgeUser, RetryUser, SharedInvoiceUser
 from locustfiles.users import PayerUser
+from locustfiles.wallets import link_user
 
 __all__ = ["DrainUser", "EdgeUser", "LnchaosShape", "PayerUser", "RetryUser", "SharedInvoiceUser"]
 
@@ -93,6 +94,7 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
         mix = {}  # the classes speak lnchaos's wallet API (consistency.json: wallet_api.left_out)
     checks_on = str(getattr(parsed, "checks", "on") or "on") != "off"
     traffic.apply_mix(environment, mix, checks_on=checks_on)
+    link_user.apply_accounting(environment)  # a withdraw-link service: its own payers
     if checks_on and mix:
         traffic.warn_unallocated(mix, int(getattr(parsed, "num_users", None) or 1))
         environment.events.spawning_complete.add_listener(

@@ -223,6 +223,10 @@ def guard_web_form(environment: Any) -> None:
         host = host_problem(request.form.get("host"), environment.host)
         if host:
             problems.append(host)
+        in_use = str(getattr(environment.parsed_options, "wallet_api", None) or "lnchaos")
+        switch = wallet_api_switch_problem(request.form.get("wallet_api"), in_use)
+        if switch:
+            problems.append(switch)
         if not problems:
             return None
         message = "not started: " + "; ".join(problems)
@@ -527,15 +531,17 @@ NODE_ADMIN_TOKEN_ENV = "LNCHAOS_NODE_ADMIN_TOKEN"
 
 
 def add_wallet_api_arguments(parser: Any) -> None:
-    from locustfiles.wallets.base import WALLET_APIS
+    from locustfiles.wallets import registry
 
     parser.add_argument(
         "--wallet-api",
-        choices=WALLET_APIS,
-        default="lnchaos",
-        include_in_web_ui=False,
-        help="The wallet API the payers drive: lnchaos (the embedded target, or --host) or "
-        "lnbits (LNbits at --host, funded from and judged by the lnchaos node at --node-url).",
+        choices=registry.choices(),  # the installed adapters: the web UI's form lists them
+        default=registry.DEFAULT,
+        metavar="NAME",
+        help="The wallet API the payers drive: lnchaos (the embedded target, or --host), lnbits "
+        "(LNbits at --host, funded from and judged by the lnchaos node at --node-url), an "
+        f"installed adapter (entry point group {registry.ENTRY_POINT_GROUP}) or "
+        "package.module:Class (docs/adapters.md). Fixed at start: the web UI keeps it.",
     )
     parser.add_argument(
         "--node-url",
@@ -565,7 +571,13 @@ def wallet_api_settings(options: Any) -> dict[str, Any]:
 
 def wallet_api_problem(settings: Settings) -> str | None:
     """Why the run cannot drive this wallet API, else None."""
-    if settings.wallet_api == "lnchaos":
+    from locustfiles.wallets import registry
+
+    try:
+        adapter = registry.load(settings.wallet_api)
+    except registry.AdapterError as err:
+        return str(err)
+    if adapter.judged_by == "target":
         return None
     missing = [
         option
@@ -581,20 +593,61 @@ def wallet_api_problem(settings: Settings) -> str | None:
     return None
 
 
+def wallet_api_switch_problem(form_value: str | None, in_use: str) -> str | None:
+    """The web UI's start form may pick another adapter the same judge reads: one more that
+    the target judges, when the target judges this run. A node-judged adapter's judge was built
+    for it at start (it reads that adapter's own record), so it stays."""
+    from locustfiles.wallets import registry
+
+    if form_value is None or form_value == in_use:
+        return None
+    try:
+        wanted, current = registry.load(form_value), registry.load(in_use)
+    except registry.AdapterError as err:
+        return str(err)
+    if wanted.judged_by == current.judged_by == "target":
+        return None
+    return (
+        f"--wallet-api: {form_value!r} needs another judge than {in_use!r}, which this run "
+        "was started with; start locust again with --wallet-api to change it"
+    )
+
+
 def wallet_api_note(settings: Settings) -> dict[str, Any]:
     """consistency.json's `wallet_api`: which API was driven and what it could not be asked."""
-    if settings.wallet_api == "lnchaos":
-        return {"name": "lnchaos", "left_out": []}
-    return {
-        "name": settings.wallet_api,
-        "node_url": settings.node_url,
-        "left_out": [
+    from locustfiles.wallets import registry
+
+    if settings.wallet_api == registry.DEFAULT:
+        return {"name": registry.DEFAULT, "left_out": []}
+    note: dict[str, Any] = {"name": settings.wallet_api, "left_out": []}
+    try:
+        adapter = registry.load(settings.wallet_api)
+    except registry.AdapterError as err:
+        return {**note, "error": str(err)}
+    note.update(
+        adapter=registry.spec_of(settings.wallet_api),
+        contract=adapter.contract,
+        judged_by=adapter.judged_by,
+        accounting=adapter.accounting,
+    )
+    left_out = note["left_out"]
+    if not adapter.idempotent:
+        left_out.append(
             "idempotent_retry with an Idempotency-Key: the wallet's API has none; a retry "
-            "resends the same invoice and is checked for never charging twice",
-            "traffic classes shared and drain (--traffic-mix): they speak lnchaos's wallet API",
-            "fix modes (--fix): the wallet has its own payout flow",
-        ],
-    }
+            "resends the same invoice and is checked for never charging twice"
+        )
+    left_out.append(
+        "traffic classes shared and drain (--traffic-mix): they speak lnchaos's wallet API"
+    )
+    if adapter.accounting != "balance":
+        left_out.append(
+            f"the balance checks: {adapter.accounting} have no balance; each payout is judged "
+            "by resolved_vs_node_truth and again by the end-of-run judge"
+        )
+    if adapter.judged_by == "node":
+        note["node_url"] = settings.node_url
+        left_out.append("fix modes (--fix): the wallet has its own payout flow")
+    return note
 
 
 # ---- the open model (issue 14): payouts arriving at a rate -----------------------------------

@@ -19,51 +19,18 @@ the chaos run injects, not a defect of the wallet. Expected business answers
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from locust.contrib.fasthttp import FastHttpSession
 
 from locustfiles import counters
+from locustfiles.wallets.base import Invoice, PayoutResult, Wallet  # the adapter contract's
 
 FINAL_PAYOUT_STATUSES = ("succeeded", "failed")
 # lnchaos's payout answers carry the wallet's balance as committed when the answer was given
 # (target/openapi.py): a retry's body is the first answer replayed, this header is its own
 BALANCE_HEADER = "X-Wallet-Balance-Msat"
 FINAL_NODE_STATUSES = ("succeeded", "failed", "unknown")
-
-
-@dataclass(frozen=True)
-class Wallet:
-    wallet_id: str
-    api_key: str
-    balance_msat: int
-
-
-@dataclass(frozen=True)
-class Invoice:
-    payment_request: str
-    payment_hash: str
-    amount_msat: int
-
-
-@dataclass
-class PayoutResult:
-    kind: str  # "ok" | "fail" | "info" | "refused" | "error"
-    outcome: str  # succeeded | failed | timeout | pending | rejected | error
-    http_status: int
-    latency_ms: float
-    payout_id: str | None = None
-    payout_status: str | None = None  # the wallet's "status" field
-    amount_msat: int = 0
-    fee_msat: int = 0
-    payment_hash: str | None = None
-    body: dict[str, Any] = field(default_factory=dict)
-    # the wallet's balance when this answer was given (BALANCE_HEADER), None when not sent
-    balance_now_msat: int | None = None
-
-    def describe(self) -> str:
-        return f"HTTP {self.http_status} {self.body.get('error') or self.payout_status or ''}"
 
 
 class WalletClient:

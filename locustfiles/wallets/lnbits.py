@@ -46,7 +46,8 @@ from locust.contrib.fasthttp import FastHttpSession
 
 from locustfiles import checker, counters
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
-from locustfiles.wallet_client import Invoice, PayoutResult, Wallet, _json_or_empty
+from locustfiles.wallet_client import _json_or_empty
+from locustfiles.wallets.base import CONTRACT_VERSION, Invoice, PayoutResult, Wallet
 
 LOG = logging.getLogger(__name__)
 
@@ -135,8 +136,17 @@ LEDGER = Ledger()
 
 
 class LNbitsWalletApi:
+    contract = CONTRACT_VERSION
     name = "lnbits"
     idempotent = False
+    judged_by = "node"
+    accounting = "balance"
+    chaos_connection_errors = False
+
+    @staticmethod
+    def judge(node_url: str, node_admin_token: str, host: str) -> LNbitsJudge:
+        """The end-of-run judge: every wallet in LEDGER from the node's truth."""
+        return LNbitsJudge(node_url, node_admin_token, host)
 
     def __init__(
         self,

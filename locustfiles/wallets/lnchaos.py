@@ -6,11 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from locustfiles.wallet_client import Wallet, WalletClient
+from locustfiles.wallets.base import CONTRACT_VERSION
 
 
 class LnchaosWalletApi(WalletClient):
+    contract = CONTRACT_VERSION
     name = "lnchaos"
     idempotent = True
+    judged_by = "target"
+    accounting = "balance"
+
+    @classmethod
+    def for_user(cls, user: Any) -> LnchaosWalletApi:
+        return cls(user.client, user.environment.events.request)
 
     def paid(self, wallet: Wallet) -> list[dict[str, Any]] | None:
         # the target's API has no list of a wallet's payouts; its reconciliation covers them

@@ -1,0 +1,1 @@
+"""ACME Payouts' adapter for lnchaos (docs/adapters.md)."""
