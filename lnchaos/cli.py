@@ -11,7 +11,7 @@ import sys
 from target.cli import add_target_options, run_target
 from target.node.node_app import add_node_options, run_node
 
-from . import bench, compare
+from . import bench, check, compare
 
 EXIT_CODES = {
     "target": """exit codes:
@@ -24,6 +24,8 @@ EXIT_CODES = {
   1   refused to start: e.g. --bind beyond loopback without --admin-token, a port in use
   2   a usage error (an unknown option, a value of the wrong type or not among the choices)""",
     "compare": compare.EXIT_CODES,
+    "check": check.EXIT_CODES,
+    "convert": check.CONVERT_EXIT_CODES,
     "bench": """exit codes:
   0   measured (the figures are printed and written to <report-dir>/bench.json, or
       bench-instructions.json with --instructions)
@@ -93,7 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_options(benchmark)
     benchmark.set_defaults(run=bench.main)
-    for sub in (target, node, comparison, benchmark):
+    judge = command(commands, "check", "judge a recorded run again, offline, from its history")
+    check.add_options(judge)
+    judge.set_defaults(run=check.main)
+    conversion = command(
+        commands, "convert", "turn LND's ListPayments and a payouts CSV into a history to check"
+    )
+    check.add_convert_options(conversion)
+    conversion.set_defaults(run=check.convert_main)
+    for sub in (target, node, comparison, benchmark, judge, conversion):
         show_defaults(sub)
     return parser
 

@@ -58,7 +58,7 @@ import gevent
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import checker, counters, crash
+from locustfiles import checker, counters, crash, recording
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
 from locustfiles.telemetry import LOCAL
@@ -271,7 +271,7 @@ class TrafficUser(FastHttpUser):
         if result.kind != "refused":
             # a refusal stores no payout: the tally's payouts stay what the target's
             # reconciliation can count (Locust's statistics still show every request)
-            LOCAL.tally.record_payout(phase, result.outcome, result.latency_ms)
+            recording.payout(phase, result.outcome, result.latency_ms)
         return result
 
     def resolve(
@@ -336,6 +336,8 @@ class TrafficUser(FastHttpUser):
         # the step in the name: Locust's statistics count each kind of request of the class
         label = f"{self.traffic_name}: {step}" if step else self.traffic_name
         name = f"POST /payouts ({label}) [{phase}]"
+        fields = {"wallet": wallet.wallet_id, "phase": phase, "traffic": label, "key": key}
+        recording.invoke("payout", **fields)
         started = time.perf_counter()
         with self.client.post(
             f"/api/wallets/{wallet.wallet_id}/payouts",
@@ -355,11 +357,24 @@ class TrafficUser(FastHttpUser):
             else:
                 response.success()
         outcome = answer.outcome()
+        recording.complete(
+            "payout",
+            checker.RESULT_OF_OUTCOME.get(outcome, "error"),
+            http=status,
+            status=body.get("status"),
+            error=body.get("error"),
+            payout_id=answer.payout_id,
+            hash=body.get("payment_hash"),
+            fee_msat=body.get("fee_msat"),
+            balance_msat=body.get("balance_msat"),
+            latency_ms=round(latency_ms, 1),
+            **fields,
+        )
         if answer.payout_id and outcome != "rejected" and answer.payout_id not in self.counted:
             if len(self.counted) >= COUNTED_MAX:
                 self.counted.clear()
             self.counted.add(answer.payout_id)
-            LOCAL.tally.record_payout(phase, outcome, latency_ms)
+            recording.payout(phase, outcome, latency_ms)
             # the fault this payout met, counted once as WalletClient.pay counts it, so the
             # FAULT rows match the tally's per-phase timeouts
             if outcome in (*checker.TIMEOUT_OUTCOMES, "failed"):
@@ -373,18 +388,15 @@ class TrafficUser(FastHttpUser):
 
     def not_judged(self, why: str, started: float) -> None:
         """Not final within the bound, or an answer of unknown outcome: the reconciliation's."""
-        LOCAL.tally.left_to_reconciliation += 1
-        LOCAL.tally.record_check(checker.RESOLVED_WITHIN_BOUND, passed=False)
+        recording.left_unresolved(traffic=self.traffic_name, why=why)
         message = f"{self.traffic_name}: {why}; left to the end-of-run reconciliation"
         self.fire(checker.RESOLVED_WITHIN_BOUND, CheckFailed(message), started)
 
     def judged(self, name: str, kind: str | None, example: dict[str, Any], started: float) -> None:
+        recording.check(name, kind, example if kind is not None else None)
         if kind is None:
-            LOCAL.tally.record_check(name, passed=True)
             self.fire(name, None, started)
             return
-        LOCAL.tally.record_check(name, passed=False)
-        LOCAL.tally.record_inconsistency(kind, example["diff_msat"], example)
         detail = (
             f"{kind}: {name} wallet {example['wallet_id']} expected {example['expected_msat']} "
             f"msat, actual {example['actual_msat']} msat ({example.get('detail', '')})"
