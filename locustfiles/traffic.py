@@ -448,8 +448,7 @@ class SharedInvoiceUser(TrafficUser):
         if views[0] is None or views[1] is None:
             self.not_judged(f"invoice {invoice.payment_hash}: a wallet could not be read", started)
             return
-        paid = node.get("status") == "succeeded"
-        cost_msat = checker.node_cost_msat(node, invoice.amount_msat) or invoice.amount_msat
+        paid, cost_msat = checker.payment_cost(node, invoice.amount_msat)
         fee_msat = cost_msat - invoice.amount_msat
         balances = [int(view["balance_msat"]) for view in views]
         charged = [SHARED_FUNDING_MSAT - balance for balance in balances]

@@ -15,11 +15,12 @@ cannot be judged again (`lnchaos check` refuses it with exit code 4).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+import orjson  # the target's JSON already: several times faster than json on the users' path
 
 from lnchaos.checker.kinds import RESOLVED_WITHIN_BOUND
 from lnchaos.checker.rules import balance_kind, expected_balance_msat, payment_cost
@@ -55,7 +56,7 @@ CONTROL = "control"
 CRASH = "crash"
 TRUNCATED = "truncated"
 END = "end"
-SECRET_KEYS = ("api_key",)  # never written: a history can be shared
+SECRET_KEY = "api_key"  # never written: a history can be shared
 
 
 def apply(tally: Tally, record: dict[str, Any]) -> str | None:
@@ -124,13 +125,13 @@ def check_example(record: dict[str, Any], kind: str | None) -> dict[str, Any]:
 
 
 def line(record: dict[str, Any]) -> str:
-    """A record as one JSON line, its secrets left out."""
-    if any(key in record for key in SECRET_KEYS):
-        record = {k: v for k, v in record.items() if k not in SECRET_KEYS}
+    """A record as one JSON line, its secret left out (only the audit's records carry one)."""
     entry = record.get("entry")
-    if isinstance(entry, dict) and any(key in entry for key in SECRET_KEYS):
-        record = {**record, "entry": {k: v for k, v in entry.items() if k not in SECRET_KEYS}}
-    return json.dumps(record, separators=(",", ":"), default=str)
+    if entry is not None and SECRET_KEY in entry:
+        record = {**record, "entry": {k: v for k, v in entry.items() if k != SECRET_KEY}}
+    if SECRET_KEY in record:
+        record = {k: v for k, v in record.items() if k != SECRET_KEY}
+    return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def header(process: str, run_id: str, max_bytes: int = MAX_BYTES_PER_PROCESS) -> dict[str, Any]:
@@ -158,23 +159,23 @@ class Recorder:
         self.records = 0
         self.dropped = 0
         self.lines: list[str] = []
-        self._emit_line(header(process, tally.run_id, max_bytes))
+        self._emit_line(line(header(process, tally.run_id, max_bytes)))
 
     def emit(self, record: dict[str, Any]) -> str | None:
         """Record one event: folded into the tally, kept as a line. A check's kind back."""
-        record.setdefault("t", round(time.time(), 3))
+        if "t" not in record:
+            record["t"] = round(time.time(), 3)
         kind = apply(self.tally, record)
         self._emit_line(line(record))
         return kind
 
     def note(self, record: dict[str, Any]) -> None:
         """Record an event that counts nothing (an operation, a read, a phase)."""
-        record.setdefault("t", round(time.time(), 3))
+        if "t" not in record:
+            record["t"] = round(time.time(), 3)
         self._emit_line(line(record))
 
-    def _emit_line(self, text: str | dict[str, Any]) -> None:
-        if isinstance(text, dict):
-            text = line(text)
+    def _emit_line(self, text: str) -> None:
         size = len(text) + 1
         if self.bytes + size > self.max_bytes:
             self.dropped += 1
@@ -237,8 +238,8 @@ def read_file(path: Path) -> Iterator[dict[str, Any]]:
             if not text:
                 continue
             try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
+                record = orjson.loads(text)
+            except orjson.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not JSON: {err}") from None
             if not isinstance(record, dict) or "type" not in record:
                 raise ValueError(f"{path}:{number}: not a history record (no type)")

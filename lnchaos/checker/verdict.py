@@ -436,14 +436,39 @@ def decide(
     """(verdict, exit_code, reason): the first code by precedence 3, 5, 4, Locust's own (2, 1),
     1 for lost workers, 0; the reason names every problem that applies, not only the one that
     chose the code. workers_lost: one description per lost worker."""
-    problems: list[tuple[int, str]] = []
-    if inconsistencies_total > threshold:
+    problems = [
+        *_money_problems(inconsistencies_total, threshold, kinds, audit_overflow),
+        *([(EXIT_TARGET_FAILED, f"target failed: {target_error}")] if target_error else []),
+        *_proof_problems(
+            verified, timeouts_configured, timeouts_seen, timeouts_resolved, successes
+        ),
+        *_locust_problems(locust_exit_code, list(workers_lost)),
+    ]
+    before = (
+        [f"{before_run_total} inconsistencies before this run on this target (not counted)"]
+        if before_run_total
+        else []
+    )
+    if problems:
+        return "fail", problems[0][0], "; ".join([text for _, text in problems] + before)
+    passed = (
+        f"{inconsistencies_total} inconsistencies <= threshold {threshold}; "
+        f"{verified} payouts verified"
+    )
+    if timeouts_configured:
+        passed += f"; {timeouts_resolved} timed-out payouts resolved"
+    return "pass", EXIT_PASS, "; ".join([passed, *before])
+
+
+def _money_problems(
+    total: int, threshold: int, kinds: str, audit_overflow: int
+) -> list[tuple[int, str]]:
+    """Exit 3: the money is wrong, or not proven (payouts left out of the final audit)."""
+    problems = []
+    if total > threshold:
         detail = f": {kinds}" if kinds else ""
         problems.append(
-            (
-                EXIT_INCONSISTENT,
-                f"{inconsistencies_total} inconsistencies > threshold {threshold}{detail}",
-            )
+            (EXIT_INCONSISTENT, f"{total} inconsistencies > threshold {threshold}{detail}")
         )
     if audit_overflow:
         problems.append(
@@ -453,8 +478,18 @@ def decide(
                 f"audit (over its bounds): their money is not proven",
             )
         )
-    if target_error:
-        problems.append((EXIT_TARGET_FAILED, f"target failed: {target_error}"))
+    return problems
+
+
+def _proof_problems(
+    verified: int,
+    timeouts_configured: bool,
+    timeouts_seen: int,
+    timeouts_resolved: int,
+    successes: dict[str, Any] | None,
+) -> list[tuple[int, str]]:
+    """Exit 4: the run proves nothing (nothing verified, no timeout resolved, nothing paid)."""
+    problems = []
     if verified == 0:
         problems.append((EXIT_NOTHING_VERIFIED, "no payout was verified"))
     if timeouts_configured and timeouts_resolved == 0:
@@ -474,9 +509,14 @@ def decide(
                 f" run proves nothing about successful payouts",
             )
         )
+    return problems
+
+
+def _locust_problems(locust_exit_code: int, lost: list[str]) -> list[tuple[int, str]]:
+    """Locust's own code (2, 1, or another listener's), then 1 for workers lost mid-run."""
+    problems = []
     if locust_exit_code != 0:
         problems.append((locust_exit_code, f"Locust's own exit code {locust_exit_code}"))
-    lost = list(workers_lost)
     if lost:
         problems.append(
             (
@@ -486,20 +526,7 @@ def decide(
                 f"run's payouts; the lost workers' last checks never arrived)",
             )
         )
-    before = (
-        [f"{before_run_total} inconsistencies before this run on this target (not counted)"]
-        if before_run_total
-        else []
-    )
-    if problems:
-        return "fail", problems[0][0], "; ".join([text for _, text in problems] + before)
-    passed = (
-        f"{inconsistencies_total} inconsistencies <= threshold {threshold}; "
-        f"{verified} payouts verified"
-    )
-    if timeouts_configured:
-        passed += f"; {timeouts_resolved} timed-out payouts resolved"
-    return "pass", EXIT_PASS, "; ".join([passed, *before])
+    return problems
 
 
 def build_report(
@@ -531,11 +558,82 @@ def build_report(
     not known, and no success is required.
     """
     per_worker = workers_section(workers or {})
-    lost = workers_lost(per_worker)
-    if audit is None:
-        entries = len(merged.get("audit") or [])
-        overflow = int(merged.get("audit_overflow", 0))
-        audit = Audit(entries=entries + overflow, overflow=entries + overflow)
+    audit = audit if audit is not None else _not_audited(merged)
+    judged = judge_run(
+        run=run,
+        merged=merged,
+        reconciliation=reconciliation,
+        audit=audit,
+        configured_rate_by_phase=configured_rate_by_phase,
+        locust_exit_code=locust_exit_code,
+        target_error=target_error,
+        lost=workers_lost(per_worker),
+        successes=successes_summary(merged, success_share_by_phase),
+    )
+    by_outcome = payouts_by_outcome(merged)
+    payouts = sum(by_outcome.values())
+    return {
+        "fix": run["fix"],
+        "shape": run.get("shape"),
+        "profile": run.get("profile"),
+        "seed": run["seed"],
+        "threshold": run["threshold"],
+        "final_wait_s": run.get("final_wait_s"),
+        "verdict": judged["verdict"],
+        "exit_code": judged["exit_code"],
+        "reason": judged["reason"],
+        "duration_s": round(duration_s, 3),
+        "payouts_per_s": round(payouts / duration_s, 2) if duration_s > 0 else 0.0,
+        "payouts_by_outcome": by_outcome,
+        "payouts_by_phase": merged["payouts"],
+        "timeout_rate_by_phase": timeout_rate_by_phase(merged, configured_rate_by_phase),
+        "payouts_verified": judged["verified"],
+        "traffic_rounds_verified": judged["rounds"],
+        "timeouts": judged["timeouts"],
+        "successes": judged["successes"],
+        "retries": merged["retries"],
+        "checks": checks_summary(merged),
+        "audit": audit.summary(),
+        "inconsistencies": judged["inconsistencies"],
+        "inconsistencies_total": judged["total"],
+        "inconsistencies_before_run": judged["earlier"],
+        "inconsistencies_before_run_total": judged["earlier_total"],
+        "drift_msat": merged["drift_msat"],
+        "payout_latency_ms": latency_percentiles(merged["latency_ms"]),
+        # the open model's offered, achieved and dropped per phase (locustfiles/arrival_stats.py
+        # `summary`, made by the caller: the open model is Locust's side)
+        "arrivals": arrivals,
+        "phases": phases,
+        "timeline": timeline,
+        "since_ms": since_ms,
+        "reconciliation": reconciliation,
+        "target_error": target_error,
+        "workers": per_worker,
+        "workers_lost": judged["lost"],
+        "counters": list(counter_rows or []),
+        "written_unix": round(time.time(), 3),
+    }
+
+
+def _not_audited(merged: dict[str, Any]) -> Audit:
+    """Before the final audit ran: its entries count as not audited (overflow)."""
+    entries = len(merged.get("audit") or []) + int(merged.get("audit_overflow", 0))
+    return Audit(entries=entries, overflow=entries)
+
+
+def judge_run(
+    *,
+    run: dict[str, Any],
+    merged: dict[str, Any],
+    reconciliation: dict[str, Any] | None,
+    audit: Audit,
+    configured_rate_by_phase: dict[str, float],
+    locust_exit_code: int,
+    target_error: str | None,
+    lost: list[dict[str, Any]],
+    successes: dict[str, Any],
+) -> dict[str, Any]:
+    """The run's judgement: the findings combined, what was proven, and the verdict (decide)."""
     inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation, audit)
     total = sum(entry["count"] for entry in inconsistencies.values())
     earlier = before_run(reconciliation)
@@ -543,7 +641,6 @@ def build_report(
     verified = payouts_verified(merged) + audit.judged  # the audit checks balances too
     timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit)
     rounds = traffic_rounds_verified(merged)
-    successes = successes_summary(merged, success_share_by_phase)
     verdict, exit_code, reason = decide(
         inconsistencies_total=total,
         verified=verified + rounds,
@@ -561,48 +658,19 @@ def build_report(
         workers_lost=[describe_lost_worker(entry) for entry in lost],
         successes=successes,
     )
-    by_outcome = payouts_by_outcome(merged)
-    payouts = sum(by_outcome.values())
     return {
-        "fix": run["fix"],
-        "shape": run.get("shape"),
-        "profile": run.get("profile"),
-        "seed": run["seed"],
-        "threshold": run["threshold"],
-        "final_wait_s": run.get("final_wait_s"),
         "verdict": verdict,
         "exit_code": exit_code,
         "reason": reason,
-        "duration_s": round(duration_s, 3),
-        "payouts_per_s": round(payouts / duration_s, 2) if duration_s > 0 else 0.0,
-        "payouts_by_outcome": by_outcome,
-        "payouts_by_phase": merged["payouts"],
-        "timeout_rate_by_phase": timeout_rate_by_phase(merged, configured_rate_by_phase),
-        "payouts_verified": verified,
-        "traffic_rounds_verified": rounds,
+        "inconsistencies": inconsistencies,
+        "total": total,
+        "earlier": earlier,
+        "earlier_total": earlier_total,
+        "verified": verified,
+        "rounds": rounds,
         "timeouts": timeouts,
         "successes": successes,
-        "retries": merged["retries"],
-        "checks": checks_summary(merged),
-        "audit": audit.summary(),
-        "inconsistencies": inconsistencies,
-        "inconsistencies_total": total,
-        "inconsistencies_before_run": earlier,
-        "inconsistencies_before_run_total": earlier_total,
-        "drift_msat": merged["drift_msat"],
-        "payout_latency_ms": latency_percentiles(merged["latency_ms"]),
-        # the open model's offered, achieved and dropped per phase (locustfiles/arrival_stats.py
-        # `summary`, made by the caller: the open model is Locust's side)
-        "arrivals": arrivals,
-        "phases": phases,
-        "timeline": timeline,
-        "since_ms": since_ms,
-        "reconciliation": reconciliation,
-        "target_error": target_error,
-        "workers": per_worker,
-        "workers_lost": lost,
-        "counters": list(counter_rows or []),
-        "written_unix": round(time.time(), 3),
+        "lost": lost,
     }
 
 
