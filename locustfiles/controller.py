@@ -274,10 +274,9 @@ class Controller:
             "audit": audit,
             "workers": workers,
         }
-        report = self._report(locust_exit_code=locust_exit_code(self.environment))
+        report = self._report(locust_exit_code(self.environment), record=True)
         checker.write_report(self.settings.consistency_path, report)
         counters.write_csv_now(self.environment)
-        self.collector.flush_history()
         log.info(
             "verdict %s (exit code %d): %s; %s",
             report["verdict"],
@@ -394,9 +393,8 @@ class Controller:
                     self.on_test_stop()
                 self.judge()
             # decided again now: Locust's own errors up to the very end count
-            report = self._report(locust_exit_code=locust_exit_code(self.environment))
+            report = self._report(locust_exit_code(self.environment), record=True)
             checker.write_report(self.settings.consistency_path, report)
-            self.collector.flush_history()
             self.environment.process_exit_code = report["exit_code"]
             counters.write_csv_now(self.environment)
             self._refresh_locust_reports()
@@ -404,18 +402,21 @@ class Controller:
             if self.target is not None:
                 self.target.stop()
 
-    def _report(self, locust_exit_code: int, live: bool = False) -> dict[str, Any]:
+    def _report(
+        self, locust_exit_code: int, live: bool = False, record: bool = False
+    ) -> dict[str, Any]:
         """consistency.json: checker.build_report of this run's inputs, with the sections of the
-        Locust side (traffic mix, crashes, controls). The final one also ends the history with
-        an `end` record: every input but the tallies, the audit and the reconciliation, which
-        `lnchaos check` folds from the history itself."""
+        Locust side (traffic mix, crashes, controls). `record`: the report written as the run's
+        verdict, which ends the history with an `end` record (every input but the tallies, the
+        audit and the reconciliation, which `lnchaos check` folds from the history itself)."""
         final = {} if live else (self.final or {})
         inputs = self._report_inputs(final, locust_exit_code, live)
         report = checker.build_report(**inputs)
         extra = self._report_extra(report)
         report.update(extra)
-        if not live and self.final is not None:
+        if record:
             self._record_end(inputs, extra)
+            self.collector.flush_history()
         return report
 
     def _report_inputs(

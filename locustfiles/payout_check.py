@@ -147,6 +147,9 @@ def judge(
         "payout_status": payout_status,
     }
     kind = LOCAL.history.emit(record)
+    if kind is None and sent.retry is None:
+        checker.fire_check(request_event, name, None, sent.started)  # most checks: no example
+        return None
     example = history.check_example(record, kind)
     _fire(request_event, name, kind, example, sent.started)
     if sent.retry is not None:
