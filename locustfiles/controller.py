@@ -36,7 +36,7 @@ from locust.html import get_html_report, process_html_filename
 from locust.runners import STATE_RUNNING, STATE_SPAWNING
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-from lnchaos.checker import history
+from lnchaos.checker import history, offline
 from locustfiles import arrival_stats, checker, consistency_view, counters, crash, traffic
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
@@ -417,6 +417,9 @@ class Controller:
         if record:
             self._record_end(inputs, extra)
             self.collector.flush_history()
+            if self.collector.history_dir is not None:
+                # each finding's witness, as lnchaos check gives it (bounded: offline.py)
+                offline.add_witnesses_live(report, self.collector.history_dir)
         return report
 
     def _report_inputs(

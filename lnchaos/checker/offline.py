@@ -24,6 +24,9 @@ from lnchaos.checker.verdict import Audit, build_report, close_checks
 
 MASTER_FILE = "master" + history.SUFFIX
 WITNESS_MAX_RECORDS = 40  # per finding: a witness is the few records that show it
+# The live verdict adds witnesses from a history up to this size (read at the verdict, about a
+# second per 50 MB); past it `lnchaos check` adds them.
+LIVE_WITNESS_MAX_BYTES = 64 * 1024 * 1024
 WITNESS_TYPES = (
     history.INVOKE,
     history.COMPLETE,
@@ -138,6 +141,22 @@ def _refuse_truncated(report: dict[str, Any], truncated: list[str]) -> None:
     report["verdict"] = "fail"
     report["exit_code"] = max(report["exit_code"], EXIT_NOTHING_VERIFIED)
     report["reason"] = f"{reason}; {report['reason']}"
+
+
+def add_witnesses_live(report: dict[str, Any], directory: Path) -> None:
+    """The live verdict's witnesses: the same as `lnchaos check`'s, from the history as written
+    so far, when it is at most LIVE_WITNESS_MAX_BYTES (else `witnesses_left_to_check` says so)."""
+    if not any(e.get("examples") for e in (report.get("inconsistencies") or {}).values()):
+        return
+    paths = list(Path(directory).glob(f"*{history.SUFFIX}"))
+    size = sum(path.stat().st_size for path in paths)
+    if not paths or size > LIVE_WITNESS_MAX_BYTES:
+        report["witnesses_left_to_check"] = f"history of {size} bytes: lnchaos check adds them"
+        return
+    try:
+        add_witnesses(report, history.read_dir(directory))
+    except (OSError, ValueError) as err:
+        report["witnesses_left_to_check"] = f"history not readable: {err}"
 
 
 def add_witnesses(report: dict[str, Any], files: dict[str, list[dict[str, Any]]]) -> None:

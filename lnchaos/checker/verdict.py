@@ -146,7 +146,10 @@ An example is {check, kind, wallet_id, payout_id, phase, amount_msat, fee_msat, 
 actual_msat, diff_msat, payout_status, node_status, t_unix}; a reconciliation's example is
 {kind, source: "reconciliation", payout_id, wallet_id, payment_hash, payout_status,
 node_status} (fewer keys when the target lists only ids); an audit's example is the checks' with
-source "audit", payment_hash, why_audited, first_outcome, retried and reserved_msat.
+source "audit", payment_hash, why_audited, first_outcome, retried and reserved_msat. Each
+example of the checks and the audit also carries `witness`: the history's records of its payment
+and wallet, in order (lnchaos/checker/offline.py; the live verdict adds them while the history is
+at most 64 MiB, else `witnesses_left_to_check` says so and `lnchaos check` adds them).
 
 ## Exit codes, by precedence (the first that applies; the reason names all that apply)
     3  inconsistencies over the threshold (the money verdict comes first), or payouts left

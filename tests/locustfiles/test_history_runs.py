@@ -57,10 +57,18 @@ def assert_judged_alike(run: Any, code: int) -> dict[str, Any]:
     assert (run.report_dir / "check.json").read_bytes() == (
         run.report_dir / "check-again.json"
     ).read_bytes()
+    live_witness = {
+        (e.get("check"), e.get("payout_id"), e.get("wallet_id")): e.get("witness")
+        for entry in live["inconsistencies"].values()
+        for e in entry["examples"]
+    }
     for entry in offline["inconsistencies"].values():
         for example in entry["examples"]:
             if example.get("source") != "reconciliation":
                 assert example["witness"], example  # each finding shows its records
+                key = (example.get("check"), example.get("payout_id"), example.get("wallet_id"))
+                if key in live_witness:  # the live verdict shows the same
+                    assert live_witness[key] == example["witness"]
     return live
 
 
