@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lnchaos.checker.kinds import RECONCILED_KINDS
+
 CSV_COLUMNS = ("record", "name", "count", "amount_msat", "detail")
 EXAMPLE_MAX_CHARS = 240
 CHART_WIDTH = 760
@@ -50,8 +52,7 @@ def after_control(changes: list[dict[str, Any]], reconciliation: dict[str, Any])
     hash paid before the change and again after it (the `shared` traffic class pays one invoice
     twice) carries its earlier payout's damage into this window."""
     kinds = {
-        kind: int((reconciliation.get(kind) or {}).get("count", 0))
-        for kind in ("charged_not_paid", "paid_not_charged", "unresolved")
+        kind: int((reconciliation.get(kind) or {}).get("count", 0)) for kind in RECONCILED_KINDS
     }
     payouts = reconciliation.get("payouts") or {}
     examples = []

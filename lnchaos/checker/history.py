@@ -235,18 +235,16 @@ def history_dir(report_dir: Path) -> Path:
 def read_file(path: Path) -> Iterator[dict[str, Any]]:
     """The records of one history file, in order; a line that is not a JSON object is an error
     (ValueError naming the file and line): a history is judged whole or not at all."""
-    with Path(path).open(encoding="utf-8") as f:
-        for number, text in enumerate(f, 1):
-            text = text.strip()
-            if not text:
-                continue
-            try:
-                record = orjson.loads(text)
-            except orjson.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not JSON: {err}") from None
-            if not isinstance(record, dict) or "type" not in record:
-                raise ValueError(f"{path}:{number}: not a history record (no type)")
-            yield record
+    for number, raw in enumerate(Path(path).read_bytes().split(b"\n"), 1):
+        if not raw or raw.isspace():
+            continue
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not JSON: {err}") from None
+        if not isinstance(record, dict) or "type" not in record:
+            raise ValueError(f"{path}:{number}: not a history record (no type)")
+        yield record
 
 
 def read_dir(directory: Path) -> dict[str, list[dict[str, Any]]]:

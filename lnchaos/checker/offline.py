@@ -171,49 +171,66 @@ def add_witnesses(report: dict[str, Any], files: dict[str, list[dict[str, Any]]]
         return
     records = [r for name in sorted(files) for r in files[name] if r.get("type") in WITNESS_TYPES]
     records.sort(key=lambda r: float(r.get("t") or 0.0))  # stable: a file's order is kept
+    index = _index(records, examples)
     for example in examples:
-        example["witness"] = witness(example, records)
+        example["witness"] = witness(example, records, index)
 
 
-def witness(example: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records that show one finding, in order: every record of its payments (by hash or
-    payout id; a traffic round's example names several, comma-separated) and the reads of its
-    wallet from the first of them on; a finding of a wallet alone (its read at the end of use),
-    the wallet's records. At most WITNESS_MAX_RECORDS."""
-    hashes = _names(example.get("payment_hash"))
-    payout_ids = _names(example.get("payout_id"))
-    wallet_id = example.get("wallet_id")
-    found: list[dict[str, Any]] = []
-    started = False
-    for record in records:
+def _index(
+    records: list[dict[str, Any]], examples: list[dict[str, Any]]
+) -> dict[tuple[str, str], list[int]]:
+    """Positions of the records that name what the examples name: ("id", a hash or payout id),
+    ("wallet", a wallet id: any of its records), ("read", a wallet id: its reads), and ("key",
+    an Idempotency-Key those records used). Two passes over the records, each a few lookups."""
+    ids = {n for e in examples for n in _names(e.get("payment_hash")) | _names(e.get("payout_id"))}
+    wallets = {e.get("wallet_id") for e in examples} - {None}
+    index: dict[tuple[str, str], list[int]] = {}
+    keys: set[str] = set()
+    for position, record in enumerate(records):
         entry = record.get("entry") or {}
-        mine = bool(
-            hashes & {record.get("hash"), entry.get("payment_hash")}
-            or payout_ids & {record.get("payout_id"), entry.get("payout_id")}
-        )
-        own_wallet = wallet_id is not None and wallet_id in (
-            record.get("wallet"),
-            entry.get("wallet_id"),
-        )
-        started = started or mine
-        wallet_read = own_wallet and record.get("type") == history.WALLET_READ
-        if mine or (wallet_read and (started or not (hashes or payout_ids))):
-            found.append(record)
-        if len(found) >= WITNESS_MAX_RECORDS:
-            break
-    keys = {r["key"] for r in found if r.get("key")}
-    if keys:  # an invocation known by its Idempotency-Key alone (a raw request's)
-        chosen = {id(r) for r in found}
-        found = [r for r in records if id(r) in chosen or r.get("key") in keys]
-        found = found[:WITNESS_MAX_RECORDS]
-    if not found and wallet_id is not None:
-        own = [
-            r
-            for r in records
-            if wallet_id in (r.get("wallet"), (r.get("entry") or {}).get("wallet_id"))
-        ]
-        found = own[:WITNESS_MAX_RECORDS]
-    return found
+        for name in (record.get("hash"), record.get("payout_id"), entry.get("payment_hash"),
+                     entry.get("payout_id")):  # fmt: skip
+            if name in ids:
+                index.setdefault(("id", name), []).append(position)
+                if record.get("key"):
+                    keys.add(record["key"])
+        wallet_id = record.get("wallet") or entry.get("wallet_id")
+        if wallet_id in wallets:
+            index.setdefault(("wallet", wallet_id), []).append(position)
+            if record.get("type") == history.WALLET_READ:
+                index.setdefault(("read", wallet_id), []).append(position)
+    if keys:
+        for position, record in enumerate(records):
+            if record.get("key") in keys:
+                index.setdefault(("key", record["key"]), []).append(position)
+    return index
+
+
+def witness(
+    example: dict[str, Any],
+    records: list[dict[str, Any]],
+    index: dict[tuple[str, str], list[int]] | None = None,
+) -> list[dict[str, Any]]:
+    """The records that show one finding, in order: every record of its payments (by hash or
+    payout id; a traffic round's example names several, comma-separated; and the records of the
+    Idempotency-Keys those used) and the reads of its wallet from the first of them on; a
+    finding of a wallet alone (its read at the end of use), the wallet's reads, or else all its
+    records. At most WITNESS_MAX_RECORDS."""
+    index = index if index is not None else _index(records, [example])
+    names = _names(example.get("payment_hash")) | _names(example.get("payout_id"))
+    wallet_id = example.get("wallet_id")
+    mine = {p for name in names for p in index.get(("id", name), [])}
+    keys = {records[p].get("key") for p in mine} - {None}
+    mine |= {p for key in keys for p in index.get(("key", key), [])}
+    reads = index.get(("read", wallet_id), []) if wallet_id is not None else []
+    if mine:
+        first = min(mine)
+        mine |= {p for p in reads if p >= first}
+    elif not names:
+        mine = set(reads)
+    if not mine and wallet_id is not None:
+        mine = set(index.get(("wallet", wallet_id), []))
+    return [records[p] for p in sorted(mine)[:WITNESS_MAX_RECORDS]]
 
 
 def _names(value: Any) -> set[str]:
