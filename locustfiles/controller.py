@@ -363,7 +363,7 @@ class Controller:
                     break
                 gevent.sleep(AUDIT_POLL_INTERVAL_S)
             record = {"type": history.AUDIT, "t": round(time.time(), 3), "entry": entry}
-            record.update(node=node, wallet=wallet, payout=payout, error=error)
+            record.update(node=node, wallet_view=wallet, payout_view=payout, error=error)
             self.collector.note(record)
             example = checker.audit_example(entry, node, wallet, payout, kind, error, record["t"])
             audit.add(entry, kind, example)
@@ -418,9 +418,18 @@ class Controller:
             self._record_end(inputs, extra)
             self.collector.flush_history()
             if self.collector.history_dir is not None:
-                # each finding's witness, as lnchaos check gives it (bounded: offline.py)
-                offline.add_witnesses_live(report, self.collector.history_dir)
+                self._add_witnesses(report, self.collector.history_dir)
         return report
+
+    @staticmethod
+    def _add_witnesses(report: dict[str, Any], directory: Path) -> None:
+        """Each finding's witness, as lnchaos check gives it (bounded: offline.py). An addition
+        to the verdict: a failure here is logged and said in the report, never the verdict's."""
+        try:
+            offline.add_witnesses_live(report, directory)
+        except Exception as err:  # the verdict is written whatever befalls its witnesses
+            log.exception("could not add the witnesses")
+            report["witnesses_left_to_check"] = f"could not add them: {err!r}"
 
     def _report_inputs(
         self, final: dict[str, Any], locust_exit_code: int, live: bool

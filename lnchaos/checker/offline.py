@@ -114,8 +114,8 @@ def _audit(master: list[dict[str, Any]]) -> Audit:
     for record in master:
         if record.get("type") != history.AUDIT:
             continue
-        entry, node, wallet = record["entry"], record.get("node"), record.get("wallet")
-        payout, error = record.get("payout"), record.get("error")
+        entry, node, wallet = record["entry"], record.get("node"), record.get("wallet_view")
+        payout, error = record.get("payout_view"), record.get("error")
         kind = audit_result(entry, node, wallet, payout, error)
         audit.add(entry, kind, audit_example(entry, node, wallet, payout, kind, error, record["t"]))
     return audit
@@ -190,18 +190,18 @@ def _index(
         entry = record.get("entry") or {}
         for name in (record.get("hash"), record.get("payout_id"), entry.get("payment_hash"),
                      entry.get("payout_id")):  # fmt: skip
-            if name in ids:
+            if isinstance(name, str) and name in ids:
                 index.setdefault(("id", name), []).append(position)
                 if record.get("key"):
                     keys.add(record["key"])
         wallet_id = record.get("wallet") or entry.get("wallet_id")
-        if wallet_id in wallets:
+        if isinstance(wallet_id, str) and wallet_id in wallets:
             index.setdefault(("wallet", wallet_id), []).append(position)
             if record.get("type") == history.WALLET_READ:
                 index.setdefault(("read", wallet_id), []).append(position)
     if keys:
         for position, record in enumerate(records):
-            if record.get("key") in keys:
+            if isinstance(record.get("key"), str) and record["key"] in keys:
                 index.setdefault(("key", record["key"]), []).append(position)
     return index
 

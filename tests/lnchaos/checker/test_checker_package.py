@@ -169,3 +169,22 @@ def test_a_round_finding_names_several_payouts_in_its_witness():
         ("complete", "a"),
         ("complete", "b"),
     ]
+
+
+def test_the_final_audit_is_judged_again_from_its_recorded_reads(tmp_path):
+    folder = small_run(tmp_path, actual_msat=10_000_000)
+    entry = {"wallet_id": "w2", "expected_msat": 5_000_000, "payment_hash": "h9",
+             "amount_msat": 1_000_000, "payout_id": "p9", "retried": False,
+             "outcome": "timeout", "reason": "not_final_within_bound"}  # fmt: skip
+    audit = {"type": history.AUDIT, "t": 8.2, "entry": entry, "node": {"status": "failed"},
+             "wallet_view": {"balance_msat": 4_000_000, "reserved_msat": 0},
+             "payout_view": {"status": "failed"}, "error": None}  # fmt: skip
+    files = history.read_dir(folder)
+    master = files["master.jsonl"]
+    master[-2:-2] = [{"type": history.AUDIT_ENTRY, "t": 3.0, "entry": entry}, audit]
+    report = judge({**files, "master.jsonl": master})
+    found = report["inconsistencies"][CHARGED_NOT_PAID]
+    assert (found["count"], found["detected_by"]["audit"]) == (1, 1)
+    assert report["audit"]["inconsistent"] == 1  # charged for a payment the node failed
+    witness_types = [r["type"] for r in found["examples"][0]["witness"]]
+    assert witness_types == ["audit_entry", "audit"]  # a wallet view is no wallet id
