@@ -101,5 +101,10 @@ def test_runs_judged_again_offline_alike(locust_run, name, args, expected):
     assert "master.jsonl" in files and any(f.startswith("users-") for f in files), files
     if name == "distributed":
         assert len([f for f in files if f.startswith("users-")]) == 2, files
+    master = [json.loads(line) for line in (history / "master.jsonl").read_text().splitlines()]
+    types = {record["type"] for record in master}
+    assert {"header", "phase", "fault", "reconciliation", "audit_close", "end"} <= types, types
     if name == "crash":
         assert live["crashes"]["count"] >= 1, live["crashes"]
+        kills = [r for r in master if r["type"] == "crash" and r["what"] == "killed"]
+        assert len(kills) == live["crashes"]["count"], kills
