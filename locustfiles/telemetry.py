@@ -359,8 +359,14 @@ def snapshot(*, final: bool = False) -> dict[str, Any]:
 
 
 def send_tally(runner: WorkerRunner, *, final: bool = False) -> None:
-    """final: the worker's users have stopped (test_stop): this tally is its whole run."""
-    runner.send_message(TALLY_MESSAGE, snapshot(final=final))
+    """final: the worker's users have stopped (test_stop): this tally is its whole run. Lines
+    that could not be sent go back to the recorder, to leave with the next message."""
+    data = snapshot(final=final)
+    try:
+        runner.send_message(TALLY_MESSAGE, data)
+    except Exception:
+        LOCAL.history.restore(data[HISTORY_KEY])
+        raise
 
 
 def tally_sender(runner: WorkerRunner) -> None:

@@ -188,6 +188,10 @@ class Recorder:
         self.records += 1
         self.lines.append(text)
 
+    def restore(self, lines: list[str]) -> None:
+        """Lines drained but not delivered (a message that failed): first in line again."""
+        self.lines[:0] = lines
+
     def drain(self) -> list[str]:
         """The lines since the last drain; the `truncated` record once the bound dropped some."""
         lines, self.lines = self.lines, []

@@ -188,3 +188,13 @@ def test_the_final_audit_is_judged_again_from_its_recorded_reads(tmp_path):
     assert report["audit"]["inconsistent"] == 1  # charged for a payment the node failed
     witness_types = [r["type"] for r in found["examples"][0]["witness"]]
     assert witness_types == ["audit_entry", "audit"]  # a wallet view is no wallet id
+
+
+def test_lines_not_delivered_go_first_in_line_again():
+    recorder = history.Recorder(history.Tally("r"))
+    recorder.note({"type": history.PHASE, "name": "normal"})
+    sent = recorder.drain()
+    recorder.note({"type": history.PHASE, "name": "spike"})
+    recorder.restore(sent)  # the message carrying `sent` failed
+    names = [json.loads(line).get("name") for line in recorder.drain()]
+    assert names == [None, "normal", "spike"]  # the header, then both phases in order
