@@ -341,7 +341,20 @@ def measure_suite(
             f"see {suite_dir}"
         )
     report = json.loads(path.read_text())
-    return suite_figures(checks, code, report, json.loads(out.read_text()))
+    figures = suite_figures(checks, code, report, json.loads(out.read_text()))
+    figures.update(history_figures(suite_dir, report))
+    return figures
+
+
+def history_figures(suite_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The recorded history's size (docs/history.md): its bytes, and per payout of the run."""
+    files = list((suite_dir / "history").glob("*.jsonl"))
+    size = sum(path.stat().st_size for path in files)
+    payouts = sum(int(n) for n in (report.get("payouts_by_outcome") or {}).values())
+    return {
+        "history_bytes": size if files else None,
+        "history_bytes_per_payout": _ratio(size, payouts) if files and payouts else None,
+    }
 
 
 def suite_figures(
@@ -608,6 +621,7 @@ def saturation_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "driver_busy_share": median_of("driver_busy_share"),
             "server_busy_share": median_of("server_busy_share"),
             "server_cpu_ms_per_request": median_of("server_cpu_ms_per_request"),
+            "history_bytes_per_payout": median_of("history_bytes_per_payout"),
             "saturated": _most_common([r["saturated"] for r in results]),
             "verdicts": [r["verdict"] for r in results],
             "exit_codes": [r["exit_code"] for r in results],
@@ -670,7 +684,8 @@ def render(summary: dict[str, Any]) -> str:
                 f"{_pct(side['server_busy_share'])}); "
                 f"{_num(side['payouts_per_driver_cpu_s'], '{:.0f}')} payouts/s per driver core; "
                 f"{_num(side['requests_per_payout'], '{:.2f}')} requests per payout; target "
-                f"{_num(side['server_cpu_ms_per_request'], '{:.3f}')} ms CPU/request"
+                f"{_num(side['server_cpu_ms_per_request'], '{:.3f}')} ms CPU/request; history "
+                f"{_num(side.get('history_bytes_per_payout'), '{:.0f}')} bytes/payout"
                 + (f"; verdicts {','.join(map(str, side['verdicts']))}" if checks == "on" else "")
             )
         lines += [

@@ -11,7 +11,7 @@ import sys
 from target.cli import add_target_options, run_target
 from target.node.node_app import add_node_options, run_node
 
-from . import adapter_check, bench, compare, soak
+from . import adapter_check, bench, check, compare, soak
 
 EXIT_CODES = {
     "target": """exit codes:
@@ -26,6 +26,8 @@ EXIT_CODES = {
     "compare": compare.EXIT_CODES,
     "soak": soak.EXIT_CODES,
     "adapter-check": adapter_check.EXIT_CODES,
+    "check": check.EXIT_CODES,
+    "convert": check.CONVERT_EXIT_CODES,
     "bench": """exit codes:
   0   measured (the figures are printed and written to <report-dir>/bench.json, or
       bench-instructions.json with --instructions)
@@ -108,7 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     adapter_check.add_options(checking)
     checking.set_defaults(run=adapter_check.main)
-    for sub in (target, node, comparison, benchmark, soaking, checking):
+    judge = command(commands, "check", "judge a recorded run again, offline, from its history")
+    check.add_options(judge)
+    judge.set_defaults(run=check.main)
+    conversion = command(
+        commands, "convert", "turn LND's ListPayments and a payouts CSV into a history to check"
+    )
+    check.add_convert_options(conversion)
+    conversion.set_defaults(run=check.convert_main)
+    for sub in (target, node, comparison, benchmark, soaking, checking, judge, conversion):
         show_defaults(sub)
     return parser
 

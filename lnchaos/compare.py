@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from target.common.child import ChildProcess
+from target.config import FIX_MODES
 
 from .report import (
     mode_summary,
@@ -34,7 +35,7 @@ from .report import (
     write_report,
 )
 
-MODES = ("off", "rollback", "on")
+MODES = FIX_MODES  # target/config.py: the one list of fix modes
 SUITE = Path(__file__).resolve().parent.parent / "locustfiles" / "lnchaos_suite.py"
 GRACE_S = 90.0  # beyond the run time: target start, the verdict's bounded wait, report writing
 

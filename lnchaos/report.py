@@ -21,12 +21,18 @@ matplotlib.use("Agg")  # no screen, and no GUI toolkit pulled in
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from lnchaos.checker.kinds import (  # noqa: E402  (the judge's vocabulary)
+    CHARGED_NOT_PAID,
+    EXIT_INCONSISTENT,
+    PAID_NOT_CHARGED,
+)
+
 MODE_COLOURS = {"off": "#c0392b", "rollback": "#e67e22", "on": "#27ae60"}
 
 # What each mode is expected to do under timeouts: (verdict, exit code, the kind it must show).
 EXPECTED: dict[str, tuple[str, int, str | None]] = {
-    "off": ("fail", 3, "charged_not_paid"),  # the incident
-    "rollback": ("fail", 3, "paid_not_charged"),  # a blind refund pays late settles for free
+    "off": ("fail", EXIT_INCONSISTENT, CHARGED_NOT_PAID),  # the incident
+    "rollback": ("fail", EXIT_INCONSISTENT, PAID_NOT_CHARGED),  # a blind refund pays late settles
     "on": ("pass", 0, None),  # the saga: nothing lost while timeouts happen
 }
 
@@ -106,8 +112,8 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
         },
         "checks_failed": int((consistency.get("checks") or {}).get("failed", 0)),
         "checks_passed": int((consistency.get("checks") or {}).get("passed", 0)),
-        "charged_not_paid": kind("charged_not_paid"),
-        "paid_not_charged": kind("paid_not_charged"),
+        CHARGED_NOT_PAID: kind(CHARGED_NOT_PAID),
+        PAID_NOT_CHARGED: kind(PAID_NOT_CHARGED),
         # every payout first answered 504/202 at the target in the run (its reconciliation)
         "target_timeouts": int((reconciliation.get("timeouts") or {}).get("payouts", 0)),
         "inconsistencies_total": int(consistency.get("inconsistencies_total", 0)),

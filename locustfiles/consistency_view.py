@@ -18,8 +18,11 @@ from __future__ import annotations
 import csv
 import html
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lnchaos.checker.kinds import RECONCILED_KINDS
 
 CSV_COLUMNS = ("record", "name", "count", "amount_msat", "detail")
 EXAMPLE_MAX_CHARS = 240
@@ -49,8 +52,7 @@ def after_control(changes: list[dict[str, Any]], reconciliation: dict[str, Any])
     hash paid before the change and again after it (the `shared` traffic class pays one invoice
     twice) carries its earlier payout's damage into this window."""
     kinds = {
-        kind: int((reconciliation.get(kind) or {}).get("count", 0))
-        for kind in ("charged_not_paid", "paid_not_charged", "unresolved")
+        kind: int((reconciliation.get(kind) or {}).get("count", 0)) for kind in RECONCILED_KINDS
     }
     payouts = reconciliation.get("payouts") or {}
     examples = []
@@ -73,10 +75,31 @@ def after_control(changes: list[dict[str, Any]], reconciliation: dict[str, Any])
 # ---- the chart ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Scale:
+    """The chart's axes: time to x, a count to y (left axis), a drift to y (right axis)."""
+
+    end_s: float
+    top_count: int
+    low_drift: int
+    high_drift: int
+    w: float = CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    h: float = CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+
+    def x(self, t_s: float) -> float:
+        return MARGIN_LEFT + self.w * min(max(t_s, 0.0), self.end_s) / self.end_s
+
+    def y_count(self, n: float) -> float:
+        return MARGIN_TOP + self.h - self.h * n / self.top_count
+
+    def y_drift(self, v: float) -> float:
+        span = self.high_drift - self.low_drift
+        return MARGIN_TOP + self.h - self.h * (v - self.low_drift) / span
+
+
 def chart_svg(report: dict[str, Any]) -> str:
     """An inline SVG of the timeline: no script, no external file (it goes into reports)."""
     timeline = report.get("timeline") or []
-    phases = report.get("phases") or []
     controls = report.get("controls") or []
     end_s = max(
         [float(report.get("duration_s") or 0.0), 1.0]
@@ -85,32 +108,35 @@ def chart_svg(report: dict[str, Any]) -> str:
     )
     incons = [int(p.get("inconsistencies") or 0) for p in timeline]
     drift = [int(p.get("drift_msat") or 0) for p in timeline]
-    top_count = max([*incons, 1])
     low_drift, high_drift = min([*drift, 0]), max([*drift, 0])
     if low_drift == high_drift:
         high_drift = low_drift + 1000
-    w = CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
-    h = CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
-
-    def x(t_s: float) -> float:
-        return MARGIN_LEFT + w * min(max(t_s, 0.0), end_s) / end_s
-
-    def y_count(n: float) -> float:
-        return MARGIN_TOP + h - h * n / top_count
-
-    def y_drift(v: float) -> float:
-        return MARGIN_TOP + h - h * (v - low_drift) / (high_drift - low_drift)
-
+    scale = _Scale(end_s, max([*incons, 1]), low_drift, high_drift)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" '
         f'viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" font-family="sans-serif" font-size="11" '
         'role="img" aria-label="cumulative inconsistencies and drift over time">',
         f'<rect x="0" y="0" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" fill="#ffffff"/>',
+        *_phase_parts(scale, report.get("phases") or []),
+        *_axes_parts(scale),
+        *_line_parts(scale, timeline, incons, drift),
+        *_control_parts(scale, controls),
+        f'<text x="{MARGIN_LEFT + scale.w / 2:.1f}" y="{CHART_HEIGHT - 4}" text-anchor="middle" '
+        f'fill="#555">time since the start of the run; dashed: control changes; '
+        f"shaded: phases (spike orange)</text>",
+        "</svg>",
     ]
+    return "".join(parts)
+
+
+def _phase_parts(scale: _Scale, phases: list[dict[str, Any]]) -> list[str]:
+    """Each phase shaded (the spike orange) and named."""
+    x, h = scale.x, scale.h
+    parts = []
     for phase in phases:
         start = float(phase.get("start_s") or 0.0)
         stop = phase.get("end_s")
-        stop_s = float(stop) if stop is not None else end_s
+        stop_s = float(stop) if stop is not None else scale.end_s
         fill = SPIKE if phase.get("name") == "spike" else PHASE
         parts.append(
             f'<rect x="{x(start):.1f}" y="{MARGIN_TOP}" width="{max(x(stop_s) - x(start), 0):.1f}" '
@@ -118,64 +144,76 @@ def chart_svg(report: dict[str, Any]) -> str:
             f'<text x="{x(start) + 3:.1f}" y="{MARGIN_TOP + h - 4}" fill="#777">'
             f"{_e(phase.get('name'))}</text>"
         )
-    parts.append(
+    return parts
+
+
+def _axes_parts(scale: _Scale) -> list[str]:
+    """The three axes, their ticks (whole inconsistencies only) and their titles."""
+    w, h = scale.w, scale.h
+    parts = [
         f'<line x1="{MARGIN_LEFT}" y1="{MARGIN_TOP + h}" x2="{MARGIN_LEFT + w}" '
         f'y2="{MARGIN_TOP + h}" stroke="#333"/>'
         f'<line x1="{MARGIN_LEFT}" y1="{MARGIN_TOP}" x2="{MARGIN_LEFT}" y2="{MARGIN_TOP + h}" '
         f'stroke="{RED}"/>'
         f'<line x1="{MARGIN_LEFT + w}" y1="{MARGIN_TOP}" x2="{MARGIN_LEFT + w}" '
         f'y2="{MARGIN_TOP + h}" stroke="{BLUE}"/>'
-    )
+    ]
     for fraction in (0.0, 0.5, 1.0):
-        count = round(top_count * fraction)  # whole inconsistencies only
-        value = low_drift + (high_drift - low_drift) * fraction
-        if fraction in (0.0, 1.0) or 0 < count < top_count:
+        count = round(scale.top_count * fraction)
+        value = scale.low_drift + (scale.high_drift - scale.low_drift) * fraction
+        if fraction in (0.0, 1.0) or 0 < count < scale.top_count:
             parts.append(
-                f'<text x="{MARGIN_LEFT - 4}" y="{y_count(count) + 4:.1f}" text-anchor="end" '
-                f'fill="{RED}">{count:,}</text>'
+                f'<text x="{MARGIN_LEFT - 4}" y="{scale.y_count(count) + 4:.1f}" '
+                f'text-anchor="end" fill="{RED}">{count:,}</text>'
             )
         parts.append(
-            f'<text x="{MARGIN_LEFT + w + 4}" y="{y_drift(value) + 4:.1f}" fill="{BLUE}">'
+            f'<text x="{MARGIN_LEFT + w + 4}" y="{scale.y_drift(value) + 4:.1f}" fill="{BLUE}">'
             f"{value:,.0f}</text>"
         )
-        t_s = end_s * fraction
+        t_s = scale.end_s * fraction
         parts.append(
-            f'<text x="{x(t_s):.1f}" y="{MARGIN_TOP + h + 14}" text-anchor="middle">'
+            f'<text x="{scale.x(t_s):.1f}" y="{MARGIN_TOP + h + 14}" text-anchor="middle">'
             f"{t_s:.0f} s</text>"
         )
     parts.append(
         f'<text x="{MARGIN_LEFT}" y="14" fill="{RED}">inconsistencies (cumulative)</text>'
         f'<text x="{MARGIN_LEFT + w}" y="14" text-anchor="end" fill="{BLUE}">drift (msat)</text>'
     )
-    if timeline:
-        points_count = " ".join(
-            f"{x(float(p.get('t_s') or 0)):.1f},{y_count(n):.1f}"
-            for p, n in zip(timeline, incons, strict=True)
-        )
-        points_drift = " ".join(
-            f"{x(float(p.get('t_s') or 0)):.1f},{y_drift(v):.1f}"
-            for p, v in zip(timeline, drift, strict=True)
-        )
-        parts.append(
-            f'<polyline points="{points_drift}" fill="none" stroke="{BLUE}" stroke-width="1.5"/>'
-            f'<polyline points="{points_count}" fill="none" stroke="{RED}" stroke-width="2"/>'
-        )
+    return parts
+
+
+def _line_parts(
+    scale: _Scale, timeline: list[dict[str, Any]], incons: list[int], drift: list[int]
+) -> list[str]:
+    """The cumulative inconsistencies (red) and drift (blue) over time."""
+    if not timeline:
+        return []
+    times = [scale.x(float(p.get("t_s") or 0)) for p in timeline]
+    points_count = " ".join(
+        f"{t:.1f},{scale.y_count(n):.1f}" for t, n in zip(times, incons, strict=True)
+    )
+    points_drift = " ".join(
+        f"{t:.1f},{scale.y_drift(v):.1f}" for t, v in zip(times, drift, strict=True)
+    )
+    return [
+        f'<polyline points="{points_drift}" fill="none" stroke="{BLUE}" stroke-width="1.5"/>'
+        f'<polyline points="{points_count}" fill="none" stroke="{RED}" stroke-width="2"/>'
+    ]
+
+
+def _control_parts(scale: _Scale, controls: list[dict[str, Any]]) -> list[str]:
+    """Each control change of the run (web UI): a dashed line and what changed."""
+    parts = []
     for index, change in enumerate(controls):
-        cx = x(float(change.get("t_s") or 0.0))
+        cx = scale.x(float(change.get("t_s") or 0.0))
         label = f"{change.get('what')}: {change.get('from')} \u2192 {change.get('to')}"
         parts.append(
-            f'<line x1="{cx:.1f}" y1="{MARGIN_TOP}" x2="{cx:.1f}" y2="{MARGIN_TOP + h}" '
+            f'<line x1="{cx:.1f}" y1="{MARGIN_TOP}" x2="{cx:.1f}" y2="{MARGIN_TOP + scale.h}" '
             f'stroke="{CONTROL}" stroke-dasharray="4 3" stroke-width="1.5"/>'
             f'<text x="{cx + 3:.1f}" y="{MARGIN_TOP + 12 + 12 * (index % 4)}" '
             f'fill="{CONTROL}">{_e(label)}</text>'
         )
-    parts.append(
-        f'<text x="{MARGIN_LEFT + w / 2:.1f}" y="{CHART_HEIGHT - 4}" text-anchor="middle" '
-        f'fill="#555">time since the start of the run; dashed: control changes; '
-        f"shaded: phases (spike orange)</text>"
-    )
-    parts.append("</svg>")
-    return "".join(parts)
+    return parts
 
 
 # ---- the tables, as rows --------------------------------------------------------------------
@@ -425,87 +463,57 @@ def _e(value: Any) -> str:
 
 def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """PREFIX_consistency.csv's rows (CSV_COLUMNS): for CI, beside Locust's own CSV files."""
-    rows: list[dict[str, Any]] = [
-        {
-            "record": "verdict",
-            "name": report.get("verdict"),
-            "count": report.get("exit_code"),
-            "amount_msat": "",
-            "detail": report.get("reason"),
-        }
-    ]
-    for row in kind_rows(report):
-        rows.append(
-            {
-                "record": "inconsistency",
-                "name": row["kind"],
-                "count": row["count"],
-                "amount_msat": row["amount_msat"],
-                "detail": f"detected by {row['detected_by']}; {row['example']}",
-            }
-        )
-    rows.append(
-        {
-            "record": "total",
-            "name": "inconsistencies_total",
-            "count": int(report.get("inconsistencies_total", 0)),
-            "amount_msat": sum(r["amount_msat"] for r in kind_rows(report)),
-            "detail": f"before this run (not counted): "
-            f"{int(report.get('inconsistencies_before_run_total', 0))}",
-        }
-    )
-    rows.append(
-        {
-            "record": "drift",
-            "name": "drift_msat",
-            "count": "",
-            "amount_msat": int(report.get("drift_msat", 0)),
-            "detail": "sum over failed balance checks of actual - expected",
-        }
-    )
-    rows.append(
-        {
-            "record": "payouts",
-            "name": "payouts_verified",
-            "count": int(report.get("payouts_verified", 0)),
-            "amount_msat": "",
-            "detail": unresolved_summary(report, None),
-        }
-    )
-    for row in timeout_rows(report):
-        rows.append(
-            {
-                "record": "timeout_rate",
-                "name": row["name"],
-                "count": row["timeouts"],
-                "amount_msat": "",
-                "detail": f"payouts {row['payouts']}; measured {row['measured']}; "
-                f"configured {row['configured']}",
-            }
-        )
-    for change in report.get("controls") or []:
-        rows.append(
-            {
-                "record": "control",
-                "name": change.get("what"),
-                "count": "",
-                "amount_msat": "",
-                "detail": f"t {change.get('t_s')} s, phase {change.get('phase')}: "
-                f"{change.get('from')} -> {change.get('to')}",
-            }
-        )
+    kinds = kind_rows(report)
+    before = int(report.get("inconsistencies_before_run_total", 0))
+    return [
+        _row("verdict", report.get("verdict"), report.get("exit_code"), "", report.get("reason")),
+        *(
+            _row("inconsistency", row["kind"], row["count"], row["amount_msat"],
+                 f"detected by {row['detected_by']}; {row['example']}")
+            for row in kinds
+        ),
+        _row("total", "inconsistencies_total", int(report.get("inconsistencies_total", 0)),
+             sum(r["amount_msat"] for r in kinds), f"before this run (not counted): {before}"),
+        _row("drift", "drift_msat", "", int(report.get("drift_msat", 0)),
+             "sum over failed balance checks of actual - expected"),
+        _row("payouts", "payouts_verified", int(report.get("payouts_verified", 0)), "",
+             unresolved_summary(report, None)),
+        *(
+            _row("timeout_rate", row["name"], row["timeouts"], "",
+                 f"payouts {row['payouts']}; measured {row['measured']}; "
+                 f"configured {row['configured']}")
+            for row in timeout_rows(report)
+        ),
+        *_control_rows(report),
+    ]  # fmt: skip
+
+
+def _control_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The controls of the run (web UI) and the payouts reconciled after each."""
+    rows = [
+        _row("control", change.get("what"), "", "",
+             f"t {change.get('t_s')} s, phase {change.get('phase')}: "
+             f"{change.get('from')} -> {change.get('to')}")
+        for change in report.get("controls") or []
+    ]  # fmt: skip
     for after in report.get("controls_after") or []:
+        found = ", ".join(f"{k}={v}" for k, v in (after.get("inconsistencies") or {}).items())
         rows.append(
-            {
-                "record": "after_control",
-                "name": "; ".join(after.get("changes") or []),
-                "count": after.get("inconsistencies_total"),
-                "amount_msat": "",
-                "detail": f"from t {after.get('t_s')} s: {after.get('payouts')} payouts, "
-                + ", ".join(f"{k}={v}" for k, v in (after.get("inconsistencies") or {}).items()),
-            }
-        )
+            _row("after_control", "; ".join(after.get("changes") or []),
+                 after.get("inconsistencies_total"), "",
+                 f"from t {after.get('t_s')} s: {after.get('payouts')} payouts, {found}")
+        )  # fmt: skip
     return rows
+
+
+def _row(record: str, name: Any, count: Any, amount_msat: Any, detail: Any) -> dict[str, Any]:
+    return {
+        "record": record,
+        "name": name,
+        "count": count,
+        "amount_msat": amount_msat,
+        "detail": detail,
+    }
 
 
 def csv_text(report: dict[str, Any]) -> str:

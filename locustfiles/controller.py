@@ -36,7 +36,8 @@ from locust.html import get_html_report, process_html_filename
 from locust.runners import STATE_RUNNING, STATE_SPAWNING
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-from locustfiles import checker, consistency_view, counters, crash, traffic
+from lnchaos.checker import history, offline
+from locustfiles import arrival_stats, checker, consistency_view, counters, crash, traffic
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 from locustfiles.fault_control import ControlError, FaultControl, validate_controls
@@ -73,7 +74,9 @@ class Controller:
         self.target: EmbeddedTarget | None = None
         self.admin: TargetAdmin | None = None
         self.collector = Collector(
-            environment.runner, getattr(environment.parsed_options, "progress_file", None)
+            environment.runner,
+            getattr(environment.parsed_options, "progress_file", None),
+            history.history_dir(self.settings.report_dir),
         )
         self.fault_control: FaultControl | None = None
         self.target_error: str | None = None
@@ -258,6 +261,7 @@ class Controller:
         self.collector.wait_final_tallies()
         merged = self.collector.merged()
         audit = self._audit(merged, settle_deadline)
+        self.collector.note({"type": history.RECONCILIATION, "answer": reconciliation})
         problems = checker.reconciliation_problems(reconciliation) if reconciliation else []
         if reconciliation is None:
             problems = ["no reconciliation"]
@@ -269,10 +273,7 @@ class Controller:
         )
         self.collector.sample()
         merged = self.collector.merged()
-        merged["checks"][checker.RECONCILIATION] = [0, 1] if problems else [1, 0]
-        # passed: final and consistent; failed: a wrong balance, or not final at the audit
-        consistent = audit.judged - audit.inconsistent
-        merged["checks"][checker.FINAL_AUDIT] = [consistent, audit.inconsistent + audit.unresolved]
+        checker.close_checks(merged, audit, reconciliation)
         workers = None if self.collector.is_local else self.collector.workers_report()
         self.final = {
             "merged": merged,
@@ -280,7 +281,7 @@ class Controller:
             "audit": audit,
             "workers": workers,
         }
-        report = self._report(locust_exit_code=locust_exit_code(self.environment))
+        report = self._report(locust_exit_code(self.environment), record=True)
         checker.write_report(self.settings.consistency_path, report)
         counters.write_csv_now(self.environment)
         log.info(
@@ -348,6 +349,7 @@ class Controller:
         audit = checker.Audit(entries=len(entries) + overflow, overflow=overflow)
         if self.admin is None:
             audit.not_audited(len(entries))
+            self.collector.note({"type": history.AUDIT_CLOSE, **audit.summary()})
             return audit
         admin = self.admin
         kept = entries[: checker.AUDIT_MAX_TOTAL]
@@ -367,7 +369,10 @@ class Controller:
                 if kind != checker.UNRESOLVED or time.monotonic() >= poll_until:
                     break
                 gevent.sleep(AUDIT_POLL_INTERVAL_S)
-            example = checker.audit_example(entry, node, wallet, payout, kind, error)
+            record = {"type": history.AUDIT, "t": round(time.time(), 3), "entry": entry}
+            record.update(node=node, wallet_view=wallet, payout_view=payout, error=error)
+            self.collector.note(record)
+            example = checker.audit_example(entry, node, wallet, payout, kind, error, record["t"])
             audit.add(entry, kind, example)
             failure = checker.CheckFailed(_describe_audit(example), kind) if kind else None
             checker.fire_check(
@@ -381,6 +386,7 @@ class Controller:
         pool.join(timeout=max(0.0, deadline - time.monotonic()) + REQUEST_TIMEOUT_S * 3)
         pool.kill(block=True, timeout=1.0)
         audit.not_audited(len(kept) - done[0])  # killed at the bound: not audited
+        self.collector.note({"type": history.AUDIT_CLOSE, **audit.summary()})
         if audit.entries:
             log.info("final audit: %s", audit.summary())
         return audit
@@ -394,7 +400,7 @@ class Controller:
                     self.on_test_stop()
                 self.judge()
             # decided again now: Locust's own errors up to the very end count
-            report = self._report(locust_exit_code=locust_exit_code(self.environment))
+            report = self._report(locust_exit_code(self.environment), record=True)
             checker.write_report(self.settings.consistency_path, report)
             self.environment.process_exit_code = report["exit_code"]
             counters.write_csv_now(self.environment)
@@ -403,10 +409,39 @@ class Controller:
             if self.target is not None:
                 self.target.stop()
 
-    def _report(self, locust_exit_code: int, live: bool = False) -> dict[str, Any]:
+    def _report(
+        self, locust_exit_code: int, live: bool = False, record: bool = False
+    ) -> dict[str, Any]:
+        """consistency.json: checker.build_report of this run's inputs, with the sections of the
+        Locust side (traffic mix, crashes, controls). `record`: the report written as the run's
+        verdict, which ends the history with an `end` record (every input but the tallies, the
+        audit and the reconciliation, which `lnchaos check` folds from the history itself)."""
         final = {} if live else (self.final or {})
+        inputs = self._report_inputs(final, locust_exit_code, live)
+        report = checker.build_report(**inputs)
+        extra = self._report_extra(report)
+        report.update(extra)
+        if record:
+            self._record_end(inputs, extra)
+            self.collector.flush_history()
+            if self.collector.history_dir is not None:
+                self._add_witnesses(report, self.collector.history_dir)
+        return report
+
+    @staticmethod
+    def _add_witnesses(report: dict[str, Any], directory: Path) -> None:
+        """Each finding's witness, as lnchaos check gives it (bounded: offline.py). An addition
+        to the verdict: a failure here is logged and said in the report, never the verdict's."""
+        try:
+            offline.add_witnesses_live(report, directory)
+        except Exception as err:  # the verdict is written whatever befalls its witnesses
+            log.exception("could not add the witnesses")
+            report["witnesses_left_to_check"] = f"could not add them: {err!r}"
+
+    def _report_inputs(
+        self, final: dict[str, Any], locust_exit_code: int, live: bool
+    ) -> dict[str, Any]:
         merged = final.get("merged") or self.collector.merged()
-        rates = self.fault_control.configured_rate_by_phase() if self.fault_control else {}
         duration_s = self.stopped_s if self.stopped_s is not None else 0.0
         audit = final.get("audit")
         if live:
@@ -415,8 +450,10 @@ class Controller:
             audit = checker.Audit(entries=len(merged.get("audit") or []) + overflow, overflow=0)
             if self.stopped_s is None:
                 duration_s = self.collector.elapsed_s()
-        report = checker.build_report(
-            run={
+        fault_control = self.fault_control
+        phases = self.collector.phases
+        return {
+            "run": {
                 "fix": self.settings.fix,
                 "shape": self.settings.shape,
                 "profile": self.settings.profile,
@@ -424,35 +461,61 @@ class Controller:
                 "threshold": self.settings.max_inconsistencies,
                 "final_wait_s": self.settings.final_wait_s,
             },
-            merged=merged,
-            reconciliation=final.get("reconciliation"),
-            audit=audit,
-            phases=self.collector.phases,
-            timeline=self.collector.timeline,
-            duration_s=duration_s,
-            configured_rate_by_phase=rates,
-            locust_exit_code=locust_exit_code,
-            target_error=self.target_error,
-            since_ms=self.since_ms,
-            workers=final.get("workers") if not live else self._live_workers(),
-            counter_rows=counters.table(self.environment),
-            success_share_by_phase=(
-                self.fault_control.success_share_by_phase() if self.fault_control else None
+            "merged": merged,
+            "reconciliation": final.get("reconciliation"),
+            "audit": audit,
+            "phases": phases,
+            "timeline": self.collector.timeline,
+            "duration_s": duration_s,
+            "configured_rate_by_phase": (
+                fault_control.configured_rate_by_phase() if fault_control else {}
             ),
-        )
-        report["wallet_api"] = wallet_api_note(self.settings)
-        # issue 10: the traffic mix and each class's users and rounds; the crash fault's record
+            "locust_exit_code": locust_exit_code,
+            "target_error": self.target_error,
+            "since_ms": self.since_ms,
+            "workers": final.get("workers") if not live else self._live_workers(),
+            "counter_rows": counters.table(self.environment),
+            "success_share_by_phase": (
+                fault_control.success_share_by_phase() if fault_control else None
+            ),
+            "arrivals": arrival_stats.summary(
+                merged.get(arrival_stats.ARRIVALS_KEY), phases, merged["payouts"]
+            ),
+        }
+
+    def _report_extra(self, report: dict[str, Any]) -> dict[str, Any]:
+        """The Locust side's sections: the wallet API, the traffic mix and each class's users
+        and rounds (issue 10), the crash fault's record, the controls of the run (web UI) and
+        the payouts started after each, reconciled."""
         users = int(getattr(self.environment.parsed_options, "num_users", None) or 0)
         mix = dict(self.settings.traffic_mix)
-        report["traffic"] = traffic.report_section(mix, users, report["checks"])
-        report["crashes"] = self.crash.report_section() if self.crash is not None else None
         if self.crash is not None:
             self.crash.annotate(report["timeline"])
-        # the controls of the run (web UI), and the payouts started after each, reconciled
-        report["controls"] = list(self.fault_control.controls) if self.fault_control else []
-        report["controls_after"] = list(self.controls_after)
-        report["in_force"] = dict(self.fault_control.in_force) if self.fault_control else {}
-        return report
+        fault_control = self.fault_control
+        return {
+            "wallet_api": wallet_api_note(self.settings),
+            "traffic": traffic.report_section(mix, users, report["checks"]),
+            "crashes": self.crash.report_section() if self.crash is not None else None,
+            "controls": list(fault_control.controls) if fault_control else [],
+            "controls_after": list(self.controls_after),
+            "in_force": dict(fault_control.in_force) if fault_control else {},
+        }
+
+    def _record_end(self, inputs: dict[str, Any], extra: dict[str, Any]) -> None:
+        """The history's `end` record (docs/history.md): what the verdict took besides the
+        records; each worker with the file its lines went to. The last one counts."""
+        kept = {k: v for k, v in inputs.items() if k not in ("merged", "reconciliation", "audit")}
+        workers = {}
+        for node_id, worker in (inputs.get("workers") or {}).items():
+            entry = {k: v for k, v in worker.items() if k != "tally"}
+            workers[node_id] = {**entry, "history_file": self.collector.user_file(node_id)}
+        kept["workers"] = workers if inputs.get("workers") is not None else None
+        users = [self.collector.user_file("local")] if self.collector.is_local else None
+        record = {"type": history.END, "t": round(time.time(), 3), **kept, "extra": extra}
+        record["user_files"] = (
+            users if users is not None else [w["history_file"] for w in workers.values()]
+        )
+        self.collector.note(record)
 
     def _live_workers(self) -> dict[str, dict[str, Any]] | None:
         """Per worker while the run goes (a local run has none); `lost` is decided at the end."""
@@ -508,7 +571,7 @@ def _audit_one(admin: TargetAdmin, entry: dict[str, Any]) -> tuple[Any, ...]:
             payout = admin.payout(str(entry["payout_id"]), str(entry["api_key"]))
     except TargetError as err:
         return checker.UNRESOLVED, node, wallet, payout, str(err)
-    return checker.audit_kind(entry, node, wallet, payout), node, wallet, payout, None
+    return checker.audit_result(entry, node, wallet, payout), node, wallet, payout, None
 
 
 def _reconciliation_failure(

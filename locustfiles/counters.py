@@ -2,9 +2,10 @@
 
 Locust adds every request event to its Aggregated row, so a check or an injected fault fired as
 a request event would make the total's count, RPS and percentiles describe something else than
-HTTP traffic. So checks (type CHECK, one name per invariant: checker.py) and faults (type FAULT,
-`timeout [phase]`, `payment_failed [phase]`: wallet_client.py) are counted here instead, per
-(type, name), and any later count of the suite's own (dropped iterations, ...) can join them.
+HTTP traffic. So checks (type CHECK, one name per invariant: lnchaos/checker/kinds.py) and
+faults (type FAULT, `timeout [phase]`, `payment_failed [phase]`: wallet_client.py) are counted
+here instead, per (type, name), and any later count of the suite's own (dropped iterations,
+...) can join them.
 
 - Each process counts into `LOCAL` (one `Counters` per run; a new run id starts a fresh one:
   `start_run`). A worker's counts ride to the master inside its tally (telemetry.py: the same
@@ -35,10 +36,11 @@ import gevent
 from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC, StatsError
 
+from lnchaos.checker.kinds import CHECK, FAULT, KIND_TEXT
+from lnchaos.checker.kinds import NO_RECONCILIATION as NO_RECONCILIATION
+
 log = logging.getLogger(__name__)
 
-CHECK = "CHECK"
-FAULT = "FAULT"
 CSV_SUFFIX = "_consistency_checks.csv"
 CSV_COLUMNS = (
     "Type",
@@ -54,20 +56,7 @@ MAX_KINDS = 32  # kinds per row
 MAX_MESSAGE_CHARS = 500
 MAX_WORKERS = 10_000
 
-# One stable text per kind (checker.py's kinds): what Locust's Failures tab shows.
-KIND_TEXT = {
-    "charged_not_paid": "the wallet was charged more than the node paid",
-    "paid_not_charged": "the node paid more than the wallet was charged",
-    "double_charge": "charged twice for one payment",
-    "overdrawn": "a balance was seen below zero",
-    "balance_mismatch": "a balance higher than it should be for a payment not made",
-    "idempotency_mismatch": "a retry with the same Idempotency-Key got another answer",
-    "unresolved": "a payout not final at the end of the run",
-    "not_conserved": "deposits != balances + reserved + paid out + fees",
-    "double_payout": "one single-use authorisation (a withdraw link) paid more than once",
-    "no_reconciliation": "the target's reconciliation could not be read",
-}
-NO_RECONCILIATION = "no_reconciliation"
+# A failed check of no kind (KIND_TEXT, lnchaos/checker/kinds.py, has one text per kind).
 NO_KIND_TEXT = "not judged: not final within the users' bound, left to the final audit"
 
 
@@ -243,12 +232,13 @@ def table(environment: Any) -> list[dict[str, Any]]:
 
     One row per (type, name), sorted by type then name, each a dict:
         type: "CHECK" | "FAULT"        (later counts of the suite's own may add types)
-        name: str                      CHECK: the invariant (checker.py: balance_after_success,
-                                       resolved_vs_node_truth, final_audit, reconciliation, ...);
+        name: str                      CHECK: the invariant (lnchaos/checker/kinds.py:
+                                       balance_after_success, resolved_vs_node_truth,
+                                       final_audit, reconciliation, ...);
                                        FAULT: `timeout [phase]` or `payment_failed [phase]`
         count: int                     checks made / faults seen
         failures: int                  failed checks (a fault never fails)
-        failures_by_kind: {kind: int}  failed checks per inconsistency kind (checker.py's kinds;
+        failures_by_kind: {kind: int}  failed checks per inconsistency kind (checker kinds;
                                        "none": not judged, e.g. resolved_within_bound)
         avg_ms, max_ms: float          how long the check took (a fault: the payout's latency)
         last_failure: str | None       the latest failure in words, with its ids

@@ -37,6 +37,7 @@ from typing import Any
 import gevent
 from configargparse import SUPPRESS
 
+from lnchaos.checker import history
 from locustfiles.admin_client import TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 
@@ -109,10 +110,12 @@ class CrashFault:
         reapply: Callable[[], None],
         fault_errors: list[str],
         first_s: float = FIRST_CRASH_MIN_S,
+        note: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """elapsed_s: the run's clock (the timeline's); reapply: puts the run's settings back on
         a restarted target (raises TargetError); fault_errors: the fault control's error list,
-        whose entries from a crash window are healed by the re-apply."""
+        whose entries from a crash window are healed by the re-apply; note: records a kill and
+        a recovery in the run's history (docs/history.md: `crash`)."""
         assert every_s > 0
         self.target = target
         self.every_s = every_s
@@ -121,6 +124,7 @@ class CrashFault:
         self.reapply = reapply
         self.fault_errors = fault_errors
         self.first_s = max(0.0, first_s)
+        self.note = note or (lambda _record: None)
         self.events: list[dict[str, Any]] = []
         self.self_stopped: dict[str, Any] | None = None
         self.errors: list[str] = []  # a restart that failed: the target is down for good
@@ -202,6 +206,7 @@ class CrashFault:
             "exit_code": code,
         }
         self.events.append(event)
+        self.note({"type": history.CRASH, "what": "killed", **event})
         last = ""
         for attempt in range(RESTART_ATTEMPTS):
             try:
@@ -227,6 +232,7 @@ class CrashFault:
             pid_started=self.target.child.pid,
         )
         self.down = False
+        self.note({"type": history.CRASH, "what": "recovered", **event})
         log.info("crash fault: the target is back after %.2f s", t_up_s - t_kill_s)
         return True
 
@@ -282,6 +288,7 @@ def start_for(controller: Any) -> CrashFault | None:
         reapply=reapply,
         fault_errors=fault_control.errors if fault_control is not None else [],
         first_s=float(getattr(options, "crash_first_s", FIRST_CRASH_MIN_S) or 0.0),
+        note=controller.collector.note,
     )
     crash.start()
     return crash

@@ -21,6 +21,7 @@ from typing import Any
 import gevent
 import gevent.lock
 
+from lnchaos.checker import history
 from locustfiles.admin_client import TargetAdmin, TargetError
 from locustfiles.options import FIX_MODES, Settings
 from locustfiles.shapes import Phase, plan_from_options
@@ -154,6 +155,14 @@ class FaultControl:
         if self.settings.failure_rate is not None:
             faults["failure_rate"] = self.settings.failure_rate
         in_force = self.admin.set_faults(faults)
+        self.collector.note(
+            {
+                "type": history.FAULT,
+                "what": "run_settings",
+                "fix": self.settings.fix,
+                "faults": in_force,
+            }
+        )
         self._note_worst(in_force)
         if isinstance(in_force, dict) and "failure_rate" in in_force:
             self.in_force["failure_rate"] = in_force["failure_rate"]
@@ -207,6 +216,7 @@ class FaultControl:
         self.held.add(what)
         if len(self.controls) < MAX_CONTROLS:
             self.controls.append(change)
+        self.collector.note({"type": history.CONTROL, **change})
         log.info("control: %s %s -> %s (held for the rest of the run)", what, change["from"], to)
         return change
 
@@ -260,6 +270,8 @@ class FaultControl:
                 try:
                     self.admin.set_faults({"timeout_rate": rate})
                     self.in_force["timeout_rate"] = rate
+                    self.collector.note({"type": history.FAULT, "what": "phase", "phase": name,
+                                         "timeout_rate": rate})  # fmt: skip
                 except TargetError as err:
                     log.error("could not set the faults of phase %s: %s", name, err)
                     self.errors.append(str(err))

@@ -17,7 +17,7 @@ The verdict is <report-dir>/consistency.json (default reports/) and the exit cod
 3 inconsistencies over --max-inconsistencies (payouts left unresolved included), 5 the target
 failed, 4 nothing verified or no timed-out payout resolved, then Locust's own 2 and 1, then 1 for a
 worker lost mid-run, else 0 pass
-(schema and codes: locustfiles/checker.py). --shape picks the load shape; Locust's --profile is
+(schema and codes: lnchaos/checker/verdict.py). --shape picks the load shape; Locust's --profile is
 only a run label.
 
 CI example (a job step; checks and faults are in <csv prefix>_consistency_checks.csv and
@@ -49,7 +49,7 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from locustfiles import counters, crash, options, telemetry, traffic
+from locustfiles import counters, crash, options, recording, telemetry, traffic
 from locustfiles import web_ui as lnchaos_web_ui
 from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
@@ -83,12 +83,13 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
         return
     gevent.signal_handler(signal.SIGINT, _ctrl_c_to_main_greenlet)
     counters.bind(environment)  # failed checks in Locust's Failures; the table's CSV
+    parsed = environment.parsed_options
+    recording.configure(str(getattr(parsed, "checks", "on") or "on") != "off")
     if isinstance(runner, WorkerRunner):
         runner.register_message(telemetry.PHASE_MESSAGE, telemetry.on_phase_message)
         gevent.spawn(telemetry.tally_sender, runner)
         return
     # the traffic classes of --traffic-mix, weighted beside the payers (the master dispatches)
-    parsed = environment.parsed_options
     mix = options.parse_traffic_mix(getattr(parsed, "traffic_mix", None) or "none")
     if (getattr(parsed, "wallet_api", None) or "lnchaos") != "lnchaos":
         mix = {}  # the classes speak lnchaos's wallet API (consistency.json: wallet_api.left_out)

@@ -33,10 +33,10 @@ from typing import Any
 
 from locustfiles.shapes import SHAPES, SPIKE_CYCLE_S_MIN
 from target.common.server import LOOPBACK, bind_problem
+from target.config import FIX_MODES  # the one list of fix modes
 
 log = logging.getLogger(__name__)
 
-FIX_MODES = ("off", "rollback", "on")
 
 # The traffic classes beside the ordinary payers (locustfiles/traffic.py), by weight. The payers
 # weigh PAYER_WEIGHT, so the default puts about 1 user in 12 on each class: every run meets a

@@ -24,6 +24,7 @@ from typing import Any
 
 import gevent
 
+from lnchaos.checker import history
 from locustfiles import checker, truth_batcher
 from locustfiles.checker import CheckFailed
 from locustfiles.telemetry import LOCAL
@@ -119,40 +120,38 @@ def judge(
     reserved_msat: Any,
 ) -> str | None:
     """The balance check of one final payout (no request: the caller got the balance, from the
-    answer's claim or a read); fires the check event(s), records the tally. Returns the
-    inconsistency kind, or None."""
+    answer's claim or a read): recorded in the history with its inputs, and judged by the
+    history's fold (lnchaos/checker/history.py: the same function `lnchaos check` runs); fires
+    the check event(s). Returns the inconsistency kind, or None."""
     first = sent.first
     name = {
         "ok": checker.BALANCE_AFTER_SUCCESS,
         "fail": checker.BALANCE_AFTER_FAILURE,
     }.get(first.kind, checker.RESOLVED_VS_NODE_TRUTH)
-    paid = node.get("status") == "succeeded"
-    # the invoice's amount, not the wallet's echo of it: a wrong amount must show as drift
-    amount_msat = sent.invoice.amount_msat
-    cost_msat = checker.node_cost_msat(node, amount_msat) or amount_msat
-    fee_msat = cost_msat - amount_msat
-    expected_msat = sent.expected_msat - (cost_msat if paid else 0)
-    diff_msat = actual_msat - expected_msat
-    kind = checker.classify_balance(
-        diff_msat=diff_msat, paid=paid, retried=sent.retry is not None, cost_msat=cost_msat
-    )
-    example = {
-        "check": name,
-        "kind": kind,
-        "wallet_id": sent.wallet.wallet_id,
+    record = {
+        "type": history.CHECK,
+        "name": name,
+        "wallet": sent.wallet.wallet_id,
+        "hash": sent.invoice.payment_hash,
         "payout_id": first.payout_id,
         "phase": sent.phase,
-        "amount_msat": amount_msat,
-        "fee_msat": fee_msat,
-        "expected_msat": expected_msat,
-        "actual_msat": actual_msat,
-        "diff_msat": diff_msat,
+        # the invoice's amount, not the wallet's echo of it: a wrong amount must show as drift
+        "in": {
+            "before_msat": sent.expected_msat,
+            "amount_msat": sent.invoice.amount_msat,
+            "node": {"status": node.get("status"), "fee_msat": node.get("fee_msat")},
+            "actual_msat": actual_msat,
+            "retried": sent.retry is not None,
+        },
         "reserved_msat": reserved_msat,
         "payout_status": payout_status,
-        "node_status": node.get("status"),
-        "t_unix": round(time.time(), 3),
     }
-    record_check(request_event, name, kind, example, sent.started)
+    kind = LOCAL.history.emit(record)
+    if kind is None and sent.retry is None:
+        checker.fire_check(request_event, name, None, sent.started)  # most checks: no example
+        return None
+    example = history.check_example(record, kind)
+    _fire(request_event, name, kind, example, sent.started)
     if sent.retry is not None:
         _check_retry(request_event, sent, kind, example)
     return kind
@@ -163,45 +162,43 @@ def check_wallet_at_end(
 ) -> str | None:
     """A wallet read on its own when its payer leaves it: the balance its payouts' claims and
     the node's truth add up to must be the one it shows. Returns the inconsistency kind."""
-    actual_msat = int(view["balance_msat"])
-    diff_msat = actual_msat - expected_msat
-    kind = checker.classify_balance(diff_msat=diff_msat, paid=False, retried=False, cost_msat=0)
-    example = {
-        "check": WALLET_AT_END,
-        "kind": kind,
-        "wallet_id": wallet.wallet_id,
-        "payout_id": None,
+    record = {
+        "type": history.CHECK,
+        "name": WALLET_AT_END,
+        "wallet": wallet.wallet_id,
         "phase": LOCAL.phase,
-        "amount_msat": 0,
-        "fee_msat": 0,
-        "expected_msat": expected_msat,
-        "actual_msat": actual_msat,
-        "diff_msat": diff_msat,
+        "in": {
+            "before_msat": expected_msat,
+            "amount_msat": 0,
+            "node": {},
+            "actual_msat": int(view["balance_msat"]),
+        },
         "reserved_msat": view.get("reserved_msat"),
-        "payout_status": None,
-        "node_status": None,
-        "t_unix": round(time.time(), 3),
     }
-    record_check(request_event, WALLET_AT_END, kind, example, started)
+    kind = LOCAL.history.emit(record)
+    _fire(request_event, WALLET_AT_END, kind, history.check_example(record, kind), started)
     return kind
 
 
-def record_check(
+def _fire(
     request_event: Any, name: str, kind: str | None, example: dict[str, Any], started: float
 ) -> None:
-    if kind is None:
-        LOCAL.tally.record_check(name, passed=True)
-        checker.fire_check(request_event, name, None, started)
-        return
-    LOCAL.tally.record_check(name, passed=False)
-    LOCAL.tally.record_inconsistency(kind, example["diff_msat"], example)
-    checker.fire_check(request_event, name, CheckFailed(describe(example, kind)), started)
+    failure = CheckFailed(describe(example, kind)) if kind is not None else None
+    checker.fire_check(request_event, name, failure, started)
 
 
 def record_unresolved(request_event: Any, sent: SentPayout, bound_s: float) -> None:
     """Not final within the users' bound: reported (not an inconsistency); the final audit
     judges it."""
-    LOCAL.tally.left_to_reconciliation += 1
+    LOCAL.history.emit(
+        {
+            "type": history.LEFT_UNRESOLVED,
+            "wallet": sent.wallet.wallet_id,
+            "hash": sent.invoice.payment_hash,
+            "payout_id": sent.first.payout_id,
+            "phase": sent.phase,
+        }
+    )
     message = (
         f"wallet {sent.wallet.wallet_id} payout {sent.first.payout_id}: not final within "
         f"{bound_s:g} s (phase {sent.phase}); left to the final audit"
@@ -209,7 +206,6 @@ def record_unresolved(request_event: Any, sent: SentPayout, bound_s: float) -> N
     checker.fire_check(
         request_event, checker.RESOLVED_WITHIN_BOUND, CheckFailed(message), sent.started
     )
-    LOCAL.tally.record_check(checker.RESOLVED_WITHIN_BOUND, passed=False)
     abandon(sent.entry, checker.ABANDONED_NOT_FINAL)
 
 
@@ -217,7 +213,7 @@ def abandon(entry: dict[str, Any] | None, why: str) -> None:
     """The payout goes to the final audit (its wallet sees no payout after it)."""
     if entry is not None:
         entry["reason"] = why
-        LOCAL.tally.record_audit(entry)
+        LOCAL.history.emit({"type": history.AUDIT_ENTRY, "entry": dict(entry)})
 
 
 def _check_retry(
@@ -227,11 +223,11 @@ def _check_retry(
     assert retry is not None
     same_answer = retry.http_status == first.http_status and retry.payout_id == first.payout_id
     same_answer = same_answer or not sent.idempotent
+    record: dict[str, Any] = {"type": history.CHECK, "name": checker.IDEMPOTENT_RETRY}
     if same_answer and balance_kind != checker.DOUBLE_CHARGE:
+        LOCAL.history.emit({**record, "kind": None})
         checker.fire_check(request_event, checker.IDEMPOTENT_RETRY, None, sent.started)
-        LOCAL.tally.record_check(checker.IDEMPOTENT_RETRY, passed=True)
         return
-    LOCAL.tally.record_check(checker.IDEMPOTENT_RETRY, passed=False)
     if not same_answer:
         detail = (
             f"retry answered HTTP {retry.http_status} payout {retry.payout_id}, first "
@@ -239,10 +235,11 @@ def _check_retry(
         )
         mismatch = {**example, "check": checker.IDEMPOTENT_RETRY, "detail": detail}
         mismatch.update(kind=checker.IDEMPOTENCY_MISMATCH, diff_msat=0)
-        LOCAL.tally.record_inconsistency(checker.IDEMPOTENCY_MISMATCH, 0, mismatch)
+        LOCAL.history.emit({**record, "kind": checker.IDEMPOTENCY_MISMATCH, "example": mismatch})
     else:
         # the double charge itself is counted once, by the balance check
         detail = "charged twice"
+        LOCAL.history.emit({**record, "kind": checker.DOUBLE_CHARGE, "counted": False})
     kind = checker.IDEMPOTENCY_MISMATCH if not same_answer else checker.DOUBLE_CHARGE
     checker.fire_check(
         request_event,

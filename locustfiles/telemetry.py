@@ -23,7 +23,10 @@ Messages (Locust's `runner.register_message`):
 
 Nothing crosses through files: a worker (on another host, in a folder of its own) gets its
 options with Locust's spawn message, the target's URL as Locust's host, the phase and run id by
-`lnchaos_phase`, and sends back only its tally; it never writes a file.
+`lnchaos_phase`, and sends back only its tally, with its history lines since its last message
+(key `history`: lnchaos/checker/history.py); it never writes a file. The master writes each
+worker's lines to `<report-dir>/history/users-<worker id>.jsonl`, its own records (phases, the
+audit, the reconciliation, the end of the run) to `master.jsonl` (docs/history.md).
 
 Workers of a run and lost workers: the collector knows each worker that sent a tally of the run
 or that Locust listed while the run went on (sampled once a second), with the time of its last
@@ -45,9 +48,11 @@ from typing import Any
 import gevent
 from locust.runners import STATE_MISSING, LocalRunner, WorkerRunner
 
+from lnchaos.checker import history
+from lnchaos.checker.history import HistoryFile, Recorder
+from lnchaos.checker.tally import Tally, merge_tallies, timeline_point
 from locustfiles import arrival_stats, counters
 from locustfiles.arrival_stats import ARRIVALS_KEY, ArrivalTally
-from locustfiles.checker import Tally, merge_tallies, timeline_point
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,8 @@ PHASE_MESSAGE = "lnchaos_phase"
 TALLY_MESSAGE = "lnchaos_tally"
 REPORT_KEY = "lnchaos_tally"
 COUNTERS_KEY = "counters"
+HISTORY_KEY = "history"  # a worker's history lines since its last message (lnchaos/checker)
+MASTER_FILE = "master" + history.SUFFIX  # the master's (or local runner's) own records
 TALLY_INTERVAL_S = 1.0
 TIMELINE_INTERVAL_S = 1.0
 # Timeline points kept (in memory and consistency.json): past it every other point goes and the
@@ -79,6 +86,17 @@ class LocalState:
     run_id: str = ""
     tally: Tally = field(default_factory=Tally)
     arrivals: ArrivalTally = field(default_factory=ArrivalTally)  # the open model's counts
+    # this process's history; its fold is `tally` (lnchaos/checker/history.py)
+    history: Recorder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.history = Recorder(self.tally)
+
+    def start_run(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.tally = Tally(run_id)
+        self.history = Recorder(self.tally)
+        self.arrivals = ArrivalTally()
 
     def snapshot(self) -> dict[str, Any]:
         """What crosses to the master: the tally, with the arrivals beside it."""
@@ -91,9 +109,7 @@ LOCAL = LocalState()
 def on_phase_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
     run_id = str(msg.data.get("run_id", ""))
     if run_id != LOCAL.run_id:
-        LOCAL.run_id = run_id
-        LOCAL.tally = Tally(run_id)
-        LOCAL.arrivals = ArrivalTally()
+        LOCAL.start_run(run_id)
     counters.start_run(run_id)
     LOCAL.phase = str(msg.data.get("phase", LOCAL.phase))
 
@@ -101,8 +117,17 @@ def on_phase_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
 class Collector:
     """Master side: per-worker tallies, phases and the timeline of one run."""
 
-    def __init__(self, runner: Any, progress_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        runner: Any,
+        progress_path: str | Path | None = None,
+        history_dir: str | Path | None = None,
+    ) -> None:
         self.runner = runner
+        # <report-dir>/history/: the master's file and one per user process (docs/history.md)
+        self.history_dir = Path(history_dir) if history_dir else None
+        self.history_files: dict[str, HistoryFile] = {}
+        self.own = Recorder(Tally(), process="master")  # phases, audit, reconciliation, end
         # --progress-file: each sample also written there (lnchaos compare's progress line)
         self.progress_path = Path(progress_path) if progress_path else None
         self.is_local = isinstance(runner, LocalRunner)
@@ -130,7 +155,47 @@ class Collector:
         self.timeline = []
         self._timeline_every, self._samples, self._ticks = 1, 0, []
         self.started_monotonic = time.monotonic()
+        self.open_history()
         self._sampler = gevent.spawn(self._sample_forever)
+
+    # --- the history (lnchaos/checker/history.py) -----------------------------------------
+    def open_history(self) -> None:
+        """A new run starts a new history: the folder emptied, the master's file opened."""
+        self.history_files = {}
+        self.own = Recorder(Tally(self.run_id), process="master")
+        if self.history_dir is None:
+            return
+        self.history_dir.mkdir(parents=True, exist_ok=True)
+        for old in self.history_dir.glob(f"*{history.SUFFIX}"):
+            old.unlink()
+        self.history_files[MASTER_FILE] = HistoryFile(self.history_dir / MASTER_FILE)
+
+    def note(self, record: dict[str, Any]) -> None:
+        """One of the master's own records (a phase, a control, the audit, the end)."""
+        self.own.note(record)
+
+    def user_file(self, node_id: str) -> str:
+        """The history file of a user process: `users-<its id>.jsonl` (`local` alone)."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in node_id)[:120]
+        return f"users-{safe}{history.SUFFIX}"
+
+    def _append(self, name: str, lines: list[str]) -> None:
+        if self.history_dir is None or not lines:
+            return
+        file = self.history_files.get(name)
+        if file is None:
+            file = self.history_files[name] = HistoryFile(self.history_dir / name)
+        try:
+            file.append(lines)
+        except OSError as err:
+            log.warning("could not write the history %s: %s", file.path, err)
+
+    def flush_history(self) -> None:
+        """The lines recorded since the last flush, to their files (once a second and at the
+        end; a worker's arrive with its tally, on_tally)."""
+        if self.is_local:
+            self._append(self.user_file("local"), LOCAL.history.drain())
+        self._append(MASTER_FILE, self.own.drain())
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started_monotonic
@@ -138,6 +203,9 @@ class Collector:
     def on_tally(self, node_id: str, snapshot: dict[str, Any]) -> None:
         if snapshot.get("run_id") != self.run_id:
             return  # a late report of an earlier run
+        # each message carries the lines since the worker's last one: every one is kept, so
+        # the worker's file folds to its latest tally (lnchaos check counts what the run did)
+        self._append(self.user_file(node_id), list(snapshot.get(HISTORY_KEY) or []))
         worker = self._worker(node_id)
         if worker is None:
             return
@@ -239,6 +307,7 @@ class Collector:
 
     def enter_phase(self, name: str) -> None:
         t_s = round(self.elapsed_s(), 3)
+        self.note({"type": history.PHASE, "name": name, "t_s": t_s})
         if self.phases:
             self.phases[-1]["end_s"] = t_s
         self.phases.append({"name": name, "start_s": t_s, "end_s": None})
@@ -249,6 +318,7 @@ class Collector:
 
     def sample(self) -> None:
         self.note_workers()
+        self.flush_history()
         trim_per_second(self.runner.stats, time.time() - PER_SECOND_KEPT_S)
         point = {"t_s": round(self.elapsed_s(), 3), "phase": self.current_phase()}
         point.update(timeline_point(self.merged()))
@@ -307,13 +377,27 @@ def broadcast_phase(runner: Any, run_id: str, phase: str) -> None:
 
 
 def snapshot(*, final: bool = False) -> dict[str, Any]:
-    """This process's tally with its counts of checks and faults: what a worker sends."""
-    return {**LOCAL.snapshot(), COUNTERS_KEY: counters.LOCAL.to_dict(), FINAL_KEY: final}
+    """This process's tally with its counts of checks and faults and its history lines since
+    the last message: what a worker sends (the lines first drained, then the tally taken: no
+    record counted in the tally is missing from the lines sent with it or before it)."""
+    lines = LOCAL.history.drain()
+    return {
+        **LOCAL.snapshot(),
+        COUNTERS_KEY: counters.LOCAL.to_dict(),
+        FINAL_KEY: final,
+        HISTORY_KEY: lines,
+    }
 
 
 def send_tally(runner: WorkerRunner, *, final: bool = False) -> None:
-    """final: the worker's users have stopped (test_stop): this tally is its whole run."""
-    runner.send_message(TALLY_MESSAGE, snapshot(final=final))
+    """final: the worker's users have stopped (test_stop): this tally is its whole run. Lines
+    that could not be sent go back to the recorder, to leave with the next message."""
+    data = snapshot(final=final)
+    try:
+        runner.send_message(TALLY_MESSAGE, data)
+    except Exception:
+        LOCAL.history.restore(data[HISTORY_KEY])
+        raise
 
 
 def tally_sender(runner: WorkerRunner) -> None:

@@ -51,7 +51,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import bolt11
@@ -59,7 +59,7 @@ import gevent
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import checker, counters, crash
+from locustfiles import checker, counters, crash, recording
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
 from locustfiles.telemetry import LOCAL
@@ -276,7 +276,7 @@ class TrafficUser(FastHttpUser):
         if result.kind != "refused":
             # a refusal stores no payout: the tally's payouts stay what the target's
             # reconciliation can count (Locust's statistics still show every request)
-            LOCAL.tally.record_payout(phase, result.outcome, result.latency_ms)
+            recording.payout(phase, result.outcome, result.latency_ms)
         return result
 
     def resolve(
@@ -341,6 +341,8 @@ class TrafficUser(FastHttpUser):
         # the step in the name: Locust's statistics count each kind of request of the class
         label = f"{self.traffic_name}: {step}" if step else self.traffic_name
         name = f"POST /payouts ({label}) [{phase}]"
+        fields = {"wallet": wallet.wallet_id, "phase": phase, "traffic": label, "key": key}
+        recording.invoke("payout", **fields)
         started = time.perf_counter()
         with self.client.post(
             f"/api/wallets/{wallet.wallet_id}/payouts",
@@ -360,11 +362,24 @@ class TrafficUser(FastHttpUser):
             else:
                 response.success()
         outcome = answer.outcome()
+        recording.complete(
+            "payout",
+            checker.RESULT_OF_OUTCOME.get(outcome, "error"),
+            http=status,
+            status=body.get("status"),
+            error=body.get("error"),
+            payout_id=answer.payout_id,
+            hash=body.get("payment_hash"),
+            fee_msat=body.get("fee_msat"),
+            balance_msat=body.get("balance_msat"),
+            latency_ms=round(latency_ms, 1),
+            **fields,
+        )
         if answer.payout_id and outcome != "rejected" and answer.payout_id not in self.counted:
             self.counted[answer.payout_id] = None
             if len(self.counted) > COUNTED_MAX:
                 self.counted.popitem(last=False)
-            LOCAL.tally.record_payout(phase, outcome, latency_ms)
+            recording.payout(phase, outcome, latency_ms)
             # the fault this payout met, counted once as WalletClient.pay counts it, so the
             # FAULT rows match the tally's per-phase timeouts
             if outcome in (*checker.TIMEOUT_OUTCOMES, "failed"):
@@ -378,18 +393,15 @@ class TrafficUser(FastHttpUser):
 
     def not_judged(self, why: str, started: float) -> None:
         """Not final within the bound, or an answer of unknown outcome: the reconciliation's."""
-        LOCAL.tally.left_to_reconciliation += 1
-        LOCAL.tally.record_check(checker.RESOLVED_WITHIN_BOUND, passed=False)
+        recording.left_unresolved(traffic=self.traffic_name, why=why)
         message = f"{self.traffic_name}: {why}; left to the end-of-run reconciliation"
         self.fire(checker.RESOLVED_WITHIN_BOUND, CheckFailed(message), started)
 
     def judged(self, name: str, kind: str | None, example: dict[str, Any], started: float) -> None:
+        recording.check(name, kind, example if kind is not None else None)
         if kind is None:
-            LOCAL.tally.record_check(name, passed=True)
             self.fire(name, None, started)
             return
-        LOCAL.tally.record_check(name, passed=False)
-        LOCAL.tally.record_inconsistency(kind, example["diff_msat"], example)
         detail = (
             f"{kind}: {name} wallet {example['wallet_id']} expected {example['expected_msat']} "
             f"msat, actual {example['actual_msat']} msat ({example.get('detail', '')})"
@@ -441,8 +453,7 @@ class SharedInvoiceUser(TrafficUser):
         if views[0] is None or views[1] is None:
             self.not_judged(f"invoice {invoice.payment_hash}: a wallet could not be read", started)
             return
-        paid = node.get("status") == "succeeded"
-        cost_msat = checker.node_cost_msat(node, invoice.amount_msat) or invoice.amount_msat
+        paid, cost_msat = checker.payment_cost(node, invoice.amount_msat)
         fee_msat = cost_msat - invoice.amount_msat
         balances = [int(view["balance_msat"]) for view in views]
         charged = [SHARED_FUNDING_MSAT - balance for balance in balances]
@@ -565,6 +576,20 @@ class DrainUser(TrafficUser):
 # ---- retry: the same Idempotency-Key at the wrong moments ---------------------------------------
 
 
+@dataclass
+class RetryRound:
+    """One round of the retry class: its wallet, the invoice the key is for (the one that
+    claimed the key first, step 1), the other invoice, the key, and what it found wrong."""
+
+    phase: str
+    started: float
+    wallet: Wallet
+    invoice: Invoice
+    other: Invoice
+    key: str
+    problems: list[str] = field(default_factory=list)
+
+
 class RetryUser(TrafficUser):
     """A client that retries at the wrong moments (module docstring): one fresh wallet a round,
     one invoice, paid with key K twice at once; K again with another invoice; then the same
@@ -577,12 +602,27 @@ class RetryUser(TrafficUser):
 
     @task
     def retry(self) -> None:
-        phase = LOCAL.phase
-        started = time.perf_counter()
+        """One round: the same key twice at once (step 1), the key with another invoice (2),
+        the same invoice with a new key once the first is final (3); then the money."""
+        round_ = self.new_round()
+        if round_ is None:
+            return
+        claimed = self.same_key_at_once(round_)
+        if claimed is None:
+            return
+        first, raced, answers = claimed
+        reused = self.same_key_other_invoice(round_, raced)
+        again = self.new_key_once_final(round_, first)
+        if again is not None:
+            self.judge_round(round_, first, [*answers, reused, again])
+
+    def new_round(self) -> RetryRound | None:
+        """A fresh wallet, the invoice to pay (half the rounds one of a payee nobody routes to:
+        it fails at the node, so "a new key after a failure" is met every few rounds, not only
+        at a timeout's late fail), another invoice, a key."""
+        phase, started = LOCAL.phase, time.perf_counter()
         wallet = self.wallets.create_wallet(RETRY_FUNDING_MSAT)
         amount_msat = self.rng.randrange(SHARED_AMOUNT_MSAT_MIN, SHARED_AMOUNT_MSAT_MAX)
-        # half the rounds pay an invoice of a payee nobody routes to: it fails at the node, so
-        # "a new key after a failure" is met every few rounds, not only at a timeout's late fail
         failing = self.rng.random() < 0.5
         invoice = (
             stranger_invoice(self.rng, amount_msat=amount_msat)
@@ -591,13 +631,18 @@ class RetryUser(TrafficUser):
         )
         other = self.wallets.create_invoice(amount_msat)
         if wallet is None or invoice is None or other is None:
-            return
-        key = self.new_key()
-        problems: list[str] = []
-        # 1. the same key twice at once: at most one payout; the other is told "in progress"
-        # (or gets the first's answer); re-asked, both end with the same answer. Every other
-        # round the key is also reused with the other invoice at the same moment (step 2 racing
-        # the first: a key two requests claim at once)
+            return None
+        return RetryRound(phase, started, wallet, invoice, other, self.new_key())
+
+    def same_key_at_once(
+        self, round_: RetryRound
+    ) -> tuple[RawAnswer, RawAnswer | None, list[RawAnswer]] | None:
+        """Step 1: the same key twice at once: at most one payout; the other is told "in
+        progress" (or gets the first's answer); re-asked, both end with the same answer. Every
+        other round the key is also reused with the other invoice at the same moment (step 2
+        racing the first: a key two requests claim at once). (the key's first answer, the racing
+        request's answer or None, the two answers); None: not judged."""
+        wallet, invoice, key, phase = round_.wallet, round_.invoice, round_.key, round_.phase
         racing = self.rng.random() < self.racing_share
         both = [
             gevent.spawn(self.raw_payout, wallet, invoice.payment_request, key, phase, "first"),
@@ -607,57 +652,91 @@ class RetryUser(TrafficUser):
         ]
         if racing:
             reuse = ("key reused, racing",)
+            other_request = round_.other.payment_request
             both.append(
                 gevent.spawn_later(
-                    0.001, self.raw_payout, wallet, other.payment_request, key, phase, *reuse
+                    0.001, self.raw_payout, wallet, other_request, key, phase, *reuse
                 )
             )
         gevent.joinall(both, timeout=ROUND_JOIN_TIMEOUT_S)
         if not all(g.successful() for g in both):
             gevent.killall(both, block=False)
-            self.not_judged(f"a payout of invoice {invoice.payment_hash} did not answer", started)
-            return
+            self.not_judged(
+                f"a payout of invoice {invoice.payment_hash} did not answer", round_.started
+            )
+            return None
         raced = both.pop().value if racing else None
         answers = [self.settle_in_progress(wallet, invoice, key, phase, g.value) for g in both]
         if any(is_in_progress(a) or a.status == 0 for a in answers):
             detail = ", ".join(a.describe() for a in answers)
-            self.not_judged(f"invoice {invoice.payment_hash}: outcome unknown ({detail})", started)
-            return
+            message = f"invoice {invoice.payment_hash}: outcome unknown ({detail})"
+            self.not_judged(message, round_.started)
+            return None
         first, second = answers
         if (second.status, second.payout_id) != (first.status, first.payout_id):
-            problems.append(f"same key, two answers: {first.describe()} / {second.describe()}")
+            round_.problems.append(
+                f"same key, two answers: {first.describe()} / {second.describe()}"
+            )
         if raced is not None and took_key(raced) and not took_key(first):
             # Stripe's rule: the key is the request's that claimed it first. Under load the racing
             # request (sent 1 ms after the first) can reach the wallet first: then it owns the key,
             # and the invoice's two requests are the ones to be refused (issue 24: a judge that
             # kept the invoice as the key's failed fix-on runs with charged_not_paid).
-            invoice, other = other, invoice
+            round_.invoice, round_.other = round_.other, round_.invoice
             first, raced = raced, first
         if not first.payout_id:
-            detail = first.describe()
-            self.not_judged(f"invoice {invoice.payment_hash}: no payout ({detail})", started)
-            return
-        # 2. the same key with another invoice: a clear 4xx, nothing paid (racing the first, "in
-        # progress" is one: the key is taken)
-        reused = raced or self.raw_payout(wallet, other.payment_request, key, phase, "key reused")
+            message = f"invoice {round_.invoice.payment_hash}: no payout ({first.describe()})"
+            self.not_judged(message, round_.started)
+            return None
+        return first, raced, answers
+
+    def same_key_other_invoice(self, round_: RetryRound, raced: RawAnswer | None) -> RawAnswer:
+        """Step 2: the same key with another invoice: a clear 4xx, nothing paid (racing the
+        first, "in progress" is one: the key is taken)."""
+        reused = raced or self.raw_payout(
+            round_.wallet, round_.other.payment_request, round_.key, round_.phase, "key reused"
+        )
         if took_key(reused) or not reused.error:
-            problems.append(f"same key, another invoice: {reused.describe()}, not a clear 4xx")
-        # 3. once the first is final: the same invoice with a new key
-        nodes = self.resolve({first.payout_id: wallet}, [first.as_result()], [invoice.payment_hash])
+            round_.problems.append(
+                f"same key, another invoice: {reused.describe()}, not a clear 4xx"
+            )
+        return reused
+
+    def new_key_once_final(self, round_: RetryRound, first: RawAnswer) -> RawAnswer | None:
+        """Step 3: once the first is final, the same invoice with a new key: refused after a
+        success, a payout after a failure. Its answer; None: not judged."""
+        invoice = round_.invoice
+        assert first.payout_id is not None
+        wallets = {first.payout_id: round_.wallet}
+        nodes = self.resolve(wallets, [first.as_result()], [invoice.payment_hash])
         if nodes is None:
-            self.not_judged(f"invoice {invoice.payment_hash}: not final within bound", started)
-            return
+            self.not_judged(
+                f"invoice {invoice.payment_hash}: not final within bound", round_.started
+            )
+            return None
         paid_first = nodes[invoice.payment_hash].get("status") == "succeeded"
         step = "new key after success" if paid_first else "new key after failure"
-        again = self.raw_payout(wallet, invoice.payment_request, self.new_key(), phase, step)
+        again = self.raw_payout(
+            round_.wallet, invoice.payment_request, self.new_key(), round_.phase, step
+        )
         if again.status == 0:
-            self.not_judged(f"invoice {invoice.payment_hash}: new key unanswered", started)
-            return
+            self.not_judged(f"invoice {invoice.payment_hash}: new key unanswered", round_.started)
+            return None
         refused = again.status == 409 and again.error == "invoice_already_paid"
         if paid_first and not refused:
-            problems.append(f"a new key after a success: {again.describe()}, not refused")
+            round_.problems.append(f"a new key after a success: {again.describe()}, not refused")
         if not paid_first and again.status in (409, 422):
-            problems.append(f"a new key after a failure: {again.describe()}, refused")
+            round_.problems.append(f"a new key after a failure: {again.describe()}, refused")
+        return again
+
+    def judge_round(self, round_: RetryRound, first: RawAnswer, answers: list[RawAnswer]) -> None:
+        """The money, once every payout the round started is final: the wallet's balance from
+        what the node paid for each invoice. A key that started a second payment is
+        idempotency_mismatch when the wallet charged what the node paid, a money kind when it
+        did not. answers: the round's, the key's reuse and the new key's last."""
+        wallet, invoice, other = round_.wallet, round_.invoice, round_.other
+        reused, again = answers[-2], answers[-1]
+        assert first.payout_id is not None
         payouts = {first.payout_id: wallet}
         for answer in (reused, again):
             if answer.payout_id and took_key(answer) and answer.outcome() != "rejected":
@@ -665,33 +744,30 @@ class RetryUser(TrafficUser):
         hashes = [invoice.payment_hash, other.payment_hash]
         nodes = self.resolve(payouts, [reused.as_result(), again.as_result()], hashes)
         if nodes is None:
-            self.not_judged(f"invoice {invoice.payment_hash}: not final within bound", started)
+            self.not_judged(
+                f"invoice {invoice.payment_hash}: not final within bound", round_.started
+            )
             return
         view = self.wallets.get_wallet(wallet)
         if view is None:
-            self.not_judged(f"wallet {wallet.wallet_id} could not be read", started)
+            self.not_judged(f"wallet {wallet.wallet_id} could not be read", round_.started)
             return
         node = nodes[invoice.payment_hash]
         if nodes[other.payment_hash].get("status") != "unknown":
-            problems.append(f"the other invoice reached the node: {nodes[other.payment_hash]}")
-        # The money from what the node paid for each invoice: a key that started a second
-        # payment is idempotency_mismatch when the wallet charged what the node paid, a money kind
-        # when it did not.
-        cost_msat = checker.node_cost_msat(node, invoice.amount_msat)
-        spent_msat = cost_msat + checker.node_cost_msat(
+            round_.problems.append(
+                f"the other invoice reached the node: {nodes[other.payment_hash]}"
+            )
+        paid, cost_msat = checker.payment_cost(node, invoice.amount_msat)
+        spent_msat = checker.node_cost_msat(node, invoice.amount_msat) + checker.node_cost_msat(
             nodes[other.payment_hash], other.amount_msat
         )
-        paid = node.get("status") == "succeeded"
         expected_msat = RETRY_FUNDING_MSAT - spent_msat
         actual_msat = int(view["balance_msat"])
         diff_msat = actual_msat - expected_msat
         kind = checker.classify_balance(
-            diff_msat=diff_msat,
-            paid=paid,
-            retried=True,
-            cost_msat=cost_msat,
+            diff_msat=diff_msat, paid=paid, retried=True, cost_msat=cost_msat
         )
-        if kind is None and problems:
+        if kind is None and round_.problems:
             kind = checker.IDEMPOTENCY_MISMATCH
         example = {
             "check": RETRY,
@@ -699,19 +775,19 @@ class RetryUser(TrafficUser):
             "wallet_id": wallet.wallet_id,
             "payout_id": ",".join(str(p) for p in payouts),
             "payment_hash": invoice.payment_hash,
-            "phase": phase,
+            "phase": round_.phase,
             "amount_msat": invoice.amount_msat,
             "fee_msat": cost_msat - invoice.amount_msat if paid else 0,
             "expected_msat": expected_msat,
             "actual_msat": actual_msat,
             "diff_msat": diff_msat,
             "reserved_msat": view.get("reserved_msat"),
-            "payout_status": ",".join(a.describe() for a in (*answers, reused, again)),
+            "payout_status": ",".join(a.describe() for a in answers),
             "node_status": node.get("status"),
-            "detail": "; ".join(problems) or ("paid" if paid else "not paid"),
+            "detail": "; ".join(round_.problems) or ("paid" if paid else "not paid"),
             "t_unix": round(time.time(), 3),
         }
-        self.judged(RETRY, kind, example, started)
+        self.judged(RETRY, kind, example, round_.started)
 
     def settle_in_progress(
         self, wallet: Wallet, invoice: Invoice, key: str, phase: str, answer: RawAnswer

@@ -55,7 +55,7 @@ from configargparse import SUPPRESS
 from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import arrival, checker, crash, payout_check, resolver
+from locustfiles import arrival, checker, crash, payout_check, recording, resolver
 from locustfiles.payout_check import RESOLVE_MAX_POLLS as RESOLVE_MAX_POLLS  # traffic.py's
 from locustfiles.payout_check import RESOLVE_POLL_INTERVAL_S as RESOLVE_POLL_INTERVAL_S
 from locustfiles.payout_check import SentPayout
@@ -197,7 +197,7 @@ class PayerUser(FastHttpUser):
         first = self.wallets.pay(self.wallet, invoice, key, phase)
         if first.http_status == 0 and self.wallets.chaos_connection_errors:
             first = self._answer_after_crash(invoice, key, phase, first)
-        LOCAL.tally.record_payout(phase, first.outcome, first.latency_ms, payer=True)
+        recording.payout(phase, first.outcome, first.latency_ms, payer=True)
         if scheduled is not None:
             LOCAL.arrivals.answered(time.monotonic() - scheduled)
         if self.unjudged is not None:
@@ -208,7 +208,7 @@ class PayerUser(FastHttpUser):
             return
         retry = None
         if retried:
-            LOCAL.tally.retries += 1
+            recording.retry()
             if self.unjudged is not None:
                 self.unjudged["retried"] = True
             retry = self.wallets.pay(self.wallet, invoice, key, phase, retry=True)

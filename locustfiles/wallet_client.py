@@ -23,7 +23,8 @@ from typing import Any
 
 from locust.contrib.fasthttp import FastHttpSession
 
-from locustfiles import counters
+from lnchaos.checker import history
+from locustfiles import counters, recording
 from locustfiles.wallets.base import Invoice, PayoutResult, Wallet  # the adapter contract's
 
 FINAL_PAYOUT_STATUSES = ("succeeded", "failed")
@@ -76,6 +77,8 @@ class WalletClient:
         tag = f" ({label})" if label else ""
         name = "POST /payouts (retry)" if retry else f"POST /payouts{tag} [{phase}]"
         headers = {"X-Api-Key": wallet.api_key, "Idempotency-Key": idempotency_key}
+        fields = {"wallet": wallet.wallet_id, "hash": invoice.payment_hash, "phase": phase}
+        recording.invoke("payout", amount_msat=invoice.amount_msat, key=idempotency_key, **fields)
         started = time.perf_counter()
         with self.session.post(
             f"/api/wallets/{wallet.wallet_id}/payouts",
@@ -117,33 +120,65 @@ class WalletClient:
                 response.failure(f"unexpected answer to a payout: HTTP {status} {body or ''}")
             else:
                 response.success()
+        recording.complete(
+            "payout",
+            result.kind,
+            http=status,
+            status=result.payout_status,
+            payout_id=result.payout_id,
+            fee_msat=result.fee_msat,
+            balance_msat=body.get("balance_msat"),
+            balance_now_msat=result.balance_now_msat,
+            latency_ms=round(latency_ms, 1),
+            **fields,
+        )
         if not retry and result.outcome in ("timeout", "pending", "failed"):
             fault = "timeout" if result.kind == "info" else "payment_failed"
             self._fire_fault(f"{fault} [{phase}]", latency_ms)
         return result
 
     def get_wallet(self, wallet: Wallet) -> dict[str, Any] | None:
-        return self._json_call(
+        view = self._json_call(
             "GET",
             f"/api/wallets/{wallet.wallet_id}",
             "GET /api/wallets/{id}",
             (200,),
             headers={"X-Api-Key": wallet.api_key},
         )
+        if view is not None:
+            recording.read(
+                history.WALLET_READ,
+                wallet=wallet.wallet_id,
+                balance_msat=view.get("balance_msat"),
+                reserved_msat=view.get("reserved_msat"),
+            )
+        return view
 
     def get_payout(self, wallet: Wallet, payout_id: str) -> dict[str, Any] | None:
-        return self._json_call(
+        payout = self._json_call(
             "GET",
             f"/api/payouts/{payout_id}",
             "GET /api/payouts/{id} (poll)",
             (200,),
             headers={"X-Api-Key": wallet.api_key},
         )
+        if payout is not None:
+            recording.read(
+                history.PAYOUT_READ,
+                wallet=wallet.wallet_id,
+                payout_id=payout_id,
+                status=payout.get("status"),
+                fee_msat=payout.get("fee_msat"),
+            )
+        return payout
 
     def get_node_payment(self, payment_hash: str) -> dict[str, Any] | None:
-        return self._json_call(
+        node = self._json_call(
             "GET", f"/node/payments/{payment_hash}", "GET /node/payments/{hash} (poll)", (200,)
         )
+        if node is not None:
+            _record_node_read(payment_hash, node)
+        return node
 
     def lookup_node_payments(self, payment_hashes: list[str]) -> list[dict[str, Any]] | None:
         """The node's truth of many hashes in one request (POST /node/payments/lookup), one
@@ -158,7 +193,10 @@ class WalletClient:
         records = (body or {}).get("payments")
         if not isinstance(records, list) or len(records) != len(payment_hashes):
             return None
-        return [r if isinstance(r, dict) else {} for r in records]
+        found = [r if isinstance(r, dict) else {} for r in records]
+        for payment_hash, record in zip(payment_hashes, found, strict=True):
+            _record_node_read(payment_hash, record)
+        return found
 
     def _json_call(
         self,
@@ -188,6 +226,16 @@ class WalletClient:
 
     def _fire_fault(self, name: str, latency_ms: float) -> None:
         counters.record_fault(name, latency_ms)
+
+
+def _record_node_read(payment_hash: str, node: dict[str, Any]) -> None:
+    """A read of the node's truth of one payment: its status and the fee it charged."""
+    recording.read(
+        history.NODE_READ,
+        hash=payment_hash,
+        status=node.get("status"),
+        fee_msat=node.get("fee_msat"),
+    )
 
 
 def _json_or_empty(response: Any) -> dict[str, Any]:

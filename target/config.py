@@ -15,6 +15,11 @@ class FixMode(StrEnum):
     ON = "on"  # the saga: reserve, send, resolve against the node, confirm or cancel
 
 
+# The fix modes by name, in the order they are shown (the suite's --fix, lnchaos compare --modes):
+# the one list, here where the modes are.
+FIX_MODES = tuple(mode.value for mode in FixMode)
+
+
 @dataclass
 class WalletSettings:
     node_timeout_ms: int = 500  # the wallet's deadline for one Lightning payment

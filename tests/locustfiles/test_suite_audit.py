@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from lnchaos.checker import tally as tally_module
 from locustfiles import checker, counters
 from locustfiles import controller as controller_module
 from locustfiles.admin_client import TargetError
@@ -110,7 +111,7 @@ def test_audit_example_names_the_payout_and_never_the_key():
 
 
 def test_audit_entries_cross_from_two_workers_and_overflow_is_counted(monkeypatch):
-    monkeypatch.setattr(checker, "AUDIT_MAX", 2)
+    monkeypatch.setattr(tally_module, "AUDIT_MAX", 2)  # where Tally reads it
     a, b = Tally("r"), Tally("r")
     for n in range(3):  # one more than a process keeps
         a.record_audit({**entry(), "payout_id": f"a{n}"})

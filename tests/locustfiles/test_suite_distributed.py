@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from lnchaos.checker.offline import judge_dir
 from locustfiles import checker, telemetry
 from locustfiles.checker import Tally
 from locustfiles.options import settings_from, target_bind_problem
@@ -120,10 +121,14 @@ class Cluster:
 
     def assert_nothing_shared(self) -> None:
         """The workers wrote no file (their folders are empty) and the master's report folder
-        holds the master's files only."""
+        holds the master's files only: the report, the target's log and the history, where the
+        master wrote its own records and the lines each worker sent (docs/history.md)."""
         for folder in self.worker_dirs:
             assert list(folder.iterdir()) == [], f"a worker wrote into {folder}"
-        assert {p.name for p in self.report_dir.iterdir()} == {"consistency.json", "target.log"}
+        found = {p.name for p in self.report_dir.iterdir()}
+        assert found == {"consistency.json", "target.log", "history"}
+        names = sorted(p.name for p in (self.report_dir / "history").iterdir())
+        assert "master.jsonl" in names and len(names) == 1 + len(self.worker_dirs), names
 
     def kill_all(self) -> None:
         for process in reversed(self.processes()):
@@ -235,6 +240,10 @@ def test_a_worker_killed_mid_run_is_named_and_the_verdict_is_written(cluster):
     assert reconciled >= reported > survivor[0]["payouts"]
     assert report["reconciliation"]["unresolved"]["count"] == 0
     cluster.assert_nothing_shared()
+    # judged again from the history, the lost worker's lines up to its last report: the same
+    offline = judge_dir(cluster.report_dir)
+    for key in ("verdict", "exit_code", "reason", "workers_lost", "payouts_by_outcome", "checks"):
+        assert offline[key] == report[key], key
 
 
 def test_the_suite_refuses_a_target_bind_beyond_loopback_without_a_token():

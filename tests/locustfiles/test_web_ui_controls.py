@@ -49,6 +49,10 @@ class FakeAdmin:
 class FakeCollector:
     def __init__(self) -> None:
         self.phases: list[str] = []
+        self.notes: list[dict[str, Any]] = []  # the history's records (docs/history.md)
+
+    def note(self, record: dict[str, Any]) -> None:
+        self.notes.append(record)
 
     def elapsed_s(self) -> float:
         return 4.2
@@ -109,6 +113,10 @@ def test_start_settings_reach_the_target_then_a_control_holds_against_the_phases
     assert all(c["target_ms"] == 1_000 and c["phase"] == "normal" for c in recorded)
     assert admin.calls == [("fix", "on"), ("faults", {"timeout_rate": 0.2})]
     assert control.controls == recorded
+    # the history has the run's faults, the phase's rate and both changes, in that order
+    notes = [(n["type"], n["what"]) for n in control.collector.notes]
+    assert notes == [("fault", "run_settings"), ("fault", "phase"), ("control", "fix"),
+                     ("control", "timeout_rate")]  # fmt: skip
 
     admin.calls.clear()
     control._enter("spike", SPIKE)  # the plan says 0.3 here, but the control holds 0.2

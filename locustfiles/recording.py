@@ -1,0 +1,71 @@
+"""What the Locust side records in the run's history (lnchaos/checker/history.py, schema in
+docs/history.md): one short function per event, each a record handed to this process's
+Recorder (telemetry.LOCAL.history). A record that counts (a payout, a retry, a check) is folded
+into the process's tally by the recorder: the live checks and `lnchaos check` count through the
+same fold. Each function costs one dict and one json.dumps; the file is written off the users'
+path (telemetry: the master's collector, once a second).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lnchaos.checker import history
+from locustfiles.telemetry import LOCAL
+
+# The operations and reads are the checks' evidence: with --checks off (the bench's unchecked
+# side) only what counts is recorded, so the bench's cost of the checks includes the history's.
+DETAIL = {"on": True}
+
+
+def configure(checks_on: bool) -> None:
+    DETAIL["on"] = checks_on
+
+
+def payout(phase: str, outcome: str, latency_ms: float, *, payer: bool = False) -> None:
+    """A payout of the run, counted by its first answer (Tally.record_payout)."""
+    LOCAL.history.emit(
+        {
+            "type": history.PAYOUT,
+            "phase": phase,
+            "outcome": outcome,
+            "latency_ms": round(latency_ms, 1),
+            "payer": payer,
+        }
+    )
+
+
+def retry() -> None:
+    LOCAL.history.emit({"type": history.RETRY})
+
+
+def left_unresolved(**fields: Any) -> None:
+    """A payout (or a traffic round) not final within the users' bound: left to the audit."""
+    LOCAL.history.emit({"type": history.LEFT_UNRESOLVED, **fields})
+
+
+def check(name: str, kind: str | None, example: dict[str, Any] | None) -> None:
+    """A check judged by its caller, with its kind and example (a traffic round's)."""
+    LOCAL.history.emit({"type": history.CHECK, "name": name, "kind": kind, "example": example})
+
+
+def invoke(op: str, **fields: Any) -> None:
+    """An operation sent (Jepsen's invocation): what, for which wallet and payment."""
+    if not DETAIL["on"]:
+        return
+    LOCAL.history.note({"type": history.INVOKE, "op": op, **fields})
+
+
+def complete(op: str, result: str, **fields: Any) -> None:
+    """An operation's answer (Jepsen's completion): ok, fail, info, refused or error, with what
+    the wallet claimed (HTTP status, status, fee, balance)."""
+    if not DETAIL["on"]:
+        return
+    LOCAL.history.note({"type": history.COMPLETE, "op": op, "result": result, **fields})
+
+
+def read(kind_of_read: str, **fields: Any) -> None:
+    """A read: of a wallet (its balance and reserve), of a payout, of the node's truth."""
+    if not DETAIL["on"]:
+        return
+    LOCAL.history.note({"type": kind_of_read, **fields})
