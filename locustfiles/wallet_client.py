@@ -21,11 +21,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import gevent
 from locust.contrib.fasthttp import FastHttpSession
 
 from lnchaos.checker import history
 from locustfiles import counters, recording
 from locustfiles.wallets.base import Invoice, PayoutResult, Wallet  # the adapter contract's
+
+# a wallet read that got no answer under the crash fault: asked again until the target is back
+READ_AFTER_CRASH_POLL_S = 0.25
+READ_AFTER_CRASH_MAX_S = 30.0
+READ_AFTER_CRASH_POLLS_MAX = int(READ_AFTER_CRASH_MAX_S / READ_AFTER_CRASH_POLL_S)
 
 FINAL_PAYOUT_STATUSES = ("succeeded", "failed")
 # lnchaos's payout answers carry the wallet's balance as committed when the answer was given
@@ -39,6 +45,7 @@ class WalletClient:
         self.session = session
         self.request_event = request_event
         self.chaos_connection_errors = False  # the crash fault is on: no answer is its doing
+        self._crashed_last = False  # the last call got no answer, the crash fault's doing
 
     def create_wallet(self, balance_msat: int) -> Wallet | None:
         body = self._json_call(
@@ -138,6 +145,20 @@ class WalletClient:
         return result
 
     def get_wallet(self, wallet: Wallet) -> dict[str, Any] | None:
+        """The wallet's view; under the crash fault a read that got no answer is asked again
+        once the target is back (a read moves nothing), bounded: an hour-long soak left ~4000
+        payouts to the final audit, past its bound, most of them read while the target was
+        down."""
+        view = self._get_wallet_once(wallet)
+        deadline = time.monotonic() + READ_AFTER_CRASH_MAX_S
+        for _ in range(READ_AFTER_CRASH_POLLS_MAX):
+            if view is not None or not self._crashed_last or time.monotonic() >= deadline:
+                break
+            gevent.sleep(READ_AFTER_CRASH_POLL_S)
+            view = self._get_wallet_once(wallet)
+        return view
+
+    def _get_wallet_once(self, wallet: Wallet) -> dict[str, Any] | None:
         view = self._json_call(
             "GET",
             f"/api/wallets/{wallet.wallet_id}",
@@ -206,12 +227,14 @@ class WalletClient:
         ok_statuses: tuple[int, ...],
         **kwargs: Any,
     ) -> dict[str, Any] | None:
+        self._crashed_last = False
         with self.session.request(method, path, name=name, catch_response=True, **kwargs) as resp:
             body = _json_or_empty(resp)
             if resp.status_code in ok_statuses and body:
                 resp.success()
                 return body
             if self.crashed(resp, 0.0):
+                self._crashed_last = True
                 resp.success()
                 return None
             resp.failure(f"HTTP {resp.status_code} {body or (resp.text or '')[:200]}")
