@@ -287,6 +287,10 @@ def add_arguments(parser: Any) -> None:
         "--failure-rate",
         type=_argument("failure_rate"),
         default=None,
+        # not in the start form: its default (none: the target's own) is no number the form can
+        # show (Locust's form failed to render at all), and the Consistency tab's controls set
+        # the failure rate mid-run
+        include_in_web_ui=False,
         help="Share of Lightning payments the network fails at once (a definite failure); "
         "default: the target's own (0 for the embedded target).",
     )
