@@ -70,6 +70,9 @@ def node_and_withdraw_service(
     service's log). Both stopped, and checked to leave nothing behind."""
     node_command = [sys.executable, "-m", "lnchaos.cli", "node", "--port", "0"]
     node_command += ["--admin-token", token, "--seed", "7", *node_args]
+    # the service pays with SendPaymentSync (withdraw_service.py), which LND 0.21 no longer
+    # routes (the node's default version): the node answers as the LND 0.20 it was written for
+    node_command += ["--lnd-version", "0.20"]
     node = ChildServer(node_command, log_path=tmp_path / "node.log", cwd=REPO, name="node")
     service: ChildServer | None = None
     try:
