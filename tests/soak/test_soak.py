@@ -14,11 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-pytestmark = pytest.mark.soak
-
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIME = "5m"
 RUN_BOUND_S = 300 + 300  # the load, then start, final wait, crashes' recoveries and exit
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(RUN_BOUND_S + 60)]
 
 
 def soak(tmp_path: Path, fix: str, seed: int) -> tuple[int, dict]:
