@@ -11,6 +11,10 @@ from adapters_harness import node_and_withdraw_service
 from lnchaos.adapter_check import CALL_WIDTH
 from lnchaos.cli import main
 
+# the whole module under the marker: its runs install a package and start nodes and
+# services, and in the default run they left the distributed runs after them unable to connect
+pytestmark = pytest.mark.adapters
+
 CHECK_TIMEOUT_S = 90
 
 

@@ -12,6 +12,10 @@ from adapters_harness import run_locust
 
 from locustfiles.wallets import registry
 
+# the whole module under the marker: its runs install a package and start nodes and
+# services, and in the default run they left the distributed runs after them unable to connect
+pytestmark = pytest.mark.adapters
+
 SPEC = "acme_payouts.adapter:AcmeWalletApi"
 RUN = ["--headless", "-t", "10s", "-u", "4", "-r", "4", "--seed", "7", "--only-summary"]
 RUN_TIMEOUT_S = 90.0

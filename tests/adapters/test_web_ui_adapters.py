@@ -18,6 +18,10 @@ from adapters_harness import REPO, SUITE
 from locustfiles.wallets import registry
 from target.common.child import ChildProcess
 
+# the whole module under the marker: its runs install a package and start nodes and
+# services, and in the default run they left the distributed runs after them unable to connect
+pytestmark = pytest.mark.adapters
+
 HTTP_TIMEOUT_S = 5.0
 UI_TIMEOUT_S = 30.0
 POLL_S = 0.25

@@ -18,6 +18,10 @@ from locustfiles import checker
 from locustfiles.wallets.base import Link
 from locustfiles.wallets.links import LinkRecord, judge_link
 
+# the whole module under the marker: its runs install a package and start nodes and
+# services, and in the default run they left the distributed runs after them unable to connect
+pytestmark = pytest.mark.adapters
+
 H1, H2 = "a" * 64, "b" * 64
 AMOUNT_MSAT = 50_000
 TOKEN = "links-test-token"
