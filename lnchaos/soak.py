@@ -86,7 +86,6 @@ class SoakSettings:
     memory_growth_max: float = MEMORY_GROWTH_MAX
     final_wait_s: float = FINAL_WAIT_S_DEFAULT
     report_dir: Path = field(default_factory=lambda: ROOT / "reports" / "soak")
-    extra_args: list[str] = field(default_factory=list)
 
     @property
     def warmup(self) -> float:
@@ -104,7 +103,7 @@ def locust_command(settings: SoakSettings) -> list[str]:
         "--failure-rate", str(s.failure_rate),
         "--final-wait-s", str(s.final_wait_s), "--admin-token", ADMIN_TOKEN,
         "--report-dir", str(run_dir), "--progress-file", str(run_dir / "progress.json"),
-        "--csv", str(run_dir / "locust"), *s.extra_args,
+        "--csv", str(run_dir / "locust"),
     ]  # fmt: skip
 
 
