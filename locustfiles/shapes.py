@@ -39,6 +39,13 @@ SPAWN_RATE_MAX = 100.0
 # cycles of one run (a day of 10 s cycles)
 SPIKE_CYCLE_S_MIN = 10.0
 SPIKE_CYCLES_MAX = 8640
+# A ramp-down (the end of a spike) lets each user it stops finish the payout it is making, for
+# at most this long (Locust's stop_timeout for that stop only; `--stop-timeout`, when larger,
+# wins). Killed mid-request, a payer's payout has an unknown outcome that only the final audit
+# can judge: each spike's end left ~100 of them, and an hour of cycles overflowed the audit's
+# bound (AUDIT_MAX) and failed a fix-on run. The run's own end keeps Locust's behaviour (the
+# audit judges what it stops).
+RAMP_DOWN_STOP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -147,10 +154,15 @@ class LnchaosShape(LoadTestShape):
     def __init__(self) -> None:
         super().__init__()
         self._plan: list[Phase] | None = None
+        self._users_asked = 0
+        self._ramping_down_to: int | None = None  # a ramp-down's user count, while it runs
+        self._own_stop_timeout_s: float | None = None  # the run's --stop-timeout
 
     def reset_time(self) -> None:
         super().reset_time()
         self._plan = None  # options may have changed in the web UI between runs
+        self._users_asked = 0
+        self._ramping_down_to = None
 
     def plan(self) -> list[Phase]:
         if self._plan is None:
@@ -168,8 +180,10 @@ class LnchaosShape(LoadTestShape):
             phase = phase_at(self.plan(), self.get_run_time())
         except ValueError as err:
             log.error("%s; stopping the run", err)
+            self._graceful_ramp_down(None)
             return None
         if phase is None:
+            self._graceful_ramp_down(None)
             return None
         options = self.runner.environment.parsed_options
         if float(getattr(options, "arrival_rate", 0.0) or 0.0) > 0:
@@ -181,7 +195,27 @@ class LnchaosShape(LoadTestShape):
             )
             payers = [c for c in self.runner.environment.user_classes if c.__name__ == "PayerUser"]
             return users, spawn_rate, payers or None
+        self._graceful_ramp_down(phase.users)
         return phase.users, phase.spawn_rate
+
+    def _graceful_ramp_down(self, users: int | None) -> None:
+        """Locust's stop_timeout while a ramp-down runs: RAMP_DOWN_STOP_TIMEOUT_S from the tick
+        that asks for fewer users until the runner counts no more than that (its users still
+        finishing their payout count: Locust stops a local run's users in steps, reading the
+        value at each step, after the tick returned); the run's own at every other time and at
+        the end (users None). A master sends it to its workers with each spawn message."""
+        environment = self.runner.environment
+        if self._own_stop_timeout_s is None:
+            self._own_stop_timeout_s = float(getattr(environment, "stop_timeout", 0.0) or 0.0)
+        if users is not None and users < self._users_asked:
+            self._ramping_down_to = users
+        target = self._ramping_down_to
+        user_count = int(getattr(self.runner, "user_count", 0) or 0)
+        if target is not None and (users is None or users > target or user_count <= target):
+            self._ramping_down_to = target = None
+        own_s = self._own_stop_timeout_s
+        environment.stop_timeout = own_s if target is None else max(own_s, RAMP_DOWN_STOP_TIMEOUT_S)
+        self._users_asked = users or 0
 
 
 def plan_from_options(options: object) -> list[Phase]:

@@ -72,6 +72,10 @@ MAX_TIMELINE_SAMPLES = 1800
 # (StatsEntry.num_reqs_per_sec, num_fail_per_sec: tens of entries a second, ~15 MB an hour here);
 # its own readers look back 12 s (current_rps), so older seconds are dropped once a second.
 PER_SECOND_KEPT_S = 60
+# Locust's own chart history (stats.history: a point every 5 s for the web UI's charts and the
+# HTML report, kept for the whole run): past this many points every other one is dropped, as the
+# timeline is thinned (a day's run would keep 17,280 points otherwise).
+LOCUST_CHART_POINTS_MAX = 1800
 FINAL_KEY = "final"
 # How long the verdict waits for a final tally still on its way from a worker Locust does not
 # (yet) call missing: the worker sends it on its test_stop, before it tells the master it stopped.
@@ -320,6 +324,7 @@ class Collector:
         self.note_workers()
         self.flush_history()
         trim_per_second(self.runner.stats, time.time() - PER_SECOND_KEPT_S)
+        thin_chart_history(self.runner.stats)
         point = {"t_s": round(self.elapsed_s(), 3), "phase": self.current_phase()}
         point.update(timeline_point(self.merged()))
         self.write_progress(point)
@@ -369,6 +374,18 @@ def trim_per_second(stats: Any, before_unix: float) -> None:
             if per_second and min(per_second) < oldest:
                 for second in [t for t in per_second if t < oldest]:
                     del per_second[second]
+
+
+def thin_chart_history(stats: Any, most: int = LOCUST_CHART_POINTS_MAX) -> None:
+    """Every other point of Locust's chart history dropped once it holds more than `most`: the
+    charts still span the whole run, on a coarser grid (the last point is always kept)."""
+    history = getattr(stats, "history", None)
+    if history is None or len(history) <= most:
+        return
+    last = history[-1]
+    del history[1::2]
+    if history[-1] is not last:
+        history.append(last)
 
 
 def broadcast_phase(runner: Any, run_id: str, phase: str) -> None:

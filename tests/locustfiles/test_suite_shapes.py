@@ -9,6 +9,7 @@ import pytest
 
 from locustfiles import options
 from locustfiles.shapes import (
+    RAMP_DOWN_STOP_TIMEOUT_S,
     SPAWN_RATE_MAX,
     SUDDEN_CHANGE_S,
     LnchaosShape,
@@ -133,3 +134,31 @@ def test_locust_profile_label_does_not_choose_the_shape():
 def test_shape_with_a_bad_shape_stops_instead_of_crashing():
     options = {"shape": "nope", "num_users": 1, "spawn_rate": 1.0, "run_time": 5}
     assert make_shape(options, 0.0).tick() is None
+
+
+@pytest.mark.parametrize("own_stop_timeout_s", [0.0, 3.0, 30.0])
+def test_a_ramp_down_lets_its_users_finish_their_payout(own_stop_timeout_s):
+    """Issue 24: a spike's end killed ~100 payers mid-payout a cycle, each payout left to the
+    final audit, and an hour overflowed it. A ramp-down now stops its users gracefully (Locust's
+    stop_timeout, for that stop only); every other stop keeps the run's own --stop-timeout."""
+    options = {"shape": "spike", "num_users": 5, "spawn_rate": 5.0, "run_time": 20}
+    shape = make_shape(options, 0.0)
+    environment = shape.runner.environment
+    environment.stop_timeout = own_stop_timeout_s
+    graceful_s = max(own_stop_timeout_s, RAMP_DOWN_STOP_TIMEOUT_S)
+    # (clock, users the runner counts, users the tick asks, stop_timeout while it runs)
+    timeline = [
+        (0.0, 0, 5, own_stop_timeout_s),  # the ramp up: nothing stopped
+        (10.0, 5, 20, own_stop_timeout_s),  # the spike
+        (15.0, 20, 5, graceful_s),  # its end: 15 users stopped, each finishing its payout
+        (16.0, 12, 5, graceful_s),  # still stopping (Locust steps, and waits for them)
+        (17.0, 5, 5, own_stop_timeout_s),  # the ramp-down done
+        (18.0, 5, 5, own_stop_timeout_s),
+        (20.0, 5, None, own_stop_timeout_s),  # the run's end: Locust's own stop
+    ]
+    for now_s, user_count, users, stop_timeout_s in timeline:
+        shape.get_run_time = lambda now_s=now_s: now_s
+        shape.runner.user_count = user_count
+        tick = shape.tick()
+        assert (tick[0] if tick else None) == users, now_s
+        assert environment.stop_timeout == stop_timeout_s, now_s

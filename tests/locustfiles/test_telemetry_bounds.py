@@ -27,6 +27,18 @@ def test_per_second_counts_older_than_the_window_are_dropped():
     assert len(stats.total.num_reqs_per_sec) == 10
 
 
+def test_locust_chart_history_is_thinned_and_spans_the_run():
+    stats = SimpleNamespace(history=[])
+    points = 24 * 3600 // 5  # a day of Locust's points, one each 5 s
+    for t in range(points):
+        stats.history.append({"time": t})
+        telemetry.thin_chart_history(stats, most=100)
+        assert len(stats.history) <= 100
+    times = [point["time"] for point in stats.history]
+    assert times[0] == 0 and times[-1] == points - 1  # the whole run, first and last point
+    assert times == sorted(times) and len(times) >= 50
+
+
 def test_the_timeline_is_thinned_at_its_bound_and_keeps_the_whole_run(monkeypatch):
     collector = telemetry.Collector(SimpleNamespace(stats=None))
     monkeypatch.setattr(collector, "note_workers", lambda: None)
