@@ -50,6 +50,12 @@ FIRST_CRASH_MIN_S = 2.0
 WATCH_INTERVAL_S = 0.2
 RESTART_ATTEMPTS = 3  # a restart that fails (e.g. the port not yet free) is tried again
 RESTART_RETRY_S = 0.5
+# The run's settings put on a restarted target that is up (healthy) but answers late: asked again
+# this many times, RESTART_RETRY_S apart, before it counts as a failed restart. A target busy with
+# its recovery while every user's retry reaches it at once answers its admin calls late on a busy
+# machine; killing it for that (one attempt of RESTART_ATTEMPTS) and starting it again only made
+# the next start slower: an hour's soak ended its restarts after three such attempts, down for good.
+REAPPLY_ATTEMPTS = 5
 EVENTS_MAX = 1000
 # stop(): how long the end of the run waits for a restart in progress (the verdict needs it up)
 STOP_JOIN_S = 60.0
@@ -211,7 +217,7 @@ class CrashFault:
         for attempt in range(RESTART_ATTEMPTS):
             try:
                 self.target.restart()
-                self.reapply()
+                self._reapply_while_up()
                 break
             except TargetError as err:
                 last = str(err)
@@ -235,6 +241,19 @@ class CrashFault:
         self.note({"type": history.CRASH, "what": "recovered", **event})
         log.info("crash fault: the target is back after %.2f s", t_up_s - t_kill_s)
         return True
+
+    def _reapply_while_up(self) -> None:
+        """The run's settings on the restarted target, asked again (bounded) while it runs; the
+        last error raised when it never took them or the target exited."""
+        for attempt in range(REAPPLY_ATTEMPTS):
+            try:
+                self.reapply()
+                return
+            except TargetError as err:
+                if attempt + 1 == REAPPLY_ATTEMPTS or self.target.exited_by_itself() is not None:
+                    raise
+                log.warning("crash fault: the restarted target's settings, again: %s", err)
+                gevent.sleep(RESTART_RETRY_S)
 
     # ---- the report ------------------------------------------------------------------------
 

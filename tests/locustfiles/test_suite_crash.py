@@ -131,6 +131,27 @@ def test_a_restart_is_tried_again_then_the_target_is_down_for_good():
     assert fault.report_section()["recovered"] == 0
 
 
+def test_a_restarted_target_that_answers_late_is_asked_again_not_killed(monkeypatch):
+    """Issue 24's hour: a restarted target busy with its recovery answered its admin calls late;
+    each late answer killed it and started it again, and three ended the restarts for good."""
+    monkeypatch.setattr(crash, "RESTART_RETRY_S", 0.0)
+    late = [crash.REAPPLY_ATTEMPTS - 1]
+
+    def reapply() -> None:
+        if late[0]:
+            late[0] -= 1
+            raise TargetError("PUT /admin/fix: timed out")
+
+    target = FakeTarget()
+    fault = _fault(target, [], [])
+    fault.reapply = reapply
+    assert fault._crash_and_restart()
+    assert (target.kills, target.restarts, late[0]) == (1, 1, 0)
+    late[0] = crash.REAPPLY_ATTEMPTS * crash.RESTART_ATTEMPTS  # never takes them: bounded
+    assert not fault._crash_and_restart()
+    assert target.restarts == 1 + crash.RESTART_ATTEMPTS and fault.errors
+
+
 def test_a_target_that_stopped_by_itself_is_not_restarted():
     target = FakeTarget()
     fault = _fault(target, [], [])
