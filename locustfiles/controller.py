@@ -37,7 +37,15 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from lnchaos.checker import history, offline
-from locustfiles import arrival_stats, checker, consistency_view, counters, crash, traffic
+from locustfiles import (
+    arrival_stats,
+    checker,
+    consistency_view,
+    counters,
+    crash,
+    edge_workload,
+    traffic,
+)
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 from locustfiles.fault_control import ControlError, FaultControl, validate_controls
@@ -112,7 +120,12 @@ class Controller:
                 self._check_final_wait(self.admin.get_faults())
             else:
                 restartable = crash.crash_every_s(self.environment.parsed_options) > 0
-                self.target = EmbeddedTarget(self.settings, restartable=restartable)
+                edge = edge_workload.settings_from(self.environment.parsed_options)
+                self.target = EmbeddedTarget(
+                    self.settings,
+                    restartable=restartable,
+                    extra_args=edge_workload.target_args(edge),
+                )
                 url = self.target.start()
                 self.environment.host = url
                 self.admin = TargetAdmin(url, self.target.admin_token)
@@ -438,6 +451,19 @@ class Controller:
             log.exception("could not add the witnesses")
             report["witnesses_left_to_check"] = f"could not add them: {err!r}"
 
+    def _coverage_settings(self) -> dict[str, Any]:
+        """The run's settings the coverage windows follow (edge_workload.coverage_settings)."""
+        options = self.environment.parsed_options
+        faults = self.fault_control.run_faults if self.fault_control is not None else {}
+        crashes = len(self.crash.events) if self.crash is not None else 0
+        return edge_workload.coverage_settings(
+            edge_workload.settings_from(options),
+            self.settings,
+            faults,
+            crashes,
+            crash.crash_every_s(options),
+        )
+
     def _report_inputs(
         self, final: dict[str, Any], locust_exit_code: int, live: bool
     ) -> dict[str, Any]:
@@ -460,6 +486,7 @@ class Controller:
                 "seed": self.settings.seed,
                 "threshold": self.settings.max_inconsistencies,
                 "final_wait_s": self.settings.final_wait_s,
+                "coverage": self._coverage_settings(),
             },
             "merged": merged,
             "reconciliation": final.get("reconciliation"),
