@@ -86,7 +86,7 @@ HOLD_BUCKETS_MAX = 600  # seconds of span kept by the second (bounded)
 def empty() -> dict[str, Any]:
     """The tally's `coverage`: per window [count, witness]; spans by whole second; per phase
     the payouts judged by a balance check with the node's truth; drain rounds judged."""
-    return {"windows": {}, "held_s": {}, "judged": {}, "rounds": 0}
+    return {"windows": {}, "held_s": {}, "judged": {}, "paid": 0, "rounds": 0}
 
 
 def observe_check(coverage: dict[str, Any], record: dict[str, Any]) -> None:
@@ -101,6 +101,7 @@ def observe_check(coverage: dict[str, Any], record: dict[str, Any]) -> None:
     amount_msat = int(inputs.get("amount_msat") or 0)
     fee_limit_msat = _int(node.get("fee_limit_msat"))
     paid = status == "succeeded"
+    coverage["paid"] += paid
     created_ms, resolved_ms = _int(node.get("created_ms")), _int(node.get("resolved_ms"))
     hits = []
     if node.get("timed_out") is True:
@@ -160,6 +161,7 @@ def merge(into: dict[str, Any], other: dict[str, Any] | None) -> None:
     for phase, n in (other.get("judged") or {}).items():
         into["judged"][phase] = into["judged"].get(phase, 0) + int(n)
     into["rounds"] += int(other.get("rounds") or 0)
+    into["paid"] += int(other.get("paid") or 0)
 
 
 def copy(coverage: dict[str, Any]) -> dict[str, Any]:
@@ -215,12 +217,17 @@ def expected_counts(
         result[LATE_SETTLE] = timeouts * late_settle_rate
         result[LATE_FAIL] = timeouts * (1.0 - late_settle_rate)
         result[RETRY_IN_FLIGHT] = timeouts * float(s.get("retry_share", 0.0))
-    if float(s.get("long_hold_ms", 0.0)) / 1000 >= float(s.get("stuck_after_s", math.inf)):
+    stuck_second = _stuck_second(s)
+    if (
+        stuck_second is not None
+        and _past_stuck_second(float(s.get("long_hold_ms", 0.0)) / 1000) >= stuck_second
+    ):
+        # counted by whole seconds (held_s): a long hold must clear the threshold's second
         result[PAST_STUCK] = timeouts * float(s.get("long_hold_rate", 0.0))
     if s.get("drain_rounds_on"):
         result[TWO_AT_ONCE] = int(coverage.get("rounds") or 0) * TWO_AT_ONCE_PER_ROUND
     result[NEAR_BALANCE] = n * float(s.get("near_balance_share", 0.0)) * NEAR_BALANCE_HIT_SHARE
-    result[FEE_AT_LIMIT] = n * float(s.get("fee_at_limit_rate", 0.0))
+    result[FEE_AT_LIMIT] = int(coverage.get("paid") or 0) * float(s.get("fee_at_limit_rate", 0.0))
     result[LARGE_PAYOUT] = n * _large_share(s)
     if float(s.get("crash_every_s", 0.0)) > 0:
         result[ACROSS_CRASH] = float(s.get("crashes", 0))
@@ -228,6 +235,18 @@ def expected_counts(
     if after > 0:
         result[NODE_ACTED_NOT_TOLD] = n * after
     return {w: e for w, e in result.items() if e > 0 or w in (ACROSS_CRASH,)}
+
+
+def _stuck_second(settings: dict[str, Any]) -> int | None:
+    """The first whole second of span counted as past the wallet's stuck threshold."""
+    stuck_s = settings.get("stuck_after_s")
+    if not isinstance(stuck_s, int | float) or not math.isfinite(stuck_s) or stuck_s <= 0:
+        return None
+    return math.ceil(stuck_s)
+
+
+def _past_stuck_second(held_s: float) -> int:
+    return math.floor(held_s)
 
 
 def _large_share(s: dict[str, Any]) -> float:
@@ -249,12 +268,12 @@ def summary(
     coverage = coverage or empty()
     expected = expected_counts(settings or {}, coverage, rate_by_phase) if settings else {}
     counts = dict(coverage.get("windows") or {})
-    stuck_s = float((settings or {}).get("stuck_after_s", math.inf))
-    past = [0, None]
+    stuck_second = _stuck_second(settings or {})
+    past: list[Any] = [0, None]
     for second, (n, witness) in sorted(
         (coverage.get("held_s") or {}).items(), key=lambda item: int(item[0])
     ):
-        if int(second) >= math.ceil(stuck_s):
+        if stuck_second is not None and int(second) >= stuck_second:
             past[0] += int(n)
             past[1] = past[1] if past[1] is not None else witness
     counts[PAST_STUCK] = past
