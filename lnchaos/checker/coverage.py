@@ -205,36 +205,45 @@ def expected_counts(
     settings: dict[str, Any], coverage: dict[str, Any], rate_by_phase: dict[str, float]
 ) -> dict[str, float]:
     """Per window the run's settings enable, how many times it should have been reached: the
-    payouts judged with the node's truth in each phase, by the shares the settings give. A
-    window the settings do not enable is absent."""
+    payouts judged with the node's truth, by the shares the settings give. A window the
+    settings do not enable is absent."""
     s = settings
-    judged = coverage.get("judged") or {}
-    n = float(sum(judged.values()))
-    timeouts = sum(n_phase * rate_by_phase.get(p, 0.0) for p, n_phase in judged.items())
+    n = float(sum((coverage.get("judged") or {}).values()))
+    windows = coverage.get("windows") or {}
+    # the payouts the node held past the deadline, by its own truth (timed_out): the base of
+    # the windows that follow a timeout (a wallet that hides its timeouts cannot lower it; a
+    # run with no timeout at all is exit 4 already: "no timed-out payout was resolved")
+    timeouts = sum(int((windows.get(w) or [0])[0]) for w in (LATE_SETTLE, LATE_FAIL))
     late_settle_rate = float(s.get("late_settle_rate", 0.5))
     result: dict[str, float] = {}
-    if timeouts > 0:
+    if any(rate > 0 for rate in rate_by_phase.values()):
         result[LATE_SETTLE] = timeouts * late_settle_rate
         result[LATE_FAIL] = timeouts * (1.0 - late_settle_rate)
-        result[RETRY_IN_FLIGHT] = timeouts * float(s.get("retry_share", 0.0))
-    stuck_second = _stuck_second(s)
-    if (
-        stuck_second is not None
-        and _past_stuck_second(float(s.get("long_hold_ms", 0.0)) / 1000) >= stuck_second
-    ):
-        # counted by whole seconds (held_s): a long hold must clear the threshold's second
-        result[PAST_STUCK] = timeouts * float(s.get("long_hold_rate", 0.0))
+        if float(s.get("retry_share", 0.0)) > 0:
+            result[RETRY_IN_FLIGHT] = timeouts * float(s.get("retry_share", 0.0))
+        stuck_second = _stuck_second(s)
+        long_hold_s = float(s.get("long_hold_ms", 0.0)) / 1000
+        if float(s.get("long_hold_rate", 0.0)) > 0 and stuck_second is not None:
+            # counted by whole seconds (held_s): a long hold must clear the threshold's second
+            if math.floor(long_hold_s) >= stuck_second:
+                result[PAST_STUCK] = timeouts * float(s.get("long_hold_rate", 0.0))
     if s.get("drain_rounds_on"):
         result[TWO_AT_ONCE] = int(coverage.get("rounds") or 0) * TWO_AT_ONCE_PER_ROUND
-    result[NEAR_BALANCE] = n * float(s.get("near_balance_share", 0.0)) * NEAR_BALANCE_HIT_SHARE
-    result[FEE_AT_LIMIT] = int(coverage.get("paid") or 0) * float(s.get("fee_at_limit_rate", 0.0))
-    result[LARGE_PAYOUT] = n * _large_share(s)
+    shares = (
+        (NEAR_BALANCE, "near_balance_share", n * NEAR_BALANCE_HIT_SHARE),
+        (FEE_AT_LIMIT, "fee_at_limit_rate", float(coverage.get("paid") or 0)),
+    )
+    for window, key, base in shares:
+        if float(s.get(key, 0.0)) > 0:
+            result[window] = base * float(s.get(key, 0.0))
+    if _large_share(s) > 0:
+        result[LARGE_PAYOUT] = n * _large_share(s)
     if float(s.get("crash_every_s", 0.0)) > 0:
         result[ACROSS_CRASH] = float(s.get("crashes", 0))
     after = float(s.get("http_fault_rate", 0.0)) * float(s.get("http_fault_after_rate", 0.0))
     if after > 0:
         result[NODE_ACTED_NOT_TOLD] = n * after
-    return {w: e for w, e in result.items() if e > 0 or w in (ACROSS_CRASH,)}
+    return result
 
 
 def _stuck_second(settings: dict[str, Any]) -> int | None:
@@ -243,10 +252,6 @@ def _stuck_second(settings: dict[str, Any]) -> int | None:
     if not isinstance(stuck_s, int | float) or not math.isfinite(stuck_s) or stuck_s <= 0:
         return None
     return math.ceil(stuck_s)
-
-
-def _past_stuck_second(held_s: float) -> int:
-    return math.floor(held_s)
 
 
 def _large_share(s: dict[str, Any]) -> float:

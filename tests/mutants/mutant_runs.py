@@ -55,6 +55,10 @@ START_TIMEOUT_S = 30.0
 LOCUST_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
 EXIT_INCONSISTENT = 3
+# the edge workload's shares raised, so that in RUN_TIME each coverage mutant's window is
+# required (expected >= 10, lnchaos/checker/coverage.py) in the control
+EDGE_OPTIONS = ("--long-hold-rate", "0.5", "--near-balance-share", "0.1",
+                "--edge-amount-share", "0.4")  # fmt: skip
 EXIT_NOTHING_VERIFIED = 4  # a coverage mutant's: a window the settings enable, never reached
 # the target's stuck threshold, as the suite's --stuck-after-s says it (its long holds outlast it)
 STUCK_AFTER_S = "5"
@@ -134,7 +138,7 @@ def locust_command(report_dir: Path, seed: int, mix: str = "", *, target: list[s
         "--fix", "on", *target, "--admin-token", ADMIN_TOKEN,
         "--report-dir", str(report_dir), "--seed", str(seed),
         "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
-        "--retry-share", RETRY_SHARE, "--traffic-mix", mix or TRAFFIC_MIX,
+        "--retry-share", RETRY_SHARE, "--traffic-mix", mix or TRAFFIC_MIX, *EDGE_OPTIONS,
     ]  # fmt: skip
 
 
