@@ -129,6 +129,7 @@ class Controller:
                 url = self.target.start()
                 self.environment.host = url
                 self.admin = TargetAdmin(url, self.target.admin_token)
+                self._check_final_wait(self.admin.get_faults())  # the edge's long holds
             faults = self.admin.get_faults()
             self.baseline_faults = {
                 key: faults[key] for key in ("failure_rate",) if isinstance(faults.get(key), float)
@@ -175,8 +176,10 @@ class Controller:
         self._last_hint = hint
 
     def _check_final_wait(self, faults: dict[str, Any]) -> None:
-        """A target of other timing (--host): say so when the final wait cannot cover its hold."""
-        hold_s = float(faults.get("inflight_hold_ms", 0)) / 1000
+        """Say so when the final wait cannot cover the longest hold: a target of other timing
+        (--host), or the edge workload's long holds (--long-hold-ms)."""
+        edge = edge_workload.settings_from(self.environment.parsed_options)
+        hold_s = edge_workload.longest_hold_s(edge, float(faults.get("inflight_hold_ms", 0)))
         if self.settings.final_wait_s < hold_s + FINAL_WAIT_MARGIN_S:
             log.warning(
                 "--final-wait-s %.1f is short for this target's in-flight hold of %.1f s: "
@@ -386,7 +389,7 @@ class Controller:
             record.update(node=node, wallet_view=wallet, payout_view=payout, error=error)
             self.collector.note(record)
             example = checker.audit_example(entry, node, wallet, payout, kind, error, record["t"])
-            audit.add(entry, kind, example)
+            audit.add(entry, kind, example, node=node)
             failure = checker.CheckFailed(_describe_audit(example), kind) if kind else None
             checker.fire_check(
                 self.environment.events.request, checker.FINAL_AUDIT, failure, started

@@ -52,8 +52,8 @@ RESERVE_PPM = 10_000
 
 @dataclass(frozen=True)
 class EdgeSettings:
-    amount_share: float = EDGE_AMOUNT_SHARE
-    amount_max_msat: int = EDGE_AMOUNT_MAX_MSAT
+    edge_amount_share: float = EDGE_AMOUNT_SHARE
+    edge_amount_max_msat: int = EDGE_AMOUNT_MAX_MSAT
     near_balance_share: float = NEAR_BALANCE_SHARE
     fee_at_limit_rate: float = FEE_AT_LIMIT_RATE
     fee_to_limit_rate: float = FEE_TO_LIMIT_RATE
@@ -122,7 +122,8 @@ def add_arguments(parser: Any) -> None:
 
 
 def settings_from(options: Any) -> EdgeSettings:
-    """The run's edge settings (defaults for what the options do not say: tests, the web UI)."""
+    """The run's edge settings (defaults for what the options do not say: tests, the web UI);
+    each field is named as its option's dest."""
     d = EdgeSettings()
     return EdgeSettings(
         **{
@@ -161,9 +162,9 @@ def longest_hold_s(edge: EdgeSettings, inflight_hold_ms: float) -> float:
 
 def funding_msat(edge: EdgeSettings, base_msat: int) -> int:
     """A new wallet's funding: enough for FUNDING_PAYOUTS of the largest payout."""
-    if edge.amount_share <= 0 and edge.near_balance_share <= 0:
+    if edge.edge_amount_share <= 0 and edge.near_balance_share <= 0:
         return base_msat
-    return max(base_msat, FUNDING_PAYOUTS * reserve_needed_msat(edge.amount_max_msat))
+    return max(base_msat, FUNDING_PAYOUTS * reserve_needed_msat(edge.edge_amount_max_msat))
 
 
 def reserve_needed_msat(amount_msat: int) -> int:
@@ -181,10 +182,10 @@ def near_balance_amount_msat(balance_msat: int) -> int:
 def draw_amount_msat(rng: random.Random, edge: EdgeSettings) -> int:
     """A payer's amount: log-uniform from 1 sat to the largest for the edge share (whole sats),
     else the ordinary band (the load the bench measures)."""
-    if edge.amount_share > 0 and rng.random() < edge.amount_share:
-        low, high = math.log(SAT_MSAT), math.log(edge.amount_max_msat)
+    if edge.edge_amount_share > 0 and rng.random() < edge.edge_amount_share:
+        low, high = math.log(SAT_MSAT), math.log(edge.edge_amount_max_msat)
         sats = int(math.exp(rng.uniform(low, high))) // SAT_MSAT
-        return min(max(sats, 1) * SAT_MSAT, edge.amount_max_msat)
+        return min(max(sats, 1) * SAT_MSAT, edge.edge_amount_max_msat)
     return rng.randrange(AMOUNT_MSAT_MIN, AMOUNT_MSAT_MAX)
 
 
@@ -205,8 +206,8 @@ def coverage_settings(
 
     mix = dict(run.traffic_mix)
     return {
-        "edge_amount_share": edge.amount_share,
-        "edge_amount_max_msat": edge.amount_max_msat,
+        "edge_amount_share": edge.edge_amount_share,
+        "edge_amount_max_msat": edge.edge_amount_max_msat,
         "near_balance_share": edge.near_balance_share,
         "fee_at_limit_rate": fault("fee_at_limit_rate"),
         "long_hold_rate": fault("long_hold_rate"),

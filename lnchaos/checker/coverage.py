@@ -10,7 +10,8 @@ windows the run's settings enable (`enabled_windows`) and, for each, how many th
 reached; a window with an expected count of at least COVERAGE_EXPECTED_MIN that was never reached
 makes the run exit 4 naming it (the money verdict, exit 3, still comes first).
 
-What is counted (a payout judged by the payers' checks; the final audit's are not counted):
+What is counted (a payout judged by the payers' checks, or by the final audit from the node's
+truth it read; the audit's read of a payout a check judged already is not counted twice):
 - late_settle / late_fail: the node held the attempt past the wallet's deadline, then paid it /
   failed it (a timeout is not a failure);
 - in_flight_past_stuck: the attempt was in flight at least the wallet's stuck threshold (counted
@@ -129,6 +130,33 @@ def observe_check(coverage: dict[str, Any], record: dict[str, Any]) -> None:
     if created_ms is not None and resolved_ms is not None:
         held_s = min(max(0, (resolved_ms - created_ms) // 1000), HOLD_BUCKETS_MAX)
         _count(coverage["held_s"], str(held_s), witness)
+
+
+# an audit entry of a payout a check judged already (its wallet's use ended with the run):
+# counted once, by its check (locustfiles/payout_check.py END_OF_USE)
+JUDGED_ALREADY = "wallet_end_of_use"
+
+
+def observe_audit(
+    coverage: dict[str, Any], entry: dict[str, Any], node: dict[str, Any] | None
+) -> None:
+    """A payout only the final audit judged (not final within the users' bound, stopped by the
+    run's end: a long hold ends there often): its windows from the node's truth the audit read."""
+    if not node or entry.get("reason") == JUDGED_ALREADY:
+        return
+    record = {
+        "name": "final_audit",
+        "wallet": entry.get("wallet_id"),
+        "hash": entry.get("payment_hash"),
+        "payout_id": entry.get("payout_id"),
+        "phase": entry.get("phase"),
+        "in": {
+            "before_msat": entry.get("expected_msat"),
+            "amount_msat": entry.get("amount_msat"),
+            "node": node,
+        },
+    }
+    observe_check(coverage, record)
 
 
 def observe_round(coverage: dict[str, Any], record: dict[str, Any]) -> None:

@@ -228,8 +228,17 @@ class Audit:
         self.kinds: dict[str, dict[str, Any]] = {}
         # (payout_id, payment_hash) of each unresolved payout: merged with the reconciliation's
         self.unresolved_keys: list[tuple[str | None, str | None]] = []
+        # the windows of the payouts only the audit judged (lnchaos/checker/coverage.py)
+        self.coverage: dict[str, Any] = coverage.empty()
 
-    def add(self, entry: dict[str, Any], kind: str | None, example: dict[str, Any]) -> None:
+    def add(
+        self,
+        entry: dict[str, Any],
+        kind: str | None,
+        example: dict[str, Any],
+        node: dict[str, Any] | None = None,
+    ) -> None:
+        coverage.observe_audit(self.coverage, entry, node)
         if kind == UNRESOLVED:
             self.unresolved += 1
             self.unresolved_keys.append((entry.get("payout_id"), entry.get("payment_hash")))
@@ -662,9 +671,9 @@ def judge_run(
 ) -> dict[str, Any]:
     """The run's judgement: the findings combined, what was proven, and the verdict (decide)."""
     inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation, audit)
-    covered = coverage.summary(
-        run.get("coverage"), merged.get("coverage"), configured_rate_by_phase
-    )
+    reached = coverage.copy(merged.get("coverage") or coverage.empty())
+    coverage.merge(reached, audit.coverage)
+    covered = coverage.summary(run.get("coverage"), reached, configured_rate_by_phase)
     total = sum(entry["count"] for entry in inconsistencies.values())
     earlier = before_run(reconciliation)
     earlier_total = sum(entry["count"] for entry in earlier.values())

@@ -121,8 +121,9 @@ def test_profile_is_a_label_and_the_old_shape_values_get_a_hint():
 
 
 def test_final_wait_default_follows_the_embedded_targets_timing():
-    # in-flight hold 1.5 s + node timeout 0.5 s + two resolver passes + 3 s margin, rounded up
-    assert DEFAULT_FINAL_WAIT_S == 6.0
+    # the longest hold (the edge workload's 10 s; the node's normal one is 1.5 s) + node timeout
+    # 0.5 s + two resolver passes + 3 s margin, rounded up
+    assert DEFAULT_FINAL_WAIT_S == 14.0  # 6 s before the edge workload's 10 s long holds
     assert settings_from(SimpleNamespace()).final_wait_s == DEFAULT_FINAL_WAIT_S
 
 

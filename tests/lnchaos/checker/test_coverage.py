@@ -203,3 +203,18 @@ def test_a_history_without_coverage_settings_requires_nothing(tmp_path: Path) ->
     report = judge_dir(run_history(tmp_path, [check(n) for n in range(400)], None))
     assert report["exit_code"] == EXIT_PASS, report["reason"]
     assert not any(entry["enabled"] for entry in report["coverage"].values())
+
+
+def test_a_payout_only_the_audit_judged_counts_once() -> None:
+    """A long hold often ends after the run stopped its resolver: the audit's read of the node
+    counts it; the audit's read of a payout a check judged already does not count it again."""
+    from lnchaos.checker.verdict import Audit
+
+    node = check(1, timed_out=True, span_ms=(0, 10_000))["in"]["node"]
+    entry = {"wallet_id": "w1", "payment_hash": "h1", "payout_id": "p1", "phase": "spike",
+             "expected_msat": BEFORE_MSAT, "amount_msat": 1_000_000, "reason": "run_stopped"}  # fmt: skip
+    audit = Audit()
+    audit.add(entry, None, {}, node=node)
+    audit.add({**entry, "reason": coverage.JUDGED_ALREADY}, None, {}, node=node)
+    assert audit.coverage["windows"][coverage.LATE_SETTLE][0] == 1
+    assert audit.coverage["held_s"] == {"10": [1, audit.coverage["held_s"]["10"][1]]}
