@@ -11,6 +11,7 @@ from lnchaos.checker import coverage, history
 from lnchaos.checker.kinds import EXIT_INCONSISTENT, EXIT_NOTHING_VERIFIED, EXIT_PASS
 from lnchaos.checker.offline import judge_dir
 from lnchaos.checker.tally import Tally, merge_tallies
+from lnchaos.checker.verdict import Audit
 
 BEFORE_MSAT = 10_000_000_000
 SETTINGS = {
@@ -208,11 +209,10 @@ def test_a_history_without_coverage_settings_requires_nothing(tmp_path: Path) ->
 def test_a_payout_only_the_audit_judged_counts_once() -> None:
     """A long hold often ends after the run stopped its resolver: the audit's read of the node
     counts it; the audit's read of a payout a check judged already does not count it again."""
-    from lnchaos.checker.verdict import Audit
-
     node = check(1, timed_out=True, span_ms=(0, 10_000))["in"]["node"]
     entry = {"wallet_id": "w1", "payment_hash": "h1", "payout_id": "p1", "phase": "spike",
-             "expected_msat": BEFORE_MSAT, "amount_msat": 1_000_000, "reason": "run_stopped"}  # fmt: skip
+             "expected_msat": BEFORE_MSAT, "amount_msat": 1_000_000,
+             "reason": "run_stopped"}  # fmt: skip
     audit = Audit()
     audit.add(entry, None, {}, node=node)
     audit.add({**entry, "reason": coverage.JUDGED_ALREADY}, None, {}, node=node)
