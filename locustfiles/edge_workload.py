@@ -6,6 +6,8 @@
   wallets are funded so the largest amount is possible (`funding_msat`);
 - the node's fees up to the wallet's fee limit (the `fee_limit_msat` each send carries): a share
   charged exactly the limit (--fee-at-limit-rate), a share drawn up to it (--fee-to-limit-rate);
+- retries of payouts still in flight: of the payouts answered pending or timed out, a share
+  (--retry-in-flight-share) is sent again with the same Idempotency-Key;
 - a long tail of in-flight holds: of the timed-out payments, a share (--long-hold-rate) held
   --long-hold-ms, many times the normal hold and longer than the wallet's stuck threshold
   (--stuck-after-s, which the embedded target is started with); the final wait and the users'
@@ -39,6 +41,7 @@ FEE_TO_LIMIT_RATE = 0.1
 LONG_HOLD_RATE = 0.2
 LONG_HOLD_MS = 10_000.0
 STUCK_AFTER_S = 5.0
+RETRY_IN_FLIGHT_SHARE = 0.5
 # Deposits are bounded for the whole target (target/common/limits.py MAX_AMOUNT_MSAT, 21M BTC),
 # so the largest payout is a bound well below it: a wallet funded for FUNDING_PAYOUTS of them.
 EDGE_AMOUNT_MAX_MSAT_MAX = 10**15
@@ -60,6 +63,7 @@ class EdgeSettings:
     long_hold_rate: float = LONG_HOLD_RATE
     long_hold_ms: float = LONG_HOLD_MS
     stuck_after_s: float = STUCK_AFTER_S
+    retry_in_flight_share: float = RETRY_IN_FLIGHT_SHARE
 
 
 def _rate(text: str) -> float:
@@ -111,6 +115,9 @@ def add_arguments(parser: Any) -> None:
          "of timed-out payments, the share held in flight --long-hold-ms"),
         ("--long-hold-ms", _hold_ms, LONG_HOLD_MS,
          "the long in-flight hold (the normal one is the node's inflight_hold_ms)"),
+        ("--retry-in-flight-share", _rate, RETRY_IN_FLIGHT_SHARE,
+         "of the payouts answered pending or timed out (still in flight), the share retried with "
+         "the same Idempotency-Key (besides --retry-share)"),
         ("--stuck-after-s", _stuck_s, STUCK_AFTER_S,
          "the wallet's stuck threshold: the embedded target is started with it; for another "
          "wallet, state its own (a long hold must outlast it)"),
@@ -189,6 +196,12 @@ def draw_amount_msat(rng: random.Random, edge: EdgeSettings) -> int:
     return rng.randrange(AMOUNT_MSAT_MIN, AMOUNT_MSAT_MAX)
 
 
+def retries_in_flight(rng: random.Random, edge: EdgeSettings, first_kind: str) -> bool:
+    """Whether to retry a payout whose first answer left it in flight ("info": pending or timed
+    out). No draw for any other answer, so the payers' streams stay as they were."""
+    return first_kind == "info" and rng.random() < edge.retry_in_flight_share
+
+
 def wants_near_balance(rng: random.Random, edge: EdgeSettings) -> bool:
     return edge.near_balance_share > 0 and rng.random() < edge.near_balance_share
 
@@ -214,7 +227,8 @@ def coverage_settings(
         "long_hold_ms": fault("long_hold_ms"),
         "stuck_after_s": edge.stuck_after_s,
         "late_settle_rate": run.late_settle_rate,
-        "retry_share": run.retry_share,
+        # a payout left in flight is retried at --retry-share, or else at the edge's own share
+        "retry_share": run.retry_share + (1 - run.retry_share) * edge.retry_in_flight_share,
         "drain_rounds_on": mix.get("drain", 0) > 0,
         "crash_every_s": crash_every_s,
         "crashes": crashes,

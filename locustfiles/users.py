@@ -214,6 +214,9 @@ class PayerUser(FastHttpUser):
             # outcome unknown: the final audit judges it; continue with a fresh wallet
             self._abandon(checker.ABANDONED_ERROR)
             return
+        # the edge workload: a payout still in flight (answered pending or timed out) is retried
+        # more often, so the retry of an in-flight payout is met in every run
+        retried = retried or edge_workload.retries_in_flight(self.rng, self.edge, first.kind)
         retry, retry_ms = None, None
         if retried:
             recording.retry()
