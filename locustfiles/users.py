@@ -204,6 +204,8 @@ class PayerUser(FastHttpUser):
         first = self.wallets.pay(self.wallet, invoice, key, phase)
         after_crash = first.http_status == 0 and self.wallets.chaos_connection_errors
         if after_crash:
+            if self.unjudged is not None:
+                self.unjudged["after_crash"] = True  # the final audit's coverage
             first = self._answer_after_crash(invoice, key, phase, first)
         recording.payout(phase, first.outcome, first.latency_ms, payer=True)
         if scheduled is not None:
@@ -222,7 +224,8 @@ class PayerUser(FastHttpUser):
             recording.retry()
             retry_ms = int(time.time() * 1000)  # coverage: was the node still paying it?
             if self.unjudged is not None:
-                self.unjudged["retried"] = True
+                # the final audit's coverage too (a payout its payer leaves to the audit)
+                self.unjudged.update(retried=True, retry_ms=retry_ms)
             retry = self.wallets.pay(self.wallet, invoice, key, phase, retry=True)
             if retry.http_status == 0 and self.wallets.chaos_connection_errors:
                 retry = self._answer_after_crash(invoice, key, phase, retry)

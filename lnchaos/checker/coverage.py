@@ -81,6 +81,7 @@ COVERAGE_EXPECTED_MIN = 10.0
 TWO_AT_ONCE_PER_ROUND = 0.5
 # near-balance payouts are sized from the lnchaos target's reserve; about half land in the window
 NEAR_BALANCE_HIT_SHARE = 0.5
+ACROSS_CRASH_PER_KILL = 0.5
 HOLD_BUCKETS_MAX = 600  # seconds of span kept by the second (bounded)
 
 
@@ -155,6 +156,8 @@ def observe_audit(
             "amount_msat": entry.get("amount_msat"),
             "node": node,
         },
+        # what the payer noted in the entry: when it retried, whether a crash cut its request
+        **{key: entry[key] for key in ("retry_ms", "after_crash") if key in entry},
     }
     observe_check(coverage, record)
 
@@ -267,7 +270,8 @@ def expected_counts(
     if _large_share(s) > 0:
         result[LARGE_PAYOUT] = n * _large_share(s)
     if float(s.get("crash_every_s", 0.0)) > 0:
-        result[ACROSS_CRASH] = float(s.get("crashes", 0))
+        # a kill cuts the requests in flight then; half a payout a kill is a guess kept low
+        result[ACROSS_CRASH] = float(s.get("crashes", 0)) * ACROSS_CRASH_PER_KILL
     after = float(s.get("http_fault_rate", 0.0)) * float(s.get("http_fault_after_rate", 0.0))
     if after > 0:
         result[NODE_ACTED_NOT_TOLD] = n * after
