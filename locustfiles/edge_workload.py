@@ -207,7 +207,11 @@ def wants_near_balance(rng: random.Random, edge: EdgeSettings) -> bool:
 
 
 def coverage_settings(
-    edge: EdgeSettings, run: Any, faults: dict[str, Any], crashes: int, crash_every_s: float
+    edge: EdgeSettings,
+    run: Any,
+    faults: dict[str, Any],
+    crashes: int,
+    crash_every_s: float,
 ) -> dict[str, Any]:
     """What the judge needs to know of the run to say which windows it should reach
     (lnchaos/checker/coverage.py `expected_counts`), recorded in consistency.json's `run`:
@@ -228,7 +232,9 @@ def coverage_settings(
         "stuck_after_s": edge.stuck_after_s,
         "late_settle_rate": run.late_settle_rate,
         # a payout left in flight is retried at --retry-share, or else at the edge's own share
-        "retry_share": run.retry_share + (1 - run.retry_share) * edge.retry_in_flight_share,
+        # (--retry-share 0: no retry at all, none in flight either)
+        "retry_share": run.retry_share
+        + (1 - run.retry_share) * edge.retry_in_flight_share * (run.retry_share > 0),
         "drain_rounds_on": mix.get("drain", 0) > 0,
         "crash_every_s": crash_every_s,
         "crashes": crashes,
