@@ -207,11 +207,7 @@ def wants_near_balance(rng: random.Random, edge: EdgeSettings) -> bool:
 
 
 def coverage_settings(
-    edge: EdgeSettings,
-    run: Any,
-    faults: dict[str, Any],
-    crashes: int,
-    crash_every_s: float,
+    edge: EdgeSettings, run: Any, faults: dict[str, Any], crashes: int, crash_every_s: float
 ) -> dict[str, Any]:
     """What the judge needs to know of the run to say which windows it should reach
     (lnchaos/checker/coverage.py `expected_counts`), recorded in consistency.json's `run`:

@@ -55,18 +55,8 @@ from configargparse import SUPPRESS
 from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import (
-    arrival,
-    checker,
-    crash,
-    edge_workload,
-    payout_check,
-    recording,
-    resolver,
-)
-from locustfiles.payout_check import (
-    RESOLVE_MAX_POLLS as RESOLVE_MAX_POLLS,
-)  # traffic.py's
+from locustfiles import arrival, checker, crash, edge_workload, payout_check, recording, resolver
+from locustfiles.payout_check import RESOLVE_MAX_POLLS as RESOLVE_MAX_POLLS  # traffic.py's
 from locustfiles.payout_check import RESOLVE_POLL_INTERVAL_S as RESOLVE_POLL_INTERVAL_S
 from locustfiles.payout_check import SentPayout
 from locustfiles.telemetry import LOCAL
@@ -229,10 +219,8 @@ class PayerUser(FastHttpUser):
         # the edge workload: a payout still in flight (answered pending or timed out) is retried
         # more often, so the retry of an in-flight payout is met in every run
         # (--retry-share 0: no retry at all, none of these either)
-        retried = retried or (
-            self.retry_share > 0
-            and edge_workload.retries_in_flight(self.rng, self.edge, first.kind)
-        )
+        in_flight = edge_workload.retries_in_flight(self.rng, self.edge, first.kind)
+        retried = retried or (self.retry_share > 0 and in_flight)
         retry, retry_ms = None, None
         if retried:
             recording.retry()
@@ -281,12 +269,7 @@ class PayerUser(FastHttpUser):
                 break
             gevent.sleep(AFTER_CRASH_POLL_S)
             answer = self.wallets.pay(
-                self.wallet,
-                invoice,
-                key,
-                phase,
-                retry=True,
-                refusals=("request_in_progress",),
+                self.wallet, invoice, key, phase, retry=True, refusals=("request_in_progress",)
             )
             if answer.http_status != 0 and answer.kind != "refused":
                 return answer
@@ -344,22 +327,14 @@ class PayerUser(FastHttpUser):
                 # cannot check: the final audit judges it; start again with a fresh wallet
                 self._abandon(checker.ABANDONED_NO_WALLET_VIEW)
                 return
-            actual_msat, reserved_msat = (
-                int(view["balance_msat"]),
-                view.get("reserved_msat"),
-            )
+            actual_msat, reserved_msat = int(view["balance_msat"]), view.get("reserved_msat")
         # resynchronise now, before anything below may raise: one bug is counted once, not at
         # every later payout of this wallet, and the next payout's audit entry starts exact
         self.expected_msat = actual_msat
         self.unjudged = None  # judged here, from now on
         payout_status, node = resolved
         kind = payout_check.judge(
-            self.environment.events.request,
-            sent,
-            payout_status,
-            node,
-            actual_msat,
-            reserved_msat,
+            self.environment.events.request, sent, payout_status, node, actual_msat, reserved_msat
         )
         if claimed is None:
             self.claimed_entry = None  # just read on its own
