@@ -65,3 +65,27 @@ def test_the_nodes_edge_faults_are_validated() -> None:
                 {"fee_at_limit_rate": 0.6, "fee_to_limit_rate": 0.6}):  # fmt: skip
         with pytest.raises(ApiError):
             FaultSettings().updated(bad)
+
+
+def test_coverage_is_shown_in_the_tab_rows_the_html_the_csv_and_compare() -> None:
+    from lnchaos import report as compare_report
+    from locustfiles import consistency_view
+
+    section = {
+        "fee_at_limit": {"what": "a fee at the limit", "enabled": True, "count": 0,
+                         "expected": 20.0, "required": True, "witness": None},
+        "large_payout": {"what": "a large payout", "enabled": True, "count": 3,
+                         "expected": 4.2, "required": False, "witness": {"payout_id": "p9"}},
+        "across_crash": {"what": "a payout pending across a crash", "enabled": False,
+                         "count": 0, "expected": None, "required": False, "witness": None},
+    }  # fmt: skip
+    rows = {row["name"]: row for row in consistency_view.coverage_rows({"coverage": section})}
+    assert rows["fee_at_limit"]["state"] == "NOT REACHED"
+    assert (rows["large_payout"]["state"], rows["large_payout"]["witness"]) == ("reached", "p9")
+    assert rows["across_crash"]["state"] == "not enabled"
+    report = {"coverage": section, "verdict": "fail", "exit_code": 4, "reason": "coverage"}
+    assert 'id="lnchaos-coverage"' in consistency_view.html_section(report)
+    csv_rows = [r for r in consistency_view.csv_rows(report) if r["record"] == "coverage"]
+    assert [r["name"] for r in csv_rows] == list(section)
+    compare_row = {"coverage": {"fee_at_limit": 0, "large_payout": 3}}
+    assert compare_report.cell(compare_row, "coverage") == "1 / 2 (fee_at_limit)"
