@@ -381,12 +381,13 @@ Each mutant is one small money bug patched into the target by `tests/mutants/mut
 (tests only; the product has no such code path). Each row is one real run of the suite against
 it: `locust --headless -t {RUN_TIME} -u {USERS} -r {USERS} --fix on --host URL --seed {seed}
 --timeout-rate {TIMEOUT_RATE} --late-settle-rate {LATE_SETTLE_RATE} --retry-share {RETRY_SHARE}
---traffic-mix {TRAFFIC_MIX}`,
-the target started with `--failure-rate {FAILURE_RATE}`. The crash runs (the crash-recovery
-mutant and its control) use the suite's embedded target instead, killed and restarted by
-`--crash-every {CRASH_EVERY_S}` (same load and rates; the node's definite failures off), the
-mutant patched into each start of it by `tests/mutants/hook/sitecustomize.py`. A mutant is
-caught when the run exits with 3 and reports one of its expected kinds. "First detection" is
+--traffic-mix {TRAFFIC_MIX} {" ".join(EDGE_OPTIONS)}`,
+the target started with `--failure-rate {FAILURE_RATE} --stuck-after-s {STUCK_AFTER_S}`. The
+crash runs (the crash-recovery mutant and its control) use the suite's embedded target instead,
+killed and restarted by `--crash-every {CRASH_EVERY_S}` (same load and rates; the node's
+definite failures off), the mutant patched into each start of it by
+`tests/mutants/hook/sitecustomize.py`. A mutant is caught when the run exits with 3 and reports
+one of its expected kinds (a coverage mutant: exit 4 naming its window). "First detection" is
 the seconds from the start of the run to the first timeline point with an inconsistency (a
 user's check found it), or, when only the end-of-run reconciliation found it, the time of the
 verdict (the last timeline point).
