@@ -124,6 +124,12 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
         "timeline": consistency.get("timeline", []),
         "phases": consistency.get("phases", []),
         "run_dir": str(run_dir),
+        # the dangerous windows (lnchaos/checker/coverage.py): count of each enabled one
+        "coverage": {
+            window: int(entry.get("count", 0))
+            for window, entry in (consistency.get("coverage") or {}).items()
+            if entry.get("enabled")
+        },
     }
     row["expected"] = expected_text(mode)
     row["as_expected"] = as_expected(row)
@@ -177,6 +183,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("paid_not_charged", "paid_not_charged (count / amount)"),
     ("timeouts_resolved", "timed-out payouts resolved"),
     ("unresolved", "unresolved at the end"),
+    ("coverage", "coverage: windows reached / enabled (not reached)"),
     ("payouts_per_s", "payouts per second"),
     ("latency", "payout latency p50 / p95 / p99 (ms)"),
 ]
@@ -199,6 +206,11 @@ def cell(row: dict[str, Any], key: str) -> str:
         else:
             value = rates.get(phase)
         return "n/a" if value is None else f"{100 * value:.1f}%"
+    if key == "coverage":
+        counts = row.get("coverage") or {}
+        missing = [window for window, n in counts.items() if not n]
+        reached = f"{len(counts) - len(missing)} / {len(counts)}"
+        return f"{reached} ({', '.join(missing)})" if missing else reached
     if key == "latency":
         lat = row["payout_latency_ms"]
         return " / ".join(

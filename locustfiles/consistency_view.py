@@ -306,6 +306,33 @@ def timeout_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def coverage_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dangerous windows (consistency.json `coverage`, lnchaos/checker/coverage.py): each
+    with whether the settings enable it, how often the run reached it, how often it should
+    have, and its state (reached, NOT REACHED: exit 4, or short of expectations: not required)."""
+    rows = []
+    for window, entry in (report.get("coverage") or {}).items():
+        count, expected = int(entry.get("count", 0)), entry.get("expected")
+        if not entry.get("enabled"):
+            state = "not enabled"
+        elif count:
+            state = "reached"
+        else:
+            state = "NOT REACHED" if entry.get("required") else "not reached (not required)"
+        witness = entry.get("witness") or {}
+        rows.append(
+            {
+                "name": window,
+                "what": entry.get("what", ""),
+                "count": count,
+                "expected": "" if expected is None else f"{float(expected):.1f}",
+                "state": state,
+                "witness": witness.get("payout_id") or witness.get("wallet_id") or "",
+            }
+        )
+    return rows
+
+
 def arrival_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The open model per phase (consistency.json `arrivals`): offered against achieved
     payouts/s and the dropped iterations; none in the closed model (nothing is dropped there)."""
@@ -376,6 +403,15 @@ def html_section(report: dict[str, Any]) -> str:
             "lnchaos-kinds",
         ),
         chart_svg(report),
+        _table(
+            "Coverage: the dangerous windows the run reached",
+            ("window", "what", "count", "expected", "state", "witness"),
+            [
+                (r["name"], r["what"], r["count"], r["expected"], r["state"], r["witness"])
+                for r in coverage_rows(report)
+            ],
+            "lnchaos-coverage",
+        ),
         _table(
             "Checks per invariant",
             ("invariant", "passed", "failed"),
@@ -483,6 +519,12 @@ def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                  f"payouts {row['payouts']}; measured {row['measured']}; "
                  f"configured {row['configured']}")
             for row in timeout_rows(report)
+        ),
+        *(
+            _row("coverage", row["name"], row["count"], "",
+                 f"{row['state']}; expected {row['expected'] or '-'}; {row['what']}; "
+                 f"witness {row['witness'] or '-'}")
+            for row in coverage_rows(report)
         ),
         *_control_rows(report),
     ]  # fmt: skip

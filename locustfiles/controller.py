@@ -37,7 +37,15 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from lnchaos.checker import history, offline
-from locustfiles import arrival_stats, checker, consistency_view, counters, crash, traffic
+from locustfiles import (
+    arrival_stats,
+    checker,
+    consistency_view,
+    counters,
+    crash,
+    edge_workload,
+    traffic,
+)
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.embedded_target import EmbeddedTarget
 from locustfiles.fault_control import ControlError, FaultControl, validate_controls
@@ -112,10 +120,16 @@ class Controller:
                 self._check_final_wait(self.admin.get_faults())
             else:
                 restartable = crash.crash_every_s(self.environment.parsed_options) > 0
-                self.target = EmbeddedTarget(self.settings, restartable=restartable)
+                edge = edge_workload.settings_from(self.environment.parsed_options)
+                self.target = EmbeddedTarget(
+                    self.settings,
+                    restartable=restartable,
+                    extra_args=edge_workload.target_args(edge),
+                )
                 url = self.target.start()
                 self.environment.host = url
                 self.admin = TargetAdmin(url, self.target.admin_token)
+                self._check_final_wait(self.admin.get_faults())  # the edge's long holds
             faults = self.admin.get_faults()
             self.baseline_faults = {
                 key: faults[key] for key in ("failure_rate",) if isinstance(faults.get(key), float)
@@ -162,8 +176,10 @@ class Controller:
         self._last_hint = hint
 
     def _check_final_wait(self, faults: dict[str, Any]) -> None:
-        """A target of other timing (--host): say so when the final wait cannot cover its hold."""
-        hold_s = float(faults.get("inflight_hold_ms", 0)) / 1000
+        """Say so when the final wait cannot cover the longest hold: a target of other timing
+        (--host), or the edge workload's long holds (--long-hold-ms)."""
+        edge = edge_workload.settings_from(self.environment.parsed_options)
+        hold_s = edge_workload.longest_hold_s(edge, float(faults.get("inflight_hold_ms", 0)))
         if self.settings.final_wait_s < hold_s + FINAL_WAIT_MARGIN_S:
             log.warning(
                 "--final-wait-s %.1f is short for this target's in-flight hold of %.1f s: "
@@ -373,7 +389,7 @@ class Controller:
             record.update(node=node, wallet_view=wallet, payout_view=payout, error=error)
             self.collector.note(record)
             example = checker.audit_example(entry, node, wallet, payout, kind, error, record["t"])
-            audit.add(entry, kind, example)
+            audit.add(entry, kind, example, node=node)
             failure = checker.CheckFailed(_describe_audit(example), kind) if kind else None
             checker.fire_check(
                 self.environment.events.request, checker.FINAL_AUDIT, failure, started
@@ -438,6 +454,19 @@ class Controller:
             log.exception("could not add the witnesses")
             report["witnesses_left_to_check"] = f"could not add them: {err!r}"
 
+    def _coverage_settings(self) -> dict[str, Any]:
+        """The run's settings the coverage windows follow (edge_workload.coverage_settings)."""
+        options = self.environment.parsed_options
+        faults = self.fault_control.run_faults if self.fault_control is not None else {}
+        crashes = len(self.crash.events) if self.crash is not None else 0
+        return edge_workload.coverage_settings(
+            edge_workload.settings_from(options),
+            self.settings,
+            faults,
+            crashes,
+            crash.crash_every_s(options),
+        )
+
     def _report_inputs(
         self, final: dict[str, Any], locust_exit_code: int, live: bool
     ) -> dict[str, Any]:
@@ -460,6 +489,7 @@ class Controller:
                 "seed": self.settings.seed,
                 "threshold": self.settings.max_inconsistencies,
                 "final_wait_s": self.settings.final_wait_s,
+                "coverage": self._coverage_settings(),
             },
             "merged": merged,
             "reconciliation": final.get("reconciliation"),

@@ -22,6 +22,7 @@ import gevent
 import gevent.lock
 
 from lnchaos.checker import history
+from locustfiles import edge_workload
 from locustfiles.admin_client import TargetAdmin, TargetError
 from locustfiles.options import FIX_MODES, Settings
 from locustfiles.shapes import Phase, plan_from_options
@@ -95,6 +96,8 @@ class FaultControl:
             "late_settle_rate": settings.late_settle_rate,
         }
         self.held: set[str] = set()
+        # the node's faults in force at test start (the coverage windows follow them)
+        self.run_faults: dict[str, Any] = {}
         self.controls: list[dict[str, Any]] = []
         # per phase entered: the highest timeout rate in force during it
         self.rate_seen: dict[str, float] = {}
@@ -154,7 +157,12 @@ class FaultControl:
         )
         if self.settings.failure_rate is not None:
             faults["failure_rate"] = self.settings.failure_rate
+        # the edge workload's part at the node: fees up to the limit, long holds
+        faults.update(
+            edge_workload.node_faults(edge_workload.settings_from(self.environment.parsed_options))
+        )
         in_force = self.admin.set_faults(faults)
+        self.run_faults = dict(in_force) if isinstance(in_force, dict) else {}
         self.collector.note(
             {
                 "type": history.FAULT,

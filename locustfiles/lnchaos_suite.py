@@ -49,7 +49,7 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from locustfiles import counters, crash, options, recording, telemetry, traffic
+from locustfiles import counters, crash, edge_workload, options, recording, telemetry, traffic
 from locustfiles import web_ui as lnchaos_web_ui
 from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
@@ -61,6 +61,7 @@ __all__ = ["DrainUser", "EdgeUser", "LnchaosShape", "PayerUser", "RetryUser", "S
 
 events.init_command_line_parser.add_listener(options.add_arguments)
 events.init_command_line_parser.add_listener(crash.add_arguments)
+events.init_command_line_parser.add_listener(edge_workload.add_arguments)
 
 _controller: Controller | None = None
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from locustfiles.edge_workload import LONG_HOLD_MS
 from locustfiles.shapes import SHAPES, SPIKE_CYCLE_S_MIN
 from target.common.server import LOOPBACK, bind_problem
 from target.config import FIX_MODES  # the one list of fix modes
@@ -56,12 +57,15 @@ TARGET_INFLIGHT_HOLD_MS = 1500
 TARGET_NODE_TIMEOUT_MS = 500
 TARGET_RESOLVER_INTERVAL_MS = 100
 FINAL_WAIT_MARGIN_S = 3.0
+# the edge workload's long hold (locustfiles/edge_workload.py) is the longest a payment of a
+# default run stays in flight: the final wait covers it
+_LONGEST_HOLD_MS = max(TARGET_INFLIGHT_HOLD_MS, LONG_HOLD_MS)
 DEFAULT_FINAL_WAIT_S = float(
     math.ceil(
-        (TARGET_INFLIGHT_HOLD_MS + TARGET_NODE_TIMEOUT_MS + 2 * TARGET_RESOLVER_INTERVAL_MS) / 1000
+        (_LONGEST_HOLD_MS + TARGET_NODE_TIMEOUT_MS + 2 * TARGET_RESOLVER_INTERVAL_MS) / 1000
         + FINAL_WAIT_MARGIN_S
     )
-)  # 6 s
+)  # 14 s (6 s before the long holds)
 FINAL_WAIT_S_MAX = 600.0
 
 

@@ -44,7 +44,9 @@ WALLET_AT_END = "wallet_at_end_of_use"
 # its balance was known from claims only; the audit reads the wallet and judges the payout again.
 END_OF_USE = "wallet_end_of_use"
 RESOLVE_POLL_INTERVAL_S = 0.2
-RESOLVE_MAX_POLLS = 60
+RESOLVE_MAX_POLLS = 120  # 24 s of polls at most: the edge workload's long holds end within
+# the node's facts of the attempt a check record keeps (coverage.py reads them)
+NODE_FACTS = ("status", "fee_msat", "fee_limit_msat", "timed_out", "created_ms", "resolved_ms")
 
 
 @dataclass
@@ -62,6 +64,10 @@ class SentPayout:
     # the wallet's API has an Idempotency-Key (lnchaos's does; LNbits' has none: a resent
     # invoice is refused, and only "never charged twice" is checked)
     idempotent: bool = True
+    # coverage (lnchaos/checker/coverage.py): when the retry was sent (unix ms), and whether the
+    # first request got no answer because the target was killed (--crash-every)
+    retry_ms: int | None = None
+    after_crash: bool = False
 
 
 def claimed_balance(result: PayoutResult | None) -> int | None:
@@ -139,13 +145,17 @@ def judge(
         "in": {
             "before_msat": sent.expected_msat,
             "amount_msat": sent.invoice.amount_msat,
-            "node": {"status": node.get("status"), "fee_msat": node.get("fee_msat")},
+            "node": {key: node.get(key) for key in NODE_FACTS if key in node},
             "actual_msat": actual_msat,
             "retried": sent.retry is not None,
         },
         "reserved_msat": reserved_msat,
         "payout_status": payout_status,
     }
+    if sent.retry_ms is not None:
+        record["retry_ms"] = sent.retry_ms
+    if sent.after_crash:
+        record["after_crash"] = True
     kind = LOCAL.history.emit(record)
     if kind is None and sent.retry is None:
         checker.fire_check(request_event, name, None, sent.started)  # most checks: no example

@@ -44,9 +44,12 @@ def left_unresolved(**fields: Any) -> None:
     LOCAL.history.emit({"type": history.LEFT_UNRESOLVED, **fields})
 
 
-def check(name: str, kind: str | None, example: dict[str, Any] | None) -> None:
-    """A check judged by its caller, with its kind and example (a traffic round's)."""
-    LOCAL.history.emit({"type": history.CHECK, "name": name, "kind": kind, "example": example})
+def check(name: str, kind: str | None, example: dict[str, Any] | None, **facts: Any) -> None:
+    """A check judged by its caller, with its kind and example (a traffic round's); `facts`:
+    what the judge's coverage reads of the round (a drain's `node_spans`)."""
+    LOCAL.history.emit(
+        {"type": history.CHECK, "name": name, "kind": kind, "example": example, **facts}
+    )
 
 
 def invoke(op: str, **fields: Any) -> None:

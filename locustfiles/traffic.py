@@ -69,7 +69,7 @@ from locustfiles.users import (
     AFTER_CRASH_POLL_S,
     RESOLVE_MAX_POLLS,
     RESOLVE_POLL_INTERVAL_S,
-    RESOLVE_TIMEOUT_S,
+    resolve_bound_s,
 )
 from locustfiles.wallet_client import (
     FINAL_NODE_STATUSES,
@@ -252,8 +252,7 @@ class TrafficUser(FastHttpUser):
         self.rng = random.Random(f"{seed}/{worker_index}/{name}/{next(_user_numbers)}")
         self.wallets = WalletClient(self.client, self.environment.events.request)
         self.wallets.chaos_connection_errors = crash.crash_every_s(options) > 0
-        bound_s = float(getattr(options, "resolve_timeout_s", None) or RESOLVE_TIMEOUT_S)
-        self.resolve_timeout_s = max(bound_s, 0.0)
+        self.resolve_timeout_s = resolve_bound_s(options)
         # payout ids already in the tally (a replay is not a new payout), the oldest forgotten
         self.counted: OrderedDict[str, None] = OrderedDict()
 
@@ -397,8 +396,15 @@ class TrafficUser(FastHttpUser):
         message = f"{self.traffic_name}: {why}; left to the end-of-run reconciliation"
         self.fire(checker.RESOLVED_WITHIN_BOUND, CheckFailed(message), started)
 
-    def judged(self, name: str, kind: str | None, example: dict[str, Any], started: float) -> None:
-        recording.check(name, kind, example if kind is not None else None)
+    def judged(
+        self,
+        name: str,
+        kind: str | None,
+        example: dict[str, Any],
+        started: float,
+        **facts: Any,
+    ) -> None:
+        recording.check(name, kind, example if kind is not None else None, **facts)
         if kind is None:
             self.fire(name, None, started)
             return
@@ -570,7 +576,15 @@ class DrainUser(TrafficUser):
             "detail": f"funding {funding_msat} msat, {refused} refused, balances seen {seen_msat}",
             "t_unix": round(time.time(), 3),
         }
-        self.judged(checker.DRAIN, kind, example, started)
+        # coverage: the node's span of each payout it acted on (two at once overlap)
+        spans = [
+            [nodes[h].get("created_ms"), nodes[h].get("resolved_ms")]
+            for h in hashes
+            if nodes[h].get("created_ms") is not None
+        ]
+        self.judged(
+            checker.DRAIN, kind, example, started, wallet=wallet.wallet_id, node_spans=spans
+        )
 
 
 # ---- retry: the same Idempotency-Key at the wrong moments ---------------------------------------

@@ -55,7 +55,7 @@ from configargparse import SUPPRESS
 from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import arrival, checker, crash, payout_check, recording, resolver
+from locustfiles import arrival, checker, crash, edge_workload, payout_check, recording, resolver
 from locustfiles.payout_check import RESOLVE_MAX_POLLS as RESOLVE_MAX_POLLS  # traffic.py's
 from locustfiles.payout_check import RESOLVE_POLL_INTERVAL_S as RESOLVE_POLL_INTERVAL_S
 from locustfiles.payout_check import SentPayout
@@ -75,6 +75,7 @@ RESERVE_MARGIN_MSAT = 10_000
 # Resolving a timed-out payout: the node holds it in flight for inflight_hold_ms (1.5 s by
 # default) before its late outcome; bounded in time and in polls.
 RESOLVE_TIMEOUT_S = 8.0
+RESOLVE_MARGIN_S = 4.0  # past the longest hold: the wallet's resolver, the polls, a busy machine
 RESOLVE_TIMEOUT_S_MAX = 600.0
 # A payout that got no answer under the crash fault: asked again until the target is back.
 AFTER_CRASH_MAX_S = 60.0
@@ -88,7 +89,7 @@ def _add_arguments(parser: Any) -> None:
     parser.add_argument(
         "--resolve-timeout-s",
         type=float,
-        default=RESOLVE_TIMEOUT_S,
+        default=None,  # RESOLVE_TIMEOUT_S, or longer to cover the edge workload's long holds
         include_in_web_ui=False,
         help=SUPPRESS,
     )
@@ -119,8 +120,10 @@ class PayerUser(FastHttpUser):
         self.wallets.chaos_connection_errors = crash.crash_every_s(options) > 0
         self.wallet: Wallet | None = None
         self.expected_msat = 0
-        bound_s = float(getattr(options, "resolve_timeout_s", None) or RESOLVE_TIMEOUT_S)
-        self.resolve_timeout_s = min(max(bound_s, 0.0), RESOLVE_TIMEOUT_S_MAX)
+        # the edge workload (edge_workload.py): amounts, and the funding they need
+        self.edge = edge_workload.settings_from(options)
+        self.funding_msat = edge_workload.funding_msat(self.edge, FUNDING_MSAT)
+        self.resolve_timeout_s = resolve_bound_s(options)
         # the payout in progress until a check judged it: what the final audit needs of it
         self.unjudged: dict[str, Any] | None = None
         # the wallet's balance is known from payout answers' claims since its last read of its
@@ -173,13 +176,17 @@ class PayerUser(FastHttpUser):
             phase, scheduled = arrival_now.phase, arrival_now.scheduled
         else:
             phase = LOCAL.phase
-        amount_msat = self.rng.randrange(AMOUNT_MSAT_MIN, AMOUNT_MSAT_MAX)
+        amount_msat = edge_workload.draw_amount_msat(self.rng, self.edge)
+        near_balance = edge_workload.wants_near_balance(self.rng, self.edge)
         # a client's retry is traffic, sent with the checks on or off (the bench compares the
         # same traffic, checked and unchecked); only its verification is a check
         retried = self.rng.random() < self.retry_share
         key = f"{LOCAL.run_id}-{self.rng.getrandbits(96):024x}"
         if not self._ensure_funds(amount_msat):
             return
+        if near_balance:
+            # sized from the balance the payer knows: what the hold leaves is under a reserve
+            amount_msat = edge_workload.near_balance_amount_msat(self.expected_msat) or amount_msat
         invoice = self.wallets.create_invoice(amount_msat)
         if invoice is None:
             return
@@ -195,7 +202,10 @@ class PayerUser(FastHttpUser):
             )
         started = time.perf_counter()
         first = self.wallets.pay(self.wallet, invoice, key, phase)
-        if first.http_status == 0 and self.wallets.chaos_connection_errors:
+        after_crash = first.http_status == 0 and self.wallets.chaos_connection_errors
+        if after_crash:
+            if self.unjudged is not None:
+                self.unjudged["after_crash"] = True  # the final audit's coverage
             first = self._answer_after_crash(invoice, key, phase, first)
         recording.payout(phase, first.outcome, first.latency_ms, payer=True)
         if scheduled is not None:
@@ -206,11 +216,18 @@ class PayerUser(FastHttpUser):
             # outcome unknown: the final audit judges it; continue with a fresh wallet
             self._abandon(checker.ABANDONED_ERROR)
             return
-        retry = None
+        # the edge workload: a payout still in flight (answered pending or timed out) is retried
+        # more often, so the retry of an in-flight payout is met in every run
+        # (--retry-share 0: no retry at all, none of these either)
+        in_flight = edge_workload.retries_in_flight(self.rng, self.edge, first.kind)
+        retried = retried or (self.retry_share > 0 and in_flight)
+        retry, retry_ms = None, None
         if retried:
             recording.retry()
+            retry_ms = int(time.time() * 1000)  # coverage: was the node still paying it?
             if self.unjudged is not None:
-                self.unjudged["retried"] = True
+                # the final audit's coverage too (a payout its payer leaves to the audit)
+                self.unjudged.update(retried=True, retry_ms=retry_ms)
             retry = self.wallets.pay(self.wallet, invoice, key, phase, retry=True)
             if retry.http_status == 0 and self.wallets.chaos_connection_errors:
                 retry = self._answer_after_crash(invoice, key, phase, retry)
@@ -233,6 +250,8 @@ class PayerUser(FastHttpUser):
             started=started,
             entry=self.unjudged,
             idempotent=self.wallets.idempotent,
+            retry_ms=retry_ms,
+            after_crash=after_crash,
         )
         self._verify(sent)
 
@@ -260,7 +279,7 @@ class PayerUser(FastHttpUser):
         if self.wallet is not None and self.expected_msat >= needed_msat(amount_msat):
             return True
         self._leave_wallet()
-        self.wallet = self.wallets.create_wallet(FUNDING_MSAT)
+        self.wallet = self.wallets.create_wallet(self.funding_msat)
         if self.wallet is None:
             return False
         self.expected_msat = self.wallet.balance_msat
@@ -367,6 +386,18 @@ class PayerUser(FastHttpUser):
         payout_check.abandon(self.unjudged, why)
         self.unjudged = None
         self.wallet, self.claimed_entry = None, None
+
+
+def resolve_bound_s(options: Any) -> float:
+    """The users' bound for a payout to become final: --resolve-timeout-s, else
+    RESOLVE_TIMEOUT_S or, past the edge workload's long hold, long enough that a long hold is
+    still judged by a check (the payers' and the traffic classes' alike)."""
+    bound_s = getattr(options, "resolve_timeout_s", None)
+    if bound_s is None:
+        edge = edge_workload.settings_from(options)
+        hold_s = edge_workload.longest_hold_s(edge, 0.0) + RESOLVE_MARGIN_S
+        bound_s = max(RESOLVE_TIMEOUT_S, hold_s)
+    return min(max(float(bound_s), 0.0), RESOLVE_TIMEOUT_S_MAX)
 
 
 def needed_msat(amount_msat: int) -> int:

@@ -235,6 +235,7 @@ class LiveView:
             "kinds": consistency_view.kind_rows(report),
             "checks": consistency_view.check_rows(report),
             "timeouts": consistency_view.timeout_rows(report),
+            "coverage": consistency_view.coverage_rows(report),
             "arrivals": consistency_view.arrival_rows(report),
             "pending": consistency_view.unresolved_summary(report, self.target_now()),
             "controls": report.get("controls") or [],

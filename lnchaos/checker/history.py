@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson  # the target's JSON already: several times faster than json on the users' path
 
+from lnchaos.checker import coverage
 from lnchaos.checker.kinds import RESOLVED_WITHIN_BOUND
 from lnchaos.checker.rules import balance_kind, expected_balance_msat, payment_cost
 from lnchaos.checker.tally import Tally
@@ -90,6 +91,11 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     double charge a retry check names is counted once, by its balance check)."""
     inputs = record.get("in")
     kind = balance_kind(**inputs) if inputs is not None else record.get("kind")
+    # the windows this payout (or round) reached: from its recorded node truth, not its verdict
+    if inputs is not None:
+        coverage.observe_check(tally.coverage, record)
+    elif "node_spans" in record:
+        coverage.observe_round(tally.coverage, record)
     tally.record_check(record["name"], passed=kind is None and not record.get("failed"))
     if kind is None or not record.get("counted", True):
         return kind

@@ -117,7 +117,8 @@ def _audit(master: list[dict[str, Any]]) -> Audit:
         entry, node, wallet = record["entry"], record.get("node"), record.get("wallet_view")
         payout, error = record.get("payout_view"), record.get("error")
         kind = audit_result(entry, node, wallet, payout, error)
-        audit.add(entry, kind, audit_example(entry, node, wallet, payout, kind, error, record["t"]))
+        example = audit_example(entry, node, wallet, payout, kind, error, record["t"])
+        audit.add(entry, kind, example, node=node)
     return audit
 
 

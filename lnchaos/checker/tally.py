@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from lnchaos.checker import coverage as coverage_rules
 from lnchaos.checker.kinds import (
     AUDIT_MAX,
     BALANCE_CHECKS,
@@ -36,6 +37,8 @@ class Tally:
         self.retries = 0
         self.audit: list[dict[str, Any]] = []
         self.audit_overflow = 0
+        # the dangerous windows reached (lnchaos/checker/coverage.py), folded from the records
+        self.coverage: dict[str, Any] = coverage_rules.empty()
 
     def record_audit(self, entry: dict[str, Any]) -> None:
         """A payout its payer could not judge, for the master's final audit. Bounded: past
@@ -85,6 +88,7 @@ class Tally:
             "retries": self.retries,
             "audit": [dict(entry) for entry in self.audit],
             "audit_overflow": self.audit_overflow,
+            "coverage": coverage_rules.copy(self.coverage),
         }
 
 
@@ -133,6 +137,7 @@ def merge_tallies(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "retries": 0,
         "audit": [],
         "audit_overflow": 0,
+        "coverage": coverage_rules.empty(),
     }
     for snap in snapshots:
         for phase, by_outcome in snap.get("payouts", {}).items():
@@ -164,6 +169,7 @@ def merge_tallies(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
         merged["retries"] += snap.get("retries", 0)
         merged["audit"].extend(snap.get("audit") or [])
         merged["audit_overflow"] += int(snap.get("audit_overflow", 0))
+        coverage_rules.merge(merged["coverage"], snap.get("coverage"))
     return merged
 
 

@@ -102,6 +102,10 @@ that could not be kept or audited (overflow) fails the run (exit 3).
                 required: bool}                faults in force let through (success_share_by_
                                                phase); required: expected >= SUCCESSES_EXPECTED_
                                                MIN, so none paid proves nothing (exit 4)
+    coverage: {window: {what, enabled, count,  the dangerous windows (lnchaos/checker/
+               expected, required, witness}}   coverage.py): measured from the node's truth
+                                               and the history; a required window (expected
+                                               >= COVERAGE_EXPECTED_MIN) never reached: exit 4
     retries: int                               idempotent retries sent
     checks: {passed, failed, by_name: {name: {passed, failed}}}
     audit: {entries: int,                      payouts no payer could judge (kept + overflow)
@@ -156,7 +160,8 @@ at most 64 MiB, else `witnesses_left_to_check` says so and `lnchaos check` adds 
        out of the final audit (overflow)
     5  the target failed: did not start, unreachable, or its reconciliation failed
     4  nothing proven: no payout's balance was checked, or a timeout rate above zero was
-       configured and no timed-out payout was resolved
+       configured and no timed-out payout was resolved, or a coverage window the settings
+       require was never reached (named)
     2  Locust's own: an unhandled exception in a greenlet or event handler
     1  Locust's own failure (failed requests outside the checks, exceptions in users); any
        other non-zero code Locust or another listener decided is kept as it is
@@ -174,6 +179,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from lnchaos.checker import coverage
 from lnchaos.checker.kinds import (
     BEFORE_RUN_KINDS,
     CHARGED_NOT_PAID,
@@ -222,8 +228,17 @@ class Audit:
         self.kinds: dict[str, dict[str, Any]] = {}
         # (payout_id, payment_hash) of each unresolved payout: merged with the reconciliation's
         self.unresolved_keys: list[tuple[str | None, str | None]] = []
+        # the windows of the payouts only the audit judged (lnchaos/checker/coverage.py)
+        self.coverage: dict[str, Any] = coverage.empty()
 
-    def add(self, entry: dict[str, Any], kind: str | None, example: dict[str, Any]) -> None:
+    def add(
+        self,
+        entry: dict[str, Any],
+        kind: str | None,
+        example: dict[str, Any],
+        node: dict[str, Any] | None = None,
+    ) -> None:
+        coverage.observe_audit(self.coverage, entry, node)
         if kind == UNRESOLVED:
             self.unresolved += 1
             self.unresolved_keys.append((entry.get("payout_id"), entry.get("payment_hash")))
@@ -435,6 +450,7 @@ def decide(
     audit_overflow: int = 0,
     workers_lost: Iterable[str] = (),
     successes: dict[str, Any] | None = None,
+    windows_not_reached: Iterable[str] = (),
 ) -> tuple[str, int, str]:
     """(verdict, exit_code, reason): the first code by precedence 3, 5, 4, Locust's own (2, 1),
     1 for lost workers, 0; the reason names every problem that applies, not only the one that
@@ -445,6 +461,7 @@ def decide(
         *_proof_problems(
             verified, timeouts_configured, timeouts_seen, timeouts_resolved, successes
         ),
+        *coverage_problems(list(windows_not_reached)),
         *_locust_problems(locust_exit_code, list(workers_lost)),
     ]
     before = (
@@ -513,6 +530,21 @@ def _proof_problems(
             )
         )
     return problems
+
+
+def coverage_problems(not_reached: list[str]) -> list[tuple[int, str]]:
+    """Exit 4: windows the run's settings should have exercised and the run never reached
+    (lnchaos/checker/coverage.py): its pass would vouch for situations it never met."""
+    if not not_reached:
+        return []
+    named = ", ".join(f"{w} ({coverage.WINDOW_TEXT[w]})" for w in not_reached)
+    return [
+        (
+            EXIT_NOTHING_VERIFIED,
+            f"coverage: {len(not_reached)} window(s) the settings should have exercised were "
+            f"never reached: {named}",
+        )
+    ]
 
 
 def _locust_problems(locust_exit_code: int, lost: list[str]) -> list[tuple[int, str]]:
@@ -594,6 +626,7 @@ def build_report(
         "traffic_rounds_verified": judged["rounds"],
         "timeouts": judged["timeouts"],
         "successes": judged["successes"],
+        "coverage": judged["coverage"],
         "retries": merged["retries"],
         "checks": checks_summary(merged),
         "audit": audit.summary(),
@@ -638,6 +671,9 @@ def judge_run(
 ) -> dict[str, Any]:
     """The run's judgement: the findings combined, what was proven, and the verdict (decide)."""
     inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation, audit)
+    reached = coverage.copy(merged.get("coverage") or coverage.empty())
+    coverage.merge(reached, audit.coverage)
+    covered = coverage.summary(run.get("coverage"), reached, configured_rate_by_phase)
     total = sum(entry["count"] for entry in inconsistencies.values())
     earlier = before_run(reconciliation)
     earlier_total = sum(entry["count"] for entry in earlier.values())
@@ -660,8 +696,10 @@ def judge_run(
         audit_overflow=audit.overflow,
         workers_lost=[describe_lost_worker(entry) for entry in lost],
         successes=successes,
+        windows_not_reached=coverage.not_reached(covered),
     )
     return {
+        "coverage": covered,
         "verdict": verdict,
         "exit_code": exit_code,
         "reason": reason,

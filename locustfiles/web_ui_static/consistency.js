@@ -132,6 +132,7 @@
     tables.textContent = "";
     tables.appendChild(table("lnchaos-kinds", "Inconsistencies per kind", [["kind", "kind"], ["count", "count"], ["amount", "amount"], ["detected_by", "found by"], ["example", "latest example"]], s.kinds || []));
     tables.appendChild(table("lnchaos-checks", "Checks per invariant", [["name", "invariant"], ["passed", "passed"], ["failed", "failed"]], s.checks || []));
+    tables.appendChild(table("lnchaos-coverage", "Coverage: the dangerous windows the run reached (a required one never reached: exit 4)", [["name", "window"], ["what", "what"], ["count", "count"], ["expected", "expected"], ["state", "state"], ["witness", "witness"]], s.coverage || []));
     tables.appendChild(table("lnchaos-timeouts", "Timeout rate per phase", [["name", "phase"], ["payouts", "payouts"], ["timeouts", "timeouts"], ["measured", "measured"], ["configured", "configured"]], s.timeouts || []));
     tables.appendChild(table("lnchaos-control-log", "Control changes", [["t_s", "t (s)"], ["phase", "phase"], ["what", "what"], ["from", "from"], ["to", "to"]],
       (s.controls || []).map(function (c) { return Object.assign({ name: c.what }, c); })));

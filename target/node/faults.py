@@ -24,6 +24,11 @@ class FaultSettings:
     load_coupling: float = 0.0  # extra timeout chance per payment in flight
     fee_base_msat: int = 1000
     fee_ppm: int = 1000
+    # The edge workload (docs/edge-workload.md): fees up to the caller's limit, long holds.
+    fee_at_limit_rate: float = 0.0  # share of payments charged exactly the caller's fee limit
+    fee_to_limit_rate: float = 0.0  # share whose fee is drawn uniformly up to that limit
+    long_hold_rate: float = 0.0  # of timed-out payments, the share held long_hold_ms instead
+    long_hold_ms: float = 12_000.0
     # HTTP faults of the node's LND REST routes only, drawn per request (docs/lnd-rest.md).
     http_latency_rate: float = 0.0  # share of requests delayed by http_latency_ms
     http_latency_ms: float = 200.0
@@ -36,11 +41,11 @@ class FaultSettings:
     _RATES = (
         "timeout_rate", "failure_rate", "late_settle_rate", "latency_spike_rate",
         "http_latency_rate", "http_error_rate", "http_reset_rate", "http_stall_rate",
-        "http_fault_after_rate",
+        "http_fault_after_rate", "fee_at_limit_rate", "fee_to_limit_rate", "long_hold_rate",
     )  # fmt: skip
     _LIMITS_MS = (
         "latency_ms_median", "latency_spike_ms", "inflight_hold_ms", "http_latency_ms",
-        "http_stall_ms",
+        "http_stall_ms", "long_hold_ms",
     )  # fmt: skip
 
     def validate(self) -> None:
@@ -50,6 +55,10 @@ class FaultSettings:
                 raise bad_request("invalid_fault", f"{name} must be within [0, 1]", field=name)
         if self.timeout_rate + self.failure_rate > 1.0:
             raise bad_request("invalid_fault", "timeout_rate + failure_rate must be at most 1")
+        if self.fee_at_limit_rate + self.fee_to_limit_rate > 1.0:
+            raise bad_request(
+                "invalid_fault", "fee_at_limit_rate + fee_to_limit_rate must be at most 1"
+            )
         if self.http_error_rate + self.http_reset_rate + self.http_stall_rate > 1.0:
             raise bad_request(
                 "invalid_fault", "http_error_rate + http_reset_rate + http_stall_rate must be <= 1"

@@ -447,6 +447,8 @@ class LightningNode:
         fee_msat += rng.randrange(0, fee_msat // 2 + 1)
         if route_fee_msat is not None:
             fee_msat = route_fee_msat
+        else:
+            fee_msat = self._edge_fee(fee_msat, fee_limit_msat)
         draw = rng.random()
         late_settles = rng.random() < f.late_settle_rate
         timed_out = False
@@ -458,7 +460,7 @@ class LightningNode:
             outcome, reason = PaymentStatus.FAILED, FailureReason.NO_ROUTE  # no route within limit
         elif draw < timeout_p:
             timed_out = True
-            latency_ms += f.inflight_hold_ms
+            latency_ms += self._hold_ms()
             if late_settles:
                 outcome, reason = PaymentStatus.SUCCEEDED, FailureReason.NONE
             else:
@@ -484,6 +486,28 @@ class LightningNode:
             created_ms=created_ms,
             resolve_at_ms=created_ms + int(latency_ms),
         )
+
+    def _edge_fee(self, fee_msat: int, fee_limit_msat: int) -> int:
+        """The edge workload's fees: a share charged exactly the caller's limit, a share drawn
+        up to it (a wallet that books the fee reserve, not the fee, or that rounds at the limit,
+        only shows there). No draw when both shares are 0, so older seeds draw as before."""
+        f = self.faults
+        if fee_limit_msat < fee_msat or f.fee_at_limit_rate + f.fee_to_limit_rate <= 0.0:
+            return fee_msat
+        draw = self._outcome_rng.random()
+        if draw < f.fee_at_limit_rate:
+            return fee_limit_msat
+        if draw < f.fee_at_limit_rate + f.fee_to_limit_rate:
+            return self._outcome_rng.randint(fee_msat, fee_limit_msat)
+        return fee_msat
+
+    def _hold_ms(self) -> float:
+        """How long a timed-out payment stays in flight: the normal hold, or for a share the
+        long one (a wallet that gives up on a payment once it is "old enough" meets it)."""
+        f = self.faults
+        if f.long_hold_rate > 0.0 and self._outcome_rng.random() < f.long_hold_rate:
+            return f.long_hold_ms
+        return f.inflight_hold_ms
 
     def _schedule(self, payment: Payment) -> None:
         delay_s = max(0.0, (payment.resolve_at_ms - now_ms()) / 1000)

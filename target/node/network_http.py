@@ -46,6 +46,12 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
         "failure_reason": str(payment.failure_reason),
         "attempt_id": payment.payment_index,
         "attempts": attempts,
+        # the attempt's own facts, for the suite's coverage (lnchaos/checker/coverage.py): the
+        # fee limit the wallet passed, whether the network held it past the deadline, its span
+        "fee_limit_msat": payment.fee_limit_msat,
+        "timed_out": payment.timed_out,
+        "created_ms": payment.created_ms,
+        "resolved_ms": payment.resolved_ms,
     }
 
 

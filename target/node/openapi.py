@@ -63,6 +63,11 @@ TRUTH = obj(
 )
 TRUTH["properties"]["status"]["enum"] = ["in_flight", "succeeded", "failed", "unknown"]
 TRUTH["properties"]["attempt_id"] = {"type": "integer", "nullable": True}
+# the attempt's own facts (absent for a hash never sent): the suite's coverage reads them
+TRUTH["properties"]["fee_limit_msat"] = {"type": "integer"}
+TRUTH["properties"]["timed_out"] = {"type": "boolean"}
+TRUTH["properties"]["created_ms"] = {"type": "integer"}
+TRUTH["properties"]["resolved_ms"] = {"type": "integer", "nullable": True}
 
 # the seed of the fault draws (network_http.put_seed: a whole number within [0, 2**63 - 1])
 SEED: Schema = {

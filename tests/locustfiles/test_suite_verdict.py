@@ -46,7 +46,8 @@ def test_fix_on_with_faults_but_no_timeout_resolved_fails_with_4(locust_run, run
     """Faults on, but the wallet waits longer (3 s) than the node holds a payment (1.5 s): no
     payout ever times out, so the run verifies payouts and proves nothing about timeouts."""
     url, token = running_target(["--node-timeout-ms", "3000", "--inflight-hold-ms", "1500"])
-    args = ["-t", "6s", "-u", "5", "--fix", "on", "--timeout-rate", "0.3"]
+    # no long holds (the edge workload's 10 s would outlast the wallet's 3 s wait)
+    args = ["-t", "6s", "-u", "5", "--fix", "on", "--timeout-rate", "0.3", "--long-hold-rate", "0"]
     # the old spelling of the shape: still a run label, with a one-line hint
     run = locust_run(host_args(url, token, *args, "--profile", "spike"))
     code = run.finish(RUN_TIMEOUT_S)
@@ -121,8 +122,9 @@ def test_profile_is_a_label_and_the_old_shape_values_get_a_hint():
 
 
 def test_final_wait_default_follows_the_embedded_targets_timing():
-    # in-flight hold 1.5 s + node timeout 0.5 s + two resolver passes + 3 s margin, rounded up
-    assert DEFAULT_FINAL_WAIT_S == 6.0
+    # the longest hold (the edge workload's 10 s; the node's normal one is 1.5 s) + node timeout
+    # 0.5 s + two resolver passes + 3 s margin, rounded up
+    assert DEFAULT_FINAL_WAIT_S == 14.0  # 6 s before the edge workload's 10 s long holds
     assert settings_from(SimpleNamespace()).final_wait_s == DEFAULT_FINAL_WAIT_S
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from locustfiles import consistency_view
+from locustfiles import consistency_view, edge_workload
 from locustfiles.fault_control import ControlError, FaultControl, validate_controls
 from locustfiles.options import settings_from
 from locustfiles.shapes import Phase
@@ -97,9 +97,11 @@ def test_start_settings_reach_the_target_then_a_control_holds_against_the_phases
     control.apply_run_settings({"failure_rate": 0.0})
     assert admin.calls == [
         ("fix", "off"),
-        ("faults", {"failure_rate": 0.0, "timeout_rate": 0.05, "late_settle_rate": 0.5}),
+        # the run's settings, and the edge workload's part at the node (edge_workload.py)
+        ("faults", {"failure_rate": 0.0, "timeout_rate": 0.05, "late_settle_rate": 0.5,
+                    **edge_workload.node_faults(edge_workload.EdgeSettings())}),
         ("seed", 9),
-    ]
+    ]  # fmt: skip
     control._enter("normal", NORMAL)
     assert admin.faults["timeout_rate"] == 0.05
     admin.calls.clear()

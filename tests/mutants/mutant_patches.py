@@ -59,6 +59,11 @@ PATCH_TARGETS: dict[str, str] = {
     "OUTBOUND": "target.payouts:OUTBOUND",
     "DEPOSITS": "target.payouts:DEPOSITS",
     "wallet_account": "target.payouts:wallet_account",
+    # the node's draws (the coverage mutants keep a window of the edge workload from the run)
+    "node_draw": "target.node.network:LightningNode._draw",
+    "node_edge_fee": "target.node.network:LightningNode._edge_fee",
+    "node_hold_ms": "target.node.network:LightningNode._hold_ms",
+    "fee_reserve": "target.config:WalletSettings.fee_reserve_msat",
 }
 
 # The ledger's funds check and its assertion, which the concurrency mutant rewrites.
@@ -151,6 +156,9 @@ class Mutant:
     # run with the suite's crash fault (the embedded target, SIGKILLed and restarted): a bug of
     # what a restart does, which no run without crashes can meet
     crash: bool = False
+    # a coverage mutant (issue 25): no money bug; it keeps the run from a dangerous window its
+    # settings enable, and the run must exit 4 naming that window (lnchaos/checker/coverage.py)
+    window: str | None = None
 
 
 MUTANTS: dict[str, Mutant] = {}
@@ -168,15 +176,16 @@ def mutant(
     traffic_mix: str | None = None,
     check: str | None = None,
     crash: bool = False,
+    window: str | None = None,
 ) -> Callable[[Callable[[], None]], Callable[[], None]]:
     def register(patch: Callable[[], None]) -> Callable[[], None]:
         doc = inspect.getdoc(patch) or ""
         assert doc and "Class:" in doc, f"{patch.__name__}: docstring must name bug and class"
-        assert expect, f"{patch.__name__}: declare the kinds expected to catch it"
+        assert expect or window, f"{patch.__name__}: declare the kinds expected to catch it"
         first_paragraph = " ".join(doc.split("\n\n")[0].split())
         bug = first_paragraph.split("Class:")[0].strip()
         MUTANTS[patch.__name__] = Mutant(
-            patch.__name__, bug_class, expect, patch, bug, traffic_mix, check, crash
+            patch.__name__, bug_class, expect, patch, bug, traffic_mix, check, crash, window
         )
         return patch
 
@@ -723,3 +732,112 @@ def expiry_read_in_ms() -> None:
         return long_lived
 
     replace("client_decode", make)
+
+
+# ---- coverage mutants: a window of the edge workload kept from the run (exit 4 naming it) -------
+
+
+@mutant("coverage: fee at the limit", window="fee_at_limit")
+def node_fee_never_at_limit() -> None:
+    """The node never charges exactly the wallet's fee limit (one msat under it at most), as a
+    network whose routes always leave some room would: a wallet that books the fee reserve as the
+    fee, or rounds at the limit, is never met. Class: coverage (fee at the limit)."""
+
+    def make(edge_fee: Any) -> Any:
+        def under_limit(self: Any, fee_msat: int, fee_limit_msat: int) -> int:
+            return min(edge_fee(self, fee_msat, fee_limit_msat), max(0, fee_limit_msat - 1))
+
+        return under_limit
+
+    replace("node_edge_fee", make)
+
+
+@mutant("coverage: long holds", window="in_flight_past_stuck")
+def node_holds_never_long() -> None:
+    """The node's long holds are cut to the normal in-flight hold: no payment outlives the
+    wallet's stuck threshold, so a wallet that gives up on "old" payments is never met.
+    Class: coverage (in flight past the stuck threshold)."""
+
+    def make(hold_ms: Any) -> Any:
+        def normal_hold(self: Any) -> float:
+            return min(hold_ms(self), self.faults.inflight_hold_ms)
+
+        return normal_hold
+
+    replace("node_hold_ms", make)
+
+
+def _timed_out_ends(outcome_name: str) -> None:
+    """Every payment the network holds past the deadline ends as `outcome_name`."""
+
+    def make(draw: Any) -> Any:
+        def drawn(self: Any, *args: Any, **kwargs: Any) -> Any:
+            payment = draw(self, *args, **kwargs)
+            if payment.timed_out:
+                status = type(payment.outcome)
+                payment.outcome = status(outcome_name)
+                reasons = type(payment.outcome_reason)
+                paid = outcome_name == "succeeded"
+                payment.outcome_reason = reasons("FAILURE_REASON_NONE" if paid else
+                                                 "FAILURE_REASON_TIMEOUT")  # fmt: skip
+                payment.outcome_fee_msat = payment.outcome_fee_msat if paid else 0
+                if paid and not payment.outcome_fee_msat:
+                    payment.outcome_fee_msat = min(1000, payment.fee_limit_msat)
+            return payment
+
+        return drawn
+
+    replace("node_draw", make)
+
+
+@mutant("coverage: late settles", window="late_settle")
+def node_timeouts_never_settle() -> None:
+    """Every payment that times out fails at the end of its hold: a wallet that takes a timeout
+    for a failure is never shown a late settle. Class: coverage (timeout, then settled late)."""
+    _timed_out_ends("failed")
+
+
+@mutant("coverage: late failures", window="late_fail")
+def node_timeouts_always_settle() -> None:
+    """Every payment that times out settles at the end of its hold: a wallet that keeps the
+    money of a timed-out payment is never shown a late failure.
+    Class: coverage (timeout, then failed late)."""
+    _timed_out_ends("succeeded")
+
+
+@mutant("coverage: large payouts", window="large_payout")
+def wallet_refuses_large_payouts() -> None:
+    """The wallet refuses any payout of 1 BTC or more (a version with a lower limit of its own):
+    the bugs of large amounts are never met. Class: coverage (a large payout)."""
+
+    def make(pay: Any) -> Any:
+        async def capped(self: Any, wallet_id: str, payment_request: str, *args: Any) -> Any:
+            try:
+                amount_msat = (await self.node.decode(payment_request)).amount_msat
+            except Exception:  # a bad invoice: the wallet's own answer to it, as before
+                amount_msat = None
+            # over the wallet's own limit: its own answer, as before (the edge class checks it)
+            limits = importlib.import_module("target.common.limits")
+            if amount_msat and 100_000_000_000 <= amount_msat < limits.MAX_AMOUNT_MSAT:
+                error = importlib.import_module("target.common.errors")
+                raise error.bad_request("amount_too_large", "payouts are capped at 1 BTC")
+            return await pay(self, wallet_id, payment_request, *args)
+
+        return capped
+
+    replace("pay", make)
+
+
+@mutant("coverage: near the balance", window="near_balance")
+def wallet_reserve_triples() -> None:
+    """The wallet holds three times its fee reserve: a payout sized near the balance is refused
+    for funds, so the wallet is never paid down to its last reserve.
+    Class: coverage (an amount within the fee reserve of the balance)."""
+
+    def make(reserve: Any) -> Any:
+        def tripled(self: Any, amount_msat: int) -> int:
+            return 3 * reserve(self, amount_msat)
+
+        return tripled
+
+    replace("fee_reserve", make)

@@ -55,6 +55,13 @@ START_TIMEOUT_S = 30.0
 LOCUST_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
 EXIT_INCONSISTENT = 3
+# the edge workload's shares raised, so that in RUN_TIME each coverage mutant's window is
+# required (expected >= 10, lnchaos/checker/coverage.py) in the control
+EDGE_OPTIONS = ("--long-hold-rate", "0.5", "--near-balance-share", "0.1",
+                "--edge-amount-share", "0.4")  # fmt: skip
+EXIT_NOTHING_VERIFIED = 4  # a coverage mutant's: a window the settings enable, never reached
+# the target's stuck threshold, as the suite's --stuck-after-s says it (its long holds outlast it)
+STUCK_AFTER_S = "5"
 PARALLEL = 2  # 2 cores: two runs (four processes) at a time
 
 
@@ -78,6 +85,11 @@ class RunResult:
 
     def detected(self, expect: tuple[str, ...]) -> list[str]:
         return [kind for kind in expect if self.kinds.get(kind, {}).get("count", 0) > 0]
+
+    def window_not_reached(self, window: str) -> bool:
+        """A coverage mutant's: the run required `window`, never reached it, and said so."""
+        entry = (self.report.get("coverage") or {}).get(window) or {}
+        return bool(entry.get("required")) and entry.get("count") == 0 and window in self.reason
 
     def checks_finding(self, expect: tuple[str, ...]) -> set[str]:
         """The checks whose examples show the expected kinds (a traffic class's own check)."""
@@ -113,7 +125,7 @@ def target_command(name: str, workdir: Path, seed: int) -> list[str]:
         "--port", "0", "--fix", "on", "--seed", str(seed), "--admin-token", ADMIN_TOKEN,
         "--db", str(workdir / "wallet.sqlite"), "--log-level", "WARNING",
         "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
-        "--failure-rate", FAILURE_RATE,
+        "--failure-rate", FAILURE_RATE, "--stuck-after-s", STUCK_AFTER_S,
     ]  # fmt: skip
 
 
@@ -126,7 +138,7 @@ def locust_command(report_dir: Path, seed: int, mix: str = "", *, target: list[s
         "--fix", "on", *target, "--admin-token", ADMIN_TOKEN,
         "--report-dir", str(report_dir), "--seed", str(seed),
         "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
-        "--retry-share", RETRY_SHARE, "--traffic-mix", mix or TRAFFIC_MIX,
+        "--retry-share", RETRY_SHARE, "--traffic-mix", mix or TRAFFIC_MIX, *EDGE_OPTIONS,
     ]  # fmt: skip
 
 
@@ -270,6 +282,8 @@ def table(results: dict[str, RunResult]) -> str:
         bug_class = mutant.bug_class if mutant else control
         bug = mutant.bug if mutant else "none"
         expect = " or ".join(mutant.expect) if mutant else "none (must pass)"
+        if mutant and mutant.window:
+            expect = f"exit 4 naming {mutant.window}"
         how, seconds = result.detection()
         when = "-" if seconds is None else f"{seconds:.1f} s ({how})"
         exit_cell = "broken" if result.broken else str(result.exit_code)
@@ -290,9 +304,13 @@ def verdict_of(name: str, result: RunResult) -> str:
         if result.exit_code != 0:
             return f"control failed: {result.reason}"
         return "ok" if result.recoveries > 0 else "control met no unrecorded attempt"
+    mutant = MUTANTS[name]
+    if mutant.window:
+        if result.exit_code == EXIT_NOTHING_VERIFIED and result.window_not_reached(mutant.window):
+            return "ok"
+        return f"window {mutant.window} not named: exit {result.exit_code}: {result.reason}"
     if result.exit_code != EXIT_INCONSISTENT:
         return f"not caught: exit {result.exit_code}: {result.reason}"
-    mutant = MUTANTS[name]
     if not result.detected(mutant.expect):
         return f"caught, but as {sorted(result.kinds)}, not {mutant.expect}"
     if mutant.check and result.checks_finding(mutant.expect) != {mutant.check}:
@@ -363,12 +381,13 @@ Each mutant is one small money bug patched into the target by `tests/mutants/mut
 (tests only; the product has no such code path). Each row is one real run of the suite against
 it: `locust --headless -t {RUN_TIME} -u {USERS} -r {USERS} --fix on --host URL --seed {seed}
 --timeout-rate {TIMEOUT_RATE} --late-settle-rate {LATE_SETTLE_RATE} --retry-share {RETRY_SHARE}
---traffic-mix {TRAFFIC_MIX}`,
-the target started with `--failure-rate {FAILURE_RATE}`. The crash runs (the crash-recovery
-mutant and its control) use the suite's embedded target instead, killed and restarted by
-`--crash-every {CRASH_EVERY_S}` (same load and rates; the node's definite failures off), the
-mutant patched into each start of it by `tests/mutants/hook/sitecustomize.py`. A mutant is
-caught when the run exits with 3 and reports one of its expected kinds. "First detection" is
+--traffic-mix {TRAFFIC_MIX} {" ".join(EDGE_OPTIONS)}`,
+the target started with `--failure-rate {FAILURE_RATE} --stuck-after-s {STUCK_AFTER_S}`. The
+crash runs (the crash-recovery mutant and its control) use the suite's embedded target instead,
+killed and restarted by `--crash-every {CRASH_EVERY_S}` (same load and rates; the node's
+definite failures off), the mutant patched into each start of it by
+`tests/mutants/hook/sitecustomize.py`. A mutant is caught when the run exits with 3 and reports
+one of its expected kinds (a coverage mutant: exit 4 naming its window). "First detection" is
 the seconds from the start of the run to the first timeline point with an inconsistency (a
 user's check found it), or, when only the end-of-run reconciliation found it, the time of the
 verdict (the last timeline point).

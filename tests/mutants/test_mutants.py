@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from mutant_patches import CONTROL, CONTROL_CRASH, MUTANTS, check_all_targets
-from mutant_runs import EXIT_INCONSISTENT, HOOK, REPO, RunResult
+from mutant_runs import EXIT_INCONSISTENT, EXIT_NOTHING_VERIFIED, HOOK, REPO, RunResult
 
 HERE = Path(__file__).resolve().parent
 SUITE_TIMEOUT_S = 900  # the first test waits for all selected runs (about 250 s)
@@ -41,6 +41,11 @@ def _describe(result: RunResult) -> str:
 def test_mutant_is_caught(name: str, runs: dict[str, RunResult]) -> None:
     mutant, result = MUTANTS[name], runs[name]
     assert result.broken is None, result.broken
+    if mutant.window:
+        # a coverage mutant: nothing wrong with the money, a window never reached (exit 4)
+        assert result.exit_code == EXIT_NOTHING_VERIFIED, _describe(result)
+        assert result.window_not_reached(mutant.window), _describe(result)
+        return
     assert result.exit_code == EXIT_INCONSISTENT, _describe(result)
     assert result.detected(mutant.expect), f"expected one of {mutant.expect}; {_describe(result)}"
     if mutant.check:
@@ -64,6 +69,11 @@ def test_control_passes(runs: dict[str, RunResult]) -> None:
         assert by_name[check]["passed"] > 0, check
     assert by_name["idempotent_retry"]["passed"] > 0
     assert report["reconciliation"]["conserved"] is True
+    # every coverage mutant's window is required and reached here: its exit 4 is its doing
+    for mutant in MUTANTS.values():
+        if mutant.window:
+            entry = report["coverage"][mutant.window]
+            assert entry["required"] and entry["count"] > 0, (mutant.window, entry)
 
 
 @pytest.mark.mutants
