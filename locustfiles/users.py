@@ -55,7 +55,7 @@ from configargparse import SUPPRESS
 from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import arrival, checker, crash, payout_check, recording, resolver
+from locustfiles import arrival, checker, crash, payout_check, recording, resolver, word_check
 from locustfiles.payout_check import RESOLVE_MAX_POLLS as RESOLVE_MAX_POLLS  # traffic.py's
 from locustfiles.payout_check import RESOLVE_POLL_INTERVAL_S as RESOLVE_POLL_INTERVAL_S
 from locustfiles.payout_check import SentPayout
@@ -233,6 +233,7 @@ class PayerUser(FastHttpUser):
             started=started,
             entry=self.unjudged,
             idempotent=self.wallets.idempotent,
+            fee_reserve_msat=word_check.fee_reserve_of(self.wallets, invoice.amount_msat),
         )
         self._verify(sent)
 

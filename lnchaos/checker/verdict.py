@@ -40,6 +40,9 @@ type FAULT (`timeout [phase]`, `payment_failed [phase]`): the chaos, not a defec
   of a run must end final, or the run fails. Examples carry the payout,
   its wallet, its status at the wallet and at the node;
 - `not_conserved` (reconciliation): deposits != balances + reserved + paid out + fees.
+- `status_mismatch`, `fee_mismatch` (the payout checks), `view_mismatch` (a wallet read while a
+  payout of it was pending), `books_mismatch` (the reconciliation's `books`): the wallet's word
+  and its books against the node's truth, lnchaos/checker/word.py.
 `charged_not_paid`, `paid_not_charged` and `unresolved` are also reported by the target's
 reconciliation, which sees every payout of the run (also those no user got to check before the
 run ended) but lists only a few ids: a kind counts max(found by checks + found by the final
@@ -176,6 +179,7 @@ from typing import Any
 
 from lnchaos.checker.kinds import (
     BEFORE_RUN_KINDS,
+    BOOKS_MISMATCH,
     CHARGED_NOT_PAID,
     DOUBLE_CHARGE,
     EXIT_INCONSISTENT,
@@ -206,6 +210,7 @@ from lnchaos.checker.tally import (
     timeout_rate_by_phase,
     traffic_rounds_verified,
 )
+from lnchaos.checker.word import books_example, books_kind
 
 
 class Audit:
@@ -273,6 +278,8 @@ def reconciliation_problems(reconciliation: dict[str, Any]) -> list[str]:
             problems.append(f"{kind}={count}")
     if reconciliation.get("conserved") is False:
         problems.append("not conserved")
+    if books_kind(reconciliation.get("books")) is not None:
+        problems.append("books mismatch")
     return problems
 
 
@@ -338,6 +345,11 @@ def combine_inconsistencies(
     if reconciliation.get("conserved") is False:
         result[NOT_CONSERVED] = _new_combined(1, 0, [reconciliation.get("conservation")])
         result[NOT_CONSERVED]["detected_by"]["reconciliation"] = 1
+    books = reconciliation.get("books")
+    if books_kind(books) is not None:
+        # the ledger's split against the node's (lnchaos/checker/word.py): both sides shown
+        result[BOOKS_MISMATCH] = _new_combined(1, 0, [books_example(books)])
+        result[BOOKS_MISMATCH]["detected_by"]["reconciliation"] = 1
     return result
 
 

@@ -135,6 +135,11 @@ LEDGER = Ledger()
 # ---- the adapter ---------------------------------------------------------------------------------
 
 
+# LNbits' fee reserve settings at their defaults (the test harness starts it with these)
+RESERVE_FEE_MIN_MSAT = 2000
+RESERVE_FEE_PERCENT = 1.0
+
+
 class LNbitsWalletApi:
     contract = CONTRACT_VERSION
     name = "lnbits"
@@ -142,6 +147,13 @@ class LNbitsWalletApi:
     judged_by = "node"
     accounting = "balance"
     chaos_connection_errors = False
+
+    @staticmethod
+    def fee_reserve_msat(amount_msat: int) -> int:
+        """LNbits' own rule (lnbits/settings.py FeeSettings.fee_reserve, its defaults:
+        LNBITS_RESERVE_FEE_MIN 2000 msat, LNBITS_RESERVE_FEE_PERCENT 1.0): what a pending
+        payment holds for its fee, and the fee limit it gives its node."""
+        return max(RESERVE_FEE_MIN_MSAT, int(amount_msat * RESERVE_FEE_PERCENT / 100.0))
 
     @staticmethod
     def judge(node_url: str, node_admin_token: str, host: str) -> LNbitsJudge:

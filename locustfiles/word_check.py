@@ -1,0 +1,130 @@
+"""The wallet's word, recorded for the judge: what a wallet told its user of one payout, and what
+it showed of its balance while the payout was pending. The rules are the judge's
+(lnchaos/checker/word.py), applied by the history's fold; this module only gathers their inputs
+and lists a finding in Locust's Failures.
+
+- The word of a final payout: the status and fee of the wallet's payout read that found it final
+  (GET /api/payouts/{id}, the adapter's get_payout), else of the payout's own answer. Recorded in
+  the payout's balance check (`word`), beside the node's truth of its invoice's hash.
+- The view while pending: once a payout read says `pending`, the wallet is read
+  (`PendingView.take`), and the next payout read says whether it was still pending after the
+  wallet's read (`held`: pending on both sides of the read, so the view must show it held).
+  Judged once the node's truth is final (a `wallet_view` check of its own).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lnchaos.checker import history
+from lnchaos.checker.kinds import WALLET_VIEW
+from lnchaos.checker.word import payout_word_kinds, view_example, word_example
+from locustfiles import checker
+from locustfiles.checker import CheckFailed
+from locustfiles.telemetry import LOCAL
+
+FINAL = ("succeeded", "failed")
+PENDING = "pending"
+
+
+def fee_reserve_of(wallets: Any, amount_msat: int) -> int | None:
+    """The fee reserve the wallet holds for a payout of `amount_msat`, by its adapter's
+    `fee_reserve_msat` (optional in the contract: None when an adapter has none)."""
+    rule = getattr(wallets, "fee_reserve_msat", None)
+    if rule is None:
+        return None
+    value = rule(amount_msat)
+    return int(value) if isinstance(value, int) else None
+
+
+class PendingView:
+    """The wallet's view taken while one payout of it was pending, and whether that payout was
+    still pending at the next read (`held`; None: no read came after)."""
+
+    def __init__(self) -> None:
+        self.view: dict[str, Any] | None = None
+        self.held: bool | None = None
+
+    def after_payout_read(self, status: str) -> bool:
+        """A payout read came back with `status`. True when the wallet should be read now (the
+        payout pending and no view taken yet); the first read after a view settles `held`."""
+        if self.view is not None:
+            if self.held is None:
+                self.held = status == PENDING
+            return False
+        return status == PENDING
+
+    def take(self, view: dict[str, Any] | None) -> None:
+        if view is not None:
+            self.view = {"balance_msat": view.get("balance_msat")}
+            self.view["reserved_msat"] = view.get("reserved_msat")
+
+
+def word_of(first: Any, final_read: dict[str, Any] | None) -> dict[str, Any]:
+    """What the wallet said of a final payout: its final read's status and fee, else its
+    answer's (the adapter's PayoutResult)."""
+    if final_read is not None and final_read.get("status") in FINAL:
+        return {
+            "status": final_read.get("status"),
+            "fee_msat": final_read.get("fee_msat"),
+            "source": "payout_read",
+        }
+    return {"status": first.payout_status, "fee_msat": first.fee_msat, "source": "answer"}
+
+
+def fire_word_findings(request_event: Any, record: dict[str, Any], started: float) -> None:
+    """List a word finding of a balance check record in Locust's Failures (the fold counted it;
+    passes are counted there too, with no event: one per payout would cost the driver)."""
+    node = record["in"].get("node") or {}
+    for check, kind in payout_word_kinds(record["word"], node).items():
+        if kind is not None:
+            example = word_example(record, check, kind)
+            message = (
+                f"{kind}: wallet {example['wallet_id']} payout {example['payout_id']} reported "
+                f"{example['reported_status']} fee {example['reported_fee_msat']} msat, node "
+                f"{example['node_status']} fee {example['node_fee_msat']} msat"
+            )
+            checker.fire_check(request_event, check, CheckFailed(message, kind), started)
+
+
+def record_view(
+    request_event: Any,
+    sent: Any,
+    pending: PendingView,
+    node: dict[str, Any],
+    started: float,
+) -> str | None:
+    """The view taken while `sent` was pending, judged now that the node's truth is final."""
+    if pending.view is None:
+        return None
+    record = {
+        "type": history.CHECK,
+        "name": WALLET_VIEW,
+        "wallet": sent.wallet.wallet_id,
+        "hash": sent.invoice.payment_hash,
+        "payout_id": sent.first.payout_id,
+        "phase": sent.phase,
+        "view": {
+            "base_msat": sent.expected_msat,
+            **pending.view,
+            "open_payouts": [
+                {
+                    "payout_id": sent.first.payout_id,
+                    "amount_msat": sent.invoice.amount_msat,
+                    "fee_reserve_msat": sent.fee_reserve_msat,
+                    "node": {"status": node.get("status"), "fee_msat": node.get("fee_msat")},
+                    "held": bool(pending.held),
+                }
+            ],
+        },
+    }
+    kind = LOCAL.history.emit(record)
+    if kind is not None:
+        example = view_example(record, kind)
+        message = (
+            f"{kind}: wallet {example['wallet_id']} showed balance {example['balance_msat']} "
+            f"reserved {example['reserved_msat']} msat while payout {example['payout_id']} was "
+            f"pending; at most {example['balance_max_msat']} msat may be spendable"
+        )
+        checker.fire_check(request_event, WALLET_VIEW, CheckFailed(message, kind), started)
+    return kind
