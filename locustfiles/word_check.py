@@ -14,11 +14,12 @@ and lists a finding in Locust's Failures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lnchaos.checker import history
-from lnchaos.checker.kinds import WALLET_VIEW
-from lnchaos.checker.word import payout_word_kinds, view_example, word_example
+from lnchaos.checker.kinds import REPORTED_STATUS, WALLET_VIEW
+from lnchaos.checker.word import payout_word_kinds, view_example, word_example, word_node
 from locustfiles import checker
 from locustfiles.checker import CheckFailed
 from locustfiles.telemetry import LOCAL
@@ -75,8 +76,7 @@ def word_of(first: Any, final_read: dict[str, Any] | None) -> dict[str, Any]:
 def fire_word_findings(request_event: Any, record: dict[str, Any], started: float) -> None:
     """List a word finding of a balance check record in Locust's Failures (the fold counted it;
     passes are counted there too, with no event: one per payout would cost the driver)."""
-    node = record["in"].get("node") or {}
-    for check, kind in payout_word_kinds(record["word"], node).items():
+    for check, kind in payout_word_kinds(record["word"], word_node(record)).items():
         if kind is not None:
             example = word_example(record, check, kind)
             message = (
@@ -97,34 +97,101 @@ def record_view(
     """The view taken while `sent` was pending, judged now that the node's truth is final."""
     if pending.view is None:
         return None
-    record = {
-        "type": history.CHECK,
-        "name": WALLET_VIEW,
-        "wallet": sent.wallet.wallet_id,
-        "hash": sent.invoice.payment_hash,
+    payout = {
         "payout_id": sent.first.payout_id,
-        "phase": sent.phase,
-        "view": {
-            "base_msat": sent.expected_msat,
-            **pending.view,
-            "open_payouts": [
-                {
-                    "payout_id": sent.first.payout_id,
-                    "amount_msat": sent.invoice.amount_msat,
-                    "fee_reserve_msat": sent.fee_reserve_msat,
-                    "node": {"status": node.get("status"), "fee_msat": node.get("fee_msat")},
-                    "held": bool(pending.held),
-                }
-            ],
-        },
+        "amount_msat": sent.invoice.amount_msat,
+        "fee_reserve_msat": sent.fee_reserve_msat,
+        "node": {"status": node.get("status"), "fee_msat": node.get("fee_msat")},
+        "held": bool(pending.held),
     }
+    ids = {"wallet": sent.wallet.wallet_id, "hash": sent.invoice.payment_hash}
+    ids.update(payout_id=sent.first.payout_id, phase=sent.phase)
+    return emit_view(request_event, ids, sent.expected_msat, pending.view, [payout], started)
+
+
+def emit_view(
+    request_event: Any,
+    ids: dict[str, Any],
+    base_msat: int,
+    view: dict[str, Any],
+    open_payouts: list[dict[str, Any]],
+    started: float,
+) -> str | None:
+    """A `wallet_view` check (docs/history.md): folded, and a finding listed in Failures."""
+    record = {"type": history.CHECK, "name": WALLET_VIEW, **ids}
+    record["view"] = {"base_msat": base_msat, **view, "open_payouts": open_payouts}
     kind = LOCAL.history.emit(record)
     if kind is not None:
         example = view_example(record, kind)
         message = (
             f"{kind}: wallet {example['wallet_id']} showed balance {example['balance_msat']} "
-            f"reserved {example['reserved_msat']} msat while payout {example['payout_id']} was "
+            f"reserved {example['reserved_msat']} msat while payouts {example['payout_id']} were "
             f"pending; at most {example['balance_max_msat']} msat may be spendable"
         )
         checker.fire_check(request_event, WALLET_VIEW, CheckFailed(message, kind), started)
     return kind
+
+
+# ---- a round of payouts of one wallet at once (the drain class) ------------------------------
+
+
+def round_view(wallets: Any, wallet: Any, answers: list[Any]) -> dict[str, Any] | None:
+    """Once every payout of a round answered, some of them pending: the wallet read, then each
+    pending one read again (`held`: still pending after the wallet's read). None: none pending,
+    or the wallet could not be read."""
+    pending = [a for a in answers if a.payout_id and a.payout_status == PENDING]
+    if not pending:
+        return None
+    view = wallets.get_wallet(wallet)
+    if view is None:
+        return None
+    held = {}
+    for answer in pending:
+        payout = wallets.get_payout(wallet, answer.payout_id) or {}
+        held[answer.payout_id] = payout.get("status") == PENDING
+    taken = {"balance_msat": view.get("balance_msat"), "reserved_msat": view.get("reserved_msat")}
+    return {"view": taken, "held": held}
+
+
+def record_round(
+    request_event: Any,
+    fee_reserve: Callable[[int], int | None],
+    wallet: Any,
+    base_msat: int,
+    pairs: list[tuple[Any, Any]],
+    nodes: dict[str, dict[str, Any]],
+    taken: dict[str, Any] | None,
+    phase: str,
+    started: float,
+) -> None:
+    """A round's word (each payout answered final: its status and fee against the node's truth of
+    its own invoice's hash) and its view while some were pending (`round_view`). `pairs`:
+    (invoice, answer) of each payout the wallet took (refusals moved nothing: not open);
+    `fee_reserve`: the wallet's fee reserve for an amount (the adapter's rule)."""
+    open_payouts = []
+    for invoice, answer in pairs:
+        node = nodes.get(invoice.payment_hash) or {}
+        truth = {"status": node.get("status"), "fee_msat": node.get("fee_msat")}
+        final = answer.payout_status in FINAL
+        if final:
+            word = {"status": answer.payout_status, "fee_msat": answer.fee_msat}
+            record = {"type": history.CHECK, "name": REPORTED_STATUS, "wallet": wallet.wallet_id}
+            record.update(hash=invoice.payment_hash, payout_id=answer.payout_id, phase=phase)
+            record.update(node=truth, word={**word, "source": "answer"})
+            LOCAL.history.emit(record)
+            fire_word_findings(request_event, record, started)
+        held = (taken or {}).get("held", {}).get(answer.payout_id, False)
+        open_payouts.append(
+            {
+                "payout_id": answer.payout_id,
+                "amount_msat": invoice.amount_msat,
+                "fee_reserve_msat": fee_reserve(invoice.amount_msat),
+                "node": truth,
+                "held": held,
+                "settled": final,
+            }
+        )
+    if taken is not None:
+        ids = {"wallet": wallet.wallet_id, "hash": None, "phase": phase}
+        ids["payout_id"] = ",".join(str(a.payout_id) for _, a in pairs)
+        emit_view(request_event, ids, base_msat, taken["view"], open_payouts, started)

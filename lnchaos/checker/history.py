@@ -30,6 +30,7 @@ from lnchaos.checker.word import (
     view_example,
     view_record_kind,
     word_example,
+    word_node,
 )
 
 SCHEMA = "lnchaos-history"
@@ -97,8 +98,10 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     if "view" in record:
         return _apply_view(tally, record)
     inputs = record.get("in")
-    if inputs is not None and "word" in record:
+    if "word" in record:
         _apply_word(tally, record)
+        if inputs is None:
+            return None  # a word recorded alone (a traffic class's payout): nothing else
     kind = balance_kind(**inputs) if inputs is not None else record.get("kind")
     tally.record_check(record["name"], passed=kind is None and not record.get("failed"))
     if kind is None or not record.get("counted", True):
@@ -111,10 +114,9 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
 
 def _apply_word(tally: Tally, record: dict[str, Any]) -> None:
     """What the wallet told its user of a final payout (`word`: its status and fee, as its
-    answer or its payout read said), judged against the node's truth in the same record (`in`),
-    by lnchaos/checker/word.py; counted under the word's own checks, beside the balance's."""
-    node = record["in"].get("node") or {}
-    for check, kind in payout_word_kinds(record["word"], node).items():
+    answer or its payout read said), judged against the node's truth in the same record (`in`'s,
+    or its own `node`), by lnchaos/checker/word.py; counted under the word's own checks."""
+    for check, kind in payout_word_kinds(record["word"], word_node(record)).items():
         tally.record_check(check, passed=kind is None)
         if kind is not None:
             tally.record_inconsistency(kind, 0, word_example(record, check, kind))

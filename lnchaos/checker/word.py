@@ -68,10 +68,12 @@ def status_kind(*, status: Any, node: dict[str, Any]) -> str | None:
 
 def fee_kind(*, status: Any, fee_msat: Any, node: dict[str, Any]) -> str | None:
     """`fee_mismatch` when the reported fee is not the node's: paid -> exactly the node's fee
-    (absent or not an integer is a mismatch); not paid -> 0 or absent. None: agrees, or not
-    final on either side."""
+    (absent or not an integer is a mismatch); not paid -> 0 or absent. None: agrees, not final
+    on either side, or the status itself is wrong (`status_kind` speaks for that payout)."""
     if status not in FINAL_REPORTED or node.get("status") not in FINAL_NODE:
         return None
+    if status_kind(status=status, node=node) is not None:
+        return None  # the wrong status is the finding: its fee is no second one
     reported = _int_or_none(fee_msat)
     if _paid(node):
         return None if reported == int(node.get("fee_msat") or 0) else FEE_MISMATCH
@@ -136,9 +138,13 @@ def _fits(bounds: dict[str, Any], balance_msat: int, reserved_msat: int) -> bool
 
 def _choices(open_payouts: list[dict[str, Any]]) -> list[tuple[int, ...]]:
     """Every set of open payouts that may have been settled at the read: a payout known
-    pending on both sides of the read (`held`) never is."""
-    maybe = [i for i, p in enumerate(open_payouts) if not p.get("held")][:OPEN_MAX]
-    return [c for n in range(len(maybe) + 1) for c in combinations(maybe, n)]
+    pending on both sides of the read (`held`) never is, one answered final before the read
+    (`settled`) always is, any other may be either."""
+    always = tuple(i for i, p in enumerate(open_payouts) if p.get("settled"))
+    maybe = [i for i, p in enumerate(open_payouts) if not p.get("held") and not p.get("settled")][
+        :OPEN_MAX
+    ]
+    return [always + c for n in range(len(maybe) + 1) for c in combinations(maybe, n)]
 
 
 def view_kind(
@@ -189,9 +195,15 @@ def books_example(books: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def word_node(record: dict[str, Any]) -> dict[str, Any]:
+    """The node's truth a word is judged by: the balance check's (`in.node`), or the record's own
+    (`node`: a word recorded alone, a traffic class's payout)."""
+    return (record.get("in") or record).get("node") or {}
+
+
 def word_example(record: dict[str, Any], check: str, kind: str | None) -> dict[str, Any]:
     """A payout's word finding (status or fee) with both sides, from its check record."""
-    node = (record.get("in") or {}).get("node") or {}
+    node = word_node(record)
     word = record.get("word") or {}
     return {
         "check": check,

@@ -68,7 +68,8 @@ def test_the_reported_status_is_succeeded_exactly_when_the_node_paid(status, nod
         ("failed", 0, FAILED, None),
         ("failed", None, FAILED, None),  # absent with a failure
         ("failed", 1_500, FAILED, FEE_MISMATCH),  # a fee for a payment never made
-        ("failed", 1_500, PAID, None),  # judged against the node: the fee is right
+        ("failed", 1_500, PAID, None),  # the status is the finding, not its fee
+        ("succeeded", 2_000, FAILED, None),
         ("pending", 7, PAID, None),
     ],
 )
@@ -278,3 +279,31 @@ def test_a_truthful_wallet_passes_offline(tmp_path):
     report = judge_dir(folder)
     assert (report["verdict"], report["exit_code"]) == ("pass", EXIT_PASS), report["reason"]
     assert report["checks"]["by_name"][REPORTED_FEE] == {"passed": 1, "failed": 0}
+
+
+def test_a_round_of_payouts_answered_final_before_the_read_counts_them_settled():
+    cost = AMOUNT_MSAT + PAID["fee_msat"]
+    done = {**open_payout(PAID, held=False), "settled": True}
+    pending = open_payout(PAID)
+    assert view(BASE_MSAT - cost - HELD_MSAT, HELD_MSAT, done, pending) is None
+    # a payout answered final cannot be shown held (its money back in play, or still reserved)
+    assert view(BASE_MSAT - 2 * HELD_MSAT, 2 * HELD_MSAT, done, pending) == VIEW_MISMATCH
+    # the pending one's money shown spendable beside the settled one
+    assert view(BASE_MSAT - cost, 0, done, pending) == VIEW_MISMATCH
+
+
+def test_a_word_recorded_alone_is_judged_by_its_own_node():
+    tally = history.Tally("r")
+    record = {
+        "type": history.CHECK,
+        "name": REPORTED_STATUS,
+        "wallet": "w3",
+        "hash": "h3",
+        "payout_id": "p3",
+        "phase": "normal",
+        "node": PAID,
+        "word": {"status": "failed", "fee_msat": 0, "source": "answer"},
+    }
+    assert history.apply(tally, record) is None
+    assert tally.kinds[STATUS_MISMATCH]["count"] == 1
+    assert tally.checks[REPORTED_STATUS] == [0, 1] and tally.checks[REPORTED_FEE] == [1, 0]
