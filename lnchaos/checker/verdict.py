@@ -192,6 +192,7 @@ from lnchaos.checker.kinds import (
     NOT_CONSERVED,
     RECONCILED_KINDS,
     RECONCILIATION,
+    REPORTED_STATUS,
     RESOLVED_VS_NODE_TRUTH,
     TIMEOUT_OUTCOMES,
     UNRESOLVED,
@@ -210,7 +211,11 @@ from lnchaos.checker.tally import (
     timeout_rate_by_phase,
     traffic_rounds_verified,
 )
-from lnchaos.checker.word import books_example, books_kind
+from lnchaos.checker.word import books_example, books_kind, status_kind
+
+# an audit entry of a payout its payer judged already (payout_check.END_OF_USE): its wallet is
+# what the audit reads again, its word was judged by the check
+AUDITED_AGAIN = "wallet_end_of_use"
 
 
 class Audit:
@@ -229,6 +234,7 @@ class Audit:
         self.unresolved_keys: list[tuple[str | None, str | None]] = []
 
     def add(self, entry: dict[str, Any], kind: str | None, example: dict[str, Any]) -> None:
+        self._word(entry, example)
         if kind == UNRESOLVED:
             self.unresolved += 1
             self.unresolved_keys.append((entry.get("payout_id"), entry.get("payment_hash")))
@@ -243,6 +249,18 @@ class Audit:
         # an unresolved payout's money is not known yet: no amount, as in the reconciliation
         amount_msat = 0 if kind == UNRESOLVED else abs(int(example["diff_msat"]))
         _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), amount_msat, example)
+
+    def _word(self, entry: dict[str, Any], example: dict[str, Any]) -> None:
+        """The status the wallet's payout read gave an audited payout, against the node's truth
+        (lnchaos/checker/word.py), unless its payer's check judged it already (its wallet's end
+        of use is what is audited then)."""
+        if entry.get("reason") == AUDITED_AGAIN:
+            return
+        node = {"status": example.get("node_status")}
+        kind = status_kind(status=example.get("payout_status"), node=node)
+        if kind is not None:
+            found = {**example, "check": REPORTED_STATUS, "kind": kind, "diff_msat": 0}
+            _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), 0, found)
 
     def not_audited(self, n: int = 1) -> None:
         self.overflow += n

@@ -307,3 +307,25 @@ def test_a_word_recorded_alone_is_judged_by_its_own_node():
     assert history.apply(tally, record) is None
     assert tally.kinds[STATUS_MISMATCH]["count"] == 1
     assert tally.checks[REPORTED_STATUS] == [0, 1] and tally.checks[REPORTED_FEE] == [1, 0]
+
+
+def test_the_final_audit_judges_the_status_its_payout_read_gave():
+    from lnchaos.checker.rules import audit_example, audit_result
+    from lnchaos.checker.verdict import Audit
+
+    entry = {"wallet_id": "w", "expected_msat": BASE_MSAT, "payout_id": "p", "payment_hash": "h",
+             "amount_msat": AMOUNT_MSAT, "phase": "normal", "retried": False,
+             "outcome": "pending", "reason": "not_final_within_bound"}  # fmt: skip
+    wallet = {"balance_msat": BASE_MSAT - AMOUNT_MSAT - 1_500, "reserved_msat": 0}
+    for payout_status, found in (("succeeded", 0), ("failed", 1)):
+        payout = {"status": payout_status, "fee_msat": 1_500}
+        audit = Audit(entries=1)
+        kind = audit_result(entry, PAID, wallet, payout)
+        audit.add(entry, kind, audit_example(entry, PAID, wallet, payout, kind))
+        assert kind is None and audit.judged == 1
+        assert audit.kinds.get(STATUS_MISMATCH, {}).get("count", 0) == found
+    # a payout its payer judged already: only its wallet is audited again
+    audit = Audit(entries=1)
+    again = {**entry, "reason": "wallet_end_of_use"}
+    audit.add(again, None, audit_example(again, PAID, wallet, payout, None))
+    assert not audit.kinds
