@@ -11,7 +11,10 @@ per invariant), never as a Locust request event, so Locust's Aggregated row coun
 only: `balance_after_success`, `balance_after_failure`, `resolved_vs_node_truth`,
 `idempotent_retry`, `resolved_within_bound` (a timed-out payout did not become final within the
 users' bound: reported, but not an inconsistency; the final audit judges it), `final_audit` (one
-per audited payout, fired by the master), `reconciliation`; the traffic classes'
+per audited payout, fired by the master), `reconciliation` (failed also when its `books`
+disagree with the node's); the wallet's word (lnchaos/checker/word.py): `reported_status` and
+`reported_fee` (a final payout's, counted with its balance check; a failure listed in Locust's
+Failures) and `wallet_view` (a wallet read while payouts of it were pending); the traffic classes'
 (locustfiles/traffic.py): `shared_invoice` (one invoice paid from two wallets at once and again
 after: the node paid it at most once and the wallets were charged for it at most once, by what
 the node paid) and `drain` (parallel payouts over a wallet's balance: it never went below zero,
