@@ -450,6 +450,9 @@ class SharedInvoiceUser(TrafficUser):
             self.not_judged(f"invoice {invoice.payment_hash}: not final within bound", started)
             return
         node = nodes[invoice.payment_hash]
+        # what the wallets said of the one payment (word_check.py), beside its money below
+        request_event = self.environment.events.request
+        word_check.record_shared(request_event, invoice, answers, node, phase, started)
         views = [self.wallets.get_wallet(first), self.wallets.get_wallet(second)]
         if views[0] is None or views[1] is None:
             self.not_judged(f"invoice {invoice.payment_hash}: a wallet could not be read", started)

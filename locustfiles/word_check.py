@@ -195,3 +195,30 @@ def record_round(
         ids = {"wallet": wallet.wallet_id, "hash": None, "phase": phase}
         ids["payout_id"] = ",".join(str(a.payout_id) for _, a in pairs)
         emit_view(request_event, ids, base_msat, taken["view"], open_payouts, started)
+
+
+def record_shared(
+    request_event: Any,
+    invoice: Any,
+    answers: list[tuple[Any, Any]],
+    node: dict[str, Any],
+    phase: str,
+    started: float,
+) -> None:
+    """The word of several payouts of one invoice (the shared class): what each answered
+    (refusals left out: they moved nothing and say nothing of a payment), judged together
+    against the node's truth of the hash (word.shared_status_kind)."""
+    said = [
+        {"payout_id": a.payout_id, "status": a.payout_status, "fee_msat": a.fee_msat}
+        for _, a in answers
+        if a.kind != "refused" and a.payout_id
+    ]
+    if not said:
+        return
+    record = {"type": history.CHECK, "name": REPORTED_STATUS, "hash": invoice.payment_hash}
+    record.update(wallet="+".join(w.wallet_id for w, _ in answers[:2]), phase=phase)
+    record.update(payout_id=",".join(str(p["payout_id"]) for p in said))
+    truth = {"status": node.get("status"), "fee_msat": node.get("fee_msat")}
+    record.update(node=truth, word={"payouts": said, "source": "answers"})
+    LOCAL.history.emit(record)
+    fire_word_findings(request_event, record, started)

@@ -80,8 +80,32 @@ def fee_kind(*, status: Any, fee_msat: Any, node: dict[str, Any]) -> str | None:
     return None if fee_msat is None or reported == 0 else FEE_MISMATCH
 
 
+def shared_status_kind(*, statuses: list[Any], node: dict[str, Any]) -> str | None:
+    """Several payouts of one invoice (one hash, each its own attempt; the wallet names no
+    attempt): the node paid the hash once at most, so at most one of them may say `succeeded`,
+    exactly one when every one of them is final and the node paid, none when it did not.
+    `statuses`: each payout's reported status (None or `pending`: not final)."""
+    if node.get("status") not in FINAL_NODE:
+        return None
+    said_paid = sum(status == "succeeded" for status in statuses)
+    if not _paid(node):
+        return None if said_paid == 0 else STATUS_MISMATCH
+    all_final = all(status in FINAL_REPORTED for status in statuses)
+    return None if said_paid == 1 or (said_paid == 0 and not all_final) else STATUS_MISMATCH
+
+
 def payout_word_kinds(word: dict[str, Any], node: dict[str, Any]) -> dict[str, str | None]:
-    """Both rules of one final payout's word ({"status", "fee_msat"}), by check name."""
+    """Both rules of one final payout's word ({"status", "fee_msat"}), by check name; of
+    several payouts of one invoice ({"payouts": [{"status", "fee_msat"}, ...]}), the shared
+    rule of their statuses and the fee of the one that says it paid."""
+    if "payouts" in word:
+        statuses = [p.get("status") for p in word["payouts"]]
+        status_found = shared_status_kind(statuses=statuses, node=node)
+        paid_fees = [p.get("fee_msat") for p in word["payouts"] if p.get("status") == "succeeded"]
+        fee_found = None
+        if status_found is None and paid_fees:
+            fee_found = fee_kind(status="succeeded", fee_msat=paid_fees[0], node=node)
+        return {REPORTED_STATUS: status_found, REPORTED_FEE: fee_found}
     status, fee_msat = word.get("status"), word.get("fee_msat")
     return {
         REPORTED_STATUS: status_kind(status=status, node=node),
@@ -214,6 +238,7 @@ def word_example(record: dict[str, Any], check: str, kind: str | None) -> dict[s
         "phase": record.get("phase"),
         "reported_status": word.get("status"),
         "reported_fee_msat": word.get("fee_msat"),
+        "reported_payouts": word.get("payouts"),  # several payouts of one invoice
         "reported_by": word.get("source"),
         "node_status": node.get("status"),
         "node_fee_msat": node.get("fee_msat"),

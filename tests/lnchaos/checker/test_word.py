@@ -329,3 +329,35 @@ def test_the_final_audit_judges_the_status_its_payout_read_gave():
     again = {**entry, "reason": "wallet_end_of_use"}
     audit.add(again, None, audit_example(again, PAID, wallet, payout, None))
     assert not audit.kinds
+
+
+@pytest.mark.parametrize(
+    "statuses, node, kind",
+    [
+        (["failed", "succeeded"], PAID, None),  # one attempt paid, the other refused or failed
+        (["succeeded", "succeeded"], PAID, STATUS_MISMATCH),  # two receipts for one payment
+        (["failed", "failed"], PAID, STATUS_MISMATCH),  # paid, and nobody told
+        (["failed", "pending"], PAID, None),  # the pending one may be the one paid
+        (["failed", "failed"], FAILED, None),
+        (["succeeded"], FAILED, STATUS_MISMATCH),
+        (["succeeded", "failed"], IN_FLIGHT, None),
+    ],
+)
+def test_payouts_of_one_invoice_say_succeeded_once_at_most_and_only_if_paid(statuses, node, kind):
+    from lnchaos.checker.word import payout_word_kinds, shared_status_kind
+
+    assert shared_status_kind(statuses=statuses, node=node) == kind
+    said = [
+        {"status": s, "fee_msat": PAID["fee_msat"] if s == "succeeded" else 0} for s in statuses
+    ]
+    assert payout_word_kinds({"payouts": said}, node)[REPORTED_STATUS] == kind
+
+
+def test_the_one_payout_of_a_shared_invoice_that_says_paid_reports_the_nodes_fee():
+    from lnchaos.checker.word import payout_word_kinds
+
+    said = [{"status": "failed", "fee_msat": 0}, {"status": "succeeded", "fee_msat": 9}]
+    assert payout_word_kinds({"payouts": said}, PAID) == {
+        REPORTED_STATUS: None,
+        REPORTED_FEE: FEE_MISMATCH,
+    }
