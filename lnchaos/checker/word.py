@@ -37,6 +37,7 @@ from lnchaos.checker.kinds import (
     BOOKS,
     BOOKS_MISMATCH,
     FEE_MISMATCH,
+    RECONCILIATION,
     REPORTED_FEE,
     REPORTED_STATUS,
     STATUS_MISMATCH,
@@ -211,6 +212,7 @@ def books_example(books: dict[str, Any]) -> dict[str, Any]:
     return {
         "check": BOOKS,
         "kind": BOOKS_MISMATCH,
+        "source": RECONCILIATION,  # the target's books against the node's: no payout's records
         "ledger": ledger,
         "node": node,
         "paid_out_diff_msat": paid_out_diff,
