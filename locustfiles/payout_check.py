@@ -19,13 +19,13 @@ places:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
 
 from lnchaos.checker import history
-from locustfiles import checker, truth_batcher
+from locustfiles import checker, truth_batcher, word_check
 from locustfiles.checker import CheckFailed
 from locustfiles.telemetry import LOCAL
 from locustfiles.wallet_client import (
@@ -68,6 +68,13 @@ class SentPayout:
     # first request got no answer because the target was killed (--crash-every)
     retry_ms: int | None = None
     after_crash: bool = False
+    # what the wallet holds at most as the fee for this payout (its adapter's rule; None:
+    # not known, the view's upper bound is not judged)
+    fee_reserve_msat: int | None = None
+    # the wallet's payout read that found it final (its word, word_check.py), and its view
+    # while the payout was pending
+    final_read: dict[str, Any] | None = None
+    pending: word_check.PendingView = field(default_factory=word_check.PendingView)
 
 
 def claimed_balance(result: PayoutResult | None) -> int | None:
@@ -103,6 +110,11 @@ def resolve(
         if payout_status not in FINAL_PAYOUT_STATUSES and sent.first.payout_id:
             payout = wallets.get_payout(sent.wallet, sent.first.payout_id)
             payout_status = str((payout or {}).get("status", payout_status))
+            if payout_status in FINAL_PAYOUT_STATUSES:
+                sent.final_read = payout
+            if payout is not None and sent.pending.after_payout_read(payout_status):
+                # pending: what does the wallet show of it? (judged once the node is final)
+                sent.pending.take(wallets.get_wallet(sent.wallet))
         if node.get("status") not in FINAL_NODE_STATUSES:
             payment_hash = sent.invoice.payment_hash
             if batched:
@@ -151,12 +163,16 @@ def judge(
         },
         "reserved_msat": reserved_msat,
         "payout_status": payout_status,
+        # what the wallet told its user of it, judged against `in.node` by the fold
+        "word": word_check.word_of(first, sent.final_read),
     }
     if sent.retry_ms is not None:
         record["retry_ms"] = sent.retry_ms
     if sent.after_crash:
         record["after_crash"] = True
     kind = LOCAL.history.emit(record)
+    word_check.fire_word_findings(request_event, record, sent.started)
+    word_check.record_view(request_event, sent, sent.pending, node, sent.started)
     if kind is None and sent.retry is None:
         checker.fire_check(request_event, name, None, sent.started)  # most checks: no example
         return None

@@ -59,7 +59,7 @@ import gevent
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import checker, counters, crash, recording
+from locustfiles import checker, counters, crash, recording, word_check
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
 from locustfiles.telemetry import LOCAL
@@ -79,6 +79,7 @@ from locustfiles.wallet_client import (
     Wallet,
     WalletClient,
 )
+from locustfiles.wallets.lnchaos import LnchaosWalletApi
 from target.common.limits import MAX_AMOUNT_MSAT  # the contract's limit (docs/target-api.md)
 
 SHARED_FUNDING_MSAT = 10_000_000
@@ -455,6 +456,9 @@ class SharedInvoiceUser(TrafficUser):
             self.not_judged(f"invoice {invoice.payment_hash}: not final within bound", started)
             return
         node = nodes[invoice.payment_hash]
+        # what the wallets said of the one payment (word_check.py), beside its money below
+        request_event = self.environment.events.request
+        word_check.record_shared(request_event, invoice, answers, node, phase, started)
         views = [self.wallets.get_wallet(first), self.wallets.get_wallet(second)]
         if views[0] is None or views[1] is None:
             self.not_judged(f"invoice {invoice.payment_hash}: a wallet could not be read", started)
@@ -529,12 +533,28 @@ class DrainUser(TrafficUser):
             detail = ", ".join(answer.describe() for answer in answers)
             self.not_judged(f"wallet {wallet.wallet_id}: outcome unknown ({detail})", started)
             return
+        # payouts of one wallet pending at once: what does the wallet show? (word_check.py)
+        taken = word_check.round_view(self.wallets, wallet, answers)
         hashes = [invoice.payment_hash for invoice in ready]
         wallet_of = {a.payout_id: wallet for a in answers if a.payout_id}
         nodes = self.resolve(wallet_of, answers, hashes)
         if nodes is None:
             self.not_judged(f"wallet {wallet.wallet_id}: not final within bound", started)
             return
+        taken_by_wallet = [
+            (i, a) for i, a in zip(ready, answers, strict=True) if a.kind != "refused"
+        ]
+        word_check.record_round(
+            self.environment.events.request,
+            LnchaosWalletApi.fee_reserve_msat,
+            wallet,
+            funding_msat,
+            taken_by_wallet,
+            nodes,
+            taken,
+            phase,
+            started,
+        )
         view = self.wallets.get_wallet(wallet)
         if view is None:
             self.not_judged(f"wallet {wallet.wallet_id} could not be read", started)

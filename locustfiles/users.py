@@ -55,7 +55,16 @@ from configargparse import SUPPRESS
 from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from locustfiles import arrival, checker, crash, edge_workload, payout_check, recording, resolver
+from locustfiles import (
+    arrival,
+    checker,
+    crash,
+    edge_workload,
+    payout_check,
+    recording,
+    resolver,
+    word_check,
+)
 from locustfiles.payout_check import RESOLVE_MAX_POLLS as RESOLVE_MAX_POLLS  # traffic.py's
 from locustfiles.payout_check import RESOLVE_POLL_INTERVAL_S as RESOLVE_POLL_INTERVAL_S
 from locustfiles.payout_check import SentPayout
@@ -252,6 +261,7 @@ class PayerUser(FastHttpUser):
             idempotent=self.wallets.idempotent,
             retry_ms=retry_ms,
             after_crash=after_crash,
+            fee_reserve_msat=word_check.fee_reserve_of(self.wallets, invoice.amount_msat),
         )
         self._verify(sent)
 

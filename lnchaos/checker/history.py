@@ -26,6 +26,13 @@ from lnchaos.checker import coverage
 from lnchaos.checker.kinds import RESOLVED_WITHIN_BOUND
 from lnchaos.checker.rules import balance_kind, expected_balance_msat, payment_cost
 from lnchaos.checker.tally import Tally
+from lnchaos.checker.word import (
+    payout_word_kinds,
+    view_example,
+    view_record_kind,
+    word_example,
+    word_node,
+)
 
 SCHEMA = "lnchaos-history"
 VERSION = 1
@@ -89,7 +96,13 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     """A check: a balance check is judged from its inputs (`in`), any other check's kind is the
     one it recorded. `counted: false`: a finding shown but counted under another check (the
     double charge a retry check names is counted once, by its balance check)."""
+    if "view" in record:
+        return _apply_view(tally, record)
     inputs = record.get("in")
+    if "word" in record:
+        _apply_word(tally, record)
+        if inputs is None:
+            return None  # a word recorded alone (a traffic class's payout): nothing else
     kind = balance_kind(**inputs) if inputs is not None else record.get("kind")
     # the windows this payout (or round) reached: from its recorded node truth, not its verdict
     if inputs is not None:
@@ -102,6 +115,25 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     example = check_example(record, kind) if inputs is not None else record.get("example")
     if example is not None:
         tally.record_inconsistency(kind, int(example.get("diff_msat") or 0), example)
+    return kind
+
+
+def _apply_word(tally: Tally, record: dict[str, Any]) -> None:
+    """What the wallet told its user of a final payout (`word`: its status and fee, as its
+    answer or its payout read said), judged against the node's truth in the same record (`in`'s,
+    or its own `node`), by lnchaos/checker/word.py; counted under the word's own checks."""
+    for check, kind in payout_word_kinds(record["word"], word_node(record)).items():
+        tally.record_check(check, passed=kind is None)
+        if kind is not None:
+            tally.record_inconsistency(kind, 0, word_example(record, check, kind))
+
+
+def _apply_view(tally: Tally, record: dict[str, Any]) -> str | None:
+    """A wallet read while payouts of it were pending, judged from its inputs (`view`)."""
+    kind = view_record_kind(record)
+    tally.record_check(record["name"], passed=kind is None)
+    if kind is not None:
+        tally.record_inconsistency(kind, 0, view_example(record, kind))
     return kind
 
 

@@ -100,3 +100,24 @@ KIND_TEXT = {
     "no_reconciliation": "the target's reconciliation could not be read",
 }
 NO_RECONCILIATION = "no_reconciliation"
+
+# The wallet's word against the node's truth (lnchaos/checker/word.py): what a wallet told its
+# user, and its books, judged by what the node did.
+REPORTED_STATUS = "reported_status"  # a final payout's status: succeeded exactly when paid
+REPORTED_FEE = "reported_fee"  # a final payout's fee: the node's fee when paid, else 0
+WALLET_VIEW = "wallet_view"  # balance and reserved read while a payout of the wallet is pending
+BOOKS = "books"  # the ledger's paid out and fees for the run against the node's sent and fees
+WORD_CHECKS = (REPORTED_STATUS, REPORTED_FEE, WALLET_VIEW)
+STATUS_MISMATCH = "status_mismatch"
+FEE_MISMATCH = "fee_mismatch"
+VIEW_MISMATCH = "view_mismatch"
+BOOKS_MISMATCH = "books_mismatch"
+KINDS += (STATUS_MISMATCH, FEE_MISMATCH, VIEW_MISMATCH, BOOKS_MISMATCH)
+KIND_TEXT.update(
+    {
+        STATUS_MISMATCH: "a payout reported succeeded the node did not pay, or failed it paid",
+        FEE_MISMATCH: "a payout reported a fee other than the one the node charged",
+        VIEW_MISMATCH: "money of a pending payout shown as spendable, or held past the reserve",
+        BOOKS_MISMATCH: "the ledger's paid out or fees for the run differ from the node's",
+    }
+)

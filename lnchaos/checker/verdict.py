@@ -11,7 +11,10 @@ per invariant), never as a Locust request event, so Locust's Aggregated row coun
 only: `balance_after_success`, `balance_after_failure`, `resolved_vs_node_truth`,
 `idempotent_retry`, `resolved_within_bound` (a timed-out payout did not become final within the
 users' bound: reported, but not an inconsistency; the final audit judges it), `final_audit` (one
-per audited payout, fired by the master), `reconciliation`; the traffic classes'
+per audited payout, fired by the master), `reconciliation` (failed also when its `books`
+disagree with the node's); the wallet's word (lnchaos/checker/word.py): `reported_status` and
+`reported_fee` (a final payout's, counted with its balance check; a failure listed in Locust's
+Failures) and `wallet_view` (a wallet read while payouts of it were pending); the traffic classes'
 (locustfiles/traffic.py): `shared_invoice` (one invoice paid from two wallets at once and again
 after: the node paid it at most once and the wallets were charged for it at most once, by what
 the node paid) and `drain` (parallel payouts over a wallet's balance: it never went below zero,
@@ -40,6 +43,9 @@ type FAULT (`timeout [phase]`, `payment_failed [phase]`): the chaos, not a defec
   of a run must end final, or the run fails. Examples carry the payout,
   its wallet, its status at the wallet and at the node;
 - `not_conserved` (reconciliation): deposits != balances + reserved + paid out + fees.
+- `status_mismatch`, `fee_mismatch` (the payout checks), `view_mismatch` (a wallet read while a
+  payout of it was pending), `books_mismatch` (the reconciliation's `books`): the wallet's word
+  and its books against the node's truth, lnchaos/checker/word.py.
 `charged_not_paid`, `paid_not_charged` and `unresolved` are also reported by the target's
 reconciliation, which sees every payout of the run (also those no user got to check before the
 run ended) but lists only a few ids: a kind counts max(found by checks + found by the final
@@ -182,6 +188,7 @@ from typing import Any
 from lnchaos.checker import coverage
 from lnchaos.checker.kinds import (
     BEFORE_RUN_KINDS,
+    BOOKS_MISMATCH,
     CHARGED_NOT_PAID,
     DOUBLE_CHARGE,
     EXIT_INCONSISTENT,
@@ -194,6 +201,7 @@ from lnchaos.checker.kinds import (
     NOT_CONSERVED,
     RECONCILED_KINDS,
     RECONCILIATION,
+    REPORTED_STATUS,
     RESOLVED_VS_NODE_TRUTH,
     TIMEOUT_OUTCOMES,
     UNRESOLVED,
@@ -212,6 +220,11 @@ from lnchaos.checker.tally import (
     timeout_rate_by_phase,
     traffic_rounds_verified,
 )
+from lnchaos.checker.word import books_example, books_kind, status_kind
+
+# an audit entry of a payout its payer judged already (payout_check.END_OF_USE): its wallet is
+# what the audit reads again, its word was judged by the check
+AUDITED_AGAIN = "wallet_end_of_use"
 
 
 class Audit:
@@ -239,6 +252,7 @@ class Audit:
         node: dict[str, Any] | None = None,
     ) -> None:
         coverage.observe_audit(self.coverage, entry, node)
+        self._word(entry, example)
         if kind == UNRESOLVED:
             self.unresolved += 1
             self.unresolved_keys.append((entry.get("payout_id"), entry.get("payment_hash")))
@@ -253,6 +267,18 @@ class Audit:
         # an unresolved payout's money is not known yet: no amount, as in the reconciliation
         amount_msat = 0 if kind == UNRESOLVED else abs(int(example["diff_msat"]))
         _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), amount_msat, example)
+
+    def _word(self, entry: dict[str, Any], example: dict[str, Any]) -> None:
+        """The status the wallet's payout read gave an audited payout, against the node's truth
+        (lnchaos/checker/word.py), unless its payer's check judged it already (its wallet's end
+        of use is what is audited then)."""
+        if entry.get("reason") == AUDITED_AGAIN:
+            return
+        node = {"status": example.get("node_status")}
+        kind = status_kind(status=example.get("payout_status"), node=node)
+        if kind is not None:
+            found = {**example, "check": REPORTED_STATUS, "kind": kind, "diff_msat": 0}
+            _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), 0, found)
 
     def not_audited(self, n: int = 1) -> None:
         self.overflow += n
@@ -288,6 +314,8 @@ def reconciliation_problems(reconciliation: dict[str, Any]) -> list[str]:
             problems.append(f"{kind}={count}")
     if reconciliation.get("conserved") is False:
         problems.append("not conserved")
+    if books_kind(reconciliation.get("books")) is not None:
+        problems.append("books mismatch")
     return problems
 
 
@@ -353,6 +381,11 @@ def combine_inconsistencies(
     if reconciliation.get("conserved") is False:
         result[NOT_CONSERVED] = _new_combined(1, 0, [reconciliation.get("conservation")])
         result[NOT_CONSERVED]["detected_by"]["reconciliation"] = 1
+    books = reconciliation.get("books")
+    if books_kind(books) is not None:
+        # the ledger's split against the node's (lnchaos/checker/word.py): both sides shown
+        result[BOOKS_MISMATCH] = _new_combined(1, 0, [books_example(books)])
+        result[BOOKS_MISMATCH]["detected_by"]["reconciliation"] = 1
     return result
 
 

@@ -197,6 +197,14 @@ class WalletApi(Protocol):
         ...
 
 
+# Optional in contract version 1 (an adapter written before it still works): an adapter may
+# also offer `fee_reserve_msat(amount_msat) -> int | None`, the most the service holds for the
+# fee of a payout of that amount (its stated fee limit). The wallet-view check
+# (lnchaos/checker/word.py) then also requires that no more than amount + that reserve is held
+# for a pending payout; without it only "held money is never shown as spendable" is judged.
+OPTIONAL_CALLS = ("fee_reserve_msat",)
+
+
 @runtime_checkable
 class LinkApi(Protocol):
     """What an adapter of single-use authorisations offers (accounting "authorisations"): the

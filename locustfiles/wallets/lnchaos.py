@@ -7,6 +7,7 @@ from typing import Any
 
 from locustfiles.wallet_client import Wallet, WalletClient
 from locustfiles.wallets.base import CONTRACT_VERSION
+from target.config import WalletSettings
 
 
 class LnchaosWalletApi(WalletClient):
@@ -19,6 +20,12 @@ class LnchaosWalletApi(WalletClient):
     @classmethod
     def for_user(cls, user: Any) -> LnchaosWalletApi:
         return cls(user.client, user.environment.events.request)
+
+    @staticmethod
+    def fee_reserve_msat(amount_msat: int) -> int:
+        """The target's fee reserve at its defaults (target/config.py; a target started with
+        other --fee-reserve-* may hold more, which the view check then reports)."""
+        return WalletSettings().fee_reserve_msat(amount_msat)
 
     def paid(self, wallet: Wallet) -> list[dict[str, Any]] | None:
         # the target's API has no list of a wallet's payouts; its reconciliation covers them

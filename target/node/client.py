@@ -134,3 +134,7 @@ class NodeTruth:
     async def lookup_many(self, payment_hashes: list[str]) -> dict[str, PaymentTruth]:
         found = await self._node.lookup_many(payment_hashes)
         return {h: truth_of(found.get(h), h) for h in payment_hashes}
+
+    async def sent_since(self, since_ms: int) -> dict[str, int]:
+        """What the node sent and charged since `since_ms`, from its own records."""
+        return await self._node.sent_since(since_ms)

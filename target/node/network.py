@@ -72,6 +72,14 @@ CREATE TABLE IF NOT EXISTS node_meta (key TEXT PRIMARY KEY, value INTEGER NOT NU
 # Before attempts had rows of their own: one row per hash, replaced by each new attempt.
 OLD_TABLE = "node_payments"
 
+# The node's sums of its attempts since a time: succeeded ones' amounts and fees, and how many are
+# still in flight (their outcome not yet in the sums).
+SENT_SINCE_QUERY = (
+    "SELECT SUM(CASE WHEN status = 'succeeded' THEN amount_msat ELSE 0 END),"
+    " SUM(CASE WHEN status = 'succeeded' THEN fee_msat ELSE 0 END),"
+    " SUM(status = 'succeeded'), SUM(status = 'in_flight')"
+    " FROM node_attempts WHERE created_ms >= ?"
+)
 ATTEMPTS_KEPT = 16  # newest attempts of one hash kept in memory; older ones are read from disk
 LOCK_STRIPES = 1024  # locks for sends of hashes memory does not know (see _lock_of)
 
@@ -655,6 +663,19 @@ class LightningNode:
 
     async def totals(self) -> dict[str, int]:
         return {"in_flight": len(self._in_flight), **self.counts}
+
+    async def sent_since(self, since_ms: int) -> dict[str, int]:
+        """What this node sent and charged for the attempts it started at or after `since_ms`
+        (its own clock and records): the books' other side (target/reconcile.py `books`)."""
+        await self.journal.flush()
+        rows = await self.journal.db.execute_fetchall(SENT_SINCE_QUERY, (since_ms,))
+        sent_msat, fees_msat, payments, in_flight = rows[0] if rows else (0, 0, 0, 0)
+        return {
+            "sent_msat": int(sent_msat or 0),
+            "fees_msat": int(fees_msat or 0),
+            "payments": int(payments or 0),
+            "in_flight": int(in_flight or 0),
+        }
 
     def in_flight_msat(self) -> int:
         return sum(p.amount_msat for p in self._in_flight.values())

@@ -64,6 +64,9 @@ PATCH_TARGETS: dict[str, str] = {
     "node_edge_fee": "target.node.network:LightningNode._edge_fee",
     "node_hold_ms": "target.node.network:LightningNode._hold_ms",
     "fee_reserve": "target.config:WalletSettings.fee_reserve_msat",
+    # the wallet's word (issue 25): its answers, its payout reads, its view
+    "answer_of": "target.payouts:PayoutService._answer_of",
+    "payout_public": "target.ledger:Payout.public",
 }
 
 # The ledger's funds check and its assertion, which the concurrency mutant rewrites.
@@ -841,3 +844,101 @@ def wallet_reserve_triples() -> None:
         return tripled
 
     replace("fee_reserve", make)
+
+
+# -- the wallet's word against the node's truth (issue 25): what it tells its user, its books
+
+
+@mutant("wallet's word: failure answered as success", "status_mismatch")
+def failure_answered_succeeded() -> None:
+    """A payout whose payment failed is answered 200 "succeeded" while the wallet refunds it
+    (Blink #4022: a failed payment answered SUCCESS, then refunded): the money is right, the
+    user is told a payment was made that never was. Class: the reported status (a failure
+    reported as success)."""
+    failed = value("PayoutStatus").FAILED
+
+    def make(answer_of: Any) -> Any:
+        def succeeded_anyway(self: Any, payout: Any, **kwargs: Any) -> Any:
+            answer = answer_of(self, payout, **kwargs)
+            if payout.status is not failed:
+                return answer
+            body = {k: v for k, v in answer.body.items() if k not in ("error", "message")}
+            return dataclasses.replace(answer, status=200, body={**body, "status": "succeeded"})
+
+        return succeeded_anyway
+
+    replace("answer_of", make)
+
+
+@mutant("wallet's word: success read as failed", "status_mismatch")
+def success_read_as_failed_after_pending() -> None:
+    """A payout that went pending and then succeeded reads as "failed" in GET
+    /api/payouts/{id} (BTCPay Server #6365: payouts marked Cancelled after they succeeded): the
+    wallet charged it, and tells its user it did not happen. Class: the reported status (a
+    success reported as failure)."""
+    succeeded = value("PayoutStatus").SUCCEEDED
+
+    def make(public: Any) -> Any:
+        def cancelled_after_success(self: Any) -> dict[str, Any]:
+            view = public(self)
+            if self.status is succeeded and self.response_status == 202:
+                view["status"] = "failed"
+            return view
+
+        return cancelled_after_success
+
+    replace("payout_public", make)
+
+
+@mutant("wallet's word: fee reported", "fee_mismatch")
+def fee_reported_as_fee_limit() -> None:
+    """A succeeded payout's answer reports the fee limit (the reserve it held) as its fee, while
+    the wallet charges the node's fee: the books and the balance are right, the receipt is not.
+    Class: the reported fee."""
+    succeeded = value("PayoutStatus").SUCCEEDED
+
+    def make(answer_of: Any) -> Any:
+        def reserve_as_fee(self: Any, payout: Any, **kwargs: Any) -> Any:
+            answer = answer_of(self, payout, **kwargs)
+            if payout.status is not succeeded:
+                return answer
+            body = {**answer.body, "fee_msat": payout.fee_limit_msat}
+            return dataclasses.replace(answer, body=body)
+
+        return reserve_as_fee
+
+    replace("answer_of", make)
+
+
+@mutant("wallet's word: held money shown spendable", "view_mismatch")
+def view_shows_reserved_as_spendable() -> None:
+    """GET /api/wallets/{id} shows the money held for pending payouts as part of the balance,
+    with reserved_msat 0: a user sees as spendable what a pending payment may still take (Zeus
+    #3165's users paid twice). Every payout's money is right; only the view lies. Class: the
+    wallet's view while payouts are pending."""
+
+    def make(wallet_view: Any) -> Any:
+        def reserved_as_balance(self: Any, wallet_id: str) -> dict[str, Any]:
+            view = wallet_view(self, wallet_id)
+            held_msat = int(view["reserved_msat"])
+            return {**view, "balance_msat": view["balance_msat"] + held_msat, "reserved_msat": 0}
+
+        return reserved_as_balance
+
+    replace("wallet_view", make)
+
+
+@mutant("ledger: fee booked as paid out", "books_mismatch")
+def fee_booked_as_paid_out() -> None:
+    """Confirm books the node's fee into the paid-out account instead of the fees account: each
+    payment's charge is right, conservation holds, only the split between paid out and fees is
+    wrong. Class: the books (a balanced entry in the wrong account)."""
+    fees, outbound = value("FEES"), value("OUTBOUND")
+    require_anchors("settle")
+
+    def change(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
+        if kind == "confirm_fee" and credit == fees:
+            credit = outbound
+        return [(debit, credit, amount_msat, payout_id, kind)]
+
+    _wrap_move(change)
