@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson  # the target's JSON already: several times faster than json on the users' path
 
-from lnchaos.checker.kinds import RESOLVED_WITHIN_BOUND
+from lnchaos.checker import answers
+from lnchaos.checker.kinds import ANSWER_SHAPE, RESOLVED_WITHIN_BOUND
 from lnchaos.checker.rules import balance_kind, expected_balance_msat, payment_cost
 from lnchaos.checker.tally import Tally
 
@@ -88,6 +89,8 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     """A check: a balance check is judged from its inputs (`in`), any other check's kind is the
     one it recorded. `counted: false`: a finding shown but counted under another check (the
     double charge a retry check names is counted once, by its balance check)."""
+    if record.get("name") == ANSWER_SHAPE:
+        return _apply_answer_shape(tally, record)
     inputs = record.get("in")
     kind = balance_kind(**inputs) if inputs is not None else record.get("kind")
     tally.record_check(record["name"], passed=kind is None and not record.get("failed"))
@@ -96,6 +99,16 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     example = check_example(record, kind) if inputs is not None else record.get("example")
     if example is not None:
         tally.record_inconsistency(kind, int(example.get("diff_msat") or 0), example)
+    return kind
+
+
+def _apply_answer_shape(tally: Tally, record: dict[str, Any]) -> str | None:
+    """An answer read against its promised shape: judged again from the answer it recorded
+    (answers.judge_record), never from a kind it carries."""
+    kind, example = answers.judge_record(record)
+    tally.record_check(ANSWER_SHAPE, passed=kind is None)
+    if kind is not None and example is not None:
+        tally.record_inconsistency(kind, 0, example)
     return kind
 
 

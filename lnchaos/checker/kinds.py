@@ -100,3 +100,10 @@ KIND_TEXT = {
     "no_reconciliation": "the target's reconciliation could not be read",
 }
 NO_RECONCILIATION = "no_reconciliation"
+
+# Strict reading (lnchaos/checker/answers.py): a field an API promises, missing or malformed, is
+# a finding, never a default; the check that reads answers against their promised shapes
+MALFORMED_ANSWER = "malformed_answer"
+ANSWER_SHAPE = "answer_shape"
+KINDS = (*KINDS, MALFORMED_ANSWER)
+KIND_TEXT[MALFORMED_ANSWER] = "an answer lacks a field its API promises, or has it malformed"

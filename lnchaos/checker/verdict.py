@@ -174,6 +174,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from lnchaos.checker import answers
 from lnchaos.checker.kinds import (
     BEFORE_RUN_KINDS,
     CHARGED_NOT_PAID,
@@ -184,6 +185,7 @@ from lnchaos.checker.kinds import (
     EXIT_PASS,
     EXIT_TARGET_FAILED,
     FINAL_AUDIT,
+    MALFORMED_ANSWER,
     MAX_EXAMPLES,
     NOT_CONSERVED,
     RECONCILED_KINDS,
@@ -268,12 +270,36 @@ def reconciliation_problems(reconciliation: dict[str, Any]) -> list[str]:
     """What the target's reconciliation reports as wrong; empty when all is well."""
     problems = []
     for kind in RECONCILED_KINDS:
-        count = int((reconciliation.get(kind) or {}).get("count", 0))
+        count = _count(reconciliation.get(kind))
         if count:
             problems.append(f"{kind}={count}")
     if reconciliation.get("conserved") is False:
         problems.append("not conserved")
+    malformed = answers.problems("reconciliation", reconciliation)
+    if malformed:
+        problems.append(f"malformed: {'; '.join(malformed)}")
     return problems
+
+
+def _count(found: Any) -> int:
+    """A reconciliation kind's count as far as it can be read (a malformed one is its own
+    finding, reconciliation_malformed): never a crash of the verdict."""
+    count = found.get("count") if isinstance(found, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
+def reconciliation_malformed(reconciliation: dict[str, Any]) -> dict[str, Any] | None:
+    """The reconciliation as a `malformed_answer` finding when it breaks its promised shape (an
+    absent `conserved` or kind is not "nothing wrong"), else None."""
+    found = answers.problems("reconciliation", reconciliation)
+    if not found:
+        return None
+    record = {"shape": "reconciliation", "answer": None, "request": "GET /admin/reconciliation"}
+    example = answers.malformed_example(record, found)
+    example["source"] = RECONCILIATION
+    entry = _new_combined(1, 0, [example])
+    entry["detected_by"]["reconciliation"] = 1
+    return entry
 
 
 def combine_inconsistencies(
@@ -304,9 +330,12 @@ def combine_inconsistencies(
     double_charges = sum(
         source.get(DOUBLE_CHARGE, {}).get("count", 0) for source in (kinds, audit_kinds)
     )
+    malformed = reconciliation_malformed(reconciliation)
+    if malformed is not None:
+        result[MALFORMED_ANSWER] = _merge_malformed(result.get(MALFORMED_ANSWER), malformed)
     for kind in RECONCILED_KINDS:
         found = reconciliation.get(kind) or {}
-        found_count = int(found.get("count", 0))
+        found_count = _count(found)
         if not found_count:
             continue
         entry = result.setdefault(kind, _new_combined(0, 0, []))
@@ -339,6 +368,16 @@ def combine_inconsistencies(
         result[NOT_CONSERVED] = _new_combined(1, 0, [reconciliation.get("conservation")])
         result[NOT_CONSERVED]["detected_by"]["reconciliation"] = 1
     return result
+
+
+def _merge_malformed(own: dict[str, Any] | None, found: dict[str, Any]) -> dict[str, Any]:
+    """The reconciliation's malformed answer added to the checks' (different answers: they add)."""
+    if own is None:
+        return found
+    own["count"] += found["count"]
+    own["examples"] = (own["examples"] + found["examples"])[:MAX_EXAMPLES]
+    own["detected_by"]["reconciliation"] = found["count"]
+    return own
 
 
 def _new_combined(count: int, amount_msat: int, examples: list[Any]) -> dict[str, Any]:

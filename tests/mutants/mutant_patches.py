@@ -723,3 +723,84 @@ def expiry_read_in_ms() -> None:
         return long_lived
 
     replace("client_decode", make)
+
+
+# -- strict reading (lnchaos/checker/answers.py): a field the API promises, missing or malformed,
+# is a finding (`malformed_answer`), never a default. Each of these wallets moves its money right
+# and only breaks its word's shape, so only the reading rules can catch it.
+PATCH_TARGETS["reconciler_report"] = "target.reconcile:Reconciler.report"
+
+
+def _wrap_payout_answer(change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Every payout answer's body (also a replay's) turned into change(body)."""
+
+    def make(pay: Any) -> Any:
+        async def reshaped(self: Any, *args: Any, **kwargs: Any) -> Any:
+            answer = await pay(self, *args, **kwargs)
+            return dataclasses.replace(answer, body=change(dict(answer.body)))
+
+        return reshaped
+
+    replace("pay", make)
+
+
+@mutant("strict reading: payout answer's fee as text", "malformed_answer")
+def payout_fee_as_text() -> None:
+    """A succeeded payout's answer carries its fee as a string ("1234"), as a JSON encoder of
+    big numbers would: a client reading it with int() takes it, a typed one breaks. Class: a
+    promised field of the payout answer malformed."""
+
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("status") == "succeeded" and "fee_msat" in body:
+            body["fee_msat"] = str(body["fee_msat"])
+        return body
+
+    _wrap_payout_answer(change)
+
+
+@mutant("strict reading: payout answer's fee missing", "malformed_answer")
+def payout_fee_missing() -> None:
+    """A succeeded payout's answer no longer says what it charged (no `fee_msat`): a client
+    defaulting it to 0 tells its user the payment was free. Class: a promised field of the
+    payout answer missing."""
+
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("status") == "succeeded":
+            body.pop("fee_msat", None)
+        return body
+
+    _wrap_payout_answer(change)
+
+
+@mutant("strict reading: wallet view without its reserve", "malformed_answer")
+def wallet_view_without_reserved() -> None:
+    """GET wallet leaves out `reserved_msat`: what is held for pending payouts is not said, and
+    a reader defaulting it to 0 takes a wallet with money held as settled. Class: a promised
+    field of the wallet view missing."""
+
+    def make(wallet_view: Any) -> Any:
+        def without_reserve(self: Any, wallet_id: str) -> dict[str, Any]:
+            view = dict(wallet_view(self, wallet_id))
+            view.pop("reserved_msat", None)
+            return view
+
+        return without_reserve
+
+    replace("wallet_view", make)
+
+
+@mutant("strict reading: reconciliation without conserved", "malformed_answer")
+def reconciliation_without_conserved() -> None:
+    """The reconciliation's answer leaves out `conserved` (a refactor dropped the key): a reader
+    taking an absent verdict as "nothing wrong" never learns whether the books balance.
+    Class: a promised field of the reconciliation missing."""
+
+    def make(report: Any) -> Any:
+        async def unsaid(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            result = dict(await report(self, *args, **kwargs))
+            result.pop("conserved", None)
+            return result
+
+        return unsaid
+
+    replace("reconciler_report", make)
