@@ -139,7 +139,11 @@ def judge(
         "in": {
             "before_msat": sent.expected_msat,
             "amount_msat": sent.invoice.amount_msat,
-            "node": {"status": node.get("status"), "fee_msat": node.get("fee_msat")},
+            "node": {
+                "status": node.get("status"),
+                "fee_msat": node.get("fee_msat"),
+                "timed_out": node.get("timed_out"),  # the node's word: its timeouts counted
+            },
             "actual_msat": actual_msat,
             "retried": sent.retry is not None,
         },

@@ -23,7 +23,7 @@ from typing import Any
 import orjson  # the target's JSON already: several times faster than json on the users' path
 
 from lnchaos.checker import answers
-from lnchaos.checker.kinds import ANSWER_SHAPE, RESOLVED_WITHIN_BOUND
+from lnchaos.checker.kinds import ANSWER_SHAPE, NODE_TIMEOUT_JUDGED, RESOLVED_WITHIN_BOUND
 from lnchaos.checker.rules import balance_kind, expected_balance_msat, payment_cost
 from lnchaos.checker.tally import Tally
 
@@ -94,6 +94,8 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     inputs = record.get("in")
     kind = balance_kind(**inputs) if inputs is not None else record.get("kind")
     tally.record_check(record["name"], passed=kind is None and not record.get("failed"))
+    if inputs is not None and (inputs.get("node") or {}).get("timed_out") is True:
+        tally.record_check(NODE_TIMEOUT_JUDGED, passed=True)  # reached, by the node's word
     if kind is None or not record.get("counted", True):
         return kind
     example = check_example(record, kind) if inputs is not None else record.get("example")

@@ -197,6 +197,7 @@ def audit_example(
         "actual_msat": actual_msat,
         "diff_msat": actual_msat - expected_msat if actual_msat is not None else 0,
         "reserved_msat": (wallet or {}).get("reserved_msat"),
+        "node_timed_out": (node or {}).get("timed_out") is True,  # the node's record of it
         "payout_status": (payout or {}).get("status"),
         "node_status": node_status if error is None else f"not audited: {error}",
         **({"problems": malformed_views(wallet or {}, payout)} if kind == MALFORMED_ANSWER else {}),

@@ -37,6 +37,7 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
             "failure_reason": "FAILURE_REASON_NONE",
             "attempt_id": None,
             "attempts": 0,
+            "timed_out": False,
         }
     return {
         "payment_hash": payment_hash,
@@ -46,6 +47,9 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
         "failure_reason": str(payment.failure_reason),
         "attempt_id": payment.payment_index,
         "attempts": attempts,
+        # the network held this attempt past any caller's deadline (the node's own fault
+        # record): the judge counts the run's timeouts from this, never from the wallet's answers
+        "timed_out": bool(payment.timed_out),
     }
 
 

@@ -59,6 +59,7 @@ TRUTH = obj(
         "fee_msat": "integer",
         "failure_reason": "string",
         "attempts": "integer",
+        "timed_out": "boolean",
     }
 )
 TRUTH["properties"]["status"]["enum"] = ["in_flight", "succeeded", "failed", "unknown"]
