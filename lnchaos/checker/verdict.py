@@ -129,6 +129,11 @@ that could not be kept or audited (overflow) fails the run (exit 3).
     timeline: [{t_s, phase, payouts, timeouts, inconsistencies, drift_msat}]  about 1 per second,
               all cumulative since the start of the run
     since_ms: int | null                       the run's marker on the target's clock
+    scope: {at_start, pushed_into_run}         the judge's own scope (lnchaos/checker/scope.py):
+                                               what the target's reconciliation held at the
+                                               run's start, and what its before_run holds beyond
+                                               that (counted in the run: the target's clock does
+                                               not decide what is this run's)
     reconciliation: the target's GET /admin/reconciliation?since_ms=..&stuck_after_s=0 answer
                     (null if it failed)
     target_error: str | null
@@ -178,7 +183,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lnchaos.checker import answers
+from lnchaos.checker import answers, scope
 from lnchaos.checker.kinds import (
     BEFORE_RUN_KINDS,
     CHARGED_NOT_PAID,
@@ -601,6 +606,7 @@ def build_report(
     counter_rows: list[dict[str, Any]] | None = None,
     success_share_by_phase: dict[str, float] | None = None,
     arrivals: dict[str, Any] | None = None,
+    scope_at_start: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The consistency.json document (schema in this module's docstring).
 
@@ -624,6 +630,7 @@ def build_report(
         target_error=target_error,
         lost=workers_lost(per_worker),
         successes=successes_summary(merged, success_share_by_phase),
+        scope_at_start=scope_at_start,
     )
     by_outcome = payouts_by_outcome(merged)
     payouts = sum(by_outcome.values())
@@ -661,6 +668,7 @@ def build_report(
         "phases": phases,
         "timeline": timeline,
         "since_ms": since_ms,
+        "scope": {"at_start": scope_at_start, "pushed_into_run": judged["pushed"]},
         "reconciliation": reconciliation,
         "target_error": target_error,
         "workers": per_worker,
@@ -687,11 +695,14 @@ def judge_run(
     target_error: str | None,
     lost: list[dict[str, Any]],
     successes: dict[str, Any],
+    scope_at_start: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The run's judgement: the findings combined, what was proven, and the verdict (decide)."""
     inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation, audit)
-    total = sum(entry["count"] for entry in inconsistencies.values())
     earlier = before_run(reconciliation)
+    pushed = scope.pushed_into_run(reconciliation, scope_at_start)
+    count_pushed(inconsistencies, earlier, pushed)
+    total = sum(entry["count"] for entry in inconsistencies.values())
     earlier_total = sum(entry["count"] for entry in earlier.values())
     verified = payouts_verified(merged) + audit.judged  # the audit checks balances too
     timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit)
@@ -724,7 +735,28 @@ def judge_run(
         "timeouts": timeouts,
         "successes": successes,
         "lost": lost,
+        "pushed": pushed,
     }
+
+
+def count_pushed(
+    inconsistencies: dict[str, dict[str, Any]],
+    earlier: dict[str, dict[str, Any]],
+    pushed: dict[str, dict[str, Any]],
+) -> None:
+    """The findings the target put before the run that were not there at its start
+    (scope.pushed_into_run): counted in the run, no longer in before_run."""
+    for kind, found in pushed.items():
+        entry = inconsistencies.setdefault(kind, _new_combined(0, 0, []))
+        entry["count"] += found["count"]
+        entry["amount_msat"] += found["amount_msat"]
+        entry["detected_by"]["reconciliation"] += found["count"]
+        room = MAX_EXAMPLES - len(entry["examples"])
+        entry["examples"].extend(scope.pushed_examples(kind, found)[: max(room, 0)])
+        if kind in earlier:
+            earlier[kind]["count"] -= found["count"]
+            if earlier[kind]["count"] <= 0:
+                del earlier[kind]
 
 
 def workers_section(workers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

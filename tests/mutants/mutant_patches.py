@@ -804,3 +804,35 @@ def reconciliation_without_conserved() -> None:
         return unsaid
 
     replace("reconciler_report", make)
+
+
+# -- the run's scope (lnchaos/checker/scope.py): the judge's, not the wallet's clock
+PATCH_TARGETS["payout_init"] = "target.ledger:Payout.__init__"
+CLOCK_BEHIND_MS = 3_600_000
+
+
+@mutant("strict reading: the wallet's clock decides the run", "paid_not_charged")
+def clock_behind_hides_unattributed_fee() -> None:
+    """The wallet's clock is an hour behind when it writes a payout (created_ms in the past), and
+    a confirmed payout's fee is booked without its payout id (a bug only the reconciliation
+    sees): the reconciliation files every hash of the run "before this run", where a verdict
+    scoped by the wallet's clock never counts it. Class: the run's scope taken from the
+    wallet's timestamps."""
+    require_anchors("settle")
+
+    def make(init: Any) -> Any:
+        def behind(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            if not args and "created_ms" not in kwargs:  # a new payout, not one read back
+                self.created_ms -= CLOCK_BEHIND_MS
+                self.updated_ms = self.created_ms
+
+        return behind
+
+    owner, name, init = resolve("payout_init")  # a dataclass's __init__ has no source: no anchor
+    setattr(owner, name, make(init))
+
+    def change(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
+        return [(debit, credit, amount_msat, None if kind == "confirm_fee" else payout_id, kind)]
+
+    _wrap_move(change)
