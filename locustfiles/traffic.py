@@ -59,6 +59,7 @@ import gevent
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
+from lnchaos.checker import refusals
 from locustfiles import checker, counters, crash, recording
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
@@ -553,6 +554,14 @@ class DrainUser(TrafficUser):
             kind = checker.classify_balance(
                 diff_msat=diff_msat, paid=paid_msat > 0, retried=False, cost_msat=paid_msat
             )
+        # each invoice is paid once in a drain: a refused one must never have reached the node
+        sent_refused = sum(
+            refusals.sent_despite_refusal(
+                nodes[invoice.payment_hash], int(answer.kind != "refused")
+            )
+            for invoice, answer in zip(ready, answers, strict=True)
+        )
+        kind = refusals.refusal_kind(kind, sent_refused)
         example = {
             "check": checker.DRAIN,
             "kind": kind,
@@ -567,7 +576,8 @@ class DrainUser(TrafficUser):
             "reserved_msat": view.get("reserved_msat"),
             "payout_status": ",".join(answer.describe() for answer in answers),
             "node_status": ",".join(str(nodes[h].get("status")) for h in hashes),
-            "detail": f"funding {funding_msat} msat, {refused} refused, balances seen {seen_msat}",
+            "detail": f"funding {funding_msat} msat, {refused} refused ({sent_refused} of them"
+            f" sent to the node), balances seen {seen_msat}",
             "t_unix": round(time.time(), 3),
         }
         self.judged(checker.DRAIN, kind, example, started)

@@ -112,3 +112,9 @@ KIND_TEXT[MALFORMED_ANSWER] = "an answer lacks a field its API promises, or has 
 # deadline; GET /node/payments/{hash} `timed_out`): "nothing proven about timeouts" (exit 4) is
 # decided by these, from the node's truth, never by the timeouts the wallet chose to answer
 NODE_TIMEOUT_JUDGED = "node_timeout_judged"
+
+# A payout the wallet refused (409) that still reached the node through that request
+# (lnchaos/checker/refusals.py): a refusal must have moved nothing
+REFUSED_BUT_SENT = "refused_but_sent"
+KINDS = (*KINDS, REFUSED_BUT_SENT)
+KIND_TEXT[REFUSED_BUT_SENT] = "a payout refused (409) still reached the node"

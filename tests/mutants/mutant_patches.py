@@ -836,3 +836,36 @@ def clock_behind_hides_unattributed_fee() -> None:
         return [(debit, credit, amount_msat, None if kind == "confirm_fee" else payout_id, kind)]
 
     _wrap_move(change)
+
+
+# -- a refusal must have moved nothing (lnchaos/checker/refusals.py)
+@mutant(
+    "strict reading: a refusal reached the node",
+    "refused_but_sent",
+    traffic_mix="payers=0,drain=1",
+    check="drain",
+)
+def refused_payout_still_sent() -> None:
+    """A payout refused for insufficient funds is still sent to the node (a wallet that sends
+    first and checks its funds after), with no fee allowance, so the node fails it: no money
+    moves, the balance is right, and the answer is a clean 409; only the node's attempts show
+    the refusal went out. Class: a refusal that was not one."""
+
+    def make(pay: Any) -> Any:
+        async def sends_anyway(
+            self: Any, wallet_id: str, payment_request: str, *args: Any, **kwargs: Any
+        ) -> Any:
+            try:
+                return await pay(self, wallet_id, payment_request, *args, **kwargs)
+            except Exception as err:
+                if getattr(err, "code", None) == "insufficient_funds":
+                    invoice = await self.node.decode(payment_request)
+                    try:
+                        await self.node.send(invoice, 0)
+                    except Exception:  # noqa: S110 (refused by the node: nothing went out)
+                        pass
+                raise
+
+        return sends_anyway
+
+    replace("pay", make)
