@@ -306,7 +306,10 @@ def reconciliation_malformed(reconciliation: dict[str, Any]) -> dict[str, Any] |
     found = answers.problems("reconciliation", reconciliation)
     if not found:
         return None
-    record = {"shape": "reconciliation", "answer": None, "request": "GET /admin/reconciliation"}
+    # the promised fields as they came (the whole answer is in consistency.json already)
+    promised = {f.name for f in answers.SHAPES["reconciliation"]}
+    said = {name: value for name, value in reconciliation.items() if name in promised}
+    record = {"shape": "reconciliation", "answer": said, "request": "GET /admin/reconciliation"}
     example = answers.malformed_example(record, found)
     example["source"] = RECONCILIATION
     entry = _new_combined(1, 0, [example])
