@@ -468,6 +468,11 @@ class SharedInvoiceUser(TrafficUser):
         )
         if kind is None and not all(c in (0, cost_msat) for c in charged):
             kind = checker.BALANCE_MISMATCH  # the sum is right, but not one charge of one wallet
+        # a refused payout (409 payment_in_progress / invoice_already_paid) never sends: the
+        # node's attempts for the invoice are at most the payouts the wallet took
+        taken = len({a.payout_id for _, a in answers if a.kind != "refused" and a.payout_id})
+        sent_refused = refusals.sent_despite_refusal(node, taken)
+        kind = refusals.refusal_kind(kind, sent_refused)
         example = {
             "check": checker.SHARED_INVOICE,
             "kind": kind,
@@ -482,7 +487,8 @@ class SharedInvoiceUser(TrafficUser):
             "diff_msat": diff_msat,
             "payout_status": ",".join(a.describe() for _, a in answers),
             "node_status": node.get("status"),
-            "detail": f"charged per wallet {charged} msat",
+            "detail": f"charged per wallet {charged} msat; node attempts beyond the payouts"
+            f" taken: {sent_refused}",
             "t_unix": round(time.time(), 3),
         }
         self.judged(checker.SHARED_INVOICE, kind, example, started)
