@@ -44,9 +44,16 @@ def left_unresolved(**fields: Any) -> None:
     LOCAL.history.emit({"type": history.LEFT_UNRESOLVED, **fields})
 
 
-def check(name: str, kind: str | None, example: dict[str, Any] | None) -> None:
-    """A check judged by its caller, with its kind and example (a traffic round's)."""
-    LOCAL.history.emit({"type": history.CHECK, "name": name, "kind": kind, "example": example})
+def check(
+    name: str, kind: str | None, example: dict[str, Any] | None, node_timeouts: int = 0
+) -> None:
+    """A check judged by its caller, with its kind and example (a traffic round's);
+    node_timeouts: of the round's payments, those the node says it timed out (the node's word:
+    what "nothing proven about timeouts" counts)."""
+    record = {"type": history.CHECK, "name": name, "kind": kind, "example": example}
+    if node_timeouts:
+        record["node_timeouts"] = node_timeouts
+    LOCAL.history.emit(record)
 
 
 def invoke(op: str, **fields: Any) -> None:

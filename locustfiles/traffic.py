@@ -399,8 +399,18 @@ class TrafficUser(FastHttpUser):
         message = f"{self.traffic_name}: {why}; left to the end-of-run reconciliation"
         self.fire(checker.RESOLVED_WITHIN_BOUND, CheckFailed(message), started)
 
-    def judged(self, name: str, kind: str | None, example: dict[str, Any], started: float) -> None:
-        recording.check(name, kind, example if kind is not None else None)
+    def judged(
+        self,
+        name: str,
+        kind: str | None,
+        example: dict[str, Any],
+        started: float,
+        nodes: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """A round judged; nodes: the node's final truth of its payments (those the node timed
+        out are counted as timeouts the run reached, by the node's word)."""
+        node_timeouts = sum(n.get("timed_out") is True for n in (nodes or {}).values())
+        recording.check(name, kind, example if kind is not None else None, node_timeouts)
         if kind is None:
             self.fire(name, None, started)
             return
@@ -491,7 +501,7 @@ class SharedInvoiceUser(TrafficUser):
             f" taken: {sent_refused}",
             "t_unix": round(time.time(), 3),
         }
-        self.judged(checker.SHARED_INVOICE, kind, example, started)
+        self.judged(checker.SHARED_INVOICE, kind, example, started, nodes)
 
 
 class DrainUser(TrafficUser):
@@ -587,7 +597,7 @@ class DrainUser(TrafficUser):
             f" sent to the node), balances seen {seen_msat}",
             "t_unix": round(time.time(), 3),
         }
-        self.judged(checker.DRAIN, kind, example, started)
+        self.judged(checker.DRAIN, kind, example, started, nodes)
 
 
 # ---- retry: the same Idempotency-Key at the wrong moments ---------------------------------------
@@ -804,7 +814,7 @@ class RetryUser(TrafficUser):
             "detail": "; ".join(round_.problems) or ("paid" if paid else "not paid"),
             "t_unix": round(time.time(), 3),
         }
-        self.judged(RETRY, kind, example, round_.started)
+        self.judged(RETRY, kind, example, round_.started, nodes)
 
     def settle_in_progress(
         self, wallet: Wallet, invoice: Invoice, key: str, phase: str, answer: RawAnswer

@@ -94,14 +94,23 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     inputs = record.get("in")
     kind = balance_kind(**inputs) if inputs is not None else record.get("kind")
     tally.record_check(record["name"], passed=kind is None and not record.get("failed"))
-    if inputs is not None and (inputs.get("node") or {}).get("timed_out") is True:
-        tally.record_check(NODE_TIMEOUT_JUDGED, passed=True)  # reached, by the node's word
+    _count_node_timeouts(tally, record)
     if kind is None or not record.get("counted", True):
         return kind
     example = check_example(record, kind) if inputs is not None else record.get("example")
     if example is not None:
         tally.record_inconsistency(kind, int(example.get("diff_msat") or 0), example)
     return kind
+
+
+def _count_node_timeouts(tally: Tally, record: dict[str, Any]) -> None:
+    """Payments of a judged check the node says it timed out: a balance check's own
+    (`in.node.timed_out`), a traffic round's count (`node_timeouts`). The timeouts the run
+    reached, by the node's word (the verdict's exit 4 counts these)."""
+    node = (record.get("in") or {}).get("node") or {}
+    reached = int(node.get("timed_out") is True) + int(record.get("node_timeouts") or 0)
+    if reached:
+        tally.checks.setdefault(NODE_TIMEOUT_JUDGED, [0, 0])[0] += reached
 
 
 def _apply_answer_shape(tally: Tally, record: dict[str, Any]) -> str | None:

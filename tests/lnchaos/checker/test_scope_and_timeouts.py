@@ -114,3 +114,11 @@ def build(reconciliation: dict, at_start: dict | None, tally: Tally, rate: float
         target_error=None,
         scope_at_start=at_start,
     )
+
+
+def test_a_traffic_rounds_timeouts_count_by_the_nodes_word():
+    """A run of the traffic classes alone (payers=0) reaches timeouts through its rounds."""
+    tally = Tally("r")
+    round_ = {"type": "check", "name": "drain", "kind": None, "example": None, "node_timeouts": 2}
+    assert history.apply(tally, round_) is None
+    assert tally.checks["drain"] == [1, 0] and tally.checks[NODE_TIMEOUT_JUDGED] == [2, 0]
