@@ -37,7 +37,9 @@ class Field:
 
 
 _PAYOUT = (Field("payout_id", TEXT), Field("status", TEXT))
-_BALANCE_AFTER = Field("balance_msat", BALANCE_MSAT, required=False)
+# the wallet's balance right after the payout's own transaction (docs/target-api.md): every answer
+# that names a payout carries it, a replay too (it is stored with the answer)
+_BALANCE_AFTER = Field("balance_msat", BALANCE_MSAT)
 # The shapes the suite reads (docs/target-api.md; the adapters' own are mapped onto these).
 SHAPES: dict[str, tuple[Field, ...]] = {
     # POST /api/wallets/{id}/payouts, an answer that names a payout (200, 202, 502, 504)

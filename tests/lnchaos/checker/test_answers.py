@@ -35,7 +35,7 @@ def test_answers_that_keep_their_promises_have_no_problem():
     # an outside service's judge says "not mine to say" with null: a promise kept
     assert answers.problems("reconciliation", {**RECONCILIATION, "conserved": None}) == []
     # a pending answer does not promise a fee yet
-    pending = {"payout_id": "p1", "status": "pending"}
+    pending = {"payout_id": "p1", "status": "pending", "balance_msat": 8_000_000}
     assert answers.problems(answers.payout_answer_shape(pending), pending) == []
 
 
@@ -48,7 +48,8 @@ def test_answers_that_keep_their_promises_have_no_problem():
         ("payout_answer_succeeded", {**SUCCEEDED, "fee_msat": -1}, "fee_msat"),
         ("payout_answer_succeeded", {**SUCCEEDED, "fee_msat": None}, "fee_msat"),
         ("payout_answer_succeeded", {**SUCCEEDED, "balance_msat": "8998500"}, "balance_msat"),
-        ("payout_answer", {"status": "pending"}, "payout_id"),
+        ("payout_answer", {"status": "pending", "balance_msat": 1}, "payout_id"),
+        ("payout_answer", {"payout_id": "p1", "status": "pending"}, "balance_msat"),
         ("wallet_view", {"balance_msat": 1}, "reserved_msat"),
         ("wallet_view", {"reserved_msat": 0}, "balance_msat"),
         ("payout_view_succeeded", {"status": "succeeded"}, "fee_msat"),
