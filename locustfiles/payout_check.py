@@ -142,13 +142,17 @@ def judge(
             "node": {
                 "status": node.get("status"),
                 "fee_msat": node.get("fee_msat"),
-                "timed_out": node.get("timed_out"),  # the node's word: its timeouts counted
+                "timed_out": node.get("timed_out"),
+                "held_ms": node.get("held_ms"),  # the node's word: its timeouts counted
             },
             "actual_msat": actual_msat,
             "retried": sent.retry is not None,
         },
         "reserved_msat": reserved_msat,
         "payout_status": payout_status,
+        # how long the wallet took to give its first answer (the suite's clock): less than the
+        # node held the payment means the wallet answered while it was in flight
+        "answered_ms": round(first.latency_ms, 1),
     }
     kind = LOCAL.history.emit(record)
     if kind is None and sent.retry is None:

@@ -60,7 +60,7 @@ from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from lnchaos.checker import answers as reading
-from lnchaos.checker import refusals
+from lnchaos.checker import history, refusals
 from locustfiles import checker, counters, crash, recording
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
@@ -405,12 +405,14 @@ class TrafficUser(FastHttpUser):
         kind: str | None,
         example: dict[str, Any],
         started: float,
-        nodes: dict[str, dict[str, Any]] | None = None,
+        answered: list[tuple[dict[str, Any], float]] | None = None,
     ) -> None:
-        """A round judged; nodes: the node's final truth of its payments (those the node timed
-        out are counted as timeouts the run reached, by the node's word)."""
-        node_timeouts = sum(n.get("timed_out") is True for n in (nodes or {}).values())
-        recording.check(name, kind, example if kind is not None else None, node_timeouts)
+        """A round judged; answered: (the node's final truth, the answer's latency in ms) of
+        each payout the wallet took: one answered sooner than the node held its payment was
+        answered in flight, a timeout the run reached whatever the wallet said (the node's
+        word and the suite's clock, history.answered_in_flight)."""
+        in_flight = sum(history.answered_in_flight(node, ms) for node, ms in answered or [])
+        recording.check(name, kind, example if kind is not None else None, in_flight)
         if kind is None:
             self.fire(name, None, started)
             return
@@ -501,7 +503,8 @@ class SharedInvoiceUser(TrafficUser):
             f" taken: {sent_refused}",
             "t_unix": round(time.time(), 3),
         }
-        self.judged(checker.SHARED_INVOICE, kind, example, started, nodes)
+        taken_answers = [(node, a.latency_ms) for _, a in answers if a.kind != "refused"]
+        self.judged(checker.SHARED_INVOICE, kind, example, started, taken_answers)
 
 
 class DrainUser(TrafficUser):
@@ -597,7 +600,12 @@ class DrainUser(TrafficUser):
             f" sent to the node), balances seen {seen_msat}",
             "t_unix": round(time.time(), 3),
         }
-        self.judged(checker.DRAIN, kind, example, started, nodes)
+        taken = [
+            (nodes[invoice.payment_hash], answer.latency_ms)
+            for invoice, answer in zip(ready, answers, strict=True)
+            if answer.kind != "refused"
+        ]
+        self.judged(checker.DRAIN, kind, example, started, taken)
 
 
 # ---- retry: the same Idempotency-Key at the wrong moments ---------------------------------------
@@ -814,7 +822,7 @@ class RetryUser(TrafficUser):
             "detail": "; ".join(round_.problems) or ("paid" if paid else "not paid"),
             "t_unix": round(time.time(), 3),
         }
-        self.judged(RETRY, kind, example, round_.started, nodes)
+        self.judged(RETRY, kind, example, round_.started, [(node, first.latency_ms)])
 
     def settle_in_progress(
         self, wallet: Wallet, invoice: Invoice, key: str, phase: str, answer: RawAnswer

@@ -104,13 +104,25 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
 
 
 def _count_node_timeouts(tally: Tally, record: dict[str, Any]) -> None:
-    """Payments of a judged check the node says it timed out: a balance check's own
-    (`in.node.timed_out`), a traffic round's count (`node_timeouts`). The timeouts the run
-    reached, by the node's word (the verdict's exit 4 counts these)."""
+    """Payouts of a judged check that the wallet answered while the node still held their
+    payment: a balance check's own (the node's `held_ms` against the wallet's `answered_ms`), a
+    traffic round's count (`node_timeouts`). The timeouts the run reached, by the node's word
+    and the suite's clock, whatever the wallet answered (the verdict's exit 4 counts these)."""
     node = (record.get("in") or {}).get("node") or {}
-    reached = int(node.get("timed_out") is True) + int(record.get("node_timeouts") or 0)
+    reached = int(answered_in_flight(node, record.get("answered_ms")))
+    reached += int(record.get("node_timeouts") or 0)
     if reached:
         tally.checks.setdefault(NODE_TIMEOUT_JUDGED, [0, 0])[0] += reached
+
+
+def answered_in_flight(node: dict[str, Any], answered_ms: Any) -> bool:
+    """The wallet gave its answer sooner than the node held the payment (held_ms, the node's
+    record; answered_ms, the request's latency by the suite's clock): it answered while the
+    payment was in flight, the window where timeouts go wrong, whatever it said."""
+    held_ms = node.get("held_ms")
+    if not isinstance(held_ms, int) or isinstance(held_ms, bool):
+        return False
+    return isinstance(answered_ms, int | float) and held_ms > answered_ms
 
 
 def _apply_answer_shape(tally: Tally, record: dict[str, Any]) -> str | None:

@@ -108,9 +108,9 @@ ANSWER_SHAPE = "answer_shape"
 KINDS = (*KINDS, MALFORMED_ANSWER)
 KIND_TEXT[MALFORMED_ANSWER] = "an answer lacks a field its API promises, or has it malformed"
 
-# A payout judged final whose payment the node says it timed out (held past the caller's
-# deadline; GET /node/payments/{hash} `timed_out`): "nothing proven about timeouts" (exit 4) is
-# decided by these, from the node's truth, never by the timeouts the wallet chose to answer
+# A payout judged final that the wallet answered while the node still held its payment (the
+# node's held_ms against the answer's latency: history.answered_in_flight): "nothing proven about
+# timeouts" (exit 4) is decided by these, never by the timeouts the wallet chose to answer
 NODE_TIMEOUT_JUDGED = "node_timeout_judged"
 
 # A payout the wallet refused (409) that still reached the node through that request

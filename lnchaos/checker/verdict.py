@@ -96,9 +96,10 @@ that could not be kept or audited (overflow) fails the run (exit 3).
                                                count of payouts first answered 202/504)
                resolved_by_audit: int,         final at the node and the wallet in the audit
                left_to_reconciliation: int,    not final within the users' bound (audited)
-               resolved_by_node_truth: int}    judged final (a check or the audit) whose
-                                               payment the node says it timed out: what exit 4
-                                               counts, never the wallet's own answers
+               resolved_by_node_truth: int}    judged final (a check or a round) and answered
+                                               while the node held the payment (its held_ms >
+                                               the answer's latency): what exit 4 counts, never
+                                               the wallet's own answers
     successes: {payer_payouts: int,            the payers' payouts (the traffic classes refuse
                 succeeded: int,                by design, so they are left out) and how many
                 expected: float,               first answered paid; expected: how many the
@@ -164,8 +165,8 @@ at most 64 MiB, else `witnesses_left_to_check` says so and `lnchaos check` adds 
        out of the final audit (overflow)
     5  the target failed: did not start, unreachable, or its reconciliation failed
     4  nothing proven: no payout's balance was checked, or a timeout rate above zero was
-       configured and no payout whose payment the node timed out (the node's record, not the
-       wallet's answer) was judged final
+       configured and no payout answered while the node held its payment (the node's record
+       and the suite's clock, not the wallet's answer) was judged final
     2  Locust's own: an unhandled exception in a greenlet or event handler
     1  Locust's own failure (failed requests outside the checks, exceptions in users); any
        other non-zero code Locust or another listener decided is kept as it is
@@ -231,7 +232,6 @@ class Audit:
         self.unresolved = 0
         self.inconsistent = 0
         self.resolved_timeouts = 0
-        self.node_timeouts = 0  # judged, and timed out by the node's own record
         self.kinds: dict[str, dict[str, Any]] = {}
         # (payout_id, payment_hash) of each unresolved payout: merged with the reconciliation's
         self.unresolved_keys: list[tuple[str | None, str | None]] = []
@@ -244,7 +244,6 @@ class Audit:
             self.judged += 1
             if entry.get("outcome") in TIMEOUT_OUTCOMES:
                 self.resolved_timeouts += 1
-            self.node_timeouts += example.get("node_timed_out") is True
         if kind is None:
             return
         if kind != UNRESOLVED:
@@ -435,11 +434,11 @@ def timeouts_summary(
         "resolved_by_reconciliation": by_reconciliation,
         "resolved_by_audit": audit.resolved_timeouts if audit is not None else 0,
         "left_to_reconciliation": merged.get("left_to_reconciliation", 0),
-        # what "nothing proven about timeouts" (exit 4) counts: payouts judged final whose
-        # payment the node says it timed out, by a check or the audit; never the wallet's word
-        # (a wallet that answers 200 or 502 where the node timed out hides its timeouts)
-        "resolved_by_node_truth": merged["checks"].get(NODE_TIMEOUT_JUDGED, [0, 0])[0]
-        + (audit.node_timeouts if audit is not None else 0),
+        # what "nothing proven about timeouts" (exit 4) counts: payouts judged final that the
+        # wallet answered while the node still held their payment (the node's held_ms against
+        # the answer's latency), whatever it answered: never the wallet's word (a wallet that
+        # answers 200 or 502 where it gave up on an in-flight payment hides its timeouts)
+        "resolved_by_node_truth": merged["checks"].get(NODE_TIMEOUT_JUDGED, [0, 0])[0],
     }
 
 
@@ -558,9 +557,9 @@ def _proof_problems(
         problems.append(
             (
                 EXIT_NOTHING_VERIFIED,
-                f"a timeout rate above zero was configured but no payout whose payment the node"
-                f" timed out was judged final ({timeouts_seen} answered as timed out by the"
-                f" wallet): the run proves nothing about timeouts",
+                f"a timeout rate above zero was configured but no payout answered while the node"
+                f" held its payment was judged final ({timeouts_seen} answered as timed out by"
+                f" the wallet): the run proves nothing about timeouts",
             )
         )
     if successes and successes["required"] and successes["succeeded"] == 0:

@@ -38,6 +38,7 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
             "attempt_id": None,
             "attempts": 0,
             "timed_out": False,
+            "held_ms": None,
         }
     return {
         "payment_hash": payment_hash,
@@ -50,6 +51,11 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
         # the network held this attempt past any caller's deadline (the node's own fault
         # record): the judge counts the run's timeouts from this, never from the wallet's answers
         "timed_out": bool(payment.timed_out),
+        # how long the node held the attempt before its outcome (None while in flight): a caller
+        # that answered sooner gave up on a payment still in flight, whatever it answered
+        "held_ms": (
+            payment.resolved_ms - payment.created_ms if payment.resolved_ms is not None else None
+        ),
     }
 
 

@@ -64,6 +64,7 @@ TRUTH = obj(
 )
 TRUTH["properties"]["status"]["enum"] = ["in_flight", "succeeded", "failed", "unknown"]
 TRUTH["properties"]["attempt_id"] = {"type": "integer", "nullable": True}
+TRUTH["properties"]["held_ms"] = {"type": "integer", "nullable": True}  # null while in flight
 
 # the seed of the fault draws (network_http.put_seed: a whole number within [0, 2**63 - 1])
 SEED: Schema = {

@@ -179,7 +179,7 @@ def test_decide_precedence(total, verified, target_error, resolved, locust_code,
     assert (f"{total} inconsistencies > threshold 0" in reason) == (total > 0)
     assert ("target failed: gone" in reason) == (target_error is not None)
     assert ("no payout was verified" in reason) == (verified == 0)
-    no_timeout = "no payout whose payment the node timed out was judged final (3 answered as"
+    no_timeout = "no payout answered while the node held its payment was judged final (3 answered"
     assert (no_timeout in reason) == (resolved == 0)
     assert (f"Locust's own exit code {locust_code}" in reason) == (locust_code != 0)
 
@@ -298,7 +298,7 @@ def test_a_run_with_timeouts_configured_and_none_resolved_fails_with_4():
         target_error=None,
     )
     assert (report["verdict"], report["exit_code"]) == ("fail", checker.EXIT_NOTHING_VERIFIED)
-    assert "no payout whose payment the node timed out was judged final" in report["reason"]
+    assert "no payout answered while the node held its payment was judged final" in report["reason"]
 
 
 def steady_report(*tallies: Tally, **changes) -> dict:
