@@ -155,6 +155,9 @@ def judge(
         "answered_ms": round(first.latency_ms, 1),
     }
     kind = LOCAL.history.emit(record)
+    if history.answered_in_flight(record["in"]["node"], record["answered_ms"]):
+        # a timeout the run reached (the fold counts it too): in the suite's own table as well
+        checker.fire_check(request_event, checker.NODE_TIMEOUT_JUDGED, None, sent.started)
     if kind is None and sent.retry is None:
         checker.fire_check(request_event, name, None, sent.started)  # most checks: no example
         return None
