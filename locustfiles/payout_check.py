@@ -24,7 +24,7 @@ from typing import Any
 
 import gevent
 
-from lnchaos.checker import history
+from lnchaos.checker import history, rules
 from locustfiles import checker, truth_batcher
 from locustfiles.checker import CheckFailed
 from locustfiles.telemetry import LOCAL
@@ -155,7 +155,7 @@ def judge(
         "answered_ms": round(first.latency_ms, 1),
     }
     kind = LOCAL.history.emit(record)
-    if history.answered_in_flight(record["in"]["node"], record["answered_ms"]):
+    if rules.answered_in_flight(record["in"]["node"], record["answered_ms"]):
         # a timeout the run reached (the fold counts it too): in the suite's own table as well
         checker.fire_check(request_event, checker.NODE_TIMEOUT_JUDGED, None, sent.started)
     if kind is None and sent.retry is None:

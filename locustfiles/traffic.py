@@ -60,7 +60,7 @@ from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from lnchaos.checker import answers as reading
-from lnchaos.checker import history, refusals
+from lnchaos.checker import refusals, rules
 from locustfiles import checker, counters, crash, recording
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
@@ -410,8 +410,8 @@ class TrafficUser(FastHttpUser):
         """A round judged; answered: (the node's final truth, the answer's latency in ms) of
         each payout the wallet took: one answered sooner than the node held its payment was
         answered in flight, a timeout the run reached whatever the wallet said (the node's
-        word and the suite's clock, history.answered_in_flight)."""
-        in_flight = sum(history.answered_in_flight(node, ms) for node, ms in answered or [])
+        word and the suite's clock, rules.answered_in_flight)."""
+        in_flight = sum(rules.answered_in_flight(node, ms) for node, ms in answered or [])
         recording.check(name, kind, example if kind is not None else None, in_flight)
         for _ in range(in_flight):  # counted by the fold: in the suite's own table as well
             self.fire(checker.NODE_TIMEOUT_JUDGED, None, started)

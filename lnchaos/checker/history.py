@@ -24,7 +24,12 @@ import orjson  # the target's JSON already: several times faster than json on th
 
 from lnchaos.checker import answers
 from lnchaos.checker.kinds import ANSWER_SHAPE, NODE_TIMEOUT_JUDGED, RESOLVED_WITHIN_BOUND
-from lnchaos.checker.rules import balance_kind, expected_balance_msat, payment_cost
+from lnchaos.checker.rules import (
+    answered_in_flight,
+    balance_kind,
+    expected_balance_msat,
+    payment_cost,
+)
 from lnchaos.checker.tally import Tally
 
 SCHEMA = "lnchaos-history"
@@ -113,16 +118,6 @@ def _count_node_timeouts(tally: Tally, record: dict[str, Any]) -> None:
     reached += int(record.get("node_timeouts") or 0)
     if reached:
         tally.checks.setdefault(NODE_TIMEOUT_JUDGED, [0, 0])[0] += reached
-
-
-def answered_in_flight(node: dict[str, Any], answered_ms: Any) -> bool:
-    """The wallet gave its answer sooner than the node held the payment (held_ms, the node's
-    record; answered_ms, the request's latency by the suite's clock): it answered while the
-    payment was in flight, the window where timeouts go wrong, whatever it said."""
-    held_ms = node.get("held_ms")
-    if not isinstance(held_ms, int) or isinstance(held_ms, bool):
-        return False
-    return isinstance(answered_ms, int | float) and held_ms > answered_ms
 
 
 def _apply_answer_shape(tally: Tally, record: dict[str, Any]) -> str | None:

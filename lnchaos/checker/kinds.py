@@ -109,7 +109,7 @@ KINDS = (*KINDS, MALFORMED_ANSWER)
 KIND_TEXT[MALFORMED_ANSWER] = "an answer lacks a field its API promises, or has it malformed"
 
 # A payout judged final that the wallet answered while the node still held its payment (the
-# node's held_ms against the answer's latency: history.answered_in_flight): "nothing proven about
+# node's held_ms against the answer's latency: rules.answered_in_flight): "nothing proven about
 # timeouts" (exit 4) is decided by these, never by the timeouts the wallet chose to answer
 NODE_TIMEOUT_JUDGED = "node_timeout_judged"
 

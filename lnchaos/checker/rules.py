@@ -165,6 +165,16 @@ def balance_kind(
     )
 
 
+def answered_in_flight(node: dict[str, Any], answered_ms: Any) -> bool:
+    """The wallet gave its answer sooner than the node held the payment (held_ms, the node's
+    record; answered_ms, the request's latency by the suite's clock): it answered while the
+    payment was in flight, the window where timeouts go wrong, whatever it said."""
+    held_ms = node.get("held_ms")
+    if not isinstance(held_ms, int) or isinstance(held_ms, bool):
+        return False
+    return isinstance(answered_ms, int | float) and held_ms > answered_ms
+
+
 def audit_example(
     entry: dict[str, Any],
     node: dict[str, Any] | None,
@@ -198,6 +208,9 @@ def audit_example(
         "diff_msat": actual_msat - expected_msat if actual_msat is not None else 0,
         "reserved_msat": (wallet or {}).get("reserved_msat"),
         "node_timed_out": (node or {}).get("timed_out") is True,  # the node's record of it
+        # the payer's first answer came while the node still held the payment (the node's
+        # held_ms against the answer's latency): a timeout the run reached, whatever was said
+        "answered_in_flight": answered_in_flight(node or {}, entry.get("answered_ms")),
         "payout_status": (payout or {}).get("status"),
         "node_status": node_status if error is None else f"not audited: {error}",
         **({"problems": malformed_views(wallet or {}, payout)} if kind == MALFORMED_ANSWER else {}),

@@ -232,6 +232,7 @@ class Audit:
         self.unresolved = 0
         self.inconsistent = 0
         self.resolved_timeouts = 0
+        self.node_timeouts = 0  # judged, answered while the node held it (rules.answered_in_flight)
         self.kinds: dict[str, dict[str, Any]] = {}
         # (payout_id, payment_hash) of each unresolved payout: merged with the reconciliation's
         self.unresolved_keys: list[tuple[str | None, str | None]] = []
@@ -244,6 +245,7 @@ class Audit:
             self.judged += 1
             if entry.get("outcome") in TIMEOUT_OUTCOMES:
                 self.resolved_timeouts += 1
+            self.node_timeouts += example.get("answered_in_flight") is True
         if kind is None:
             return
         if kind != UNRESOLVED:
@@ -438,7 +440,8 @@ def timeouts_summary(
         # wallet answered while the node still held their payment (the node's held_ms against
         # the answer's latency), whatever it answered: never the wallet's word (a wallet that
         # answers 200 or 502 where it gave up on an in-flight payment hides its timeouts)
-        "resolved_by_node_truth": merged["checks"].get(NODE_TIMEOUT_JUDGED, [0, 0])[0],
+        "resolved_by_node_truth": merged["checks"].get(NODE_TIMEOUT_JUDGED, [0, 0])[0]
+        + (audit.node_timeouts if audit is not None else 0),
     }
 
 

@@ -119,3 +119,18 @@ def test_a_traffic_rounds_timeouts_count_by_the_nodes_word():
     round_ = {"type": "check", "name": "drain", "kind": None, "example": None, "node_timeouts": 2}
     assert history.apply(tally, round_) is None
     assert tally.checks["drain"] == [1, 0] and tally.checks[NODE_TIMEOUT_JUDGED] == [2, 0]
+
+
+def test_the_audit_counts_a_payout_answered_while_the_node_held_it():
+    from lnchaos.checker import rules
+
+    entry = {"wallet_id": "w", "expected_msat": 10_000, "amount_msat": 1_000, "answered_ms": 200.0}
+    view = {"balance_msat": 10_000, "reserved_msat": 0}
+    held = {"status": "failed", "fee_msat": 0, "held_ms": 1_500}
+    example = rules.audit_example(entry, held, view, None, None)
+    assert example["answered_in_flight"] is True
+    audit = verdict.Audit(entries=2)
+    audit.add(entry, None, example)
+    quick = rules.audit_example(entry, {**held, "held_ms": 5}, view, None, None)
+    audit.add(entry, None, quick)
+    assert audit.node_timeouts == 1 and audit.judged == 2
