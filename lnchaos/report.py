@@ -100,12 +100,7 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
         "payouts_succeeded": int(outcomes.get("succeeded", 0)),
         "payouts_failed": int(outcomes.get("failed", 0)),
         "payouts_timed_out": int(outcomes.get("timeout", 0)) + int(outcomes.get("pending", 0)),
-        # resolved by a check or the final audit (they judge different payouts), or final and
-        # consistent in the reconciliation (which may see the same ones)
-        "timeouts_resolved": max(
-            int(timeouts.get("resolved_by_checks", 0)) + int(timeouts.get("resolved_by_audit", 0)),
-            int(timeouts.get("resolved_by_reconciliation", 0)),
-        ),
+        "timeouts_resolved": timeouts_resolved(timeouts),
         "timeout_rate_by_phase": {
             phase: values.get("rate", 0.0)
             for phase, values in (consistency.get("timeout_rate_by_phase") or {}).items()
@@ -509,3 +504,14 @@ def open_model_charts(rows: list[dict[str, Any]]) -> dict[str, str]:
         return {}
     chart = chart_offered_vs_achieved(rows)
     return {"Offered against achieved payouts/s": chart} if chart else {}
+
+
+def timeouts_resolved(timeouts: dict[str, Any]) -> int:
+    """The timed-out payouts a run resolved: by the node's record of its timeouts (what the
+    verdict's exit 4 counts); a report written before the node said so, by the old count: a
+    check or the final audit (different payouts), or the reconciliation (may see the same)."""
+    if "resolved_by_node_truth" in timeouts:
+        return int(timeouts["resolved_by_node_truth"])
+    by_users = int(timeouts.get("resolved_by_checks", 0))
+    by_users += int(timeouts.get("resolved_by_audit", 0))
+    return max(by_users, int(timeouts.get("resolved_by_reconciliation", 0)))

@@ -14,7 +14,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from locustfiles.checker import RECONCILED_KINDS
+from lnchaos.checker import scope
+from locustfiles.checker import RECONCILED_KINDS, UNRESOLVED
 
 REQUEST_TIMEOUT_S = 5.0
 
@@ -157,7 +158,12 @@ class TargetAdmin:
         return now_ms
 
     def wait_settled(
-        self, timeout_s: float, *, since_ms: int | None = None, poll_interval_s: float = 0.25
+        self,
+        timeout_s: float,
+        *,
+        since_ms: int | None = None,
+        poll_interval_s: float = 0.25,
+        at_start: dict[str, int] | None = None,
     ) -> dict[str, Any]:
         """The run's reconciliation once none of its payouts is pending and nothing is in flight
         on the node, asked with stuck_after_s=0: whatever is not final counts as unresolved;
@@ -170,6 +176,10 @@ class TargetAdmin:
 
         Bounded: after timeout_s the last answer is returned as it is (its `unresolved` then says
         what did not become final).
+
+        at_start: the judge's record of what the target held at the run's start (scope.py): a
+        payout the target's clock put "before the run" that was not there then is the run's, and
+        is waited for like the others.
         """
         deadline = time.monotonic() + timeout_s
         previous: tuple[Any, ...] | None = None
@@ -180,6 +190,7 @@ class TargetAdmin:
             # but not in `pending`, so `pending` alone could end the wait on a stale verdict.
             unresolved = int((report.get("unresolved") or {}).get("count", 0))
             in_flight = int((report.get("node") or {}).get("in_flight", 0))
+            unresolved += _pushed_unsettled(report, at_start)
             digest = None
             if unresolved == 0 and int(report.get("pending", 0)) == 0 and in_flight == 0:
                 digest = settled_digest(report)
@@ -189,3 +200,10 @@ class TargetAdmin:
             if time.monotonic() >= deadline:
                 return report
             time.sleep(poll_interval_s)
+
+
+def _pushed_unsettled(report: dict[str, Any], at_start: dict[str, int] | None) -> int:
+    """Payouts the target's clock put before the run that were not there at its start and are
+    not final yet (scope.pushed_into_run): the run's, still to wait for."""
+    pushed = scope.pushed_into_run(report, at_start).get(UNRESOLVED) or {}
+    return int(pushed.get("count", 0))

@@ -36,7 +36,7 @@ from locust.html import get_html_report, process_html_filename
 from locust.runners import STATE_RUNNING, STATE_SPAWNING
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-from lnchaos.checker import history, offline
+from lnchaos.checker import history, offline, scope
 from locustfiles import (
     arrival_stats,
     checker,
@@ -90,6 +90,8 @@ class Controller:
         self.target_error: str | None = None
         self.run_id: str | None = None
         self.since_ms: int | None = None
+        # what the target's reconciliation held at the run's start (lnchaos/checker/scope.py)
+        self.scope_at_start: dict[str, int] | None = None
         self.judged_run_id: str | None = None
         self.stopped_s: float | None = None
         self.final: dict[str, Any] | None = None
@@ -189,6 +191,16 @@ class Controller:
             )
 
     # --- test_start / test_stop -----------------------------------------------------------
+    def _scope_at_start(self) -> dict[str, int] | None:
+        """The judge's record of what the target held before the run (its whole reconciliation,
+        read at the run's start): the target's own clock does not decide what is this run's."""
+        assert self.admin is not None
+        try:
+            return scope.start_counts(self.admin.reconciliation())
+        except TargetError as err:
+            log.warning("the run's scope at its start could not be read: %s", err)
+            return None
+
     def on_test_start(self) -> None:
         """Locust may kill this handler part-way (a stop right after a start kills the spawning
         greenlet it runs in): whatever waits (the previous verdict, the marker) comes before the
@@ -198,6 +210,7 @@ class Controller:
             self._judging.join(timeout=self.settings.final_wait_s + JUDGE_OVERHEAD_S)
         assert self.admin is not None
         target_error: str | None = None  # the run is the unit: an earlier failure is its own
+        at_start = self._scope_at_start()  # before the marker: what is older than the run
         try:
             since_ms: int | None = self.admin.clock_ms()  # the run's marker, target's clock
         except TargetError as err:
@@ -211,6 +224,7 @@ class Controller:
         self._hint_profile()  # the web UI's profile field may say steady or spike too
         self.run_id = uuid.uuid4().hex[:12]
         self.since_ms = since_ms
+        self.scope_at_start = at_start
         self.target_error = target_error
         self.stopped_s = None
         self.final = None
@@ -261,7 +275,7 @@ class Controller:
         try:
             assert self.admin is not None
             reconciliation = self.admin.wait_settled(
-                self.settings.final_wait_s, since_ms=self.since_ms
+                self.settings.final_wait_s, since_ms=self.since_ms, at_start=self.scope_at_start
             )
         except TargetError as err:
             self.target_error = f"reconciliation failed: {err}"
@@ -503,6 +517,7 @@ class Controller:
             "locust_exit_code": locust_exit_code,
             "target_error": self.target_error,
             "since_ms": self.since_ms,
+            "scope_at_start": self.scope_at_start,
             "workers": final.get("workers") if not live else self._live_workers(),
             "counter_rows": counters.table(self.environment),
             "success_share_by_phase": (

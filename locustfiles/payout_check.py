@@ -24,7 +24,7 @@ from typing import Any
 
 import gevent
 
-from lnchaos.checker import history
+from lnchaos.checker import history, rules
 from locustfiles import checker, truth_batcher, word_check
 from locustfiles.checker import CheckFailed
 from locustfiles.telemetry import LOCAL
@@ -46,7 +46,15 @@ END_OF_USE = "wallet_end_of_use"
 RESOLVE_POLL_INTERVAL_S = 0.2
 RESOLVE_MAX_POLLS = 120  # 24 s of polls at most: the edge workload's long holds end within
 # the node's facts of the attempt a check record keeps (coverage.py reads them)
-NODE_FACTS = ("status", "fee_msat", "fee_limit_msat", "timed_out", "created_ms", "resolved_ms")
+NODE_FACTS = (
+    "status",
+    "fee_msat",
+    "fee_limit_msat",
+    "timed_out",
+    "created_ms",
+    "resolved_ms",
+    "held_ms",  # the node's word: its timeouts counted (rules.answered_in_flight)
+)
 
 
 @dataclass
@@ -165,6 +173,9 @@ def judge(
         "payout_status": payout_status,
         # what the wallet told its user of it, judged against `in.node` by the fold
         "word": word_check.word_of(first, sent.final_read),
+        # how long the wallet took to give its first answer (the suite's clock): less than the
+        # node held the payment means the wallet answered while it was in flight
+        "answered_ms": round(first.latency_ms, 1),
     }
     if sent.retry_ms is not None:
         record["retry_ms"] = sent.retry_ms
@@ -173,6 +184,9 @@ def judge(
     kind = LOCAL.history.emit(record)
     word_check.fire_word_findings(request_event, record, sent.started)
     word_check.record_view(request_event, sent, sent.pending, node, sent.started)
+    if rules.answered_in_flight(record["in"]["node"], record["answered_ms"]):
+        # a timeout the run reached (the fold counts it too): in the suite's own table as well
+        checker.fire_check(request_event, checker.NODE_TIMEOUT_JUDGED, None, sent.started)
     if kind is None and sent.retry is None:
         checker.fire_check(request_event, name, None, sent.started)  # most checks: no example
         return None

@@ -44,12 +44,21 @@ def left_unresolved(**fields: Any) -> None:
     LOCAL.history.emit({"type": history.LEFT_UNRESOLVED, **fields})
 
 
-def check(name: str, kind: str | None, example: dict[str, Any] | None, **facts: Any) -> None:
-    """A check judged by its caller, with its kind and example (a traffic round's); `facts`:
-    what the judge's coverage reads of the round (a drain's `node_spans`)."""
-    LOCAL.history.emit(
-        {"type": history.CHECK, "name": name, "kind": kind, "example": example, **facts}
-    )
+def check(
+    name: str,
+    kind: str | None,
+    example: dict[str, Any] | None,
+    node_timeouts: int = 0,
+    **facts: Any,
+) -> None:
+    """A check judged by its caller, with its kind and example (a traffic round's);
+    node_timeouts: of the round's payments, those the node says it timed out (the node's word:
+    what "nothing proven about timeouts" counts); `facts`: what the judge's coverage reads of
+    the round (a drain's `node_spans`)."""
+    record = {"type": history.CHECK, "name": name, "kind": kind, "example": example, **facts}
+    if node_timeouts:
+        record["node_timeouts"] = node_timeouts
+    LOCAL.history.emit(record)
 
 
 def invoke(op: str, **fields: Any) -> None:

@@ -59,6 +59,8 @@ import gevent
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
+from lnchaos.checker import answers as reading
+from lnchaos.checker import refusals, rules
 from locustfiles import checker, counters, crash, recording, word_check
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
@@ -403,9 +405,18 @@ class TrafficUser(FastHttpUser):
         kind: str | None,
         example: dict[str, Any],
         started: float,
+        answered: list[tuple[dict[str, Any], float]] | None = None,
         **facts: Any,
     ) -> None:
-        recording.check(name, kind, example if kind is not None else None, **facts)
+        """A round judged; answered: (the node's final truth, the answer's latency in ms) of
+        each payout the wallet took: one answered sooner than the node held its payment was
+        answered in flight, a timeout the run reached whatever the wallet said (the node's
+        word and the suite's clock, rules.answered_in_flight); `facts`: what the judge's
+        coverage reads of the round (a drain's `node_spans`)."""
+        in_flight = sum(rules.answered_in_flight(node, ms) for node, ms in answered or [])
+        recording.check(name, kind, example if kind is not None else None, in_flight, **facts)
+        for _ in range(in_flight):  # counted by the fold: in the suite's own table as well
+            self.fire(checker.NODE_TIMEOUT_JUDGED, None, started)
         if kind is None:
             self.fire(name, None, started)
             return
@@ -476,6 +487,11 @@ class SharedInvoiceUser(TrafficUser):
         )
         if kind is None and not all(c in (0, cost_msat) for c in charged):
             kind = checker.BALANCE_MISMATCH  # the sum is right, but not one charge of one wallet
+        # a refused payout (409 payment_in_progress / invoice_already_paid) never sends: the
+        # node's attempts for the invoice are at most the payouts the wallet took
+        taken = len({a.payout_id for _, a in answers if a.kind != "refused" and a.payout_id})
+        sent_refused = refusals.sent_despite_refusal(node, taken)
+        kind = refusals.refusal_kind(kind, sent_refused)
         example = {
             "check": checker.SHARED_INVOICE,
             "kind": kind,
@@ -490,10 +506,12 @@ class SharedInvoiceUser(TrafficUser):
             "diff_msat": diff_msat,
             "payout_status": ",".join(a.describe() for _, a in answers),
             "node_status": node.get("status"),
-            "detail": f"charged per wallet {charged} msat",
+            "detail": f"charged per wallet {charged} msat; node attempts beyond the payouts"
+            f" taken: {sent_refused}",
             "t_unix": round(time.time(), 3),
         }
-        self.judged(checker.SHARED_INVOICE, kind, example, started)
+        taken_answers = [(node, a.latency_ms) for _, a in answers if a.kind != "refused"]
+        self.judged(checker.SHARED_INVOICE, kind, example, started, taken_answers)
 
 
 class DrainUser(TrafficUser):
@@ -579,6 +597,14 @@ class DrainUser(TrafficUser):
             kind = checker.classify_balance(
                 diff_msat=diff_msat, paid=paid_msat > 0, retried=False, cost_msat=paid_msat
             )
+        # each invoice is paid once in a drain: a refused one must never have reached the node
+        sent_refused = sum(
+            refusals.sent_despite_refusal(
+                nodes[invoice.payment_hash], int(answer.kind != "refused")
+            )
+            for invoice, answer in zip(ready, answers, strict=True)
+        )
+        kind = refusals.refusal_kind(kind, sent_refused)
         example = {
             "check": checker.DRAIN,
             "kind": kind,
@@ -593,7 +619,8 @@ class DrainUser(TrafficUser):
             "reserved_msat": view.get("reserved_msat"),
             "payout_status": ",".join(answer.describe() for answer in answers),
             "node_status": ",".join(str(nodes[h].get("status")) for h in hashes),
-            "detail": f"funding {funding_msat} msat, {refused} refused, balances seen {seen_msat}",
+            "detail": f"funding {funding_msat} msat, {refused} refused ({sent_refused} of them"
+            f" sent to the node), balances seen {seen_msat}",
             "t_unix": round(time.time(), 3),
         }
         # coverage: the node's span of each payout it acted on (two at once overlap)
@@ -602,8 +629,19 @@ class DrainUser(TrafficUser):
             for h in hashes
             if nodes[h].get("created_ms") is not None
         ]
+        taken = [
+            (nodes[invoice.payment_hash], answer.latency_ms)
+            for invoice, answer in zip(ready, answers, strict=True)
+            if answer.kind != "refused"
+        ]
         self.judged(
-            checker.DRAIN, kind, example, started, wallet=wallet.wallet_id, node_spans=spans
+            checker.DRAIN,
+            kind,
+            example,
+            started,
+            taken,
+            wallet=wallet.wallet_id,
+            node_spans=spans,
         )
 
 
@@ -821,7 +859,7 @@ class RetryUser(TrafficUser):
             "detail": "; ".join(round_.problems) or ("paid" if paid else "not paid"),
             "t_unix": round(time.time(), 3),
         }
-        self.judged(RETRY, kind, example, round_.started)
+        self.judged(RETRY, kind, example, round_.started, [(node, first.latency_ms)])
 
     def settle_in_progress(
         self, wallet: Wallet, invoice: Invoice, key: str, phase: str, answer: RawAnswer
@@ -881,7 +919,9 @@ class EdgeUser(TrafficUser):
         if seen:
             problems.append(f"the node saw {len(seen)} of these payments")
         actual_msat = int(view["balance_msat"])
-        reserved_msat = int(view.get("reserved_msat") or 0)
+        # a missing or malformed reserve is recorded as malformed_answer by get_wallet's strict
+        # reading; here it only keeps the round's own judgement going
+        reserved_msat = reading.msat_or_none(view, "reserved_msat") or 0
         diff_msat = actual_msat - EDGE_FUNDING_MSAT
         kind: str | None = None
         if diff_msat or reserved_msat or problems:

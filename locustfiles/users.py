@@ -220,7 +220,13 @@ class PayerUser(FastHttpUser):
         if scheduled is not None:
             LOCAL.arrivals.answered(time.monotonic() - scheduled)
         if self.unjudged is not None:
-            self.unjudged.update(payout_id=first.payout_id, outcome=first.outcome)
+            # answered_ms: how long the first answer took (the suite's clock), so the audit can
+            # tell a payout answered while the node held its payment (rules.answered_in_flight)
+            self.unjudged.update(
+                payout_id=first.payout_id,
+                outcome=first.outcome,
+                answered_ms=round(first.latency_ms, 1),
+            )
         if first.kind == "error":
             # outcome unknown: the final audit judges it; continue with a fresh wallet
             self._abandon(checker.ABANDONED_ERROR)

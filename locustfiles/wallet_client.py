@@ -24,8 +24,8 @@ from typing import Any
 import gevent
 from locust.contrib.fasthttp import FastHttpSession
 
-from lnchaos.checker import history
-from locustfiles import counters, recording
+from lnchaos.checker import answers, history
+from locustfiles import counters, recording, strict_reading
 from locustfiles.wallets.base import Invoice, PayoutResult, Wallet  # the adapter contract's
 
 # a wallet read that got no answer under the crash fault: asked again until the target is back
@@ -105,8 +105,10 @@ class WalletClient:
                 latency_ms=latency_ms,
                 payout_id=body.get("payout_id"),
                 payout_status=body.get("status"),
-                amount_msat=int(body.get("amount_msat") or 0),
-                fee_msat=int(body.get("fee_msat") or 0),
+                # the service's claims as whole msat; a missing or malformed one is recorded
+                # as malformed_answer below (never read as 0: the 0 here is only a placeholder)
+                amount_msat=answers.msat_or_none(body, "amount_msat") or 0,
+                fee_msat=answers.msat_or_none(body, "fee_msat") or 0,
                 payment_hash=body.get("payment_hash"),
                 body=body,
                 balance_now_msat=_int_header(response, BALANCE_HEADER),
@@ -127,6 +129,15 @@ class WalletClient:
                 response.failure(f"unexpected answer to a payout: HTTP {status} {body or ''}")
             else:
                 response.success()
+        if result.kind in ("ok", "fail", "info"):
+            strict_reading.read(
+                answers.payout_answer_shape(body),
+                body,
+                f"POST /api/wallets/{wallet.wallet_id}/payouts",
+                http=status,
+                payout_id=result.payout_id,
+                **fields,
+            )
         recording.complete(
             "payout",
             result.kind,
@@ -167,6 +178,9 @@ class WalletClient:
             headers={"X-Api-Key": wallet.api_key},
         )
         if view is not None:
+            strict_reading.read(
+                "wallet_view", view, f"GET /api/wallets/{wallet.wallet_id}", wallet=wallet.wallet_id
+            )
             recording.read(
                 history.WALLET_READ,
                 wallet=wallet.wallet_id,
@@ -184,6 +198,13 @@ class WalletClient:
             headers={"X-Api-Key": wallet.api_key},
         )
         if payout is not None:
+            strict_reading.read(
+                answers.payout_view_shape(payout),
+                payout,
+                f"GET /api/payouts/{payout_id}",
+                wallet=wallet.wallet_id,
+                payout_id=payout_id,
+            )
             recording.read(
                 history.PAYOUT_READ,
                 wallet=wallet.wallet_id,

@@ -22,9 +22,14 @@ from typing import Any
 
 import orjson  # the target's JSON already: several times faster than json on the users' path
 
-from lnchaos.checker import coverage
-from lnchaos.checker.kinds import RESOLVED_WITHIN_BOUND
-from lnchaos.checker.rules import balance_kind, expected_balance_msat, payment_cost
+from lnchaos.checker import answers, coverage
+from lnchaos.checker.kinds import ANSWER_SHAPE, NODE_TIMEOUT_JUDGED, RESOLVED_WITHIN_BOUND
+from lnchaos.checker.rules import (
+    answered_in_flight,
+    balance_kind,
+    expected_balance_msat,
+    payment_cost,
+)
 from lnchaos.checker.tally import Tally
 from lnchaos.checker.word import (
     payout_word_kinds,
@@ -98,6 +103,8 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     double charge a retry check names is counted once, by its balance check)."""
     if "view" in record:
         return _apply_view(tally, record)
+    if record.get("name") == ANSWER_SHAPE:
+        return _apply_answer_shape(tally, record)
     inputs = record.get("in")
     if "word" in record:
         _apply_word(tally, record)
@@ -110,6 +117,7 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     elif "node_spans" in record:
         coverage.observe_round(tally.coverage, record)
     tally.record_check(record["name"], passed=kind is None and not record.get("failed"))
+    _count_node_timeouts(tally, record)
     if kind is None or not record.get("counted", True):
         return kind
     example = check_example(record, kind) if inputs is not None else record.get("example")
@@ -134,6 +142,28 @@ def _apply_view(tally: Tally, record: dict[str, Any]) -> str | None:
     tally.record_check(record["name"], passed=kind is None)
     if kind is not None:
         tally.record_inconsistency(kind, 0, view_example(record, kind))
+    return kind
+
+
+def _count_node_timeouts(tally: Tally, record: dict[str, Any]) -> None:
+    """Payouts of a judged check that the wallet answered while the node still held their
+    payment: a balance check's own (the node's `held_ms` against the wallet's `answered_ms`), a
+    traffic round's count (`node_timeouts`). The timeouts the run reached, by the node's word
+    and the suite's clock, whatever the wallet answered (the verdict's exit 4 counts these)."""
+    node = (record.get("in") or {}).get("node") or {}
+    reached = int(answered_in_flight(node, record.get("answered_ms")))
+    reached += int(record.get("node_timeouts") or 0)
+    if reached:
+        tally.checks.setdefault(NODE_TIMEOUT_JUDGED, [0, 0])[0] += reached
+
+
+def _apply_answer_shape(tally: Tally, record: dict[str, Any]) -> str | None:
+    """An answer read against its promised shape: judged again from the answer it recorded
+    (answers.judge_record), never from a kind it carries."""
+    kind, example = answers.judge_record(record)
+    tally.record_check(ANSWER_SHAPE, passed=kind is None)
+    if kind is not None and example is not None:
+        tally.record_inconsistency(kind, 0, example)
     return kind
 
 

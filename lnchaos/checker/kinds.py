@@ -121,3 +121,20 @@ KIND_TEXT.update(
         BOOKS_MISMATCH: "the ledger's paid out or fees for the run differ from the node's",
     }
 )
+# Strict reading (lnchaos/checker/answers.py): a field an API promises, missing or malformed, is
+# a finding, never a default; the check that reads answers against their promised shapes
+MALFORMED_ANSWER = "malformed_answer"
+ANSWER_SHAPE = "answer_shape"
+KINDS = (*KINDS, MALFORMED_ANSWER)
+KIND_TEXT[MALFORMED_ANSWER] = "an answer lacks a field its API promises, or has it malformed"
+
+# A payout judged final that the wallet answered while the node still held its payment (the
+# node's held_ms against the answer's latency: rules.answered_in_flight): "nothing proven about
+# timeouts" (exit 4) is decided by these, never by the timeouts the wallet chose to answer
+NODE_TIMEOUT_JUDGED = "node_timeout_judged"
+
+# A payout the wallet refused (409) that still reached the node through that request
+# (lnchaos/checker/refusals.py): a refusal must have moved nothing
+REFUSED_BUT_SENT = "refused_but_sent"
+KINDS = (*KINDS, REFUSED_BUT_SENT)
+KIND_TEXT[REFUSED_BUT_SENT] = "a payout refused (409) still reached the node"

@@ -90,6 +90,7 @@ def judge(files: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         counter_rows=end.get("counter_rows"),
         success_share_by_phase=end.get("success_share_by_phase"),
         arrivals=end.get("arrivals"),
+        scope_at_start=end.get("scope_at_start"),
     )
     report.update(end.get("extra") or {})
     report["written_unix"] = end.get("t")  # the run's, not this check's: deterministic

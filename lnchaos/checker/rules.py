@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from lnchaos.checker import answers
 from lnchaos.checker.kinds import (
     AUDIT,
     BALANCE_MISMATCH,
@@ -14,6 +15,7 @@ from lnchaos.checker.kinds import (
     FINAL_AUDIT,
     FINAL_NODE,
     FINAL_PAYOUT,
+    MALFORMED_ANSWER,
     PAID_NOT_CHARGED,
     UNRESOLVED,
 )
@@ -89,11 +91,15 @@ def audit_kind(
     view (balance_msat, reserved_msat); payout: the wallet's payout, when its id is known. Not
     final (node in flight, money still reserved, payout pending) or not seen -> `unresolved`;
     else the balance must be the one before the payout, less amount + the node's fee when the
-    node paid, and nothing when it failed or never saw the payment.
+    node paid, and nothing when it failed or never saw the payment. A wallet view or payout that
+    breaks its promised shape (answers.py: e.g. no `reserved_msat`) is `malformed_answer`: an
+    absent reserve is not "nothing reserved".
     """
     if node is None or wallet is None:
         return UNRESOLVED
-    if node.get("status") not in FINAL_NODE or int(wallet.get("reserved_msat") or 0) != 0:
+    if malformed_views(wallet, payout):
+        return MALFORMED_ANSWER
+    if node.get("status") not in FINAL_NODE or wallet["reserved_msat"] != 0:
         return UNRESOLVED
     if payout is not None and payout.get("status") not in FINAL_PAYOUT:
         return UNRESOLVED
@@ -104,6 +110,15 @@ def audit_kind(
         actual_msat=int(wallet["balance_msat"]),
         retried=bool(entry.get("retried")),
     )
+
+
+def malformed_views(wallet: dict[str, Any], payout: dict[str, Any] | None) -> list[str]:
+    """What is wrong with the audit's views of the wallet and the payout (answers.py's rules)."""
+    found = [f"wallet view: {p}" for p in answers.problems("wallet_view", wallet)]
+    if payout is not None:
+        shape = answers.payout_view_shape(payout)
+        found += [f"payout view: {p}" for p in answers.problems(shape, payout)]
+    return found
 
 
 def node_cost_msat(node: dict[str, Any], amount_msat: int) -> int:
@@ -150,6 +165,16 @@ def balance_kind(
     )
 
 
+def answered_in_flight(node: dict[str, Any], answered_ms: Any) -> bool:
+    """The wallet gave its answer sooner than the node held the payment (held_ms, the node's
+    record; answered_ms, the request's latency by the suite's clock): it answered while the
+    payment was in flight, the window where timeouts go wrong, whatever it said."""
+    held_ms = node.get("held_ms")
+    if not isinstance(held_ms, int) or isinstance(held_ms, bool):
+        return False
+    return isinstance(answered_ms, int | float) and held_ms > answered_ms
+
+
 def audit_example(
     entry: dict[str, Any],
     node: dict[str, Any] | None,
@@ -163,7 +188,7 @@ def audit_example(
     t_unix: when the audit read it (None: now)."""
     paid, cost_msat = payment_cost(node or {}, int(entry["amount_msat"]))
     expected_msat = int(entry["expected_msat"]) - (cost_msat if paid else 0)
-    actual_msat = int(wallet["balance_msat"]) if wallet is not None else None
+    actual_msat = answers.msat_or_none(wallet or {}, "balance_msat")
     node_status = (node or {}).get("status")
     return {
         "check": FINAL_AUDIT,
@@ -182,7 +207,12 @@ def audit_example(
         "actual_msat": actual_msat,
         "diff_msat": actual_msat - expected_msat if actual_msat is not None else 0,
         "reserved_msat": (wallet or {}).get("reserved_msat"),
+        "node_timed_out": (node or {}).get("timed_out") is True,  # the node's record of it
+        # the payer's first answer came while the node still held the payment (the node's
+        # held_ms against the answer's latency): a timeout the run reached, whatever was said
+        "answered_in_flight": answered_in_flight(node or {}, entry.get("answered_ms")),
         "payout_status": (payout or {}).get("status"),
         "node_status": node_status if error is None else f"not audited: {error}",
+        **({"problems": malformed_views(wallet or {}, payout)} if kind == MALFORMED_ANSWER else {}),
         "t_unix": round(time.time(), 3) if t_unix is None else t_unix,
     }

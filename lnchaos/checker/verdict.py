@@ -101,7 +101,11 @@ that could not be kept or audited (overflow) fails the run (exit 3).
                resolved_by_reconciliation: int, final + consistent at the end (the target's
                                                count of payouts first answered 202/504)
                resolved_by_audit: int,         final at the node and the wallet in the audit
-               left_to_reconciliation: int}    not final within the users' bound (audited)
+               left_to_reconciliation: int,    not final within the users' bound (audited)
+               resolved_by_node_truth: int}    judged final (a check or a round) and answered
+                                               while the node held the payment (its held_ms >
+                                               the answer's latency): what exit 4 counts, never
+                                               the wallet's own answers
     successes: {payer_payouts: int,            the payers' payouts (the traffic classes refuse
                 succeeded: int,                by design, so they are left out) and how many
                 expected: float,               first answered paid; expected: how many the
@@ -136,6 +140,11 @@ that could not be kept or audited (overflow) fails the run (exit 3).
     timeline: [{t_s, phase, payouts, timeouts, inconsistencies, drift_msat}]  about 1 per second,
               all cumulative since the start of the run
     since_ms: int | null                       the run's marker on the target's clock
+    scope: {at_start, pushed_into_run}         the judge's own scope (lnchaos/checker/scope.py):
+                                               what the target's reconciliation held at the
+                                               run's start, and what its before_run holds beyond
+                                               that (counted in the run: the target's clock does
+                                               not decide what is this run's)
     reconciliation: the target's GET /admin/reconciliation?since_ms=..&stuck_after_s=0 answer
                     (null if it failed)
     target_error: str | null
@@ -166,8 +175,9 @@ at most 64 MiB, else `witnesses_left_to_check` says so and `lnchaos check` adds 
        out of the final audit (overflow)
     5  the target failed: did not start, unreachable, or its reconciliation failed
     4  nothing proven: no payout's balance was checked, or a timeout rate above zero was
-       configured and no timed-out payout was resolved, or a coverage window the settings
-       require was never reached (named)
+       configured and no payout answered while the node held its payment (the node's record
+       and the suite's clock, not the wallet's answer) was judged final, or a coverage window
+       the settings require was never reached (named)
     2  Locust's own: an unhandled exception in a greenlet or event handler
     1  Locust's own failure (failed requests outside the checks, exceptions in users); any
        other non-zero code Locust or another listener decided is kept as it is
@@ -185,7 +195,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lnchaos.checker import coverage
+from lnchaos.checker import answers, coverage, scope
 from lnchaos.checker.kinds import (
     BEFORE_RUN_KINDS,
     BOOKS_MISMATCH,
@@ -197,7 +207,9 @@ from lnchaos.checker.kinds import (
     EXIT_PASS,
     EXIT_TARGET_FAILED,
     FINAL_AUDIT,
+    MALFORMED_ANSWER,
     MAX_EXAMPLES,
+    NODE_TIMEOUT_JUDGED,
     NOT_CONSERVED,
     RECONCILED_KINDS,
     RECONCILIATION,
@@ -238,6 +250,7 @@ class Audit:
         self.unresolved = 0
         self.inconsistent = 0
         self.resolved_timeouts = 0
+        self.node_timeouts = 0  # judged, answered while the node held it (rules.answered_in_flight)
         self.kinds: dict[str, dict[str, Any]] = {}
         # (payout_id, payment_hash) of each unresolved payout: merged with the reconciliation's
         self.unresolved_keys: list[tuple[str | None, str | None]] = []
@@ -260,6 +273,7 @@ class Audit:
             self.judged += 1
             if entry.get("outcome") in TIMEOUT_OUTCOMES:
                 self.resolved_timeouts += 1
+            self.node_timeouts += example.get("answered_in_flight") is True
         if kind is None:
             return
         if kind != UNRESOLVED:
@@ -309,14 +323,41 @@ def reconciliation_problems(reconciliation: dict[str, Any]) -> list[str]:
     """What the target's reconciliation reports as wrong; empty when all is well."""
     problems = []
     for kind in RECONCILED_KINDS:
-        count = int((reconciliation.get(kind) or {}).get("count", 0))
+        count = _count(reconciliation.get(kind))
         if count:
             problems.append(f"{kind}={count}")
     if reconciliation.get("conserved") is False:
         problems.append("not conserved")
     if books_kind(reconciliation.get("books")) is not None:
         problems.append("books mismatch")
+    malformed = answers.problems("reconciliation", reconciliation)
+    if malformed:
+        problems.append(f"malformed: {'; '.join(malformed)}")
     return problems
+
+
+def _count(found: Any) -> int:
+    """A reconciliation kind's count as far as it can be read (a malformed one is its own
+    finding, reconciliation_malformed): never a crash of the verdict."""
+    count = found.get("count") if isinstance(found, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
+def reconciliation_malformed(reconciliation: dict[str, Any]) -> dict[str, Any] | None:
+    """The reconciliation as a `malformed_answer` finding when it breaks its promised shape (an
+    absent `conserved` or kind is not "nothing wrong"), else None."""
+    found = answers.problems("reconciliation", reconciliation)
+    if not found:
+        return None
+    # the promised fields as they came (the whole answer is in consistency.json already)
+    promised = {f.name for f in answers.SHAPES["reconciliation"]}
+    said = {name: value for name, value in reconciliation.items() if name in promised}
+    record = {"shape": "reconciliation", "answer": said, "request": "GET /admin/reconciliation"}
+    example = answers.malformed_example(record, found)
+    example["source"] = RECONCILIATION
+    entry = _new_combined(1, 0, [example])
+    entry["detected_by"]["reconciliation"] = 1
+    return entry
 
 
 def combine_inconsistencies(
@@ -347,9 +388,12 @@ def combine_inconsistencies(
     double_charges = sum(
         source.get(DOUBLE_CHARGE, {}).get("count", 0) for source in (kinds, audit_kinds)
     )
+    malformed = reconciliation_malformed(reconciliation)
+    if malformed is not None:
+        result[MALFORMED_ANSWER] = _merge_malformed(result.get(MALFORMED_ANSWER), malformed)
     for kind in RECONCILED_KINDS:
         found = reconciliation.get(kind) or {}
-        found_count = int(found.get("count", 0))
+        found_count = _count(found)
         if not found_count:
             continue
         entry = result.setdefault(kind, _new_combined(0, 0, []))
@@ -387,6 +431,16 @@ def combine_inconsistencies(
         result[BOOKS_MISMATCH] = _new_combined(1, 0, [books_example(books)])
         result[BOOKS_MISMATCH]["detected_by"]["reconciliation"] = 1
     return result
+
+
+def _merge_malformed(own: dict[str, Any] | None, found: dict[str, Any]) -> dict[str, Any]:
+    """The reconciliation's malformed answer added to the checks' (different answers: they add)."""
+    if own is None:
+        return found
+    own["count"] += found["count"]
+    own["examples"] = (own["examples"] + found["examples"])[:MAX_EXAMPLES]
+    own["detected_by"]["reconciliation"] = found["count"]
+    return own
 
 
 def _new_combined(count: int, amount_msat: int, examples: list[Any]) -> dict[str, Any]:
@@ -429,6 +483,12 @@ def timeouts_summary(
         "resolved_by_reconciliation": by_reconciliation,
         "resolved_by_audit": audit.resolved_timeouts if audit is not None else 0,
         "left_to_reconciliation": merged.get("left_to_reconciliation", 0),
+        # what "nothing proven about timeouts" (exit 4) counts: payouts judged final that the
+        # wallet answered while the node still held their payment (the node's held_ms against
+        # the answer's latency), whatever it answered: never the wallet's word (a wallet that
+        # answers 200 or 502 where it gave up on an in-flight payment hides its timeouts)
+        "resolved_by_node_truth": merged["checks"].get(NODE_TIMEOUT_JUDGED, [0, 0])[0]
+        + (audit.node_timeouts if audit is not None else 0),
     }
 
 
@@ -549,8 +609,9 @@ def _proof_problems(
         problems.append(
             (
                 EXIT_NOTHING_VERIFIED,
-                f"a timeout rate above zero was configured but no timed-out payout was resolved"
-                f" ({timeouts_seen} timed out): the run proves nothing about timeouts",
+                f"a timeout rate above zero was configured but no payout answered while the node"
+                f" held its payment was judged final ({timeouts_seen} answered as timed out by"
+                f" the wallet): the run proves nothing about timeouts",
             )
         )
     if successes and successes["required"] and successes["succeeded"] == 0:
@@ -614,6 +675,7 @@ def build_report(
     counter_rows: list[dict[str, Any]] | None = None,
     success_share_by_phase: dict[str, float] | None = None,
     arrivals: dict[str, Any] | None = None,
+    scope_at_start: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The consistency.json document (schema in this module's docstring).
 
@@ -637,6 +699,7 @@ def build_report(
         target_error=target_error,
         lost=workers_lost(per_worker),
         successes=successes_summary(merged, success_share_by_phase),
+        scope_at_start=scope_at_start,
     )
     by_outcome = payouts_by_outcome(merged)
     payouts = sum(by_outcome.values())
@@ -675,6 +738,7 @@ def build_report(
         "phases": phases,
         "timeline": timeline,
         "since_ms": since_ms,
+        "scope": {"at_start": scope_at_start, "pushed_into_run": judged["pushed"]},
         "reconciliation": reconciliation,
         "target_error": target_error,
         "workers": per_worker,
@@ -701,14 +765,17 @@ def judge_run(
     target_error: str | None,
     lost: list[dict[str, Any]],
     successes: dict[str, Any],
+    scope_at_start: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The run's judgement: the findings combined, what was proven, and the verdict (decide)."""
     inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation, audit)
     reached = coverage.copy(merged.get("coverage") or coverage.empty())
     coverage.merge(reached, audit.coverage)
     covered = coverage.summary(run.get("coverage"), reached, configured_rate_by_phase)
-    total = sum(entry["count"] for entry in inconsistencies.values())
     earlier = before_run(reconciliation)
+    pushed = scope.pushed_into_run(reconciliation, scope_at_start)
+    count_pushed(inconsistencies, earlier, pushed)
+    total = sum(entry["count"] for entry in inconsistencies.values())
     earlier_total = sum(entry["count"] for entry in earlier.values())
     verified = payouts_verified(merged) + audit.judged  # the audit checks balances too
     timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit)
@@ -721,9 +788,7 @@ def judge_run(
         target_error=target_error,
         timeouts_configured=timeouts["configured"],
         timeouts_seen=timeouts["payouts"],
-        timeouts_resolved=timeouts["resolved_by_checks"]
-        + timeouts["resolved_by_reconciliation"]
-        + timeouts["resolved_by_audit"],
+        timeouts_resolved=timeouts["resolved_by_node_truth"],
         kinds=describe_inconsistencies(inconsistencies),
         before_run_total=earlier_total,
         audit_overflow=audit.overflow,
@@ -745,7 +810,28 @@ def judge_run(
         "timeouts": timeouts,
         "successes": successes,
         "lost": lost,
+        "pushed": pushed,
     }
+
+
+def count_pushed(
+    inconsistencies: dict[str, dict[str, Any]],
+    earlier: dict[str, dict[str, Any]],
+    pushed: dict[str, dict[str, Any]],
+) -> None:
+    """The findings the target put before the run that were not there at its start
+    (scope.pushed_into_run): counted in the run, no longer in before_run."""
+    for kind, found in pushed.items():
+        entry = inconsistencies.setdefault(kind, _new_combined(0, 0, []))
+        entry["count"] += found["count"]
+        entry["amount_msat"] += found["amount_msat"]
+        entry["detected_by"]["reconciliation"] += found["count"]
+        room = MAX_EXAMPLES - len(entry["examples"])
+        entry["examples"].extend(scope.pushed_examples(kind, found)[: max(room, 0)])
+        if kind in earlier:
+            earlier[kind]["count"] -= found["count"]
+            if earlier[kind]["count"] <= 0:
+                del earlier[kind]
 
 
 def workers_section(workers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

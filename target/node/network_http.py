@@ -37,6 +37,8 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
             "failure_reason": "FAILURE_REASON_NONE",
             "attempt_id": None,
             "attempts": 0,
+            "timed_out": False,
+            "held_ms": None,
         }
     return {
         "payment_hash": payment_hash,
@@ -47,11 +49,18 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
         "attempt_id": payment.payment_index,
         "attempts": attempts,
         # the attempt's own facts, for the suite's coverage (lnchaos/checker/coverage.py): the
-        # fee limit the wallet passed, whether the network held it past the deadline, its span
+        # fee limit the wallet passed, whether the network held it past the deadline (the node's
+        # own fault record: the judge counts the run's timeouts from it, never from the wallet's
+        # answers), its span
         "fee_limit_msat": payment.fee_limit_msat,
-        "timed_out": payment.timed_out,
+        "timed_out": bool(payment.timed_out),
         "created_ms": payment.created_ms,
         "resolved_ms": payment.resolved_ms,
+        # how long the node held the attempt before its outcome (None while in flight): a caller
+        # that answered sooner gave up on a payment still in flight, whatever it answered
+        "held_ms": (
+            payment.resolved_ms - payment.created_ms if payment.resolved_ms is not None else None
+        ),
     }
 
 

@@ -59,6 +59,7 @@ TRUTH = obj(
         "fee_msat": "integer",
         "failure_reason": "string",
         "attempts": "integer",
+        "timed_out": "boolean",
     }
 )
 TRUTH["properties"]["status"]["enum"] = ["in_flight", "succeeded", "failed", "unknown"]
@@ -68,6 +69,7 @@ TRUTH["properties"]["fee_limit_msat"] = {"type": "integer"}
 TRUTH["properties"]["timed_out"] = {"type": "boolean"}
 TRUTH["properties"]["created_ms"] = {"type": "integer"}
 TRUTH["properties"]["resolved_ms"] = {"type": "integer", "nullable": True}
+TRUTH["properties"]["held_ms"] = {"type": "integer", "nullable": True}  # null while in flight
 
 # the seed of the fault draws (network_http.put_seed: a whole number within [0, 2**63 - 1])
 SEED: Schema = {

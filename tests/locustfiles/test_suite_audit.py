@@ -151,8 +151,14 @@ def test_audit_findings_merge_with_checks_and_reconciliation():
         checker.CHARGED_NOT_PAID, -5, {"payout_id": "c", "diff_msat": -5, "t_unix": 1.0}
     )
     reconciliation = {
+        # the whole promised shape (lnchaos/checker/answers.py): a part missing is a finding
+        "now_ms": 1,
+        "pending": 0,
+        "conserved": True,
+        "paid_not_charged": {"count": 0, "amount_msat": 0},
         "charged_not_paid": {"count": 1, "amount_msat": 5, "payout_ids": ["c"]},
         "unresolved": {
+            "amount_msat": 0,
             "count": 2,
             "payout_ids": ["s", "t"],
             "examples": [

@@ -73,6 +73,13 @@ def test_latency_percentiles():
     }
 
 
+# the reconciliation's whole promised shape with nothing wrong (lnchaos/checker/answers.py): a
+# fixture missing a promised field would be a malformed_answer finding of its own
+NOTHING = {"count": 0, "amount_msat": 0}
+RECONCILED = {"now_ms": 1, "pending": 0, "conserved": True, "charged_not_paid": NOTHING,
+              "paid_not_charged": NOTHING, "unresolved": NOTHING}  # fmt: skip
+
+
 def test_reconciliation_counts_each_payout_once():
     kinds = {
         checker.CHARGED_NOT_PAID: {"count": 3, "amount_msat": 30, "examples": [], "worst": None,
@@ -81,11 +88,13 @@ def test_reconciliation_counts_each_payout_once():
                                 "last": None},
     }  # fmt: skip
     reconciliation = {
+        **RECONCILED,
         "charged_not_paid": {"count": 6, "amount_msat": 70, "payout_ids": ["x", "y"]},
         "paid_not_charged": {"count": 0, "amount_msat": 0, "payout_ids": []},
         "stuck_pending": {"count": 2, "payout_ids": ["s"]},  # a subset of unresolved
         "unresolved": {
             "count": 2,
+            "amount_msat": 0,
             "payout_ids": ["s", "t"],
             "examples": [
                 {
@@ -170,7 +179,8 @@ def test_decide_precedence(total, verified, target_error, resolved, locust_code,
     assert (f"{total} inconsistencies > threshold 0" in reason) == (total > 0)
     assert ("target failed: gone" in reason) == (target_error is not None)
     assert ("no payout was verified" in reason) == (verified == 0)
-    assert ("no timed-out payout was resolved (3 timed out)" in reason) == (resolved == 0)
+    no_timeout = "no payout answered while the node held its payment was judged final (3 answered"
+    assert (no_timeout in reason) == (resolved == 0)
     assert (f"Locust's own exit code {locust_code}" in reason) == (locust_code != 0)
 
 
@@ -225,7 +235,10 @@ def test_report_keys_are_the_documented_ones(tmp_path):
     tally.record_payout("normal", "pending", 503.0)
     tally.record_check(checker.BALANCE_AFTER_SUCCESS, passed=True)
     tally.record_check(checker.RESOLVED_VS_NODE_TRUTH, passed=True)
+    # the pending payout's payment the node timed out, judged final by its check
+    tally.record_check(checker.NODE_TIMEOUT_JUDGED, passed=True)
     reconciliation = {
+        **RECONCILED,
         "timeouts": {"payouts": 1, "resolved": 1},
         "before_run": {"charged_not_paid": {"count": 2, "amount_msat": 9, "payout_ids": ["o"]}},
     }
@@ -251,6 +264,7 @@ def test_report_keys_are_the_documented_ones(tmp_path):
         "resolved_by_reconciliation": 1,
         "resolved_by_audit": 0,
         "left_to_reconciliation": 0,
+        "resolved_by_node_truth": 1,
     }
     assert report["audit"] == {
         "entries": 0,
@@ -275,7 +289,7 @@ def test_a_run_with_timeouts_configured_and_none_resolved_fails_with_4():
     report = checker.build_report(
         run={"fix": "on", "shape": "steady", "seed": 1, "threshold": 0},
         merged=merge_tallies([tally.to_dict()]),
-        reconciliation={"timeouts": {"payouts": 0, "resolved": 0}},
+        reconciliation={**RECONCILED, "timeouts": {"payouts": 0, "resolved": 0}},
         phases=[],
         timeline=[],
         duration_s=2.0,
@@ -284,7 +298,7 @@ def test_a_run_with_timeouts_configured_and_none_resolved_fails_with_4():
         target_error=None,
     )
     assert (report["verdict"], report["exit_code"]) == ("fail", checker.EXIT_NOTHING_VERIFIED)
-    assert "no timed-out payout was resolved" in report["reason"]
+    assert "no payout answered while the node held its payment was judged final" in report["reason"]
 
 
 def steady_report(*tallies: Tally, **changes) -> dict:
@@ -293,7 +307,7 @@ def steady_report(*tallies: Tally, **changes) -> dict:
     arguments = {
         "run": {"fix": "on", "shape": "steady", "seed": 1, "threshold": 0},
         "merged": merge_tallies([tally.to_dict() for tally in tallies]),
-        "reconciliation": {"timeouts": {"payouts": 0, "resolved": 0}},
+        "reconciliation": {**RECONCILED, "timeouts": {"payouts": 0, "resolved": 0}},
         "phases": [],
         "timeline": [],
         "duration_s": 2.0,
@@ -401,7 +415,8 @@ def test_unresolved_examples_name_payouts_before_those_known_only_by_hash():
         audit.add(entry, checker.UNRESOLVED, example)
     listed = [{"payout_id": "p1", "payment_hash": "h9", "wallet_id": "w9",
                "payout_status": "pending", "node_status": "succeeded"}]  # fmt: skip
-    reconciliation = {checker.UNRESOLVED: {"count": 1, "examples": listed}, "conserved": True}
+    reconciliation = {**RECONCILED, checker.UNRESOLVED: {"count": 1, "amount_msat": 0,
+                                                         "examples": listed}}  # fmt: skip
     combined = checker.combine_inconsistencies({}, reconciliation, audit)
     entry = combined[checker.UNRESOLVED]
     assert entry["count"] == 5  # the four the audit found, and the target's, each once

@@ -828,6 +828,23 @@ def wallet_refuses_large_payouts() -> None:
 
         return capped
 
+
+# -- strict reading (lnchaos/checker/answers.py): a field the API promises, missing or malformed,
+# is a finding (`malformed_answer`), never a default. Each of these wallets moves its money right
+# and only breaks its word's shape, so only the reading rules can catch it.
+PATCH_TARGETS["reconciler_report"] = "target.reconcile:Reconciler.report"
+
+
+def _wrap_payout_answer(change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Every payout answer's body (also a replay's) turned into change(body)."""
+
+    def make(pay: Any) -> Any:
+        async def reshaped(self: Any, *args: Any, **kwargs: Any) -> Any:
+            answer = await pay(self, *args, **kwargs)
+            return dataclasses.replace(answer, body=change(dict(answer.body)))
+
+        return reshaped
+
     replace("pay", make)
 
 
@@ -925,6 +942,49 @@ def view_shows_reserved_as_spendable() -> None:
 
         return reserved_as_balance
 
+
+@mutant("strict reading: payout answer's fee as text", "malformed_answer")
+def payout_fee_as_text() -> None:
+    """A succeeded payout's answer carries its fee as a string ("1234"), as a JSON encoder of
+    big numbers would: a client reading it with int() takes it, a typed one breaks. Class: a
+    promised field of the payout answer malformed."""
+
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("status") == "succeeded" and "fee_msat" in body:
+            body["fee_msat"] = str(body["fee_msat"])
+        return body
+
+    _wrap_payout_answer(change)
+
+
+@mutant("strict reading: payout answer's fee missing", "malformed_answer")
+def payout_fee_missing() -> None:
+    """A succeeded payout's answer no longer says what it charged (no `fee_msat`): a client
+    defaulting it to 0 tells its user the payment was free. Class: a promised field of the
+    payout answer missing."""
+
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("status") == "succeeded":
+            body.pop("fee_msat", None)
+        return body
+
+    _wrap_payout_answer(change)
+
+
+@mutant("strict reading: wallet view without its reserve", "malformed_answer")
+def wallet_view_without_reserved() -> None:
+    """GET wallet leaves out `reserved_msat`: what is held for pending payouts is not said, and
+    a reader defaulting it to 0 takes a wallet with money held as settled. Class: a promised
+    field of the wallet view missing."""
+
+    def make(wallet_view: Any) -> Any:
+        def without_reserve(self: Any, wallet_id: str) -> dict[str, Any]:
+            view = dict(wallet_view(self, wallet_id))
+            view.pop("reserved_msat", None)
+            return view
+
+        return without_reserve
+
     replace("wallet_view", make)
 
 
@@ -942,3 +1002,85 @@ def fee_booked_as_paid_out() -> None:
         return [(debit, credit, amount_msat, payout_id, kind)]
 
     _wrap_move(change)
+
+
+@mutant("strict reading: reconciliation without conserved", "malformed_answer")
+def reconciliation_without_conserved() -> None:
+    """The reconciliation's answer leaves out `conserved` (a refactor dropped the key): a reader
+    taking an absent verdict as "nothing wrong" never learns whether the books balance.
+    Class: a promised field of the reconciliation missing."""
+
+    def make(report: Any) -> Any:
+        async def unsaid(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            result = dict(await report(self, *args, **kwargs))
+            result.pop("conserved", None)
+            return result
+
+        return unsaid
+
+    replace("reconciler_report", make)
+
+
+# -- the run's scope (lnchaos/checker/scope.py): the judge's, not the wallet's clock
+PATCH_TARGETS["payout_init"] = "target.ledger:Payout.__init__"
+CLOCK_BEHIND_MS = 3_600_000
+
+
+@mutant("strict reading: the wallet's clock decides the run", "paid_not_charged")
+def clock_behind_hides_unattributed_fee() -> None:
+    """The wallet's clock is an hour behind when it writes a payout (created_ms in the past), and
+    a confirmed payout's fee is booked without its payout id (a bug only the reconciliation
+    sees): the reconciliation files every hash of the run "before this run", where a verdict
+    scoped by the wallet's clock never counts it. Class: the run's scope taken from the
+    wallet's timestamps."""
+    require_anchors("settle")
+
+    def make(init: Any) -> Any:
+        def behind(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            if not args and "created_ms" not in kwargs:  # a new payout, not one read back
+                self.created_ms -= CLOCK_BEHIND_MS
+                self.updated_ms = self.created_ms
+
+        return behind
+
+    owner, name, init = resolve("payout_init")  # a dataclass's __init__ has no source: no anchor
+    setattr(owner, name, make(init))
+
+    def change(debit: str, credit: str, amount_msat: int, payout_id: Any, kind: str) -> list:
+        return [(debit, credit, amount_msat, None if kind == "confirm_fee" else payout_id, kind)]
+
+    _wrap_move(change)
+
+
+# -- a refusal must have moved nothing (lnchaos/checker/refusals.py)
+@mutant(
+    "strict reading: a refusal reached the node",
+    "refused_but_sent",
+    traffic_mix="payers=0,drain=1",
+    check="drain",
+)
+def refused_payout_still_sent() -> None:
+    """A payout refused for insufficient funds is still sent to the node (a wallet that sends
+    first and checks its funds after), with no fee allowance, so the node fails it: no money
+    moves, the balance is right, and the answer is a clean 409; only the node's attempts show
+    the refusal went out. Class: a refusal that was not one."""
+
+    def make(pay: Any) -> Any:
+        async def sends_anyway(
+            self: Any, wallet_id: str, payment_request: str, *args: Any, **kwargs: Any
+        ) -> Any:
+            try:
+                return await pay(self, wallet_id, payment_request, *args, **kwargs)
+            except Exception as err:
+                if getattr(err, "code", None) == "insufficient_funds":
+                    invoice = await self.node.decode(payment_request)
+                    try:
+                        await self.node.send(invoice, 0)
+                    except Exception:  # noqa: S110 (refused by the node: nothing went out)
+                        pass
+                raise
+
+        return sends_anyway
+
+    replace("pay", make)

@@ -120,7 +120,10 @@ def small_run(tmp_path: Path, actual_msat: int) -> Path:
         read,
         balance_check(actual_msat, node_status="failed"),
     ]
-    reconciliation = {"type": history.RECONCILIATION, "t": 8.0, "answer": {"conserved": True}}
+    nothing = {"count": 0, "amount_msat": 0}
+    answer = {"now_ms": 1, "pending": 0, "conserved": True, "charged_not_paid": nothing,
+              "paid_not_charged": nothing, "unresolved": nothing}  # fmt: skip
+    reconciliation = {"type": history.RECONCILIATION, "t": 8.0, "answer": answer}
     master = [reconciliation, {"type": history.AUDIT_CLOSE, "t": 8.5}, end_record()]
     return write_history(tmp_path / "history", users, master)
 

@@ -164,6 +164,8 @@ def test_node_payment_route_answers_unknown_with_no_attempts(tmp_path: Path) -> 
                 "failure_reason": "FAILURE_REASON_NONE",
                 "attempt_id": None,
                 "attempts": 0,
+                "timed_out": False,
+                "held_ms": None,
             }
 
     run(scenario())
