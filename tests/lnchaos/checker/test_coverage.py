@@ -146,7 +146,17 @@ def run_history(tmp_path: Path, users: list[dict[str, Any]], settings: dict | No
            "phases": [{"name": "normal", "start_s": 0.0, "end_s": 5.0}],
            "configured_rate_by_phase": {"normal": 0.0},
            "user_files": ["users-local.jsonl"], "workers": None}  # fmt: skip
-    reconciliation = {"type": history.RECONCILIATION, "t": 8.0, "answer": {"conserved": True}}
+    # the reconciliation's whole promised shape (a partial one is itself a finding: answers.py)
+    nothing = {"count": 0, "amount_msat": 0}
+    answer = {
+        "now_ms": 8_000,
+        "charged_not_paid": nothing,
+        "paid_not_charged": nothing,
+        "unresolved": nothing,
+        "pending": 0,
+        "conserved": True,
+    }
+    reconciliation = {"type": history.RECONCILIATION, "t": 8.0, "answer": answer}
     master = [reconciliation, {"type": history.AUDIT_CLOSE, "t": 8.5}, end]
     for name, process, records in (("users-local", "local", users), ("master", "master", master)):
         lines = [history.line(history.header(process, "r")), *map(history.line, records)]
