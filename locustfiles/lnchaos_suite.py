@@ -49,7 +49,16 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from locustfiles import counters, crash, edge_workload, options, recording, telemetry, traffic
+from locustfiles import (
+    counters,
+    crash,
+    edge_workload,
+    options,
+    recording,
+    shapes,
+    telemetry,
+    traffic,
+)
 from locustfiles import web_ui as lnchaos_web_ui
 from locustfiles.controller import Controller
 from locustfiles.shapes import LnchaosShape
@@ -88,6 +97,7 @@ def on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
     recording.configure(str(getattr(parsed, "checks", "on") or "on") != "off")
     if isinstance(runner, WorkerRunner):
         runner.register_message(telemetry.PHASE_MESSAGE, telemetry.on_phase_message)
+        runner.register_message(shapes.STOP_TIMEOUT_MESSAGE, shapes.on_stop_timeout_message)
         gevent.spawn(telemetry.tally_sender, runner)
         return
     # the traffic classes of --traffic-mix, weighted beside the payers (the master dispatches)

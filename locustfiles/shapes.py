@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from locust import LoadTestShape
+from locust.runners import MasterRunner
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ SPIKE_CYCLES_MAX = 8640
 # embedded target's start bound, 20 s) and then its payout: at 10 s an hour's soak on a busy
 # machine still killed ~45 payers at the spikes' ends that met a restart.
 RAMP_DOWN_STOP_TIMEOUT_S = 30.0
+# master -> workers: the run's own stop_timeout again, once a ramp-down is done
+STOP_TIMEOUT_MESSAGE = "lnchaos_stop_timeout"
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,9 @@ class LnchaosShape(LoadTestShape):
         that asks for fewer users until the runner counts no more than that (its users still
         finishing their payout count: Locust stops a local run's users in steps, reading the
         value at each step, after the tick returned); the run's own at every other time and at
-        the end (users None). A master sends it to its workers with each spawn message."""
+        the end (users None). A master sends the grace to its workers with the ramp-down's
+        spawn message, and the run's own back with STOP_TIMEOUT_MESSAGE once it is done (a
+        worker keeps the last value it was sent, and would use the grace at the run's end)."""
         environment = self.runner.environment
         if self._own_stop_timeout_s is None:
             self._own_stop_timeout_s = float(getattr(environment, "stop_timeout", 0.0) or 0.0)
@@ -216,8 +222,16 @@ class LnchaosShape(LoadTestShape):
         if target is not None and (users is None or users > target or user_count <= target):
             self._ramping_down_to = target = None
         own_s = self._own_stop_timeout_s
+        before_s = getattr(environment, "stop_timeout", own_s)
         environment.stop_timeout = own_s if target is None else max(own_s, RAMP_DOWN_STOP_TIMEOUT_S)
+        if target is None and before_s != own_s and isinstance(self.runner, MasterRunner):
+            self.runner.send_message(STOP_TIMEOUT_MESSAGE, own_s)
         self._users_asked = users or 0
+
+
+def on_stop_timeout_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    """A worker's handler of STOP_TIMEOUT_MESSAGE: the master's own stop_timeout, back."""
+    environment.stop_timeout = float(msg.data)
 
 
 def plan_from_options(options: object) -> list[Phase]:

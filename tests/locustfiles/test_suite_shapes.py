@@ -162,3 +162,35 @@ def test_a_ramp_down_lets_its_users_finish_their_payout(own_stop_timeout_s):
         tick = shape.tick()
         assert (tick[0] if tick else None) == users, now_s
         assert environment.stop_timeout == stop_timeout_s, now_s
+
+
+def test_a_master_sends_its_workers_their_own_stop_timeout_back_after_a_ramp_down(monkeypatch):
+    """A worker keeps the stop_timeout of the last spawn message it got: the ramp-down's grace
+    would hold its final stop up to 30 s (a 2-process run lost a worker's last tally that way)."""
+    from locustfiles import shapes
+
+    sent: list[tuple[str, float]] = []
+
+    class FakeMaster:
+        user_count = 20
+
+        def send_message(self, msg_type: str, data: float) -> None:
+            sent.append((msg_type, data))
+
+    monkeypatch.setattr(shapes, "MasterRunner", FakeMaster)
+    shape = make_shape({"shape": "spike", "num_users": 5, "spawn_rate": 5.0, "run_time": 20}, 0)
+    master = FakeMaster()
+    master.environment = shape.runner.environment
+    master.environment.stop_timeout = 0.0
+    shape.runner = master
+    for now_s, user_count in ((10.0, 5), (15.0, 20), (16.0, 12)):  # spike, its end, stopping
+        shape.get_run_time = lambda now_s=now_s: now_s
+        master.user_count = user_count
+        shape.tick()
+    assert sent == []  # the grace rides on the ramp-down's own spawn message
+    master.user_count = 5
+    shape.tick()  # the ramp-down done
+    assert sent == [(shapes.STOP_TIMEOUT_MESSAGE, 0.0)]
+    environment = SimpleNamespace(stop_timeout=30.0)
+    shapes.on_stop_timeout_message(environment, SimpleNamespace(data=0.0))
+    assert environment.stop_timeout == 0.0
