@@ -37,6 +37,11 @@ REBROADCAST_INTERVAL_S = 1.0
 CONTROL_RATES = ("timeout_rate", "late_settle_rate", "failure_rate")
 CONTROL_KEYS = ("fix", *CONTROL_RATES)
 MAX_CONTROLS = 1000
+# A phase's rate asked again when the target did not take it (busy at a spike's peak, or going
+# down for a crash, whose restart sets the phase's rate itself): at most this many asks, this far
+# apart. An admin call that cannot get through in all of them fails the run's fault control.
+PHASE_SET_ATTEMPTS = 4
+PHASE_SET_RETRY_S = 1.0
 # Faults of the node that stop a payout from succeeding at its first answer, besides the phase's
 # timeout rate: a definite failure (failure_rate), and the HTTP faults of the node's API, which a
 # wallet that talks to the node over HTTP meets on each of its calls (decode, send, wait: three).
@@ -264,6 +269,21 @@ class FaultControl:
             gevent.sleep(POLL_INTERVAL_S)
             since_broadcast_s += POLL_INTERVAL_S
 
+    def _set_patiently(self, faults: dict[str, Any], phase_name: str) -> None:
+        """Set `faults`, asked again (PHASE_SET_ATTEMPTS) while the target does not take them;
+        the last TargetError raised. Asking again is safe: the same values, set twice."""
+        for attempt in range(PHASE_SET_ATTEMPTS):
+            try:
+                self.admin.set_faults(faults)
+                return
+            except TargetError as err:
+                if attempt + 1 == PHASE_SET_ATTEMPTS:
+                    raise
+                log.warning(
+                    "phase %s: the target did not take its faults, again: %s", phase_name, err
+                )
+                gevent.sleep(PHASE_SET_RETRY_S)
+
     def _enter(self, name: str, phase: Phase | None) -> None:
         with self._lock:
             if "timeout_rate" in self.held:
@@ -276,7 +296,7 @@ class FaultControl:
             else:
                 rate = self.timeout_rate_for(phase)
                 try:
-                    self.admin.set_faults({"timeout_rate": rate})
+                    self._set_patiently({"timeout_rate": rate}, name)
                     self.in_force["timeout_rate"] = rate
                     self.collector.note({"type": history.FAULT, "what": "phase", "phase": name,
                                          "timeout_rate": rate})  # fmt: skip

@@ -747,7 +747,8 @@ class RetryUser(TrafficUser):
         first, second = answers
         if (second.status, second.payout_id) != (first.status, first.payout_id):
             round_.problems.append(
-                f"same key, two answers: {first.describe()} / {second.describe()}"
+                f"same key, two answers: {self.witness(round_, first)} / "
+                f"{self.witness(round_, second)}"
             )
         if raced is not None and took_key(raced) and not took_key(first):
             # Stripe's rule: the key is the request's that claimed it first. Under load the racing
@@ -761,6 +762,21 @@ class RetryUser(TrafficUser):
             self.not_judged(message, round_.started)
             return None
         return first, raced, answers
+
+    def witness(self, round_: RetryRound, answer: RawAnswer) -> str:
+        """An answer with the payout it names and that payout's invoice as the wallet reports it
+        (the round's own, its other, or neither): what tells a wallet that started a payout of
+        the other invoice from an answer that reached the wrong request."""
+        if not answer.payout_id:
+            return answer.describe()
+        view = self.wallets.get_payout(round_.wallet, answer.payout_id) or {}
+        payment_hash = view.get("payment_hash")
+        invoice = {
+            round_.invoice.payment_hash: "this invoice",
+            round_.other.payment_hash: "the other",
+        }
+        named = invoice.get(str(payment_hash), f"hash {payment_hash}")
+        return f"{answer.describe()} (payout {answer.payout_id}: {named}, {view.get('status')})"
 
     def same_key_other_invoice(self, round_: RetryRound, raced: RawAnswer | None) -> RawAnswer:
         """Step 2: the same key with another invoice: a clear 4xx, nothing paid (racing the

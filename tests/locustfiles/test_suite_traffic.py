@@ -198,3 +198,33 @@ def test_a_racing_request_that_took_the_key_is_judged_as_the_keys_own(locust_run
     assert retry["passed"] >= 4 and retry["failed"] == 0, (retry, report["inconsistencies"])
     assert report["inconsistencies_total"] == 0, report["inconsistencies"]
     assert code == 0, run.log_tail()
+
+
+def test_a_retry_rounds_differing_answers_name_their_payouts_invoices():
+    """The hour's soak had one round whose same request got two answers (HTTP 502 payment_failed,
+    then HTTP 422 idempotency_key_reused) and nothing to tell a wallet that started a payout of
+    the other invoice from an answer that reached the wrong request: each differing answer now
+    names its payout and that payout's invoice, as the wallet reports it."""
+    invoice = traffic.Invoice("lnbcrt1this", "aa" * 32, 1_000)
+    other = traffic.Invoice("lnbcrt1other", "bb" * 32, 1_000)
+    wallet = traffic.Wallet("w1", "key", 10_000_000)
+    round_ = traffic.RetryRound("spike", 0.0, wallet, invoice, other, "K")
+    views = {"p1": {"payment_hash": "aa" * 32, "status": "failed"},
+             "p2": {"payment_hash": "bb" * 32, "status": "failed"},
+             "p3": {"payment_hash": "cc" * 32, "status": "succeeded"}}  # fmt: skip
+    user = SimpleNamespace(wallets=SimpleNamespace(get_payout=lambda _w, pid: views.get(pid)))
+
+    def said(status: int, body: dict[str, str]) -> str:
+        answer = traffic.RawAnswer(status, body, 1.0)
+        return traffic.RetryUser.witness(user, round_, answer)  # type: ignore[arg-type]
+
+    assert said(502, {"error": "payment_failed", "payout_id": "p1"}) == (
+        "HTTP 502 payment_failed (payout p1: this invoice, failed)"
+    )
+    assert said(422, {"error": "idempotency_key_reused", "payout_id": "p2"}) == (
+        "HTTP 422 idempotency_key_reused (payout p2: the other, failed)"
+    )
+    assert said(422, {"error": "idempotency_key_reused", "payout_id": "p3"}).endswith(
+        f"(payout p3: hash {'cc' * 32}, succeeded)"
+    )
+    assert said(409, {"error": "insufficient_funds"}) == "HTTP 409 insufficient_funds"

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from locustfiles import consistency_view, edge_workload
+from locustfiles import fault_control as fault_control_module
+from locustfiles.admin_client import TargetError
 from locustfiles.fault_control import ControlError, FaultControl, validate_controls
 from locustfiles.options import settings_from
 from locustfiles.shapes import Phase
@@ -125,6 +127,40 @@ def test_start_settings_reach_the_target_then_a_control_holds_against_the_phases
     assert admin.calls == [] and admin.faults["timeout_rate"] == 0.2
     assert control.configured_rate_by_phase()["spike"] == 0.2
     assert control.apply_control({"fix": "on"}) == []  # the same mode again: no change
+
+
+class BusyAdmin(FakeAdmin):
+    """A target that times out its first `refusals` fault changes (busy, or going down)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    def set_faults(self, changes: dict[str, Any]) -> dict[str, Any]:
+        if self.refusals > 0:
+            self.refusals -= 1
+            self.calls.append(("timed out", dict(changes)))
+            raise TargetError("PUT /admin/faults: timed out")
+        return super().set_faults(changes)
+
+
+def test_a_phase_rate_the_target_did_not_take_is_asked_again(monkeypatch):
+    """The hour's soak failed on one phase change the busy target timed out: a phase's rate is
+    asked again (bounded), and only a target that never takes it fails the fault control."""
+    monkeypatch.setattr(fault_control_module, "PHASE_SET_RETRY_S", 0.0)
+    control, _ = fault_control()
+    control.admin = busy = BusyAdmin(refusals=fault_control_module.PHASE_SET_ATTEMPTS - 1)
+    control._enter("spike", SPIKE)
+    assert busy.faults["timeout_rate"] == 0.3 and control.errors == []
+    assert [c[0] for c in busy.calls].count(
+        "timed out"
+    ) == fault_control_module.PHASE_SET_ATTEMPTS - 1
+
+    control.admin = never = BusyAdmin(refusals=fault_control_module.PHASE_SET_ATTEMPTS)
+    control._enter("normal", NORMAL)
+    assert never.faults["timeout_rate"] == 0.0  # never taken
+    assert control.errors == ["PUT /admin/faults: timed out"]
+    assert len(never.calls) == fault_control_module.PHASE_SET_ATTEMPTS
 
 
 def report() -> dict[str, Any]:
