@@ -395,14 +395,18 @@ class Controller:
             started = time.perf_counter()
             poll_until = min(settle_deadline, deadline) - AUDIT_POLL_INTERVAL_S
             for _ in range(AUDIT_MAX_POLLS):
-                kind, node, wallet, payout, error = _audit_one(admin, entry)
+                kind, node, wallet, payout, error, also = _audit_one(admin, entry)
                 if kind != checker.UNRESOLVED or time.monotonic() >= poll_until:
                     break
                 gevent.sleep(AUDIT_POLL_INTERVAL_S)
             record = {"type": history.AUDIT, "t": round(time.time(), 3), "entry": entry}
             record.update(node=node, wallet_view=wallet, payout_view=payout, error=error)
+            if also:
+                record["also_nodes"] = also
             self.collector.note(record)
-            example = checker.audit_example(entry, node, wallet, payout, kind, error, record["t"])
+            example = checker.audit_example(
+                entry, node, wallet, payout, kind, error, record["t"], also
+            )
             audit.add(entry, kind, example, node=node)
             failure = checker.CheckFailed(_describe_audit(example), kind) if kind else None
             checker.fire_check(
@@ -606,17 +610,22 @@ def locust_exit_code(environment: Any) -> int:
 
 
 def _audit_one(admin: TargetAdmin, entry: dict[str, Any]) -> tuple[Any, ...]:
-    """(kind, node, wallet, payout, error) of one payout: the node's truth of its hash (the
-    node's route), the wallet's view and the payout (when its id is known)."""
+    """(kind, node, wallet, payout, error, also) of one payout: the node's truth of its hash
+    (the node's route), the wallet's view, the payout (when its id is known), and the node's
+    truth of the other invoices its round sent (`also`: hash -> truth)."""
     node = wallet = payout = None
+    also: dict[str, Any] = {}
     try:
         node = admin.node_payment(str(entry["payment_hash"]))
+        for other in entry.get("also") or ():
+            also[str(other["payment_hash"])] = admin.node_payment(str(other["payment_hash"]))
         wallet = admin.wallet(str(entry["wallet_id"]), str(entry["api_key"]))
         if entry.get("payout_id"):
             payout = admin.payout(str(entry["payout_id"]), str(entry["api_key"]))
     except TargetError as err:
-        return checker.UNRESOLVED, node, wallet, payout, str(err)
-    return checker.audit_result(entry, node, wallet, payout), node, wallet, payout, None
+        return checker.UNRESOLVED, node, wallet, payout, str(err), also
+    kind = checker.audit_result(entry, node, wallet, payout, None, also)
+    return kind, node, wallet, payout, None, also
 
 
 def _reconciliation_failure(

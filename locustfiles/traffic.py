@@ -61,7 +61,7 @@ from locust.contrib.fasthttp import FastHttpUser
 
 from lnchaos.checker import answers as reading
 from lnchaos.checker import refusals, rules
-from locustfiles import checker, counters, crash, recording, word_check
+from locustfiles import checker, counters, crash, payout_check, recording, word_check
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
 from locustfiles.telemetry import LOCAL
@@ -399,6 +399,35 @@ class TrafficUser(FastHttpUser):
         message = f"{self.traffic_name}: {why}; left to the end-of-run reconciliation"
         self.fire(checker.RESOLVED_WITHIN_BOUND, CheckFailed(message), started)
 
+    def leave_to_audit(
+        self,
+        wallet: Wallet,
+        funding_msat: int,
+        invoices: list[Invoice],
+        phase: str,
+        why: str,
+        started: float,
+        *,
+        retried: bool = False,
+    ) -> None:
+        """A round of unknown outcome (no answer, a 5xx, not final within the bound, no wallet
+        view): its fresh wallet goes to the final audit, judged from the node's truth of every
+        invoice the round sent (each paid at most once; the wallet sees nothing after them), so
+        money lost in the dark is still found. The round's own check is left unresolved."""
+        first, *others = invoices
+        entry = checker.audit_entry(
+            wallet_id=wallet.wallet_id,
+            api_key=wallet.api_key,
+            expected_msat=funding_msat,
+            payment_hash=first.payment_hash,
+            amount_msat=first.amount_msat,
+            phase=phase,
+            also=[(invoice.payment_hash, invoice.amount_msat) for invoice in others],
+        )
+        entry["retried"] = retried  # the same key sent twice: a second charge is a double one
+        payout_check.abandon(entry, checker.ABANDONED_ROUND)
+        self.not_judged(why, started)
+
     def judged(
         self,
         name: str,
@@ -543,13 +572,27 @@ class DrainUser(TrafficUser):
         gevent.joinall([*payouts, watch], timeout=ROUND_JOIN_TIMEOUT_S)
         if not all(g.successful() for g in payouts):
             gevent.killall([*payouts, watch], block=False)
-            self.not_judged(f"a payout of wallet {wallet.wallet_id} did not answer", started)
+            self.leave_to_audit(
+                wallet,
+                funding_msat,
+                ready,
+                phase,
+                f"a payout of wallet {wallet.wallet_id} did not answer",
+                started,
+            )
             return
         answers: list[PayoutResult] = [g.value for g in payouts]
         seen_msat = [int(watch.value["balance_msat"])] if watch.successful() and watch.value else []
         if any(answer.kind == "error" for answer in answers):
             detail = ", ".join(answer.describe() for answer in answers)
-            self.not_judged(f"wallet {wallet.wallet_id}: outcome unknown ({detail})", started)
+            self.leave_to_audit(
+                wallet,
+                funding_msat,
+                ready,
+                phase,
+                f"wallet {wallet.wallet_id}: outcome unknown ({detail})",
+                started,
+            )
             return
         # payouts of one wallet pending at once: what does the wallet show? (word_check.py)
         taken = word_check.round_view(self.wallets, wallet, answers)
@@ -557,7 +600,14 @@ class DrainUser(TrafficUser):
         wallet_of = {a.payout_id: wallet for a in answers if a.payout_id}
         nodes = self.resolve(wallet_of, answers, hashes)
         if nodes is None:
-            self.not_judged(f"wallet {wallet.wallet_id}: not final within bound", started)
+            self.leave_to_audit(
+                wallet,
+                funding_msat,
+                ready,
+                phase,
+                f"wallet {wallet.wallet_id}: not final within bound",
+                started,
+            )
             return
         taken_by_wallet = [
             (i, a) for i, a in zip(ready, answers, strict=True) if a.kind != "refused"
@@ -575,7 +625,14 @@ class DrainUser(TrafficUser):
         )
         view = self.wallets.get_wallet(wallet)
         if view is None:
-            self.not_judged(f"wallet {wallet.wallet_id} could not be read", started)
+            self.leave_to_audit(
+                wallet,
+                funding_msat,
+                ready,
+                phase,
+                f"wallet {wallet.wallet_id} could not be read",
+                started,
+            )
             return
         actual_msat = int(view["balance_msat"])
         seen_msat.append(actual_msat)
@@ -733,8 +790,8 @@ class RetryUser(TrafficUser):
         gevent.joinall(both, timeout=ROUND_JOIN_TIMEOUT_S)
         if not all(g.successful() for g in both):
             gevent.killall(both, block=False)
-            self.not_judged(
-                f"a payout of invoice {invoice.payment_hash} did not answer", round_.started
+            self.round_to_audit(
+                round_, f"a payout of invoice {invoice.payment_hash} did not answer"
             )
             return None
         raced = both.pop().value if racing else None
@@ -742,7 +799,7 @@ class RetryUser(TrafficUser):
         if any(is_in_progress(a) or a.status == 0 for a in answers):
             detail = ", ".join(a.describe() for a in answers)
             message = f"invoice {invoice.payment_hash}: outcome unknown ({detail})"
-            self.not_judged(message, round_.started)
+            self.round_to_audit(round_, message)
             return None
         first, second = answers
         if (second.status, second.payout_id) != (first.status, first.payout_id):
@@ -759,9 +816,18 @@ class RetryUser(TrafficUser):
             first, raced = raced, first
         if not first.payout_id:
             message = f"invoice {round_.invoice.payment_hash}: no payout ({first.describe()})"
-            self.not_judged(message, round_.started)
+            self.round_to_audit(round_, message)
             return None
         return first, raced, answers
+
+    def round_to_audit(self, round_: RetryRound, why: str) -> None:
+        """The round's outcome is unknown: its wallet to the final audit (leave_to_audit), both
+        invoices judged from the node's truth, the same key's second charge a double one."""
+        invoices = [round_.invoice, round_.other]
+        self.leave_to_audit(
+            round_.wallet, RETRY_FUNDING_MSAT, invoices, round_.phase, why, round_.started,
+            retried=True,
+        )  # fmt: skip
 
     def witness(self, round_: RetryRound, answer: RawAnswer) -> str:
         """An answer with the payout it names and that payout's invoice as the wallet reports it
@@ -798,9 +864,7 @@ class RetryUser(TrafficUser):
         wallets = {first.payout_id: round_.wallet}
         nodes = self.resolve(wallets, [first.as_result()], [invoice.payment_hash])
         if nodes is None:
-            self.not_judged(
-                f"invoice {invoice.payment_hash}: not final within bound", round_.started
-            )
+            self.round_to_audit(round_, f"invoice {invoice.payment_hash}: not final within bound")
             return None
         paid_first = nodes[invoice.payment_hash].get("status") == "succeeded"
         step = "new key after success" if paid_first else "new key after failure"
@@ -808,7 +872,7 @@ class RetryUser(TrafficUser):
             round_.wallet, invoice.payment_request, self.new_key(), round_.phase, step
         )
         if again.status == 0:
-            self.not_judged(f"invoice {invoice.payment_hash}: new key unanswered", round_.started)
+            self.round_to_audit(round_, f"invoice {invoice.payment_hash}: new key unanswered")
             return None
         refused = again.status == 409 and again.error == "invoice_already_paid"
         if paid_first and not refused:
@@ -832,13 +896,11 @@ class RetryUser(TrafficUser):
         hashes = [invoice.payment_hash, other.payment_hash]
         nodes = self.resolve(payouts, [reused.as_result(), again.as_result()], hashes)
         if nodes is None:
-            self.not_judged(
-                f"invoice {invoice.payment_hash}: not final within bound", round_.started
-            )
+            self.round_to_audit(round_, f"invoice {invoice.payment_hash}: not final within bound")
             return
         view = self.wallets.get_wallet(wallet)
         if view is None:
-            self.not_judged(f"wallet {wallet.wallet_id} could not be read", round_.started)
+            self.round_to_audit(round_, f"wallet {wallet.wallet_id} could not be read")
             return
         node = nodes[invoice.payment_hash]
         if nodes[other.payment_hash].get("status") != "unknown":

@@ -83,6 +83,7 @@ ABANDONED_NOT_FINAL = "not_final_within_bound"
 ABANDONED_ERROR = "payout_error"
 ABANDONED_NO_WALLET_VIEW = "no_wallet_view"
 ABANDONED_STOPPED = "run_stopped"
+ABANDONED_ROUND = "round_outcome_unknown"  # a traffic round's wallet (traffic.py)
 FINAL_NODE = ("succeeded", "failed", "unknown")
 FINAL_PAYOUT = ("succeeded", "failed")
 

@@ -117,8 +117,9 @@ def _audit(master: list[dict[str, Any]]) -> Audit:
             continue
         entry, node, wallet = record["entry"], record.get("node"), record.get("wallet_view")
         payout, error = record.get("payout_view"), record.get("error")
-        kind = audit_result(entry, node, wallet, payout, error)
-        example = audit_example(entry, node, wallet, payout, kind, error, record["t"])
+        also = record.get("also_nodes")
+        kind = audit_result(entry, node, wallet, payout, error, also)
+        example = audit_example(entry, node, wallet, payout, kind, error, record["t"], also)
         audit.add(entry, kind, example, node=node)
     return audit
 

@@ -50,11 +50,16 @@ def audit_entry(
     payment_hash: str,
     amount_msat: int,
     phase: str,
+    also: list[tuple[str, int]] | None = None,
 ) -> dict[str, Any]:
     """What a payer knows of a payout before sending it: enough for the final audit to judge it
     from the node's truth alone. expected_msat: the wallet's balance before this payout (exact:
-    the payer resynchronises at every check and abandons the wallet right after this payout)."""
+    the payer resynchronises at every check and abandons the wallet right after this payout).
+    also: (payment hash, amount) of the other invoices a traffic round sent from this wallet,
+    each paid at most once, whose cost by the node's truth the audit takes off first."""
+    extra = {"also": [{"payment_hash": h, "amount_msat": int(a)} for h, a in also]} if also else {}
     return {
+        **extra,
         "wallet_id": wallet_id,
         "api_key": api_key,
         "expected_msat": int(expected_msat),
@@ -74,9 +79,26 @@ def audit_result(
     wallet: dict[str, Any] | None,
     payout: dict[str, Any] | None,
     error: str | None = None,
+    also_nodes: dict[str, Any] | None = None,
 ) -> str | None:
     """The audit's kind of one payout from what it read: `unresolved` when a read failed."""
-    return UNRESOLVED if error is not None else audit_kind(entry, node, wallet, payout)
+    if error is not None:
+        return UNRESOLVED
+    return audit_kind(entry, node, wallet, payout, also_nodes)
+
+
+def audit_before_msat(entry: dict[str, Any], also_nodes: dict[str, Any] | None) -> int | None:
+    """The balance the audit expects before its payout: the entry's, less what the node paid
+    for the other invoices its round sent from the same wallet (`also`: a traffic round of
+    unknown outcome, each invoice paid at most once); None while one of those is not final or
+    was not read."""
+    before_msat = int(entry["expected_msat"])
+    for other in entry.get("also") or ():
+        node = (also_nodes or {}).get(str(other["payment_hash"]))
+        if node is None or node.get("status") not in FINAL_NODE:
+            return None
+        before_msat -= node_cost_msat(node, int(other["amount_msat"]))
+    return before_msat
 
 
 def audit_kind(
@@ -84,6 +106,7 @@ def audit_kind(
     node: dict[str, Any] | None,
     wallet: dict[str, Any] | None,
     payout: dict[str, Any] | None = None,
+    also_nodes: dict[str, Any] | None = None,
 ) -> str | None:
     """The final audit of one payout its payer could not judge: an inconsistency kind, or None.
 
@@ -103,8 +126,11 @@ def audit_kind(
         return UNRESOLVED
     if payout is not None and payout.get("status") not in FINAL_PAYOUT:
         return UNRESOLVED
+    before_msat = audit_before_msat(entry, also_nodes)  # also_nodes: the entry's `also`'s truth
+    if before_msat is None:
+        return UNRESOLVED
     return balance_kind(
-        before_msat=int(entry["expected_msat"]),
+        before_msat=before_msat,
         amount_msat=int(entry["amount_msat"]),
         node=node,
         actual_msat=int(wallet["balance_msat"]),
@@ -183,11 +209,14 @@ def audit_example(
     kind: str | None,
     error: str | None = None,
     t_unix: float | None = None,
+    also_nodes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An example of the audit's finding, shaped as the checks' (never the wallet's api key).
     t_unix: when the audit read it (None: now)."""
     paid, cost_msat = payment_cost(node or {}, int(entry["amount_msat"]))
-    expected_msat = int(entry["expected_msat"]) - (cost_msat if paid else 0)
+    before_msat = audit_before_msat(entry, also_nodes)
+    before_msat = int(entry["expected_msat"]) if before_msat is None else before_msat
+    expected_msat = before_msat - (cost_msat if paid else 0)
     actual_msat = answers.msat_or_none(wallet or {}, "balance_msat")
     node_status = (node or {}).get("status")
     return {

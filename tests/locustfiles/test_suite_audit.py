@@ -87,6 +87,47 @@ def test_audit_kind(node_status, balance_msat, reserved_msat, retried, expected)
     assert got == expected
 
 
+def test_a_traffic_rounds_wallet_is_audited_from_every_invoice_it_sent():
+    """Rule 4 of issue 25: a traffic round of unknown outcome leaves its wallet to the audit,
+    with the other invoices the round sent (`also`): their cost by the node's truth comes off
+    first, each at most once; one still in flight, or not read, leaves it unresolved."""
+    other_hash, other_msat = "cd" * 32, 50_000
+    made = audit_entry(
+        wallet_id="w1", api_key="k", expected_msat=BEFORE_MSAT, payment_hash="ab" * 32,
+        amount_msat=AMOUNT_MSAT, phase="spike", also=[(other_hash, other_msat)],
+    )  # fmt: skip
+    assert made["also"] == [{"payment_hash": other_hash, "amount_msat": other_msat}]
+    other_paid = {"status": "succeeded", "amount_msat": other_msat, "fee_msat": 7}
+    both_msat = PAID_MSAT - other_msat - 7
+    assert (
+        audit_kind(made, node("succeeded"), wallet(both_msat), None, {other_hash: other_paid})
+        is None
+    )
+    # the other invoice paid by the node but never charged: found, in the dark
+    got = audit_kind(made, node("succeeded"), wallet(PAID_MSAT), None, {other_hash: other_paid})
+    assert got == checker.PAID_NOT_CHARGED
+    # the other failed at the node: only the first's cost
+    failed = {"status": "failed", "amount_msat": other_msat, "fee_msat": 0}
+    assert (
+        audit_kind(made, node("succeeded"), wallet(PAID_MSAT), None, {other_hash: failed}) is None
+    )
+    got = audit_kind(
+        made, node("failed"), wallet(BEFORE_MSAT - other_msat), None, {other_hash: failed}
+    )
+    assert got == checker.CHARGED_NOT_PAID
+    # not final, or not read: unresolved, never a guess
+    in_flight = {"status": "in_flight", "amount_msat": other_msat, "fee_msat": 0}
+    for also in ({other_hash: in_flight}, {}, None):
+        assert (
+            audit_kind(made, node("failed"), wallet(BEFORE_MSAT), None, also) == checker.UNRESOLVED
+        )
+    example = checker.audit_example(
+        made, node("succeeded"), wallet(PAID_MSAT), None, checker.PAID_NOT_CHARGED,
+        also_nodes={other_hash: other_paid},
+    )  # fmt: skip
+    assert example["expected_msat"] == both_msat and example["diff_msat"] == other_msat + 7
+
+
 def test_audit_kind_unseen_or_pending_payout_is_unresolved():
     assert audit_kind(entry(), None, wallet(BEFORE_MSAT)) == checker.UNRESOLVED
     assert audit_kind(entry(), node("failed"), None) == checker.UNRESOLVED
