@@ -52,6 +52,7 @@ def _left_by(mark: str) -> list[int]:
     return found
 
 
+@pytest.mark.runs  # over half a minute: -m runs (.ci/run)
 @pytest.mark.timeout(150)
 def test_a_short_bench_writes_every_figure_and_leaves_nothing_running(tmp_path: Path) -> None:
     before = _descendants()

@@ -33,6 +33,7 @@ def compare_args(report_dir: Path, modes: str) -> argparse.Namespace:
     )  # fmt: skip
 
 
+@pytest.mark.runs  # over half a minute: -m runs (.ci/run)
 @pytest.mark.timeout(240)
 def test_compare_three_modes_writes_the_report_and_passes(tmp_path: Path) -> None:
     code = compare.run(compare_args(tmp_path, "off,rollback,on"))

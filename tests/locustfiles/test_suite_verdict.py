@@ -80,6 +80,7 @@ def test_a_run_in_which_nothing_was_paid_fails_with_4(locust_run, running_target
     assert "no payout answered while the node held" not in report["reason"]  # none configured
 
 
+@pytest.mark.runs  # over half a minute: -m runs (.ci/run)
 def test_a_reused_target_judges_each_run_alone(locust_run, running_target):
     """Two runs against one target: the second is judged on its own payouts, and the first
     run's damage is reported as before this run, neither counted nor hidden."""
