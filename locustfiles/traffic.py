@@ -96,6 +96,9 @@ DRAIN_SHARE_MIN = (1, 5)
 DRAIN_SHARE_MAX = (1, 3)
 # the greenlets of one round answer within the client's own network timeout; this bounds a join
 ROUND_JOIN_TIMEOUT_S = 30.0
+# Each payout request's own id, echoed by the target on its answer (target/common/errors.py)
+REQUEST_ID = "X-Request-Id"
+REQUEST_IDS = itertools.count(1)
 # the answers a round expects besides success, failure and timeout: refusals that move nothing
 REFUSALS = ("payment_in_progress", "invoice_already_paid", "insufficient_funds")
 
@@ -345,19 +348,29 @@ class TrafficUser(FastHttpUser):
         name = f"POST /payouts ({label}) [{phase}]"
         fields = {"wallet": wallet.wallet_id, "phase": phase, "traffic": label, "key": key}
         recording.invoke("payout", **fields)
+        request_id = f"{key}.{next(REQUEST_IDS)}"
         started = time.perf_counter()
         with self.client.post(
             f"/api/wallets/{wallet.wallet_id}/payouts",
             name=name,
             json={"payment_request": payment_request},
-            headers={"X-Api-Key": wallet.api_key, "Idempotency-Key": key},
+            headers={"X-Api-Key": wallet.api_key, "Idempotency-Key": key, REQUEST_ID: request_id},
             catch_response=True,
         ) as response:
             latency_ms = (time.perf_counter() - started) * 1000
             status = int(response.status_code or 0)
             body = json_body(response)
+            echoed = (response.headers or {}).get(REQUEST_ID) if status else None
+            crossed = echoed is not None and echoed != request_id
+            if crossed:
+                # the answer of another request (a connection reused wrongly, under a crash): it
+                # says nothing of this one, whose outcome is then unknown, never another's
+                log.error("POST /payouts %s: the answer of request %s", request_id, echoed)
+                status, body = 0, {"error": "crossed_answer", "answer_of": echoed}
             answer = RawAnswer(status, body, latency_ms)
-            if status == 0 and self.wallets.crashed(response, latency_ms):
+            if crossed:
+                response.failure(f"the answer of another request ({echoed})")
+            elif status == 0 and self.wallets.crashed(response, latency_ms):
                 response.success()  # the crash fault's: the outcome is unknown, not judged
             elif status == 0 or (status >= 500 and status not in (502, 504)):
                 response.failure(f"HTTP {status} {body or (response.text or '')[:200]}")

@@ -47,6 +47,26 @@ Gate = Callable[[web.Request], web.StreamResponse | None]
 Guard = Callable[[Handler], Handler]
 
 
+# A client's id of its request, echoed on the answer (any route, errors included), so a client
+# can tell an answer from one that reached the wrong request on a reused connection: what the
+# judge of a retry round checks before it believes an answer (locustfiles/traffic.py).
+REQUEST_ID = "X-Request-Id"
+REQUEST_ID_MAX = 128
+
+
+def is_request_id(value: str) -> bool:
+    """An id worth echoing: 1 to REQUEST_ID_MAX visible ASCII characters."""
+    return 0 < len(value) <= REQUEST_ID_MAX and value.isascii() and value.isprintable()
+
+
+def echo_request_id(request: web.Request, answer: web.StreamResponse) -> web.StreamResponse:
+    """The answer, carrying the request's own id (REQUEST_ID) when it sent a valid one."""
+    request_id = request.headers.get(REQUEST_ID)
+    if request_id is not None and is_request_id(request_id) and not answer.prepared:
+        answer.headers[REQUEST_ID] = request_id
+    return answer
+
+
 def guard_of(translate: Translate | None = None, gate: Gate | None = None) -> Guard:
     """What wraps each of an app's handlers (`add_route`): every failure becomes a JSON error and
     no traceback reaches a client; `gate` and `translate` add the app's own refusals.
@@ -63,25 +83,28 @@ def guard_of(translate: Translate | None = None, gate: Gate | None = None) -> Gu
             if gate is not None:
                 refused = gate(request)
                 if refused is not None:
-                    return refused
+                    return echo_request_id(request, refused)
             try:
-                return await handler(request)
+                answer = await handler(request)
             except ApiError as err:
-                return json_response(err.body(), status=err.status)
+                answer = json_response(err.body(), status=err.status)
             except web.HTTPRequestEntityTooLarge as err:
                 # aiohttp keeps the limit only in the text ("Maximum request body size N ...").
-                return json_error(413, "body_too_large", err.text or "request body too large")
+                answer = json_error(413, "body_too_large", err.text or "request body too large")
             except web.HTTPException as err:
                 if err.status < 400:
                     raise
                 code = err.reason.lower().replace(" ", "_")
-                return json_error(err.status, code, err.reason)
+                answer = json_error(err.status, code, err.reason)
             except Exception as err:
-                answer = translate(err) if translate is not None else None
-                if answer is not None:
-                    return answer
-                log.exception("unhandled error on %s %s", request.method, request.path)
-                return json_error(500, "internal_error", "internal error; see the target's log")
+                translated = translate(err) if translate is not None else None
+                if translated is None:
+                    log.exception("unhandled error on %s %s", request.method, request.path)
+                    translated = json_error(
+                        500, "internal_error", "internal error; see the target's log"
+                    )
+                answer = translated
+            return echo_request_id(request, answer)
 
         return guarded
 

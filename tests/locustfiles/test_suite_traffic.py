@@ -228,3 +228,62 @@ def test_a_retry_rounds_differing_answers_name_their_payouts_invoices():
         f"(payout p3: hash {'cc' * 32}, succeeded)"
     )
     assert said(409, {"error": "insufficient_funds"}) == "HTTP 409 insufficient_funds"
+
+
+class _Answer:
+    """A FastHttpSession answer as raw_payout_once reads it."""
+
+    def __init__(self, status: int, body: dict, request_id: str | None) -> None:
+        self.status_code, self._body, self.text = status, body, json.dumps(body)
+        self.headers = {"X-Request-Id": request_id} if request_id else {}
+        self.failed: str | None = None
+
+    def json(self) -> dict:
+        return self._body
+
+    def success(self) -> None:
+        pass
+
+    def failure(self, text: str) -> None:
+        self.failed = text
+
+    def __enter__(self) -> _Answer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_an_answer_of_another_request_is_no_answer():
+    """A reused connection can hand a request the answer of another (the hour's soak saw one
+    round whose same request was answered 502, then 422): the target echoes each request's
+    X-Request-Id, and an answer carrying another id is read as no answer (outcome unknown),
+    never as this request's."""
+    sent: list[dict] = []
+    answers: list[_Answer] = []
+
+    def post(_path: str, *, name: str, json: dict, headers: dict, catch_response: bool) -> _Answer:
+        sent.append(headers)
+        mine = headers[traffic.REQUEST_ID]
+        request_id = mine if len(sent) == 1 else "someone-else.1"
+        answers.append(
+            _Answer(422, {"error": "idempotency_key_reused", "payout_id": "p"}, request_id)
+        )
+        return answers[-1]
+
+    user = SimpleNamespace(
+        traffic_name="retry", counted={},
+        client=SimpleNamespace(post=post),
+        wallets=SimpleNamespace(crashed=lambda *_: False, chaos_connection_errors=False),
+    )  # fmt: skip
+    wallet = traffic.Wallet("w1", "key", 10_000_000)
+
+    def pay() -> traffic.RawAnswer:
+        return traffic.TrafficUser.raw_payout_once(user, wallet, "lnbcrt1x", "K", "normal", "first")  # type: ignore[arg-type]
+
+    own = pay()
+    assert (own.status, own.error) == (422, "idempotency_key_reused") and answers[0].failed is None
+    crossed = pay()
+    assert crossed.status == 0 and crossed.error == "crossed_answer", crossed
+    assert answers[1].failed == "the answer of another request (someone-else.1)"
+    assert sent[0][traffic.REQUEST_ID] != sent[1][traffic.REQUEST_ID]  # one id per request

@@ -339,3 +339,42 @@ def test_the_deposit_total_is_bounded_so_the_ledger_never_overflows(tmp_path):
             assert rec["conservation"]["deposits_msat"] == 4 * quarter
 
     run(scenario())
+
+
+def echoed(reply: Any) -> str | None:
+    """The request id an answer carries (header names are case-insensitive)."""
+    return {k.lower(): v for k, v in reply.headers.items()}.get("x-request-id")
+
+
+def test_every_answer_carries_its_requests_id(tmp_path):
+    """X-Request-Id is echoed on every answer, a refusal and an unrouted path included, so a
+    client tells its answer from one that reached the wrong request on a reused connection (the
+    retry rounds' judge relies on it); an id too long or not printable ASCII is not echoed."""
+
+    async def scenario() -> None:
+        async with in_process(fast_config(tmp_path / "w.sqlite", fix="on")) as api:
+            wallet = await api.new_wallet(10_000_000)
+            invoice = await api.invoice(10_000)
+            path = f"/api/wallets/{wallet.wallet_id}/payouts"
+            paid = await api.call(
+                "POST", path, json_body={"payment_request": invoice["payment_request"]},
+                headers={"X-Api-Key": wallet.api_key, "X-Request-Id": "req-1"},
+            )  # fmt: skip
+            assert paid.status == 200 and echoed(paid) == "req-1", paid
+            refused = await api.call(
+                "POST", path, json_body={"payment_request": "lnbc1nonsense"},
+                headers={"X-Api-Key": wallet.api_key, "X-Request-Id": "req-2"},
+            )  # fmt: skip
+            assert refused.status == 400 and echoed(refused) == "req-2"
+            unauthorized = await api.call(
+                "POST", path, json_body={}, headers={"X-Request-Id": "req-3"}
+            )
+            assert unauthorized.status == 401
+            assert echoed(unauthorized) == "req-3"
+            unrouted = await api.call("GET", "/nowhere", headers={"X-Request-Id": "req-4"})
+            assert unrouted.status == 404 and echoed(unrouted) == "req-4"
+            for bad in ("x" * 129, "caf\u00e9"):
+                answer = await api.call("GET", "/health", headers={"X-Request-Id": bad})
+                assert answer.status == 200 and echoed(answer) is None
+
+    run(scenario())
