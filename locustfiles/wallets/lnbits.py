@@ -44,7 +44,8 @@ import gevent
 import gevent.pool
 from locust.contrib.fasthttp import FastHttpSession
 
-from locustfiles import checker, counters
+from lnchaos.checker import answers
+from locustfiles import checker, counters, strict_reading
 from locustfiles.admin_client import REQUEST_TIMEOUT_S, TargetAdmin, TargetError
 from locustfiles.wallet_client import _json_or_empty
 from locustfiles.wallets.base import CONTRACT_VERSION, Invoice, PayoutResult, Wallet
@@ -368,13 +369,23 @@ class LNbitsWalletApi:
             (200,),
             headers={"X-Api-Key": wallet.api_key},
         )
-        if body is None or not isinstance(body.get("balance"), int):
+        if body is None:
             return None
-        return wallet_view(body)
+        view = wallet_view(body)
+        ids = {"wallet": wallet.wallet_id}
+        return (
+            view if strict_reading.read("wallet_view", view, "GET /api/v1/wallet", **ids) else None
+        )
 
     def get_payout(self, wallet: Wallet, payout_id: str) -> dict[str, Any] | None:
         body = self._read_payment(wallet, payout_id, "GET /api/v1/payments/{hash} (poll)")
-        return payout_view(payout_id, body) if body is not None else None
+        if body is None:
+            return None
+        view = payout_view(payout_id, body)
+        shape = answers.payout_view_shape(view)
+        ids = {"wallet": wallet.wallet_id, "payout_id": payout_id}
+        request = "GET /api/v1/payments/{hash}"
+        return view if strict_reading.read(shape, view, request, **ids) else None
 
     def paid(self, wallet: Wallet) -> list[dict[str, Any]] | None:
         body = _call_list(
@@ -432,10 +443,21 @@ def booked_status(body: dict[str, Any]) -> str:
     return "success" if body.get("paid") is True else ""
 
 
+def promised_msat(value: Any) -> Any:
+    """A msat field LNbits promises, as the suite reads it: a whole number's size (LNbits signs
+    outgoing amounts and fees), anything else (absent: None, a string, a float) left as it came,
+    so the reading rules (lnchaos/checker/answers.py) find it `malformed_answer`, never 0."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value)
+    return value
+
+
 def wallet_view(body: dict[str, Any]) -> dict[str, Any]:
     """LNbits' `GET /api/v1/wallet` as the suite's wallet view. LNbits holds a pending payment's
-    amount + fee reserve inside the balance, so nothing is reserved apart."""
-    return {"wallet_id": body.get("id"), "balance_msat": int(body["balance"]), "reserved_msat": 0}
+    amount + fee reserve inside the balance, so nothing is reserved apart. A balance that is no
+    whole number stays as it came: the wallet view's shape finds it."""
+    balance = body.get("balance")
+    return {"wallet_id": body.get("id"), "balance_msat": balance, "reserved_msat": 0}
 
 
 def payout_view(payment_hash: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -448,12 +470,12 @@ def payout_view(payment_hash: str, body: dict[str, Any]) -> dict[str, Any]:
     # LNbits marks a failed payment failed and leaves its row's `fee` at the fee reserve it
     # held (lnbits/core/services/payments.py: only `status` is updated); a failed row is out
     # of the balance, so that number is no fee charged: the word check reads it as none
-    fee_msat = 0 if status == "failed" else abs(int(details.get("fee") or 0))
+    fee_msat = 0 if status == "failed" else promised_msat(details.get("fee"))
     return {
         "payout_id": payment_hash,
         "payment_hash": payment_hash,
         "status": status,
-        "amount_msat": abs(int(details.get("amount") or 0)),
+        "amount_msat": promised_msat(details.get("amount")),
         "fee_msat": fee_msat,
     }
 
@@ -547,9 +569,9 @@ class LNbitsJudge(TargetAdmin):
     # --- the final audit's reads ---
     def wallet(self, wallet_id: str, api_key: str) -> dict[str, Any]:
         body = self.lnbits_call("GET", "/api/v1/wallet", api_key)
-        if not isinstance(body, dict) or not isinstance(body.get("balance"), int):
-            raise TargetError("GET /api/v1/wallet: no balance")
-        return wallet_view(body)
+        if not isinstance(body, dict):
+            raise TargetError("GET /api/v1/wallet: not a JSON object")
+        return wallet_view(body)  # a balance not as promised: the audit's malformed_answer
 
     def payout(self, payout_id: str, api_key: str) -> dict[str, Any]:
         quoted = urllib.parse.quote(payout_id, safe="")
@@ -662,6 +684,8 @@ class LNbitsJudge(TargetAdmin):
                 if pending:
                     believed = self._believed(record)
                 balance_msat = self.wallet(record.wallet_id, record.api_key)["balance_msat"]
+                if not isinstance(balance_msat, int) or isinstance(balance_msat, bool):
+                    raise TargetError(f"GET /api/v1/wallet: balance {balance_msat!r} not msat")
                 again = self._believed(record)
                 if again == believed:
                     break

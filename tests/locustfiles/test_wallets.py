@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from lnchaos.checker import answers
 from locustfiles import checker
 from locustfiles.options import settings_from, wallet_api_note, wallet_api_problem
 from locustfiles.wallet_client import Invoice
@@ -16,6 +17,7 @@ from locustfiles.wallets.lnbits import (
     booked_status,
     judge_wallet,
     payout_view,
+    wallet_view,
 )
 
 H1, H2, H3 = "a" * 64, "b" * 64, "c" * 64
@@ -121,6 +123,28 @@ def test_lnbits_payment_status_as_a_payout() -> None:
     assert payout_view(H1, {"paid": False, "status": "failed"})["status"] == "failed"
     assert payout_view(H1, {"paid": False, "status": "pending"})["status"] == "pending"
     assert payout_view(H1, {"paid": False})["status"] == "pending"  # LNbits could not ask
+
+
+def test_lnbits_fields_it_promises_are_read_strictly_never_as_zero() -> None:
+    """Issue 25's strict reading for LNbits: a succeeded payment's row without its `fee`, or
+    with one that is no whole number, and a wallet whose `balance` is not one, are
+    `malformed_answer` by the reading rules (answers.py), never a fee or balance of 0."""
+    row = {"status": "success", "amount": -1000, "fee": -20}
+    good = payout_view(H1, {"paid": True, "details": row})
+    assert (good["amount_msat"], good["fee_msat"]) == (1000, 20)
+    assert answers.problems(answers.payout_view_shape(good), good) == []
+    for fee in (None, "-20", -20.0, True):
+        details = {**row, "fee": fee} if fee is not None else {"status": "success", "amount": -1000}
+        view = payout_view(H1, {"paid": True, "details": details})
+        assert answers.problems(answers.payout_view_shape(view), view), (fee, view)
+    # a failed row's `fee` is its kept reserve, not a fee charged: read as none (not a finding)
+    failed = payout_view(H1, {"paid": False, "status": "failed", "details": {"status": "failed"}})
+    assert failed["fee_msat"] == 0
+    assert answers.problems(answers.payout_view_shape(failed), failed) == []
+    assert answers.problems("wallet_view", wallet_view({"id": "w", "balance": 5_000})) == []
+    for balance in (None, "5000", 5000.0):
+        view = wallet_view({"id": "w", "balance": balance} if balance is not None else {"id": "w"})
+        assert answers.problems("wallet_view", view), balance
 
 
 def test_lnbits_before_1_0_booked_status_is_its_row_not_its_nodes_view() -> None:
