@@ -16,6 +16,7 @@ one makes the launcher fail loudly instead of serving an unpatched target.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -134,3 +135,30 @@ def test_a_missing_patch_target_fails_loudly() -> None:
     assert done.returncode == 97, done.stderr
     assert "patch target missing" in done.stderr and "settle_gone" in done.stderr
     assert "listening on" not in done.stdout
+
+
+def test_every_mutant_changes_the_target() -> None:
+    """Each mutant, applied, replaces at least one of the target's patch targets: a mutant whose
+    patch was lost (a merge once dropped two `replace(...)` lines) would serve the unpatched
+    target and fail its run for no money reason. In a fresh interpreter, each mutant applied
+    and then undone."""
+    code = (
+        "import json, mutant_patches as m\n"
+        "inert = []\n"
+        "for name, mutant in sorted(m.MUTANTS.items()):\n"
+        "    keys = sorted(m.PATCH_TARGETS)\n"
+        "    before = {k: m.resolve(k) for k in keys}\n"
+        "    m.apply(name)\n"
+        "    after = {k: m.resolve(k)[2] for k in sorted(m.PATCH_TARGETS)}\n"
+        "    if all(after.get(k) is before[k][2] for k in keys) and len(after) == len(keys):\n"
+        "        inert.append(name)\n"
+        "    for owner, attr, original in before.values():\n"
+        "        setattr(owner, attr, original)\n"
+        "print(json.dumps(inert))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    inert = json.loads(done.stdout.strip().splitlines()[-1])
+    assert inert == [], f"mutants that change none of the target's patch targets: {inert}"
