@@ -1,8 +1,8 @@
 """`lnchaos soak` for 5 minutes at saturation (marker `soak`, issue 24): spike cycles, every
 traffic class, the target SIGKILLed every 45 s, the node's timeouts, late settles and failures.
 Fix on must pass with memory flat after warm-up and the verdict within its bound; fix off must
-fail with 3. Each run is bounded by lnchaos soak itself (run time + start, final wait, exit) and
-by this test's timeout; it leaves no process behind."""
+fail with 3 (in 3 minutes). Each run is bounded by lnchaos soak itself (run time + start, final
+wait, exit) and by this test's timeout; it leaves no process behind."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIME = "5m"
+# fix off fails within its first cycles: three minutes show it across crashes and cycles, and the
+# marker keeps to its share of CI's 45 minutes (the five minutes are fix on's, to hold flat)
+FIX_OFF_RUN_TIME = "3m"
 RUN_BOUND_S = 300 + 300  # the load, then start, final wait, crashes' recoveries and exit
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(RUN_BOUND_S + 60)]
 
 
-def soak(tmp_path: Path, fix: str, seed: int) -> tuple[int, dict]:
+def soak(tmp_path: Path, fix: str, seed: int, run_time: str = RUN_TIME) -> tuple[int, dict]:
     report_dir = tmp_path / f"soak-{fix}"
     command = [
-        sys.executable, "-m", "lnchaos.cli", "soak", "-t", RUN_TIME, "--fix", fix,
+        sys.executable, "-m", "lnchaos.cli", "soak", "-t", run_time, "--fix", fix,
         "--seed", str(seed), "--report-dir", str(report_dir),
     ]  # fmt: skip
     done = subprocess.run(
@@ -59,7 +62,7 @@ def test_fix_on_holds_five_minutes_flat(tmp_path: Path) -> None:
 
 
 def test_fix_off_fails_with_three(tmp_path: Path) -> None:
-    code, summary = soak(tmp_path, "off", seed=24)
+    code, summary = soak(tmp_path, "off", seed=24, run_time=FIX_OFF_RUN_TIME)
     assert code == 3, summary["verdict"]
     assert summary["verdict"]["kinds"].get("charged_not_paid", 0) > 0, summary["verdict"]
     assert not no_process_left()
