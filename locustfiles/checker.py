@@ -45,3 +45,15 @@ def fire_check(request_event: Any, name: str, exception: Exception | None, start
         response_time_ms=(time.perf_counter() - started) * 1000,
         message=str(exception) if exception is not None else None,
     )
+
+
+def count_in_flight(node: dict[str, Any], latency_ms: float, started: float) -> None:
+    """A payout its wallet answered sooner than the node held its payment (the node's held_ms
+    against the answer's latency, rules.answered_in_flight): a timeout the run reached, counted
+    by the node's word, as the payers' checks count theirs (NODE_TIMEOUT_JUDGED). For the users
+    that keep their own tally (withdraw links, melts)."""
+    from locustfiles.telemetry import LOCAL  # here: telemetry imports this module
+
+    if answered_in_flight(node, latency_ms):  # noqa: F405 (lnchaos.checker's rules)
+        LOCAL.tally.record_check(NODE_TIMEOUT_JUDGED, passed=True)  # noqa: F405
+        fire_check(None, NODE_TIMEOUT_JUDGED, None, started)  # noqa: F405

@@ -58,6 +58,7 @@ from locustfiles.options import (
     wallet_api_problem,
 )
 from locustfiles.telemetry import Collector
+from locustfiles.wallets import amount_max_msat
 from locustfiles.wallets import registry as wallets_registry
 
 log = logging.getLogger(__name__)
@@ -478,7 +479,7 @@ class Controller:
         faults = self.fault_control.run_faults if self.fault_control is not None else {}
         crashes = len(self.crash.events) if self.crash is not None else 0
         return edge_workload.coverage_settings(
-            edge_workload.settings_from(options),
+            edge_workload.within(edge_workload.settings_from(options), amount_max_msat(options)),
             self.settings,
             faults,
             crashes,

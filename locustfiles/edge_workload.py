@@ -21,6 +21,7 @@ the judge (lnchaos/checker/coverage.py), from the node's truth and the history, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -165,6 +166,18 @@ def longest_hold_s(edge: EdgeSettings, inflight_hold_ms: float) -> float:
     """The longest a payment of this run stays in flight at the node."""
     longest_ms = edge.long_hold_ms if edge.long_hold_rate > 0 else 0.0
     return max(longest_ms, inflight_hold_ms) / 1000
+
+
+def within(edge: EdgeSettings, amount_max_msat: int | None) -> EdgeSettings:
+    """The edge settings within a service's largest single amount (None: no limit of its own):
+    the funding of FUNDING_PAYOUTS of the largest payout, with their reserves, must fit in one
+    of its invoices, so the largest payout is at most a fifth of that amount."""
+    if amount_max_msat is None:
+        return edge
+    largest_msat = amount_max_msat // (FUNDING_PAYOUTS + 1)
+    if edge.edge_amount_max_msat <= largest_msat:
+        return edge
+    return dataclasses.replace(edge, edge_amount_max_msat=max(SAT_MSAT, largest_msat))
 
 
 def funding_msat(edge: EdgeSettings, base_msat: int) -> int:

@@ -70,7 +70,7 @@ from locustfiles.payout_check import RESOLVE_POLL_INTERVAL_S as RESOLVE_POLL_INT
 from locustfiles.payout_check import SentPayout
 from locustfiles.telemetry import LOCAL
 from locustfiles.wallet_client import Invoice, PayoutResult, Wallet, WalletClient
-from locustfiles.wallets import wallet_api_for
+from locustfiles.wallets import amount_max_msat, wallet_api_for
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,9 @@ class PayerUser(FastHttpUser):
         self.wallet: Wallet | None = None
         self.expected_msat = 0
         # the edge workload (edge_workload.py): amounts, and the funding they need
-        self.edge = edge_workload.settings_from(options)
+        self.edge = edge_workload.within(
+            edge_workload.settings_from(options), amount_max_msat(options)
+        )
         self.funding_msat = edge_workload.funding_msat(self.edge, FUNDING_MSAT)
         self.resolve_timeout_s = resolve_bound_s(options)
         # the payout in progress until a check judged it: what the final audit needs of it

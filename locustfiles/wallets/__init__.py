@@ -18,10 +18,19 @@ from typing import Any
 from locustfiles.wallets.base import CONTRACT_VERSION, WalletApi
 from locustfiles.wallets.registry import DEFAULT, AdapterError, load
 
-__all__ = ["CONTRACT_VERSION", "AdapterError", "WalletApi", "wallet_api_for"]
+__all__ = ["CONTRACT_VERSION", "AdapterError", "WalletApi", "amount_max_msat", "wallet_api_for"]
 
 
 def wallet_api_for(user: Any) -> WalletApi:
     """The adapter of `--wallet-api` for one Locust user (its own HTTP session to the host)."""
     name = str(getattr(user.environment.parsed_options, "wallet_api", None) or DEFAULT)
     return load(name).for_user(user)
+
+
+def amount_max_msat(options: Any) -> int | None:
+    """The largest single amount the `--wallet-api` service takes (an adapter's optional
+    `amount_max_msat`: LNbits refuses invoices over 10M sats by default), None when it sets
+    none: the edge workload's largest payouts and its funding stay within it."""
+    name = str(getattr(options, "wallet_api", None) or DEFAULT)
+    value = getattr(load(name), "amount_max_msat", None)
+    return int(value) if isinstance(value, int) and value > 0 else None

@@ -58,12 +58,14 @@ class LinkUser(FastHttpUser):
             return
         LINKS.open(link)
         started = time.perf_counter()
+        answered_ms: dict[str, float] = {}  # each presented invoice's answer latency
         for presentation in range(PRESENTATIONS_MAX):
             invoice = self.api.create_invoice(amount_msat)
             if invoice is None:
                 break
             LINKS.presented(link, invoice.payment_hash, amount_msat)
             result = self.api.withdraw(link, invoice, phase)
+            answered_ms[invoice.payment_hash] = result.latency_ms
             LINKS.answered(link, invoice.payment_hash, result.outcome)
             LOCAL.tally.record_payout(
                 phase, result.outcome, result.latency_ms, payer=presentation == 0
@@ -73,15 +75,17 @@ class LinkUser(FastHttpUser):
             # an error: a wallet presents a new invoice while the link says it may still pay
             if self.api.get_link(link) != "open":
                 break
-        self._judge(link, started)
+        self._judge(link, started, answered_ms)
 
-    def _judge(self, link: Link, started: float) -> None:
+    def _judge(self, link: Link, started: float, answered_ms: dict[str, float]) -> None:
         record = next((r for r in LINKS.since(None) if r.link.link_id == link.link_id), None)
         if record is None or not record.invoices:
             return
         truths = self._final_truths(list(record.invoices))
         if truths is None:
             return  # not final within the bound: the end-of-run judge's
+        for payment_hash, latency_ms in answered_ms.items():
+            checker.count_in_flight(truths.get(payment_hash) or {}, latency_ms, started)
         finding = judge_link(record, self.api.get_link(link), truths)
         name = checker.RESOLVED_VS_NODE_TRUTH
         if finding is None:

@@ -144,6 +144,9 @@ RESERVE_FEE_PERCENT = 1.0
 class LNbitsWalletApi:
     contract = CONTRACT_VERSION
     name = "lnbits"
+    # LNbits refuses invoices over 10M sats by default ("Invoice amount ... is too high"):
+    # the edge workload's largest payouts and the wallets' funding stay within it
+    amount_max_msat = 10_000_000 * 1000
     idempotent = False
     judged_by = "node"
     accounting = "balance"

@@ -25,7 +25,13 @@ from locustfiles.checker import CheckFailed
 from locustfiles.telemetry import LOCAL
 from locustfiles.wallets import wallet_api_for
 from locustfiles.wallets.cashu import ys_of
-from locustfiles.wallets.melts import FINAL, MELTS, MeltRecord, describe, judge_melt
+from locustfiles.wallets.melts import (
+    FINAL,
+    MELTS,
+    MeltRecord,
+    describe,
+    judge_melt,
+)
 
 AMOUNT_SAT_MIN = 10
 AMOUNT_SAT_MAX = 2_000
@@ -72,12 +78,13 @@ class MeltUser(FastHttpUser):
         result, change_sat = self.api.melt(quote, proofs, phase)
         MELTS.answered(record.quote_id, result.outcome, change_sat)
         LOCAL.tally.record_payout(phase, result.outcome, result.latency_ms, payer=True)
-        self._judge(record, started)
+        self._judge(record, started, result.latency_ms)
 
-    def _judge(self, record: MeltRecord, started: float) -> None:
+    def _judge(self, record: MeltRecord, started: float, latency_ms: float) -> None:
         truth = self._final_truth(record.payment_hash)
         if truth is None:
             return  # not final within the bound: the end-of-run judge's
+        checker.count_in_flight(truth, latency_ms, started)
         found = judge_melt(
             record,
             self.api.proof_states(record.ys),

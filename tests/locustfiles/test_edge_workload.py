@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from locustfiles import edge_workload
+from locustfiles.wallets import amount_max_msat
+from locustfiles.wallets.lnbits import LNbitsWalletApi
 from target.common.errors import ApiError
 from target.node.faults import FaultSettings
 
@@ -89,3 +91,19 @@ def test_coverage_is_shown_in_the_tab_rows_the_html_the_csv_and_compare() -> Non
     assert [r["name"] for r in csv_rows] == list(section)
     compare_row = {"coverage": {"fee_at_limit": 0, "large_payout": 3}}
     assert compare_report.cell(compare_row, "coverage") == "1 / 2 (fee_at_limit)"
+
+
+def test_the_edge_stays_within_a_services_largest_amount():
+    """An adapter's `amount_max_msat` (LNbits: 10M sats an invoice) bounds the largest payout,
+    so the funding of FUNDING_PAYOUTS of them, with reserves, fits in one of its invoices (LNbits
+    refused every funding invoice of the default 10 BTC edge: its runs verified nothing)."""
+    edge = edge_workload.EdgeSettings()
+    assert edge_workload.within(edge, None) is edge
+    lnbits_max_msat = LNbitsWalletApi.amount_max_msat
+    capped = edge_workload.within(edge, lnbits_max_msat)
+    assert capped.edge_amount_max_msat == lnbits_max_msat // (edge_workload.FUNDING_PAYOUTS + 1)
+    assert edge_workload.funding_msat(capped, 1_000_000) <= lnbits_max_msat
+    small = edge_workload.EdgeSettings(edge_amount_max_msat=1_000_000)
+    assert edge_workload.within(small, lnbits_max_msat) is small  # already within: unchanged
+    assert amount_max_msat(SimpleNamespace(wallet_api="lnbits")) == lnbits_max_msat
+    assert amount_max_msat(SimpleNamespace(wallet_api="lnchaos")) is None
