@@ -48,12 +48,14 @@ def fire_check(request_event: Any, name: str, exception: Exception | None, start
 
 
 def count_in_flight(node: dict[str, Any], latency_ms: float, started: float) -> None:
-    """A payout its wallet answered sooner than the node held its payment (the node's held_ms
-    against the answer's latency, rules.answered_in_flight): a timeout the run reached, counted
-    by the node's word, as the payers' checks count theirs (NODE_TIMEOUT_JUDGED). For the users
-    that keep their own tally (withdraw links, melts)."""
+    """A timeout the run reached, by the node's word: the node timed the payment out (its
+    `timed_out`), or the wallet answered sooner than the node held it (rules.answered_in_flight).
+    Counted as the payers' checks count theirs (NODE_TIMEOUT_JUDGED), for the users that keep
+    their own tally: withdraw links and melts, whose services may wait a held payment out (a
+    synchronous send) and so never answer while it is in flight."""
     from locustfiles.telemetry import LOCAL  # here: telemetry imports this module
 
-    if answered_in_flight(node, latency_ms):  # noqa: F405 (lnchaos.checker's rules)
+    timed_out = node.get("timed_out") is True
+    if timed_out or answered_in_flight(node, latency_ms):  # noqa: F405 (lnchaos.checker's)
         LOCAL.tally.record_check(NODE_TIMEOUT_JUDGED, passed=True)  # noqa: F405
         fire_check(None, NODE_TIMEOUT_JUDGED, None, started)  # noqa: F405
