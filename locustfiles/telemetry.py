@@ -76,6 +76,12 @@ PER_SECOND_KEPT_S = 60
 # HTML report, kept for the whole run): past this many points every other one is dropped, as the
 # timeline is thinned (a day's run would keep 17,280 points otherwise).
 LOCUST_CHART_POINTS_MAX = 1800
+# Locust copies each stats entry's whole response-time histogram once a second and keeps 20 copies
+# (StatsEntry.response_times_cache), for the "current" percentiles of the last 10 s. It reads them
+# only of the total (the web UI's charts, the chart history, the stats history CSV) unless
+# --csv-full-history asks them of every entry. The suite names ~80 entries (a request per class,
+# case and phase), and a histogram gains keys as rarer latencies come (up to ~500 each): an hour
+# grew the Locust process by 13.6 MB, never flattening. So only the total keeps its copies.
 FINAL_KEY = "final"
 # How long the verdict waits for a final tally still on its way from a worker Locust does not
 # (yet) call missing: the worker sends it on its test_stop, before it tells the master it stopped.
@@ -325,6 +331,8 @@ class Collector:
         self.flush_history()
         trim_per_second(self.runner.stats, time.time() - PER_SECOND_KEPT_S)
         thin_chart_history(self.runner.stats)
+        if not full_history_csv(self.runner):
+            drop_entry_response_time_caches(self.runner.stats)
         point = {"t_s": round(self.elapsed_s(), 3), "phase": self.current_phase()}
         point.update(timeline_point(self.merged()))
         self.write_progress(point)
@@ -374,6 +382,22 @@ def trim_per_second(stats: Any, before_unix: float) -> None:
             if per_second and min(per_second) < oldest:
                 for second in [t for t in per_second if t < oldest]:
                     del per_second[second]
+
+
+def full_history_csv(runner: Any) -> bool:
+    """--csv-full-history: Locust writes every entry's current percentiles, from their caches."""
+    options = getattr(getattr(runner, "environment", None), "parsed_options", None)
+    return bool(getattr(options, "csv_full_history", False))
+
+
+def drop_entry_response_time_caches(stats: Any) -> None:
+    """Every named entry stops copying its response-time histogram once a second (the total
+    keeps its copies: what Locust's current percentiles read). Locust's own CSV writer reads an
+    entry without its cache by its whole-run percentiles, as it does a worker's."""
+    for entry in list(stats.entries.values()) if stats is not None else []:
+        if entry.use_response_times_cache:
+            entry.use_response_times_cache = False
+            entry.response_times_cache = None
 
 
 def thin_chart_history(stats: Any, most: int = LOCUST_CHART_POINTS_MAX) -> None:

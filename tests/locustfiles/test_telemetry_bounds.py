@@ -54,3 +54,26 @@ def test_the_timeline_is_thinned_at_its_bound_and_keeps_the_whole_run(monkeypatc
     assert timeline[0]["t_s"] == 0.0 and timeline[-1]["t_s"] >= samples - 8  # the whole run
     gaps = {b["t_s"] - a["t_s"] for a, b in zip(timeline, timeline[1:], strict=False)}
     assert max(gaps) <= 8.0, gaps  # evenly thinned: every 8th second after 3 h
+
+
+def test_only_the_total_keeps_its_response_time_copies():
+    """Locust copies each entry's histogram once a second for its 10-s percentiles; the suite
+    keeps the total's copies (what Locust reads: charts, chart history) and drops the others'."""
+    from locust.stats import RequestStats
+
+    stats = RequestStats(use_response_times_cache=True)
+    for t in range(100, 160):  # a minute of requests on two entries, a new latency each second
+        stats.log_request("POST", "/payouts", t, 0)
+        stats.log_request("GET", "/wallet", 2 * t, 0)
+        stats.total.last_request_timestamp = stats.entries[
+            ("/payouts", "POST")
+        ].last_request_timestamp = t
+    named = stats.entries[("/payouts", "POST")]
+    assert named.response_times_cache, "Locust caches every entry: nothing to drop"
+    telemetry.drop_entry_response_time_caches(stats)
+    for entry in stats.entries.values():
+        assert entry.response_times_cache is None and not entry.use_response_times_cache
+        entry.log(5000, 0)  # no copy made again
+        assert entry.response_times_cache is None
+    assert stats.total.use_response_times_cache and stats.total.response_times_cache is not None
+    assert named.get_response_time_percentile(0.5) > 0  # the whole run's percentiles stay
