@@ -400,8 +400,10 @@ class Controller:
                 if kind != checker.UNRESOLVED or time.monotonic() >= poll_until:
                     break
                 gevent.sleep(AUDIT_POLL_INTERVAL_S)
-            # the reads as they are judged: `lnchaos check` judges this record with audit_of too
-            record = {"type": history.AUDIT, "t": round(time.time(), 3), "entry": entry, **reads}
+            # the reads as they are judged: `lnchaos check` judges this record with audit_of too;
+            # the entry without its keys (a note is written as it is: no `history.line`)
+            public = history.without_secret(entry)
+            record = {"type": history.AUDIT, "t": round(time.time(), 3), "entry": public, **reads}
             self.collector.note(record)
             example = checker.audit_example_of(entry, reads, kind, record["t"])
             audit.add(entry, kind, example, node=reads["node"])

@@ -200,13 +200,14 @@ def line(record: dict[str, Any]) -> str:
     entry's, or each wallet's of a group entry)."""
     entry = record.get("entry")
     if entry is not None and (SECRET_KEY in entry or entry.get("wallets")):
-        record = {**record, "entry": _without_secret(entry)}
+        record = {**record, "entry": without_secret(entry)}
     if SECRET_KEY in record:
         record = {k: v for k, v in record.items() if k != SECRET_KEY}
     return orjson.dumps(record, default=str, option=_OPTIONS).decode()
 
 
-def _without_secret(entry: dict[str, Any]) -> dict[str, Any]:
+def without_secret(entry: dict[str, Any]) -> dict[str, Any]:
+    """An audit entry as a history may carry it: no API key, its own nor a group member's."""
     kept = {k: v for k, v in entry.items() if k != SECRET_KEY}
     if isinstance(kept.get("wallets"), list):
         kept["wallets"] = [

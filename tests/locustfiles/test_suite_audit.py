@@ -421,10 +421,12 @@ def test_a_recorded_group_audit_is_judged_offline_as_live(monkeypatch):
         wallet_id="e1", api_key="key-e1", expected_msat=BEFORE_MSAT,
         invoices=[("unseen", AMOUNT_MSAT), ("other", 0)], phase="normal",
     )  # fmt: skip
-    entries = [pair("w1", "w2"), pair("p1", "p2"), edge]
+    single = {**entry(payout_id=None), "wallet_id": "s1", "api_key": "key-s1"}
+    single["payment_hash"] = "unseen"  # a single wallet's entry beside them, judged as before
+    entries = [pair("w1", "w2"), pair("p1", "p2"), edge, single]
     live = controller._audit({"audit": entries}, settle_deadline=time.monotonic())
     assert live.summary() == {
-        "entries": 3, "judged": 3, "unresolved": 0, "inconsistent": 1, "overflow": 0
+        "entries": 4, "judged": 4, "unresolved": 0, "inconsistent": 1, "overflow": 0
     }  # fmt: skip
     assert set(live.kinds) == {checker.DOUBLE_CHARGE}  # p1 and p2 both charged for one payment
     example = live.kinds[checker.DOUBLE_CHARGE]["examples"][0]
@@ -434,9 +436,10 @@ def test_a_recorded_group_audit_is_judged_offline_as_live(monkeypatch):
     assert [sorted(r["wallet_views"]) for r in audits if "wallet_views" in r] == [
         ["w1", "w2"], ["p1", "p2"]
     ]  # fmt: skip
-    assert audits[-1]["also_nodes"] == {"other": node("unknown")}
-    master = [json.loads(history.line({"t": 1.0, **r})) for r in notes]
-    assert "key-" not in json.dumps(master)
+    assert audits[2]["also_nodes"] == {"other": node("unknown")}
+    # the master's records are written as noted: no key of any wallet in them
+    assert "key-" not in json.dumps(notes) and "secret-key" not in json.dumps(notes)
+    master = [json.loads(json.dumps({"t": 1.0, **r})) for r in notes]
     again = offline._audit(master)
     assert again.summary() == live.summary()
     assert json.dumps(again.kinds, sort_keys=True) == json.dumps(live.kinds, sort_keys=True)
