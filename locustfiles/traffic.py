@@ -858,6 +858,7 @@ class RetryUser(TrafficUser):
         """The round's outcome is unknown: its wallet to the final audit (leave_to_audit), both
         invoices judged from the node's truth, the same key's second charge a double one."""
         invoices = [round_.invoice, round_.other]
+        why = with_problems(why, round_.problems)
         self.leave_to_audit(
             round_.wallet, RETRY_FUNDING_MSAT, invoices, round_.phase, why, round_.started,
             retried=True,
@@ -1015,7 +1016,8 @@ class EdgeUser(TrafficUser):
             sent.append(invoice)
             answer = self.raw_payout(wallet, invoice.payment_request, self.new_key(), phase, case)
             if answer.status == 0:
-                self.edge_to_audit(wallet, sent, phase, f"edge {case}: no answer", started)
+                why = with_problems(f"edge {case}: no answer", problems)
+                self.edge_to_audit(wallet, sent, phase, why, started)
                 return
             answers.append(f"{case}: {answer.describe()}")
             status, code = EDGE_CASES[case]
@@ -1027,7 +1029,7 @@ class EdgeUser(TrafficUser):
         nodes = self.resolve({}, [], hashes)
         view = self.wallets.get_wallet(wallet)
         if nodes is None or view is None:
-            why = f"wallet {wallet.wallet_id}: not readable or not final"
+            why = with_problems(f"wallet {wallet.wallet_id}: not readable or not final", problems)
             self.edge_to_audit(wallet, sent, phase, why, started)
             return
         seen = [h for h in hashes if nodes[h].get("status") != "unknown"]
@@ -1180,6 +1182,12 @@ class RawAnswer:
 
     def describe(self) -> str:
         return f"HTTP {self.status} {self.error or self.body.get('status') or ''}".strip()
+
+
+def with_problems(why: str, problems: list[str]) -> str:
+    """Why a round went to the audit, with the wrong answers it had seen before: the audit judges
+    the money alone, so these are named in the round's resolved_within_bound failure."""
+    return f"{why} (answers found wrong before: {'; '.join(problems)})" if problems else why
 
 
 def is_in_progress(answer: RawAnswer) -> bool:
