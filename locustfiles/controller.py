@@ -396,19 +396,17 @@ class Controller:
             started = time.perf_counter()
             poll_until = min(settle_deadline, deadline) - AUDIT_POLL_INTERVAL_S
             for _ in range(AUDIT_MAX_POLLS):
-                kind, node, wallet, payout, error, also = _audit_one(admin, entry)
+                kind, reads = _audit_one(admin, entry)
                 if kind != checker.UNRESOLVED or time.monotonic() >= poll_until:
                     break
                 gevent.sleep(AUDIT_POLL_INTERVAL_S)
-            record = {"type": history.AUDIT, "t": round(time.time(), 3), "entry": entry}
-            record.update(node=node, wallet_view=wallet, payout_view=payout, error=error)
-            if also:
-                record["also_nodes"] = also
+            # the reads as they are judged: `lnchaos check` judges this record with audit_of too;
+            # the entry without its keys (a note is written as it is: no `history.line`)
+            public = history.without_secret(entry)
+            record = {"type": history.AUDIT, "t": round(time.time(), 3), "entry": public, **reads}
             self.collector.note(record)
-            example = checker.audit_example(
-                entry, node, wallet, payout, kind, error, record["t"], also
-            )
-            audit.add(entry, kind, example, node=node)
+            example = checker.audit_example_of(entry, reads, kind, record["t"])
+            audit.add(entry, kind, example, node=reads["node"])
             failure = checker.CheckFailed(_describe_audit(example), kind) if kind else None
             checker.fire_check(
                 self.environment.events.request, checker.FINAL_AUDIT, failure, started
@@ -610,23 +608,33 @@ def locust_exit_code(environment: Any) -> int:
     return 0
 
 
-def _audit_one(admin: TargetAdmin, entry: dict[str, Any]) -> tuple[Any, ...]:
-    """(kind, node, wallet, payout, error, also) of one payout: the node's truth of its hash
-    (the node's route), the wallet's view, the payout (when its id is known), and the node's
-    truth of the other invoices its round sent (`also`: hash -> truth)."""
-    node = wallet = payout = None
+def _audit_one(admin: TargetAdmin, entry: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """(kind, reads) of one entry. reads, as the history's `audit` record keeps them: the node's
+    truth of its hash (`node`, the node's route) and of the other invoices its round sent
+    (`also_nodes`: hash -> truth, when it has any), the wallet's view (`wallet_view`; a group
+    entry's views by wallet id, `wallet_views`), the payout (`payout_view`, when its id is
+    known), and the read that failed (`error`)."""
+    reads: dict[str, Any] = {"node": None, "wallet_view": None, "payout_view": None}
     also: dict[str, Any] = {}
     try:
-        node = admin.node_payment(str(entry["payment_hash"]))
+        reads["node"] = admin.node_payment(str(entry["payment_hash"]))
         for other in entry.get("also") or ():
             also[str(other["payment_hash"])] = admin.node_payment(str(other["payment_hash"]))
-        wallet = admin.wallet(str(entry["wallet_id"]), str(entry["api_key"]))
+        if entry.get("wallets"):
+            reads["wallet_views"] = views = {}
+            for member in entry["wallets"]:
+                wallet_id = str(member["wallet_id"])
+                views[wallet_id] = admin.wallet(wallet_id, str(member["api_key"]))
+        else:
+            reads["wallet_view"] = admin.wallet(str(entry["wallet_id"]), str(entry["api_key"]))
         if entry.get("payout_id"):
-            payout = admin.payout(str(entry["payout_id"]), str(entry["api_key"]))
+            reads["payout_view"] = admin.payout(str(entry["payout_id"]), str(entry["api_key"]))
+        reads["error"] = None
     except TargetError as err:
-        return checker.UNRESOLVED, node, wallet, payout, str(err), also
-    kind = checker.audit_result(entry, node, wallet, payout, None, also)
-    return kind, node, wallet, payout, None, also
+        reads["error"] = str(err)
+    if also:
+        reads["also_nodes"] = also
+    return checker.audit_of(entry, reads), reads
 
 
 def _reconciliation_failure(

@@ -34,12 +34,14 @@ replays Locust's dispatch to say which classes get no user at a small -u (a warn
 got no answer is sent again with the same key once the target is back, as the payers do.
 
 All judge money only by the node's truth (GET /node/payments/{hash}), after every payout is
-final (bounded polling, as users.py). A round whose payouts are not final within the bound, or
-that got an answer it cannot interpret (its outcome unknown), is not guessed: it fires a failed
-`resolved_within_bound` (not an inconsistency) and is left to the target's end-of-run
-reconciliation, which judges every payment hash of the run. A wallet here sees several payouts
-at once, so the per-payout audit entries of users.py (the exact balance before one payout) do not
-apply.
+final (bounded polling, as users.py). A round whose payouts are not final within the bound, that
+got no answer or an answer it cannot interpret (a 5xx, a reset, an unreadable body: its outcome
+unknown), or whose wallet could not be read, is not guessed: it fires a failed
+`resolved_within_bound` (not an inconsistency) and its fresh wallets go to the final audit
+(issue 25, rule 4; docs/strict-reading.md), judged from the node's truth of every invoice the
+round sent: a drain's or a retry's wallet as one payer's (`leave_to_audit`, the round's other
+invoices in `also`), a shared invoice's two wallets together (`pair_to_audit`: which one paid is
+not known), an edge round's wallet as one that must have moved nothing (`edge_to_audit`).
 """
 
 from __future__ import annotations
@@ -109,7 +111,6 @@ IN_PROGRESS_POLL_S = 0.1
 RETRY_FUNDING_MSAT = 10_000_000
 # the edge class: bad requests that must get a clear 4xx and move nothing (check `edge`)
 EDGE = checker.EDGE_ROUND
-ACCEPTED_BAD_INPUT = "accepted_bad_input"  # the kind: a 4xx was due, or a refusal moved money
 EDGE_FUNDING_MSAT = 5_000_000
 EDGE_CASES_PER_ROUND = 3
 USERS_SIMULATED_MAX = 100_000
@@ -407,10 +408,16 @@ class TrafficUser(FastHttpUser):
     # ---- the checks' events --------------------------------------------------------------------
 
     def not_judged(self, why: str, started: float) -> None:
-        """Not final within the bound, or an answer of unknown outcome: the reconciliation's."""
+        """Not final within the bound, or an answer of unknown outcome: the audit's (to_audit)."""
         recording.left_unresolved(traffic=self.traffic_name, why=why)
-        message = f"{self.traffic_name}: {why}; left to the end-of-run reconciliation"
+        message = f"{self.traffic_name}: {why}; left to the final audit"
         self.fire(checker.RESOLVED_WITHIN_BOUND, CheckFailed(message), started)
+
+    def to_audit(self, entry: dict[str, Any], why: str, started: float) -> None:
+        """A round of unknown outcome: its entry (rules.py's shapes) to the final audit, so money
+        lost in the dark is still found; the round's own check is left unresolved."""
+        payout_check.abandon(entry, checker.ABANDONED_ROUND)
+        self.not_judged(why, started)
 
     def leave_to_audit(
         self,
@@ -438,8 +445,7 @@ class TrafficUser(FastHttpUser):
             also=[(invoice.payment_hash, invoice.amount_msat) for invoice in others],
         )
         entry["retried"] = retried  # the same key sent twice: a second charge is a double one
-        payout_check.abandon(entry, checker.ABANDONED_ROUND)
-        self.not_judged(why, started)
+        self.to_audit(entry, why, started)
 
     def judged(
         self,
@@ -492,21 +498,25 @@ class SharedInvoiceUser(TrafficUser):
         started = time.perf_counter()
         both = [gevent.spawn(self.pay, wallet, invoice, phase) for wallet in (first, second)]
         gevent.joinall(both, timeout=ROUND_JOIN_TIMEOUT_S)
+        pair = (first, second)
         if not all(g.successful() for g in both):
             gevent.killall(both, block=False)
-            self.not_judged(f"a payout of invoice {invoice.payment_hash} did not answer", started)
+            why = f"a payout of invoice {invoice.payment_hash} did not answer"
+            self.pair_to_audit(pair, invoice, phase, why, started)
             return
         answers = [(first, both[0].value), (second, both[1].value)]
         # again, after both answered: refused unless every payout of it failed
         answers.append((second, self.pay(second, invoice, phase)))
         if any(answer.kind == "error" for _, answer in answers):
             detail = ", ".join(answer.describe() for _, answer in answers)
-            self.not_judged(f"invoice {invoice.payment_hash}: outcome unknown ({detail})", started)
+            why = f"invoice {invoice.payment_hash}: outcome unknown ({detail})"
+            self.pair_to_audit(pair, invoice, phase, why, started)
             return
         wallet_of = {a.payout_id: w for w, a in answers if a.payout_id}
         nodes = self.resolve(wallet_of, [a for _, a in answers], [invoice.payment_hash])
         if nodes is None:
-            self.not_judged(f"invoice {invoice.payment_hash}: not final within bound", started)
+            why = f"invoice {invoice.payment_hash}: not final within bound"
+            self.pair_to_audit(pair, invoice, phase, why, started)
             return
         node = nodes[invoice.payment_hash]
         # what the wallets said of the one payment (word_check.py), beside its money below
@@ -514,7 +524,8 @@ class SharedInvoiceUser(TrafficUser):
         word_check.record_shared(request_event, invoice, answers, node, phase, started)
         views = [self.wallets.get_wallet(first), self.wallets.get_wallet(second)]
         if views[0] is None or views[1] is None:
-            self.not_judged(f"invoice {invoice.payment_hash}: a wallet could not be read", started)
+            why = f"invoice {invoice.payment_hash}: a wallet could not be read"
+            self.pair_to_audit(pair, invoice, phase, why, started)
             return
         paid, cost_msat = checker.payment_cost(node, invoice.amount_msat)
         fee_msat = cost_msat - invoice.amount_msat
@@ -523,12 +534,8 @@ class SharedInvoiceUser(TrafficUser):
         expected_msat = 2 * SHARED_FUNDING_MSAT - (cost_msat if paid else 0)
         actual_msat = sum(balances)
         diff_msat = actual_msat - expected_msat
-        # both wallets charged for one payment is a double charge (retried=True says so)
-        kind = checker.classify_balance(
-            diff_msat=diff_msat, paid=paid, retried=True, cost_msat=cost_msat
-        )
-        if kind is None and not all(c in (0, cost_msat) for c in charged):
-            kind = checker.BALANCE_MISMATCH  # the sum is right, but not one charge of one wallet
+        # the rule the audit judges a pair of unknown outcome by, too (rules.shared_kind)
+        kind = checker.shared_kind(charged, paid, cost_msat)
         # a refused payout (409 payment_in_progress / invoice_already_paid) never sends: the
         # node's attempts for the invoice are at most the payouts the wallet took
         taken = len({a.payout_id for _, a in answers if a.kind != "refused" and a.payout_id})
@@ -554,6 +561,20 @@ class SharedInvoiceUser(TrafficUser):
         }
         taken_answers = [(node, a.latency_ms) for _, a in answers if a.kind != "refused"]
         self.judged(checker.SHARED_INVOICE, kind, example, started, taken_answers)
+
+    def pair_to_audit(
+        self, pair: tuple[Wallet, Wallet], invoice: Invoice, phase: str, why: str, started: float
+    ) -> None:
+        """The round's outcome is unknown: both wallets to the final audit as one group entry
+        (rules.audit_group_entry), since which of them paid is not known: together charged the
+        node's cost of the invoice if it paid, each 0 or that cost (rules.shared_kind)."""
+        entry = checker.audit_group_entry(
+            wallets=[(w.wallet_id, w.api_key, SHARED_FUNDING_MSAT) for w in pair],
+            payment_hash=invoice.payment_hash,
+            amount_msat=invoice.amount_msat,
+            phase=phase,
+        )
+        self.to_audit(entry, why, started)
 
 
 class DrainUser(TrafficUser):
@@ -837,6 +858,7 @@ class RetryUser(TrafficUser):
         """The round's outcome is unknown: its wallet to the final audit (leave_to_audit), both
         invoices judged from the node's truth, the same key's second charge a double one."""
         invoices = [round_.invoice, round_.other]
+        why = with_problems(why, round_.problems)
         self.leave_to_audit(
             round_.wallet, RETRY_FUNDING_MSAT, invoices, round_.phase, why, round_.started,
             retried=True,
@@ -985,26 +1007,30 @@ class EdgeUser(TrafficUser):
             return
         cases = self.rng.sample(sorted(EDGE_CASES), EDGE_CASES_PER_ROUND)
         problems: list[str] = []
-        hashes: list[str] = []
+        sent: list[Invoice] = []
         answers: list[str] = []
         for case in cases:
-            made = self.make_case(case)
-            if made is None:
-                return  # the node gave no invoice: nothing was sent
-            payment_request, payment_hash = made
-            hashes.append(payment_hash)
-            answer = self.raw_payout(wallet, payment_request, self.new_key(), phase, case)
+            invoice = self.make_case(case)
+            if invoice is None:
+                break  # the node gave no invoice: the round is judged on the cases sent before
+            sent.append(invoice)
+            answer = self.raw_payout(wallet, invoice.payment_request, self.new_key(), phase, case)
             if answer.status == 0:
-                self.not_judged(f"edge {case}: no answer", started)
+                why = with_problems(f"edge {case}: no answer", problems)
+                self.edge_to_audit(wallet, sent, phase, why, started)
                 return
             answers.append(f"{case}: {answer.describe()}")
             status, code = EDGE_CASES[case]
             if (answer.status, answer.error) != (status, code) or not answer.body.get("message"):
                 problems.append(f"{case}: {answer.describe()}, expected HTTP {status} {code}")
+        if not sent:
+            return  # nothing was sent: nothing to judge
+        hashes = [invoice.payment_hash for invoice in sent]
         nodes = self.resolve({}, [], hashes)
         view = self.wallets.get_wallet(wallet)
         if nodes is None or view is None:
-            self.not_judged(f"wallet {wallet.wallet_id}: not readable or not final", started)
+            why = with_problems(f"wallet {wallet.wallet_id}: not readable or not final", problems)
+            self.edge_to_audit(wallet, sent, phase, why, started)
             return
         seen = [h for h in hashes if nodes[h].get("status") != "unknown"]
         if seen:
@@ -1014,13 +1040,11 @@ class EdgeUser(TrafficUser):
         # reading; here it only keeps the round's own judgement going
         reserved_msat = reading.msat_or_none(view, "reserved_msat") or 0
         diff_msat = actual_msat - EDGE_FUNDING_MSAT
-        kind: str | None = None
-        if diff_msat or reserved_msat or problems:
-            # a refusal moves nothing: money moved, or an answer other than the clear 4xx due
-            kind = ACCEPTED_BAD_INPUT if problems or reserved_msat else None
-            kind = kind or checker.classify_balance(
-                diff_msat=diff_msat, paid=False, retried=False, cost_msat=0
-            )
+        # the rule the audit judges an edge round of unknown outcome by, too
+        kind = checker.bad_input_kind(
+            seen=len(seen), reserved_msat=reserved_msat, diff_msat=diff_msat,
+            wrong_answers=bool(problems),
+        )  # fmt: skip
         example = {
             "check": EDGE,
             "kind": kind,
@@ -1040,12 +1064,26 @@ class EdgeUser(TrafficUser):
         }
         self.judged(EDGE, kind, example, started)
 
-    def make_case(self, case: str) -> tuple[str, str] | None:
-        """(payment_request, payment_hash) of one edge case."""
+    def edge_to_audit(
+        self, wallet: Wallet, sent: list[Invoice], phase: str, why: str, started: float
+    ) -> None:
+        """The round's outcome is unknown: its wallet to the final audit as a bad-input entry
+        (rules.audit_bad_input_entry): every invoice it sent was due a refusal, so the node
+        never saw one and the wallet holds its funding, nothing reserved."""
+        entry = checker.audit_bad_input_entry(
+            wallet_id=wallet.wallet_id,
+            api_key=wallet.api_key,
+            expected_msat=EDGE_FUNDING_MSAT,
+            invoices=[(invoice.payment_hash, invoice.amount_msat) for invoice in sent],
+            phase=phase,
+        )
+        self.to_audit(entry, why, started)
+
+    def make_case(self, case: str) -> Invoice | None:
+        """The invoice of one edge case (None: the node gave none)."""
         if case in ("over_balance", "max_amount"):
             amount_msat = EDGE_FUNDING_MSAT if case == "over_balance" else MAX_AMOUNT_MSAT
-            invoice = self.wallets.create_invoice(amount_msat)
-            return None if invoice is None else (invoice.payment_request, invoice.payment_hash)
+            return self.wallets.create_invoice(amount_msat)
         made = {
             "expired": lambda: stranger_invoice(self.rng, created_s=int(time.time()) - 7200),
             "mainnet": lambda: stranger_invoice(self.rng, currency="bc"),
@@ -1053,7 +1091,7 @@ class EdgeUser(TrafficUser):
             "amountless": lambda: stranger_invoice(self.rng, amount_msat=None),
             "over_limit": lambda: stranger_invoice(self.rng, amount_msat=MAX_AMOUNT_MSAT + 1000),
         }[case]()
-        return made.payment_request, made.payment_hash
+        return made
 
 
 # each case: the answer due (status, error code). Amounts at the limits: one over the wallet's
@@ -1144,6 +1182,12 @@ class RawAnswer:
 
     def describe(self) -> str:
         return f"HTTP {self.status} {self.error or self.body.get('status') or ''}".strip()
+
+
+def with_problems(why: str, problems: list[str]) -> str:
+    """Why a round went to the audit, with the wrong answers it had seen before: the audit judges
+    the money alone, so these are named in the round's resolved_within_bound failure."""
+    return f"{why} (answers found wrong before: {'; '.join(problems)})" if problems else why
 
 
 def is_in_progress(answer: RawAnswer) -> bool:

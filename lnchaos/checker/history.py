@@ -196,13 +196,24 @@ def check_example(record: dict[str, Any], kind: str | None) -> dict[str, Any]:
 
 
 def line(record: dict[str, Any]) -> str:
-    """A record as one JSON line, its secret left out (only the audit's records carry one)."""
+    """A record as one JSON line, its secret left out (only the audit's records carry one: its
+    entry's, or each wallet's of a group entry)."""
     entry = record.get("entry")
-    if entry is not None and SECRET_KEY in entry:
-        record = {**record, "entry": {k: v for k, v in entry.items() if k != SECRET_KEY}}
+    if entry is not None and (SECRET_KEY in entry or entry.get("wallets")):
+        record = {**record, "entry": without_secret(entry)}
     if SECRET_KEY in record:
         record = {k: v for k, v in record.items() if k != SECRET_KEY}
     return orjson.dumps(record, default=str, option=_OPTIONS).decode()
+
+
+def without_secret(entry: dict[str, Any]) -> dict[str, Any]:
+    """An audit entry as a history may carry it: no API key, its own nor a group member's."""
+    kept = {k: v for k, v in entry.items() if k != SECRET_KEY}
+    if isinstance(kept.get("wallets"), list):
+        kept["wallets"] = [
+            {k: v for k, v in member.items() if k != SECRET_KEY} for member in kept["wallets"]
+        ]
+    return kept
 
 
 def header(process: str, run_id: str, max_bytes: int = MAX_BYTES_PER_PROCESS) -> dict[str, Any]:

@@ -139,3 +139,10 @@ NODE_TIMEOUT_JUDGED = "node_timeout_judged"
 REFUSED_BUT_SENT = "refused_but_sent"
 KINDS = (*KINDS, REFUSED_BUT_SENT)
 KIND_TEXT[REFUSED_BUT_SENT] = "a payout refused (409) still reached the node"
+
+# A bad input (the edge class's: an expired, foreign or over-limit invoice) answered other than
+# with its clear 4xx, or whose refusal moved money or reached the node (locustfiles/traffic.py;
+# the final audit's judgement of an edge round of unknown outcome, rules.bad_input_audit_kind)
+ACCEPTED_BAD_INPUT = "accepted_bad_input"
+KINDS = (*KINDS, ACCEPTED_BAD_INPUT)
+KIND_TEXT[ACCEPTED_BAD_INPUT] = "a bad input was not refused, or its refusal moved money"

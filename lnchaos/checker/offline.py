@@ -18,7 +18,7 @@ from typing import Any
 
 from lnchaos.checker import history
 from lnchaos.checker.kinds import EXIT_NOTHING_VERIFIED
-from lnchaos.checker.rules import audit_example, audit_result
+from lnchaos.checker.rules import audit_example_of, audit_of
 from lnchaos.checker.tally import merge_tallies
 from lnchaos.checker.verdict import Audit, build_report, close_checks
 
@@ -115,12 +115,10 @@ def _audit(master: list[dict[str, Any]]) -> Audit:
     for record in master:
         if record.get("type") != history.AUDIT:
             continue
-        entry, node, wallet = record["entry"], record.get("node"), record.get("wallet_view")
-        payout, error = record.get("payout_view"), record.get("error")
-        also = record.get("also_nodes")
-        kind = audit_result(entry, node, wallet, payout, error, also)
-        example = audit_example(entry, node, wallet, payout, kind, error, record["t"], also)
-        audit.add(entry, kind, example, node=node)
+        entry = record["entry"]
+        kind = audit_of(entry, record)  # the record holds the reads as the live audit's dict
+        example = audit_example_of(entry, record, kind, record["t"])
+        audit.add(entry, kind, example, node=record.get("node"))
     return audit
 
 

@@ -1,5 +1,11 @@
 """The rules of one payout's money, each written once: what a payment cost by the node's truth,
-the kind of a wrong balance, the final audit's judgement of a payout no payer could judge."""
+the kind of a wrong balance, the final audit's judgement of a payout no payer could judge.
+
+The audit's entries come in three shapes (docs/history.md, `audit_entry`): one wallet's payout
+(a payer's, or a traffic round's fresh wallet with the round's other invoices in `also`); a
+group of fresh wallets that paid ONE invoice (`wallets`: the shared-invoice class, judged
+together, as no one can say which of them paid); and a round of bad inputs (`bad_input`: the
+edge class, every invoice due a refusal, so none may reach the node or move money)."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 
 from lnchaos.checker import answers
 from lnchaos.checker.kinds import (
+    ACCEPTED_BAD_INPUT,
     AUDIT,
     BALANCE_MISMATCH,
     CHARGED_NOT_PAID,
@@ -73,6 +80,89 @@ def audit_entry(
     }
 
 
+def audit_group_entry(
+    *, wallets: list[tuple[str, str, int]], payment_hash: str, amount_msat: int, phase: str
+) -> dict[str, Any]:
+    """Several fresh wallets that paid ONE invoice, their round of unknown outcome (the
+    shared-invoice class): the audit cannot say which wallet paid, so it judges them together
+    (`shared_kind`). wallets: (wallet id, api key, its balance before the round); the entry's
+    `expected_msat` is their sum, its `wallet_id` their ids joined by "+" (as the live check
+    names the pair)."""
+    members = [
+        {"wallet_id": wallet_id, "api_key": api_key, "expected_msat": int(before_msat)}
+        for wallet_id, api_key, before_msat in wallets
+    ]
+    entry = audit_entry(
+        wallet_id="+".join(member["wallet_id"] for member in members),
+        api_key="",
+        expected_msat=sum(member["expected_msat"] for member in members),
+        payment_hash=payment_hash,
+        amount_msat=amount_msat,
+        phase=phase,
+    )
+    del entry["api_key"]  # each member's own: the audit reads each wallet with its key
+    entry["wallets"] = members
+    entry["retried"] = True  # two wallets charged for one payment is a double charge
+    return entry
+
+
+def audit_bad_input_entry(
+    *,
+    wallet_id: str,
+    api_key: str,
+    expected_msat: int,
+    invoices: list[tuple[str, int]],
+    phase: str,
+) -> dict[str, Any]:
+    """A fresh wallet's round of bad inputs of unknown outcome (the edge class): every invoice
+    (payment hash, amount) was due a refusal, so the wallet must end holding `expected_msat`
+    and the node must never have seen any of them (`bad_input_audit_kind`)."""
+    (first_hash, first_msat), *others = invoices
+    entry = audit_entry(
+        wallet_id=wallet_id,
+        api_key=api_key,
+        expected_msat=expected_msat,
+        payment_hash=first_hash,
+        amount_msat=first_msat,
+        phase=phase,
+        also=others,
+    )
+    entry["bad_input"] = True
+    return entry
+
+
+def audit_of(entry: dict[str, Any], reads: dict[str, Any]) -> str | None:
+    """The audit's kind of one entry from its reads, keyed as the history's `audit` record keys
+    them (node, wallet_view, payout_view, error, also_nodes, wallet_views): the live audit and
+    `lnchaos check` call this on the same dict, so they judge alike."""
+    return audit_result(
+        entry,
+        reads.get("node"),
+        reads.get("wallet_view"),
+        reads.get("payout_view"),
+        reads.get("error"),
+        reads.get("also_nodes"),
+        reads.get("wallet_views"),
+    )
+
+
+def audit_example_of(
+    entry: dict[str, Any], reads: dict[str, Any], kind: str | None, t_unix: float | None
+) -> dict[str, Any]:
+    """`audit_example` from the same reads as `audit_of`."""
+    return audit_example(
+        entry,
+        reads.get("node"),
+        reads.get("wallet_view"),
+        reads.get("payout_view"),
+        kind,
+        reads.get("error"),
+        t_unix,
+        reads.get("also_nodes"),
+        reads.get("wallet_views"),
+    )
+
+
 def audit_result(
     entry: dict[str, Any],
     node: dict[str, Any] | None,
@@ -80,10 +170,16 @@ def audit_result(
     payout: dict[str, Any] | None,
     error: str | None = None,
     also_nodes: dict[str, Any] | None = None,
+    wallet_views: dict[str, Any] | None = None,
 ) -> str | None:
-    """The audit's kind of one payout from what it read: `unresolved` when a read failed."""
+    """The audit's kind of one entry from what it read: `unresolved` when a read failed.
+    wallet_views: a group entry's wallet views by wallet id (its `wallet` is None)."""
     if error is not None:
         return UNRESOLVED
+    if entry.get("wallets"):
+        return group_audit_kind(entry, node, wallet_views)
+    if entry.get("bad_input"):
+        return bad_input_audit_kind(entry, node, wallet, also_nodes)
     return audit_kind(entry, node, wallet, payout, also_nodes)
 
 
@@ -136,6 +232,83 @@ def audit_kind(
         actual_msat=int(wallet["balance_msat"]),
         retried=bool(entry.get("retried")),
     )
+
+
+def group_audit_kind(
+    entry: dict[str, Any], node: dict[str, Any] | None, wallet_views: dict[str, Any] | None
+) -> str | None:
+    """The final audit of a group entry (`audit_group_entry`): every wallet read, final (the
+    node's payment final, nothing reserved), then judged together by `shared_kind`. A wallet
+    not read, or the invoice not final, is `unresolved`; a view breaking its shape is
+    `malformed_answer`."""
+    views = [(wallet_views or {}).get(str(m["wallet_id"])) for m in entry["wallets"]]
+    if node is None or any(view is None for view in views):
+        return UNRESOLVED
+    if any(malformed_views(view, None) for view in views if view is not None):
+        return MALFORMED_ANSWER
+    if node.get("status") not in FINAL_NODE:
+        return UNRESOLVED
+    if any(view["reserved_msat"] != 0 for view in views if view is not None):
+        return UNRESOLVED
+    paid, cost_msat = payment_cost(node, int(entry["amount_msat"]))
+    charged_msat = [
+        int(member["expected_msat"]) - int(view["balance_msat"])
+        for member, view in zip(entry["wallets"], views, strict=True)
+        if view is not None
+    ]
+    return shared_kind(charged_msat, paid, cost_msat)
+
+
+def shared_kind(charged_msat: list[int], paid: bool, cost_msat: int) -> str | None:
+    """Several wallets that paid ONE invoice (the shared-invoice class, live and in the audit):
+    together they were charged what the node took (its cost when it paid, else nothing), and each
+    either nothing or that whole cost. Both charged for one payment is `double_charge`; a sum
+    that is right while no single wallet was charged the cost is `balance_mismatch`.
+    charged_msat: each wallet's balance before less its balance now; cost_msat: payment_cost's
+    (the would-be cost when not paid)."""
+    diff_msat = (cost_msat if paid else 0) - sum(charged_msat)
+    kind = classify_balance(diff_msat=diff_msat, paid=paid, retried=True, cost_msat=cost_msat)
+    if kind is None and not all(charged in (0, cost_msat) for charged in charged_msat):
+        return BALANCE_MISMATCH  # the sum is right, but not one charge of one wallet
+    return kind
+
+
+def bad_input_audit_kind(
+    entry: dict[str, Any],
+    node: dict[str, Any] | None,
+    wallet: dict[str, Any] | None,
+    also_nodes: dict[str, Any] | None,
+) -> str | None:
+    """The final audit of a bad-input round (`audit_bad_input_entry`): each of its payouts was
+    due a refusal, and a refusal moves nothing. The node having seen any of its invoices (paid,
+    failed or in flight: a refusal went out), or money still held at the end, is
+    `accepted_bad_input`, as the edge class's own check names it; else the balance must be the
+    one before, a difference classified as for a payment not made. A read missing is
+    `unresolved`."""
+    others = [(also_nodes or {}).get(str(o["payment_hash"])) for o in entry.get("also") or ()]
+    nodes = [node, *others]
+    if wallet is None or any(n is None for n in nodes):
+        return UNRESOLVED
+    if malformed_views(wallet, None):
+        return MALFORMED_ANSWER
+    return bad_input_kind(
+        seen=sum(n is not None and n.get("status") != "unknown" for n in nodes),
+        reserved_msat=int(wallet["reserved_msat"]),
+        diff_msat=int(wallet["balance_msat"]) - int(entry["expected_msat"]),
+    )
+
+
+def bad_input_kind(
+    *, seen: int, reserved_msat: int, diff_msat: int, wrong_answers: bool = False
+) -> str | None:
+    """A round of bad inputs (the edge class, live and in the audit), each due a clear refusal,
+    and a refusal moves nothing: an answer other than the refusal due (`wrong_answers`, known
+    live only), an invoice the node saw (`seen`: any status but unknown), or money still held is
+    `accepted_bad_input`; else a balance off by diff_msat is classified as for a payment not
+    made (charged_not_paid or balance_mismatch)."""
+    if wrong_answers or seen or reserved_msat:
+        return ACCEPTED_BAD_INPUT
+    return classify_balance(diff_msat=diff_msat, paid=False, retried=False, cost_msat=0)
 
 
 def malformed_views(wallet: dict[str, Any], payout: dict[str, Any] | None) -> list[str]:
@@ -201,6 +374,44 @@ def answered_in_flight(node: dict[str, Any], answered_ms: Any) -> bool:
     return isinstance(answered_ms, int | float) and held_ms > answered_ms
 
 
+def audit_expected_msat(
+    entry: dict[str, Any], node: dict[str, Any] | None, also_nodes: dict[str, Any] | None
+) -> int:
+    """What the audit expects the entry's wallet (a group: its wallets together) to hold: the
+    balance before, less the node's cost of the other invoices (`also`) and of the entry's own
+    payment; a bad-input round exactly the balance before (none of it may move money)."""
+    if entry.get("bad_input"):
+        return int(entry["expected_msat"])
+    before_msat = audit_before_msat(entry, also_nodes)
+    before_msat = int(entry["expected_msat"]) if before_msat is None else before_msat
+    return expected_balance_msat(
+        before_msat=before_msat, amount_msat=int(entry["amount_msat"]), node=node or {}
+    )
+
+
+def audit_view(
+    entry: dict[str, Any], wallet: dict[str, Any] | None, wallet_views: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The view an audit example shows: the wallet's, or a group's wallets summed (balance and
+    reserved, each only when every wallet's is a whole msat) with each one's charge."""
+    if not entry.get("wallets"):
+        return wallet or {}
+    views = [(wallet_views or {}).get(str(m["wallet_id"])) or {} for m in entry["wallets"]]
+    summed: dict[str, Any] = {}
+    for key in ("balance_msat", "reserved_msat"):
+        values = [answers.msat_or_none(view, key) for view in views]
+        summed[key] = None if None in values else sum(v for v in values if v is not None)
+    summed["charged_msat"] = [
+        None if balance is None else int(member["expected_msat"]) - balance
+        for member, balance in zip(
+            entry["wallets"],
+            [answers.msat_or_none(view, "balance_msat") for view in views],
+            strict=True,
+        )
+    ]
+    return summed
+
+
 def audit_example(
     entry: dict[str, Any],
     node: dict[str, Any] | None,
@@ -210,15 +421,17 @@ def audit_example(
     error: str | None = None,
     t_unix: float | None = None,
     also_nodes: dict[str, Any] | None = None,
+    wallet_views: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An example of the audit's finding, shaped as the checks' (never the wallet's api key).
-    t_unix: when the audit read it (None: now)."""
+    t_unix: when the audit read it (None: now). A group entry's example shows its wallets
+    summed and each one's charge (`charged_msat`); a bad-input round's, each invoice's status
+    at the node."""
     paid, cost_msat = payment_cost(node or {}, int(entry["amount_msat"]))
-    before_msat = audit_before_msat(entry, also_nodes)
-    before_msat = int(entry["expected_msat"]) if before_msat is None else before_msat
-    expected_msat = before_msat - (cost_msat if paid else 0)
-    actual_msat = answers.msat_or_none(wallet or {}, "balance_msat")
-    node_status = (node or {}).get("status")
+    expected_msat = audit_expected_msat(entry, node, also_nodes)
+    view = audit_view(entry, wallet, wallet_views)
+    actual_msat = answers.msat_or_none(view, "balance_msat")
+    node_status = audit_node_status(entry, node, also_nodes)
     return {
         "check": FINAL_AUDIT,
         "kind": kind,
@@ -235,13 +448,48 @@ def audit_example(
         "expected_msat": expected_msat,
         "actual_msat": actual_msat,
         "diff_msat": actual_msat - expected_msat if actual_msat is not None else 0,
-        "reserved_msat": (wallet or {}).get("reserved_msat"),
+        "reserved_msat": view.get("reserved_msat"),
+        **({"charged_msat": view["charged_msat"]} if "charged_msat" in view else {}),
         "node_timed_out": (node or {}).get("timed_out") is True,  # the node's record of it
         # the payer's first answer came while the node still held the payment (the node's
         # held_ms against the answer's latency): a timeout the run reached, whatever was said
         "answered_in_flight": answered_in_flight(node or {}, entry.get("answered_ms")),
         "payout_status": (payout or {}).get("status"),
         "node_status": node_status if error is None else f"not audited: {error}",
-        **({"problems": malformed_views(wallet or {}, payout)} if kind == MALFORMED_ANSWER else {}),
+        **(
+            {"problems": audit_problems(entry, wallet, payout, wallet_views)}
+            if kind == MALFORMED_ANSWER
+            else {}
+        ),
         "t_unix": round(time.time(), 3) if t_unix is None else t_unix,
     }
+
+
+def audit_node_status(
+    entry: dict[str, Any], node: dict[str, Any] | None, also_nodes: dict[str, Any] | None
+) -> Any:
+    """The node's status of the entry's payment; a bad-input round's of each of its invoices
+    (comma-separated, as the edge check shows them)."""
+    status = (node or {}).get("status")
+    if not entry.get("bad_input"):
+        return status
+    others = [(also_nodes or {}).get(str(o["payment_hash"])) or {} for o in entry.get("also") or ()]
+    return ",".join(str(n.get("status")) for n in [node or {}, *others])
+
+
+def audit_problems(
+    entry: dict[str, Any],
+    wallet: dict[str, Any] | None,
+    payout: dict[str, Any] | None,
+    wallet_views: dict[str, Any] | None,
+) -> list[str]:
+    """What is wrong with the views the audit read (a group's: each wallet's, named)."""
+    if not entry.get("wallets"):
+        return malformed_views(wallet or {}, payout)
+    return [
+        f"{member['wallet_id']}: {problem}"
+        for member in entry["wallets"]
+        for problem in malformed_views(
+            (wallet_views or {}).get(str(member["wallet_id"])) or {}, None
+        )
+    ]

@@ -35,6 +35,7 @@ AMOUNT_MSAT = 100_000
 FEE_MSAT = 1_500
 BEFORE_MSAT = 1_000_000
 PAID_MSAT = BEFORE_MSAT - AMOUNT_MSAT - FEE_MSAT
+COST = AMOUNT_MSAT + FEE_MSAT
 
 
 def entry(retried: bool = False, payout_id: str | None = "p1") -> dict:
@@ -367,3 +368,78 @@ def test_the_master_audits_polls_until_the_final_wait_is_over_and_stays_bounded(
     examples = audit.kinds[checker.UNRESOLVED]["examples"]
     assert any("not audited: GET /node/payments/broken" in e["node_status"] for e in examples)
     assert all("secret-key" not in str(e) for e in [*examples, row["last_failure"]])
+
+
+# ---- rule 4: traffic rounds' entries, judged live and offline alike -----------------------------
+
+
+class RoundsTarget:
+    """The audit's reads of traffic rounds' entries: one invoice the node paid (a shared pair:
+    w1 charged, w2 not; p1 and p2 both charged) and a bad-input round the node never saw."""
+
+    NODES = {"paid": "succeeded", "unseen": "unknown", "other": "unknown"}
+    BALANCES = {"w1": PAID_MSAT, "w2": BEFORE_MSAT, "p1": PAID_MSAT, "p2": PAID_MSAT}
+
+    def node_payment(self, payment_hash: str) -> dict:
+        return node(self.NODES[payment_hash])
+
+    def wallet(self, wallet_id: str, api_key: str) -> dict:
+        assert api_key == f"key-{wallet_id}", "each wallet read with its own key"
+        return wallet(self.BALANCES.get(wallet_id, BEFORE_MSAT))
+
+    def payout(self, payout_id: str, api_key: str) -> dict:
+        raise AssertionError("a round's entry names no payout")
+
+
+def test_a_recorded_group_audit_is_judged_offline_as_live(monkeypatch):
+    """Issue 25, rule 4: a shared invoice's pair (one group entry) and an edge round (a
+    bad-input entry) audited by the master, then judged again from the history's `audit`
+    records alone, as `lnchaos check` does (the lines as written: no api key): the same kinds,
+    counts and examples."""
+    from lnchaos.checker import history, offline
+
+    counters.start_run(f"audit-rounds-{time.monotonic_ns()}")
+    environment = SimpleNamespace(
+        parsed_options=SimpleNamespace(),
+        runner=SimpleNamespace(),
+        events=SimpleNamespace(request=SimpleNamespace(fire=None)),
+    )
+    controller = Controller(environment)
+    controller.admin = RoundsTarget()
+    notes: list[dict] = []
+    monkeypatch.setattr(controller.collector, "note", notes.append)
+
+    def pair(first: str, second: str) -> dict:
+        made = checker.audit_group_entry(
+            wallets=[(w, f"key-{w}", BEFORE_MSAT) for w in (first, second)],
+            payment_hash="paid", amount_msat=AMOUNT_MSAT, phase="normal",
+        )  # fmt: skip
+        made["reason"] = checker.ABANDONED_ROUND
+        return made
+
+    edge = checker.audit_bad_input_entry(
+        wallet_id="e1", api_key="key-e1", expected_msat=BEFORE_MSAT,
+        invoices=[("unseen", AMOUNT_MSAT), ("other", 0)], phase="normal",
+    )  # fmt: skip
+    single = {**entry(payout_id=None), "wallet_id": "s1", "api_key": "key-s1"}
+    single["payment_hash"] = "unseen"  # a single wallet's entry beside them, judged as before
+    entries = [pair("w1", "w2"), pair("p1", "p2"), edge, single]
+    live = controller._audit({"audit": entries}, settle_deadline=time.monotonic())
+    assert live.summary() == {
+        "entries": 4, "judged": 4, "unresolved": 0, "inconsistent": 1, "overflow": 0
+    }  # fmt: skip
+    assert set(live.kinds) == {checker.DOUBLE_CHARGE}  # p1 and p2 both charged for one payment
+    example = live.kinds[checker.DOUBLE_CHARGE]["examples"][0]
+    assert example["wallet_id"] == "p1+p2" and example["charged_msat"] == [COST, COST]
+
+    audits = [r for r in notes if r["type"] == history.AUDIT]
+    assert [sorted(r["wallet_views"]) for r in audits if "wallet_views" in r] == [
+        ["w1", "w2"], ["p1", "p2"]
+    ]  # fmt: skip
+    assert audits[2]["also_nodes"] == {"other": node("unknown")}
+    # the master's records are written as noted: no key of any wallet in them
+    assert "key-" not in json.dumps(notes) and "secret-key" not in json.dumps(notes)
+    master = [json.loads(json.dumps({"t": 1.0, **r})) for r in notes]
+    again = offline._audit(master)
+    assert again.summary() == live.summary()
+    assert json.dumps(again.kinds, sort_keys=True) == json.dumps(live.kinds, sort_keys=True)

@@ -6,6 +6,8 @@ run with its class alone (`--traffic-mix payers=0,NAME=1`) under the `mutants` m
 - shared: paid_invoice_adopted_by_second_payout, `double_charge`, found by shared_invoice only;
 - retry: idempotency_key_reused_replays, `idempotency_mismatch`;
 - edge: expiry_read_in_ms, `accepted_bad_input`.
+- a shared round of unknown outcome (issue 25's rule 4): lost_answer_rolls_back_paid_payout,
+  `paid_not_charged`, found by the final audit's group entries.
 """
 
 from __future__ import annotations

@@ -162,6 +162,9 @@ class Mutant:
     # a coverage mutant (issue 25): no money bug; it keeps the run from a dangerous window its
     # settings enable, and the run must exit 4 naming that window (lnchaos/checker/coverage.py)
     window: str | None = None
+    # the source that must be among those that found the expected kind ("checks", "audit",
+    # "reconciliation"; None: any): a mutant there to show one source's teeth
+    source: str | None = None
 
 
 MUTANTS: dict[str, Mutant] = {}
@@ -180,6 +183,7 @@ def mutant(
     check: str | None = None,
     crash: bool = False,
     window: str | None = None,
+    source: str | None = None,
 ) -> Callable[[Callable[[], None]], Callable[[], None]]:
     def register(patch: Callable[[], None]) -> Callable[[], None]:
         doc = inspect.getdoc(patch) or ""
@@ -188,7 +192,7 @@ def mutant(
         first_paragraph = " ".join(doc.split("\n\n")[0].split())
         bug = first_paragraph.split("Class:")[0].strip()
         MUTANTS[patch.__name__] = Mutant(
-            patch.__name__, bug_class, expect, patch, bug, traffic_mix, check, crash, window
+            patch.__name__, bug_class, expect, patch, bug, traffic_mix, check, crash, window, source
         )
         return patch
 
@@ -1100,3 +1104,41 @@ def refused_payout_still_sent() -> None:
         return sends_anyway
 
     replace("pay", make)
+
+
+# -- rule 4: a round of unknown outcome goes to the final audit, in every traffic class
+LOST_ANSWER_SHARE_OF_256 = 128  # half the succeeded payouts of the request path lose their answer
+
+
+@mutant(
+    "strict reading: a lost answer's error path",
+    "paid_not_charged",
+    traffic_mix="payers=0,shared=1",
+    source="audit",
+)
+def lost_answer_rolls_back_paid_payout() -> None:
+    """When a payout's answer cannot be written after the node paid (an error on the way out:
+    the client gets a 500), the wallet's error path rolls the payout back: cancelled and
+    refunded, though the node made the payment. Only a client whose answer was lost meets it,
+    and a shared invoice's round of unknown outcome was once left to the target's own
+    reconciliation: the money goes out for free. Class: an error path that undoes what the
+    node did."""
+    status = value("PaymentStatus")
+    truth_type = value("PaymentTruth")
+    _flag_while("pay_saga", IN_SAGA)  # the request's own path: the resolver's settles are right
+
+    def lost(payout_id: str) -> bool:
+        digest = hashlib.sha256(f"lost-answer/{payout_id}".encode()).digest()
+        return digest[0] < LOST_ANSWER_SHARE_OF_256
+
+    def make(settle: Any) -> Any:
+        async def rolls_back(self: Any, payout: Any, truth: Any, *args: Any, **kw: Any) -> Any:
+            if not (IN_SAGA.get() and truth.status is status.SUCCEEDED and lost(payout.payout_id)):
+                return await settle(self, payout, truth, *args, **kw)
+            failed = truth_type(truth.payment_hash, status.FAILED)
+            await settle(self, payout, failed, *args, **kw)  # the rollback: refunded
+            raise RuntimeError("lnchaos-mutants: the answer could not be written")  # a 500
+
+        return rolls_back
+
+    replace("settle", make)

@@ -91,6 +91,11 @@ class RunResult:
         entry = (self.report.get("coverage") or {}).get(window) or {}
         return bool(entry.get("required")) and entry.get("count") == 0 and window in self.reason
 
+    def found_by(self, expect: tuple[str, ...], source: str) -> list[str]:
+        """The expected kinds `source` (checks, audit, reconciliation) found some of."""
+        found = [kind for kind in expect if self.kinds.get(kind)]
+        return [k for k in found if (self.kinds[k].get("detected_by") or {}).get(source, 0) > 0]
+
     def checks_finding(self, expect: tuple[str, ...]) -> set[str]:
         """The checks whose examples show the expected kinds (a traffic class's own check)."""
         found = set()
@@ -316,6 +321,8 @@ def verdict_of(name: str, result: RunResult) -> str:
     if mutant.check and result.checks_finding(mutant.expect) != {mutant.check}:
         found = sorted(result.checks_finding(mutant.expect))
         return f"caught, but by the checks {found}, not {mutant.check} alone"
+    if mutant.source and not result.found_by(mutant.expect, mutant.source):
+        return f"caught, but not by the {mutant.source}"
     return "ok"
 
 

@@ -52,6 +52,9 @@ def test_mutant_is_caught(name: str, runs: dict[str, RunResult]) -> None:
     if mutant.check:
         # a traffic class's mutant: run with that class alone, found by its own check
         assert result.checks_finding(mutant.expect) == {mutant.check}, _describe(result)
+    if mutant.source:
+        # a source's mutant (the final audit's, rule 4): that source is among those that found it
+        assert result.found_by(mutant.expect, mutant.source), _describe(result)
 
 
 @pytest.mark.mutants
