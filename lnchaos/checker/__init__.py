@@ -7,6 +7,8 @@ it in a fresh interpreter): the live checks of a Locust run (locustfiles/) and `
 - kinds.py: the vocabulary (check names, inconsistency kinds, outcomes, exit codes), once;
 - rules.py: one payout's money (a payment's cost by the node's truth, the kind of a wrong
   balance, the final audit's judgement);
+- rounds.py: the traffic classes' rounds (shared invoice, drain, retry, edge), each judged
+  from the facts its check record carries;
 - tally.py: one process's record of a run and the sum of many;
 - verdict.py: the combination with the target's reconciliation, the exit code, consistency.json
   (its schema is that module's docstring);

@@ -6,7 +6,8 @@ process's Tally by `apply`, and the live run's Tally *is* that fold: a process r
 `Recorder.emit`, which applies the record and keeps its line. `lnchaos check` folds the recorded
 lines with the same `apply`, so the live tally and the offline one are the same function of the
 same records. A balance check is judged again from its recorded inputs (`in`: the balance before,
-the invoice's amount, the node's truth, the balance seen), not taken from its recorded kind.
+the invoice's amount, the node's truth, the balance seen), not taken from its recorded kind; a
+traffic round from its recorded `facts`, by its class's rule in rounds.py.
 
 The history is bounded: MAX_BYTES_PER_PROCESS of lines per process. Past it the records still
 count live, their lines are dropped, and one `truncated` record says how many: such a history
@@ -22,7 +23,7 @@ from typing import Any
 
 import orjson  # the target's JSON already: several times faster than json on the users' path
 
-from lnchaos.checker import answers, coverage
+from lnchaos.checker import answers, coverage, rounds
 from lnchaos.checker.kinds import ANSWER_SHAPE, NODE_TIMEOUT_JUDGED, RESOLVED_WITHIN_BOUND
 from lnchaos.checker.rules import (
     answered_in_flight,
@@ -98,9 +99,12 @@ def apply(tally: Tally, record: dict[str, Any]) -> str | None:
 
 
 def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
-    """A check: a balance check is judged from its inputs (`in`), any other check's kind is the
-    one it recorded. `counted: false`: a finding shown but counted under another check (the
-    double charge a retry check names is counted once, by its balance check)."""
+    """A check: a balance check is judged from its inputs (`in`), a traffic round from its
+    facts, any other check's kind is the one it recorded. `counted: false`: a finding shown but
+    counted under another check (the double charge a retry check names is counted once, by its
+    balance check)."""
+    if rounds.judgeable(record):
+        return _apply_round(tally, record)
     if "view" in record:
         return _apply_view(tally, record)
     if record.get("name") == ANSWER_SHAPE:
@@ -123,6 +127,18 @@ def _apply_check(tally: Tally, record: dict[str, Any]) -> str | None:
     example = check_example(record, kind) if inputs is not None else record.get("example")
     if example is not None:
         tally.record_inconsistency(kind, int(example.get("diff_msat") or 0), example)
+    return kind
+
+
+def _apply_round(tally: Tally, record: dict[str, Any]) -> str | None:
+    """A traffic round judged from its facts by its class's rule (rounds.judge), never from the
+    kind it recorded: a rule changed since re-judges it."""
+    kind, example = rounds.judge(record)
+    coverage.observe_round(tally.coverage, record)  # a drain's node spans (none: nothing)
+    tally.record_check(record["name"], passed=kind is None)
+    _count_node_timeouts(tally, record)
+    if example is not None and record.get("counted", True):
+        tally.record_inconsistency(str(kind), int(example["diff_msat"]), example)
     return kind
 
 
@@ -348,9 +364,19 @@ def read_dir(directory: Path) -> dict[str, list[dict[str, Any]]]:
     return result
 
 
-def fold(records: Iterable[dict[str, Any]], run_id: str = "") -> Tally:
-    """A tally from recorded records: the same `apply` as the live run."""
+def fold(
+    records: Iterable[dict[str, Any]],
+    run_id: str = "",
+    rejudged: list[dict[str, Any]] | None = None,
+) -> Tally:
+    """A tally from recorded records: the same `apply` as the live run. rejudged: when given,
+    gets each traffic round whose kind by today's rules differs from the kind it recorded
+    (rounds.rejudged)."""
     tally = Tally(run_id)
     for record in records:
-        apply(tally, record)
+        kind = apply(tally, record)
+        if rejudged is not None and record.get("type") == CHECK:
+            differs = rounds.rejudged(record, kind)
+            if differs is not None:
+                rejudged.append(differs)
     return tally

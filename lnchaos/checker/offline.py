@@ -1,11 +1,14 @@
 """`lnchaos check`: a recorded run judged again, offline, from its history alone.
 
 Each user process's file is folded into a tally with the live run's own fold (history.apply:
-balance checks judged again from their inputs); the master's file gives the final audit's reads
-(each judged again with rules.audit_result), the target's reconciliation and the `end` record
-(the run's settings and what the verdict took besides the records). verdict.build_report then
+balance checks judged again from their inputs, traffic rounds from their facts); the master's
+file gives the final audit's reads (each judged again with rules.audit_result), the target's
+reconciliation and the `end` record (the run's settings and what the verdict took besides the
+records). verdict.build_report then
 decides exactly as the live run did: same verdict, exit code and counts per kind. No network, no
-clock: the same history gives the same document, byte for byte.
+clock: the same history gives the same document, byte for byte. A rule changed since the run
+judges its rounds anew: the document's `rejudged` counts the rounds whose kind differs from the
+one the run recorded (0 on a run judged by the same rules), and its reason says so.
 
 Each finding's example gets its witness: the records of its payment (by hash and payout id) and
 the reads of its wallet, in the order they were recorded (`witness`).
@@ -16,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lnchaos.checker import history
+from lnchaos.checker import history, rounds
 from lnchaos.checker.kinds import EXIT_NOTHING_VERIFIED
 from lnchaos.checker.rules import audit_example_of, audit_of
 from lnchaos.checker.tally import merge_tallies
@@ -66,8 +69,10 @@ def judge(files: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         raise HistoryError("no `end` record: the run was never judged (killed before its end?)")
     truncated = [name for name, records in files.items() if _last(records, history.TRUNCATED)]
     user_files = list(end.get("user_files") or [n for n in files if n != MASTER_FILE])
+    rejudged: list[dict[str, Any]] = []
     tallies = {
-        name: history.fold(files.get(name) or [], end.get("run_id", "")) for name in user_files
+        name: history.fold(files.get(name) or [], end.get("run_id", ""), rejudged)
+        for name in user_files
     }
     merged = merge_tallies(t.to_dict() for t in tallies.values())
     audit = _audit(master)
@@ -95,6 +100,7 @@ def judge(files: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     report.update(end.get("extra") or {})
     report["written_unix"] = end.get("t")  # the run's, not this check's: deterministic
     report["judged_from"] = "history"
+    _say_rejudged(report, rejudged)
     add_witnesses(report, files)
     if truncated:
         _refuse_truncated(report, truncated)
@@ -131,6 +137,17 @@ def _workers(end: dict[str, Any], tallies: dict[str, Any]) -> dict[str, dict[str
         tally = tallies.get(worker.get("history_file"))
         result[node_id] = {**worker, "tally": tally.to_dict() if tally is not None else None}
     return result
+
+
+def _say_rejudged(report: dict[str, Any], rejudged: list[dict[str, Any]]) -> None:
+    """The rounds today's rules judged otherwise than the run did: counted, and named in the
+    reason when there are any (the verdict above is already today's)."""
+    report["rejudged"] = rounds.rejudged_section(rejudged)
+    if rejudged:
+        report["reason"] = (
+            f"{report['reason']}; {len(rejudged)} traffic round(s) judged again from their "
+            f"recorded facts differ from the kind the run recorded (rejudged)"
+        )
 
 
 def _refuse_truncated(report: dict[str, Any], truncated: list[str]) -> None:
