@@ -8,9 +8,10 @@ path (telemetry: the master's collector, once a second).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from lnchaos.checker import history
+from lnchaos.checker import history, rounds
 from locustfiles.telemetry import LOCAL
 
 # The operations and reads are the checks' evidence: with --checks off (the bench's unchecked
@@ -44,21 +45,28 @@ def left_unresolved(**fields: Any) -> None:
     LOCAL.history.emit({"type": history.LEFT_UNRESOLVED, **fields})
 
 
-def check(
-    name: str,
-    kind: str | None,
-    example: dict[str, Any] | None,
-    node_timeouts: int = 0,
-    **facts: Any,
-) -> None:
-    """A check judged by its caller, with its kind and example (a traffic round's);
-    node_timeouts: of the round's payments, those the node says it timed out (the node's word:
-    what "nothing proven about timeouts" counts); `facts`: what the judge's coverage reads of
-    the round (a drain's `node_spans`)."""
-    record = {"type": history.CHECK, "name": name, "kind": kind, "example": example, **facts}
+def round_check(
+    name: str, facts: dict[str, Any], node_timeouts: int = 0, **ids: Any
+) -> tuple[str | None, dict[str, Any] | None]:
+    """A traffic round, judged by its class's rule (lnchaos/checker/rounds.py) from `facts`,
+    what it records: `lnchaos check` judges the same facts again with the same rule. Its kind
+    and example back (example None: passed), and recorded too, for readers that judge by the
+    recorded kind. ids: wallet, hash, phase, and what the judge's coverage reads of the round (a
+    drain's `node_spans`); node_timeouts: of the round's payments, those the node says it timed
+    out (the node's word: what "nothing proven about timeouts" counts)."""
+    record: dict[str, Any] = {
+        "type": history.CHECK,
+        "t": round(time.time(), 3),  # before judging: the example's t_unix is the record's
+        "name": name,
+        **ids,
+        rounds.FACTS: facts,
+    }
+    kind, example = rounds.judge(record)
+    record.update(kind=kind, example=example)
     if node_timeouts:
         record["node_timeouts"] = node_timeouts
     LOCAL.history.emit(record)
+    return kind, example
 
 
 def invoke(op: str, **fields: Any) -> None:

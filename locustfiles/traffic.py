@@ -34,9 +34,14 @@ replays Locust's dispatch to say which classes get no user at a small -u (a warn
 got no answer is sent again with the same key once the target is back, as the payers do.
 
 All judge money only by the node's truth (GET /node/payments/{hash}), after every payout is
-final (bounded polling, as users.py). A round whose payouts are not final within the bound, that
-got no answer or an answer it cannot interpret (a 5xx, a reset, an unreadable body: its outcome
-unknown), or whose wallet could not be read, is not guessed: it fires a failed
+final (bounded polling, as users.py). The rules are the judge's (lnchaos/checker/rounds.py): a
+class gathers a round's facts (amounts, the node's final truth of each invoice, the balances
+read, the answers' HTTP status, status and error code) and `judged` records them with the kind
+the rule gives, so `lnchaos check` judges the same facts again with the same rule.
+
+A round whose payouts are not final within the bound, that got no answer or an answer it cannot
+interpret (a 5xx, a reset, an unreadable body: its outcome unknown), or whose wallet could not
+be read, is not guessed: it fires a failed
 `resolved_within_bound` (not an inconsistency) and its fresh wallets go to the final audit
 (issue 25, rule 4; docs/strict-reading.md), judged from the node's truth of every invoice the
 round sent: a drain's or a retry's wallet as one payer's (`leave_to_audit`, the round's other
@@ -62,7 +67,7 @@ from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from lnchaos.checker import answers as reading
-from lnchaos.checker import refusals, rules
+from lnchaos.checker import rounds, rules
 from locustfiles import checker, counters, crash, payout_check, recording, word_check
 from locustfiles.checker import CheckFailed
 from locustfiles.options import PAYER_WEIGHT, PAYERS
@@ -102,7 +107,7 @@ ROUND_JOIN_TIMEOUT_S = 30.0
 REQUEST_ID = "X-Request-Id"
 REQUEST_IDS = itertools.count(1)
 # the answers a round expects besides success, failure and timeout: refusals that move nothing
-REFUSALS = ("payment_in_progress", "invoice_already_paid", "insufficient_funds")
+REFUSALS = rounds.REFUSALS
 
 # the retry class: one round's in-progress answers re-asked (bounded), and its check's name
 RETRY = checker.RETRY_ROUND
@@ -118,8 +123,7 @@ USERS_SIMULATED_MAX = 100_000
 # round (a fresh wallet each), whose payouts are a handful; 10 000 per user made a long run's
 # Locust process grow by tens of MB at the spike's users
 COUNTED_MAX = 256
-IN_PROGRESS = ("request_in_progress",)  # allocation(): a bound on the replayed dispatch
-KEY_REFUSALS = ("idempotency_key_reused", *IN_PROGRESS)  # a key's other request, told no
+IN_PROGRESS = rounds.IN_PROGRESS
 
 _user_numbers = itertools.count()
 log = logging.getLogger(__name__)
@@ -450,22 +454,23 @@ class TrafficUser(FastHttpUser):
     def judged(
         self,
         name: str,
-        kind: str | None,
-        example: dict[str, Any],
+        facts: dict[str, Any],
         started: float,
         answered: list[tuple[dict[str, Any], float]] | None = None,
-        **facts: Any,
+        **ids: Any,
     ) -> None:
-        """A round judged; answered: (the node's final truth, the answer's latency in ms) of
-        each payout the wallet took: one answered sooner than the node held its payment was
-        answered in flight, a timeout the run reached whatever the wallet said (the node's
-        word and the suite's clock, rules.answered_in_flight); `facts`: what the judge's
-        coverage reads of the round (a drain's `node_spans`)."""
+        """A round judged by its class's rule (lnchaos/checker/rounds.py) from `facts`, which
+        the history records so `lnchaos check` judges them again; ids: the record's wallet,
+        hash, phase and what the judge's coverage reads (a drain's `node_spans`). answered: (the
+        node's final truth, the answer's latency in ms) of each payout the wallet took: one
+        answered sooner than the node held its payment was answered in flight, a timeout the
+        run reached whatever the wallet said (the node's word and the suite's clock,
+        rules.answered_in_flight)."""
         in_flight = sum(rules.answered_in_flight(node, ms) for node, ms in answered or [])
-        recording.check(name, kind, example if kind is not None else None, in_flight, **facts)
+        kind, example = recording.round_check(name, facts, in_flight, **ids)
         for _ in range(in_flight):  # counted by the fold: in the suite's own table as well
             self.fire(checker.NODE_TIMEOUT_JUDGED, None, started)
-        if kind is None:
+        if kind is None or example is None:
             self.fire(name, None, started)
             return
         detail = (
@@ -527,40 +532,19 @@ class SharedInvoiceUser(TrafficUser):
             why = f"invoice {invoice.payment_hash}: a wallet could not be read"
             self.pair_to_audit(pair, invoice, phase, why, started)
             return
-        paid, cost_msat = checker.payment_cost(node, invoice.amount_msat)
-        fee_msat = cost_msat - invoice.amount_msat
-        balances = [int(view["balance_msat"]) for view in views]
-        charged = [SHARED_FUNDING_MSAT - balance for balance in balances]
-        expected_msat = 2 * SHARED_FUNDING_MSAT - (cost_msat if paid else 0)
-        actual_msat = sum(balances)
-        diff_msat = actual_msat - expected_msat
-        # the rule the audit judges a pair of unknown outcome by, too (rules.shared_kind)
-        kind = checker.shared_kind(charged, paid, cost_msat)
-        # a refused payout (409 payment_in_progress / invoice_already_paid) never sends: the
-        # node's attempts for the invoice are at most the payouts the wallet took
-        taken = len({a.payout_id for _, a in answers if a.kind != "refused" and a.payout_id})
-        sent_refused = refusals.sent_despite_refusal(node, taken)
-        kind = refusals.refusal_kind(kind, sent_refused)
-        example = {
-            "check": checker.SHARED_INVOICE,
-            "kind": kind,
-            "wallet_id": f"{first.wallet_id}+{second.wallet_id}",
-            "payout_id": ",".join(str(a.payout_id) for _, a in answers),
-            "payment_hash": invoice.payment_hash,
-            "phase": phase,
+        # the rule (rounds.judge_shared) takes what the history records of the round
+        facts = {
             "amount_msat": invoice.amount_msat,
-            "fee_msat": fee_msat,
-            "expected_msat": expected_msat,
-            "actual_msat": actual_msat,
-            "diff_msat": diff_msat,
-            "payout_status": ",".join(a.describe() for _, a in answers),
-            "node_status": node.get("status"),
-            "detail": f"charged per wallet {charged} msat; node attempts beyond the payouts"
-            f" taken: {sent_refused}",
-            "t_unix": round(time.time(), 3),
+            "node": rounds.node(node),
+            "before_msat": [SHARED_FUNDING_MSAT, SHARED_FUNDING_MSAT],
+            "balances_msat": [int(view["balance_msat"]) for view in views],
+            "answers": [answer_facts(a) for _, a in answers],
         }
         taken_answers = [(node, a.latency_ms) for _, a in answers if a.kind != "refused"]
-        self.judged(checker.SHARED_INVOICE, kind, example, started, taken_answers)
+        self.judged(
+            checker.SHARED_INVOICE, facts, started, taken_answers,
+            wallet=f"{first.wallet_id}+{second.wallet_id}", hash=invoice.payment_hash, phase=phase,
+        )  # fmt: skip
 
     def pair_to_audit(
         self, pair: tuple[Wallet, Wallet], invoice: Invoice, phase: str, why: str, started: float
@@ -668,51 +652,20 @@ class DrainUser(TrafficUser):
                 started,
             )
             return
-        actual_msat = int(view["balance_msat"])
-        seen_msat.append(actual_msat)
-        paid_msat = sum(
-            checker.node_cost_msat(nodes[invoice.payment_hash], invoice.amount_msat)
-            for invoice in ready
-        )
-        fee_msat = paid_msat - sum(
-            invoice.amount_msat
-            for invoice in ready
-            if nodes[invoice.payment_hash].get("status") == "succeeded"
-        )
-        expected_msat = funding_msat - paid_msat
-        diff_msat = actual_msat - expected_msat
-        refused = sum(answer.kind == "refused" for answer in answers)
-        if min(seen_msat) < 0:
-            kind: str | None = checker.OVERDRAWN
-        else:
-            kind = checker.classify_balance(
-                diff_msat=diff_msat, paid=paid_msat > 0, retried=False, cost_msat=paid_msat
-            )
-        # each invoice is paid once in a drain: a refused one must never have reached the node
-        sent_refused = sum(
-            refusals.sent_despite_refusal(
-                nodes[invoice.payment_hash], int(answer.kind != "refused")
-            )
-            for invoice, answer in zip(ready, answers, strict=True)
-        )
-        kind = refusals.refusal_kind(kind, sent_refused)
-        example = {
-            "check": checker.DRAIN,
-            "kind": kind,
-            "wallet_id": wallet.wallet_id,
-            "payout_id": ",".join(str(a.payout_id) for a in answers),
-            "phase": phase,
-            "amount_msat": sum(invoice.amount_msat for invoice in ready),
-            "fee_msat": fee_msat,
-            "expected_msat": expected_msat,
-            "actual_msat": actual_msat,
-            "diff_msat": diff_msat,
+        seen_msat.append(int(view["balance_msat"]))
+        # the rule (rounds.judge_drain) takes what the history records of the round
+        facts = {
+            "funding_msat": funding_msat,
+            "balances_msat": seen_msat,
             "reserved_msat": view.get("reserved_msat"),
-            "payout_status": ",".join(answer.describe() for answer in answers),
-            "node_status": ",".join(str(nodes[h].get("status")) for h in hashes),
-            "detail": f"funding {funding_msat} msat, {refused} refused ({sent_refused} of them"
-            f" sent to the node), balances seen {seen_msat}",
-            "t_unix": round(time.time(), 3),
+            "payouts": [
+                {
+                    "amount_msat": invoice.amount_msat,
+                    "node": rounds.node(nodes[invoice.payment_hash]),
+                    "answer": answer_facts(answer),
+                }
+                for invoice, answer in zip(ready, answers, strict=True)
+            ],
         }
         # coverage: the node's span of each payout it acted on (two at once overlap)
         spans = [
@@ -726,14 +679,9 @@ class DrainUser(TrafficUser):
             if answer.kind != "refused"
         ]
         self.judged(
-            checker.DRAIN,
-            kind,
-            example,
-            started,
-            taken,
-            wallet=wallet.wallet_id,
-            node_spans=spans,
-        )
+            checker.DRAIN, facts, started, taken,
+            wallet=wallet.wallet_id, phase=phase, node_spans=spans,
+        )  # fmt: skip
 
 
 # ---- retry: the same Idempotency-Key at the wrong moments ---------------------------------------
@@ -742,7 +690,8 @@ class DrainUser(TrafficUser):
 @dataclass
 class RetryRound:
     """One round of the retry class: its wallet, the invoice the key is for (the one that
-    claimed the key first, step 1), the other invoice, the key, and what it found wrong."""
+    claimed the key first, step 1), the other invoice, the key, what it found wrong so far (for
+    a round sent to the audit), and the facts its rule takes (rounds.judge_retry) as they come."""
 
     phase: str
     started: float
@@ -751,6 +700,11 @@ class RetryRound:
     other: Invoice
     key: str
     problems: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def found(self, problem: str | None) -> None:
+        if problem is not None:
+            self.problems.append(problem)
 
 
 class RetryUser(TrafficUser):
@@ -835,12 +789,12 @@ class RetryUser(TrafficUser):
             message = f"invoice {invoice.payment_hash}: outcome unknown ({detail})"
             self.round_to_audit(round_, message)
             return None
-        first, second = answers
-        if (second.status, second.payout_id) != (first.status, first.payout_id):
-            round_.problems.append(
-                f"same key, two answers: {self.witness(round_, first)} / "
-                f"{self.witness(round_, second)}"
-            )
+        round_.facts["pair"] = pair = [a.facts for a in answers]
+        if not rounds.one_answer(pair):
+            # the two answers named with their payouts' invoices, as the wallet reports them
+            round_.facts["said"] = [self.witness(round_, a) for a in answers]
+        round_.found(rounds.same_key_problem(pair, round_.facts.get("said")))
+        first = answers[0]
         if raced is not None and took_key(raced) and not took_key(first):
             # Stripe's rule: the key is the request's that claimed it first. Under load the racing
             # request (sent 1 ms after the first) can reach the wallet first: then it owns the key,
@@ -852,6 +806,7 @@ class RetryUser(TrafficUser):
             message = f"invoice {round_.invoice.payment_hash}: no payout ({first.describe()})"
             self.round_to_audit(round_, message)
             return None
+        round_.facts["first"] = first.facts
         return first, raced, answers
 
     def round_to_audit(self, round_: RetryRound, why: str) -> None:
@@ -885,10 +840,8 @@ class RetryUser(TrafficUser):
         reused = raced or self.raw_payout(
             round_.wallet, round_.other.payment_request, round_.key, round_.phase, "key reused"
         )
-        if took_key(reused) or not reused.error:
-            round_.problems.append(
-                f"same key, another invoice: {reused.describe()}, not a clear 4xx"
-            )
+        round_.facts["reused"] = reused.facts
+        round_.found(rounds.reused_problem(reused.facts))
         return reused
 
     def new_key_once_final(self, round_: RetryRound, first: RawAnswer) -> RawAnswer | None:
@@ -909,27 +862,23 @@ class RetryUser(TrafficUser):
         if again.status == 0:
             self.round_to_audit(round_, f"invoice {invoice.payment_hash}: new key unanswered")
             return None
-        refused = again.status == 409 and again.error == "invoice_already_paid"
-        if paid_first and not refused:
-            round_.problems.append(f"a new key after a success: {again.describe()}, not refused")
-        if not paid_first and again.status in (409, 422):
-            round_.problems.append(f"a new key after a failure: {again.describe()}, refused")
+        round_.facts.update(paid_first=paid_first, again=again.facts)
+        round_.found(rounds.again_problem(paid_first, again.facts))
         return again
 
     def judge_round(self, round_: RetryRound, first: RawAnswer, answers: list[RawAnswer]) -> None:
-        """The money, once every payout the round started is final: the wallet's balance from
-        what the node paid for each invoice. A key that started a second payment is
-        idempotency_mismatch when the wallet charged what the node paid, a money kind when it
-        did not. answers: the round's, the key's reuse and the new key's last."""
+        """The money, once every payout the round started is final: the round's facts completed
+        with the node's truth of both invoices and the wallet's balance, judged by
+        rounds.judge_retry (a key that started a second payment is idempotency_mismatch when the
+        wallet charged what the node paid, a money kind when it did not). answers: the round's,
+        the key's reuse and the new key's last."""
         wallet, invoice, other = round_.wallet, round_.invoice, round_.other
         reused, again = answers[-2], answers[-1]
-        assert first.payout_id is not None
-        payouts = {first.payout_id: wallet}
-        for answer in (reused, again):
-            if answer.payout_id and took_key(answer) and answer.outcome() != "rejected":
-                payouts[answer.payout_id] = wallet  # a payout the wallet started: final first
+        payout_ids = rounds.started_payouts(first.facts, reused.facts, again.facts)
         hashes = [invoice.payment_hash, other.payment_hash]
-        nodes = self.resolve(payouts, [reused.as_result(), again.as_result()], hashes)
+        nodes = self.resolve(
+            dict.fromkeys(payout_ids, wallet), [reused.as_result(), again.as_result()], hashes
+        )
         if nodes is None:
             self.round_to_audit(round_, f"invoice {invoice.payment_hash}: not final within bound")
             return
@@ -938,41 +887,20 @@ class RetryUser(TrafficUser):
             self.round_to_audit(round_, f"wallet {wallet.wallet_id} could not be read")
             return
         node = nodes[invoice.payment_hash]
-        if nodes[other.payment_hash].get("status") != "unknown":
-            round_.problems.append(
-                f"the other invoice reached the node: {nodes[other.payment_hash]}"
-            )
-        paid, cost_msat = checker.payment_cost(node, invoice.amount_msat)
-        spent_msat = checker.node_cost_msat(node, invoice.amount_msat) + checker.node_cost_msat(
-            nodes[other.payment_hash], other.amount_msat
-        )
-        expected_msat = RETRY_FUNDING_MSAT - spent_msat
-        actual_msat = int(view["balance_msat"])
-        diff_msat = actual_msat - expected_msat
-        kind = checker.classify_balance(
-            diff_msat=diff_msat, paid=paid, retried=True, cost_msat=cost_msat
-        )
-        if kind is None and round_.problems:
-            kind = checker.IDEMPOTENCY_MISMATCH
-        example = {
-            "check": RETRY,
-            "kind": kind,
-            "wallet_id": wallet.wallet_id,
-            "payout_id": ",".join(str(p) for p in payouts),
-            "payment_hash": invoice.payment_hash,
-            "phase": round_.phase,
-            "amount_msat": invoice.amount_msat,
-            "fee_msat": cost_msat - invoice.amount_msat if paid else 0,
-            "expected_msat": expected_msat,
-            "actual_msat": actual_msat,
-            "diff_msat": diff_msat,
+        facts = {
+            "funding_msat": RETRY_FUNDING_MSAT,
+            "balance_msat": int(view["balance_msat"]),
             "reserved_msat": view.get("reserved_msat"),
-            "payout_status": ",".join(a.describe() for a in answers),
-            "node_status": node.get("status"),
-            "detail": "; ".join(round_.problems) or ("paid" if paid else "not paid"),
-            "t_unix": round(time.time(), 3),
+            "amount_msat": invoice.amount_msat,
+            "node": rounds.node(node),
+            "other_amount_msat": other.amount_msat,
+            "other_node": rounds.node(nodes[other.payment_hash]),
+            **round_.facts,
         }
-        self.judged(RETRY, kind, example, round_.started, [(node, first.latency_ms)])
+        self.judged(
+            RETRY, facts, round_.started, [(node, first.latency_ms)],
+            wallet=wallet.wallet_id, hash=invoice.payment_hash, phase=round_.phase,
+        )  # fmt: skip
 
     def settle_in_progress(
         self, wallet: Wallet, invoice: Invoice, key: str, phase: str, answer: RawAnswer
@@ -1006,9 +934,9 @@ class EdgeUser(TrafficUser):
         if wallet is None:
             return
         cases = self.rng.sample(sorted(EDGE_CASES), EDGE_CASES_PER_ROUND)
-        problems: list[str] = []
+        problems: list[str] = []  # the wrong answers so far, named if the round goes to audit
         sent: list[Invoice] = []
-        answers: list[str] = []
+        said: list[dict[str, Any]] = []  # each case sent with its answer (the rule's facts)
         for case in cases:
             invoice = self.make_case(case)
             if invoice is None:
@@ -1019,10 +947,11 @@ class EdgeUser(TrafficUser):
                 why = with_problems(f"edge {case}: no answer", problems)
                 self.edge_to_audit(wallet, sent, phase, why, started)
                 return
-            answers.append(f"{case}: {answer.describe()}")
-            status, code = EDGE_CASES[case]
-            if (answer.status, answer.error) != (status, code) or not answer.body.get("message"):
-                problems.append(f"{case}: {answer.describe()}, expected HTTP {status} {code}")
+            answer_said = rounds.answer(answer.status, answer.body, message=True)
+            said.append({"case": case, "answer": answer_said})
+            problem = rounds.edge_problem(case, answer_said)
+            if problem is not None:
+                problems.append(problem)
         if not sent:
             return  # nothing was sent: nothing to judge
         hashes = [invoice.payment_hash for invoice in sent]
@@ -1032,37 +961,19 @@ class EdgeUser(TrafficUser):
             why = with_problems(f"wallet {wallet.wallet_id}: not readable or not final", problems)
             self.edge_to_audit(wallet, sent, phase, why, started)
             return
-        seen = [h for h in hashes if nodes[h].get("status") != "unknown"]
-        if seen:
-            problems.append(f"the node saw {len(seen)} of these payments")
-        actual_msat = int(view["balance_msat"])
-        # a missing or malformed reserve is recorded as malformed_answer by get_wallet's strict
-        # reading; here it only keeps the round's own judgement going
-        reserved_msat = reading.msat_or_none(view, "reserved_msat") or 0
-        diff_msat = actual_msat - EDGE_FUNDING_MSAT
-        # the rule the audit judges an edge round of unknown outcome by, too
-        kind = checker.bad_input_kind(
-            seen=len(seen), reserved_msat=reserved_msat, diff_msat=diff_msat,
-            wrong_answers=bool(problems),
-        )  # fmt: skip
-        example = {
-            "check": EDGE,
-            "kind": kind,
-            "wallet_id": wallet.wallet_id,
-            "payout_id": None,
-            "phase": phase,
-            "amount_msat": 0,
-            "fee_msat": 0,
-            "expected_msat": EDGE_FUNDING_MSAT,
-            "actual_msat": actual_msat,
-            "diff_msat": diff_msat,
-            "reserved_msat": reserved_msat,
-            "payout_status": "; ".join(answers),
-            "node_status": ",".join(str(nodes[h].get("status")) for h in hashes),
-            "detail": "; ".join(problems) or "every one refused, nothing moved",
-            "t_unix": round(time.time(), 3),
+        # the rule (rounds.judge_edge, the audit's rules.bad_input_kind) takes these facts; a
+        # missing or malformed reserve is recorded as malformed_answer by get_wallet's strict
+        # reading, and counts as none in the round's own judgement
+        facts = {
+            "funding_msat": EDGE_FUNDING_MSAT,
+            "balance_msat": int(view["balance_msat"]),
+            "reserved_msat": reading.msat_or_none(view, "reserved_msat"),
+            "cases": [
+                {**case, "node_status": nodes[h].get("status")}
+                for case, h in zip(said, hashes, strict=True)
+            ],
         }
-        self.judged(EDGE, kind, example, started)
+        self.judged(EDGE, facts, started, wallet=wallet.wallet_id, phase=phase)
 
     def edge_to_audit(
         self, wallet: Wallet, sent: list[Invoice], phase: str, why: str, started: float
@@ -1094,18 +1005,8 @@ class EdgeUser(TrafficUser):
         return made
 
 
-# each case: the answer due (status, error code). Amounts at the limits: one over the wallet's
-# balance (amount = funding, so amount + fee reserve is over it), the largest an invoice of the
-# network may ask (21M BTC) and one over it; invoices expired, of another network, amountless.
-EDGE_CASES: dict[str, tuple[int, str]] = {
-    "over_balance": (409, "insufficient_funds"),
-    "max_amount": (409, "insufficient_funds"),
-    "over_limit": (400, "invalid_amount"),
-    "expired": (400, "expired_invoice"),
-    "mainnet": (400, "foreign_invoice"),
-    "testnet": (400, "foreign_invoice"),
-    "amountless": (400, "amountless_invoice"),
-}
+# each case: the answer due (status, error code): the edge rule's, rounds.py
+EDGE_CASES = rounds.EDGE_CASES
 # a payee no node of the network knows: its invoices fail at the node (no route)
 STRANGER_KEY = hashlib.sha256(b"lnchaos: a payee nobody routes to").hexdigest()
 
@@ -1154,16 +1055,13 @@ class RawAnswer:
     def payout_id(self) -> str | None:
         return self.body.get("payout_id")
 
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The answer as a round's recorded facts keep it (lnchaos/checker/rounds.py)."""
+        return rounds.answer(self.status, self.body)
+
     def outcome(self) -> str:
-        if self.status == 200 and self.body.get("status") == "succeeded":
-            return "succeeded"
-        if self.status == 202:
-            return "pending"
-        if self.status == 504:
-            return "timeout"
-        if self.status == 502:
-            return "failed"
-        return "error" if self.status == 0 or self.status >= 500 else "rejected"
+        return rounds.outcome(self.facts)
 
     def as_result(self) -> PayoutResult:
         outcome = self.outcome()
@@ -1181,7 +1079,7 @@ class RawAnswer:
         )
 
     def describe(self) -> str:
-        return f"HTTP {self.status} {self.error or self.body.get('status') or ''}".strip()
+        return rounds.describe(self.facts)
 
 
 def with_problems(why: str, problems: list[str]) -> str:
@@ -1195,9 +1093,13 @@ def is_in_progress(answer: RawAnswer) -> bool:
 
 
 def took_key(answer: RawAnswer) -> bool:
-    """Whether the wallet took this request as its Idempotency-Key's own: any answer but a
-    refusal of the key (422 idempotency_key_reused, 409 request_in_progress)."""
-    return not (400 <= answer.status < 500 and answer.error in KEY_REFUSALS)
+    """Whether the wallet took this request as its Idempotency-Key's own (rounds.took_key)."""
+    return rounds.took_key(answer.facts)
+
+
+def answer_facts(result: PayoutResult) -> dict[str, Any]:
+    """A payout answer of the wallet client as a round's recorded facts keep it."""
+    return rounds.answer(int(result.http_status or 0), result.body or {})
 
 
 def json_body(response: Any) -> dict[str, Any]:
