@@ -32,6 +32,7 @@ truth it read; the audit's read of a payout a check judged already is not counte
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -172,23 +173,28 @@ def observe_round(coverage: dict[str, Any], record: dict[str, Any]) -> None:
         (int(s[0]), int(s[1])) for s in spans if isinstance(s, list) and None not in s[:2]
     )
     if any(later[0] < earlier[1] for earlier, later in zip(closed, closed[1:], strict=False)):
-        example = record.get("example") or {}
+        example = record.get("example") or {}  # a passing round has none: its ids then
         _count(
             coverage["windows"],
             TWO_AT_ONCE,
-            {"wallet_id": example.get("wallet_id"), "spans_ms": [list(s) for s in closed]},
+            {
+                "wallet_id": example.get("wallet_id") or record.get("wallet"),
+                "spans_ms": [list(s) for s in closed],
+                "t_unix": record.get("t"),
+            },
         )
 
 
 def merge(into: dict[str, Any], other: dict[str, Any] | None) -> None:
-    """Another process's coverage added (counts summed, the first witness kept)."""
+    """Another process's coverage added (counts summed, the earlier witness kept: whatever
+    order the processes' coverages come in, live or in `lnchaos check`, the same one)."""
     if not other:
         return
     for key in ("windows", "held_s"):
         for name, (count, witness) in (other.get(key) or {}).items():
             entry = into[key].setdefault(name, [0, None])
             entry[0] += int(count)
-            entry[1] = entry[1] if entry[1] is not None else witness
+            entry[1] = earlier_witness(entry[1], witness)
     for phase, n in (other.get("judged") or {}).items():
         into["judged"][phase] = into["judged"].get(phase, 0) + int(n)
     into["rounds"] += int(other.get("rounds") or 0)
@@ -199,6 +205,25 @@ def copy(coverage: dict[str, Any]) -> dict[str, Any]:
     result = empty()
     merge(result, coverage)
     return result
+
+
+def earlier_witness(
+    one: dict[str, Any] | None, other: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Of two witnesses, the earlier (by t_unix, then by their content): an order-free choice."""
+    if one is None or other is None:
+        return other if one is None else one
+    return min(one, other, key=_witness_key)
+
+
+def _witness_key(witness: dict[str, Any]) -> tuple[float, str]:
+    t_unix = witness.get("t_unix")
+    at = (
+        float(t_unix)
+        if isinstance(t_unix, int | float) and not isinstance(t_unix, bool)
+        else math.inf
+    )
+    return at, json.dumps(witness, sort_keys=True, default=str)
 
 
 def _count(table: dict[str, list[Any]], name: str, witness: dict[str, Any] | None) -> None:

@@ -228,3 +228,25 @@ def test_a_payout_only_the_audit_judged_counts_once() -> None:
     audit.add({**entry, "reason": coverage.JUDGED_ALREADY}, None, {}, node=node)
     assert audit.coverage["windows"][coverage.LATE_SETTLE][0] == 1
     assert audit.coverage["held_s"] == {"10": [1, audit.coverage["held_s"]["10"][1]]}
+
+
+def test_merged_witness_is_the_same_whatever_the_order_of_the_processes():
+    """The live master merges its workers' coverage in the order their tallies came;
+    `lnchaos check` in the order of its files: both keep the earlier witness, so the two
+    verdicts name the same payout (a two-worker run once differed on fee_at_limit's)."""
+    one, other = coverage.empty(), coverage.empty()
+    one["windows"][coverage.FEE_AT_LIMIT] = [2, {"payout_id": "p-late", "t_unix": 20.5}]
+    other["windows"][coverage.FEE_AT_LIMIT] = [1, {"payout_id": "p-early", "t_unix": 10.0}]
+    other["held_s"]["3"] = [1, {"payout_id": "p-held", "t_unix": 30.0}]
+    merged = []
+    for order in ((one, other), (other, one)):
+        into = coverage.empty()
+        for part in order:
+            coverage.merge(into, part)
+        merged.append(into)
+    assert merged[0] == merged[1]
+    assert merged[0]["windows"][coverage.FEE_AT_LIMIT] == [
+        3,
+        {"payout_id": "p-early", "t_unix": 10.0},
+    ]
+    assert merged[0]["held_s"]["3"][1]["payout_id"] == "p-held"
