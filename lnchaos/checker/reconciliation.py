@@ -96,16 +96,7 @@ def combine_inconsistencies(
     result: dict[str, dict[str, Any]] = {}
     for kind in [*kinds, *(k for k in audit_kinds if k not in kinds)]:
         own, found = kinds.get(kind) or _empty_kind(), audit_kinds.get(kind) or _empty_kind()
-        entry = _new_combined(own["count"] + found["count"], own["amount_msat"], own["examples"])
-        entry["amount_msat"] += found["amount_msat"]
-        entry["examples"].extend(found["examples"][: MAX_EXAMPLES - len(entry["examples"])])
-        for key, better in (("worst", _worse), ("last", _later)):
-            candidates = [e for e in (own[key], found[key]) if e is not None]
-            for candidate in candidates:
-                if entry[key] is None or better(candidate, entry[key]):
-                    entry[key] = candidate
-        entry["detected_by"].update(checks=own["count"], audit=found["count"])
-        result[kind] = entry
+        result[kind] = _checks_and_audit(own, found)
     if not reconciliation:
         return result
     double_charges = sum(
@@ -116,35 +107,74 @@ def combine_inconsistencies(
         result[MALFORMED_ANSWER] = _merge_malformed(result.get(MALFORMED_ANSWER), malformed)
     for kind in RECONCILED_KINDS:
         found = reconciliation.get(kind) or {}
-        found_count = _count(found)
-        if not found_count:
-            continue
-        entry = result.setdefault(kind, _new_combined(0, 0, []))
-        own_count = entry["count"]  # checks + audit
-        listed = found.get("examples") or [{"payout_id": i} for i in found.get("payout_ids") or []]
-        if kind == UNRESOLVED:
-            entry["count"] = _unresolved_union(found_count, listed, audit)
-        else:
-            # the reconciliation counts a double charge as charged_not_paid; the checks name it
-            comparable = found_count - double_charges if kind == CHARGED_NOT_PAID else found_count
-            entry["count"] = max(own_count, comparable, 0)
-        entry["amount_msat"] = max(entry["amount_msat"], int(found.get("amount_msat", 0)))
-        entry["detected_by"]["reconciliation"] = found_count
-        unnamed: list[dict[str, Any]] = []
-        if kind == UNRESOLVED:
-            # a payout the audit knows only by its hash (its payer stopped before the answer)
-            # says less than the target's own example (payout id, wallet, both statuses): the
-            # named ones first, the unnamed after them if room is left
-            unnamed = [e for e in entry["examples"] if not e.get("payout_id")]
-            entry["examples"] = [e for e in entry["examples"] if e.get("payout_id")]
-        known = {example.get("payout_id") for example in entry["examples"]}
-        # the target's examples when it gives them (payout, wallet, both statuses), else its ids
-        for listed_example in listed:
-            if len(entry["examples"]) >= MAX_EXAMPLES:
-                break
-            if listed_example.get("payout_id") not in known:
-                entry["examples"].append({"kind": kind, "source": RECONCILIATION, **listed_example})
-        entry["examples"].extend(unnamed[: max(0, MAX_EXAMPLES - len(entry["examples"]))])
+        if _count(found):
+            entry = result.setdefault(kind, _new_combined(0, 0, []))
+            _add_reconciled(entry, kind, found, double_charges, audit)
+    result.update(_reconciliation_alone(reconciliation))
+    return result
+
+
+def _checks_and_audit(own: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    """One kind as the checks (own) and the audit (found) report it: different payouts, so
+    their counts and amounts add up; the worst and the last example of both."""
+    entry = _new_combined(own["count"] + found["count"], own["amount_msat"], own["examples"])
+    entry["amount_msat"] += found["amount_msat"]
+    entry["examples"].extend(found["examples"][: MAX_EXAMPLES - len(entry["examples"])])
+    for key, better in (("worst", _worse), ("last", _later)):
+        candidates = [e for e in (own[key], found[key]) if e is not None]
+        for candidate in candidates:
+            if entry[key] is None or better(candidate, entry[key]):
+                entry[key] = candidate
+    entry["detected_by"].update(checks=own["count"], audit=found["count"])
+    return entry
+
+
+def _add_reconciled(
+    entry: dict[str, Any],
+    kind: str,
+    found: dict[str, Any],
+    double_charges: int,
+    audit: Audit | None,
+) -> None:
+    """The reconciliation's count of a kind (`found`) into the checks' and the audit's (`entry`):
+    the larger one, or the union of the unresolved payouts; its examples after theirs."""
+    found_count = _count(found)
+    own_count = entry["count"]  # checks + audit
+    listed = found.get("examples") or [{"payout_id": i} for i in found.get("payout_ids") or []]
+    if kind == UNRESOLVED:
+        entry["count"] = _unresolved_union(found_count, listed, audit)
+    else:
+        # the reconciliation counts a double charge as charged_not_paid; the checks name it
+        comparable = found_count - double_charges if kind == CHARGED_NOT_PAID else found_count
+        entry["count"] = max(own_count, comparable, 0)
+    entry["amount_msat"] = max(entry["amount_msat"], int(found.get("amount_msat", 0)))
+    entry["detected_by"]["reconciliation"] = found_count
+    _add_listed_examples(entry, kind, listed)
+
+
+def _add_listed_examples(entry: dict[str, Any], kind: str, listed: list[dict[str, Any]]) -> None:
+    """The target's examples when it gives them (payout, wallet, both statuses), else its ids,
+    after the ones the checks and the audit found, up to MAX_EXAMPLES."""
+    unnamed: list[dict[str, Any]] = []
+    if kind == UNRESOLVED:
+        # a payout the audit knows only by its hash (its payer stopped before the answer)
+        # says less than the target's own example (payout id, wallet, both statuses): the
+        # named ones first, the unnamed after them if room is left
+        unnamed = [e for e in entry["examples"] if not e.get("payout_id")]
+        entry["examples"] = [e for e in entry["examples"] if e.get("payout_id")]
+    known = {example.get("payout_id") for example in entry["examples"]}
+    for listed_example in listed:
+        if len(entry["examples"]) >= MAX_EXAMPLES:
+            break
+        if listed_example.get("payout_id") not in known:
+            entry["examples"].append({"kind": kind, "source": RECONCILIATION, **listed_example})
+    entry["examples"].extend(unnamed[: max(0, MAX_EXAMPLES - len(entry["examples"]))])
+
+
+def _reconciliation_alone(reconciliation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The kinds only the reconciliation can see: money not conserved, and books that disagree
+    with the node's."""
+    result: dict[str, dict[str, Any]] = {}
     if reconciliation.get("conserved") is False:
         result[NOT_CONSERVED] = _new_combined(1, 0, [reconciliation.get("conservation")])
         result[NOT_CONSERVED]["detected_by"]["reconciliation"] = 1

@@ -432,37 +432,10 @@ def build_report(
         successes=successes_summary(merged, success_share_by_phase),
         scope_at_start=scope_at_start,
     )
-    by_outcome = payouts_by_outcome(merged)
-    payouts = sum(by_outcome.values())
     return {
-        "fix": run["fix"],
-        "shape": run.get("shape"),
-        "profile": run.get("profile"),
-        "seed": run["seed"],
-        "threshold": run["threshold"],
-        "final_wait_s": run.get("final_wait_s"),
-        "verdict": judged["verdict"],
-        "exit_code": judged["exit_code"],
-        "reason": judged["reason"],
-        "duration_s": round(duration_s, 3),
-        "payouts_per_s": round(payouts / duration_s, 2) if duration_s > 0 else 0.0,
-        "payouts_by_outcome": by_outcome,
-        "payouts_by_phase": merged["payouts"],
-        "timeout_rate_by_phase": timeout_rate_by_phase(merged, configured_rate_by_phase),
-        "payouts_verified": judged["verified"],
-        "traffic_rounds_verified": judged["rounds"],
-        "timeouts": judged["timeouts"],
-        "successes": judged["successes"],
-        "coverage": judged["coverage"],
-        "retries": merged["retries"],
-        "checks": checks_summary(merged),
-        "audit": audit.summary(),
-        "inconsistencies": judged["inconsistencies"],
-        "inconsistencies_total": judged["total"],
-        "inconsistencies_before_run": judged["earlier"],
-        "inconsistencies_before_run_total": judged["earlier_total"],
-        "drift_msat": merged["drift_msat"],
-        "payout_latency_ms": latency_percentiles(merged["latency_ms"]),
+        **_settings_and_verdict(run, judged),
+        **_payouts_and_proof(merged, judged, audit, duration_s, configured_rate_by_phase),
+        **_money_found(merged, judged),
         # the open model's offered, achieved and dropped per phase (locustfiles/arrival_stats.py
         # `summary`, made by the caller: the open model is Locust's side)
         "arrivals": arrivals,
@@ -476,6 +449,61 @@ def build_report(
         "workers_lost": judged["lost"],
         "counters": list(counter_rows or []),
         "written_unix": round(time.time(), 3),
+    }
+
+
+def _settings_and_verdict(run: dict[str, Any], judged: dict[str, Any]) -> dict[str, Any]:
+    """consistency.json's head: the run's settings, then its verdict."""
+    return {
+        "fix": run["fix"],
+        "shape": run.get("shape"),
+        "profile": run.get("profile"),
+        "seed": run["seed"],
+        "threshold": run["threshold"],
+        "final_wait_s": run.get("final_wait_s"),
+        "verdict": judged["verdict"],
+        "exit_code": judged["exit_code"],
+        "reason": judged["reason"],
+    }
+
+
+def _payouts_and_proof(
+    merged: dict[str, Any],
+    judged: dict[str, Any],
+    audit: Audit,
+    duration_s: float,
+    configured_rate_by_phase: dict[str, float],
+) -> dict[str, Any]:
+    """consistency.json's payouts and what they proved: verified, timeouts resolved, successes,
+    coverage, checks and the final audit."""
+    by_outcome = payouts_by_outcome(merged)
+    payouts = sum(by_outcome.values())
+    return {
+        "duration_s": round(duration_s, 3),
+        "payouts_per_s": round(payouts / duration_s, 2) if duration_s > 0 else 0.0,
+        "payouts_by_outcome": by_outcome,
+        "payouts_by_phase": merged["payouts"],
+        "timeout_rate_by_phase": timeout_rate_by_phase(merged, configured_rate_by_phase),
+        "payouts_verified": judged["verified"],
+        "traffic_rounds_verified": judged["rounds"],
+        "timeouts": judged["timeouts"],
+        "successes": judged["successes"],
+        "coverage": judged["coverage"],
+        "retries": merged["retries"],
+        "checks": checks_summary(merged),
+        "audit": audit.summary(),
+    }
+
+
+def _money_found(merged: dict[str, Any], judged: dict[str, Any]) -> dict[str, Any]:
+    """consistency.json's inconsistencies (this run's and earlier ones apart), drift, latency."""
+    return {
+        "inconsistencies": judged["inconsistencies"],
+        "inconsistencies_total": judged["total"],
+        "inconsistencies_before_run": judged["earlier"],
+        "inconsistencies_before_run_total": judged["earlier_total"],
+        "drift_msat": merged["drift_msat"],
+        "payout_latency_ms": latency_percentiles(merged["latency_ms"]),
     }
 
 
@@ -499,49 +527,67 @@ def judge_run(
     scope_at_start: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The run's judgement: the findings combined, what was proven, and the verdict (decide)."""
-    inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation, audit)
-    reached = coverage.copy(merged.get("coverage") or coverage.empty())
-    coverage.merge(reached, audit.coverage)
-    covered = coverage.summary(run.get("coverage"), reached, configured_rate_by_phase)
-    earlier = before_run(reconciliation)
-    pushed = scope.pushed_into_run(reconciliation, scope_at_start)
-    count_pushed(inconsistencies, earlier, pushed)
-    total = sum(entry["count"] for entry in inconsistencies.values())
-    earlier_total = sum(entry["count"] for entry in earlier.values())
-    verified = payouts_verified(merged) + audit.judged  # the audit checks balances too
-    timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit)
-    rounds = traffic_rounds_verified(merged)
+    judged = {
+        **_findings(merged, reconciliation, audit, scope_at_start),
+        **_proven(run, merged, reconciliation, audit, configured_rate_by_phase),
+        "successes": successes,
+        "lost": lost,
+    }
     verdict, exit_code, reason = decide(
-        inconsistencies_total=total,
-        verified=verified + rounds,
+        inconsistencies_total=judged["total"],
+        verified=judged["verified"] + judged["rounds"],
         threshold=int(run["threshold"]),
         locust_exit_code=locust_exit_code,
         target_error=target_error,
-        timeouts_configured=timeouts["configured"],
-        timeouts_seen=timeouts["payouts"],
-        timeouts_resolved=timeouts["resolved_by_node_truth"],
-        kinds=describe_inconsistencies(inconsistencies),
-        before_run_total=earlier_total,
+        timeouts_configured=judged["timeouts"]["configured"],
+        timeouts_seen=judged["timeouts"]["payouts"],
+        timeouts_resolved=judged["timeouts"]["resolved_by_node_truth"],
+        kinds=describe_inconsistencies(judged["inconsistencies"]),
+        before_run_total=judged["earlier_total"],
         audit_overflow=audit.overflow,
         workers_lost=[describe_lost_worker(entry) for entry in lost],
         successes=successes,
-        windows_not_reached=coverage.not_reached(covered),
+        windows_not_reached=coverage.not_reached(judged["coverage"]),
     )
+    return {**judged, "verdict": verdict, "exit_code": exit_code, "reason": reason}
+
+
+def _findings(
+    merged: dict[str, Any],
+    reconciliation: dict[str, Any] | None,
+    audit: Audit,
+    scope_at_start: dict[str, int] | None,
+) -> dict[str, Any]:
+    """The run's inconsistencies (checks, audit and reconciliation combined, with what the target
+    pushed before the run) and the earlier runs' apart, with their totals."""
+    inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation, audit)
+    earlier = before_run(reconciliation)
+    pushed = scope.pushed_into_run(reconciliation, scope_at_start)
+    count_pushed(inconsistencies, earlier, pushed)
     return {
-        "coverage": covered,
-        "verdict": verdict,
-        "exit_code": exit_code,
-        "reason": reason,
         "inconsistencies": inconsistencies,
-        "total": total,
+        "total": sum(entry["count"] for entry in inconsistencies.values()),
         "earlier": earlier,
-        "earlier_total": earlier_total,
-        "verified": verified,
-        "rounds": rounds,
-        "timeouts": timeouts,
-        "successes": successes,
-        "lost": lost,
+        "earlier_total": sum(entry["count"] for entry in earlier.values()),
         "pushed": pushed,
+    }
+
+
+def _proven(
+    run: dict[str, Any],
+    merged: dict[str, Any],
+    reconciliation: dict[str, Any] | None,
+    audit: Audit,
+    configured_rate_by_phase: dict[str, float],
+) -> dict[str, Any]:
+    """What the run proved: payouts and rounds verified, timeouts resolved, windows covered."""
+    reached = coverage.copy(merged.get("coverage") or coverage.empty())
+    coverage.merge(reached, audit.coverage)
+    return {
+        "coverage": coverage.summary(run.get("coverage"), reached, configured_rate_by_phase),
+        "verified": payouts_verified(merged) + audit.judged,  # the audit checks balances too
+        "rounds": traffic_rounds_verified(merged),
+        "timeouts": timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit),
     }
 
 
