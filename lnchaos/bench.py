@@ -524,6 +524,32 @@ def _ratio(numerator: float, denominator: float) -> float:
 def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) -> dict[str, Any]:
     floor_rps = _median([r["rps"] for r in runs["floor"]])
     target_rps = _median([r["rps"] for r in runs["target"]])
+    suite = _suite_at_saturation(runs)
+    return {
+        "floor_rps": floor_rps,
+        "target_rps": target_rps,
+        "suite_checked_payouts_per_s": suite["checked"],
+        "suite_unchecked_payouts_per_s": suite["unchecked"],
+        "ratio_target_floor": _ratio(target_rps, floor_rps),
+        "ratio_suite_checked_unchecked": suite["ratio"],
+        **_target_figures(runs),
+        "spread": {
+            name: _spread([r[key] for r in runs[kind]])
+            for name, kind, key in (
+                ("floor_server_cpu_ms_per_request", "floor", "server_cpu_ms_per_request"),
+                ("target_server_cpu_ms_per_request", "target", "server_cpu_ms_per_request"),
+                ("floor_rps", "floor", "rps"),
+                ("target_rps", "target", "rps"),
+            )
+        },
+        "saturation": suite["saturation"],
+        "settings": _settings_section(settings),
+        "runs": runs,
+    }
+
+
+def _suite_at_saturation(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The suite's payouts/s checked and unchecked, their ratio, and the saturation summary."""
     checked = _median([r["payouts_per_s"] for r in runs.get("suite_on", [])])
     unchecked = _median([r["payouts_per_s"] for r in runs.get("suite_off", [])])
     # A figure that was not measured is null, never a made-up zero.
@@ -533,12 +559,16 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
     cost = saturation["checks_cost"]
     suite_ratio = 1.0 - cost if suite_checked and suite_unchecked and cost is not None else None
     return {
-        "floor_rps": floor_rps,
-        "target_rps": target_rps,
-        "suite_checked_payouts_per_s": suite_checked,
-        "suite_unchecked_payouts_per_s": suite_unchecked,
-        "ratio_target_floor": _ratio(target_rps, floor_rps),
-        "ratio_suite_checked_unchecked": suite_ratio,
+        "checked": suite_checked,
+        "unchecked": suite_unchecked,
+        "ratio": suite_ratio,
+        "saturation": saturation,
+    }
+
+
+def _target_figures(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The target against the floor: memory, latency, flows and CPU (medians of the runs)."""
+    return {
         "target_peak_rss_mb": _median([r["peak_rss_mb"] for r in runs["target"]]),
         "payout_latency_ms_p99": _median(
             [r["latency_ms"]["payout"]["p99"] for r in runs["target"]]
@@ -563,28 +593,20 @@ def summarize(runs: dict[str, list[dict[str, Any]]], settings: BenchSettings) ->
                 [r["server_cpu_ms_per_request"] for r in runs["floor"]],
             )
         ),
-        "spread": {
-            name: _spread([r[key] for r in runs[kind]])
-            for name, kind, key in (
-                ("floor_server_cpu_ms_per_request", "floor", "server_cpu_ms_per_request"),
-                ("target_server_cpu_ms_per_request", "target", "server_cpu_ms_per_request"),
-                ("floor_rps", "floor", "rps"),
-                ("target_rps", "target", "rps"),
-            )
-        },
-        "saturation": saturation,
-        "settings": {
-            "duration_s": settings.duration_s,
-            "warmup_s": settings.warmup_s,
-            "users": settings.users,
-            "suite_users": settings.suite_users,
-            "repetitions": settings.repetitions,
-            "suite": settings.suite,
-            "target_args": TARGET_ARGS + settings.target_args,
-            "pinned": cpu_plan(settings.pin) != (None, None),
-            "cpu_count": os.cpu_count(),
-        },
-        "runs": runs,
+    }
+
+
+def _settings_section(settings: BenchSettings) -> dict[str, Any]:
+    return {
+        "duration_s": settings.duration_s,
+        "warmup_s": settings.warmup_s,
+        "users": settings.users,
+        "suite_users": settings.suite_users,
+        "repetitions": settings.repetitions,
+        "suite": settings.suite,
+        "target_args": TARGET_ARGS + settings.target_args,
+        "pinned": cpu_plan(settings.pin) != (None, None),
+        "cpu_count": os.cpu_count(),
     }
 
 
@@ -650,7 +672,23 @@ def saturation_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def render(summary: dict[str, Any]) -> str:
-    lines = [
+    lines = _endpoint_lines(summary)
+    if summary["settings"]["suite"]:
+        lines += ["suite at saturation (payers with no think time):"]
+        for checks, side in summary["saturation"]["checks"].items():
+            lines.append(_saturation_line(checks, side))
+        lines += _checks_cost_lines(summary)
+        lines.append(
+            "  time to detect (first inconsistency of fix off): "
+            + _detect_line(summary.get("time_to_detect") or {})
+        )
+        lines.append(_arrival_line(summary.get("arrival_rate") or {}))
+    return "\n".join(lines)
+
+
+def _endpoint_lines(summary: dict[str, Any]) -> list[str]:
+    """The floor and the target: requests/s, and CPU per request."""
+    return [
         f"floor   {summary['floor_rps']:10.0f} req/s   (bare aiohttp /ping)",
         f"target  {summary['target_rps']:10.0f} req/s   "
         f"({summary['target_flows_per_s']:.0f} payout flows/s; peak RSS "
@@ -667,58 +705,60 @@ def render(summary: dict[str, Any]) -> str:
         + _range(summary["spread"]["floor_server_cpu_ms_per_request"], "{:.3f}")
         + " ms per request",
     ]
-    if summary["settings"]["suite"]:
 
-        def figure(value: float | None, unit: str) -> str:
-            return f"{value:10.1f} {unit}" if value is not None else f"{'n/a':>10} {unit}"
 
-        ratio = summary["ratio_suite_checked_unchecked"]
-        saturation = summary["saturation"]
-        lines += ["suite at saturation (payers with no think time):"]
-        for checks, side in saturation["checks"].items():
-            lines.append(
-                f"  checks {checks:3s} {figure(side['payouts_per_s'], 'payouts/s')} "
-                f"({_range(side['payouts_per_s_spread'], '{:.0f}')}); saturated: "
-                f"{side['saturated']} (CPU / busy: driver {_pct(side['driver_cpu_share'])} / "
-                f"{_pct(side['driver_busy_share'])}, target {_pct(side['server_cpu_share'])} / "
-                f"{_pct(side['server_busy_share'])}); "
-                f"{_num(side['payouts_per_driver_cpu_s'], '{:.0f}')} payouts/s per driver core; "
-                f"{_num(side['requests_per_payout'], '{:.2f}')} requests per payout; target "
-                f"{_num(side['server_cpu_ms_per_request'], '{:.3f}')} ms CPU/request; history "
-                f"{_num(side.get('history_bytes_per_payout'), '{:.0f}')} bytes/payout"
-                + (f"; verdicts {','.join(map(str, side['verdicts']))}" if checks == "on" else "")
-            )
-        lines += [
-            "  suite checks on / checks off   "
-            + (f"{ratio:.3f}" if ratio is not None else "n/a (the suite has no --checks option)"),
-            "  cost of the checks at saturation: "
-            + _pct(saturation["checks_cost"])
-            + " of payouts/s (median of the repetitions' pairs: "
-            + (", ".join(_pct(1.0 - r) for r in saturation["checks_pair_ratios"]) or "n/a")
-            + "); driver CPU per payout "
-            + (
-                f"+{saturation['checks_driver_cpu_per_payout_extra']:.0%}"
-                if saturation["checks_driver_cpu_per_payout_extra"] is not None
-                else "n/a"
-            ),
-        ]
-        lines.append(
-            "  time to detect (first inconsistency of fix off): "
-            + _detect_line(summary.get("time_to_detect") or {})
+def _saturation_line(checks: str, side: dict[str, Any]) -> str:
+    """One side of the suite at saturation (checks on or off)."""
+
+    def figure(value: float | None, unit: str) -> str:
+        return f"{value:10.1f} {unit}" if value is not None else f"{'n/a':>10} {unit}"
+
+    return (
+        f"  checks {checks:3s} {figure(side['payouts_per_s'], 'payouts/s')} "
+        f"({_range(side['payouts_per_s_spread'], '{:.0f}')}); saturated: "
+        f"{side['saturated']} (CPU / busy: driver {_pct(side['driver_cpu_share'])} / "
+        f"{_pct(side['driver_busy_share'])}, target {_pct(side['server_cpu_share'])} / "
+        f"{_pct(side['server_busy_share'])}); "
+        f"{_num(side['payouts_per_driver_cpu_s'], '{:.0f}')} payouts/s per driver core; "
+        f"{_num(side['requests_per_payout'], '{:.2f}')} requests per payout; target "
+        f"{_num(side['server_cpu_ms_per_request'], '{:.3f}')} ms CPU/request; history "
+        f"{_num(side.get('history_bytes_per_payout'), '{:.0f}')} bytes/payout"
+        + (f"; verdicts {','.join(map(str, side['verdicts']))}" if checks == "on" else "")
+    )
+
+
+def _checks_cost_lines(summary: dict[str, Any]) -> list[str]:
+    """What the checks cost at saturation: payouts/s on over off, and driver CPU per payout."""
+    ratio = summary["ratio_suite_checked_unchecked"]
+    saturation = summary["saturation"]
+    return [
+        "  suite checks on / checks off   "
+        + (f"{ratio:.3f}" if ratio is not None else "n/a (the suite has no --checks option)"),
+        "  cost of the checks at saturation: "
+        + _pct(saturation["checks_cost"])
+        + " of payouts/s (median of the repetitions' pairs: "
+        + (", ".join(_pct(1.0 - r) for r in saturation["checks_pair_ratios"]) or "n/a")
+        + "); driver CPU per payout "
+        + (
+            f"+{saturation['checks_driver_cpu_per_payout_extra']:.0%}"
+            if saturation["checks_driver_cpu_per_payout_extra"] is not None
+            else "n/a"
+        ),
+    ]
+
+
+def _arrival_line(arrival: dict[str, Any]) -> str:
+    """The open model's highest sustained arrival rate, or why it was not measured."""
+    if arrival.get("measured"):
+        return (
+            "  highest arrival rate one Locust process sustains, checks on, dropped < 1%: "
+            + ("at least " if arrival.get("limited_by") == "steps" else "")
+            + f"{arrival['highest_rate_per_s']:.0f} payouts/s"
         )
-        arrival = summary.get("arrival_rate") or {}
-        if arrival.get("measured"):
-            lines.append(
-                "  highest arrival rate one Locust process sustains, checks on, dropped < 1%: "
-                + ("at least " if arrival.get("limited_by") == "steps" else "")
-                + f"{arrival['highest_rate_per_s']:.0f} payouts/s"
-            )
-        else:
-            lines.append(
-                "  highest arrival rate one Locust process sustains, checks on, dropped < 1%: "
-                f"not measured ({arrival.get('reason', 'not run')})"
-            )
-    return "\n".join(lines)
+    return (
+        "  highest arrival rate one Locust process sustains, checks on, dropped < 1%: "
+        f"not measured ({arrival.get('reason', 'not run')})"
+    )
 
 
 def _num(value: float | None, fmt: str) -> str:

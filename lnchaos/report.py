@@ -75,23 +75,23 @@ def as_expected(row: dict[str, Any]) -> bool:
 def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
     """One row of the comparison, from one run's consistency.json and Locust stats."""
     consistency = load_json(run_dir / "consistency.json")
-    outcomes = consistency.get("payouts_by_outcome", {})
-    inconsistencies = consistency.get("inconsistencies", {})
-    reconciliation = consistency.get("reconciliation") or {}
-
-    def kind(name: str) -> dict[str, int]:
-        found = inconsistencies.get(name) or {}
-        return {
-            "count": int(found.get("count", 0)),
-            "amount_msat": int(found.get("amount_msat", 0)),
-        }
-
-    unresolved = inconsistencies.get("unresolved") or reconciliation.get("unresolved") or {}
-    timeouts = consistency.get("timeouts") or {}
-    latency = consistency.get("payout_latency_ms") or latency_from_csv(run_dir)
     row: dict[str, Any] = {
         "mode": mode,
         "exit_code": exit_code,
+        **_verdict_and_payouts(consistency),
+        **_money_found(consistency),
+        **_speed_and_coverage(consistency, run_dir),
+    }
+    row["expected"] = expected_text(mode)
+    row["as_expected"] = as_expected(row)
+    return row
+
+
+def _verdict_and_payouts(consistency: dict[str, Any]) -> dict[str, Any]:
+    """A row's verdict, settings, payouts by outcome, timeouts and checks."""
+    outcomes = consistency.get("payouts_by_outcome", {})
+    timeouts = consistency.get("timeouts") or {}
+    return {
         "verdict": consistency.get("verdict", "missing"),
         "reason": consistency.get("reason", "no consistency.json"),
         "seed": consistency.get("seed"),
@@ -107,6 +107,24 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
         },
         "checks_failed": int((consistency.get("checks") or {}).get("failed", 0)),
         "checks_passed": int((consistency.get("checks") or {}).get("passed", 0)),
+    }
+
+
+def _money_found(consistency: dict[str, Any]) -> dict[str, Any]:
+    """A row's inconsistencies (the two the modes differ by, by count and amount), unresolved
+    payouts and the target's reconciliation's word."""
+    inconsistencies = consistency.get("inconsistencies", {})
+    reconciliation = consistency.get("reconciliation") or {}
+
+    def kind(name: str) -> dict[str, int]:
+        found = inconsistencies.get(name) or {}
+        return {
+            "count": int(found.get("count", 0)),
+            "amount_msat": int(found.get("amount_msat", 0)),
+        }
+
+    unresolved = inconsistencies.get("unresolved") or reconciliation.get("unresolved") or {}
+    return {
         CHARGED_NOT_PAID: kind(CHARGED_NOT_PAID),
         PAID_NOT_CHARGED: kind(PAID_NOT_CHARGED),
         # every payout first answered 504/202 at the target in the run (its reconciliation)
@@ -114,6 +132,14 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
         "inconsistencies_total": int(consistency.get("inconsistencies_total", 0)),
         "unresolved": int(unresolved.get("count", 0)),
         "conserved": reconciliation.get("conserved"),
+    }
+
+
+def _speed_and_coverage(consistency: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A row's throughput, latency (Locust's CSV when consistency.json has none), timeline,
+    phases and the dangerous windows reached."""
+    latency = consistency.get("payout_latency_ms") or latency_from_csv(run_dir)
+    return {
         "payouts_per_s": round(float(consistency.get("payouts_per_s", 0.0)), 2),
         "payout_latency_ms": {k: latency.get(k) for k in ("p50", "p95", "p99")},
         "timeline": consistency.get("timeline", []),
@@ -126,9 +152,6 @@ def mode_summary(mode: str, run_dir: Path, exit_code: int) -> dict[str, Any]:
             if entry.get("enabled")
         },
     }
-    row["expected"] = expected_text(mode)
-    row["as_expected"] = as_expected(row)
-    return row
 
 
 def load_json(path: Path) -> dict[str, Any]:

@@ -105,30 +105,17 @@ def summary(
     config = merged.get("config") or {}
     open_model = bool(config)
     counts_by_phase = merged.get("by_phase") or {}
-    by_phase: dict[str, dict[str, Any]] = {}
-    durations: dict[str, float] = {}
-    for phase in phases:
-        end_s = phase.get("end_s")
-        if end_s is None:
-            continue
-        durations[phase["name"]] = durations.get(phase["name"], 0.0) + max(
-            0.0, float(end_s) - float(phase["start_s"])
-        )
+    durations = _phase_durations(phases)
     names = list(dict.fromkeys([*durations, *counts_by_phase, *payouts_by_phase]))
-    for name in names:
-        counts = counts_by_phase.get(name) or dict.fromkeys(COUNTS, 0)
-        achieved = sum((payouts_by_phase.get(name) or {}).values())
-        offered = int(counts["offered"]) if open_model else achieved
-        duration_s = durations.get(name, 0.0)
-        by_phase[name] = {
-            "duration_s": round(duration_s, 3),
-            "offered": offered,
-            "started": int(counts["started"]) if open_model else achieved,
-            "dropped_iterations": int(counts["dropped"]),
-            "dropped_driver_late": int(counts.get("late", 0)),
-            "offered_per_s": _rate(offered, duration_s),
-            "achieved_per_s": _rate(achieved, duration_s),
-        }
+    by_phase = {
+        name: _phase_row(
+            counts_by_phase.get(name) or dict.fromkeys(COUNTS, 0),
+            sum((payouts_by_phase.get(name) or {}).values()),
+            durations.get(name, 0.0),
+            open_model,
+        )
+        for name in names
+    }
     offered_total = sum(entry["offered"] for entry in by_phase.values())
     dropped_total = sum(entry["dropped_iterations"] for entry in by_phase.values())
     result: dict[str, Any] = {"model": "open" if open_model else "closed", **config}
@@ -143,6 +130,35 @@ def summary(
         latency_from_scheduled_ms=percentiles(merged.get("latency_from_scheduled_ms") or {}),
     )
     return result
+
+
+def _phase_durations(phases: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds per phase name, over all of its ended spans (a soak repeats its phases)."""
+    durations: dict[str, float] = {}
+    for phase in phases:
+        end_s = phase.get("end_s")
+        if end_s is None:
+            continue
+        durations[phase["name"]] = durations.get(phase["name"], 0.0) + max(
+            0.0, float(end_s) - float(phase["start_s"])
+        )
+    return durations
+
+
+def _phase_row(
+    counts: dict[str, int], achieved: int, duration_s: float, open_model: bool
+) -> dict[str, Any]:
+    """One phase of `by_phase`: in the closed model, offered and started are the achieved."""
+    offered = int(counts["offered"]) if open_model else achieved
+    return {
+        "duration_s": round(duration_s, 3),
+        "offered": offered,
+        "started": int(counts["started"]) if open_model else achieved,
+        "dropped_iterations": int(counts["dropped"]),
+        "dropped_driver_late": int(counts.get("late", 0)),
+        "offered_per_s": _rate(offered, duration_s),
+        "achieved_per_s": _rate(achieved, duration_s),
+    }
 
 
 def _rate(n: int, duration_s: float) -> float | None:

@@ -379,14 +379,25 @@ def unresolved_summary(report: dict[str, Any], target_now: dict[str, Any] | None
 
 def html_section(report: dict[str, Any]) -> str:
     """The consistency block of Locust's HTML report (self-contained: inline style and SVG)."""
+    blocks = [
+        *_html_head(report),
+        *_html_run_tables(report),
+        f"<p>{_e(unresolved_summary(report, None))}</p>",
+        *_html_control_tables(report),
+        "</section>",
+    ]
+    return "\n".join(blocks)
+
+
+def _html_head(report: dict[str, Any]) -> list[str]:
+    """The block's opening: the verdict, its reason and the run in one line."""
     headline, reason = verdict_line(report)
     colour = "#2e7d32" if report.get("verdict") == "pass" else RED
     run = (
         f"fix {report.get('fix')}, shape {report.get('shape')}, seed {report.get('seed')}, "
         f"{report.get('duration_s')} s, {report.get('payouts_per_s')} payouts/s"
     )
-    kinds = kind_rows(report)
-    blocks = [
+    return [
         f'<section id="{SECTION_ID}" style="font-family:sans-serif;margin:24px;'
         'padding:16px;border:1px solid #ccc;background:#fff;color:#222">',
         "<h2>Consistency (lnchaos)</h2>",
@@ -396,10 +407,19 @@ def html_section(report: dict[str, Any]) -> str:
         f"<p>{_e(run)}; inconsistencies: <b>{int(report.get('inconsistencies_total', 0)):,}"
         f"</b>; drift: <b>{_e(msat(report.get('drift_msat', 0)))}</b>; payouts verified: "
         f"{int(report.get('payouts_verified', 0)):,}</p>",
+    ]
+
+
+def _html_run_tables(report: dict[str, Any]) -> list[str]:
+    """The kinds, the chart, the windows covered, the checks and the timeout rates."""
+    return [
         _table(
             "Inconsistencies per kind",
             ("kind", "count", "amount", "detected by", "latest example"),
-            [(r["kind"], r["count"], r["amount"], r["detected_by"], r["example"]) for r in kinds],
+            [
+                (r["kind"], r["count"], r["amount"], r["detected_by"], r["example"])
+                for r in kind_rows(report)
+            ],
             "lnchaos-kinds",
         ),
         chart_svg(report),
@@ -427,7 +447,12 @@ def html_section(report: dict[str, Any]) -> str:
             ],
             "lnchaos-timeouts",
         ),
-        f"<p>{_e(unresolved_summary(report, None))}</p>",
+    ]
+
+
+def _html_control_tables(report: dict[str, Any]) -> list[str]:
+    """The controls changed mid-run, and the payouts started after each change."""
+    return [
         _table(
             "Control changes",
             ("t (s)", "phase", "what", "from", "to"),
@@ -453,9 +478,7 @@ def html_section(report: dict[str, Any]) -> str:
             ],
             "lnchaos-controls-after",
         ),
-        "</section>",
     ]
-    return "\n".join(blocks)
 
 
 def inject_html(page: str, report: dict[str, Any]) -> str:

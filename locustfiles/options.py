@@ -256,6 +256,18 @@ def _argument(dest: str) -> Any:
 
 def add_arguments(parser: Any) -> None:
     """Listener for `events.init_command_line_parser`."""
+    # the order is --help's and the web UI's: one group after another
+    _add_run_arguments(parser)
+    _add_fault_arguments(parser)
+    _add_spike_arguments(parser)
+    _add_traffic_arguments(parser)
+    _add_verdict_arguments(parser)
+    _add_target_arguments(parser)
+    add_wallet_api_arguments(parser)
+
+
+def _add_run_arguments(parser: Any) -> None:
+    """What runs: the load shape and the target's payout flow."""
     parser.add_argument(
         "--shape",
         choices=SHAPES,
@@ -269,6 +281,10 @@ def add_arguments(parser: Any) -> None:
         default="off",
         help="Payout flow of the target: off (the incident), rollback, on (the saga).",
     )
+
+
+def _add_fault_arguments(parser: Any) -> None:
+    """The network's faults: timeouts (normal and spike), late settles, failures."""
     parser.add_argument(
         "--timeout-rate",
         type=_argument("timeout_rate"),
@@ -298,6 +314,10 @@ def add_arguments(parser: Any) -> None:
         help="Share of Lightning payments the network fails at once (a definite failure); "
         "default: the target's own (0 for the embedded target).",
     )
+
+
+def _add_spike_arguments(parser: Any) -> None:
+    """The spike shape's size and cycle."""
     parser.add_argument(
         "--spike-factor",
         type=_argument("spike_factor"),
@@ -312,6 +332,10 @@ def add_arguments(parser: Any) -> None:
         f"until -t (a soak); 0: one cycle fitted into -t ({SPIKE_CYCLE_S_MIN:g}-"
         f"{SPIKE_CYCLE_S_MAX:g}).",
     )
+
+
+def _add_traffic_arguments(parser: Any) -> None:
+    """What the users send: retries, checks on or off, the traffic classes."""
     parser.add_argument(
         "--retry-share",
         type=_argument("retry_share"),
@@ -338,6 +362,10 @@ def add_arguments(parser: Any) -> None:
         "and over-limit invoices. payers=N sets the payers' weight (0: the classes alone). "
         "Off with --checks off.",
     )
+
+
+def _add_verdict_arguments(parser: Any) -> None:
+    """How the run is judged: the threshold and the final wait."""
     parser.add_argument(
         "--max-inconsistencies",
         type=_argument("max_inconsistencies"),
@@ -352,6 +380,10 @@ def add_arguments(parser: Any) -> None:
         "then any payout still pending or in flight counts as `unresolved`. The default follows "
         "from the embedded target's in-flight hold, node timeout and resolver interval.",
     )
+
+
+def _add_target_arguments(parser: Any) -> None:
+    """The run's seed, its files, and how the target is reached."""
     parser.add_argument(
         "--seed",
         type=_argument("seed"),
@@ -385,7 +417,6 @@ def add_arguments(parser: Any) -> None:
         help="IP address the embedded target listens on (no --host); workers are given it as "
         "the target's URL. Anything but loopback needs --admin-token.",
     )
-    add_wallet_api_arguments(parser)
 
 
 def parse_traffic_mix(text: str | dict[str, int]) -> dict[str, int]:

@@ -154,6 +154,34 @@ def judge(
         "ok": checker.BALANCE_AFTER_SUCCESS,
         "fail": checker.BALANCE_AFTER_FAILURE,
     }.get(first.kind, checker.RESOLVED_VS_NODE_TRUTH)
+    record = _check_record(sent, name, payout_status, node, actual_msat, reserved_msat)
+    kind = LOCAL.history.emit(record)
+    word_check.fire_word_findings(request_event, record, sent.started)
+    word_check.record_view(request_event, sent, sent.pending, node, sent.started)
+    if rules.answered_in_flight(record["in"]["node"], record["answered_ms"]):
+        # a timeout the run reached (the fold counts it too): in the suite's own table as well
+        checker.fire_check(request_event, checker.NODE_TIMEOUT_JUDGED, None, sent.started)
+    if kind is None and sent.retry is None:
+        checker.fire_check(request_event, name, None, sent.started)  # most checks: no example
+        return None
+    example = history.check_example(record, kind)
+    _fire(request_event, name, kind, example, sent.started)
+    if sent.retry is not None:
+        _check_retry(request_event, sent, kind, example)
+    return kind
+
+
+def _check_record(
+    sent: SentPayout,
+    name: str,
+    payout_status: str,
+    node: dict[str, Any],
+    actual_msat: int,
+    reserved_msat: Any,
+) -> dict[str, Any]:
+    """The history's record of a final payout's balance check: its inputs, which the fold judges
+    (lnchaos/checker/history.py), and what the wallet said of it."""
+    first = sent.first
     record = {
         "type": history.CHECK,
         "name": name,
@@ -181,20 +209,7 @@ def judge(
         record["retry_ms"] = sent.retry_ms
     if sent.after_crash:
         record["after_crash"] = True
-    kind = LOCAL.history.emit(record)
-    word_check.fire_word_findings(request_event, record, sent.started)
-    word_check.record_view(request_event, sent, sent.pending, node, sent.started)
-    if rules.answered_in_flight(record["in"]["node"], record["answered_ms"]):
-        # a timeout the run reached (the fold counts it too): in the suite's own table as well
-        checker.fire_check(request_event, checker.NODE_TIMEOUT_JUDGED, None, sent.started)
-    if kind is None and sent.retry is None:
-        checker.fire_check(request_event, name, None, sent.started)  # most checks: no example
-        return None
-    example = history.check_example(record, kind)
-    _fire(request_event, name, kind, example, sent.started)
-    if sent.retry is not None:
-        _check_retry(request_event, sent, kind, example)
-    return kind
+    return record
 
 
 def check_wallet_at_end(

@@ -175,18 +175,64 @@ class PayerUser(FastHttpUser):
         if self.unjudged is not None:
             # the last task ended in an exception before judging its payout
             self._abandon(checker.ABANDONED_ERROR)
-        scheduled: float | None = None
-        if self.arrivals is not None:
-            # funded before taking an arrival: a new wallet is not part of a payout's latency
-            if not self._ensure_funds(AMOUNT_MSAT_MAX):
-                return
-            self.arrivals.join(self)
-            arrival_now = self.arrivals.take()
-            if arrival_now is None:
-                return
-            phase, scheduled = arrival_now.phase, arrival_now.scheduled
-        else:
-            phase = LOCAL.phase
+        arrival_now = self._next_arrival()
+        if arrival_now is None:
+            return
+        phase, scheduled = arrival_now
+        drawn = self._draw_payout()
+        if drawn is None:
+            return
+        invoice, retried, key = drawn
+        self._open_audit_entry(invoice, phase)
+        started = time.perf_counter()
+        first, after_crash = self._send_first(invoice, key, phase, scheduled)
+        if first.kind == "error":
+            # outcome unknown: the final audit judges it; continue with a fresh wallet
+            self._abandon(checker.ABANDONED_ERROR)
+            return
+        # the edge workload: a payout still in flight (answered pending or timed out) is retried
+        # more often, so the retry of an in-flight payout is met in every run
+        # (--retry-share 0: no retry at all, none of these either)
+        in_flight = edge_workload.retries_in_flight(self.rng, self.edge, first.kind)
+        retried = retried or (self.retry_share > 0 and in_flight)
+        retry, retry_ms = self._send_retry(invoice, key, phase) if retried else (None, None)
+        if not self.checks_on:
+            self._take_on_trust(invoice, first)
+            return
+        assert self.wallet is not None
+        sent = SentPayout(
+            wallet=self.wallet,
+            expected_msat=self.expected_msat,
+            invoice=invoice,
+            first=first,
+            retry=retry,
+            phase=phase,
+            started=started,
+            entry=self.unjudged,
+            idempotent=self.wallets.idempotent,
+            retry_ms=retry_ms,
+            after_crash=after_crash,
+            fee_reserve_msat=word_check.fee_reserve_of(self.wallets, invoice.amount_msat),
+        )
+        self._verify(sent)
+
+    def _next_arrival(self) -> tuple[str, float | None] | None:
+        """The next payout's phase and, in the open model, when it was scheduled (None: no
+        payout this time: no arrival taken, or no wallet funded for one)."""
+        if self.arrivals is None:
+            return LOCAL.phase, None
+        # funded before taking an arrival: a new wallet is not part of a payout's latency
+        if not self._ensure_funds(AMOUNT_MSAT_MAX):
+            return None
+        self.arrivals.join(self)
+        arrival_now = self.arrivals.take()
+        if arrival_now is None:
+            return None
+        return arrival_now.phase, arrival_now.scheduled
+
+    def _draw_payout(self) -> tuple[Invoice, bool, str] | None:
+        """The payout's invoice (from a wallet funded for it), whether it is retried, and its
+        Idempotency-Key; None: no wallet or no invoice to be had."""
         amount_msat = edge_workload.draw_amount_msat(self.rng, self.edge)
         near_balance = edge_workload.wants_near_balance(self.rng, self.edge)
         # a client's retry is traffic, sent with the checks on or off (the bench compares the
@@ -194,13 +240,17 @@ class PayerUser(FastHttpUser):
         retried = self.rng.random() < self.retry_share
         key = f"{LOCAL.run_id}-{self.rng.getrandbits(96):024x}"
         if not self._ensure_funds(amount_msat):
-            return
+            return None
         if near_balance:
             # sized from the balance the payer knows: what the hold leaves is under a reserve
             amount_msat = edge_workload.near_balance_amount_msat(self.expected_msat) or amount_msat
         invoice = self.wallets.create_invoice(amount_msat)
         if invoice is None:
-            return
+            return None
+        return invoice, retried, key
+
+    def _open_audit_entry(self, invoice: Invoice, phase: str) -> None:
+        """With the checks on, the payout is the final audit's until its payer judges it."""
         assert self.wallet is not None
         if self.checks_on:
             self.unjudged = checker.audit_entry(
@@ -211,7 +261,13 @@ class PayerUser(FastHttpUser):
                 amount_msat=invoice.amount_msat,
                 phase=phase,
             )
-        started = time.perf_counter()
+
+    def _send_first(
+        self, invoice: Invoice, key: str, phase: str, scheduled: float | None
+    ) -> tuple[PayoutResult, bool]:
+        """The payout's first request, sent again after a crash until answered; recorded, and
+        its answer noted in the audit entry. Also whether it crossed a crash."""
+        assert self.wallet is not None
         first = self.wallets.pay(self.wallet, invoice, key, phase)
         after_crash = first.http_status == 0 and self.wallets.chaos_connection_errors
         if after_crash:
@@ -229,49 +285,32 @@ class PayerUser(FastHttpUser):
                 outcome=first.outcome,
                 answered_ms=round(first.latency_ms, 1),
             )
-        if first.kind == "error":
-            # outcome unknown: the final audit judges it; continue with a fresh wallet
-            self._abandon(checker.ABANDONED_ERROR)
-            return
-        # the edge workload: a payout still in flight (answered pending or timed out) is retried
-        # more often, so the retry of an in-flight payout is met in every run
-        # (--retry-share 0: no retry at all, none of these either)
-        in_flight = edge_workload.retries_in_flight(self.rng, self.edge, first.kind)
-        retried = retried or (self.retry_share > 0 and in_flight)
-        retry, retry_ms = None, None
-        if retried:
-            recording.retry()
-            retry_ms = int(time.time() * 1000)  # coverage: was the node still paying it?
-            if self.unjudged is not None:
-                # the final audit's coverage too (a payout its payer leaves to the audit)
-                self.unjudged.update(retried=True, retry_ms=retry_ms)
-            retry = self.wallets.pay(self.wallet, invoice, key, phase, retry=True)
-            if retry.http_status == 0 and self.wallets.chaos_connection_errors:
-                retry = self._answer_after_crash(invoice, key, phase, retry)
-                retry = retry if retry.http_status != 0 else None  # never answered: unjudged
-        if not self.checks_on:
-            # load only: what the payout cost is taken on trust (no balance read, no polls),
-            # the retry's answer too
-            paid_msat = invoice.amount_msat + first.fee_msat if first.kind == "ok" else 0
-            self.expected_msat -= (
-                paid_msat if first.kind in ("ok", "fail") else needed_msat(invoice.amount_msat)
-            )
-            return
-        sent = SentPayout(
-            wallet=self.wallet,
-            expected_msat=self.expected_msat,
-            invoice=invoice,
-            first=first,
-            retry=retry,
-            phase=phase,
-            started=started,
-            entry=self.unjudged,
-            idempotent=self.wallets.idempotent,
-            retry_ms=retry_ms,
-            after_crash=after_crash,
-            fee_reserve_msat=word_check.fee_reserve_of(self.wallets, invoice.amount_msat),
+        return first, after_crash
+
+    def _send_retry(
+        self, invoice: Invoice, key: str, phase: str
+    ) -> tuple[PayoutResult | None, int]:
+        """The same payout again with the same Idempotency-Key, and when it was sent (unix ms).
+        The answer is None when a crash left it unanswered (then it is not judged)."""
+        assert self.wallet is not None
+        recording.retry()
+        retry_ms = int(time.time() * 1000)  # coverage: was the node still paying it?
+        if self.unjudged is not None:
+            # the final audit's coverage too (a payout its payer leaves to the audit)
+            self.unjudged.update(retried=True, retry_ms=retry_ms)
+        retry: PayoutResult | None = self.wallets.pay(self.wallet, invoice, key, phase, retry=True)
+        if retry.http_status == 0 and self.wallets.chaos_connection_errors:
+            retry = self._answer_after_crash(invoice, key, phase, retry)
+            retry = retry if retry.http_status != 0 else None  # never answered: unjudged
+        return retry, retry_ms
+
+    def _take_on_trust(self, invoice: Invoice, first: PayoutResult) -> None:
+        """Load only (--checks off): what the payout cost is taken on trust (no balance read, no
+        polls), the retry's answer too."""
+        paid_msat = invoice.amount_msat + first.fee_msat if first.kind == "ok" else 0
+        self.expected_msat -= (
+            paid_msat if first.kind in ("ok", "fail") else needed_msat(invoice.amount_msat)
         )
-        self._verify(sent)
 
     def _answer_after_crash(
         self, invoice: Invoice, key: str, phase: str, first: PayoutResult

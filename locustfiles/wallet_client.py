@@ -95,61 +95,15 @@ class WalletClient:
             catch_response=True,
         ) as response:
             latency_ms = (time.perf_counter() - started) * 1000
-            status = response.status_code
             body = _json_or_empty(response)
-            error = body.get("error")
-            result = PayoutResult(
-                kind="error",
-                outcome="error",
-                http_status=status,
-                latency_ms=latency_ms,
-                payout_id=body.get("payout_id"),
-                payout_status=body.get("status"),
-                # the service's claims as whole msat; a missing or malformed one is recorded
-                # as malformed_answer below (never read as 0: the 0 here is only a placeholder)
-                amount_msat=answers.msat_or_none(body, "amount_msat") or 0,
-                fee_msat=answers.msat_or_none(body, "fee_msat") or 0,
-                payment_hash=body.get("payment_hash"),
-                body=body,
-                balance_now_msat=_int_header(response, BALANCE_HEADER),
-            )
-            if status == 200 and body.get("status") == "succeeded":
-                result.kind, result.outcome = "ok", "succeeded"
-            elif status == 502 and error == "payment_failed":
-                result.kind, result.outcome = "fail", "failed"
-            elif status == 504 and error == "payment_timeout":
-                result.kind, result.outcome = "info", "timeout"
-            elif status == 202 and body.get("status") == "pending":
-                result.kind, result.outcome = "info", "pending"
-            elif status == 409 and error in refusals:
-                result.kind, result.outcome = "refused", "rejected"
-            elif status == 409 and error == "insufficient_funds":
-                result.outcome = "rejected"
+            result = _payout_result(response, body, latency_ms, refusals)
             if result.kind == "error" and not self.crashed(response, latency_ms):
-                response.failure(f"unexpected answer to a payout: HTTP {status} {body or ''}")
+                response.failure(
+                    f"unexpected answer to a payout: HTTP {result.http_status} {body or ''}"
+                )
             else:
                 response.success()
-        if result.kind in ("ok", "fail", "info"):
-            strict_reading.read(
-                answers.payout_answer_shape(body),
-                body,
-                f"POST /api/wallets/{wallet.wallet_id}/payouts",
-                http=status,
-                payout_id=result.payout_id,
-                **fields,
-            )
-        recording.complete(
-            "payout",
-            result.kind,
-            http=status,
-            status=result.payout_status,
-            payout_id=result.payout_id,
-            fee_msat=result.fee_msat,
-            balance_msat=body.get("balance_msat"),
-            balance_now_msat=result.balance_now_msat,
-            latency_ms=round(latency_ms, 1),
-            **fields,
-        )
+        _record_payout_answer(wallet, result, body, fields)
         if not retry and result.outcome in ("timeout", "pending", "failed"):
             fault = "timeout" if result.kind == "info" else "payment_failed"
             self._fire_fault(f"{fault} [{phase}]", latency_ms)
@@ -270,6 +224,70 @@ class WalletClient:
 
     def _fire_fault(self, name: str, latency_ms: float) -> None:
         counters.record_fault(name, latency_ms)
+
+
+def _payout_result(
+    response: Any, body: dict[str, Any], latency_ms: float, refusals: tuple[str, ...]
+) -> PayoutResult:
+    """A payout's answer as ok / fail / info (see the docstring), "refused" for a 409 its caller
+    expects, else "error"."""
+    status = response.status_code
+    error = body.get("error")
+    result = PayoutResult(
+        kind="error",
+        outcome="error",
+        http_status=status,
+        latency_ms=latency_ms,
+        payout_id=body.get("payout_id"),
+        payout_status=body.get("status"),
+        # the service's claims as whole msat; a missing or malformed one is recorded as
+        # malformed_answer (_record_payout_answer; never read as 0: here 0 is a placeholder)
+        amount_msat=answers.msat_or_none(body, "amount_msat") or 0,
+        fee_msat=answers.msat_or_none(body, "fee_msat") or 0,
+        payment_hash=body.get("payment_hash"),
+        body=body,
+        balance_now_msat=_int_header(response, BALANCE_HEADER),
+    )
+    if status == 200 and body.get("status") == "succeeded":
+        result.kind, result.outcome = "ok", "succeeded"
+    elif status == 502 and error == "payment_failed":
+        result.kind, result.outcome = "fail", "failed"
+    elif status == 504 and error == "payment_timeout":
+        result.kind, result.outcome = "info", "timeout"
+    elif status == 202 and body.get("status") == "pending":
+        result.kind, result.outcome = "info", "pending"
+    elif status == 409 and error in refusals:
+        result.kind, result.outcome = "refused", "rejected"
+    elif status == 409 and error == "insufficient_funds":
+        result.outcome = "rejected"
+    return result
+
+
+def _record_payout_answer(
+    wallet: Wallet, result: PayoutResult, body: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    """A payout's answer read strictly (a judged one: its promised fields) and into the history."""
+    if result.kind in ("ok", "fail", "info"):
+        strict_reading.read(
+            answers.payout_answer_shape(body),
+            body,
+            f"POST /api/wallets/{wallet.wallet_id}/payouts",
+            http=result.http_status,
+            payout_id=result.payout_id,
+            **fields,
+        )
+    recording.complete(
+        "payout",
+        result.kind,
+        http=result.http_status,
+        status=result.payout_status,
+        payout_id=result.payout_id,
+        fee_msat=result.fee_msat,
+        balance_msat=body.get("balance_msat"),
+        balance_now_msat=result.balance_now_msat,
+        latency_ms=round(result.latency_ms, 1),
+        **fields,
+    )
 
 
 def _record_node_read(payment_hash: str, node: dict[str, Any]) -> None:

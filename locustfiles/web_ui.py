@@ -61,11 +61,20 @@ def register(environment: Any, controller: Any) -> None:
     web_ui = getattr(environment, "web_ui", None)
     if web_ui is None:
         return
-    from flask import Response, jsonify, make_response, request
-
     base = (getattr(environment.parsed_options, "web_base_path", None) or "").rstrip("/")
     view = LiveView(environment, controller)
-    args = web_ui.template_args
+    _extend_template(web_ui.template_args, base)
+    app = web_ui.app
+    auth = web_ui.auth_required_if_enabled
+    # registered in this order: the live view, the control, the files, then the pages' additions
+    _add_view_routes(app, auth, base, environment, view)
+    _add_control_route(app, auth, base, controller, view)
+    _add_file_routes(app, auth, base, view)
+    _add_page_extensions(app, base, view)
+
+
+def _extend_template(args: dict[str, Any], base: str) -> None:
+    """The tab, its table and its CSV download in Locust's page (web_ui.template_args)."""
     args["extended_tabs"] = [
         *args.get("extended_tabs", []),
         {"title": TAB_TITLE, "key": TAB_KEY},
@@ -78,8 +87,11 @@ def register(environment: Any, controller: Any) -> None:
         *args.get("extended_csv_files", []),
         {"href": f"{base}/lnchaos/consistency.csv", "title": "Download consistency CSV"},
     ]
-    app = web_ui.app
-    auth = web_ui.auth_required_if_enabled
+
+
+def _add_view_routes(app: Any, auth: Any, base: str, environment: Any, view: LiveView) -> None:
+    """GET /lnchaos/state (the live view) and /lnchaos/runner (the runner's state now)."""
+    from flask import jsonify
 
     @app.route(f"{base}/lnchaos/state", endpoint="lnchaos_state")
     @auth
@@ -92,6 +104,11 @@ def register(environment: Any, controller: Any) -> None:
         # the runner's state now (Locust's /stats/requests answer is memoized for 2 s): what the
         # tab's script compares with the buttons Locust's UI shows (consistency.js, watchStop)
         return jsonify(state=str(getattr(environment.runner, "state", "")))
+
+
+def _add_control_route(app: Any, auth: Any, base: str, controller: Any, view: LiveView) -> None:
+    """POST /lnchaos/control: settings changed mid-run (see the docstring for its answers)."""
+    from flask import jsonify, make_response, request
 
     @app.route(f"{base}/lnchaos/control", methods=["POST"], endpoint="lnchaos_control")
     @auth
@@ -109,6 +126,11 @@ def register(environment: Any, controller: Any) -> None:
             return make_response(jsonify(error="target_failed", message=str(err)), 502)
         view.invalidate()
         return jsonify(success=True, changes=recorded, in_force=view.in_force())
+
+
+def _add_file_routes(app: Any, auth: Any, base: str, view: LiveView) -> None:
+    """GET /lnchaos/chart.svg, /lnchaos/consistency.csv and the tab's script."""
+    from flask import Response, make_response
 
     @app.route(f"{base}/lnchaos/chart.svg", endpoint="lnchaos_chart")
     @auth
@@ -130,30 +152,45 @@ def register(environment: Any, controller: Any) -> None:
         text = (STATIC_DIR / SCRIPT).read_text(encoding="utf-8")
         return Response(text, mimetype="application/javascript")
 
+
+def _add_page_extensions(app: Any, base: str, view: LiveView) -> None:
+    """Locust's own answers extended: our rows in /stats/requests, our script in its index page,
+    the consistency section in its HTML report."""
+    from flask import request
+
     @app.after_request
     def extend(response: Any) -> Any:
         path = request.path
         if path == f"{base}/stats/requests" and response.is_json:
-            body = response.get_json()
-            rows = consistency_view.kind_rows(view.report())
-            # Locust memoizes this answer (the same Response object for 2 s): our row replaces
-            # the one a previous request added instead of piling up beside it
-            body["extended_stats"] = [
-                *(e for e in body.get("extended_stats") or [] if e.get("key") != TAB_KEY),
-                {"key": TAB_KEY, "data": rows},
-            ]
-            response.set_data(json.dumps(body))
+            _add_rows(response, view)
         elif path in (f"{base}/", base or "/") and response.mimetype == "text/html":
-            page = response.get_data(as_text=True)
-            src = f"{base}/lnchaos/{SCRIPT}"
-            end = page.rfind("</body>")
-            if end >= 0 and f'src="{src}"' not in page:
-                tag = f'<script src="{src}" defer></script>'
-                response.set_data(page[:end] + tag + page[end:])
+            _add_script_tag(response, f"{base}/lnchaos/{SCRIPT}")
         elif path == f"{base}/stats/report" and response.mimetype == "text/html":
             page = response.get_data(as_text=True)
             response.set_data(consistency_view.inject_html(page, view.report()))
         return response
+
+
+def _add_rows(response: Any, view: LiveView) -> None:
+    """The tab's table rows into Locust's /stats/requests answer (`extended_stats`)."""
+    body = response.get_json()
+    rows = consistency_view.kind_rows(view.report())
+    # Locust memoizes this answer (the same Response object for 2 s): our row replaces
+    # the one a previous request added instead of piling up beside it
+    body["extended_stats"] = [
+        *(e for e in body.get("extended_stats") or [] if e.get("key") != TAB_KEY),
+        {"key": TAB_KEY, "data": rows},
+    ]
+    response.set_data(json.dumps(body))
+
+
+def _add_script_tag(response: Any, src: str) -> None:
+    """The tab's script linked into Locust's index page, once."""
+    page = response.get_data(as_text=True)
+    end = page.rfind("</body>")
+    if end >= 0 and f'src="{src}"' not in page:
+        tag = f'<script src="{src}" defer></script>'
+        response.set_data(page[:end] + tag + page[end:])
 
 
 def _control_body(request: Any) -> tuple[dict[str, Any], str | None]:

@@ -46,39 +46,9 @@ type FAULT (`timeout [phase]`, `payment_failed [phase]`): the chaos, not a defec
 - `status_mismatch`, `fee_mismatch` (the payout checks), `view_mismatch` (a wallet read while a
   payout of it was pending), `books_mismatch` (the reconciliation's `books`): the wallet's word
   and its books against the node's truth, lnchaos/checker/word.py.
-`charged_not_paid`, `paid_not_charged` and `unresolved` are also reported by the target's
-reconciliation, which sees every payout of the run (also those no user got to check before the
-run ended) but lists only a few ids: a kind counts max(found by checks + found by the final
-audit, found by reconciliation) (checks and audit judge different payouts), and the
-reconciliation's charged_not_paid, which includes double charges, is first reduced by the
-double charges the checks and the audit found, so no payout counts twice; `unresolved` counts
-the union of the audit's and the reconciliation's payouts. The reconciliation counts payment
-hashes (the users pay each invoice once, so hash = payout).
-
-A payout is resolved when a user check judged it (balance_after_success/failure,
-resolved_vs_node_truth), or when the end-of-run reconciliation finds it final at the wallet and
-at the node and consistent. The end-of-run reconciliation is asked for this run only
-(`since_ms`: the target's clock at test_start) with `stuck_after_s=0`, so every payout still not
-final is `unresolved` whatever its age. Problems of earlier runs on the same target are reported
-apart (`inconsistencies_before_run`) and never counted in this run's total; conservation is
-global (money has no run) and reported as it is.
-
-## The final audit: the judge never leans on the wallet's own reconciliation
-A payer that cannot judge a payout abandons its wallet: the payout was not final within the
-users' bound (--resolve-timeout-s), the payout request failed (connection error: outcome
-unknown), the wallet could not be read, or the run stopped the payer mid-payout. It records an
-audit entry (Tally.record_audit: wallet, api key, the exact balance expected before the payout,
-payout id, payment hash, the invoice's amount, phase, retried, first outcome, why), at most
-AUDIT_MAX per process; past it the entry is counted as overflow. The entries cross to the master
-in the tally. After the final wait the master audits each one (at most AUDIT_MAX_TOTAL, within a
-time bound; controller.py) from the node's truth of its payment hash (GET /node/payments/{hash})
-and the wallet's view (GET /api/wallets/{id}; GET /api/payouts/{id} when its id is known), by
-`audit_kind`: the node paid -> expected - (amount + the node's fee); failed or never seen ->
-unchanged; not final at the node, money still reserved or the payout pending -> `unresolved`; a
-wrong balance is classified as the checks do (`classify_balance`). Each audited payout is a
-`final_audit` check event; its findings count like the checks' (detected_by.audit), an
-unresolved payout once with the reconciliation's (union by payout id or hash), and an entry
-that could not be kept or audited (overflow) fails the run (exit 3).
+How each kind counts when the checks, the final audit and the target's reconciliation all
+report it: lnchaos/checker/reconciliation.py. The final audit of the payouts no payer could
+judge: lnchaos/checker/audit.py.
 
 ## consistency.json
     fix, shape, seed: str, str, int            the run's settings
@@ -195,116 +165,38 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lnchaos.checker import answers, coverage, scope
+from lnchaos.checker import coverage, scope
+from lnchaos.checker.audit import Audit
 from lnchaos.checker.kinds import (
-    BEFORE_RUN_KINDS,
-    BOOKS_MISMATCH,
-    CHARGED_NOT_PAID,
-    DOUBLE_CHARGE,
     EXIT_INCONSISTENT,
     EXIT_LOCUST_ERROR,
     EXIT_NOTHING_VERIFIED,
     EXIT_PASS,
     EXIT_TARGET_FAILED,
     FINAL_AUDIT,
-    MALFORMED_ANSWER,
     MAX_EXAMPLES,
     NODE_TIMEOUT_JUDGED,
-    NOT_CONSERVED,
-    RECONCILED_KINDS,
     RECONCILIATION,
-    REPORTED_STATUS,
     RESOLVED_VS_NODE_TRUTH,
     TIMEOUT_OUTCOMES,
     UNRESOLVED,
 )
+from lnchaos.checker.reconciliation import (
+    before_run,
+    combine_inconsistencies,
+    count_pushed,
+    reconciliation_problems,
+)
 from lnchaos.checker.tally import (
-    _add_to_kind,
-    _empty_kind,
-    _later,
-    _worse,
     checks_summary,
     latency_percentiles,
-    merge_tallies,
     payouts_by_outcome,
     payouts_verified,
     successes_summary,
     timeout_rate_by_phase,
     traffic_rounds_verified,
 )
-from lnchaos.checker.word import books_example, books_kind, status_kind
-
-# an audit entry of a payout its payer judged already (payout_check.END_OF_USE): its wallet is
-# what the audit reads again, its word was judged by the check
-AUDITED_AGAIN = "wallet_end_of_use"
-
-
-class Audit:
-    """The master's final audit of the payouts the payers could not judge (see the docstring):
-    the findings by kind (the Tally's shape), the unresolved payouts, the counts."""
-
-    def __init__(self, entries: int = 0, overflow: int = 0) -> None:
-        self.entries = entries
-        self.overflow = overflow  # not kept by a process, or not audited within the bounds
-        self.judged = 0
-        self.unresolved = 0
-        self.inconsistent = 0
-        self.resolved_timeouts = 0
-        self.node_timeouts = 0  # judged, answered while the node held it (rules.answered_in_flight)
-        self.kinds: dict[str, dict[str, Any]] = {}
-        # (payout_id, payment_hash) of each unresolved payout: merged with the reconciliation's
-        self.unresolved_keys: list[tuple[str | None, str | None]] = []
-        # the windows of the payouts only the audit judged (lnchaos/checker/coverage.py)
-        self.coverage: dict[str, Any] = coverage.empty()
-
-    def add(
-        self,
-        entry: dict[str, Any],
-        kind: str | None,
-        example: dict[str, Any],
-        node: dict[str, Any] | None = None,
-    ) -> None:
-        coverage.observe_audit(self.coverage, entry, node)
-        self._word(entry, example)
-        if kind == UNRESOLVED:
-            self.unresolved += 1
-            self.unresolved_keys.append((entry.get("payout_id"), entry.get("payment_hash")))
-        else:
-            self.judged += 1
-            if entry.get("outcome") in TIMEOUT_OUTCOMES:
-                self.resolved_timeouts += 1
-            self.node_timeouts += example.get("answered_in_flight") is True
-        if kind is None:
-            return
-        if kind != UNRESOLVED:
-            self.inconsistent += 1
-        # an unresolved payout's money is not known yet: no amount, as in the reconciliation
-        amount_msat = 0 if kind == UNRESOLVED else abs(int(example["diff_msat"]))
-        _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), amount_msat, example)
-
-    def _word(self, entry: dict[str, Any], example: dict[str, Any]) -> None:
-        """The status the wallet's payout read gave an audited payout, against the node's truth
-        (lnchaos/checker/word.py), unless its payer's check judged it already (its wallet's end
-        of use is what is audited then)."""
-        if entry.get("reason") == AUDITED_AGAIN:
-            return
-        node = {"status": example.get("node_status")}
-        kind = status_kind(status=example.get("payout_status"), node=node)
-        if kind is not None:
-            found = {**example, "check": REPORTED_STATUS, "kind": kind, "diff_msat": 0}
-            _add_to_kind(self.kinds.setdefault(kind, _empty_kind()), 0, found)
-
-    def not_audited(self, n: int = 1) -> None:
-        self.overflow += n
-
-    def summary(self) -> dict[str, int]:
-        return {
-            "entries": self.entries,
-            "judged": self.judged,
-            "unresolved": self.unresolved,
-            "inconsistent": self.inconsistent,
-            "overflow": self.overflow,
-        }
+from lnchaos.checker.workers import describe_lost_worker, workers_lost, workers_section
 
 
 def close_checks(
@@ -317,152 +209,6 @@ def close_checks(
     merged["checks"][RECONCILIATION] = [0, 1] if failed else [1, 0]
     consistent = audit.judged - audit.inconsistent
     merged["checks"][FINAL_AUDIT] = [consistent, audit.inconsistent + audit.unresolved]
-
-
-def reconciliation_problems(reconciliation: dict[str, Any]) -> list[str]:
-    """What the target's reconciliation reports as wrong; empty when all is well."""
-    problems = []
-    for kind in RECONCILED_KINDS:
-        count = _count(reconciliation.get(kind))
-        if count:
-            problems.append(f"{kind}={count}")
-    if reconciliation.get("conserved") is False:
-        problems.append("not conserved")
-    if books_kind(reconciliation.get("books")) is not None:
-        problems.append("books mismatch")
-    malformed = answers.problems("reconciliation", reconciliation)
-    if malformed:
-        problems.append(f"malformed: {'; '.join(malformed)}")
-    return problems
-
-
-def _count(found: Any) -> int:
-    """A reconciliation kind's count as far as it can be read (a malformed one is its own
-    finding, reconciliation_malformed): never a crash of the verdict."""
-    count = found.get("count") if isinstance(found, dict) else None
-    return count if isinstance(count, int) and not isinstance(count, bool) else 0
-
-
-def reconciliation_malformed(reconciliation: dict[str, Any]) -> dict[str, Any] | None:
-    """The reconciliation as a `malformed_answer` finding when it breaks its promised shape (an
-    absent `conserved` or kind is not "nothing wrong"), else None."""
-    found = answers.problems("reconciliation", reconciliation)
-    if not found:
-        return None
-    # the promised fields as they came (the whole answer is in consistency.json already)
-    promised = {f.name for f in answers.SHAPES["reconciliation"]}
-    said = {name: value for name, value in reconciliation.items() if name in promised}
-    record = {"shape": "reconciliation", "answer": said, "request": "GET /admin/reconciliation"}
-    example = answers.malformed_example(record, found)
-    example["source"] = RECONCILIATION
-    entry = _new_combined(1, 0, [example])
-    entry["detected_by"]["reconciliation"] = 1
-    return entry
-
-
-def combine_inconsistencies(
-    kinds: dict[str, dict[str, Any]],
-    reconciliation: dict[str, Any] | None,
-    audit: Audit | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Inconsistencies by kind from the checks, the final audit and the reconciliation (see the
-    docstring): the checks and the audit judge different payouts, so their counts add up; the
-    reconciliation sees them all, so a kind counts max(checks + audit, reconciliation), and an
-    unresolved payout counts once (the union by payout id or payment hash)."""
-    audit_kinds = audit.kinds if audit is not None else {}
-    result: dict[str, dict[str, Any]] = {}
-    for kind in [*kinds, *(k for k in audit_kinds if k not in kinds)]:
-        own, found = kinds.get(kind) or _empty_kind(), audit_kinds.get(kind) or _empty_kind()
-        entry = _new_combined(own["count"] + found["count"], own["amount_msat"], own["examples"])
-        entry["amount_msat"] += found["amount_msat"]
-        entry["examples"].extend(found["examples"][: MAX_EXAMPLES - len(entry["examples"])])
-        for key, better in (("worst", _worse), ("last", _later)):
-            candidates = [e for e in (own[key], found[key]) if e is not None]
-            for candidate in candidates:
-                if entry[key] is None or better(candidate, entry[key]):
-                    entry[key] = candidate
-        entry["detected_by"].update(checks=own["count"], audit=found["count"])
-        result[kind] = entry
-    if not reconciliation:
-        return result
-    double_charges = sum(
-        source.get(DOUBLE_CHARGE, {}).get("count", 0) for source in (kinds, audit_kinds)
-    )
-    malformed = reconciliation_malformed(reconciliation)
-    if malformed is not None:
-        result[MALFORMED_ANSWER] = _merge_malformed(result.get(MALFORMED_ANSWER), malformed)
-    for kind in RECONCILED_KINDS:
-        found = reconciliation.get(kind) or {}
-        found_count = _count(found)
-        if not found_count:
-            continue
-        entry = result.setdefault(kind, _new_combined(0, 0, []))
-        own_count = entry["count"]  # checks + audit
-        listed = found.get("examples") or [{"payout_id": i} for i in found.get("payout_ids") or []]
-        if kind == UNRESOLVED:
-            entry["count"] = _unresolved_union(found_count, listed, audit)
-        else:
-            # the reconciliation counts a double charge as charged_not_paid; the checks name it
-            comparable = found_count - double_charges if kind == CHARGED_NOT_PAID else found_count
-            entry["count"] = max(own_count, comparable, 0)
-        entry["amount_msat"] = max(entry["amount_msat"], int(found.get("amount_msat", 0)))
-        entry["detected_by"]["reconciliation"] = found_count
-        unnamed: list[dict[str, Any]] = []
-        if kind == UNRESOLVED:
-            # a payout the audit knows only by its hash (its payer stopped before the answer)
-            # says less than the target's own example (payout id, wallet, both statuses): the
-            # named ones first, the unnamed after them if room is left
-            unnamed = [e for e in entry["examples"] if not e.get("payout_id")]
-            entry["examples"] = [e for e in entry["examples"] if e.get("payout_id")]
-        known = {example.get("payout_id") for example in entry["examples"]}
-        # the target's examples when it gives them (payout, wallet, both statuses), else its ids
-        for listed_example in listed:
-            if len(entry["examples"]) >= MAX_EXAMPLES:
-                break
-            if listed_example.get("payout_id") not in known:
-                entry["examples"].append({"kind": kind, "source": RECONCILIATION, **listed_example})
-        entry["examples"].extend(unnamed[: max(0, MAX_EXAMPLES - len(entry["examples"]))])
-    if reconciliation.get("conserved") is False:
-        result[NOT_CONSERVED] = _new_combined(1, 0, [reconciliation.get("conservation")])
-        result[NOT_CONSERVED]["detected_by"]["reconciliation"] = 1
-    books = reconciliation.get("books")
-    if books_kind(books) is not None:
-        # the ledger's split against the node's (lnchaos/checker/word.py): both sides shown
-        result[BOOKS_MISMATCH] = _new_combined(1, 0, [books_example(books)])
-        result[BOOKS_MISMATCH]["detected_by"]["reconciliation"] = 1
-    return result
-
-
-def _merge_malformed(own: dict[str, Any] | None, found: dict[str, Any]) -> dict[str, Any]:
-    """The reconciliation's malformed answer added to the checks' (different answers: they add)."""
-    if own is None:
-        return found
-    own["count"] += found["count"]
-    own["examples"] = (own["examples"] + found["examples"])[:MAX_EXAMPLES]
-    own["detected_by"]["reconciliation"] = found["count"]
-    return own
-
-
-def _new_combined(count: int, amount_msat: int, examples: list[Any]) -> dict[str, Any]:
-    return {
-        "count": count,
-        "amount_msat": amount_msat,
-        "examples": list(examples),
-        "worst": None,
-        "last": None,
-        "detected_by": {"checks": 0, "reconciliation": 0, "audit": 0},
-    }
-
-
-def _unresolved_union(found_count: int, listed: list[dict[str, Any]], audit: Audit | None) -> int:
-    """How many payouts are unresolved by the reconciliation or by the audit, each once. Exact
-    when the reconciliation listed all of its payouts; else a lower bound (its list is short)."""
-    keys = (audit.unresolved_keys if audit is not None else []) or []
-    ids = {e.get("payout_id") for e in listed if e.get("payout_id")}
-    hashes = {e.get("payment_hash") for e in listed if e.get("payment_hash")}
-    new = sum(1 for payout_id, h in keys if payout_id not in ids and h not in hashes)
-    complete = max(len(hashes), len(ids) if not hashes else 0) >= found_count
-    return found_count + new if complete else max(found_count, len(keys))
 
 
 def timeouts_summary(
@@ -490,21 +236,6 @@ def timeouts_summary(
         "resolved_by_node_truth": merged["checks"].get(NODE_TIMEOUT_JUDGED, [0, 0])[0]
         + (audit.node_timeouts if audit is not None else 0),
     }
-
-
-def before_run(reconciliation: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """The same target's problems from before this run (never counted in this run)."""
-    earlier = (reconciliation or {}).get("before_run") or {}
-    result = {}
-    for kind in BEFORE_RUN_KINDS:
-        found = earlier.get(kind) or {}
-        if int(found.get("count", 0)):
-            result[kind] = {
-                "count": int(found["count"]),
-                "amount_msat": int(found.get("amount_msat", 0)),
-                "payout_ids": list(found.get("payout_ids") or [])[:MAX_EXAMPLES],
-            }
-    return result
 
 
 def describe_inconsistencies(inconsistencies: dict[str, dict[str, Any]]) -> str:
@@ -701,37 +432,10 @@ def build_report(
         successes=successes_summary(merged, success_share_by_phase),
         scope_at_start=scope_at_start,
     )
-    by_outcome = payouts_by_outcome(merged)
-    payouts = sum(by_outcome.values())
     return {
-        "fix": run["fix"],
-        "shape": run.get("shape"),
-        "profile": run.get("profile"),
-        "seed": run["seed"],
-        "threshold": run["threshold"],
-        "final_wait_s": run.get("final_wait_s"),
-        "verdict": judged["verdict"],
-        "exit_code": judged["exit_code"],
-        "reason": judged["reason"],
-        "duration_s": round(duration_s, 3),
-        "payouts_per_s": round(payouts / duration_s, 2) if duration_s > 0 else 0.0,
-        "payouts_by_outcome": by_outcome,
-        "payouts_by_phase": merged["payouts"],
-        "timeout_rate_by_phase": timeout_rate_by_phase(merged, configured_rate_by_phase),
-        "payouts_verified": judged["verified"],
-        "traffic_rounds_verified": judged["rounds"],
-        "timeouts": judged["timeouts"],
-        "successes": judged["successes"],
-        "coverage": judged["coverage"],
-        "retries": merged["retries"],
-        "checks": checks_summary(merged),
-        "audit": audit.summary(),
-        "inconsistencies": judged["inconsistencies"],
-        "inconsistencies_total": judged["total"],
-        "inconsistencies_before_run": judged["earlier"],
-        "inconsistencies_before_run_total": judged["earlier_total"],
-        "drift_msat": merged["drift_msat"],
-        "payout_latency_ms": latency_percentiles(merged["latency_ms"]),
+        **_settings_and_verdict(run, judged),
+        **_payouts_and_proof(merged, judged, audit, duration_s, configured_rate_by_phase),
+        **_money_found(merged, judged),
         # the open model's offered, achieved and dropped per phase (locustfiles/arrival_stats.py
         # `summary`, made by the caller: the open model is Locust's side)
         "arrivals": arrivals,
@@ -745,6 +449,61 @@ def build_report(
         "workers_lost": judged["lost"],
         "counters": list(counter_rows or []),
         "written_unix": round(time.time(), 3),
+    }
+
+
+def _settings_and_verdict(run: dict[str, Any], judged: dict[str, Any]) -> dict[str, Any]:
+    """consistency.json's head: the run's settings, then its verdict."""
+    return {
+        "fix": run["fix"],
+        "shape": run.get("shape"),
+        "profile": run.get("profile"),
+        "seed": run["seed"],
+        "threshold": run["threshold"],
+        "final_wait_s": run.get("final_wait_s"),
+        "verdict": judged["verdict"],
+        "exit_code": judged["exit_code"],
+        "reason": judged["reason"],
+    }
+
+
+def _payouts_and_proof(
+    merged: dict[str, Any],
+    judged: dict[str, Any],
+    audit: Audit,
+    duration_s: float,
+    configured_rate_by_phase: dict[str, float],
+) -> dict[str, Any]:
+    """consistency.json's payouts and what they proved: verified, timeouts resolved, successes,
+    coverage, checks and the final audit."""
+    by_outcome = payouts_by_outcome(merged)
+    payouts = sum(by_outcome.values())
+    return {
+        "duration_s": round(duration_s, 3),
+        "payouts_per_s": round(payouts / duration_s, 2) if duration_s > 0 else 0.0,
+        "payouts_by_outcome": by_outcome,
+        "payouts_by_phase": merged["payouts"],
+        "timeout_rate_by_phase": timeout_rate_by_phase(merged, configured_rate_by_phase),
+        "payouts_verified": judged["verified"],
+        "traffic_rounds_verified": judged["rounds"],
+        "timeouts": judged["timeouts"],
+        "successes": judged["successes"],
+        "coverage": judged["coverage"],
+        "retries": merged["retries"],
+        "checks": checks_summary(merged),
+        "audit": audit.summary(),
+    }
+
+
+def _money_found(merged: dict[str, Any], judged: dict[str, Any]) -> dict[str, Any]:
+    """consistency.json's inconsistencies (this run's and earlier ones apart), drift, latency."""
+    return {
+        "inconsistencies": judged["inconsistencies"],
+        "inconsistencies_total": judged["total"],
+        "inconsistencies_before_run": judged["earlier"],
+        "inconsistencies_before_run_total": judged["earlier_total"],
+        "drift_msat": merged["drift_msat"],
+        "payout_latency_ms": latency_percentiles(merged["latency_ms"]),
     }
 
 
@@ -768,120 +527,68 @@ def judge_run(
     scope_at_start: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The run's judgement: the findings combined, what was proven, and the verdict (decide)."""
-    inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation, audit)
-    reached = coverage.copy(merged.get("coverage") or coverage.empty())
-    coverage.merge(reached, audit.coverage)
-    covered = coverage.summary(run.get("coverage"), reached, configured_rate_by_phase)
-    earlier = before_run(reconciliation)
-    pushed = scope.pushed_into_run(reconciliation, scope_at_start)
-    count_pushed(inconsistencies, earlier, pushed)
-    total = sum(entry["count"] for entry in inconsistencies.values())
-    earlier_total = sum(entry["count"] for entry in earlier.values())
-    verified = payouts_verified(merged) + audit.judged  # the audit checks balances too
-    timeouts = timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit)
-    rounds = traffic_rounds_verified(merged)
+    judged = {
+        **_findings(merged, reconciliation, audit, scope_at_start),
+        **_proven(run, merged, reconciliation, audit, configured_rate_by_phase),
+        "successes": successes,
+        "lost": lost,
+    }
     verdict, exit_code, reason = decide(
-        inconsistencies_total=total,
-        verified=verified + rounds,
+        inconsistencies_total=judged["total"],
+        verified=judged["verified"] + judged["rounds"],
         threshold=int(run["threshold"]),
         locust_exit_code=locust_exit_code,
         target_error=target_error,
-        timeouts_configured=timeouts["configured"],
-        timeouts_seen=timeouts["payouts"],
-        timeouts_resolved=timeouts["resolved_by_node_truth"],
-        kinds=describe_inconsistencies(inconsistencies),
-        before_run_total=earlier_total,
+        timeouts_configured=judged["timeouts"]["configured"],
+        timeouts_seen=judged["timeouts"]["payouts"],
+        timeouts_resolved=judged["timeouts"]["resolved_by_node_truth"],
+        kinds=describe_inconsistencies(judged["inconsistencies"]),
+        before_run_total=judged["earlier_total"],
         audit_overflow=audit.overflow,
         workers_lost=[describe_lost_worker(entry) for entry in lost],
         successes=successes,
-        windows_not_reached=coverage.not_reached(covered),
+        windows_not_reached=coverage.not_reached(judged["coverage"]),
     )
+    return {**judged, "verdict": verdict, "exit_code": exit_code, "reason": reason}
+
+
+def _findings(
+    merged: dict[str, Any],
+    reconciliation: dict[str, Any] | None,
+    audit: Audit,
+    scope_at_start: dict[str, int] | None,
+) -> dict[str, Any]:
+    """The run's inconsistencies (checks, audit and reconciliation combined, with what the target
+    pushed before the run) and the earlier runs' apart, with their totals."""
+    inconsistencies = combine_inconsistencies(merged["kinds"], reconciliation, audit)
+    earlier = before_run(reconciliation)
+    pushed = scope.pushed_into_run(reconciliation, scope_at_start)
+    count_pushed(inconsistencies, earlier, pushed)
     return {
-        "coverage": covered,
-        "verdict": verdict,
-        "exit_code": exit_code,
-        "reason": reason,
         "inconsistencies": inconsistencies,
-        "total": total,
+        "total": sum(entry["count"] for entry in inconsistencies.values()),
         "earlier": earlier,
-        "earlier_total": earlier_total,
-        "verified": verified,
-        "rounds": rounds,
-        "timeouts": timeouts,
-        "successes": successes,
-        "lost": lost,
+        "earlier_total": sum(entry["count"] for entry in earlier.values()),
         "pushed": pushed,
     }
 
 
-def count_pushed(
-    inconsistencies: dict[str, dict[str, Any]],
-    earlier: dict[str, dict[str, Any]],
-    pushed: dict[str, dict[str, Any]],
-) -> None:
-    """The findings the target put before the run that were not there at its start
-    (scope.pushed_into_run): counted in the run, no longer in before_run."""
-    for kind, found in pushed.items():
-        entry = inconsistencies.setdefault(kind, _new_combined(0, 0, []))
-        entry["count"] += found["count"]
-        entry["amount_msat"] += found["amount_msat"]
-        entry["detected_by"]["reconciliation"] += found["count"]
-        room = MAX_EXAMPLES - len(entry["examples"])
-        entry["examples"].extend(scope.pushed_examples(kind, found)[: max(room, 0)])
-        if kind in earlier:
-            earlier[kind]["count"] -= found["count"]
-            if earlier[kind]["count"] <= 0:
-                del earlier[kind]
-
-
-def workers_section(workers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """consistency.json's `workers`: per worker, its state and what its tally says."""
-    section: dict[str, dict[str, Any]] = {}
-    for worker_id, worker in sorted(workers.items(), key=lambda item: str(item[0])):
-        tally = merge_tallies([worker["tally"]] if worker.get("tally") else [])
-        by_outcome = payouts_by_outcome(tally)
-        checks = checks_summary(tally)
-        section[str(worker_id)] = {
-            "index": worker.get("index"),
-            "state": worker.get("state"),
-            "lost": bool(worker.get("lost")),
-            "reports": int(worker.get("reports", 0)),
-            "last_report_unix": worker.get("last_report_unix"),
-            "last_report_s": worker.get("last_report_s"),
-            "payouts": sum(by_outcome.values()),
-            "payouts_by_outcome": by_outcome,
-            "payouts_verified": payouts_verified(tally),
-            "retries": tally["retries"],
-            "checks": {"passed": checks["passed"], "failed": checks["failed"]},
-            "inconsistencies": sum(entry["count"] for entry in tally["kinds"].values()),
-            "audit_entries": len(tally["audit"]) + int(tally["audit_overflow"]),
-        }
-    return section
-
-
-def workers_lost(section: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """consistency.json's `workers_lost`: the workers whose final tally never came."""
-    return [
-        {
-            "worker": worker_id,
-            "index": entry["index"],
-            "state": entry["state"],
-            "last_report_unix": entry["last_report_unix"],
-            "last_report_s": entry["last_report_s"],
-            "payouts_reported": entry["payouts"],
-        }
-        for worker_id, entry in section.items()
-        if entry["lost"]
-    ]
-
-
-def describe_lost_worker(entry: dict[str, Any]) -> str:
-    last = entry.get("last_report_s")
-    since = f"its last report at {last:.1f} s" if last is not None else "no report at all"
-    return (
-        f"worker {entry['worker']} (index {entry.get('index')}, Locust state "
-        f"{entry.get('state')}): {since}, {entry.get('payouts_reported', 0)} payouts reported"
-    )
+def _proven(
+    run: dict[str, Any],
+    merged: dict[str, Any],
+    reconciliation: dict[str, Any] | None,
+    audit: Audit,
+    configured_rate_by_phase: dict[str, float],
+) -> dict[str, Any]:
+    """What the run proved: payouts and rounds verified, timeouts resolved, windows covered."""
+    reached = coverage.copy(merged.get("coverage") or coverage.empty())
+    coverage.merge(reached, audit.coverage)
+    return {
+        "coverage": coverage.summary(run.get("coverage"), reached, configured_rate_by_phase),
+        "verified": payouts_verified(merged) + audit.judged,  # the audit checks balances too
+        "rounds": traffic_rounds_verified(merged),
+        "timeouts": timeouts_summary(merged, reconciliation, configured_rate_by_phase, audit),
+    }
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

@@ -206,6 +206,32 @@ class LNbitsWalletApi:
             return None
         wallet = Wallet(str(body["id"]), str(body["adminkey"]), 0)
         amount_sat = math.ceil(balance_msat / 1000)
+        made = self._funding_invoice(wallet, amount_sat)
+        if made is None:
+            return None
+        invoice, bolt11 = made
+        paid = _call(
+            self.node,
+            "POST",
+            "/admin/network/pay",
+            "POST /admin/network/pay (funding)",
+            (200,),
+            json={"payment_request": bolt11},
+            headers={"X-Admin-Token": self.node_admin_token},
+        )
+        if paid is None:
+            return None
+        funding_msat = amount_sat * 1000
+        credited = self._credited(wallet, str(invoice.get("payment_hash")), funding_msat)
+        if credited is None:
+            return None
+        LEDGER.open(wallet, funding_msat)
+        return Wallet(wallet.wallet_id, wallet.api_key, credited)
+
+    def _funding_invoice(
+        self, wallet: Wallet, amount_sat: int
+    ) -> tuple[dict[str, Any], str] | None:
+        """LNbits's invoice for the wallet's funding and its bolt11 (None: none was made)."""
         headers = {"X-Api-Key": wallet.api_key}
         invoice = None
         for _ in range(FUNDING_INVOICE_TRIES):
@@ -231,20 +257,13 @@ class LNbitsWalletApi:
                 _warned_no_invoice.set()
                 LOG.warning("LNbits gave no funding invoice (its answer: %s)", invoice)
             return None
-        paid = _call(
-            self.node,
-            "POST",
-            "/admin/network/pay",
-            "POST /admin/network/pay (funding)",
-            (200,),
-            json={"payment_request": bolt11},
-            headers={"X-Admin-Token": self.node_admin_token},
-        )
-        if paid is None:
-            return None
-        funding_msat = amount_sat * 1000
+        return invoice, bolt11
+
+    def _credited(self, wallet: Wallet, payment_hash: str, funding_msat: int) -> int | None:
+        """The balance once LNbits credited the funding the node paid; None (and a failed row
+        and a log line) when it never did within the bound."""
         started = time.perf_counter()
-        credited = self._wait_credited(wallet, str(invoice.get("payment_hash")), funding_msat)
+        credited = self._wait_credited(wallet, payment_hash, funding_msat)
         if credited is None:
             # the node paid, LNbits never credited it: a failure of the wallet, and visible
             # a failed row of the suite's own table (Locust's totals stay HTTP only) and a log
@@ -260,9 +279,7 @@ class LNbitsWalletApi:
                 funding_msat,
                 FUNDING_WAIT_S,
             )
-            return None
-        LEDGER.open(wallet, funding_msat)
-        return Wallet(wallet.wallet_id, wallet.api_key, credited)
+        return credited
 
     def _wait_credited(self, wallet: Wallet, payment_hash: str, funding_msat: int) -> int | None:
         """The balance once LNbits credited the funding (None: not within FUNDING_WAIT_S)."""
@@ -741,44 +758,14 @@ def judge_wallet(
     explained_msat = 0
     for payment_hash, (amount_msat, first) in record.payments.items():
         truth = truths.get(payment_hash) or {}
-        node_status = str(truth.get("status") or "not read")
         cost_msat = checker.node_cost_msat(truth, amount_msat)
         node_cost_msat += cost_msat
         mine = believed.get(payment_hash)
-        wallet_status = mine["status"] if mine else "none"
-        example = {
-            "wallet_id": record.wallet_id,
-            "payout_id": payment_hash,
-            "payment_hash": payment_hash,
-            "payout_status": wallet_status,
-            "node_status": node_status,
-            "first_outcome": first,
-            "amount_msat": amount_msat,
-        }
-        if wallet_status == "pending":
-            findings.append({**example, "kind": "pending"})
-            continue
-        if node_status not in checker.FINAL_NODE:
-            findings.append({**example, "kind": "in_flight"})
-            continue
-        charged_msat = 0
-        if mine is not None and wallet_status == "succeeded":
-            charged_msat = int(mine["amount_msat"]) + int(mine["fee_msat"])
-        diff_msat = cost_msat - charged_msat  # as a balance: actual - expected; > 0: not charged
-        if diff_msat:
-            explained_msat += diff_msat
-            kind = checker.PAID_NOT_CHARGED if diff_msat > 0 else checker.CHARGED_NOT_PAID
-            findings.append(
-                {
-                    **example,
-                    "kind": kind,
-                    "fee_msat": int(truth.get("fee_msat") or 0),
-                    "charged_msat": charged_msat,
-                    "diff_msat": diff_msat,
-                }
-            )
-        elif first in ("pending", "timeout"):
-            findings.append({**example, "kind": "timeout_resolved"})
+        finding = _judge_payment(record, payment_hash, amount_msat, first, truth, mine, cost_msat)
+        if finding is not None:
+            # only a charge off by something carries a diff: what the hashes explain
+            explained_msat += finding.get("diff_msat", 0)
+            findings.append(finding)
     if any(f["kind"] in ("pending", "in_flight") for f in findings):
         return findings  # not final: the balance is judged once it is
     expected_msat = record.funding_msat - node_cost_msat
@@ -796,3 +783,47 @@ def judge_wallet(
             }
         )
     return findings
+
+
+def _judge_payment(
+    record: WalletRecord,
+    payment_hash: str,
+    amount_msat: int,
+    first: str,
+    truth: dict[str, Any],
+    mine: dict[str, Any] | None,
+    cost_msat: int,
+) -> dict[str, Any] | None:
+    """One hash of the wallet: what LNbits charged for it (`mine`: what it believes) against
+    what the node paid (`cost_msat`); None when they agree and there is nothing to note."""
+    node_status = str(truth.get("status") or "not read")
+    wallet_status = mine["status"] if mine else "none"
+    example = {
+        "wallet_id": record.wallet_id,
+        "payout_id": payment_hash,
+        "payment_hash": payment_hash,
+        "payout_status": wallet_status,
+        "node_status": node_status,
+        "first_outcome": first,
+        "amount_msat": amount_msat,
+    }
+    if wallet_status == "pending":
+        return {**example, "kind": "pending"}
+    if node_status not in checker.FINAL_NODE:
+        return {**example, "kind": "in_flight"}
+    charged_msat = 0
+    if mine is not None and wallet_status == "succeeded":
+        charged_msat = int(mine["amount_msat"]) + int(mine["fee_msat"])
+    diff_msat = cost_msat - charged_msat  # as a balance: actual - expected; > 0: not charged
+    if diff_msat:
+        kind = checker.PAID_NOT_CHARGED if diff_msat > 0 else checker.CHARGED_NOT_PAID
+        return {
+            **example,
+            "kind": kind,
+            "fee_msat": int(truth.get("fee_msat") or 0),
+            "charged_msat": charged_msat,
+            "diff_msat": diff_msat,
+        }
+    if first in ("pending", "timeout"):
+        return {**example, "kind": "timeout_resolved"}
+    return None

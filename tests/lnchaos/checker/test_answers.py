@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from lnchaos.checker import answers, history, rules, verdict
+from lnchaos.checker import answers, history, rules
 from lnchaos.checker.kinds import ANSWER_SHAPE, MALFORMED_ANSWER, UNRESOLVED
+from lnchaos.checker.reconciliation import combine_inconsistencies, reconciliation_problems
 
 SUCCEEDED = {
     "payout_id": "p1",
@@ -127,12 +128,12 @@ def test_the_audit_reads_an_absent_reserve_as_malformed_not_as_zero():
 
 def test_a_reconciliation_without_conserved_fails_the_run_as_malformed():
     partial = {k: v for k, v in RECONCILIATION.items() if k != "conserved"}
-    combined = verdict.combine_inconsistencies({}, partial)
+    combined = combine_inconsistencies({}, partial)
     assert combined[MALFORMED_ANSWER]["count"] == 1
     example = combined[MALFORMED_ANSWER]["examples"][0]
     assert example["fields"] == ["conserved"] and example["source"] == "reconciliation"
-    assert verdict.reconciliation_problems(partial) == ["malformed: conserved: missing"]
-    assert MALFORMED_ANSWER not in verdict.combine_inconsistencies({}, RECONCILIATION)
+    assert reconciliation_problems(partial) == ["malformed: conserved: missing"]
+    assert MALFORMED_ANSWER not in combine_inconsistencies({}, RECONCILIATION)
     # a kind's count that is not a number is named, not a crash of the verdict
     garbled = {**RECONCILIATION, "charged_not_paid": {"count": "3", "amount_msat": 0}}
-    assert verdict.combine_inconsistencies({}, garbled)[MALFORMED_ANSWER]["count"] == 1
+    assert combine_inconsistencies({}, garbled)[MALFORMED_ANSWER]["count"] == 1

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from lnchaos.checker import coverage, history
+from lnchaos.checker.audit import Audit
 from lnchaos.checker.kinds import EXIT_INCONSISTENT, EXIT_NOTHING_VERIFIED, EXIT_PASS
 from lnchaos.checker.offline import judge_dir
 from lnchaos.checker.tally import Tally, merge_tallies
-from lnchaos.checker.verdict import Audit
 
 BEFORE_MSAT = 10_000_000_000
 SETTINGS = {

@@ -4,6 +4,7 @@ timeouts" counts the node's timeouts, never the wallet's answers (verdict.timeou
 from __future__ import annotations
 
 from lnchaos.checker import history, scope, verdict
+from lnchaos.checker.audit import Audit
 from lnchaos.checker.kinds import (
     EXIT_INCONSISTENT,
     EXIT_NOTHING_VERIFIED,
@@ -129,7 +130,7 @@ def test_the_audit_counts_a_payout_answered_while_the_node_held_it():
     held = {"status": "failed", "fee_msat": 0, "held_ms": 1_500}
     example = rules.audit_example(entry, held, view, None, None)
     assert example["answered_in_flight"] is True
-    audit = verdict.Audit(entries=2)
+    audit = Audit(entries=2)
     audit.add(entry, None, example)
     quick = rules.audit_example(entry, {**held, "held_ms": 5}, view, None, None)
     audit.add(entry, None, quick)

@@ -19,7 +19,7 @@ from lnchaos.checker.kinds import (
     WALLET_VIEW,
 )
 from lnchaos.checker.offline import judge_dir
-from lnchaos.checker.verdict import combine_inconsistencies, reconciliation_problems
+from lnchaos.checker.reconciliation import combine_inconsistencies, reconciliation_problems
 from lnchaos.checker.word import books_kind, fee_kind, status_kind, view_kind
 
 PAID = {"status": "succeeded", "fee_msat": 1_500}
@@ -323,8 +323,8 @@ def test_a_word_recorded_alone_is_judged_by_its_own_node():
 
 
 def test_the_final_audit_judges_the_status_its_payout_read_gave():
+    from lnchaos.checker.audit import Audit
     from lnchaos.checker.rules import audit_example, audit_result
-    from lnchaos.checker.verdict import Audit
 
     entry = {"wallet_id": "w", "expected_msat": BASE_MSAT, "payout_id": "p", "payment_hash": "h",
              "amount_msat": AMOUNT_MSAT, "phase": "normal", "retried": False,
