@@ -570,118 +570,73 @@ class DrainUser(TrafficUser):
     @task
     def drain(self) -> None:
         phase = LOCAL.phase
+        funded = self.funded_round()
+        if funded is None:
+            return
+        wallet, funding_msat, ready = funded
+        started = time.perf_counter()
+
+        def to_audit(why: str) -> None:
+            self.leave_to_audit(wallet, funding_msat, ready, phase, why, started)
+
+        sent = self.send_all(wallet, ready, phase)
+        if sent is None:
+            return to_audit(f"a payout of wallet {wallet.wallet_id} did not answer")
+        answers, seen_msat = sent
+        if any(answer.kind == "error" for answer in answers):
+            detail = ", ".join(answer.describe() for answer in answers)
+            return to_audit(f"wallet {wallet.wallet_id}: outcome unknown ({detail})")
+        # payouts of one wallet pending at once: what does the wallet show? (word_check.py)
+        held = word_check.round_view(self.wallets, wallet, answers)
+        hashes = [invoice.payment_hash for invoice in ready]
+        nodes = self.resolve({a.payout_id: wallet for a in answers if a.payout_id}, answers, hashes)
+        if nodes is None:
+            return to_audit(f"wallet {wallet.wallet_id}: not final within bound")
+        taken = [(i, a) for i, a in zip(ready, answers, strict=True) if a.kind != "refused"]
+        word_check.record_round(
+            self.environment.events.request, LnchaosWalletApi.fee_reserve_msat,
+            wallet, funding_msat, taken, nodes, held, phase, started,
+        )  # fmt: skip
+        view = self.wallets.get_wallet(wallet)
+        if view is None:
+            return to_audit(f"wallet {wallet.wallet_id} could not be read")
+        seen_msat.append(int(view["balance_msat"]))
+        facts = drain_facts(funding_msat, seen_msat, view, ready, answers, nodes)
+        answered = [(nodes[i.payment_hash], a.latency_ms) for i, a in taken]
+        self.judged(
+            checker.DRAIN, facts, started, answered,
+            wallet=wallet.wallet_id, phase=phase, node_spans=node_spans(nodes, hashes),
+        )  # fmt: skip
+
+    def funded_round(self) -> tuple[Wallet, int, list[Invoice]] | None:
+        """A fresh wallet and DRAIN_PARALLEL invoices that together may exceed its balance."""
         funding_msat = self.rng.randrange(DRAIN_FUNDING_MSAT_MIN, DRAIN_FUNDING_MSAT_MAX)
         low = funding_msat * DRAIN_SHARE_MIN[0] // DRAIN_SHARE_MIN[1]
         high = funding_msat * DRAIN_SHARE_MAX[0] // DRAIN_SHARE_MAX[1]
         wallet = self.wallets.create_wallet(funding_msat)
         if wallet is None:
-            return
+            return None
         invoices = [
             self.wallets.create_invoice(self.rng.randrange(low, high))
             for _ in range(DRAIN_PARALLEL)
         ]
-        if any(invoice is None for invoice in invoices):
-            return
         ready = [invoice for invoice in invoices if invoice is not None]
-        started = time.perf_counter()
+        return (wallet, funding_msat, ready) if len(ready) == len(invoices) else None
+
+    def send_all(
+        self, wallet: Wallet, ready: list[Invoice], phase: str
+    ) -> tuple[list[PayoutResult], list[int]] | None:
+        """Every payout at once, and one look at the wallet while they run (a balance below
+        zero is an overdraft, even if repaid later): the answers and the balance seen, or None
+        when a payout did not answer within the round's bound."""
         payouts = [gevent.spawn(self.pay, wallet, invoice, phase) for invoice in ready]
-        # one look while they run: a balance below zero is an overdraft, even if repaid later
         watch = gevent.spawn(self.wallets.get_wallet, wallet)
         gevent.joinall([*payouts, watch], timeout=ROUND_JOIN_TIMEOUT_S)
         if not all(g.successful() for g in payouts):
             gevent.killall([*payouts, watch], block=False)
-            self.leave_to_audit(
-                wallet,
-                funding_msat,
-                ready,
-                phase,
-                f"a payout of wallet {wallet.wallet_id} did not answer",
-                started,
-            )
-            return
-        answers: list[PayoutResult] = [g.value for g in payouts]
+            return None
         seen_msat = [int(watch.value["balance_msat"])] if watch.successful() and watch.value else []
-        if any(answer.kind == "error" for answer in answers):
-            detail = ", ".join(answer.describe() for answer in answers)
-            self.leave_to_audit(
-                wallet,
-                funding_msat,
-                ready,
-                phase,
-                f"wallet {wallet.wallet_id}: outcome unknown ({detail})",
-                started,
-            )
-            return
-        # payouts of one wallet pending at once: what does the wallet show? (word_check.py)
-        taken = word_check.round_view(self.wallets, wallet, answers)
-        hashes = [invoice.payment_hash for invoice in ready]
-        wallet_of = {a.payout_id: wallet for a in answers if a.payout_id}
-        nodes = self.resolve(wallet_of, answers, hashes)
-        if nodes is None:
-            self.leave_to_audit(
-                wallet,
-                funding_msat,
-                ready,
-                phase,
-                f"wallet {wallet.wallet_id}: not final within bound",
-                started,
-            )
-            return
-        taken_by_wallet = [
-            (i, a) for i, a in zip(ready, answers, strict=True) if a.kind != "refused"
-        ]
-        word_check.record_round(
-            self.environment.events.request,
-            LnchaosWalletApi.fee_reserve_msat,
-            wallet,
-            funding_msat,
-            taken_by_wallet,
-            nodes,
-            taken,
-            phase,
-            started,
-        )
-        view = self.wallets.get_wallet(wallet)
-        if view is None:
-            self.leave_to_audit(
-                wallet,
-                funding_msat,
-                ready,
-                phase,
-                f"wallet {wallet.wallet_id} could not be read",
-                started,
-            )
-            return
-        seen_msat.append(int(view["balance_msat"]))
-        # the rule (rounds.judge_drain) takes what the history records of the round
-        facts = {
-            "funding_msat": funding_msat,
-            "balances_msat": seen_msat,
-            "reserved_msat": view.get("reserved_msat"),
-            "payouts": [
-                {
-                    "amount_msat": invoice.amount_msat,
-                    "node": rounds.node(nodes[invoice.payment_hash]),
-                    "answer": answer_facts(answer),
-                }
-                for invoice, answer in zip(ready, answers, strict=True)
-            ],
-        }
-        # coverage: the node's span of each payout it acted on (two at once overlap)
-        spans = [
-            [nodes[h].get("created_ms"), nodes[h].get("resolved_ms")]
-            for h in hashes
-            if nodes[h].get("created_ms") is not None
-        ]
-        taken = [
-            (nodes[invoice.payment_hash], answer.latency_ms)
-            for invoice, answer in zip(ready, answers, strict=True)
-            if answer.kind != "refused"
-        ]
-        self.judged(
-            checker.DRAIN, facts, started, taken,
-            wallet=wallet.wallet_id, phase=phase, node_spans=spans,
-        )  # fmt: skip
+        return [g.value for g in payouts], seen_msat
 
 
 # ---- retry: the same Idempotency-Key at the wrong moments ---------------------------------------
@@ -1100,6 +1055,39 @@ def took_key(answer: RawAnswer) -> bool:
 def answer_facts(result: PayoutResult) -> dict[str, Any]:
     """A payout answer of the wallet client as a round's recorded facts keep it."""
     return rounds.answer(int(result.http_status or 0), result.body or {})
+
+
+def drain_facts(
+    funding_msat: int,
+    seen_msat: list[int],
+    view: dict[str, Any],
+    ready: list[Invoice],
+    answers: list[PayoutResult],
+    nodes: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """What the history records of a drain round: what its rule (rounds.judge_drain) takes."""
+    return {
+        "funding_msat": funding_msat,
+        "balances_msat": seen_msat,
+        "reserved_msat": view.get("reserved_msat"),
+        "payouts": [
+            {
+                "amount_msat": invoice.amount_msat,
+                "node": rounds.node(nodes[invoice.payment_hash]),
+                "answer": answer_facts(answer),
+            }
+            for invoice, answer in zip(ready, answers, strict=True)
+        ],
+    }
+
+
+def node_spans(nodes: dict[str, dict[str, Any]], hashes: list[str]) -> list[list[Any]]:
+    """Coverage: the node's span of each payout it acted on (two at once overlap)."""
+    return [
+        [nodes[h].get("created_ms"), nodes[h].get("resolved_ms")]
+        for h in hashes
+        if nodes[h].get("created_ms") is not None
+    ]
 
 
 def json_body(response: Any) -> dict[str, Any]:
