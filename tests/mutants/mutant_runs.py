@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mutant_patches import CONTROL, CONTROL_CRASH, CONTROLS, MUTANTS, RECOVERY_MARK
+from mutant_patches import (
+    CONTROL,
+    CONTROL_CRASH,
+    CONTROL_MIXES,
+    CONTROLS,
+    MUTANTS,
+    RECOVERY_MARK,
+)
 
 from target.common.child import ChildError, ChildProcess, ChildServer
 
@@ -227,9 +234,10 @@ def _read_crash_logs(result: RunResult, report_dir: Path) -> None:
 
 
 def _mix_of(name: str) -> str:
-    """The traffic mix of a run: a traffic class alone for the mutant it is there to catch."""
+    """The traffic mix of a run: a traffic class alone for the mutant it is there to catch (and
+    for the control of a coverage mutant's own settings)."""
     mutant = MUTANTS.get(name)
-    return (mutant.traffic_mix if mutant else None) or TRAFFIC_MIX
+    return (mutant.traffic_mix if mutant else CONTROL_MIXES.get(name)) or TRAFFIC_MIX
 
 
 def _read_report(result: RunResult, path: Path, locust_log: Path) -> None:
@@ -283,7 +291,8 @@ def table(results: dict[str, RunResult]) -> str:
     ]
     for name, result in results.items():
         mutant = MUTANTS.get(name)
-        control = "(control: the target as it is" + (", crashed)" if is_crash_run(name) else ")")
+        control = "(control: the target as it is" + (", crashed" if is_crash_run(name) else "")
+        control += f", --traffic-mix {CONTROL_MIXES[name]})" if name in CONTROL_MIXES else ")"
         bug_class = mutant.bug_class if mutant else control
         bug = mutant.bug if mutant else "none"
         expect = " or ".join(mutant.expect) if mutant else "none (must pass)"
@@ -303,7 +312,7 @@ def verdict_of(name: str, result: RunResult) -> str:
     """'ok' when the run did what the test requires, else why not."""
     if result.broken:
         return f"broken: {result.broken.splitlines()[0]}"
-    if name == CONTROL:
+    if name == CONTROL or name in CONTROL_MIXES:
         return "ok" if result.exit_code == 0 else f"control failed: {result.reason}"
     if name == CONTROL_CRASH:
         if result.exit_code != 0:
