@@ -1163,9 +1163,9 @@ def deadline_escapes_as_server_error() -> None:
     """A payout still in flight at the wallet's deadline is answered 500 (the deadline's
     TimeoutError escapes the handler) instead of 202 pending, after its pending answer was stored
     and written as before: the money stays reserved, the resolver settles it, a retry with the key
-    gets the stored answer. An unknown outcome is left to the final audit, never retried at once,
-    so no retry reaches the node while it still holds the payment. Class: coverage (a retry of a
-    payout still in flight)."""
+    gets the stored answer. The suite's payers leave an unknown outcome (a 5xx) to the final audit
+    instead of retrying it, so no retry reaches the node while it still holds the payment.
+    Class: coverage (a retry of a payout still in flight)."""
 
     def make(pending: Any) -> Any:
         async def unhandled(self: Any, payout: Any, *args: Any, **kwargs: Any) -> Any:
