@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mutant_patches import CONTROL, CONTROL_CRASH, CONTROLS
+from mutant_patches import CONTROL, CONTROL_CRASH, CONTROL_DRAIN, CONTROLS
 from mutant_runs import PARALLEL, RunResult, run_many, table, verdict_of
 
 RESULTS: pytest.StashKey[tuple[dict[str, RunResult], Path]] = pytest.StashKey()
@@ -23,6 +23,8 @@ def _selected(session: pytest.Session) -> list[str]:
             names.append(CONTROL)
         if getattr(item, "originalname", None) == "test_crash_control_passes":
             names.append(CONTROL_CRASH)
+        if getattr(item, "originalname", None) == "test_drain_control_passes":
+            names.append(CONTROL_DRAIN)
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "name" in callspec.params:
             names.append(callspec.params["name"])

@@ -16,6 +16,7 @@ copy of the context, so the flag never leaks to another request or to the resolv
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import hashlib
@@ -170,7 +171,13 @@ class Mutant:
 MUTANTS: dict[str, Mutant] = {}
 CONTROL = "control"  # the target as it is
 CONTROL_CRASH = "control_crash"  # the target as it is, under the crash mutants' crashes
-CONTROLS = (CONTROL, CONTROL_CRASH)
+# the target as it is, with the drain class alone: the settings of the coverage mutant that needs
+# drain rounds (the default mix judges too few of them for two_at_once to be required)
+CONTROL_DRAIN = "control_drain"
+CONTROLS = (CONTROL, CONTROL_CRASH, CONTROL_DRAIN)
+DRAIN_ALONE = "payers=0,drain=1"
+# a control run with a traffic mix of its own, the one its coverage mutants run with
+CONTROL_MIXES = {CONTROL_DRAIN: DRAIN_ALONE}
 # What the crash control's target writes to its log each time a restart meets a payout whose
 # attempt was never recorded: the path the crash mutants break is shown to be exercised.
 RECOVERY_MARK = "lnchaos-mutants: recovering an unrecorded attempt"
@@ -202,7 +209,7 @@ def mutant(
 def apply(name: str) -> None:
     """Patch the target with mutant `name` (nothing for a control; the crash control only marks
     the recoveries in its log). KeyError for an unknown name."""
-    if name == CONTROL:
+    if name in (CONTROL, CONTROL_DRAIN):
         check_all_targets()
         return
     if name == CONTROL_CRASH:
@@ -1142,3 +1149,91 @@ def lost_answer_rolls_back_paid_payout() -> None:
         return rolls_back
 
     replace("settle", make)
+
+
+# -- coverage: the windows of the suite's own acts (a retry, a drain round), kept from the run
+
+
+PATCH_TARGETS["pending"] = "target.payouts:PayoutService._pending"
+PATCH_TARGETS["deadline_s"] = "target.payouts:PayoutService._deadline_s"
+
+
+@mutant("coverage: a retry of a payout in flight", window="retry_in_flight")
+def deadline_escapes_as_server_error() -> None:
+    """A payout still in flight at the wallet's deadline is answered 500 (the deadline's
+    TimeoutError escapes the handler) instead of 202 pending, after its pending answer was stored
+    and written as before: the money stays reserved, the resolver settles it, a retry with the key
+    gets the stored answer. The suite's payers leave an unknown outcome (a 5xx) to the final audit
+    instead of retrying it, so no retry reaches the node while it still holds the payment.
+    Class: coverage (a retry of a payout still in flight)."""
+
+    def make(pending: Any) -> Any:
+        async def unhandled(self: Any, payout: Any, *args: Any, **kwargs: Any) -> Any:
+            await pending(self, payout, *args, **kwargs)  # stored and durable: nothing is lost
+            raise RuntimeError("lnchaos-mutants: the wallet's deadline escaped the handler")
+
+        return unhandled
+
+    replace("pending", make)
+
+
+# a payment keeps its wallet's turn until the node says it is final, at most this long (past the
+# node's longest hold, so a turn is never given up while the payment is in flight)
+TURN_HELD_MAX_S = 60.0
+TURNS_MAX = 10_000  # wallets with a turn object at once (bounded: idle ones are dropped)
+
+
+@mutant(
+    "coverage: two payouts of one wallet at once",
+    window="two_at_once",
+    traffic_mix=DRAIN_ALONE,
+)
+def wallet_sends_one_at_a_time() -> None:
+    """The wallet sends one payment per wallet at a time (a per-wallet send lock, as a wallet
+    that keeps one channel or one nonce per user has): a payout waits for its wallet's turn
+    before it is sent, and its payment keeps the turn until the node says it is final. A payout
+    that does not get the turn within the wallet's deadline fails with nothing sent (its
+    reservation given back). Reservations and the funds check are as before; only a wallet's
+    payments never overlap at the node. Class: coverage (two payouts of one wallet at once)."""
+    send_refused, deadline_s = value("SendRefused"), value("deadline_s")
+    turns: dict[str, asyncio.Lock] = {}
+    releasing: set[asyncio.Task[None]] = set()  # a task is kept referenced until it ends
+
+    def turn_of(wallet_id: str) -> asyncio.Lock:
+        if wallet_id not in turns and len(turns) >= TURNS_MAX:
+            for idle in [w for w, lock in turns.items() if not lock.locked()]:
+                del turns[idle]
+        return turns.setdefault(wallet_id, asyncio.Lock())
+
+    async def release_when_final(service: Any, payout: Any, turn: asyncio.Lock) -> None:
+        try:
+            await service.node.wait(
+                payout.payment_hash, TURN_HELD_MAX_S, attempt_id=payout.attempt_id
+            )
+        except Exception:  # noqa: S110 (the node could not be asked: the turn is given up)
+            pass
+        finally:
+            turn.release()
+
+    def make(send: Any) -> Any:
+        async def in_turn(self: Any, payout: Any, invoice: Any) -> None:
+            turn = turn_of(payout.wallet_id)
+            # bounded: a payout queued behind a long hold would otherwise outlive any deadline
+            try:
+                async with asyncio.timeout(deadline_s(self)):
+                    await turn.acquire()
+            except TimeoutError:
+                busy = "another payment of the wallet is in flight"
+                raise send_refused("wallet_busy", busy) from None
+            try:
+                await send(self, payout, invoice)
+            except BaseException:  # refused or cancelled: nothing sent holds the turn
+                turn.release()
+                raise
+            task = asyncio.get_running_loop().create_task(release_when_final(self, payout, turn))
+            releasing.add(task)
+            task.add_done_callback(releasing.discard)
+
+        return in_turn
+
+    replace("send", make)

@@ -23,7 +23,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from mutant_patches import CONTROL, CONTROL_CRASH, MUTANTS, check_all_targets
+from mutant_patches import (
+    CONTROL,
+    CONTROL_CRASH,
+    CONTROL_DRAIN,
+    CONTROL_MIXES,
+    MUTANTS,
+    check_all_targets,
+)
 from mutant_runs import EXIT_INCONSISTENT, EXIT_NOTHING_VERIFIED, HOOK, REPO, RunResult
 
 HERE = Path(__file__).resolve().parent
@@ -74,10 +81,31 @@ def test_control_passes(runs: dict[str, RunResult]) -> None:
     assert by_name["idempotent_retry"]["passed"] > 0
     assert report["reconciliation"]["conserved"] is True
     # every coverage mutant's window is required and reached here: its exit 4 is its doing
+    # (one run with a traffic mix of its own has its own control: test_drain_control_passes)
+    _assert_windows_reached(result, mix=None)
+
+
+def _assert_windows_reached(result: RunResult, mix: str | None) -> None:
+    """Each window of the coverage mutants run with `mix` (None: the default) is required and
+    reached in this control run."""
     for mutant in MUTANTS.values():
-        if mutant.window:
-            entry = report["coverage"][mutant.window]
+        if mutant.window and mutant.traffic_mix == mix:
+            entry = result.report["coverage"][mutant.window]
             assert entry["required"] and entry["count"] > 0, (mutant.window, entry)
+
+
+@pytest.mark.mutants
+@pytest.mark.timeout(SUITE_TIMEOUT_S)
+def test_drain_control_passes(runs: dict[str, RunResult]) -> None:
+    """The target as it is with the drain class alone (wallet_sends_one_at_a_time's settings):
+    it passes, and its drain rounds reach two_at_once as required, so that mutant's exit 4 is
+    its doing."""
+    result = runs[CONTROL_DRAIN]
+    assert result.broken is None, result.broken
+    assert result.exit_code == 0, _describe(result)
+    assert not result.kinds, _describe(result)
+    assert result.report["reconciliation"]["conserved"] is True
+    _assert_windows_reached(result, mix=CONTROL_MIXES[CONTROL_DRAIN])
 
 
 @pytest.mark.mutants
