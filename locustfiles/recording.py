@@ -89,3 +89,61 @@ def read(kind_of_read: str, **fields: Any) -> None:
     if not DETAIL["on"]:
         return
     LOCAL.history.note({"type": kind_of_read, **fields})
+
+
+# ---- a wallet API's operations and reads, whatever the adapter (one shape for each) -------------
+
+
+def payout_sent(
+    wallet_id: str, payment_hash: str, amount_msat: int, key: str, phase: str
+) -> dict[str, Any]:
+    """A payout request's invocation; returns the fields its completion repeats."""
+    fields = {"wallet": wallet_id, "hash": payment_hash, "phase": phase}
+    invoke("payout", amount_msat=amount_msat, key=key, **fields)
+    return fields
+
+
+def payout_answered(result: Any, fields: dict[str, Any]) -> None:
+    """A payout's completion: what the wallet claimed of it (a PayoutResult), with the balance
+    its answer or a header said, when it said one."""
+    complete(
+        "payout",
+        result.kind,
+        http=result.http_status,
+        status=result.payout_status,
+        payout_id=result.payout_id,
+        fee_msat=result.fee_msat,
+        balance_msat=(result.body or {}).get("balance_msat"),
+        balance_now_msat=result.balance_now_msat,
+        latency_ms=round(result.latency_ms, 1),
+        **fields,
+    )
+
+
+def wallet_read(wallet_id: str, view: dict[str, Any]) -> None:
+    read(
+        history.WALLET_READ,
+        wallet=wallet_id,
+        balance_msat=view.get("balance_msat"),
+        reserved_msat=view.get("reserved_msat"),
+    )
+
+
+def payout_read(wallet_id: str, payout_id: str, payout: dict[str, Any]) -> None:
+    read(
+        history.PAYOUT_READ,
+        wallet=wallet_id,
+        payout_id=payout_id,
+        status=payout.get("status"),
+        fee_msat=payout.get("fee_msat"),
+    )
+
+
+def node_read(payment_hash: str, node: dict[str, Any]) -> None:
+    """A read of the node's truth of one payment: its status and the fee it charged."""
+    read(
+        history.NODE_READ,
+        hash=payment_hash,
+        status=node.get("status"),
+        fee_msat=node.get("fee_msat"),
+    )

@@ -24,7 +24,7 @@ from typing import Any
 import gevent
 from locust.contrib.fasthttp import FastHttpSession
 
-from lnchaos.checker import answers, history
+from lnchaos.checker import answers
 from locustfiles import counters, recording, strict_reading
 from locustfiles.wallets.base import Invoice, PayoutResult, Wallet  # the adapter contract's
 
@@ -41,6 +41,10 @@ FINAL_NODE_STATUSES = ("succeeded", "failed", "unknown")
 
 
 class WalletClient:
+    # its payouts and reads are recorded here, with what only its API says (a balance header);
+    # an adapter without this is recorded by locustfiles/wallets/recorded.py
+    records_history = True
+
     def __init__(self, session: FastHttpSession, request_event: Any) -> None:
         self.session = session
         self.request_event = request_event
@@ -84,8 +88,9 @@ class WalletClient:
         tag = f" ({label})" if label else ""
         name = "POST /payouts (retry)" if retry else f"POST /payouts{tag} [{phase}]"
         headers = {"X-Api-Key": wallet.api_key, "Idempotency-Key": idempotency_key}
-        fields = {"wallet": wallet.wallet_id, "hash": invoice.payment_hash, "phase": phase}
-        recording.invoke("payout", amount_msat=invoice.amount_msat, key=idempotency_key, **fields)
+        fields = recording.payout_sent(
+            wallet.wallet_id, invoice.payment_hash, invoice.amount_msat, idempotency_key, phase
+        )
         started = time.perf_counter()
         with self.session.post(
             f"/api/wallets/{wallet.wallet_id}/payouts",
@@ -135,12 +140,7 @@ class WalletClient:
             strict_reading.read(
                 "wallet_view", view, f"GET /api/wallets/{wallet.wallet_id}", wallet=wallet.wallet_id
             )
-            recording.read(
-                history.WALLET_READ,
-                wallet=wallet.wallet_id,
-                balance_msat=view.get("balance_msat"),
-                reserved_msat=view.get("reserved_msat"),
-            )
+            recording.wallet_read(wallet.wallet_id, view)
         return view
 
     def get_payout(self, wallet: Wallet, payout_id: str) -> dict[str, Any] | None:
@@ -159,13 +159,7 @@ class WalletClient:
                 wallet=wallet.wallet_id,
                 payout_id=payout_id,
             )
-            recording.read(
-                history.PAYOUT_READ,
-                wallet=wallet.wallet_id,
-                payout_id=payout_id,
-                status=payout.get("status"),
-                fee_msat=payout.get("fee_msat"),
-            )
+            recording.payout_read(wallet.wallet_id, payout_id, payout)
         return payout
 
     def get_node_payment(self, payment_hash: str) -> dict[str, Any] | None:
@@ -173,7 +167,7 @@ class WalletClient:
             "GET", f"/node/payments/{payment_hash}", "GET /node/payments/{hash} (poll)", (200,)
         )
         if node is not None:
-            _record_node_read(payment_hash, node)
+            recording.node_read(payment_hash, node)
         return node
 
     def lookup_node_payments(self, payment_hashes: list[str]) -> list[dict[str, Any]] | None:
@@ -191,7 +185,7 @@ class WalletClient:
             return None
         found = [r if isinstance(r, dict) else {} for r in records]
         for payment_hash, record in zip(payment_hashes, found, strict=True):
-            _record_node_read(payment_hash, record)
+            recording.node_read(payment_hash, record)
         return found
 
     def _json_call(
@@ -276,28 +270,7 @@ def _record_payout_answer(
             payout_id=result.payout_id,
             **fields,
         )
-    recording.complete(
-        "payout",
-        result.kind,
-        http=result.http_status,
-        status=result.payout_status,
-        payout_id=result.payout_id,
-        fee_msat=result.fee_msat,
-        balance_msat=body.get("balance_msat"),
-        balance_now_msat=result.balance_now_msat,
-        latency_ms=round(result.latency_ms, 1),
-        **fields,
-    )
-
-
-def _record_node_read(payment_hash: str, node: dict[str, Any]) -> None:
-    """A read of the node's truth of one payment: its status and the fee it charged."""
-    recording.read(
-        history.NODE_READ,
-        hash=payment_hash,
-        status=node.get("status"),
-        fee_msat=node.get("fee_msat"),
-    )
+    recording.payout_answered(result, fields)
 
 
 def _json_or_empty(response: Any) -> dict[str, Any]:

@@ -16,15 +16,17 @@ from __future__ import annotations
 from typing import Any
 
 from locustfiles.wallets.base import CONTRACT_VERSION, WalletApi
+from locustfiles.wallets.recorded import recorded
 from locustfiles.wallets.registry import DEFAULT, AdapterError, load
 
 __all__ = ["CONTRACT_VERSION", "AdapterError", "WalletApi", "amount_max_msat", "wallet_api_for"]
 
 
 def wallet_api_for(user: Any) -> WalletApi:
-    """The adapter of `--wallet-api` for one Locust user (its own HTTP session to the host)."""
+    """The adapter of `--wallet-api` for one Locust user (its own HTTP session to the host),
+    its payouts and reads recorded in the run's history (recorded.py)."""
     name = str(getattr(user.environment.parsed_options, "wallet_api", None) or DEFAULT)
-    return load(name).for_user(user)
+    return recorded(load(name).for_user(user))
 
 
 def amount_max_msat(options: Any) -> int | None:
