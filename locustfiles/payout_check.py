@@ -54,6 +54,7 @@ NODE_FACTS = (
     "created_ms",
     "resolved_ms",
     "held_ms",  # the node's word: its timeouts counted (rules.answered_in_flight)
+    "answer_lost",  # a fault hid the answer to a send after the node acted (coverage)
 )
 
 

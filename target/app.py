@@ -87,11 +87,11 @@ def create_app(config: TargetConfig) -> web.Application:
     app.cleanup_ctx.append(_background_ctx)
     add_routes(app)
     # The local node's own faces: its network routes, its faults, LND REST (docs/lnd-rest.md).
-    if config.node_url:  # the network is the remote node's (docs/lnd-rest.md)
+    if config.node_url:  # the network and its faults are the remote node's (docs/lnd-rest.md)
         add_remote_network_routes(app, config.node_url)
     else:
         add_network_routes(app, lambda request: request.app[NODE])
-    add_fault_routes(app, lambda request: request.app[NODE], lambda _request: config.admin_token)
+        add_fault_routes(app, lambda r: r.app[NODE], lambda _request: config.admin_token)
     add_lnd_routes(app)
     add_unrouted(app)
     return app

@@ -26,8 +26,11 @@ truth it read; the audit's read of a payout a check judged already is not counte
 - large_payout: an amount of at least LARGE_PAYOUT_MSAT;
 - across_crash: the payout's request got no answer because the target was killed (--crash-every)
   and the node had acted on it;
-- node_acted_wallet_not_told: the node paid while the wallet's first answer said it failed (with
-  the node's HTTP faults after it acted on).
+- node_acted_wallet_not_told: the node started the payout's attempt and an HTTP fault after it
+  hid its answer from the wallet (the node's own record, `answer_lost` in its truth: with the
+  node's HTTP faults after it acted on). Once this counted a wallet's first answer "failed" for
+  a payment the node made: only a wallet that misreads the lost answer reaches that, so a correct
+  one under these faults exited 4.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ WINDOW_TEXT = {
     FEE_AT_LIMIT: "a fee at the limit",
     LARGE_PAYOUT: "a large payout",
     ACROSS_CRASH: "a payout pending across a crash",
-    NODE_ACTED_NOT_TOLD: "the node paid, the wallet's first answer said failed",
+    NODE_ACTED_NOT_TOLD: "the node acted, an HTTP fault after it hid its answer from the wallet",
 }
 # a payout of at least 1 BTC is large (the edge workload draws up to --edge-amount-max-msat)
 LARGE_PAYOUT_MSAT = 100_000_000_000
@@ -122,7 +125,7 @@ def observe_check(coverage: dict[str, Any], record: dict[str, Any]) -> None:
         hits.append(RETRY_IN_FLIGHT)
     if record.get("after_crash") is True:
         hits.append(ACROSS_CRASH)
-    if paid and record.get("name") == "balance_after_failure":
+    if node.get("answer_lost") is True:
         hits.append(NODE_ACTED_NOT_TOLD)
     witness = None
     if hits or (created_ms is not None and resolved_ms is not None):

@@ -24,8 +24,10 @@ import random
 import socket
 import struct
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from aiohttp import web
 
@@ -46,6 +48,32 @@ class HttpFault:
     after: bool  # strikes after the node acted
     latency_ms: float  # extra wait (0: none), before or after the node acts as `after` says
     stall_ms: float
+
+
+# The payment hashes one request started attempts for (set by each LND route's handler, appended
+# by the send): a fault after the node acted hides the answer of those acts, and the node records
+# them (LightningNode.note_answer_lost) for the judge's coverage of "the node acted, the caller
+# was not told" (lnchaos/checker/coverage.py), counted by the node, never by the wallet's word.
+ACTED: ContextVar[list[str] | None] = ContextVar("lnchaos_acted_hashes", default=None)
+
+
+def acting() -> None:
+    """A request starts: nothing acted on yet (each request runs in a task of its own)."""
+    ACTED.set([])
+
+
+def acted(payment_hash: str) -> None:
+    """The node started an attempt of `payment_hash` for the current request."""
+    hashes = ACTED.get()
+    if hashes is not None:
+        hashes.append(payment_hash)
+
+
+def hide_after(node: Any, fault: HttpFault) -> None:
+    """A fault struck after the node acted: the acts of this request went unanswered."""
+    if fault.after and fault.kind is not FaultKind.NONE:
+        for payment_hash in ACTED.get() or ():
+            node.note_answer_lost(payment_hash)
 
 
 INJECTED = LndError(Code.UNAVAILABLE, 'connection error: desc = "transport is closing"')

@@ -132,8 +132,10 @@ class InvoiceBook:
         return self._by_hash.get(payment_hash)
 
 
-def decode(payment_request: str) -> Invoice:
-    """Full BOLT11 decode with signature recovery; every failure is an InvoiceError."""
+def decode(payment_request: str, *, amountless_ok: bool = False) -> Invoice:
+    """Full BOLT11 decode with signature recovery; every failure is an InvoiceError.
+    amountless_ok: an invoice without an amount decodes (amount 0), as LND's DecodePayReq
+    answers it; a payment of it is refused (amountless_invoice)."""
     if not isinstance(payment_request, str) or not 0 < len(payment_request) <= 4096:
         raise InvoiceError("malformed_invoice", "payment_request must be a BOLT11 string")
     try:
@@ -144,7 +146,7 @@ def decode(payment_request: str) -> Invoice:
         raise InvoiceError(
             "foreign_invoice", f"invoice is for network '{raw.currency}', this node is on regtest"
         )
-    if not raw.amount_msat:
+    if not raw.amount_msat and not amountless_ok:
         raise InvoiceError("amountless_invoice", "invoices without an amount are not supported")
     payment_hash = raw.payment_hash
     payee = raw.payee
@@ -153,7 +155,7 @@ def decode(payment_request: str) -> Invoice:
     return Invoice(
         payment_request=payment_request.strip().lower(),
         payment_hash=payment_hash,
-        amount_msat=int(raw.amount_msat),
+        amount_msat=int(raw.amount_msat or 0),
         payee=payee,
         created_s=raw.date,
         expiry_s=raw.expiry,

@@ -33,6 +33,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -44,9 +45,9 @@ import aiohttp.web
 
 from ..common.errors import add_route
 from .client import PaymentTruth, SendRefused
-from .invoices import Invoice, InvoiceError
+from .invoices import CURRENCY, Invoice, InvoiceError
 from .network import PaymentStatus
-from .network_http import NETWORK_ROUTES
+from .network_http import ADMIN_HEADER, FAULT_ROUTES, NETWORK_ROUTES
 
 log = logging.getLogger("lnchaos.lnd_client")
 
@@ -226,6 +227,10 @@ class LndRestNodeClient:
         if not isinstance(payment_request, str) or not 0 < len(payment_request) <= 4096:
             raise InvoiceError("malformed_invoice", "payment_request must be a BOLT11 string")
         pay_req = payment_request.strip().lower()
+        foreign = foreign_currency(pay_req)
+        if foreign is not None:  # as the embedded node says it (invoices.decode), not "malformed"
+            message = f"invoice is for network '{foreign}', this node is on regtest"
+            raise InvoiceError("foreign_invoice", message)
         try:
             body = await self._retrying(
                 "decode", lambda: self._get_json("/v1/payreq/" + quote(pay_req, safe=""))
@@ -508,6 +513,21 @@ def _truth_of_line(line: bytes) -> PaymentTruth | None:
     return truth_of_json(result) if isinstance(result, dict) else None
 
 
+# BOLT11's human-readable part: "ln", a network's currency (those the bolt11 package reads:
+# the embedded node's decoder agrees), an optional amount; then "1" and the data
+BOLT11_HRP = re.compile(r"^ln(bcrt|bc|tbs|tb)(?:\d+[munp]?)?$")
+
+
+def foreign_currency(payment_request: str) -> str | None:
+    """The currency of an invoice of another network than ours, read from its prefix (the
+    remote node's own refusal of it is only an error message); None: ours, or not BOLT11."""
+    hrp = payment_request[: payment_request.rfind("1")]
+    match = BOLT11_HRP.match(hrp)
+    if match is None or match.group(1) == CURRENCY:
+        return None
+    return match.group(1)
+
+
 def add_remote_network_routes(
     app: aiohttp.web.Application, node_url: str, *, timeout_s: float = 5.0
 ) -> None:
@@ -520,6 +540,8 @@ def add_remote_network_routes(
     async def pass_on(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         body = await request.read()
         headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        if ADMIN_HEADER in request.headers:  # the node's faults are behind its own token
+            headers[ADMIN_HEADER] = request.headers[ADMIN_HEADER]
         try:
             async with aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=timeout_s)
@@ -537,5 +559,6 @@ def add_remote_network_routes(
             body=payload, status=status, headers={"Content-Type": content_type}
         )
 
-    for method, path in NETWORK_ROUTES:
+    # the faults that matter are the network's: the suite reads and sets them through the target
+    for method, path in (*NETWORK_ROUTES, *FAULT_ROUTES):
         add_route(app, method, path, pass_on)

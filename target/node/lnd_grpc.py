@@ -26,7 +26,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from grpc import aio
 
-from .http_faults import INJECTED, FaultKind, HttpFault
+from .http_faults import INJECTED, FaultKind, HttpFault, acting, hide_after
 from .lnd_auth import Permission
 from .lnd_dir import LndDir
 from .lnd_json import (
@@ -109,7 +109,7 @@ async def _subscribe_invoices(s: LndService, d: dict[str, Any]) -> Messages:
 
 
 async def _decode_payreq(s: LndService, d: dict[str, Any]) -> dict[str, Any]:
-    return payreq_json(s.decode_payreq(d.get("pay_req", "")))
+    return payreq_json(s.decode_payreq(d.get("pay_req", ""), amountless_ok=True))
 
 
 async def _send_payment_sync(s: LndService, d: dict[str, Any]) -> dict[str, Any]:
@@ -367,7 +367,9 @@ def _unary(lnd: LndService, rpc: Rpc) -> Callable[..., Awaitable[Message]]:
         fault = lnd.http_faults.draw(lnd.node.faults)
         if not fault.after:
             await _strike(fault, context)
+        acting()
         answer = await _act(lnd, rpc, request, context)
+        hide_after(lnd.node, fault)
         if fault.after:
             await _strike(fault, context)
         return await _to_message(answer, rpc, context)
@@ -380,7 +382,9 @@ def _stream(lnd: LndService, rpc: Rpc) -> Callable[..., AsyncIterator[Message]]:
         fault = lnd.http_faults.draw(lnd.node.faults)
         if not fault.after:
             await _strike(fault, context)
+        acting()
         updates: Messages = await _act(lnd, rpc, request, context)
+        hide_after(lnd.node, fault)
         try:
             if fault.after and fault.kind is FaultKind.STALL:
                 first = await anext(updates, None)  # the node acted: its first update goes out

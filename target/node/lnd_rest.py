@@ -34,8 +34,10 @@ from ..common.limits import MAX_AMOUNT_MSAT
 from .http_faults import (
     FaultKind,
     HttpFault,
+    acting,
     close_connection,
     error_response,
+    hide_after,
     strike_unary,
 )
 from .lnd_auth import Permission
@@ -194,7 +196,9 @@ def unary(fn: Unary, permission: Permission) -> Handler:
             await _delay(fault)
             if fault.kind is not FaultKind.NONE:
                 return await strike_unary(request, fault)
+        acting()
         response = await _act_unary(service, request, fn, permission)
+        hide_after(service.node, fault)
         if fault.after:
             await _delay(fault)
             if fault.kind is not FaultKind.NONE:
@@ -237,6 +241,7 @@ async def _serve_stream(
             return await _stall(request, fault, None)
         if fault.kind is not FaultKind.NONE:
             return await strike_unary(request, fault)
+    acting()
     try:
         service.authenticate(request.headers.get(MACAROON_HEADER), permission)
         messages = await fn(service, request)
@@ -246,6 +251,7 @@ async def _serve_stream(
         log.exception("LND stream %s %s", request.method, request.path)
         err = LndError(Code.INTERNAL, "internal error; see the node's log")
         return web.json_response({"error": err.status()}, status=err.http_status)
+    hide_after(service.node, fault)
     try:
         if fault.after:
             await _delay(fault)
@@ -322,7 +328,7 @@ async def lookup_invoice(service: LndService, request: web.Request) -> dict[str,
 
 
 async def decode_payreq(service: LndService, request: web.Request) -> dict[str, Any]:
-    return payreq_json(service.decode_payreq(request.match_info["pay_req"]))
+    return payreq_json(service.decode_payreq(request.match_info["pay_req"], amountless_ok=True))
 
 
 async def list_payments(service: LndService, request: web.Request) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..common.errors import ApiError, bad_request
 from ..common.limits import MAX_AMOUNT_MSAT
-from .http_faults import HttpFaults
+from .http_faults import HttpFaults, acted
 from .invoices import Invoice, InvoiceError, private_key_for, pubkey_of
 from .lnd_auth import AnyHexMacaroon, MacaroonPolicy, Permission
 from .lnd_json import (
@@ -234,9 +234,11 @@ class LndService:
             raise LndError(Code.NOT_FOUND, "unable to locate invoice")
         return invoice
 
-    def decode_payreq(self, pay_req: str) -> Invoice:
+    def decode_payreq(self, pay_req: str, *, amountless_ok: bool = False) -> Invoice:
+        """amountless_ok: DecodePayReq's reading (an amountless invoice is num_msat 0, as LND
+        answers it); a send's is refused."""
         try:
-            return self.node.decode(pay_req)
+            return self.node.decode(pay_req, amountless_ok=amountless_ok)
         except InvoiceError as err:
             raise invalid(str(err)) from None
 
@@ -345,7 +347,9 @@ class LndService:
         """The node's new attempt of `invoice`. SendRefused for a hash already paid or in flight
         (each RPC answers it its own way); a payment to this node itself is a bad request."""
         try:
-            return await self.node.send(invoice, fee_limit_msat)
+            payment = await self.node.send(invoice, fee_limit_msat)
+            acted(invoice.payment_hash)
+            return payment
         except SendRefused as err:
             if err.code == "self_payment":
                 raise invalid("no self-payments allowed") from None

@@ -81,6 +81,9 @@ SENT_SINCE_QUERY = (
     " FROM node_attempts WHERE created_ms >= ?"
 )
 ATTEMPTS_KEPT = 16  # newest attempts of one hash kept in memory; older ones are read from disk
+# hashes whose attempt's answer an HTTP fault hid after the node acted (http_faults.hide_after),
+# newest kept: memory only, a bound rather than a history (a restart forgets them: fewer counted)
+ANSWERS_LOST_MAX = 100_000
 LOCK_STRIPES = 1024  # locks for sends of hashes memory does not know (see _lock_of)
 
 
@@ -198,6 +201,7 @@ class LightningNode:
         self.own_invoices = InvoiceBook(private_key_for(seed, "node"))
         self.receiver = Receiver(self.own_invoices, journal)
         self._outcome_rng = random.Random(f"outcomes:{seed}")
+        self._answers_lost: OrderedDict[str, None] = OrderedDict()
         self._secret_rng = random.Random(f"secrets:{seed}")
         # Hashes with attempts in flight always in memory; the others in a bounded cache (about
         # `recent_payments_max` attempts), the rest on disk only. A hash leaves memory only once
@@ -311,14 +315,14 @@ class LightningNode:
             amount_msat, preimage=self.secret(), payment_addr=self.secret(), memo=memo
         )
 
-    def decode(self, payment_request: str) -> Invoice:
+    def decode(self, payment_request: str, *, amountless_ok: bool = False) -> Invoice:
         """The invoice behind a payment request: from our registries when we issued it, else the
         full decoder (signature recovery included). Raises InvoiceError."""
         if not isinstance(payment_request, str):
             raise InvoiceError("malformed_invoice", "payment_request must be a string")
         key = payment_request.strip().lower()
         found = self.merchants.known(key) or self.own_invoices.known(key)
-        return found if found is not None else decode(key)
+        return found if found is not None else decode(key, amountless_ok=amountless_ok)
 
     # ---- payments ------------------------------------------------------------------------------
 
@@ -632,6 +636,16 @@ class LightningNode:
         async with self.journal.db.execute(q, (attempt_id, payment_hash)) as cur:
             row = await cur.fetchone()
         return attempt_from_row(row) if row else None
+
+    def note_answer_lost(self, payment_hash: str) -> None:
+        """An HTTP fault hid the answer to an attempt of this hash after the node made it."""
+        self._answers_lost[payment_hash] = None
+        self._answers_lost.move_to_end(payment_hash)
+        while len(self._answers_lost) > ANSWERS_LOST_MAX:
+            self._answers_lost.popitem(last=False)
+
+    def answer_lost(self, payment_hash: str) -> bool:
+        return payment_hash in self._answers_lost
 
     async def summary(self, payment_hash: str) -> tuple[Payment | None, int]:
         """The hash's newest attempt (its truth) and how many attempts it had."""

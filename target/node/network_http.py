@@ -25,9 +25,12 @@ NodeOf = Callable[[web.Request], LightningNode]
 TokenOf = Callable[[web.Request], str]
 
 
-def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dict[str, Any]:
+def truth_json(
+    payment_hash: str, payment: Payment | None, attempts: int, answer_lost: bool = False
+) -> dict[str, Any]:
     """The node's truth about a payment hash: its newest attempt (`attempt_id`: the one that
-    succeeded, else the one in flight, else the last that failed) and how many it had."""
+    succeeded, else the one in flight, else the last that failed) and how many it had;
+    answer_lost: an HTTP fault hid the answer to a send of it after the node acted."""
     if payment is None:
         return {
             "payment_hash": payment_hash,
@@ -39,6 +42,7 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
             "attempts": 0,
             "timed_out": False,
             "held_ms": None,
+            "answer_lost": answer_lost,
         }
     return {
         "payment_hash": payment_hash,
@@ -61,6 +65,8 @@ def truth_json(payment_hash: str, payment: Payment | None, attempts: int) -> dic
         "held_ms": (
             payment.resolved_ms - payment.created_ms if payment.resolved_ms is not None else None
         ),
+        # the node acted, and a fault after it hid the answer (its own record, http_faults.py)
+        "answer_lost": answer_lost,
     }
 
 
@@ -70,6 +76,8 @@ INVOICES_ROUTE = ("POST", "/node/invoices")
 LOOKUP_ROUTE = ("POST", "/node/payments/lookup")
 PAYMENT_ROUTE = ("GET", "/node/payments/{payment_hash}")
 NETWORK_ROUTES = (INVOICES_ROUTE, LOOKUP_ROUTE, PAYMENT_ROUTE)
+FAULT_ROUTES = (("GET", "/admin/faults"), ("PUT", "/admin/faults"))
+ADMIN_HEADER = "X-Admin-Token"
 
 
 def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
@@ -88,8 +96,10 @@ def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
         payment_hash = request.match_info["payment_hash"].lower()
         if not HEX64.match(payment_hash):
             raise bad_request("invalid_payment_hash", "payment_hash must be 64 hex characters")
-        payment, attempts = await node_of(request).summary(payment_hash)
-        return json_response(truth_json(payment_hash, payment, attempts))
+        node = node_of(request)
+        payment, attempts = await node.summary(payment_hash)
+        lost = node.answer_lost(payment_hash)
+        return json_response(truth_json(payment_hash, payment, attempts, lost))
 
     async def node_payments_lookup(request: web.Request) -> web.Response:
         # {"payment_hashes": [...]} -> {"payments": [...]}: the records GET /node/payments/{hash}
@@ -118,7 +128,8 @@ def add_network_routes(app: web.Application, node_of: NodeOf) -> None:
         answers = []
         for payment_hash in wanted:
             payment, attempts = await node.summary(payment_hash)
-            answers.append(truth_json(payment_hash, payment, attempts))
+            lost = node.answer_lost(payment_hash)
+            answers.append(truth_json(payment_hash, payment, attempts, lost))
         return json_response({"payments": answers})
 
     add_route(app, *INVOICES_ROUTE, node_invoice)
@@ -132,7 +143,7 @@ def add_fault_routes(app: web.Application, node_of: NodeOf, admin_token_of: Toke
 
     def authorized(request: web.Request) -> LightningNode:
         expected = admin_token_of(request)
-        given = request.headers.get("X-Admin-Token", "")
+        given = request.headers.get(ADMIN_HEADER, "")
         if not given or not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             raise ApiError(401, "unauthorized", "missing or wrong X-Admin-Token")
         return node_of(request)
@@ -153,6 +164,6 @@ def add_fault_routes(app: web.Application, node_of: NodeOf, admin_token_of: Toke
         node.reseed(seed)
         return web.json_response({"seed": seed})
 
-    add_route(app, "GET", "/admin/faults", get_faults)
-    add_route(app, "PUT", "/admin/faults", put_faults)
+    for (method, path), handler in zip(FAULT_ROUTES, (get_faults, put_faults), strict=True):
+        add_route(app, method, path, handler)
     add_route(app, "PUT", "/admin/seed", put_seed)

@@ -166,6 +166,7 @@ def test_node_payment_route_answers_unknown_with_no_attempts(tmp_path: Path) -> 
                 "attempts": 0,
                 "timed_out": False,
                 "held_ms": None,
+                "answer_lost": False,
             }
 
     run(scenario())

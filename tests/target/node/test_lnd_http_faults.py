@@ -140,6 +140,9 @@ def test_faults_before_pay_nothing_and_after_pay_but_hide_it(tmp_path: Path) -> 
                     if kind == "error":
                         assert seen == "http_503"
                     payment = await node.node.lookup(merchant["payment_hash"])
+                    # the node's own record, the judge's coverage of "acted, not told"
+                    lost = node.node.answer_lost(merchant["payment_hash"])
+                    assert lost is after, (kind, after, "the node records a hidden answer")
                     if not after:
                         assert payment is None, (kind, "before: nothing may be paid")
                         continue
@@ -173,3 +176,24 @@ def test_http_faults_touch_only_the_lnd_routes_and_follow_put_faults(tmp_path: P
             assert status == 400 and body["error"] == "invalid_fault"
 
     run(scenario())
+
+
+def test_an_answer_seen_is_not_recorded_lost_and_the_record_is_bounded(tmp_path: Path) -> None:
+    """No fault: the caller saw the answer, so nothing is recorded lost; the record keeps the
+    newest ANSWERS_LOST_MAX hashes."""
+    from target.node import network
+    from target.node.network_http import truth_json
+
+    async def scenario() -> None:
+        async with node_app(tmp=tmp_path / "clean") as node:
+            merchant = await node.merchant_invoice(20_000)
+            assert await send_raw(node, merchant["payment_request"]) in ("SUCCEEDED", "FAILED")
+            assert not node.node.answer_lost(merchant["payment_hash"])
+            bound = network.ANSWERS_LOST_MAX
+            for i in range(bound + 10):
+                node.node.note_answer_lost(f"{i:064x}")
+            assert not node.node.answer_lost(f"{0:064x}")  # the oldest went
+            assert node.node.answer_lost(f"{bound + 9:064x}")
+            assert truth_json(f"{bound + 9:064x}", None, 0, True)["answer_lost"] is True
+
+    run(scenario(), timeout_s=60)
