@@ -398,13 +398,14 @@ NOTES = """Notes
   target takes about 3.5 s here), so requiring it (10 expected) would take about 20 kills, a run
   of about two minutes. node_acted_wallet_not_told: not enabled in these runs (the node's HTTP
   faults strike only its LND REST and gRPC routes; the target's wallet pays its embedded node
-  in-process), and it was then counted from the wallet's first answer "failed" for a payment
-  the node made, which a correct wallet never gives: through `--node-url` to a `lnchaos node`
-  with HTTP 503s after the node acted (`--http-error-rate 0.1 --http-fault-after-rate 1.0`) the
-  target as it is was required 17.5 and reached 0 (exit 4, a false failure). The node now records the sends whose
-  answer a fault hid after it acted (`answer_lost`), and the window counts those: the same setup
-  passes (148 of 148.9, and 158 of 187.7 expected on another seed). A mutant of it would be a node
-  that hides no answer after acting, a change of the judge's own side, not of a wallet."""
+  in-process), and it was then counted from the wallet's first answer "failed" for a payment the
+  node made, which a correct wallet never gives: through `--node-url` to a `lnchaos node` with
+  HTTP 503s after the node acted (`--http-error-rate 0.1 --http-fault-after-rate 1.0`) the target
+  as it is was required 17.5 and reached 0 (exit 4, a false failure). The node now records the
+  sends whose answer a fault hid after it acted (`answer_lost`), and the window counts those: the
+  same setup passes (148 of 148.9, and 158 of 187.7 expected on another seed). A mutant of it
+  would be a node that hides no answer after acting, a change of the judge's own side, not of a
+  wallet."""
 
 
 def results_markdown(
