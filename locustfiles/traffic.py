@@ -685,8 +685,19 @@ class RetryUser(TrafficUser):
         first, raced, answers = claimed
         reused = self.same_key_other_invoice(round_, raced)
         again = self.new_key_once_final(round_, first)
-        if again is not None:
-            self.judge_round(round_, first, [*answers, reused, again])
+        if again is None:
+            return
+        # rule 4: an answer of unknown outcome (a 5xx but the payment's own 502 and 504) may
+        # hide a payout still running: the money is the final audit's, never judged mid-flight
+        # (a 500 to step 3's payout, judged while its money was still held: charged_not_paid)
+        unknown = [a for a in (*answers, reused, again) if a.outcome() == "error"]
+        if unknown:
+            detail = ", ".join(a.describe() for a in unknown)
+            self.round_to_audit(
+                round_, f"invoice {round_.invoice.payment_hash}: outcome unknown ({detail})"
+            )
+            return
+        self.judge_round(round_, first, [*answers, reused, again])
 
     def new_round(self) -> RetryRound | None:
         """A fresh wallet, the invoice to pay (half the rounds one of a payee nobody routes to:
