@@ -178,9 +178,16 @@ CONTROLS = (CONTROL, CONTROL_CRASH, CONTROL_DRAIN)
 DRAIN_ALONE = "payers=0,drain=1"
 # a control run with a traffic mix of its own, the one its coverage mutants run with
 CONTROL_MIXES = {CONTROL_DRAIN: DRAIN_ALONE}
-# What the crash control's target writes to its log each time a restart meets a payout whose
-# attempt was never recorded: the path the crash mutants break is shown to be exercised.
+# What a crash run's target writes to its log each time a restart meets a payout whose attempt
+# was never recorded (the path the crash mutants break), and NODE_TOOK_MARK too when the node had
+# taken that attempt (what a recovery that assumes "never sent" gets wrong).
 RECOVERY_MARK = "lnchaos-mutants: recovering an unrecorded attempt"
+NODE_TOOK_MARK = "lnchaos-mutants: the node had taken it"
+# The crash runs' wallet waits this long after the node took an attempt before going on, so every
+# payout spends that long with an attempt the node has and the journal does not (a kill must
+# meet some, and a 500 ms deadline alone made that a matter of luck on a busy machine). Timing
+# only: nothing of the money changes, and the crash control runs with it too.
+UNRECORDED_WINDOW_S = 0.3
 
 
 def mutant(
@@ -214,23 +221,45 @@ def apply(name: str) -> None:
         return
     if name == CONTROL_CRASH:
         check_all_targets()
+    else:
+        MUTANTS[name].patch()
+    if name == CONTROL_CRASH or MUTANTS[name].crash:
+        _widen_unrecorded_window()
         _mark_recoveries()
-        return
-    MUTANTS[name].patch()
+
+
+def _widen_unrecorded_window() -> None:
+    """The crash runs' timing: UNRECORDED_WINDOW_S between the node taking an attempt and the
+    wallet going on to record it."""
+
+    def make(send: Any) -> Any:
+        async def slow_to_record(self: Any, *args: Any, **kwargs: Any) -> None:
+            await send(self, *args, **kwargs)
+            await asyncio.sleep(UNRECORDED_WINDOW_S)
+
+        return slow_to_record
+
+    replace("send", make)
 
 
 def _mark_recoveries() -> None:
-    """Write RECOVERY_MARK to stderr (the target's log) before each recovery of an unrecorded
-    attempt, and change nothing else."""
+    """Before each recovery of an unrecorded attempt (the mutant's, if it replaced it), write
+    RECOVERY_MARK to stderr (the target's log), and NODE_TOOK_MARK when the node has an attempt
+    of that payment. Asks the node (a read) and changes nothing else."""
+    owner, name, recover = resolve("recover_attempt")  # no anchors: a mutant may have replaced it
+    unknown = value("PaymentStatus").UNKNOWN
 
-    def make(recover: Any) -> Any:
-        async def marked(self: Any, payout: Any, *args: Any, **kwargs: Any) -> Any:
-            print(f"{RECOVERY_MARK}: payout {payout.payout_id}", file=sys.stderr, flush=True)
-            return await recover(self, payout, *args, **kwargs)
+    async def marked(self: Any, payout: Any, *args: Any, **kwargs: Any) -> Any:
+        print(f"{RECOVERY_MARK}: payout {payout.payout_id}", file=sys.stderr, flush=True)
+        try:
+            truth = await self.node.lookup(payout.payment_hash)
+        except Exception:  # the node not asked: not counted, never in the way of the recovery
+            truth = None
+        if truth is not None and truth.status is not unknown:
+            print(f"{NODE_TOOK_MARK}: payout {payout.payout_id}", file=sys.stderr, flush=True)
+        return await recover(self, payout, *args, **kwargs)
 
-        return marked
-
-    replace("recover_attempt", make)
+    setattr(owner, name, marked)
 
 
 def _wrap_settle(change: Callable[[Any, Any], Any]) -> None:

@@ -28,7 +28,9 @@ from mutant_patches import (
     CONTROL_MIXES,
     CONTROLS,
     MUTANTS,
+    NODE_TOOK_MARK,
     RECOVERY_MARK,
+    UNRECORDED_WINDOW_S,
 )
 
 from target.common.child import ChildError, ChildProcess, ChildServer
@@ -54,8 +56,10 @@ RETRY_SHARE = "0.3"
 TRAFFIC_MIX = "shared=1,drain=1,retry=1,edge=1"
 
 # The crash runs: the suite's embedded target, SIGKILLed about this often (seeded, +-50 %) and
-# restarted; about four crashes in RUN_TIME, each meeting a few payouts in flight.
+# restarted (about 1.5 s here, more on a busy machine), for CRASH_RUN_TIME: 3 to 4 kills, each
+# meeting several attempts the node took and the wallet had not recorded (UNRECORDED_WINDOW_S).
 CRASH_EVERY_S = "3"
+CRASH_RUN_TIME = "20s"
 
 START_TIMEOUT_S = 30.0
 # RUN_TIME of load, the suite's bounded final wait (15 s) and its shutdown, with room.
@@ -88,7 +92,8 @@ class RunResult:
     wall_s: float = 0.0
     broken: str | None = None  # why no verdict could be had
     workdir: Path | None = None
-    recoveries: int = 0  # crash control: recoveries of unrecorded attempts its target logged
+    recoveries: int = 0  # crash runs: recoveries of unrecorded attempts their target logged
+    node_took: int = 0  # of those, the ones whose attempt the node had taken
 
     def detected(self, expect: tuple[str, ...]) -> list[str]:
         return [kind for kind in expect if self.kinds.get(kind, {}).get("count", 0) > 0]
@@ -141,12 +146,14 @@ def target_command(name: str, workdir: Path, seed: int) -> list[str]:
     ]  # fmt: skip
 
 
-def locust_command(report_dir: Path, seed: int, mix: str = "", *, target: list[str]) -> list[str]:
+def locust_command(
+    report_dir: Path, seed: int, mix: str = "", *, target: list[str], run_time: str = RUN_TIME
+) -> list[str]:
     """The suite against `target`: `--host URL` (a target started alone), or `--crash-every S`
     (the suite's own embedded target, which the crash fault kills and restarts)."""
     return [
         sys.executable, "-m", "locust", "-f", str(SUITE),
-        "--headless", "-t", RUN_TIME, "-u", str(USERS), "-r", str(USERS), "--only-summary",
+        "--headless", "-t", run_time, "-u", str(USERS), "-r", str(USERS), "--only-summary",
         "--fix", "on", *target, "--admin-token", ADMIN_TOKEN,
         "--report-dir", str(report_dir), "--seed", str(seed),
         "--timeout-rate", TIMEOUT_RATE, "--late-settle-rate", LATE_SETTLE_RATE,
@@ -193,7 +200,13 @@ def run_one(name: str, workdir: Path, seed: int = SEED) -> RunResult:
             except ChildError as err:
                 raise RunBroken(f"the target did not start: {err}") from None
         locust = ChildProcess(
-            locust_command(report_dir, seed, _mix_of(name), target=where),
+            locust_command(
+                report_dir,
+                seed,
+                _mix_of(name),
+                target=where,
+                run_time=CRASH_RUN_TIME if crash else RUN_TIME,
+            ),
             log_path=locust_log,
             cwd=REPO,
             env=env,
@@ -231,6 +244,7 @@ def _read_crash_logs(result: RunResult, report_dir: Path) -> None:
     if not any(f"mutant {result.name} applied" in text for text in texts):
         raise RunBroken(f"no start of the embedded target says it was patched ({logs})")
     result.recoveries = sum(text.count(RECOVERY_MARK) for text in texts)
+    result.node_took = sum(text.count(NODE_TOOK_MARK) for text in texts)
 
 
 def _mix_of(name: str) -> str:
@@ -317,8 +331,10 @@ def verdict_of(name: str, result: RunResult) -> str:
     if name == CONTROL_CRASH:
         if result.exit_code != 0:
             return f"control failed: {result.reason}"
-        return "ok" if result.recoveries > 0 else "control met no unrecorded attempt"
+        return "ok" if result.node_took > 0 else "control met no attempt the node had taken"
     mutant = MUTANTS[name]
+    if mutant.crash and result.node_took == 0:
+        return "no restart met an attempt the node had taken: the mutant never had its chance"
     if mutant.window:
         if result.exit_code == EXIT_NOTHING_VERIFIED and result.window_not_reached(mutant.window):
             return "ok"
@@ -420,9 +436,12 @@ it: `locust --headless -t {RUN_TIME} -u {USERS} -r {USERS} --fix on --host URL -
 --traffic-mix {TRAFFIC_MIX} {" ".join(EDGE_OPTIONS)}`,
 the target started with `--failure-rate {FAILURE_RATE} --stuck-after-s {STUCK_AFTER_S}`. The
 crash runs (the crash-recovery mutant and its control) use the suite's embedded target instead,
-killed and restarted by `--crash-every {CRASH_EVERY_S}` (same load and rates; the node's
+killed and restarted by `--crash-every {CRASH_EVERY_S}` for {CRASH_RUN_TIME} (same load and
+rates; the node's
 definite failures off), the mutant patched into each start of it by
-`tests/mutants/hook/sitecustomize.py`. A mutant is caught when the run exits with 3 and reports
+`tests/mutants/hook/sitecustomize.py`, with {UNRECORDED_WINDOW_S:g} s between the node taking an
+attempt and the wallet going on to record it, so that every kill meets attempts the node has and
+the wallet's journal does not. A mutant is caught when the run exits with 3 and reports
 one of its expected kinds (a coverage mutant: exit 4 naming its window). "First detection" is
 the seconds from the start of the run to the first timeline point with an inconsistency (a
 user's check found it), or, when only the end-of-run reconciliation found it, the time of the
