@@ -562,8 +562,11 @@ async def _invoice_updates(
     """The backlog, then each change (of `only_hash`'s invoice alone, ending once it is final)."""
     try:
         for invoice in backlog:
+            # the state as sent, not the live invoice's after the yield: one settled meanwhile
+            # must still go out (from the queue) before the stream ends
+            state = invoice.state
             yield invoice_json(invoice)
-            if only_hash and invoice.state in FINAL_STATES:
+            if only_hash and state in FINAL_STATES:
                 return
         while alive():
             try:

@@ -233,3 +233,32 @@ def test_multi_part_parts_fail_as_a_whole_and_incomplete_sets_time_out(tmp_path:
             assert (status, refused["message"]) == (404, "unable to find a path to destination")
 
     run(scenario())
+
+
+def test_a_single_invoice_stream_sends_the_settle_that_came_as_its_state_went_out(
+    tmp_path: Path,
+) -> None:
+    """SubscribeSingleInvoice sends the invoice's state now, then each change until final. An
+    invoice settled while its first message was going out (the stream paused at that message)
+    must still send SETTLED: the stream once looked at the live invoice after the pause, saw it
+    final and ended, and its subscriber never learnt of the settle (1 run in 20 over gRPC)."""
+
+    async def scenario() -> None:
+        async with node_app(tmp=tmp_path) as node:
+            preimage, added = await hold_invoice(node, 30_000)
+            pay = {"payment_request": added["payment_request"]}
+            status, paid = await node.admin("POST", "/admin/network/pay", pay)
+            assert (status, paid["state"]) == (202, "ACCEPTED"), paid
+            payment_hash = hashlib.sha256(preimage).hexdigest()
+            stream = await node.service.subscribe_single_invoice(payment_hash, lambda: True)
+            try:
+                first = await asyncio.wait_for(anext(stream), 5)
+                assert first["state"] == "ACCEPTED"
+                await node.node.receiver.settle(preimage)  # while the stream is paused
+                second = await asyncio.wait_for(anext(stream), 5)
+                assert second["state"] == "SETTLED"
+                assert await asyncio.wait_for(anext(stream, None), 5) is None  # final: it ends
+            finally:
+                await stream.aclose()
+
+    run(scenario())
