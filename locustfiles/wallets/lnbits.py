@@ -352,6 +352,11 @@ class LNbitsWalletApi:
                 response.failure(f"unexpected answer to a payment: HTTP {status} {body or ''}")
             else:
                 response.success()
+        view = answer_view(invoice.payment_hash, body) if status == 201 else None
+        if view is not None:
+            request = "POST /api/v1/payments"
+            ids = {"wallet": wallet.wallet_id, "payout_id": invoice.payment_hash, "http": status}
+            strict_reading.read(answers.payout_view_shape(view), view, request, **ids)
         if booked_later:
             row = self._read_payment(
                 wallet, invoice.payment_hash, "GET /api/v1/payments/{hash} (booked)"
@@ -427,8 +432,10 @@ def _classify(status: int, body: dict[str, Any], invoice: Invoice, *, retry: boo
         latency_ms=0.0,
         payout_id=invoice.payment_hash,
         payout_status=LNBITS_STATUS.get(wallet_status),
-        amount_msat=abs(int(body.get("amount") or 0)),
-        fee_msat=abs(int(body.get("fee") or 0)),
+        # whole msat, or 0 as a placeholder: pay() reads the answer strictly (answer_view), so a
+        # missing or malformed one is malformed_answer, never a fee of 0
+        amount_msat=_msat_or_zero(body.get("amount")),
+        fee_msat=_msat_or_zero(body.get("fee")),
         payment_hash=invoice.payment_hash,
         body={k: v for k, v in body.items() if k in ("status", "detail", "checking_id")},
     )
@@ -451,6 +458,28 @@ def _classify(status: int, body: dict[str, Any], invoice: Invoice, *, retry: boo
     if result.payout_status == "failed":
         result.fee_msat = 0  # a failed row keeps its fee reserve as `fee`: see payout_view
     return result
+
+
+def _msat_or_zero(value: Any) -> int:
+    found = promised_msat(value)
+    return found if isinstance(found, int) and not isinstance(found, bool) else 0
+
+
+def answer_view(payment_hash: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """LNbits' answer to a payment it took (201 with its Payment: 1.x) as a payout, read against
+    the payout shapes as its own row is (payout_view): a succeeded one must say its fee. None for
+    an answer that is no Payment (before 1.0: its hash only; a 520's error)."""
+    status = LNBITS_STATUS.get(str(body.get("status") or ""))
+    if status is None or "payment_hash" not in body:
+        return None
+    return {
+        "payout_id": payment_hash,
+        "payment_hash": payment_hash,
+        "status": status,
+        "amount_msat": promised_msat(body.get("amount")),
+        # a failed Payment keeps its fee reserve as `fee` (see payout_view): no fee charged
+        "fee_msat": 0 if status == "failed" else promised_msat(body.get("fee")),
+    }
 
 
 def booked_status(body: dict[str, Any]) -> str:
@@ -504,14 +533,19 @@ def outgoing(payments: list[Any]) -> list[dict[str, Any]]:
     """What the wallet believes it paid, from its payment list (outgoing payments only)."""
     result = []
     for payment in payments:
-        if not isinstance(payment, dict) or int(payment.get("amount") or 0) >= 0:
+        if not isinstance(payment, dict):
             continue
+        amount = payment.get("amount")
+        if isinstance(amount, int) and not isinstance(amount, bool) and amount >= 0:
+            continue  # incoming (LNbits signs outgoing amounts below zero)
+        # an amount or fee not as promised stays as it came: the judge refuses to read it
+        # (_charged_msat), never takes it for 0
         result.append(
             {
                 "payment_hash": payment.get("payment_hash"),
                 "status": LNBITS_STATUS.get(str(payment.get("status")), "pending"),
-                "amount_msat": abs(int(payment["amount"])),
-                "fee_msat": abs(int(payment.get("fee") or 0)),
+                "amount_msat": promised_msat(amount),
+                "fee_msat": promised_msat(payment.get("fee")),
             }
         )
     return result
@@ -785,6 +819,19 @@ def judge_wallet(
     return findings
 
 
+def _charged_msat(mine: dict[str, Any]) -> int:
+    """What LNbits says it charged for a payment it believes succeeded: its amount + fee, each a
+    whole msat; one that is not is no charge the judge may assume (TargetError: the run's
+    reconciliation failed, and says which payment's row)."""
+    parts = (mine.get("amount_msat"), mine.get("fee_msat"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in parts):
+        raise TargetError(
+            f"GET /api/v1/payments: payment {mine.get('payment_hash')}: amount and fee "
+            f"{parts!r} not whole msat (malformed_answer)"
+        )
+    return int(parts[0]) + int(parts[1])  # type: ignore[arg-type]
+
+
 def _judge_payment(
     record: WalletRecord,
     payment_hash: str,
@@ -813,7 +860,7 @@ def _judge_payment(
         return {**example, "kind": "in_flight"}
     charged_msat = 0
     if mine is not None and wallet_status == "succeeded":
-        charged_msat = int(mine["amount_msat"]) + int(mine["fee_msat"])
+        charged_msat = _charged_msat(mine)
     diff_msat = cost_msat - charged_msat  # as a balance: actual - expected; > 0: not charged
     if diff_msat:
         kind = checker.PAID_NOT_CHARGED if diff_msat > 0 else checker.CHARGED_NOT_PAID

@@ -6,6 +6,8 @@ import csv
 import json
 import signal
 
+import pytest
+
 SHORT = ["--headless", "-t", "12s", "-u", "5", "--only-summary"]
 EXIT_TIMEOUT_S = 60.0  # 12 s of load + start, the final wait for pending payouts, shutdown
 
@@ -146,6 +148,8 @@ def processes_2(port: int) -> list[str]:
     return ["--processes", "2", "--master-bind-port", str(port), "--master-port", str(port)]
 
 
+# the default suite's distributed fix off is test_master_target_and_two_workers_fix_off_exits_3
+@pytest.mark.runs  # about half a minute (the default suite keeps its 10 minutes): -m runs
 def test_processes_2_fix_off_catches_the_incident(locust_run, free_port):
     run = locust_run([*SHORT, "--fix", "off", "--shape", "spike", *processes_2(free_port)])
     code = run.finish(EXIT_TIMEOUT_S)

@@ -22,6 +22,7 @@ def host_args(url: str, token: str, *args: str) -> list[str]:
     return ["--headless", "--only-summary", "--host", url, "--admin-token", token, *args]
 
 
+@pytest.mark.runs  # about half a minute (the default suite keeps its 10 minutes): -m runs
 def test_dead_resolver_fails_with_the_unresolved_payouts_named(locust_run, running_target):
     """The issue's run: fix on, the resolver never runs; pending payouts never become final."""
     url, token = running_target(["--fix", "on", "--resolver-interval-ms", "600000"])

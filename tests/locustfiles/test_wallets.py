@@ -9,13 +9,17 @@ import pytest
 
 from lnchaos.checker import answers
 from locustfiles import checker
+from locustfiles.admin_client import TargetError
 from locustfiles.options import settings_from, wallet_api_note, wallet_api_problem
 from locustfiles.wallet_client import Invoice
 from locustfiles.wallets.lnbits import (
     WalletRecord,
+    _charged_msat,
     _classify,
+    answer_view,
     booked_status,
     judge_wallet,
+    outgoing,
     payout_view,
     wallet_view,
 )
@@ -145,6 +149,46 @@ def test_lnbits_fields_it_promises_are_read_strictly_never_as_zero() -> None:
     for balance in (None, "5000", 5000.0):
         view = wallet_view({"id": "w", "balance": balance} if balance is not None else {"id": "w"})
         assert answers.problems("wallet_view", view), balance
+
+
+def test_lnbits_answer_to_a_payment_is_read_strictly_never_as_zero() -> None:
+    """The 201 answer of LNbits 1.x (its Payment) is read as its row is: a succeeded one without
+    a whole-msat `fee` is malformed_answer; classifying it never raises on a malformed number."""
+    paid = {"payment_hash": H1, "status": "success", "amount": -1000, "fee": -7}
+    view = answer_view(H1, paid)
+    assert view is not None and (view["amount_msat"], view["fee_msat"]) == (1000, 7)
+    assert answers.problems(answers.payout_view_shape(view), view) == []
+    for fee in (None, "-7", -7.5, False):
+        body = {**paid, "fee": fee} if fee is not None else {**paid, "fee": None}
+        if fee is None:
+            del body["fee"]
+        view = answer_view(H1, body)
+        assert view is not None
+        assert answers.problems(answers.payout_view_shape(view), view), (fee, view)
+        result = _classify(201, body, INVOICE, retry=False)
+        assert (result.kind, result.fee_msat) == ("ok", 0)  # a placeholder; the finding is above
+    assert answer_view(H1, {"payment_hash": H1, "checking_id": "x"}) is None  # before 1.0
+    failed = answer_view(H1, {"payment_hash": H1, "status": "failed", "fee": -20})
+    assert failed is not None and failed["fee_msat"] == 0  # its kept reserve, no fee charged
+
+
+def test_lnbits_judge_refuses_a_payment_row_without_whole_msat() -> None:
+    """What LNbits lists as paid: a row whose amount or fee is not whole msat is kept as it came
+    (never read as 0), and the judge refuses to take a charge from it."""
+    rows = [
+        {"payment_hash": H1, "status": "success", "amount": -1000, "fee": -7},
+        {"payment_hash": "in", "status": "success", "amount": 5000, "fee": 0},
+        {"payment_hash": "nofee", "status": "success", "amount": -1000},
+        {"payment_hash": "text", "status": "success", "amount": "-1000", "fee": -7},
+    ]
+    listed = {p["payment_hash"]: p for p in outgoing(rows)}
+    assert set(listed) == {H1, "nofee", "text"}  # the incoming one is not a payout
+    assert (listed[H1]["amount_msat"], listed[H1]["fee_msat"]) == (1000, 7)
+    assert listed["nofee"]["fee_msat"] is None and listed["text"]["amount_msat"] == "-1000"
+    assert _charged_msat(listed[H1]) == 1007
+    for name in ("nofee", "text"):
+        with pytest.raises(TargetError, match="malformed_answer"):
+            _charged_msat(listed[name])
 
 
 def test_lnbits_before_1_0_booked_status_is_its_row_not_its_nodes_view() -> None:
