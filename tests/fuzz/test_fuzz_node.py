@@ -25,7 +25,7 @@ ADMIN_TOKEN = "fuzz-node-token"
 MACAROON = "0201036c6e64"
 INVOICES = 20
 EXAMPLES = 20
-EXAMPLES_LONG = 150
+EXAMPLES_LONG = 100
 
 
 def fuzzed_here(path: str, method: str) -> bool:

@@ -32,7 +32,7 @@ INVOICES = 40
 # Cases per operation and generation mode: the README's command sends at least 1,000 cases in
 # all (test_enough_cases); `pytest -m fuzz` sends many more.
 EXAMPLES = 20
-EXAMPLES_LONG = 150
+EXAMPLES_LONG = 100
 
 
 # A payout asked for with another wallet's key (or an unknown one) answers 404, exactly as a

@@ -410,7 +410,7 @@ NOTES = """Notes
   invoice is paid by the payout the wallet recorded (adopted or re-sent by its recovery) or by a
   new one when the kill came before the wallet wrote anything; to stay out a wallet would have to
   have nothing in flight at any kill and pay nothing it is asked again. Nor is it required in the
-  crash runs: 0.5 expected a kill, and their 15 s meet 2 or 3 kills (a restart of the embedded
+  crash runs: 0.5 expected a kill, and their 20 s meet 2 or 3 kills (a restart of the embedded
   target takes about 3.5 s here), so requiring it (10 expected) would take about 20 kills, a run
   of about two minutes. node_acted_wallet_not_told: not enabled in these runs (the node's HTTP
   faults strike only its LND REST and gRPC routes; the target's wallet pays its embedded node
