@@ -46,7 +46,10 @@ def fast_faults(**changes: Any) -> FaultSettings:
         "failure_rate": 0.0,
         "late_settle_rate": 0.0,
         "latency_ms_median": 1.0,
-        "inflight_hold_ms": 300.0,
+        # a timed-out payment's hold, far past the wallet's 100 ms deadline (fast_config): a
+        # busy machine's stall between the send and the wait must not let the hold end first
+        # (with 300 ms, a loaded run once answered 502 where the test wanted 202 pending)
+        "inflight_hold_ms": 1000.0,
     }
     values.update(changes)
     return FaultSettings(**values)
