@@ -460,9 +460,13 @@ def _classify(status: int, body: dict[str, Any], invoice: Invoice, *, retry: boo
     return result
 
 
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _msat_or_zero(value: Any) -> int:
     found = promised_msat(value)
-    return found if isinstance(found, int) and not isinstance(found, bool) else 0
+    return found if _is_whole(found) else 0
 
 
 def answer_view(payment_hash: str, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -472,14 +476,7 @@ def answer_view(payment_hash: str, body: dict[str, Any]) -> dict[str, Any] | Non
     status = LNBITS_STATUS.get(str(body.get("status") or ""))
     if status is None or "payment_hash" not in body:
         return None
-    return {
-        "payout_id": payment_hash,
-        "payment_hash": payment_hash,
-        "status": status,
-        "amount_msat": promised_msat(body.get("amount")),
-        # a failed Payment keeps its fee reserve as `fee` (see payout_view): no fee charged
-        "fee_msat": 0 if status == "failed" else promised_msat(body.get("fee")),
-    }
+    return _as_payout(payment_hash, status, body)
 
 
 def booked_status(body: dict[str, Any]) -> str:
@@ -496,9 +493,7 @@ def promised_msat(value: Any) -> Any:
     """A msat field LNbits promises, as the suite reads it: a whole number's size (LNbits signs
     outgoing amounts and fees), anything else (absent: None, a string, a float) left as it came,
     so the reading rules (lnchaos/checker/answers.py) find it `malformed_answer`, never 0."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return abs(value)
-    return value
+    return abs(value) if _is_whole(value) else value
 
 
 def wallet_view(body: dict[str, Any]) -> dict[str, Any]:
@@ -516,15 +511,20 @@ def payout_view(payment_hash: str, body: dict[str, Any]) -> dict[str, Any]:
     else:
         status = LNBITS_STATUS.get(str(body.get("status") or "pending"), "pending")
     details = body.get("details") if isinstance(body.get("details"), dict) else {}
+    return _as_payout(payment_hash, status, details)
+
+
+def _as_payout(payment_hash: str, status: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A payment of LNbits (its row, or its Payment in an answer) as a payout in `status`."""
     # LNbits marks a failed payment failed and leaves its row's `fee` at the fee reserve it
     # held (lnbits/core/services/payments.py: only `status` is updated); a failed row is out
     # of the balance, so that number is no fee charged: the word check reads it as none
-    fee_msat = 0 if status == "failed" else promised_msat(details.get("fee"))
+    fee_msat = 0 if status == "failed" else promised_msat(row.get("fee"))
     return {
         "payout_id": payment_hash,
         "payment_hash": payment_hash,
         "status": status,
-        "amount_msat": promised_msat(details.get("amount")),
+        "amount_msat": promised_msat(row.get("amount")),
         "fee_msat": fee_msat,
     }
 
@@ -536,7 +536,7 @@ def outgoing(payments: list[Any]) -> list[dict[str, Any]]:
         if not isinstance(payment, dict):
             continue
         amount = payment.get("amount")
-        if isinstance(amount, int) and not isinstance(amount, bool) and amount >= 0:
+        if _is_whole(amount) and amount >= 0:
             continue  # incoming (LNbits signs outgoing amounts below zero)
         # an amount or fee not as promised stays as it came: the judge refuses to read it
         # (_charged_msat), never takes it for 0
@@ -824,7 +824,7 @@ def _charged_msat(mine: dict[str, Any]) -> int:
     whole msat; one that is not is no charge the judge may assume (TargetError: the run's
     reconciliation failed, and says which payment's row)."""
     parts = (mine.get("amount_msat"), mine.get("fee_msat"))
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in parts):
+    if not all(_is_whole(v) for v in parts):
         raise TargetError(
             f"GET /api/v1/payments: payment {mine.get('payment_hash')}: amount and fee "
             f"{parts!r} not whole msat (malformed_answer)"
