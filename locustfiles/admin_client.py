@@ -36,6 +36,11 @@ class TargetError(Exception):
     """The target did not answer, or answered with an error."""
 
 
+class TargetTimeout(TargetError):
+    """The target took longer than REQUEST_TIMEOUT_S to answer: a moment of its load, or a read
+    that waits for the node (LNbits' status of a payment in flight), not an answer."""
+
+
 class TargetAdmin:
     def __init__(self, base_url: str, admin_token: str | None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -63,6 +68,12 @@ class TargetAdmin:
         except urllib.error.HTTPError as err:
             detail = err.read()[:300].decode(errors="replace")
             raise TargetError(f"{method} {path}: HTTP {err.code} {detail}") from None
+        except urllib.error.URLError as err:
+            if isinstance(err.reason, TimeoutError):  # the connect timed out
+                raise TargetTimeout(f"{method} {path}: timed out") from None
+            raise TargetError(f"{method} {path}: {err}") from None
+        except TimeoutError:  # the answer timed out
+            raise TargetTimeout(f"{method} {path}: timed out") from None
         except (OSError, ValueError) as err:
             raise TargetError(f"{method} {path}: {err}") from None
 
@@ -177,6 +188,9 @@ class TargetAdmin:
         Bounded: after timeout_s the last answer is returned as it is (its `unresolved` then says
         what did not become final).
 
+        A poll that timed out (TargetTimeout) is asked again until timeout_s: a moment of load
+        is not the target's failure. Any other error, or a timeout at the end, is (TargetError).
+
         at_start: the judge's record of what the target held at the run's start (scope.py): a
         payout the target's clock put "before the run" that was not there then is the run's, and
         is waited for like the others.
@@ -184,7 +198,14 @@ class TargetAdmin:
         deadline = time.monotonic() + timeout_s
         previous: tuple[Any, ...] | None = None
         while True:
-            report = self.reconciliation(since_ms=since_ms, stuck_after_s=0.0)
+            try:
+                report = self.reconciliation(since_ms=since_ms, stuck_after_s=0.0)
+            except TargetTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+                previous = None  # a settled answer counts only if the next one agrees
+                time.sleep(poll_interval_s)
+                continue
             # Settled by the very field the verdict counts: the target reads its rows, then asks
             # the node, then counts; a payout settled in between shows pending in `unresolved`
             # but not in `pending`, so `pending` alone could end the wait on a stale verdict.
