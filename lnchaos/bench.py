@@ -23,7 +23,9 @@ minute, the peak at the end and whether it stayed within 10 %.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import statistics
 import sys
@@ -823,16 +825,16 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
                     print(f"  rep {repetition + 1}/{settings.repetitions} {kind}: "
                           f"{_headline(result)}", flush=True)  # fmt: skip
         detect: dict[str, Any] = {"measured": False, "reason": "the suite was not run"}
+        checked = summarize(runs, settings)["suite_checked_payouts_per_s"] or 0.0
         if settings.suite:
             detect_dir = Path(tmp) / "detect"
             detect_dir.mkdir()
-            detect = measure_time_to_detect(settings, detect_dir, cpus)
+            detect = measure_time_to_detect(settings, detect_dir, cpus, checked)
             if not settings.quiet:
                 print(f"  time to detect: {_detect_line(detect)}", flush=True)
         reason = "off (--no-arrival-rate)" if settings.suite else "the suite was not run"
         arrival: dict[str, Any] = {"measured": False, "reason": reason}
         if settings.suite and settings.arrival_rate:
-            checked = summarize(runs, settings)["suite_checked_payouts_per_s"] or 0.0
             arrival_dir = Path(tmp) / "arrival-rate"
             arrival_dir.mkdir()
             arrival = highest_arrival_rate(settings, arrival_dir, cpus, checked)
@@ -849,13 +851,38 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
 # payers, checks on): how long a rehearsal of the incident takes to show the bug
 DETECT_TIMEOUT_RATE = 0.01
 DETECT_ARGS = ["--fix", "off", "--timeout-rate", str(DETECT_TIMEOUT_RATE)]
+# The detect run lasts long enough to expect this many timed-out payouts at the checked payouts/s
+# the bench just measured (none in it: a chance of e^-10), plus the time the first one takes to
+# show (the node's hold of 1.5 s, the wallet's deadline, the check's poll), and at most
+# DETECT_RUN_MAX_S. A fixed 4 s run at a busy machine's rate once met no timeout in time to be
+# found while it ran (CI at 6aa6264): the bug was found at the end, not "while it ran".
+DETECT_TIMEOUTS_EXPECTED = 10
+DETECT_SHOW_S = 4
+DETECT_RUN_MAX_S = 60
+
+
+def detect_run_s(settings: BenchSettings, checked_payouts_per_s: float) -> int:
+    """The detect run's length (warm-up included): the bench's own run length, or longer when
+    that run would expect fewer than DETECT_TIMEOUTS_EXPECTED timeouts; DETECT_RUN_MAX_S at most
+    (and when the rate is unknown)."""
+    run_s = settings.warmup_s + settings.duration_s
+    if checked_payouts_per_s <= 0:
+        return max(run_s, DETECT_RUN_MAX_S)
+    needed_s = DETECT_TIMEOUTS_EXPECTED / (DETECT_TIMEOUT_RATE * checked_payouts_per_s)
+    return max(run_s, min(DETECT_RUN_MAX_S, math.ceil(needed_s + DETECT_SHOW_S)))
 
 
 def measure_time_to_detect(
-    settings: BenchSettings, run_dir: Path, cpus: tuple[set[int] | None, set[int] | None]
+    settings: BenchSettings,
+    run_dir: Path,
+    cpus: tuple[set[int] | None, set[int] | None],
+    checked_payouts_per_s: float,
 ) -> dict[str, Any]:
-    """One checked suite run with fix off and 1 % timeouts; its time to detect from the
-    timeline of its consistency.json (report.time_to_detect_s: sampled once a second)."""
+    """One checked suite run with fix off and 1 % timeouts (detect_run_s long); its time to
+    detect from the timeline of its consistency.json (report.time_to_detect_s: sampled once a
+    second)."""
+    run_s = detect_run_s(settings, checked_payouts_per_s)
+    settings = dataclasses.replace(settings, duration_s=run_s - settings.warmup_s)
     try:
         result = measure_suite(
             settings, run_dir, cpus, "on", SUITE_CHECK_ARGS["on"], DETECT_ARGS, "-detect"

@@ -152,6 +152,19 @@ def test_cpu_plan_pins_driver_and_server_apart() -> None:
     assert bench.cpu_plan(pin=False) == (None, None)
 
 
+def test_the_detect_run_lasts_long_enough_to_expect_its_timeouts() -> None:
+    short = bench.BenchSettings(duration_s=3, warmup_s=1)
+    # 200 payouts/s at 1 %: 2 timeouts a second, 10 expected in 5 s, and the time to show
+    assert bench.detect_run_s(short, 200.0) == 5 + bench.DETECT_SHOW_S
+    # 30 payouts/s: 0.3 a second, a 4 s run would expect 1.2 (CI at 6aa6264 found none in time)
+    slow_s = bench.detect_run_s(short, 30.0)
+    assert slow_s * bench.DETECT_TIMEOUT_RATE * 30.0 >= bench.DETECT_TIMEOUTS_EXPECTED
+    # a slow machine, or no rate measured: bounded; a bench run longer than needed: its own length
+    assert bench.detect_run_s(short, 0.5) == bench.DETECT_RUN_MAX_S
+    assert bench.detect_run_s(short, 0.0) == bench.DETECT_RUN_MAX_S
+    assert bench.detect_run_s(bench.BenchSettings(duration_s=100, warmup_s=2), 500.0) == 102
+
+
 def test_summary_figures_are_medians_and_its_ratios_are_paired() -> None:
     def driver_run(rps: float) -> dict:
         return {
