@@ -68,13 +68,12 @@ class TargetAdmin:
         except urllib.error.HTTPError as err:
             detail = err.read()[:300].decode(errors="replace")
             raise TargetError(f"{method} {path}: HTTP {err.code} {detail}") from None
-        except urllib.error.URLError as err:
-            if isinstance(err.reason, TimeoutError):  # the connect timed out
-                raise TargetTimeout(f"{method} {path}: timed out") from None
-            raise TargetError(f"{method} {path}: {err}") from None
-        except TimeoutError:  # the answer timed out
-            raise TargetTimeout(f"{method} {path}: timed out") from None
         except (OSError, ValueError) as err:
+            # the answer timed out (TimeoutError), or the connect did (urllib wraps it)
+            if isinstance(err, TimeoutError) or isinstance(
+                getattr(err, "reason", None), TimeoutError
+            ):
+                raise TargetTimeout(f"{method} {path}: timed out") from None
             raise TargetError(f"{method} {path}: {err}") from None
 
     def health(self) -> dict[str, Any]:

@@ -657,13 +657,13 @@ class LNbitsJudge(TargetAdmin):
         # the wallets first, then the node: a payment the wallet believes final was final at the
         # node before (the wallet learns it from the node), so the truth read after is never older
         views: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {}
-        errors: list[str] = []
+        errors: list[TargetError] = []
         pool = gevent.pool.Pool(JUDGE_CONCURRENCY)
         for record in records:
             pool.spawn(self._read_wallet, record, views, errors)
         pool.join()
         if errors:
-            raise TargetError(errors[0])
+            raise errors[0]  # its class kept: a timeout is asked again by the final wait
         truths = self._truths([h for r in records for h in r.payments])
         kinds: dict[str, dict[str, Any]] = {
             kind: {"count": 0, "amount_msat": 0, "examples": []}
@@ -695,13 +695,13 @@ class LNbitsJudge(TargetAdmin):
         again), so the final wait's polls ask only for those still in flight."""
         wanted = set(hashes)
         truths = {h: t for h, t in self._final_truth.items() if h in wanted}
-        errors: list[str] = []
+        errors: list[TargetError] = []
 
         def one(payment_hash: str) -> None:
             try:
                 truth = self.node_payment(payment_hash)
             except TargetError as err:
-                errors.append(str(err))
+                errors.append(err)
                 return
             truths[payment_hash] = truth
             if truth.get("status") in checker.FINAL_NODE and truth.get("status") != "unknown":
@@ -713,14 +713,14 @@ class LNbitsJudge(TargetAdmin):
                 pool.spawn(one, payment_hash)
         pool.join(timeout=REQUEST_TIMEOUT_S * (1 + len(hashes) // JUDGE_CONCURRENCY))
         if errors:
-            raise TargetError(f"the node's truth: {errors[0]}")
+            raise type(errors[0])(f"the node's truth: {errors[0]}")
         return truths
 
     def _read_wallet(
         self,
         record: WalletRecord,
         views: dict[str, tuple[int, dict[str, dict[str, Any]]]],
-        errors: list[str],
+        errors: list[TargetError],
     ) -> None:
         """A wallet's balance and what it believes it paid, its pending payments followed once
         (LNbits asks its node about a payment when asked about it, as a payer would).
@@ -745,7 +745,7 @@ class LNbitsJudge(TargetAdmin):
                     break
                 believed = again
         except TargetError as err:
-            errors.append(f"wallet {record.wallet_id}: {err}")
+            errors.append(type(err)(f"wallet {record.wallet_id}: {err}"))
             return
         views[record.wallet_id] = (balance_msat, believed)
 

@@ -158,9 +158,9 @@ HELD = {"payment_hash": "c" * 64, "status": "pending", "amount_msat": 2000, "fee
 
 def _read_or_errors(
     judge: ScriptedLNbits,
-) -> tuple[tuple[int, dict[str, dict[str, Any]]] | None, list[str]]:
+) -> tuple[tuple[int, dict[str, dict[str, Any]]] | None, list[TargetError]]:
     views: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {}
-    errors: list[str] = []
+    errors: list[TargetError] = []
     judge._read_wallet(WalletRecord("w1", "key", 1_000_000, 0, {}), views, errors)
     return views.get("w1"), errors
 
@@ -208,4 +208,18 @@ def test_a_follow_that_fails_otherwise_is_the_judges_failure_to_read() -> None:
     judge = ScriptedLNbits([[PAID, HELD]], [996_993], follow=refused)
     view, errors = _read_or_errors(judge)
     assert view is None
-    assert errors == [f"wallet w1: {refused}"]
+    assert [str(e) for e in errors] == [f"wallet w1: {refused}"]
+    assert not isinstance(errors[0], TargetTimeout)  # the final wait does not ask again
+
+
+class SlowBalance(ScriptedLNbits):
+    def wallet(self, wallet_id: str, api_key: str) -> dict[str, Any]:
+        raise TargetTimeout("GET /api/v1/wallet: timed out")
+
+
+def test_a_wallet_read_that_timed_out_stays_a_timeout_for_the_final_wait() -> None:
+    # the final wait asks a timed-out reconciliation again (above): LNbits' must stay one
+    view, errors = _read_or_errors(SlowBalance([[PAID]], [998_993]))
+    assert view is None
+    assert [str(e) for e in errors] == ["wallet w1: GET /api/v1/wallet: timed out"]
+    assert isinstance(errors[0], TargetTimeout)
